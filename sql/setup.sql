@@ -1,0 +1,26 @@
+--
+-- setup: the extension, a server pointing at the mock KIS server, a user
+-- mapping and the foreign tables the other tests use.  The mock's URL and
+-- CA come from the environment so that no port appears in expected output.
+--
+\getenv mock_url KIS_MOCK_URL
+\getenv mock_ca KIS_MOCK_CA
+
+CREATE EXTENSION kis_fdw;
+\dx kis_fdw
+
+CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw
+  OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
+           rate_limit '0', max_retries '1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER kis
+  OPTIONS (app_key 'PSregressAppKey000000000000000000000', app_secret 'regress-secret');
+
+-- the table of the issue, as a user would write it
+CREATE FOREIGN TABLE kis_prices (
+  symbol text, name text, price numeric, change numeric, change_rate numeric,
+  volume bigint, open numeric, high numeric, low numeric, per numeric, pbr numeric,
+  fetched_at timestamptz, raw jsonb)
+  SERVER kis OPTIONS (endpoint 'domestic_price');
+
+CREATE TABLE portfolio (symbol text PRIMARY KEY, qty int NOT NULL);
+INSERT INTO portfolio VALUES ('005930', 10), ('000660', 3), ('035420', 7);

@@ -1,0 +1,948 @@
+/*-------------------------------------------------------------------------
+ *
+ * fetch.c
+ *	  The fetch engine: requests of one scan run concurrently over libcurl's
+ *	  multi interface, at most max_concurrency at a time, each send (retries
+ *	  included) passing the rate gate once, and come back in completion
+ *	  order.  Failed requests are retried with exponential backoff and
+ *	  jitter; a rejected token is replaced once and the request resent.
+ *
+ * Two layers:
+ *
+ * - The transport (one per backend): the curl multi handle, the sockets
+ *	 curl asks us to watch, curl's timer and a WaitEventSet built from them
+ *	 plus our latch.  It lives for the backend so that keep-alive
+ *	 connections (and their TLS sessions) survive from one query to the
+ *	 next.  Several scans can be open at once (a join of two foreign
+ *	 tables), so completions are routed to the fetcher that owns them.
+ *
+ * - The fetcher (one per scan run): its queues of requests, its easy
+ *	 handles and header lists.  It lives in a memory context whose reset
+ *	 callback removes and frees every handle it still owns, whether the
+ *	 scan ended, was rescanned, failed or was cancelled.  After an abnormal
+ *	 end the transport is torn down too (the pool's state is unknown), as
+ *	 soon as no other fetcher uses it.
+ *
+ * Waiting never blocks inside libcurl: we wait on curl's sockets, our
+ * latch and the next timer in one WaitEventSetWait, then tell curl what
+ * happened (curl_multi_socket_action) and run CHECK_FOR_INTERRUPTS, so a
+ * cancel is seen within milliseconds.  Nothing here throws from inside a
+ * libcurl callback: callbacks only record, and we act after curl returns.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "kis_fdw.h"
+
+#define KIS_MAX_RESPONSE_BYTES	(4 * 1024 * 1024)
+#define KIS_MAX_SOCKETS			256
+#define KIS_BACKOFF_BASE_MS		200
+#define KIS_BACKOFF_CAP_MS		5000
+#define KIS_RATE_PENALTY_MS		500 /* after EGW00201, for the whole key */
+#define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
+#define KIS_USER_AGENT			"kis_fdw/1.0"
+
+typedef enum KisRequestKind
+{
+	KIS_REQ_DATA,
+	KIS_REQ_TOKEN
+} KisRequestKind;
+
+/* One HTTP exchange, possibly sent several times */
+typedef struct KisRequest
+{
+	dlist_node	node;			/* in one of the fetcher's lists */
+	struct KisFetcher *fetcher;
+	KisRequestKind kind;
+	void	   *arg;
+	char	   *url;
+	const char *tr_id;
+	int			attempts;		/* sends so far */
+	int			token_rejections;
+	uint64		token_generation;	/* of the token it was sent with */
+	TimestampTz not_before;		/* while delayed */
+	TimestampTz started_at;
+
+	/* owned while in flight; freed by release_request */
+	CURL	   *easy;
+	struct curl_slist *headers;
+	char	   *body;			/* response bytes, palloc'd without throwing */
+	size_t		body_len;
+	size_t		body_cap;
+	bool		body_too_large;
+	char		errbuf[CURL_ERROR_SIZE];
+} KisRequest;
+
+struct KisFetcher
+{
+	MemoryContext cxt;
+	const KisConfig *config;
+	KisFetchStats *stats;
+	KisLimiter *limiter;
+	KisTokenSlot *token_slot;
+	char	   *token_body;		/* tokenP JSON; holds the secret */
+
+	dlist_head	ready;			/* may go when a slot and the gate allow */
+	dlist_head	delayed;		/* backing off until not_before */
+	dlist_head	inflight;		/* added to the multi handle */
+	dlist_head	done;			/* completions not yet taken */
+	int			ndata_inflight;
+	int			npending;		/* data requests not yet completed */
+	bool		token_inflight;
+	int			token_failures;
+	TimestampTz gate_blocked_since; /* 0 when not blocked by the gate */
+
+	bool		orderly;		/* kis_fetch_end ran */
+	bool		released;
+	dlist_node	active_node;	/* in transport.fetchers */
+	MemoryContextCallback cleanup;
+};
+
+typedef struct KisSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} KisSocket;
+
+/* The backend's transport; see the file header */
+static struct
+{
+	CURLM	   *multi;
+	KisSocket	sockets[KIS_MAX_SOCKETS];
+	int			nsockets;
+	bool		sockets_changed;
+	bool		socket_overflow;
+	TimestampTz timer_deadline; /* -1: no timer */
+	WaitEventSet *wes;
+	dlist_head	fetchers;		/* open fetchers */
+	bool		drop_pool;		/* tear down when the last fetcher goes */
+} transport = {.timer_deadline = -1, .fetchers = DLIST_STATIC_INIT(transport.fetchers)};
+
+/* ----------------------------------------------------------------
+ * libcurl callbacks: record only, never throw
+ * ----------------------------------------------------------------
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < transport.nsockets; i++)
+	{
+		if (transport.sockets[i].fd == fd)
+			break;
+	}
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < transport.nsockets)
+			transport.sockets[i] = transport.sockets[--transport.nsockets];
+	}
+	else if (i < transport.nsockets)
+		transport.sockets[i].what = what;
+	else if (transport.nsockets < KIS_MAX_SOCKETS)
+	{
+		transport.sockets[i].fd = fd;
+		transport.sockets[i].what = what;
+		transport.nsockets++;
+	}
+	else
+	{
+		transport.socket_overflow = true;
+		return -1;
+	}
+	transport.sockets_changed = true;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		transport.timer_deadline = -1;
+	else
+		transport.timer_deadline = GetCurrentTimestamp() + (int64) timeout_ms * 1000;
+	return 0;
+}
+
+/* Sockets are accounted to PostgreSQL's fd budget while curl holds them. */
+static curl_socket_t
+open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	curl_socket_t fd;
+
+	if (!AcquireExternalFD())
+	{
+		errno = EMFILE;
+		return CURL_SOCKET_BAD;
+	}
+	fd = socket(addr->family, addr->socktype, addr->protocol);
+	if (fd == CURL_SOCKET_BAD)
+		ReleaseExternalFD();
+	return fd;
+}
+
+static int
+close_socket_cb(void *clientp, curl_socket_t fd)
+{
+	int			rc = close(fd);
+
+	ReleaseExternalFD();
+	return rc;
+}
+
+/* Collect the body, refusing more than KIS_MAX_RESPONSE_BYTES */
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	KisRequest *req = (KisRequest *) userp;
+	size_t		n = size * nmemb;
+
+	if (req->body_len + n > KIS_MAX_RESPONSE_BYTES)
+	{
+		req->body_too_large = true;
+		return 0;				/* makes curl fail with CURLE_WRITE_ERROR */
+	}
+	if (req->body_len + n + 1 > req->body_cap)
+	{
+		size_t		cap = Max(req->body_cap * 2, req->body_len + n + 1);
+		char	   *grown;
+
+		cap = Max(cap, 8192);
+		grown = MemoryContextAllocExtended(req->fetcher->cxt, cap, MCXT_ALLOC_NO_OOM);
+		if (grown == NULL)
+			return 0;
+		if (req->body != NULL)
+		{
+			memcpy(grown, req->body, req->body_len);
+			pfree(req->body);
+		}
+		req->body = grown;
+		req->body_cap = cap;
+	}
+	memcpy(req->body + req->body_len, data, n);
+	req->body_len += n;
+	req->body[req->body_len] = '\0';
+	return n;
+}
+
+/* ----------------------------------------------------------------
+ * The transport
+ * ----------------------------------------------------------------
+ */
+static CURLM *
+transport_multi(void)
+{
+	if (transport.multi == NULL)
+	{
+		CURLM	   *multi = curl_multi_init();
+
+		if (multi == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl multi handle")));
+		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		transport.multi = multi;
+		transport.nsockets = 0;
+		transport.timer_deadline = -1;
+		transport.sockets_changed = true;
+	}
+	return transport.multi;
+}
+
+/* Close every pooled connection and the wait set; never throws */
+static void
+transport_teardown(void)
+{
+	if (transport.multi != NULL)
+	{
+		curl_multi_cleanup(transport.multi);
+		transport.multi = NULL;
+	}
+	if (transport.wes != NULL)
+	{
+		FreeWaitEventSet(transport.wes);
+		transport.wes = NULL;
+	}
+	transport.nsockets = 0;
+	transport.timer_deadline = -1;
+	transport.sockets_changed = true;
+	transport.socket_overflow = false;
+	transport.drop_pool = false;
+}
+
+static void
+transport_rebuild_wait_set(void)
+{
+	if (transport.wes != NULL)
+	{
+		FreeWaitEventSet(transport.wes);
+		transport.wes = NULL;
+	}
+	transport.wes = CreateWaitEventSet(TopMemoryContext, transport.nsockets + 2);
+	AddWaitEventToSet(transport.wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(transport.wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < transport.nsockets; i++)
+	{
+		int			events = 0;
+
+		if (transport.sockets[i].what & CURL_POLL_IN)
+			events |= WL_SOCKET_READABLE;
+		if (transport.sockets[i].what & CURL_POLL_OUT)
+			events |= WL_SOCKET_WRITEABLE;
+		if (events != 0)
+			AddWaitEventToSet(transport.wes, events, transport.sockets[i].fd, NULL, NULL);
+	}
+	transport.sockets_changed = false;
+}
+
+/* Tell curl about one socket event or its timer; never throws */
+static void
+transport_action(curl_socket_t fd, int mask)
+{
+	int			running;
+
+	curl_multi_socket_action(transport.multi, fd, mask, &running);
+}
+
+/* ----------------------------------------------------------------
+ * Requests
+ * ----------------------------------------------------------------
+ */
+
+/* Free what curl holds for a request; never throws */
+static void
+release_request(KisRequest *req)
+{
+	if (req->easy != NULL)
+	{
+		if (transport.multi != NULL)
+			curl_multi_remove_handle(transport.multi, req->easy);
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+	}
+	if (req->headers != NULL)
+	{
+		curl_slist_free_all(req->headers);
+		req->headers = NULL;
+	}
+}
+
+/* The body buffer is only needed until the answer is parsed */
+static void
+forget_body(KisRequest *req)
+{
+	if (req->body != NULL)
+		pfree(req->body);
+	req->body = NULL;
+	req->body_len = req->body_cap = 0;
+}
+
+/* Append a header line; the list stays owned by the request either way */
+static void
+add_header(KisRequest *req, const char *line)
+{
+	struct curl_slist *list = curl_slist_append(req->headers, line);
+
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building a KIS request")));
+	req->headers = list;
+}
+
+/*
+ * Create the easy handle and hand it to the multi handle.  The request is
+ * on the inflight list before anything is created, so the cleanup callback
+ * finds whatever exists if something below throws.
+ */
+static void
+start_request(KisFetcher *f, KisRequest *req, const char *token)
+{
+	const KisConfig *config = f->config;
+	CURL	   *easy;
+	CURLMcode	mrc;
+	bool		plain_http = strncmp(config->base_url, "http://", 7) == 0;
+
+	dlist_push_tail(&f->inflight, &req->node);
+	req->body_len = 0;
+	req->body_too_large = false;
+	req->errbuf[0] = '\0';
+	req->attempts++;
+	req->started_at = GetCurrentTimestamp();
+
+	req->easy = easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/* validated: plain http only to a loopback test server */
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (config->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, config->ca_file);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, KIS_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+
+	add_header(req, "content-type: application/json; charset=utf-8");
+	if (req->kind == KIS_REQ_TOKEN)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, f->token_body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->token_body));
+	}
+	else
+	{
+		char	   *line;
+
+		line = psprintf("authorization: Bearer %s", token);
+		add_header(req, line);
+		explicit_bzero(line, strlen(line));
+		pfree(line);
+		line = psprintf("appkey: %s", config->app_key);
+		add_header(req, line);
+		pfree(line);
+		line = psprintf("appsecret: %s", config->app_secret);
+		add_header(req, line);
+		explicit_bzero(line, strlen(line));
+		pfree(line);
+		line = psprintf("tr_id: %s", req->tr_id);
+		add_header(req, line);
+		pfree(line);
+		add_header(req, "custtype: P");
+		f->ndata_inflight++;
+		f->stats->requests++;
+	}
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+
+	mrc = curl_multi_add_handle(transport_multi(), easy);
+	if (mrc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start a KIS request: %s", curl_multi_strerror(mrc))));
+}
+
+static KisRequest *
+new_request(KisFetcher *f, KisRequestKind kind, const char *url, const char *tr_id, void *arg)
+{
+	KisRequest *req = MemoryContextAllocZero(f->cxt, sizeof(KisRequest));
+
+	req->fetcher = f;
+	req->kind = kind;
+	req->url = MemoryContextStrdup(f->cxt, url);
+	req->tr_id = tr_id;
+	req->arg = arg;
+	return req;
+}
+
+/* Exponential backoff with jitter: half to all of base * 2^(n-1), capped */
+static int64
+backoff_us(int attempts)
+{
+	double		ms = KIS_BACKOFF_BASE_MS * pow(2.0, Max(attempts - 1, 0));
+
+	ms = Min(ms, KIS_BACKOFF_CAP_MS);
+	return (int64) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)) * 1000.0);
+}
+
+/*
+ * Hand a finished data request to the scan.  The completion and its parsed
+ * answer live in their own small context, freed by kis_fetch_forget.
+ */
+static void
+complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
+				 MemoryContext rcxt, TimestampTz now)
+{
+	KisCompletion *c = MemoryContextAllocZero(rcxt, sizeof(KisCompletion));
+
+	c->cxt = rcxt;
+	c->arg = req->arg;
+	c->resp = *resp;
+	c->attempts = req->attempts;
+	c->completed_at = now;
+	if (resp->outcome != KIS_OUTCOME_OK && resp->outcome != KIS_OUTCOME_FAILED)
+	{
+		/* retries exhausted: report it as this key's failure */
+		MemoryContext old = MemoryContextSwitchTo(rcxt);
+
+		c->resp.outcome = KIS_OUTCOME_FAILED;
+		c->resp.problem = psprintf("gave up after %d attempts, last answer %s",
+								   req->attempts, kis_response_summary(resp));
+		c->resp.msg_cd = NULL;
+		MemoryContextSwitchTo(old);
+	}
+	if (c->resp.outcome != KIS_OUTCOME_OK)
+		f->stats->failures++;
+	f->npending--;
+	dlist_push_tail(&f->done, &c->node);
+}
+
+static void
+retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
+				  MemoryContext rcxt, TimestampTz now)
+{
+	if (req->attempts > f->config->max_retries)
+	{
+		complete_request(f, req, resp, rcxt, now);
+		return;
+	}
+	MemoryContextDelete(rcxt);
+	f->stats->retries++;
+	req->not_before = now + backoff_us(req->attempts);
+	dlist_push_tail(&f->delayed, &req->node);
+}
+
+static bool
+curl_error_is_tls_trust(CURLcode rc)
+{
+	return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+		rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
+		rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+static const char *
+curl_error_text(KisRequest *req, CURLcode rc)
+{
+	return req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc);
+}
+
+static void
+finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
+					 TimestampTz now)
+{
+	char	   *detail;
+	KisTokenResult res;
+
+	f->token_inflight = false;
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("could not reach KIS to obtain an access token"),
+				 errdetail("%s (%s)", curl_error_text(req, rc), f->config->base_url),
+				 curl_error_is_tls_trust(rc) ?
+				 errhint("The server's certificate was not trusted; check the server's ca_file option.") :
+				 errhint("Check the server's base_url option and the network.")));
+
+	res = kis_token_accept(f->token_slot, status, req->body ? req->body : "",
+						   req->body_len, now, &detail);
+	forget_body(req);
+	if (res == KIS_TOKEN_OK)
+	{
+		f->stats->tokens_issued++;
+		f->token_failures = 0;
+		return;
+	}
+	if (res == KIS_TOKEN_RETRY && ++f->token_failures <= f->config->max_retries)
+		return;					/* pump asks again once the interval allows */
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("KIS did not issue an access token"),
+			 errdetail("%s", detail),
+			 res == KIS_TOKEN_RETRY ?
+			 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
+			 errhint("Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.")));
+}
+
+static void
+finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
+					TimestampTz now)
+{
+	KisResponse resp;
+	MemoryContext rcxt;
+	MemoryContext old;
+
+	f->ndata_inflight--;
+	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("could not verify the TLS certificate of the KIS server"),
+				 errdetail("%s", curl_error_text(req, rc)),
+				 errhint("Check the server's ca_file and base_url options.")));
+
+	rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(rcxt);
+	if (rc == CURLE_OK)
+		kis_response_read(&resp, status, req->body ? req->body : "", req->body_len);
+	else
+	{
+		memset(&resp, 0, sizeof(resp));
+		resp.http_status = status;
+		if (req->body_too_large)
+		{
+			resp.outcome = KIS_OUTCOME_FAILED;
+			resp.problem = psprintf("answer larger than %d bytes", KIS_MAX_RESPONSE_BYTES);
+		}
+		else
+		{
+			resp.outcome = KIS_OUTCOME_RETRY;
+			resp.problem = psprintf("network error: %s", curl_error_text(req, rc));
+		}
+	}
+	MemoryContextSwitchTo(old);
+	forget_body(req);
+
+	switch (resp.outcome)
+	{
+		case KIS_OUTCOME_OK:
+		case KIS_OUTCOME_FAILED:
+			complete_request(f, req, &resp, rcxt, now);
+			break;
+		case KIS_OUTCOME_RETRY_RATE:
+			f->stats->rate_limited++;
+			kis_limiter_back_off(f->limiter, now + KIS_RATE_PENALTY_MS * 1000);
+			retry_or_complete(f, req, &resp, rcxt, now);
+			break;
+		case KIS_OUTCOME_RETRY:
+			retry_or_complete(f, req, &resp, rcxt, now);
+			break;
+		case KIS_OUTCOME_TOKEN:
+			/* replace the token once for everyone; resend without charge */
+			if (++req->token_rejections > 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+						 errmsg("KIS rejected a newly issued access token"),
+						 errdetail("%s", kis_response_summary(&resp))));
+			MemoryContextDelete(rcxt);
+			kis_token_invalidate(f->token_slot, req->token_generation);
+			req->attempts--;
+			dlist_push_head(&f->ready, &req->node);
+			break;
+		case KIS_OUTCOME_FATAL:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("KIS refused the request"),
+					 errdetail("%s", kis_response_summary(&resp)),
+					 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).")));
+	}
+}
+
+/* Take curl's finished transfers and route them to their fetchers */
+static void
+drain_completions(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while (transport.multi != NULL &&
+		   (msg = curl_multi_info_read(transport.multi, &left)) != NULL)
+	{
+		KisRequest *req;
+		KisFetcher *f;
+		char	   *priv = NULL;
+		CURLcode	rc = msg->data.result;
+		long		status = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+		req = (KisRequest *) priv;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		f = req->fetcher;
+
+		dlist_delete(&req->node);
+		release_request(req);
+		f->stats->http_ms += (double) (now - req->started_at) / 1000.0;
+
+		if (req->kind == KIS_REQ_TOKEN)
+			finish_token_request(f, req, rc, status, now);
+		else
+			finish_data_request(f, req, rc, status, now);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The loop
+ * ----------------------------------------------------------------
+ */
+static TimestampTz
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return Min(a, b);
+}
+
+static void
+note_gate(KisFetcher *f, bool blocked, TimestampTz now)
+{
+	if (blocked && f->gate_blocked_since == 0)
+		f->gate_blocked_since = now;
+	else if (!blocked && f->gate_blocked_since != 0)
+	{
+		f->stats->rate_wait_ms += (double) (now - f->gate_blocked_since) / 1000.0;
+		f->gate_blocked_since = 0;
+	}
+}
+
+/*
+ * Start whatever may start now.  Returns when something of ours next
+ * becomes possible (a backoff ends, the gate opens, a token may be
+ * issued), or -1 if only curl's events can move us on.
+ */
+static TimestampTz
+pump(KisFetcher *f, TimestampTz now)
+{
+	TimestampTz wake = -1;
+	dlist_mutable_iter iter;
+	const char *token;
+	uint64		generation = 0;
+	bool		blocked = false;
+
+	dlist_foreach_modify(iter, &f->delayed)
+	{
+		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
+
+		if (req->not_before <= now)
+		{
+			dlist_delete(&req->node);
+			dlist_push_tail(&f->ready, &req->node);
+		}
+		else
+			wake = earliest(wake, req->not_before);
+	}
+
+	token = kis_token_get(f->token_slot, now, &generation);
+	if (token == NULL)
+	{
+		if (!f->token_inflight && f->npending > 0)
+		{
+			TimestampTz allowed = kis_token_next_issue(f->token_slot);
+
+			if (now >= allowed)
+			{
+				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
+
+				f->token_inflight = true;
+				start_request(f, new_request(f, KIS_REQ_TOKEN, url, NULL, NULL), NULL);
+			}
+			else
+				wake = earliest(wake, allowed);
+		}
+		return wake;
+	}
+
+	while (!dlist_is_empty(&f->ready) &&
+		   f->ndata_inflight < f->config->max_concurrency)
+	{
+		int64		wait_us = kis_limiter_try_acquire(f->limiter, f->config->rate_limit, now);
+		KisRequest *req;
+
+		if (wait_us > 0)
+		{
+			wake = earliest(wake, now + wait_us);
+			blocked = true;
+			break;
+		}
+		req = dlist_container(KisRequest, node, dlist_pop_head_node(&f->ready));
+		req->token_generation = generation;
+		start_request(f, req, token);
+	}
+	note_gate(f, blocked, now);
+	return wake;
+}
+
+/* Wait for a socket, the latch or "wake", let curl work, then take its results */
+static void
+wait_and_work(TimestampTz wake)
+{
+	WaitEvent	events[16];
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz deadline = earliest(wake, transport.timer_deadline);
+	long		timeout = KIS_MAX_IDLE_WAIT_MS;
+	int			n;
+
+	if (deadline >= 0)
+		timeout = Min(timeout, (long) Max(0, (deadline - now + 999) / 1000));
+
+	if (transport.socket_overflow)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many KIS connections open in this session (more than %d)",
+						KIS_MAX_SOCKETS)));
+	if (transport.sockets_changed || transport.wes == NULL)
+		transport_rebuild_wait_set();
+
+	n = WaitEventSetWait(transport.wes, timeout, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		else if (events[i].events & WL_SOCKET_MASK)
+		{
+			int			mask = 0;
+
+			if (events[i].events & WL_SOCKET_READABLE)
+				mask |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				mask |= CURL_CSELECT_OUT;
+			transport_action(events[i].fd, mask);
+		}
+	}
+	if (transport.timer_deadline >= 0 && GetCurrentTimestamp() >= transport.timer_deadline)
+	{
+		transport.timer_deadline = -1;
+		transport_action(CURL_SOCKET_TIMEOUT, 0);
+	}
+
+	CHECK_FOR_INTERRUPTS();
+	drain_completions();
+}
+
+/* ----------------------------------------------------------------
+ * The fetcher's life
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Memory-context reset callback: give back everything libcurl holds for
+ * this fetcher.  Runs on normal end, rescan, ERROR and cancel alike; must
+ * not throw or wait.
+ */
+static void
+fetcher_cleanup(void *arg)
+{
+	KisFetcher *f = (KisFetcher *) arg;
+	dlist_mutable_iter iter;
+
+	if (f->released)
+		return;
+	f->released = true;
+
+	dlist_foreach_modify(iter, &f->inflight)
+	{
+		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
+
+		dlist_delete(&req->node);
+		release_request(req);
+	}
+	if (f->token_body != NULL)
+		explicit_bzero(f->token_body, strlen(f->token_body));
+
+	dlist_delete(&f->active_node);
+	if (!f->orderly)
+		transport.drop_pool = true;
+	if (transport.drop_pool && dlist_is_empty(&transport.fetchers))
+		transport_teardown();
+}
+
+KisFetcher *
+kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *stats)
+{
+	KisFetcher *f = MemoryContextAllocZero(run_cxt, sizeof(KisFetcher));
+	uint8		key_hash[KIS_KEY_HASH_LEN];
+
+	f->cxt = run_cxt;
+	f->config = config;
+	f->stats = stats;
+	dlist_init(&f->ready);
+	dlist_init(&f->delayed);
+	dlist_init(&f->inflight);
+	dlist_init(&f->done);
+
+	kis_hash_app_key(config->app_key, key_hash);
+	f->limiter = kis_limiter_for_key(key_hash);
+	f->token_slot = kis_token_slot(key_hash, config->base_url);
+	f->token_body = MemoryContextStrdup(run_cxt, "");
+
+	/* from here on, the callback owns what the fetcher opens */
+	dlist_push_tail(&transport.fetchers, &f->active_node);
+	f->cleanup.func = fetcher_cleanup;
+	f->cleanup.arg = f;
+	MemoryContextRegisterResetCallback(run_cxt, &f->cleanup);
+
+	{
+		MemoryContext old = MemoryContextSwitchTo(run_cxt);
+
+		f->token_body = kis_token_request_body(config);
+		MemoryContextSwitchTo(old);
+	}
+	curl_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS,
+					  (long) config->max_concurrency + 1);
+	return f;
+}
+
+/* Queue one data request: path_and_query is appended to base_url */
+void
+kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id, void *arg)
+{
+	char	   *url = psprintf("%s%s", f->config->base_url, path_and_query);
+
+	dlist_push_tail(&f->ready, &new_request(f, KIS_REQ_DATA, url, tr_id, arg)->node);
+	f->npending++;
+	pfree(url);
+}
+
+/*
+ * The next finished request, in completion order, waiting as needed; NULL
+ * when every request has finished and been taken.
+ */
+KisCompletion *
+kis_fetch_next(KisFetcher *f)
+{
+	for (;;)
+	{
+		TimestampTz wake;
+
+		if (!dlist_is_empty(&f->done))
+			return dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
+		if (f->npending == 0)
+		{
+			note_gate(f, false, GetCurrentTimestamp());
+			return NULL;
+		}
+		wake = pump(f, GetCurrentTimestamp());
+		wait_and_work(wake);
+	}
+}
+
+/* The scan has used a completion; free it and its parsed answer */
+void
+kis_fetch_forget(KisCompletion *completion)
+{
+	MemoryContextDelete(completion->cxt);
+}
+
+/*
+ * The scan is done with this fetcher in an orderly way (end or rescan):
+ * the pooled connections stay for the next query.  The memory-context
+ * callback frees the rest when the caller deletes the context.
+ */
+void
+kis_fetch_end(KisFetcher *f)
+{
+	note_gate(f, false, GetCurrentTimestamp());
+	f->orderly = true;
+}

@@ -1,0 +1,290 @@
+/*-------------------------------------------------------------------------
+ *
+ * kis_fdw.h
+ *	  Types shared by the parts of kis_fdw: resolved options, the endpoint
+ *	  catalogue, request keys, and the interfaces of the fetch engine, the
+ *	  rate gate, the token cache and the response reader.
+ *
+ * The FDW callbacks (kis_fdw.c) are glue over these pieces; each src/ file
+ * owns one of them (see DESIGN.md §4).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_FDW_H
+#define KIS_FDW_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "access/attnum.h"
+#include "lib/ilist.h"
+#include "nodes/pg_list.h"
+#include "nodes/primnodes.h"
+#include "utils/palloc.h"
+
+/*
+ * jansson's document type, declared here so that files which include
+ * PostgreSQL's fmgrprotos.h (it has a json_object of its own) need not
+ * include jansson.h.
+ */
+typedef struct json_t json_t;
+
+/* ----------------------------------------------------------------
+ * options.c: the option catalogue and the resolved configuration
+ * ----------------------------------------------------------------
+ */
+typedef enum KisEnvironment
+{
+	KIS_ENV_REAL,
+	KIS_ENV_VIRTUAL
+} KisEnvironment;
+
+typedef enum KisOnError
+{
+	KIS_ON_ERROR_ERROR,			/* abort the query */
+	KIS_ON_ERROR_SKIP,			/* drop the row, one WARNING at the end */
+	KIS_ON_ERROR_ROW			/* emit the row with NULL data and "error" set */
+} KisOnError;
+
+struct KisEndpoint;
+
+/* Everything a scan needs to know, resolved from table, server and mapping */
+typedef struct KisConfig
+{
+	/* server */
+	Oid			serverid;
+	KisEnvironment environment;
+	char	   *base_url;		/* no trailing slash */
+	double		rate_limit;		/* requests per second; 0 = no client gate */
+	int			max_concurrency;
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int			max_retries;
+	char	   *ca_file;		/* NULL: system default */
+
+	/* table (falling back to server for on_error) */
+	const struct KisEndpoint *endpoint;
+	KisOnError	on_error;
+	char	   *market;			/* default FID_COND_MRKT_DIV_CODE */
+	char	   *exchange;		/* default EXCD */
+
+	/* user mapping: filled only at execution (kis_config_add_credentials) */
+	char	   *app_key;
+	char	   *app_secret;
+	char	   *account;
+} KisConfig;
+
+extern void kis_config_for_table(Oid foreigntableid, KisConfig *config);
+extern void kis_config_add_credentials(KisConfig *config, Oid userid);
+extern char *kis_column_field_option(Oid relid, AttrNumber attnum);
+extern const char *kis_on_error_name(KisOnError mode);
+
+/* ----------------------------------------------------------------
+ * endpoints.c: one declarative entry per KIS API
+ * ----------------------------------------------------------------
+ */
+
+/* Where a query parameter's value comes from */
+typedef enum KisParamSource
+{
+	KIS_PARAM_LITERAL,			/* fixed text */
+	KIS_PARAM_SYMBOL,			/* the request key's symbol */
+	KIS_PARAM_MARKET			/* the request key's market */
+} KisParamSource;
+
+typedef struct KisParamDef
+{
+	const char *name;
+	KisParamSource source;
+	const char *literal;
+} KisParamDef;
+
+/* A friendly column: its name, the KIS field it reads, its imported type */
+typedef struct KisColumnDef
+{
+	const char *column;
+	const char *field;
+	const char *type;
+} KisColumnDef;
+
+/* How request keys look, so that bad values are refused before sending */
+typedef enum KisSymbolKind
+{
+	KIS_SYMBOL_DOMESTIC			/* 6 digits/upper-case letters, ETN Q+6 digits */
+} KisSymbolKind;
+
+typedef struct KisEndpoint
+{
+	const char *name;			/* the table option value */
+	const char *description;
+	const char *path;
+	const char *tr_id_real;
+	const char *tr_id_virtual;
+	const KisParamDef *params;	/* terminated by name == NULL */
+	const char *row_object;		/* the response member holding the row */
+	KisSymbolKind symbol_kind;
+	bool		has_market;		/* a "market" key column exists */
+	const char *notfound_field; /* "0" or "" here means: not listed */
+	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
+} KisEndpoint;
+
+extern const KisEndpoint *kis_endpoint_lookup(const char *name);
+extern char *kis_endpoint_names(void);
+extern const char *kis_endpoint_field(const KisEndpoint *ep, const char *column);
+extern const char *kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env);
+extern bool kis_symbol_is_valid(KisSymbolKind kind, const char *symbol);
+extern const char *kis_symbol_hint(KisSymbolKind kind);
+extern bool kis_market_is_valid(const char *market);
+extern char *kis_endpoint_request_path(const KisEndpoint *ep, const char *symbol,
+									   const char *market);
+
+/* ----------------------------------------------------------------
+ * quals.c: which WHERE clauses become request keys
+ * ----------------------------------------------------------------
+ */
+
+/* The key columns a scan can push down */
+typedef enum KisKeyColumn
+{
+	KIS_KEY_SYMBOL = 0,
+	KIS_KEY_MARKET,
+	KIS_NUM_KEYS
+} KisKeyColumn;
+
+extern const char *const kis_key_column_names[KIS_NUM_KEYS];
+
+/*
+ * One pushed-down condition: "key = expr" (is_array false) or
+ * "key = ANY(expr)" / "key IN (...)" (is_array true).
+ */
+typedef struct KisKeyQual
+{
+	KisKeyColumn key;
+	bool		is_array;
+	Expr	   *expr;			/* evaluated at scan start */
+	int			nconst;			/* values known at plan time, or -1 */
+} KisKeyQual;
+
+struct PlannerInfo;
+struct RelOptInfo;
+struct RestrictInfo;
+
+extern AttrNumber kis_key_attnum(Oid relid, KisKeyColumn key);
+extern bool kis_match_key_clause(struct RelOptInfo *baserel, struct RestrictInfo *rinfo,
+								 const AttrNumber *key_attnums, KisKeyQual *out);
+extern List *kis_symbol_join_clauses(struct PlannerInfo *root, struct RelOptInfo *baserel,
+									 AttrNumber symbol_attnum);
+
+/* ----------------------------------------------------------------
+ * limiter.c: the rate gate for one app key
+ * ----------------------------------------------------------------
+ */
+typedef struct KisLimiter KisLimiter;
+
+extern KisLimiter *kis_limiter_for_key(const uint8 *key_hash);
+extern int64 kis_limiter_try_acquire(KisLimiter *limiter, double rate, TimestampTz now);
+extern void kis_limiter_back_off(KisLimiter *limiter, TimestampTz until);
+
+/* ----------------------------------------------------------------
+ * auth.c: access tokens
+ * ----------------------------------------------------------------
+ */
+#define KIS_KEY_HASH_LEN 32		/* SHA-256 */
+
+typedef struct KisTokenSlot KisTokenSlot;
+
+extern int	kis_token_issue_interval;	/* GUC, seconds */
+
+extern void kis_hash_app_key(const char *app_key, uint8 *out);
+extern KisTokenSlot *kis_token_slot(const uint8 *key_hash, const char *base_url);
+extern const char *kis_token_get(KisTokenSlot *slot, TimestampTz now, uint64 *generation);
+extern TimestampTz kis_token_next_issue(KisTokenSlot *slot);
+extern void kis_token_invalidate(KisTokenSlot *slot, uint64 generation);
+extern char *kis_token_request_body(const KisConfig *config);
+
+typedef enum KisTokenResult
+{
+	KIS_TOKEN_OK,
+	KIS_TOKEN_RETRY,			/* EGW00133 or transient: try again later */
+	KIS_TOKEN_FATAL				/* credentials refused */
+} KisTokenResult;
+
+extern KisTokenResult kis_token_accept(KisTokenSlot *slot, long http_status,
+									   const char *body, size_t len,
+									   TimestampTz now, char **errdetail);
+
+/* ----------------------------------------------------------------
+ * response.c: the KIS envelope and its classification
+ * ----------------------------------------------------------------
+ */
+typedef enum KisOutcome
+{
+	KIS_OUTCOME_OK,				/* rt_cd "0" with a row */
+	KIS_OUTCOME_RETRY_RATE,		/* EGW00201: slow down, try again */
+	KIS_OUTCOME_RETRY,			/* transient: network, 5xx, EGW00001... */
+	KIS_OUTCOME_TOKEN,			/* token expired/invalid: refresh, resend */
+	KIS_OUTCOME_FATAL,			/* credentials/config: fail the whole scan */
+	KIS_OUTCOME_FAILED			/* this key failed: apply on_error */
+} KisOutcome;
+
+/* The problem text of a symbol KIS does not know */
+#define KIS_NOT_LISTED "not listed"
+
+typedef struct KisResponse
+{
+	KisOutcome	outcome;
+	long		http_status;
+	json_t	   *root;			/* parsed body, or NULL */
+	const char *msg_cd;			/* points into root, or NULL */
+	const char *msg1;
+	char	   *problem;		/* our words for what went wrong, or NULL */
+} KisResponse;
+
+extern void kis_response_read(KisResponse *resp, long http_status,
+							  const char *body, size_t len);
+extern char *kis_response_summary(const KisResponse *resp);
+extern json_t *kis_response_row(const KisEndpoint *ep, const KisResponse *resp,
+								char **problem);
+extern char *kis_row_field_text(json_t *row, const char *field);
+extern char *kis_row_raw_text(json_t *row);
+extern void kis_json_use_palloc(void);
+
+/* ----------------------------------------------------------------
+ * fetch.c: the concurrent, rate-gated request engine
+ * ----------------------------------------------------------------
+ */
+typedef struct KisFetcher KisFetcher;
+
+/* A finished request handed back to the scan, in completion order */
+typedef struct KisCompletion
+{
+	dlist_node	node;
+	MemoryContext cxt;			/* holds this and the parsed answer */
+	void	   *arg;			/* what kis_fetch_add was given */
+	KisResponse resp;
+	int			attempts;
+	TimestampTz completed_at;
+} KisCompletion;
+
+/* Counters of one scan; EXPLAIN ANALYZE shows them */
+typedef struct KisFetchStats
+{
+	int64		requests;		/* HTTP requests sent, token requests included */
+	int64		retries;
+	int64		failures;		/* keys that ended failed */
+	int64		rate_limited;	/* EGW00201 answers */
+	int64		tokens_issued;
+	double		rate_wait_ms;	/* time spent with work blocked by the gate */
+	double		http_ms;		/* sum of request durations */
+} KisFetchStats;
+
+extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config,
+								   KisFetchStats *stats);
+extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
+						  const char *tr_id, void *arg);
+extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
+extern void kis_fetch_forget(KisCompletion *completion);
+extern void kis_fetch_end(KisFetcher *fetcher);
+
+#endif							/* KIS_FDW_H */

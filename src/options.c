@@ -1,0 +1,489 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *	  The option catalogue of kis_fdw: which option goes on which object,
+ *	  how its value is checked, and how a foreign table's options resolve
+ *	  (table, then server, then environment defaults) into a KisConfig.
+ *
+ * Credentials are accepted only on a user mapping, so that they are
+ * protected by PostgreSQL's user-mapping visibility rules and never
+ * appear in pg_foreign_server or pg_foreign_table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "catalog/pg_attribute.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "kis_fdw.h"
+
+/* Which catalog an option may appear in (a bit mask) */
+#define ON_SERVER	0x01
+#define ON_MAPPING	0x02
+#define ON_TABLE	0x04
+#define ON_COLUMN	0x08
+
+typedef enum KisOptionType
+{
+	OPT_TEXT,
+	OPT_CHOICE,
+	OPT_INT,
+	OPT_REAL,
+	OPT_BOOL,
+	OPT_URL,
+	OPT_ACCOUNT,
+	OPT_ENDPOINT,
+	OPT_MARKET
+} KisOptionType;
+
+typedef struct KisOptionDef
+{
+	const char *name;
+	int			where;
+	KisOptionType type;
+	const char *const *choices; /* OPT_CHOICE */
+	double		min;			/* OPT_INT, OPT_REAL */
+	double		max;
+	bool		superuser_only;
+} KisOptionDef;
+
+static const char *const environment_choices[] = {"real", "virtual", NULL};
+static const char *const on_error_choices[] = {"error", "skip", "row", NULL};
+static const char *const period_choices[] = {"D", "W", "M", "Y", NULL};
+static const char *const exchange_choices[] = {
+	"NAS", "NYS", "AMS", "BAQ", "BAY", "BAA", "HKS", "TSE",
+	"SHS", "SZS", "SHI", "SZI", "HSX", "HNX", NULL
+};
+
+static const KisOptionDef kis_options[] = {
+	{"environment", ON_SERVER, OPT_CHOICE, environment_choices},
+	{"base_url", ON_SERVER, OPT_URL},
+	{"rate_limit", ON_SERVER, OPT_REAL, NULL, 0, 1000},
+	{"max_concurrency", ON_SERVER, OPT_INT, NULL, 1, 64},
+	{"timeout_ms", ON_SERVER, OPT_INT, NULL, 100, 600000},
+	{"connect_timeout_ms", ON_SERVER, OPT_INT, NULL, 100, 60000},
+	{"max_retries", ON_SERVER, OPT_INT, NULL, 0, 10},
+	{"ca_file", ON_SERVER, OPT_TEXT, NULL, 0, 0, true},
+	{"on_error", ON_SERVER | ON_TABLE, OPT_CHOICE, on_error_choices},
+	{"app_key", ON_MAPPING, OPT_TEXT},
+	{"app_secret", ON_MAPPING, OPT_TEXT},
+	{"account", ON_MAPPING, OPT_ACCOUNT},
+	{"endpoint", ON_TABLE, OPT_ENDPOINT},
+	{"market", ON_TABLE, OPT_MARKET},
+	{"exchange", ON_TABLE, OPT_CHOICE, exchange_choices},
+	{"period", ON_TABLE, OPT_CHOICE, period_choices},
+	{"adjusted", ON_TABLE, OPT_BOOL},
+	{"field", ON_COLUMN, OPT_TEXT},
+	{NULL}
+};
+
+/* Defaults per environment (kis-api.md §1 and §8) */
+#define KIS_REAL_URL		"https://openapi.koreainvestment.com:9443"
+#define KIS_VIRTUAL_URL		"https://openapivts.koreainvestment.com:29443"
+#define KIS_REAL_RATE		18.0	/* documented 20/s */
+#define KIS_VIRTUAL_RATE	1.8		/* documented ~2/s */
+
+static int
+catalog_to_where(Oid catalog)
+{
+	switch (catalog)
+	{
+		case ForeignServerRelationId:
+			return ON_SERVER;
+		case UserMappingRelationId:
+			return ON_MAPPING;
+		case ForeignTableRelationId:
+			return ON_TABLE;
+		case AttributeRelationId:
+			return ON_COLUMN;
+		default:
+			return 0;
+	}
+}
+
+static const char *
+where_name(int where)
+{
+	switch (where)
+	{
+		case ON_SERVER:
+			return "a foreign server";
+		case ON_MAPPING:
+			return "a user mapping";
+		case ON_TABLE:
+			return "a foreign table";
+		case ON_COLUMN:
+			return "a foreign table column";
+		default:
+			return "this object";
+	}
+}
+
+/* The names of the options valid in one place, for hints */
+static char *
+valid_option_names(int where)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const KisOptionDef *opt = kis_options; opt->name; opt++)
+	{
+		if (opt->where & where)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", opt->name);
+	}
+	return buf.data;
+}
+
+static char *
+choice_names(const char *const *choices)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const char *const *c = choices; *c; c++)
+		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", *c);
+	return buf.data;
+}
+
+static const KisOptionDef *
+lookup_option(const char *name)
+{
+	for (const KisOptionDef *opt = kis_options; opt->name; opt++)
+	{
+		if (strcmp(opt->name, name) == 0)
+			return opt;
+	}
+	return NULL;
+}
+
+/* "12345678-01": CANO (8 digits) - ACNT_PRDT_CD (2 digits) */
+static bool
+account_is_valid(const char *s)
+{
+	if (strlen(s) != 11 || s[8] != '-')
+		return false;
+	for (int i = 0; i < 11; i++)
+	{
+		if (i != 8 && !isdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+static void
+check_number(const KisOptionDef *opt, const char *value)
+{
+	char	   *end;
+	double		d;
+
+	errno = 0;
+	d = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || isnan(d) ||
+		(opt->type == OPT_INT && d != floor(d)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+				 errhint("Use %s number between %g and %g.",
+						 opt->type == OPT_INT ? "a whole" : "a", opt->min, opt->max)));
+	if (d < opt->min || d > opt->max)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("value %s for option \"%s\" is out of range", value, opt->name),
+				 errhint("Use a number between %g and %g.", opt->min, opt->max)));
+}
+
+static void
+check_value(const KisOptionDef *opt, const char *value)
+{
+	switch (opt->type)
+	{
+		case OPT_TEXT:
+			if (value[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("option \"%s\" must not be empty", opt->name)));
+			break;
+		case OPT_CHOICE:
+			for (const char *const *c = opt->choices; *c; c++)
+			{
+				if (strcmp(*c, value) == 0)
+					return;
+			}
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+					 errhint("Valid values are: %s.", choice_names(opt->choices))));
+			break;
+		case OPT_INT:
+		case OPT_REAL:
+			check_number(opt, value);
+			break;
+		case OPT_BOOL:
+			{
+				bool		b;
+
+				if (!parse_bool(value, &b))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+							 errhint("Use true or false.")));
+			}
+			break;
+		case OPT_URL:
+			if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+						 errhint("Use an https:// URL such as %s.", KIS_REAL_URL)));
+			break;
+		case OPT_ACCOUNT:
+			if (!account_is_valid(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("invalid value for option \"account\""),
+						 errdetail("An account is 8 digits, a hyphen and the 2-digit product code."),
+						 errhint("Write it as in the KIS app, e.g. '12345678-01'.")));
+			break;
+		case OPT_ENDPOINT:
+			if (kis_endpoint_lookup(value) == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("unknown endpoint \"%s\"", value),
+						 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
+			break;
+		case OPT_MARKET:
+			if (!kis_market_is_valid(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("invalid value for option \"market\": \"%s\"", value),
+						 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
+			break;
+	}
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_validator);
+
+/*
+ * Validate the options of a server, user mapping, foreign table or column.
+ * The list is the complete set the object will have, so required options
+ * can be checked here.
+ */
+Datum
+kis_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	int			where = catalog_to_where(PG_GETARG_OID(1));
+	bool		have_endpoint = false;
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const KisOptionDef *opt = lookup_option(def->defname);
+		char	   *value = defGetString(def);
+
+		if (opt == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" for %s", def->defname, where_name(where)),
+					 errhint("Valid options here are: %s.", valid_option_names(where))));
+		if ((opt->where & where) == 0)
+		{
+			if (opt->where == ON_MAPPING)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("option \"%s\" is accepted only on a user mapping", opt->name),
+						 errhint("Credentials go in CREATE USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (app_key '...', app_secret '...').")));
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("option \"%s\" is not valid for %s", opt->name, where_name(where)),
+					 errhint("Valid options here are: %s.", valid_option_names(where))));
+		}
+		if (opt->superuser_only && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("only a superuser can set option \"%s\"", opt->name)));
+		check_value(opt, value);
+		if (strcmp(opt->name, "endpoint") == 0)
+			have_endpoint = true;
+	}
+
+	if (where == ON_TABLE && !have_endpoint)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a kis_fdw foreign table needs an \"endpoint\" option"),
+				 errhint("Add OPTIONS (endpoint '...'); valid endpoints are: %s.",
+						 kis_endpoint_names())));
+
+	PG_RETURN_VOID();
+}
+
+static KisOnError
+parse_on_error(const char *value)
+{
+	if (strcmp(value, "skip") == 0)
+		return KIS_ON_ERROR_SKIP;
+	if (strcmp(value, "row") == 0)
+		return KIS_ON_ERROR_ROW;
+	return KIS_ON_ERROR_ERROR;
+}
+
+const char *
+kis_on_error_name(KisOnError mode)
+{
+	return on_error_choices[mode];
+}
+
+static char *
+strip_trailing_slash(char *url)
+{
+	size_t		len = strlen(url);
+
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+	return url;
+}
+
+/*
+ * Resolve the options of a foreign table and its server.  Credentials are
+ * left out: the planner does not need them, and plain EXPLAIN must work
+ * without a user mapping.
+ */
+void
+kis_config_for_table(Oid foreigntableid, KisConfig *config)
+{
+	ForeignTable *table = GetForeignTable(foreigntableid);
+	ForeignServer *server = GetForeignServer(table->serverid);
+	bool		have_url = false;
+	bool		have_rate = false;
+	ListCell   *lc;
+
+	memset(config, 0, sizeof(KisConfig));
+	config->serverid = server->serverid;
+	config->environment = KIS_ENV_REAL;
+	config->max_concurrency = 8;
+	config->timeout_ms = 10000;
+	config->connect_timeout_ms = 3000;
+	config->max_retries = 3;
+	config->on_error = KIS_ON_ERROR_ERROR;
+	config->market = "J";
+	config->exchange = "NAS";
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *value = defGetString(def);
+
+		if (strcmp(def->defname, "environment") == 0)
+			config->environment = strcmp(value, "virtual") == 0 ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
+		else if (strcmp(def->defname, "base_url") == 0)
+		{
+			config->base_url = strip_trailing_slash(pstrdup(value));
+			have_url = true;
+		}
+		else if (strcmp(def->defname, "rate_limit") == 0)
+		{
+			config->rate_limit = strtod(value, NULL);
+			have_rate = true;
+		}
+		else if (strcmp(def->defname, "max_concurrency") == 0)
+			config->max_concurrency = atoi(value);
+		else if (strcmp(def->defname, "timeout_ms") == 0)
+			config->timeout_ms = atoi(value);
+		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
+			config->connect_timeout_ms = atoi(value);
+		else if (strcmp(def->defname, "max_retries") == 0)
+			config->max_retries = atoi(value);
+		else if (strcmp(def->defname, "ca_file") == 0)
+			config->ca_file = pstrdup(value);
+		else if (strcmp(def->defname, "on_error") == 0)
+			config->on_error = parse_on_error(value);
+	}
+	if (!have_url)
+		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
+								   KIS_VIRTUAL_URL : KIS_REAL_URL);
+	if (!have_rate)
+		config->rate_limit = config->environment == KIS_ENV_VIRTUAL ?
+			KIS_VIRTUAL_RATE : KIS_REAL_RATE;
+
+	foreach(lc, table->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *value = defGetString(def);
+
+		if (strcmp(def->defname, "endpoint") == 0)
+			config->endpoint = kis_endpoint_lookup(value);
+		else if (strcmp(def->defname, "on_error") == 0)
+			config->on_error = parse_on_error(value);
+		else if (strcmp(def->defname, "market") == 0)
+			config->market = pstrdup(value);
+		else if (strcmp(def->defname, "exchange") == 0)
+			config->exchange = pstrdup(value);
+	}
+
+	/* The validator requires it, but a table may predate a rename. */
+	if (config->endpoint == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no valid \"endpoint\" option",
+						get_rel_name(foreigntableid)),
+				 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
+}
+
+/*
+ * Add the user mapping's credentials.  A missing mapping is reported by
+ * GetUserMapping itself; missing options get a hint naming the fix.
+ */
+void
+kis_config_add_credentials(KisConfig *config, Oid userid)
+{
+	UserMapping *um = GetUserMapping(userid, config->serverid);
+	ListCell   *lc;
+
+	foreach(lc, um->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "app_key") == 0)
+			config->app_key = pstrdup(defGetString(def));
+		else if (strcmp(def->defname, "app_secret") == 0)
+			config->app_secret = pstrdup(defGetString(def));
+		else if (strcmp(def->defname, "account") == 0)
+			config->account = pstrdup(defGetString(def));
+	}
+	if (config->app_key == NULL || config->app_secret == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping for server \"%s\" has no %s",
+						GetForeignServer(config->serverid)->servername,
+						config->app_key == NULL ? "app_key" : "app_secret"),
+				 errhint("Add it with ALTER USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (ADD app_key '...', ADD app_secret '...').")));
+}
+
+/* The column's "field" option, or NULL */
+char *
+kis_column_field_option(Oid relid, AttrNumber attnum)
+{
+	ListCell   *lc;
+
+	foreach(lc, GetForeignColumnOptions(relid, attnum))
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "field") == 0)
+			return pstrdup(defGetString(def));
+	}
+	return NULL;
+}

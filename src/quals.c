@@ -1,0 +1,200 @@
+/*-------------------------------------------------------------------------
+ *
+ * quals.c
+ *	  Which WHERE and join conditions become request keys: "symbol = v",
+ *	  "symbol IN (...)", "symbol = ANY(array)" (likewise for market), where
+ *	  v is anything that does not read this table and is not volatile: a
+ *	  constant, a prepared statement's parameter, an InitPlan's result
+ *	  (ANY(ARRAY(SELECT ...))), or another table's column in a join, which
+ *	  the planner turns into a nested-loop parameter.
+ *
+ * The values are not known here; the executor evaluates the expressions
+ * when the scan starts (kis_fdw.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+
+#include "kis_fdw.h"
+
+const char *const kis_key_column_names[KIS_NUM_KEYS] = {"symbol", "market"};
+
+/* The attribute number of a key column, or InvalidAttrNumber */
+AttrNumber
+kis_key_attnum(Oid relid, KisKeyColumn key)
+{
+	return get_attnum(relid, kis_key_column_names[key]);
+}
+
+/* Is node this rel's column attnum (possibly under a binary-compatible cast)? */
+static bool
+is_column(Node *node, Index relid, AttrNumber attnum)
+{
+	while (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	return node && IsA(node, Var) &&
+		((Var *) node)->varno == relid &&
+		((Var *) node)->varattno == attnum &&
+		((Var *) node)->varlevelsup == 0 &&
+		attnum != InvalidAttrNumber;
+}
+
+/* Text equality only: the values are sent to KIS as they are */
+static bool
+is_text_equality(Oid opno)
+{
+	RegProcedure fn = get_opcode(opno);
+
+	return fn == F_TEXTEQ || fn == F_BPCHAREQ;
+}
+
+/* Something the executor can compute before scanning this table */
+static bool
+is_key_value(Node *expr, Index relid)
+{
+	return !contain_volatile_functions(expr) &&
+		!contain_subplans(expr) &&
+		!bms_is_member(relid, pull_varnos(NULL, expr));
+}
+
+/* How many values an expression gives, if the planner can tell */
+static int
+count_values(Node *expr, bool is_array)
+{
+	if (!is_array)
+		return 1;
+	if (IsA(expr, Const))
+	{
+		Const	   *c = (Const *) expr;
+		ArrayType  *arr;
+
+		if (c->constisnull)
+			return 0;
+		arr = DatumGetArrayTypeP(c->constvalue);
+		return ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	}
+	if (IsA(expr, ArrayExpr))
+		return list_length(((ArrayExpr *) expr)->elements);
+	return -1;
+}
+
+/*
+ * Does this clause give values for one of the key columns?  key_attnums
+ * holds each key column's attnum (InvalidAttrNumber when the table lacks
+ * it).  On a match, *out describes it.
+ */
+bool
+kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
+					 const AttrNumber *key_attnums, KisKeyQual *out)
+{
+	Expr	   *clause = rinfo->clause;
+	Index		relid = baserel->relid;
+
+	for (int k = 0; k < KIS_NUM_KEYS; k++)
+	{
+		AttrNumber attnum = key_attnums[k];
+
+		if (attnum == InvalidAttrNumber)
+			continue;
+
+		if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2 &&
+			is_text_equality(((OpExpr *) clause)->opno))
+		{
+			Node	   *l = linitial(((OpExpr *) clause)->args);
+			Node	   *r = lsecond(((OpExpr *) clause)->args);
+			Node	   *value = NULL;
+
+			if (is_column(l, relid, attnum) && is_key_value(r, relid))
+				value = r;
+			else if (is_column(r, relid, attnum) && is_key_value(l, relid))
+				value = l;
+			if (value != NULL)
+			{
+				out->key = k;
+				out->is_array = false;
+				out->expr = (Expr *) value;
+				out->nconst = 1;
+				return true;
+			}
+		}
+		else if (IsA(clause, ScalarArrayOpExpr))
+		{
+			ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
+			Node	   *l = linitial(saop->args);
+			Node	   *r = lsecond(saop->args);
+
+			if (saop->useOr && is_text_equality(saop->opno) &&
+				is_column(l, relid, attnum) && is_key_value(r, relid))
+			{
+				out->key = k;
+				out->is_array = true;
+				out->expr = (Expr *) r;
+				out->nconst = count_values(r, true);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* generate_implied_equalities_for_column callback: our symbol column? */
+static bool
+ec_member_is_symbol(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+					EquivalenceMember *em, void *arg)
+{
+	return is_column((Node *) em->em_expr, rel->relid, *(AttrNumber *) arg);
+}
+
+/*
+ * Join clauses that could feed the symbol key from another relation, for
+ * parameterized paths: "q.symbol = p.symbol" lives in an equivalence class,
+ * other forms in the rel's joininfo.
+ */
+List *
+kis_symbol_join_clauses(PlannerInfo *root, RelOptInfo *baserel, AttrNumber symbol_attnum)
+{
+	List	   *result = NIL;
+	AttrNumber	attnums[KIS_NUM_KEYS] = {symbol_attnum, InvalidAttrNumber};
+	ListCell   *lc;
+
+	if (symbol_attnum == InvalidAttrNumber)
+		return NIL;
+
+	foreach(lc, baserel->joininfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		KisKeyQual	q;
+
+		if (join_clause_is_movable_to(rinfo, baserel) &&
+			kis_match_key_clause(baserel, rinfo, attnums, &q))
+			result = lappend(result, rinfo);
+	}
+
+	if (baserel->has_eclass_joins)
+	{
+		List	   *clauses;
+
+		clauses = generate_implied_equalities_for_column(root, baserel,
+														 ec_member_is_symbol,
+														 &symbol_attnum,
+														 baserel->lateral_referencers);
+		foreach(lc, clauses)
+		{
+			RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+			if (join_clause_is_movable_to(rinfo, baserel))
+				result = lappend(result, rinfo);
+		}
+	}
+	return result;
+}

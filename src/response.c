@@ -1,0 +1,243 @@
+/*-------------------------------------------------------------------------
+ *
+ * response.c
+ *	  Reading KIS answers: the envelope (rt_cd, msg_cd, msg1), what each
+ *	  answer means for the request (done, retry, refresh the token, fail the
+ *	  scan, fail this key), and JSON values as text for input functions.
+ *
+ * KIS sends business errors with HTTP 200 and with HTTP 500 alike
+ * (kis-api.md §3), so the body is read whatever the status, and the status
+ * only decides when there is no envelope.
+ *
+ * jansson allocates through palloc in the current memory context
+ * (kis_json_use_palloc), so parsed documents belong to the scan's memory
+ * and go away with it, also on ERROR.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <jansson.h>
+
+#include "utils/memutils.h"
+
+#include "kis_fdw.h"
+
+/* What a msg_cd means when rt_cd is not "0" (kis-api.md §7) */
+typedef struct KisCodeClass
+{
+	const char *msg_cd;
+	KisOutcome	outcome;
+} KisCodeClass;
+
+static const KisCodeClass kis_codes[] = {
+	{"EGW00201", KIS_OUTCOME_RETRY_RATE},	/* too many requests per second */
+	{"EGW00121", KIS_OUTCOME_TOKEN},	/* invalid token */
+	{"EGW00122", KIS_OUTCOME_TOKEN},	/* token not found */
+	{"EGW00123", KIS_OUTCOME_TOKEN},	/* expired token */
+	{"EGW00001", KIS_OUTCOME_RETRY},	/* temporary error */
+	{"EGW00002", KIS_OUTCOME_RETRY},	/* server error */
+	{"EGW00202", KIS_OUTCOME_RETRY},	/* GW routing error */
+	{"EGW00203", KIS_OUTCOME_RETRY},	/* OPS routing error */
+	{"EGW00300", KIS_OUTCOME_RETRY},
+	{"OPSQ0010", KIS_OUTCOME_RETRY},	/* resource shortage */
+	{"OPSQ0011", KIS_OUTCOME_RETRY},
+	{"EGW00003", KIS_OUTCOME_FATAL},	/* access denied */
+	{"EGW00004", KIS_OUTCOME_FATAL},	/* customer not authorised */
+	{"EGW00102", KIS_OUTCOME_FATAL},	/* app key missing */
+	{"EGW00103", KIS_OUTCOME_FATAL},	/* invalid app key */
+	{"EGW00104", KIS_OUTCOME_FATAL},	/* app secret missing */
+	{"EGW00105", KIS_OUTCOME_FATAL},	/* invalid app secret */
+	{"EGW00205", KIS_OUTCOME_FATAL},	/* bad credentials type */
+	{"EGW00206", KIS_OUTCOME_FATAL},	/* API not subscribed */
+	{"EGW00207", KIS_OUTCOME_FATAL},	/* IP not allowed */
+	{"EGW00208", KIS_OUTCOME_FATAL},	/* bad custtype */
+	{"EGW00213", KIS_OUTCOME_FATAL},	/* real tr_id on virtual */
+	{"EGW02004", KIS_OUTCOME_FATAL},	/* virtual key on real domain */
+	{NULL}
+};
+
+static KisOutcome
+classify_code(const char *msg_cd)
+{
+	for (const KisCodeClass *c = kis_codes; c->msg_cd; c++)
+	{
+		if (strcmp(c->msg_cd, msg_cd) == 0)
+			return c->outcome;
+	}
+	return KIS_OUTCOME_FAILED;
+}
+
+/* A status that says "try again" when no envelope tells us more */
+static bool
+status_is_transient(long http_status)
+{
+	return http_status >= 500 || http_status == 429 || http_status == 408;
+}
+
+/*
+ * Parse and classify one HTTP answer.  resp->root stays valid as long as
+ * the memory context that was current here.
+ */
+void
+kis_response_read(KisResponse *resp, long http_status, const char *body, size_t len)
+{
+	const char *rt_cd;
+
+	memset(resp, 0, sizeof(KisResponse));
+	resp->http_status = http_status;
+	resp->root = json_loadb(body, len, 0, NULL);
+
+	if (resp->root == NULL || !json_is_object(resp->root))
+	{
+		if (http_status == 401 || http_status == 403)
+		{
+			resp->outcome = KIS_OUTCOME_FATAL;
+			resp->problem = psprintf("KIS refused access (HTTP %ld)", http_status);
+		}
+		else
+		{
+			/* a gateway page, a truncated or garbled body: transient */
+			resp->outcome = KIS_OUTCOME_RETRY;
+			resp->problem = psprintf("HTTP %ld with a body that is not a KIS answer",
+									 http_status);
+		}
+		return;
+	}
+
+	rt_cd = json_string_value(json_object_get(resp->root, "rt_cd"));
+	resp->msg_cd = json_string_value(json_object_get(resp->root, "msg_cd"));
+	resp->msg1 = json_string_value(json_object_get(resp->root, "msg1"));
+
+	if (rt_cd == NULL)
+	{
+		resp->outcome = status_is_transient(http_status) ?
+			KIS_OUTCOME_RETRY : KIS_OUTCOME_FAILED;
+		resp->problem = psprintf("HTTP %ld with JSON that has no rt_cd", http_status);
+	}
+	else if (strcmp(rt_cd, "0") == 0)
+		resp->outcome = KIS_OUTCOME_OK;
+	else if (resp->msg_cd != NULL)
+		resp->outcome = classify_code(resp->msg_cd);
+	else
+		resp->outcome = status_is_transient(http_status) ?
+			KIS_OUTCOME_RETRY : KIS_OUTCOME_FAILED;
+}
+
+/* "EGW00201: msg" or our own description, for errdetail and the error column */
+char *
+kis_response_summary(const KisResponse *resp)
+{
+	if (resp->msg_cd != NULL && resp->outcome != KIS_OUTCOME_OK)
+	{
+		const char *msg1 = resp->msg1 ? resp->msg1 : "";
+		size_t		len = strlen(msg1);
+
+		/* KIS pads msg1 with spaces */
+		while (len > 0 && msg1[len - 1] == ' ')
+			len--;
+		return psprintf("%s: %.*s", resp->msg_cd, (int) len, msg1);
+	}
+	if (resp->problem != NULL)
+		return pstrdup(resp->problem);
+	return psprintf("HTTP %ld", resp->http_status);
+}
+
+/*
+ * A JSON value as the text an input function reads; NULL for JSON null,
+ * a missing member and "" (KIS sends "" for "no value").
+ */
+static char *
+json_value_text(json_t *value)
+{
+	if (value == NULL)
+		return NULL;
+	switch (json_typeof(value))
+	{
+		case JSON_STRING:
+			if (json_string_length(value) == 0)
+				return NULL;
+			return pnstrdup(json_string_value(value), json_string_length(value));
+		case JSON_INTEGER:
+			return psprintf("%" JSON_INTEGER_FORMAT, json_integer_value(value));
+		case JSON_REAL:
+			return psprintf("%.15g", json_real_value(value));
+		case JSON_TRUE:
+			return pstrdup("true");
+		case JSON_FALSE:
+			return pstrdup("false");
+		case JSON_NULL:
+			return NULL;
+		case JSON_OBJECT:
+		case JSON_ARRAY:
+			return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	return NULL;
+}
+
+/*
+ * The row of a successful answer, or NULL with *problem set: the member
+ * is missing or of the wrong shape, or the symbol is not listed (KIS
+ * answers rt_cd "0" with a zero or empty price for an unknown code).
+ */
+json_t *
+kis_response_row(const KisEndpoint *ep, const KisResponse *resp, char **problem)
+{
+	json_t	   *row = json_object_get(resp->root, ep->row_object);
+
+	if (!json_is_object(row))
+	{
+		*problem = psprintf("the answer has no \"%s\" object", ep->row_object);
+		return NULL;
+	}
+	if (ep->notfound_field != NULL)
+	{
+		char	   *probe = json_value_text(json_object_get(row, ep->notfound_field));
+
+		if (probe == NULL || strcmp(probe, "0") == 0)
+		{
+			*problem = pstrdup(KIS_NOT_LISTED);
+			return NULL;
+		}
+	}
+	return row;
+}
+
+/* One member of a row as text, or NULL */
+char *
+kis_row_field_text(json_t *row, const char *field)
+{
+	return json_value_text(json_object_get(row, field));
+}
+
+/* The whole row as compact JSON text */
+char *
+kis_row_raw_text(json_t *row)
+{
+	return json_dumps(row, JSON_COMPACT);
+}
+
+/*
+ * jansson's allocator: palloc in whatever context is current.  NO_OOM
+ * makes an allocation failure a NULL that jansson handles, instead of an
+ * ERROR thrown through jansson's frames.
+ */
+static void *
+kis_json_alloc(size_t size)
+{
+	return MemoryContextAllocExtended(CurrentMemoryContext, size,
+									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+static void
+kis_json_free(void *ptr)
+{
+	if (ptr != NULL)
+		pfree(ptr);
+}
+
+void
+kis_json_use_palloc(void)
+{
+	json_set_alloc_funcs(kis_json_alloc, kis_json_free);
+}

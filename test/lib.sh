@@ -1,0 +1,95 @@
+# test/lib.sh: shared plumbing for the test suite, the demo and the benchmarks.
+# Source it; it defines functions and sets nothing on its own.
+#
+#   kis_workdir            a fresh directory the postgres user can use ($KIS_WORK)
+#   kis_make_certs         a CA and a server certificate for 127.0.0.1 (openssl CLI)
+#   kis_start_mock [args]  the mock KIS server over TLS ($KIS_MOCK_URL, $KIS_MOCK_CA)
+#   kis_start_cluster      a throwaway PostgreSQL 15 cluster run by the postgres user
+#                          ($KIS_PGHOST, $KIS_PGPORT); extra config lines on stdin
+#   kis_psql ARGS...       psql against it as the postgres user
+#   kis_stop_all           stop the cluster and the mock (idempotent; use in a trap)
+#
+# PostgreSQL refuses to run as root, so the cluster runs as "postgres" (runuser).
+
+KIS_PGBIN="$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)"
+KIS_PYTHON="${KIS_PYTHON:-$(command -v python3)}"
+
+kis_as_postgres() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+kis_workdir() {
+    KIS_WORK="$(mktemp -d /tmp/kis_fdw.XXXXXX)"
+    chmod 755 "$KIS_WORK"
+    chown postgres: "$KIS_WORK" 2>/dev/null || true
+    export KIS_WORK
+}
+
+kis_make_certs() {
+    local d="$KIS_WORK/tls"
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=kis_fdw test CA" \
+        -keyout "$d/ca.key" -out "$d/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' > "$d/ext.cnf"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" >/dev/null 2>&1
+    chmod 755 "$d"
+    chmod 644 "$d/ca.pem"
+    KIS_MOCK_CA="$d/ca.pem"
+    export KIS_MOCK_CA
+}
+
+kis_start_mock() {
+    local portfile="$KIS_WORK/mock.port"
+    rm -f "$portfile"
+    "$KIS_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/mock_kis.py" --quiet \
+        --cert "$KIS_WORK/tls/server.pem" --key "$KIS_WORK/tls/server.key" \
+        --port-file "$portfile" "$@" &
+    KIS_MOCK_PID=$!
+    for _ in $(seq 100); do
+        [ -s "$portfile" ] && break
+        sleep 0.05
+    done
+    [ -s "$portfile" ] || { echo "mock KIS server did not start" >&2; return 1; }
+    KIS_MOCK_URL="https://127.0.0.1:$(cat "$portfile")"
+    export KIS_MOCK_URL KIS_MOCK_PID
+}
+
+kis_free_port() {
+    "$KIS_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+kis_start_cluster() {
+    KIS_PGHOST="$KIS_WORK"
+    KIS_PGPORT="$(kis_free_port)"
+    kis_as_postgres "$KIS_PGBIN/initdb" -D "$KIS_WORK/data" --auth=trust --no-sync \
+        -E UTF8 --locale=C -U postgres >"$KIS_WORK/initdb.log" 2>&1 ||
+        { cat "$KIS_WORK/initdb.log" >&2; return 1; }
+    {
+        echo "port = $KIS_PGPORT"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$KIS_WORK'"
+        echo "fsync = off"
+        echo "max_connections = 40"
+        cat
+    } | kis_as_postgres tee -a "$KIS_WORK/data/postgresql.conf" >/dev/null
+    kis_as_postgres "$KIS_PGBIN/pg_ctl" -D "$KIS_WORK/data" -l "$KIS_WORK/server.log" -w start >/dev/null
+    export KIS_PGHOST KIS_PGPORT PGHOST="$KIS_PGHOST" PGPORT="$KIS_PGPORT" PGUSER=postgres
+}
+
+kis_psql() {
+    "$KIS_PGBIN/psql" -X -h "$KIS_PGHOST" -p "$KIS_PGPORT" -U postgres "$@"
+}
+
+kis_stop_all() {
+    if [ -n "${KIS_WORK:-}" ] && [ -f "$KIS_WORK/data/postmaster.pid" ]; then
+        kis_as_postgres "$KIS_PGBIN/pg_ctl" -D "$KIS_WORK/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [ -n "${KIS_MOCK_PID:-}" ]; then
+        kill "$KIS_MOCK_PID" 2>/dev/null || true
+        wait "$KIS_MOCK_PID" 2>/dev/null || true
+        KIS_MOCK_PID=""
+    fi
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# test/run-tests.sh: the whole kis_fdw test suite, from a fresh machine.
+#
+# Installs what is missing (Debian packages), builds and installs the
+# extension, starts the mock KIS server over TLS and a throwaway cluster
+# (as the postgres user), then runs
+#   1. pg_regress: the SQL surface, deterministic (sql/, expected/)
+#   2. test/test_fdw.py: behaviour seen through the mock's counters
+#      (concurrency, rate, tokens, faults, cancel and descriptors)
+# and stops everything again, also on failure or Ctrl-C.  Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC="$PWD"
+
+bash scripts/install-deps.sh
+make -s
+make -s install >/dev/null
+
+source test/lib.sh
+kis_workdir
+trap kis_stop_all EXIT INT TERM
+kis_make_certs
+kis_start_mock --token-interval 0
+kis_start_cluster <<CONF
+log_min_messages = debug1
+kis_fdw.token_issue_interval = 0
+CONF
+
+status=0
+
+echo "== pg_regress"
+REGRESS_DIR="$KIS_WORK/regress"
+mkdir -p "$REGRESS_DIR"
+cp -r sql expected "$REGRESS_DIR/"
+chown -R postgres: "$REGRESS_DIR"
+tests=$(sed -n 's/^test: *//p' test/schedule | tr '\n' ' ')
+if ! kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+    "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+    --use-existing --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
+    --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
+    --dbname=kis_regress $tests; then
+    status=1
+    cat "$REGRESS_DIR/regression.diffs" 2>/dev/null | head -300
+fi
+
+echo "== behaviour tests (mock counters)"
+if ! "$KIS_PYTHON" test/test_fdw.py; then
+    status=1
+fi
+
+if [ $status -ne 0 ]; then
+    echo "-- last lines of the server log:"
+    tail -40 "$KIS_WORK/server.log"
+fi
+exit $status
