@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "lib/stringinfo.h"
 #include "pgtime.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
@@ -34,7 +35,7 @@ int			kis_token_issue_interval = 60;
 
 struct KisTokenSlot
 {
-	uint8		slot_key[KIS_KEY_HASH_LEN]; /* SHA-256(base_url, app key) */
+	uint8		slot_key[KIS_KEY_HASH_LEN]; /* SHA-256(base_url, key, secret) */
 	char	   *token;			/* in TopMemoryContext, or NULL */
 	TimestampTz issued_at;
 	TimestampTz expires_at;
@@ -60,20 +61,26 @@ kis_hash_app_key(const char *app_key, uint8 *out)
 	sha256(app_key, strlen(app_key), out);
 }
 
+/*
+ * The cache slot of one set of credentials on one server: a token belongs
+ * to an app key and secret pair, and real and virtual (and test) servers
+ * each issue their own.  Only a hash of them is kept as the key.
+ */
 KisTokenSlot *
-kis_token_slot(const uint8 *key_hash, const char *base_url)
+kis_token_slot(const KisConfig *config)
 {
 	uint8		slot_key[KIS_KEY_HASH_LEN];
-	size_t		urllen = strlen(base_url);
-	char	   *buf = palloc(urllen + 1 + KIS_KEY_HASH_LEN);
+	StringInfoData buf;
 	KisTokenSlot *slot;
 	bool		found;
 
-	/* Real and virtual (and test) servers each need their own token. */
-	memcpy(buf, base_url, urllen + 1);
-	memcpy(buf + urllen + 1, key_hash, KIS_KEY_HASH_LEN);
-	sha256(buf, urllen + 1 + KIS_KEY_HASH_LEN, slot_key);
-	pfree(buf);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, config->base_url, strlen(config->base_url) + 1);
+	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
+	appendBinaryStringInfo(&buf, config->app_secret, strlen(config->app_secret) + 1);
+	sha256(buf.data, buf.len, slot_key);
+	explicit_bzero(buf.data, buf.len);
+	pfree(buf.data);
 
 	if (token_slots == NULL)
 	{

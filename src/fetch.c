@@ -874,7 +874,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 
 	kis_hash_app_key(config->app_key, key_hash);
 	f->limiter = kis_limiter_for_key(key_hash);
-	f->token_slot = kis_token_slot(key_hash, config->base_url);
+	f->token_slot = kis_token_slot(config);
 	f->token_body = MemoryContextStrdup(run_cxt, "");
 
 	/* from here on, the callback owns what the fetcher opens */

@@ -197,7 +197,7 @@ typedef struct KisTokenSlot KisTokenSlot;
 extern int	kis_token_issue_interval;	/* GUC, seconds */
 
 extern void kis_hash_app_key(const char *app_key, uint8 *out);
-extern KisTokenSlot *kis_token_slot(const uint8 *key_hash, const char *base_url);
+extern KisTokenSlot *kis_token_slot(const KisConfig *config);
 extern const char *kis_token_get(KisTokenSlot *slot, TimestampTz now, uint64 *generation);
 extern TimestampTz kis_token_next_issue(KisTokenSlot *slot);
 extern void kis_token_invalidate(KisTokenSlot *slot, uint64 generation);
