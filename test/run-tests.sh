@@ -36,7 +36,7 @@ chown -R postgres: "$REGRESS_DIR"
 tests=$(sed -n 's/^test: *//p' test/schedule | tr '\n' ' ')
 if ! kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
     "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-    --use-existing --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
+    --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
     --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
     --dbname=kis_regress $tests; then
     status=1

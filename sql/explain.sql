@@ -1,0 +1,42 @@
+--
+-- explain: the endpoint and the planned work, which query shapes batch,
+-- and (with ANALYZE) the request counters.  Never a URL or a credential.
+--
+EXPLAIN (COSTS OFF)
+SELECT * FROM kis_prices WHERE symbol IN ('005930', '000660', '035420');
+
+EXPLAIN (COSTS OFF, VERBOSE)
+SELECT symbol, price FROM kis_prices WHERE symbol = '005930' AND price > 0;
+
+-- an InitPlan: one scan, symbols computed at scan start
+EXPLAIN (COSTS OFF)
+SELECT * FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+
+-- a join: parameterized nested loop (one request per outer row)
+EXPLAIN (COSTS OFF)
+SELECT p.symbol, q.price FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol;
+
+-- with symbols given, the join reads them in one batch instead
+EXPLAIN (COSTS OFF)
+SELECT p.symbol, q.price FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol
+WHERE q.symbol IN ('005930', '000660');
+
+-- estimated rows follow the number of symbols
+EXPLAIN SELECT * FROM kis_prices WHERE symbol IN ('005930', '000660', '035420', '051910');
+
+-- counters: one request per symbol, no retries; timings only with TIMING on
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM kis_prices WHERE symbol IN ('005930', '000660', '035420');
+
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT p.symbol, q.price FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol;
+
+-- a failing symbol is retried max_retries (1) times before on_error applies
+CREATE FOREIGN TABLE prices_explain (symbol text, price numeric, error text)
+  SERVER kis OPTIONS (endpoint 'domestic_price', on_error 'row');
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM prices_explain WHERE symbol IN ('005930', '971234');
+
+-- JSON format carries the same properties
+EXPLAIN (FORMAT JSON, COSTS OFF)
+SELECT * FROM kis_prices WHERE symbol = '005930';
