@@ -27,6 +27,19 @@ kis_fdw.token_issue_interval = 0
 CONF
 
 status=0
+passed=0
+failed=0
+count() {   # count "N passed, M failed" style results of one suite
+    passed=$((passed + $1)); failed=$((failed + $2))
+}
+
+echo "== mock server self-check"
+if "$KIS_PYTHON" test/test_mock_kis.py >"$KIS_WORK/mock-selfcheck.log" 2>&1; then
+    count "$(sed -n 's/^Ran \([0-9]*\) tests.*/\1/p' "$KIS_WORK/mock-selfcheck.log")" 0
+else
+    count 0 1; status=1
+    tail -30 "$KIS_WORK/mock-selfcheck.log"
+fi
 
 echo "== pg_regress"
 REGRESS_DIR="$KIS_WORK/regress"
@@ -38,18 +51,27 @@ if ! kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA"
     "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
     --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
     --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
-    --dbname=kis_regress $tests; then
+    --dbname=kis_regress $tests | tee "$KIS_WORK/regress.log"; then
     status=1
     cat "$REGRESS_DIR/regression.diffs" 2>/dev/null | head -300
 fi
+count "$(grep -cE '^(test|     ) .* \.\.\. ok' "$KIS_WORK/regress.log" || true)" \
+      "$(grep -cE '\.\.\. FAILED' "$KIS_WORK/regress.log" || true)"
 
 echo "== behaviour tests (mock counters)"
-if ! "$KIS_PYTHON" test/test_fdw.py; then
+if ! "$KIS_PYTHON" test/test_fdw.py | tee "$KIS_WORK/behaviour.log"; then
     status=1
+fi
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$KIS_WORK/behaviour.log" | tail -1 || true)
+if [ -n "$summary" ]; then
+    count "$(echo "$summary" | cut -d' ' -f1)" "$(echo "$summary" | cut -d' ' -f3)"
+else
+    count 0 1; status=1
 fi
 
 if [ $status -ne 0 ]; then
     echo "-- last lines of the server log:"
     tail -40 "$KIS_WORK/server.log"
 fi
+echo "kis_fdw: $passed passed, $failed failed"
 exit $status
