@@ -13,7 +13,9 @@ OBJS = \
 	src/limiter.o \
 	src/options.o \
 	src/quals.o \
-	src/response.o
+	src/response.o \
+	src/shmem.o \
+	src/stats.o
 
 EXTENSION = kis_fdw
 DATA = kis_fdw--1.0.sql

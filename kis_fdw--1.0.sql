@@ -19,3 +19,20 @@ CREATE FOREIGN DATA WRAPPER kis_fdw
 
 COMMENT ON FOREIGN DATA WRAPPER kis_fdw IS
   'Korea Investment & Securities Open API: quotes and account data as foreign tables';
+
+-- Counters per app key, named by a prefix of the key's SHA-256 (never the key)
+CREATE FUNCTION kis_fdw_stats(
+  OUT key_hash text, OUT shared boolean, OUT scans bigint, OUT requests bigint,
+  OUT retries bigint, OUT rate_limited bigint, OUT errors_transient bigint,
+  OUT errors_token bigint, OUT errors_fatal bigint, OUT errors_symbol bigint,
+  OUT tokens_issued bigint, OUT rate_wait_ms double precision,
+  OUT rate_wait_max_ms double precision, OUT bytes_received bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION kis_fdw_stats() IS
+  'kis_fdw counters per app key since server start (shared when preloaded, else this session''s)';
+
+CREATE VIEW kis_fdw_stats AS SELECT * FROM kis_fdw_stats();
+COMMENT ON VIEW kis_fdw_stats IS 'kis_fdw counters per app key; see kis_fdw_stats()';

@@ -125,8 +125,7 @@ typedef struct KisScanState
 	/* the current run */
 	KisFetcher *fetcher;
 	int			nkeys;
-	int			nskipped;
-	StringInfoData skipped;
+	List	   *skipped;		/* "symbol: reason" of skipped keys */
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
@@ -423,7 +422,6 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	old = MemoryContextSwitchTo(st->scan_cxt);
 	kis_config_add_credentials(&st->config, userid);
 	build_column_map(st, needed);
-	initStringInfo(&st->skipped);
 	MemoryContextSwitchTo(old);
 
 	if (st->config.on_error == KIS_ON_ERROR_ROW && !st->has_error_column)
@@ -554,8 +552,7 @@ start_run(ForeignScanState *node, KisScanState *st)
 	}
 
 	st->nkeys = list_length(symbols) * list_length(markets);
-	st->nskipped = 0;
-	resetStringInfo(&st->skipped);
+	st->skipped = NIL;
 	if (st->nkeys > 0)
 	{
 		st->fetcher = kis_fetch_begin(st->run_cxt, &st->config, &st->stats);
@@ -695,16 +692,42 @@ handle_failure(KisScanState *st, TupleTableSlot *slot, const KisKey *key,
 					 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
 			break;
 		case KIS_ON_ERROR_SKIP:
-			if (st->nskipped < KIS_MAX_SKIPPED_LISTED)
-				appendStringInfo(&st->skipped, "%s%s: %s",
-								 st->nskipped > 0 ? "; " : "", key->symbol, problem);
-			st->nskipped++;
+			st->skipped = lappend(st->skipped,
+								  MemoryContextStrdup(st->run_cxt,
+													  psprintf("%s: %s", key->symbol, problem)));
 			return false;
 		case KIS_ON_ERROR_ROW:
 			store_row(st, slot, key, NULL, c, problem);
 			return true;
 	}
 	return false;
+}
+
+/* The one WARNING of on_error 'skip': how many, and which (sorted) */
+static void
+warn_skipped(KisScanState *st)
+{
+	StringInfoData detail;
+	int			n = 0;
+	ListCell   *lc;
+
+	list_sort(st->skipped, compare_strings);
+	initStringInfo(&detail);
+	foreach(lc, st->skipped)
+	{
+		if (n++ == KIS_MAX_SKIPPED_LISTED)
+		{
+			appendStringInfoString(&detail, "; ...");
+			break;
+		}
+		appendStringInfo(&detail, "%s%s", n > 1 ? "; " : "", (char *) lfirst(lc));
+	}
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("kis_fdw skipped %d of %d symbols of foreign table \"%s\"",
+					list_length(st->skipped), st->nkeys, RelationGetRelationName(st->rel)),
+			 errdetail("%s", detail.data)));
+	st->skipped = NIL;
 }
 
 static TupleTableSlot *
@@ -746,16 +769,8 @@ kisIterateForeignScan(ForeignScanState *node)
 			return slot;
 	}
 
-	if (st->nskipped > 0)
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_WARNING),
-				 errmsg("kis_fdw skipped %d of %d symbols of foreign table \"%s\"",
-						st->nskipped, st->nkeys, RelationGetRelationName(st->rel)),
-				 errdetail("%s%s", st->skipped.data,
-						   st->nskipped > KIS_MAX_SKIPPED_LISTED ? "; ..." : "")));
-		st->nskipped = 0;
-	}
+	if (st->skipped != NIL)
+		warn_skipped(st);
 	return slot;
 }
 
@@ -849,5 +864,6 @@ _PG_init(void)
 							60, 0, 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	kis_shmem_init();
 	MarkGUCPrefixReserved("kis_fdw");
 }

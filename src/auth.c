@@ -1,15 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  KIS access tokens: the tokenP request body, reading its answer, and a
- *	  cache that keeps one token per (base URL, app key) for the backend's
- *	  life, so a session issues one token, not one per query.
+ *	  KIS access tokens: the tokenP request body, reading its answer, and
+ *	  sharing one token per app key among all sessions.
  *
  * KIS allows one issuance per minute per app key and notifies the user's
- * phone at each one (kis-api.md §4.1), so issuing is rationed: at most once
- * per kis_fdw.token_issue_interval seconds per key from this backend, and
- * a token rejected as expired/invalid is replaced once, for every scan that
- * holds it (the generation number tells a stale rejection from a fresh one).
+ * phone at each one (kis-api.md §4.1), so issuing is rationed: the token
+ * lives in the key's slot (shared by all sessions when preloaded, see
+ * shmem.c); one session at a time issues (a claim in the slot) while the
+ * others wait for its result; at most one issuance per
+ * kis_fdw.token_issue_interval seconds per key; and a token rejected as
+ * expired or invalid is replaced once for everyone (the generation number
+ * tells a stale rejection from a fresh one).
  *
  * The fetch engine performs the HTTP request; this file only knows what
  * to send and what the answer means.  Neither the app key, the secret nor
@@ -23,27 +25,19 @@
 #include <openssl/evp.h>
 
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "pgtime.h"
 #include "utils/datetime.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "kis_fdw.h"
 
 int			kis_token_issue_interval = 60;
 
-struct KisTokenSlot
-{
-	uint8		slot_key[KIS_KEY_HASH_LEN]; /* SHA-256(base_url, key, secret) */
-	char	   *token;			/* in TopMemoryContext, or NULL */
-	TimestampTz issued_at;
-	TimestampTz expires_at;
-	TimestampTz last_attempt;	/* last tokenP call, successful or not */
-	uint64		generation;		/* bumped at each new token */
-};
-
-static HTAB *token_slots = NULL;
+/* A claim older than this is taken over: its holder is gone or stuck */
+#define KIS_CLAIM_TIMEOUT_US	((int64) 30 * USECS_PER_SEC)
+/* How often a session waiting for another's issuance looks again */
+#define KIS_CLAIM_POLL_US		((int64) 10 * 1000)
 
 static void
 sha256(const void *data, size_t len, uint8 *out)
@@ -62,85 +56,93 @@ kis_hash_app_key(const char *app_key, uint8 *out)
 }
 
 /*
- * The cache slot of one set of credentials on one server: a token belongs
- * to an app key and secret pair, and real and virtual (and test) servers
- * each issue their own.  Only a hash of them is kept as the key.
+ * Whose token it is: a token belongs to an app key and secret pair on one
+ * server (real, virtual and test servers each issue their own).
  */
-KisTokenSlot *
-kis_token_slot(const KisConfig *config)
+void
+kis_hash_credentials(const KisConfig *config, uint8 *out)
 {
-	uint8		slot_key[KIS_KEY_HASH_LEN];
 	StringInfoData buf;
-	KisTokenSlot *slot;
-	bool		found;
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, config->base_url, strlen(config->base_url) + 1);
 	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
 	appendBinaryStringInfo(&buf, config->app_secret, strlen(config->app_secret) + 1);
-	sha256(buf.data, buf.len, slot_key);
+	sha256(buf.data, buf.len, out);
 	explicit_bzero(buf.data, buf.len);
 	pfree(buf.data);
-
-	if (token_slots == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = KIS_KEY_HASH_LEN;
-		ctl.entrysize = sizeof(KisTokenSlot);
-		ctl.hcxt = TopMemoryContext;
-		token_slots = hash_create("kis_fdw tokens", 8, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	slot = hash_search(token_slots, slot_key, HASH_ENTER, &found);
-	if (!found)
-	{
-		slot->token = NULL;
-		slot->issued_at = slot->expires_at = slot->last_attempt = 0;
-		slot->generation = 0;
-	}
-	return slot;
 }
 
 /*
- * The cached token if it is still good at "now", else NULL.  A token is
- * replaced a little before it expires: 5 minutes, or a tenth of its life
- * when that is shorter.
+ * Get the key's token for these credentials, or learn what to do instead.
+ * READY: the token (and its generation) is copied out.  WAIT: another
+ * session is issuing one, or the issuance interval has not passed; look
+ * again at *wake.  ISSUE: this backend now holds the issuing claim and
+ * must call tokenP, then kis_token_accept (or kis_token_release_claim).
+ *
+ * A token is replaced a little before it expires: 5 minutes, or a tenth
+ * of its life when that is shorter.
  */
-const char *
-kis_token_get(KisTokenSlot *slot, TimestampTz now, uint64 *generation)
+KisTokenState
+kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
+				  char *token, uint64 *generation, TimestampTz *wake)
 {
+	KisTokenState state;
 	int64		margin;
+	TimestampTz next_issue;
 
-	if (slot->token == NULL)
-		return NULL;
-	margin = Min((int64) 300 * USECS_PER_SEC,
-				 (slot->expires_at - slot->issued_at) / 10);
-	if (now >= slot->expires_at - margin)
-		return NULL;
-	*generation = slot->generation;
-	return slot->token;
-}
+	SpinLockAcquire(&slot->mutex);
+	margin = Min((int64) 300 * USECS_PER_SEC, (slot->expires_at - slot->issued_at) / 10);
+	next_issue = slot->last_attempt == 0 ? 0 :
+		slot->last_attempt + (int64) kis_token_issue_interval * USECS_PER_SEC;
 
-/* When this backend may call tokenP again for this key */
-TimestampTz
-kis_token_next_issue(KisTokenSlot *slot)
-{
-	if (slot->last_attempt == 0)
-		return 0;
-	return slot->last_attempt + (int64) kis_token_issue_interval * USECS_PER_SEC;
-}
-
-/* KIS rejected the token of this generation; forget it (once) */
-void
-kis_token_invalidate(KisTokenSlot *slot, uint64 generation)
-{
-	if (slot->token != NULL && slot->generation == generation)
+	if (slot->token[0] != '\0' &&
+		memcmp(slot->token_creds, creds, KIS_KEY_HASH_LEN) == 0 &&
+		now < slot->expires_at - margin)
 	{
-		explicit_bzero(slot->token, strlen(slot->token));
-		pfree(slot->token);
-		slot->token = NULL;
+		strlcpy(token, slot->token, KIS_TOKEN_MAX);
+		*generation = pg_atomic_read_u64(&slot->generation);
+		state = KIS_TOKEN_READY;
 	}
+	else if (pg_atomic_read_u32(&slot->issuing_pid) != 0 &&
+			 now < slot->claim_started + KIS_CLAIM_TIMEOUT_US)
+	{
+		*wake = now + KIS_CLAIM_POLL_US;
+		state = KIS_TOKEN_WAIT;
+	}
+	else if (now < next_issue)
+	{
+		*wake = next_issue;
+		state = KIS_TOKEN_WAIT;
+	}
+	else
+	{
+		pg_atomic_write_u32(&slot->issuing_pid, (uint32) MyProcPid);
+		slot->claim_started = now;
+		slot->last_attempt = now;
+		state = KIS_TOKEN_ISSUE;
+	}
+	SpinLockRelease(&slot->mutex);
+	return state;
+}
+
+/* Give up this backend's issuing claim, if it holds one; never waits */
+void
+kis_token_release_claim(KisKeySlot *slot)
+{
+	uint32		mine = (uint32) MyProcPid;
+
+	pg_atomic_compare_exchange_u32(&slot->issuing_pid, &mine, 0);
+}
+
+/* KIS rejected the token of this generation: drop it, once for everyone */
+void
+kis_token_invalidate(KisKeySlot *slot, uint64 generation)
+{
+	SpinLockAcquire(&slot->mutex);
+	if (pg_atomic_read_u64(&slot->generation) == generation)
+		explicit_bzero(slot->token, sizeof(slot->token));
+	SpinLockRelease(&slot->mutex);
 }
 
 /* The JSON body of POST /oauth2/tokenP, in the current memory context */
@@ -181,25 +183,26 @@ parse_kst(const char *text)
 }
 
 /*
- * Read the tokenP answer.  On success the token is cached; otherwise
+ * Read the tokenP answer and give up the issuing claim.  On success the
+ * token is stored in the key's slot for every session; otherwise
  * *errdetail says what KIS answered (its code and text, never our
  * credentials).
  */
 KisTokenResult
-kis_token_accept(KisTokenSlot *slot, long http_status, const char *body,
-				 size_t len, TimestampTz now, char **errdetail)
+kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
+				 const char *body, size_t len, TimestampTz now, char **errdetail)
 {
 	json_t	   *root = json_loadb(body, len, 0, NULL);
 	const char *token;
 	const char *code;
 	const char *text;
 	TimestampTz expires = 0;
+	KisTokenResult result;
 
-	slot->last_attempt = now;
 	*errdetail = NULL;
-
 	token = json_string_value(json_object_get(root, "access_token"));
-	if (http_status == 200 && token != NULL && token[0] != '\0')
+	if (http_status == 200 && token != NULL && token[0] != '\0' &&
+		strlen(token) < KIS_TOKEN_MAX)
 	{
 		const char *exp_text = json_string_value(json_object_get(root, "access_token_token_expired"));
 		json_t	   *expires_in = json_object_get(root, "expires_in");
@@ -211,17 +214,18 @@ kis_token_accept(KisTokenSlot *slot, long http_status, const char *body,
 		if (expires == 0)
 			expires = now + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
 
-		if (slot->token != NULL)
-		{
-			explicit_bzero(slot->token, strlen(slot->token));
-			pfree(slot->token);
-		}
-		slot->token = MemoryContextStrdup(TopMemoryContext, token);
+		SpinLockAcquire(&slot->mutex);
+		strlcpy(slot->token, token, KIS_TOKEN_MAX);
+		memcpy(slot->token_creds, creds, KIS_KEY_HASH_LEN);
 		slot->issued_at = now;
 		slot->expires_at = expires;
-		slot->generation++;
+		pg_atomic_fetch_add_u64(&slot->generation, 1);
+		SpinLockRelease(&slot->mutex);
+		kis_token_release_claim(slot);
+		kis_slot_count(slot, KIS_CTR_TOKENS_ISSUED, 1);
 		return KIS_TOKEN_OK;
 	}
+	kis_token_release_claim(slot);
 
 	/* tokenP errors come as {"error_code", "error_description"} */
 	code = json_string_value(json_object_get(root, "error_code"));
@@ -238,8 +242,10 @@ kis_token_accept(KisTokenSlot *slot, long http_status, const char *body,
 		*errdetail = psprintf("KIS answered HTTP %ld without an access token", http_status);
 
 	if (code != NULL && strcmp(code, "EGW00133") == 0)
-		return KIS_TOKEN_RETRY;
-	if (http_status >= 500 || http_status == 429 || root == NULL)
-		return KIS_TOKEN_RETRY;
-	return KIS_TOKEN_FATAL;
+		result = KIS_TOKEN_RETRY;
+	else if (http_status >= 500 || http_status == 429 || root == NULL)
+		result = KIS_TOKEN_RETRY;
+	else
+		result = KIS_TOKEN_FATAL;
+	return result;
 }

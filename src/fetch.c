@@ -94,9 +94,12 @@ struct KisFetcher
 	MemoryContext cxt;
 	const KisConfig *config;
 	KisFetchStats *stats;
-	KisLimiter *limiter;
-	KisTokenSlot *token_slot;
+	KisKeySlot *slot;			/* the app key's gate, token and counters */
+	uint8		creds[KIS_KEY_HASH_LEN];	/* whose token we need */
 	char	   *token_body;		/* tokenP JSON; holds the secret */
+	char		token[KIS_TOKEN_MAX];	/* our copy of the key's token */
+	bool		has_reservation;	/* a send time reserved at the gate */
+	TimestampTz reserved_at;
 
 	dlist_head	ready;			/* may go when a slot and the gate allow */
 	dlist_head	delayed;		/* backing off until not_before */
@@ -104,9 +107,8 @@ struct KisFetcher
 	dlist_head	done;			/* completions not yet taken */
 	int			ndata_inflight;
 	int			npending;		/* data requests not yet completed */
-	bool		token_inflight;
+	bool		token_inflight; /* we hold the key's issuing claim */
 	int			token_failures;
-	TimestampTz gate_blocked_since; /* 0 when not blocked by the gate */
 
 	bool		orderly;		/* kis_fetch_end ran */
 	bool		released;
@@ -440,6 +442,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 		add_header(req, "custtype: P");
 		f->ndata_inflight++;
 		f->stats->requests++;
+		kis_slot_count(f->slot, KIS_CTR_REQUESTS, 1);
 	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
 
@@ -500,7 +503,10 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 		MemoryContextSwitchTo(old);
 	}
 	if (c->resp.outcome != KIS_OUTCOME_OK)
+	{
 		f->stats->failures++;
+		kis_slot_count(f->slot, KIS_CTR_ERR_KEY, 1);
+	}
 	f->npending--;
 	dlist_push_tail(&f->done, &c->node);
 }
@@ -516,6 +522,7 @@ retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	}
 	MemoryContextDelete(rcxt);
 	f->stats->retries++;
+	kis_slot_count(f->slot, KIS_CTR_RETRIES, 1);
 	req->not_before = now + backoff_us(req->attempts);
 	dlist_push_tail(&f->delayed, &req->node);
 }
@@ -543,6 +550,8 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 
 	f->token_inflight = false;
 	if (rc != CURLE_OK)
+	{
+		kis_token_release_claim(f->slot);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("could not reach KIS to obtain an access token"),
@@ -550,8 +559,9 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 				 curl_error_is_tls_trust(rc) ?
 				 errhint("The server's certificate was not trusted; check the server's ca_file option.") :
 				 errhint("Check the server's base_url option and the network.")));
+	}
 
-	res = kis_token_accept(f->token_slot, status, req->body ? req->body : "",
+	res = kis_token_accept(f->slot, f->creds, status, req->body ? req->body : "",
 						   req->body_len, now, &detail);
 	forget_body(req);
 	if (res == KIS_TOKEN_OK)
@@ -563,6 +573,7 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	if (res == KIS_TOKEN_RETRY && ++f->token_failures <= f->config->max_retries)
 		return;					/* pump asks again once the interval allows */
 
+	kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("KIS did not issue an access token"),
@@ -588,6 +599,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 				 errdetail("%s", curl_error_text(req, rc)),
 				 errhint("Check the server's ca_file and base_url options.")));
 
+	kis_slot_count(f->slot, KIS_CTR_BYTES, req->body_len);
 	rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(rcxt);
 	if (rc == CURLE_OK)
@@ -618,10 +630,12 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			break;
 		case KIS_OUTCOME_RETRY_RATE:
 			f->stats->rate_limited++;
-			kis_limiter_back_off(f->limiter, now + KIS_RATE_PENALTY_MS * 1000);
+			kis_slot_count(f->slot, KIS_CTR_RATE_LIMITED, 1);
+			kis_limiter_back_off(f->slot, now + KIS_RATE_PENALTY_MS * 1000);
 			retry_or_complete(f, req, &resp, rcxt, now);
 			break;
 		case KIS_OUTCOME_RETRY:
+			kis_slot_count(f->slot, KIS_CTR_ERR_TRANSIENT, 1);
 			retry_or_complete(f, req, &resp, rcxt, now);
 			break;
 		case KIS_OUTCOME_TOKEN:
@@ -632,11 +646,13 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 						 errmsg("KIS rejected a newly issued access token"),
 						 errdetail("%s", kis_response_summary(&resp))));
 			MemoryContextDelete(rcxt);
-			kis_token_invalidate(f->token_slot, req->token_generation);
+			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
+			kis_token_invalidate(f->slot, req->token_generation);
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;
 		case KIS_OUTCOME_FATAL:
+			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("KIS refused the request"),
@@ -694,31 +710,19 @@ earliest(TimestampTz a, TimestampTz b)
 	return Min(a, b);
 }
 
-static void
-note_gate(KisFetcher *f, bool blocked, TimestampTz now)
-{
-	if (blocked && f->gate_blocked_since == 0)
-		f->gate_blocked_since = now;
-	else if (!blocked && f->gate_blocked_since != 0)
-	{
-		f->stats->rate_wait_ms += (double) (now - f->gate_blocked_since) / 1000.0;
-		f->gate_blocked_since = 0;
-	}
-}
-
 /*
  * Start whatever may start now.  Returns when something of ours next
- * becomes possible (a backoff ends, the gate opens, a token may be
- * issued), or -1 if only curl's events can move us on.
+ * becomes possible (a backoff ends, our reserved send time comes, a token
+ * may be issued or another session's issuance may have finished), or -1
+ * if only curl's events can move us on.
  */
 static TimestampTz
 pump(KisFetcher *f, TimestampTz now)
 {
 	TimestampTz wake = -1;
+	TimestampTz token_wake = -1;
 	dlist_mutable_iter iter;
-	const char *token;
 	uint64		generation = 0;
-	bool		blocked = false;
 
 	dlist_foreach_modify(iter, &f->delayed)
 	{
@@ -733,43 +737,51 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, req->not_before);
 	}
 
-	token = kis_token_get(f->token_slot, now, &generation);
-	if (token == NULL)
-	{
-		if (!f->token_inflight && f->npending > 0)
-		{
-			TimestampTz allowed = kis_token_next_issue(f->token_slot);
+	if (f->token_inflight || dlist_is_empty(&f->ready))
+		return wake;
 
-			if (now >= allowed)
+	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation, &token_wake))
+	{
+		case KIS_TOKEN_READY:
+			break;
+		case KIS_TOKEN_WAIT:
+			return earliest(wake, token_wake);
+		case KIS_TOKEN_ISSUE:
 			{
 				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
 
 				f->token_inflight = true;
 				start_request(f, new_request(f, KIS_REQ_TOKEN, url, NULL, NULL), NULL);
+				return wake;
 			}
-			else
-				wake = earliest(wake, allowed);
-		}
-		return wake;
 	}
 
 	while (!dlist_is_empty(&f->ready) &&
 		   f->ndata_inflight < f->config->max_concurrency)
 	{
-		int64		wait_us = kis_limiter_try_acquire(f->limiter, f->config->rate_limit, now);
 		KisRequest *req;
 
-		if (wait_us > 0)
+		/* one reservation at a time: a cancelled scan wastes one slot at most */
+		if (!f->has_reservation)
 		{
-			wake = earliest(wake, now + wait_us);
-			blocked = true;
+			f->reserved_at = kis_limiter_reserve(f->slot, f->config->rate_limit, now);
+			f->has_reservation = true;
+			if (f->reserved_at > now)
+			{
+				f->stats->rate_wait_ms += (double) (f->reserved_at - now) / 1000.0;
+				kis_slot_note_wait(f->slot, (uint64) (f->reserved_at - now));
+			}
+		}
+		if (f->reserved_at > now)
+		{
+			wake = earliest(wake, f->reserved_at);
 			break;
 		}
+		f->has_reservation = false;
 		req = dlist_container(KisRequest, node, dlist_pop_head_node(&f->ready));
 		req->token_generation = generation;
-		start_request(f, req, token);
+		start_request(f, req, f->token);
 	}
-	note_gate(f, blocked, now);
 	return wake;
 }
 
@@ -850,6 +862,9 @@ fetcher_cleanup(void *arg)
 	}
 	if (f->token_body != NULL)
 		explicit_bzero(f->token_body, strlen(f->token_body));
+	explicit_bzero(f->token, sizeof(f->token));
+	if (f->token_inflight)
+		kis_token_release_claim(f->slot);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -873,9 +888,9 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	dlist_init(&f->done);
 
 	kis_hash_app_key(config->app_key, key_hash);
-	f->limiter = kis_limiter_for_key(key_hash);
-	f->token_slot = kis_token_slot(config);
-	f->token_body = MemoryContextStrdup(run_cxt, "");
+	f->slot = kis_key_slot(key_hash);
+	kis_hash_credentials(config, f->creds);
+	kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
 
 	/* from here on, the callback owns what the fetcher opens */
 	dlist_push_tail(&transport.fetchers, &f->active_node);
@@ -919,10 +934,7 @@ kis_fetch_next(KisFetcher *f)
 		if (!dlist_is_empty(&f->done))
 			return dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
 		if (f->npending == 0)
-		{
-			note_gate(f, false, GetCurrentTimestamp());
 			return NULL;
-		}
 		wake = pump(f, GetCurrentTimestamp());
 		wait_and_work(wake);
 	}
@@ -943,6 +955,5 @@ kis_fetch_forget(KisCompletion *completion)
 void
 kis_fetch_end(KisFetcher *f)
 {
-	note_gate(f, false, GetCurrentTimestamp());
 	f->orderly = true;
 }

@@ -21,6 +21,8 @@
 #include "lib/ilist.h"
 #include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
+#include "port/atomics.h"
+#include "storage/spin.h"
 #include "utils/palloc.h"
 
 /*
@@ -177,31 +179,92 @@ extern List *kis_symbol_join_clauses(struct PlannerInfo *root, struct RelOptInfo
 									 AttrNumber symbol_attnum);
 
 /* ----------------------------------------------------------------
- * limiter.c: the rate gate for one app key
+ * shmem.c: one slot per app key, shared by all sessions when preloaded
  * ----------------------------------------------------------------
  */
-typedef struct KisLimiter KisLimiter;
+#define KIS_KEY_HASH_LEN 32		/* SHA-256 */
+#define KIS_TOKEN_MAX 1024		/* KIS documents up to 350 characters */
 
-extern KisLimiter *kis_limiter_for_key(const uint8 *key_hash);
-extern int64 kis_limiter_try_acquire(KisLimiter *limiter, double rate, TimestampTz now);
-extern void kis_limiter_back_off(KisLimiter *limiter, TimestampTz until);
+/* Counters of one app key (kis_fdw_stats) */
+typedef enum KisCounter
+{
+	KIS_CTR_REQUESTS,			/* HTTP requests for data, retries included */
+	KIS_CTR_RETRIES,
+	KIS_CTR_RATE_LIMITED,		/* EGW00201 answers */
+	KIS_CTR_ERR_TRANSIENT,		/* network, 5xx, EGW00001... */
+	KIS_CTR_ERR_TOKEN,			/* EGW00121/EGW00123 */
+	KIS_CTR_ERR_FATAL,			/* credentials refused */
+	KIS_CTR_ERR_KEY,			/* a symbol's own failure */
+	KIS_CTR_TOKENS_ISSUED,
+	KIS_CTR_WAIT_US,			/* total time requests waited for the gate */
+	KIS_CTR_BYTES,				/* response bytes received */
+	KIS_CTR_SCANS,
+	KIS_NUM_COUNTERS
+} KisCounter;
+
+typedef struct KisKeySlot
+{
+	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key */
+
+	/* rate gate (limiter.c): theoretical arrival time, microseconds */
+	pg_atomic_uint64 tat;
+
+	/* access token (auth.c); the fields below mutex are under it */
+	pg_atomic_uint32 issuing_pid;	/* the backend issuing a token, or 0 */
+	pg_atomic_uint64 generation;	/* bumped at each new token */
+	slock_t		mutex;
+	uint8		token_creds[KIS_KEY_HASH_LEN];	/* whose token (url, key, secret) */
+	char		token[KIS_TOKEN_MAX];	/* "" when none */
+	TimestampTz issued_at;
+	TimestampTz expires_at;
+	TimestampTz last_attempt;	/* last tokenP call for this key */
+	TimestampTz claim_started;
+
+	pg_atomic_uint64 counters[KIS_NUM_COUNTERS];
+	pg_atomic_uint64 wait_max_us;
+} KisKeySlot;
+
+extern void kis_shmem_init(void);
+extern bool kis_shmem_is_shared(void);
+extern KisKeySlot *kis_key_slot(const uint8 *key_hash);
+extern KisKeySlot *kis_key_slot_at(int i);
+extern void kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us);
+
+static inline void
+kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
+{
+	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+}
+
+/* ----------------------------------------------------------------
+ * limiter.c: the rate gate of one app key
+ * ----------------------------------------------------------------
+ */
+extern TimestampTz kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now);
+extern void kis_limiter_back_off(KisKeySlot *slot, TimestampTz until);
 
 /* ----------------------------------------------------------------
  * auth.c: access tokens
  * ----------------------------------------------------------------
  */
-#define KIS_KEY_HASH_LEN 32		/* SHA-256 */
-
-typedef struct KisTokenSlot KisTokenSlot;
-
 extern int	kis_token_issue_interval;	/* GUC, seconds */
 
 extern void kis_hash_app_key(const char *app_key, uint8 *out);
-extern KisTokenSlot *kis_token_slot(const KisConfig *config);
-extern const char *kis_token_get(KisTokenSlot *slot, TimestampTz now, uint64 *generation);
-extern TimestampTz kis_token_next_issue(KisTokenSlot *slot);
-extern void kis_token_invalidate(KisTokenSlot *slot, uint64 generation);
+extern void kis_hash_credentials(const KisConfig *config, uint8 *out);
 extern char *kis_token_request_body(const KisConfig *config);
+
+typedef enum KisTokenState
+{
+	KIS_TOKEN_READY,			/* copied out */
+	KIS_TOKEN_WAIT,				/* another session is issuing, or too soon */
+	KIS_TOKEN_ISSUE				/* this backend now holds the claim: issue */
+} KisTokenState;
+
+extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
+									   TimestampTz now, char *token,
+									   uint64 *generation, TimestampTz *wake);
+extern void kis_token_release_claim(KisKeySlot *slot);
+extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
 
 typedef enum KisTokenResult
 {
@@ -210,9 +273,10 @@ typedef enum KisTokenResult
 	KIS_TOKEN_FATAL				/* credentials refused */
 } KisTokenResult;
 
-extern KisTokenResult kis_token_accept(KisTokenSlot *slot, long http_status,
-									   const char *body, size_t len,
-									   TimestampTz now, char **errdetail);
+extern KisTokenResult kis_token_accept(KisKeySlot *slot, const uint8 *creds,
+									   long http_status, const char *body,
+									   size_t len, TimestampTz now,
+									   char **errdetail);
 
 /* ----------------------------------------------------------------
  * response.c: the KIS envelope and its classification

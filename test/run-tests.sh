@@ -22,6 +22,7 @@ trap kis_stop_all EXIT INT TERM
 kis_make_certs
 kis_start_mock --token-interval 0
 kis_start_cluster <<CONF
+shared_preload_libraries = 'kis_fdw'
 log_min_messages = debug1
 kis_fdw.token_issue_interval = 0
 CONF

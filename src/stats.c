@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  kis_fdw_stats(): the counters of every app-key slot, one row per key,
+ *	  named by a short prefix of the key's SHA-256 (never the key).
+ *
+ * The counters are atomics in the slots (shmem.c), so reading them writes
+ * nothing: the function works in read-only transactions and on standbys.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "kis_fdw.h"
+
+#define KIS_HASH_PREFIX_BYTES	6	/* 12 hex digits name a key */
+
+PG_FUNCTION_INFO_V1(kis_fdw_stats);
+
+Datum
+kis_fdw_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		shared = kis_shmem_is_shared();
+	KisKeySlot *slot;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
+	{
+		Datum		values[14];
+		bool		nulls[14] = {0};
+		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
+		int			n = 0;
+
+		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
+			snprintf(prefix + b * 2, 3, "%02x", slot->key_hash[b]);
+
+		values[n++] = CStringGetTextDatum(prefix);
+		values[n++] = BoolGetDatum(shared);
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_SCANS]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_REQUESTS]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_RETRIES]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_RATE_LIMITED]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_TRANSIENT]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_TOKEN]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_FATAL]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_KEY]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_TOKENS_ISSUED]));
+		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_WAIT_US]) / 1000.0);
+		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->wait_max_us) / 1000.0);
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_BYTES]));
+		Assert(n == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
