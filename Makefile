@@ -13,6 +13,7 @@ OBJS = \
 	src/limiter.o \
 	src/options.o \
 	src/quals.o \
+	src/requests.o \
 	src/response.o \
 	src/shmem.o \
 	src/stats.o
@@ -29,6 +30,9 @@ SHLIB_LINK = -lcurl -ljansson -lcrypto
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/kis_fdw.h
 
 .PHONY: test demo
 test:

@@ -42,6 +42,8 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -63,15 +65,19 @@ PG_MODULE_MAGIC;
 #define KIS_STARTUP_COST		100.0
 #define KIS_DEFAULT_KEYS		10	/* symbols behind a parameter */
 #define KIS_NO_KEY_COST			1.0e10	/* a path that must not be chosen */
+#define KIS_ACCOUNT_ROWS		50	/* holdings of an account, a guess */
 #define KIS_MAX_SKIPPED_LISTED	10	/* symbols named in the skip WARNING */
+
+/* The key columns whose values are lists (the first condition on each) */
+#define KIS_NUM_LIST_KEYS	KIS_KEY_DATE
 
 /* Planner state, in baserel->fdw_private */
 typedef struct KisPlanState
 {
 	KisConfig	config;
 	AttrNumber	key_attnums[KIS_NUM_KEYS];
-	bool		has_qual[KIS_NUM_KEYS];
-	KisKeyQual	quals[KIS_NUM_KEYS];
+	bool		has_qual[KIS_NUM_LIST_KEYS];
+	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
 } KisPlanState;
 
 /* What a tuple column is filled from */
@@ -79,7 +85,7 @@ typedef enum KisColumnSource
 {
 	KIS_COL_UNUSED,				/* dropped, or not needed by the query */
 	KIS_COL_SYMBOL,
-	KIS_COL_MARKET,
+	KIS_COL_VENUE,				/* market or exchange */
 	KIS_COL_FETCHED_AT,
 	KIS_COL_ERROR,
 	KIS_COL_RAW,
@@ -96,13 +102,6 @@ typedef struct KisColumn
 	int32		typmod;
 } KisColumn;
 
-/* One request key */
-typedef struct KisKey
-{
-	char	   *symbol;
-	char	   *market;
-} KisKey;
-
 /* Executor state, in node->fdw_state */
 typedef struct KisScanState
 {
@@ -113,9 +112,10 @@ typedef struct KisScanState
 	Relation	rel;
 
 	/* from the plan */
-	int			qual_pos[KIS_NUM_KEYS]; /* index into key_exprs, or -1 */
-	bool		qual_is_array[KIS_NUM_KEYS];
-	int			planned[KIS_NUM_KEYS];	/* values known at plan time, or -1 */
+	int			qual_pos[KIS_NUM_LIST_KEYS];	/* index into key_exprs, or -1 */
+	bool		qual_is_array[KIS_NUM_LIST_KEYS];
+	int			planned[KIS_NUM_LIST_KEYS]; /* values known at plan time, or -1 */
+	List	   *date_quals;		/* (op, index into key_exprs) pairs */
 	List	   *key_exprs;		/* ExprState per pushed-down qual */
 
 	int			ncolumns;
@@ -126,6 +126,9 @@ typedef struct KisScanState
 	KisFetcher *fetcher;
 	int			nkeys;
 	List	   *skipped;		/* "symbol: reason" of skipped keys */
+	KisCompletion *current;		/* the answer whose rows are being returned */
+	List	   *rows;			/* its KisRow *s */
+	int			next_row;
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
@@ -137,7 +140,7 @@ typedef struct KisConvContext
 {
 	Relation	rel;
 	const KisColumn *column;
-	const KisKey *key;
+	const KisRow *row;
 } KisConvContext;
 
 void		_PG_init(void);
@@ -164,18 +167,26 @@ estimate_cost(const KisConfig *config, double nrequests, double rows,
 	*total = KIS_STARTUP_COST + ms * KIS_COST_PER_MS + rows * cpu_tuple_cost;
 }
 
+/* How many values a list key gives: its known count, or a guess */
+static double
+planned_values(const KisPlanState *ps, KisKeyColumn key, double if_unknown)
+{
+	if (!ps->has_qual[key])
+		return key == KIS_KEY_SYMBOL ? if_unknown : 1;
+	return ps->quals[key].nconst >= 0 ? ps->quals[key].nconst : if_unknown;
+}
+
 static void
 kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	KisPlanState *ps = palloc0(sizeof(KisPlanState));
-	double		nsymbols;
-	double		nmarkets = 1;
+	const KisEndpoint *ep;
+	double		nkeys;
 	ListCell   *lc;
 
 	kis_config_for_table(foreigntableid, &ps->config);
-	for (int k = 0; k < KIS_NUM_KEYS; k++)
-		ps->key_attnums[k] = (k == KIS_KEY_MARKET && !ps->config.endpoint->has_market) ?
-			InvalidAttrNumber : kis_key_attnum(foreigntableid, k);
+	ep = ps->config.endpoint;
+	kis_key_attnums(foreigntableid, ep, ps->key_attnums);
 
 	foreach(lc, baserel->baserestrictinfo)
 	{
@@ -183,40 +194,57 @@ kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		KisKeyQual	q;
 
 		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
-			!ps->has_qual[q.key])
+			q.key < KIS_NUM_LIST_KEYS && !ps->has_qual[q.key])
 		{
 			ps->has_qual[q.key] = true;
 			ps->quals[q.key] = q;
 		}
 	}
 
-	nsymbols = !ps->has_qual[KIS_KEY_SYMBOL] ? KIS_DEFAULT_KEYS :
-		ps->quals[KIS_KEY_SYMBOL].nconst >= 0 ? ps->quals[KIS_KEY_SYMBOL].nconst :
-		KIS_DEFAULT_KEYS;
-	if (ps->has_qual[KIS_KEY_MARKET] && ps->quals[KIS_KEY_MARKET].nconst >= 0)
-		nmarkets = ps->quals[KIS_KEY_MARKET].nconst;
-
-	baserel->rows = Max(nsymbols * nmarkets, 1);
+	nkeys = planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
+		planned_values(ps, KIS_KEY_MARKET, 1) * planned_values(ps, KIS_KEY_EXCHANGE, 1);
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		baserel->rows = KIS_ACCOUNT_ROWS;
+	else if (ep->paging == KIS_PAGING_DATE)
+		baserel->rows = Max(nkeys, 1) * ep->page_rows;
+	else
+		baserel->rows = Max(nkeys, 1);
 	baserel->fdw_private = ps;
 }
 
+/* Requests of the first round: one per key, or per batch of keys */
+static double
+planned_requests(const KisEndpoint *ep, double nkeys)
+{
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return 1;
+	return ceil(Max(nkeys, 1) / ep->batch_size);
+}
+
 /*
- * One path that reads the symbols given in WHERE (batched: all requests
- * of the scan run concurrently), and, when there is no such condition,
- * parameterized paths for joins on symbol (a nested loop sends one
- * request per outer row).  Without either, the only path is priced out of
- * reach, and GetForeignPlan explains what is missing if it is chosen.
+ * One path that reads the keys given in WHERE (batched: all requests of
+ * the scan run concurrently), and, when a symbol endpoint has no such
+ * condition, parameterized paths for joins on symbol (a nested loop sends
+ * one request per outer row).  Without either, the only path is priced
+ * out of reach, and GetForeignPlan explains what is missing if it is
+ * chosen.
  */
 static void
 kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
+	bool		needs_symbol = ep->symbol_kind != KIS_SYMBOL_NONE;
+	double		nkeys = baserel->rows;
 	Cost		startup;
 	Cost		total;
 	ListCell   *lc;
 
-	if (ps->has_qual[KIS_KEY_SYMBOL])
-		estimate_cost(&ps->config, baserel->rows, baserel->rows, &startup, &total);
+	if (ep->paging == KIS_PAGING_DATE)
+		nkeys = baserel->rows / ep->page_rows;
+	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
+		estimate_cost(&ps->config, planned_requests(ep, nkeys), baserel->rows,
+					  &startup, &total);
 	else
 		startup = total = KIS_NO_KEY_COST;
 
@@ -225,14 +253,14 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 									 startup, total, NIL,
 									 baserel->lateral_relids, NULL, NIL));
 
-	if (ps->has_qual[KIS_KEY_SYMBOL])
+	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
 		return;
 
 	foreach(lc, kis_symbol_join_clauses(root, baserel, ps->key_attnums[KIS_KEY_SYMBOL]))
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		Relids		required_outer;
-		double		rows = baserel->rows / KIS_DEFAULT_KEYS;
+		double		rows = Max(baserel->rows / KIS_DEFAULT_KEYS, 1);
 
 		required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
 		required_outer = bms_del_member(required_outer, baserel->relid);
@@ -240,8 +268,7 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			continue;
 
 		/* one symbol per outer row: one request per rescan */
-		rows = Max(rows, 1);
-		estimate_cost(&ps->config, rows, rows, &startup, &total);
+		estimate_cost(&ps->config, 1, rows, &startup, &total);
 		add_path(baserel, (Path *)
 				 create_foreignscan_path(root, baserel, NULL, rows,
 										 startup, total, NIL,
@@ -270,17 +297,23 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				  Plan *outer_plan)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
 	List	   *local_quals = NIL;
 	List	   *fdw_exprs = NIL;
-	List	   *fdw_private = NIL;
-	int			qual_pos[KIS_NUM_KEYS];
-	KisKeyQual	quals[KIS_NUM_KEYS];
+	List	   *keys = NIL;
+	List	   *dates = NIL;
+	int			qual_pos[KIS_NUM_LIST_KEYS];
+	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
 	ListCell   *lc;
 
-	for (int k = 0; k < KIS_NUM_KEYS; k++)
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 		qual_pos[k] = -1;
 
-	/* scan_clauses has the join clauses too when the path is parameterized */
+	/*
+	 * scan_clauses has the join clauses too when the path is parameterized.
+	 * The first condition on a list key is pushed down (others stay local
+	 * filters); every date comparison narrows the date range.
+	 */
 	foreach(lc, scan_clauses)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
@@ -289,38 +322,44 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 		if (rinfo->pseudoconstant)
 			continue;
 		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
-			qual_pos[q.key] < 0)
+			(q.key == KIS_KEY_DATE || qual_pos[q.key] < 0))
 		{
-			qual_pos[q.key] = list_length(fdw_exprs);
-			quals[q.key] = q;
+			if (q.key == KIS_KEY_DATE)
+			{
+				dates = lappend_int(dates, q.op);
+				dates = lappend_int(dates, list_length(fdw_exprs));
+			}
+			else
+			{
+				qual_pos[q.key] = list_length(fdw_exprs);
+				quals[q.key] = q;
+			}
 			fdw_exprs = lappend(fdw_exprs, q.expr);
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
 	}
 
-	if (qual_pos[KIS_KEY_SYMBOL] < 0)
+	if (ep->symbol_kind != KIS_SYMBOL_NONE && qual_pos[KIS_KEY_SYMBOL] < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("a scan of foreign table \"%s\" needs a condition on \"symbol\"",
 						get_rel_name(foreigntableid)),
 				 ps->key_attnums[KIS_KEY_SYMBOL] == InvalidAttrNumber ?
 				 errdetail("The table has no column named \"symbol\".") :
-				 errdetail("KIS answers one symbol at a time; kis_fdw never crawls a whole market."),
+				 errdetail("KIS answers for given symbols only; kis_fdw never crawls a whole market."),
 				 errhint("Add WHERE symbol = '005930', symbol IN (...), symbol = ANY (ARRAY(SELECT symbol FROM ...)), or join on symbol.")));
 
-	for (int k = 0; k < KIS_NUM_KEYS; k++)
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
-		fdw_private = lappend(fdw_private, makeInteger(qual_pos[k]));
-		fdw_private = lappend(fdw_private,
-							  makeInteger(qual_pos[k] >= 0 && quals[k].is_array));
-		fdw_private = lappend(fdw_private,
-							  makeInteger(qual_pos[k] >= 0 ? quals[k].nconst : -1));
+		keys = lappend_int(keys, qual_pos[k]);
+		keys = lappend_int(keys, qual_pos[k] >= 0 && quals[k].op == KIS_OP_IN);
+		keys = lappend_int(keys, qual_pos[k] >= 0 ? quals[k].nconst : -1);
 	}
-	fdw_private = lappend(fdw_private, needed_attnums(baserel, local_quals));
 
 	return make_foreignscan(tlist, local_quals, baserel->relid, fdw_exprs,
-							fdw_private, NIL, NIL, outer_plan);
+							list_make3(keys, dates, needed_attnums(baserel, local_quals)),
+							NIL, NIL, outer_plan);
 }
 
 /* ----------------------------------------------------------------
@@ -332,6 +371,7 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 static void
 build_column_map(KisScanState *st, List *needed)
 {
+	const KisEndpoint *ep = st->config.endpoint;
 	TupleDesc	tupdesc = RelationGetDescr(st->rel);
 	Oid			relid = RelationGetRelid(st->rel);
 	bool		whole_row = list_member_int(needed, 0);
@@ -361,10 +401,11 @@ build_column_map(KisScanState *st, List *needed)
 			col->source = KIS_COL_FIELD;
 			col->field = field_opt;
 		}
-		else if (strcmp(name, "symbol") == 0)
+		else if (strcmp(name, "symbol") == 0 && ep->symbol_kind != KIS_SYMBOL_NONE)
 			col->source = KIS_COL_SYMBOL;
-		else if (strcmp(name, "market") == 0 && st->config.endpoint->has_market)
-			col->source = KIS_COL_MARKET;
+		else if ((strcmp(name, "market") == 0 && ep->has_market) ||
+				 (strcmp(name, "exchange") == 0 && ep->has_exchange))
+			col->source = KIS_COL_VENUE;
 		else if (strcmp(name, "fetched_at") == 0)
 			col->source = KIS_COL_FETCHED_AT;
 		else if (strcmp(name, "error") == 0)
@@ -374,7 +415,7 @@ build_column_map(KisScanState *st, List *needed)
 		else
 		{
 			col->source = KIS_COL_FIELD;
-			col->field = kis_endpoint_field(st->config.endpoint, name);
+			col->field = kis_endpoint_field(ep, name);
 			if (col->field == NULL)
 				col->field = col->name;
 		}
@@ -391,20 +432,21 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
 	KisScanState *st = palloc0(sizeof(KisScanState));
+	List	   *keys = (List *) linitial(fsplan->fdw_private);
+	List	   *needed = (List *) lthird(fsplan->fdw_private);
 	MemoryContext old;
 	RangeTblEntry *rte;
 	Oid			userid;
-	List	   *needed;
 
 	node->fdw_state = st;
 	st->rel = node->ss.ss_currentRelation;
-	for (int k = 0; k < KIS_NUM_KEYS; k++)
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
-		st->qual_pos[k] = intVal(list_nth(fsplan->fdw_private, k * 3));
-		st->qual_is_array[k] = intVal(list_nth(fsplan->fdw_private, k * 3 + 1));
-		st->planned[k] = intVal(list_nth(fsplan->fdw_private, k * 3 + 2));
+		st->qual_pos[k] = list_nth_int(keys, k * 3);
+		st->qual_is_array[k] = list_nth_int(keys, k * 3 + 1);
+		st->planned[k] = list_nth_int(keys, k * 3 + 2);
 	}
-	needed = (List *) list_nth(fsplan->fdw_private, KIS_NUM_KEYS * 3);
+	st->date_quals = (List *) lsecond(fsplan->fdw_private);
 
 	st->scan_cxt = AllocSetContextCreate(estate->es_query_cxt, "kis_fdw scan",
 										 ALLOCSET_DEFAULT_SIZES);
@@ -459,32 +501,36 @@ compare_strings(const ListCell *a, const ListCell *b)
 	return strcmp(lfirst(a), lfirst(b));
 }
 
+static Datum
+eval_key_expr(ForeignScanState *node, KisScanState *st, int pos, bool *isnull, Oid *type)
+{
+	ExprState  *es = (ExprState *) list_nth(st->key_exprs, pos);
+
+	*type = exprType((Node *) es->expr);
+	return ExecEvalExprSwitchContext(es, node->ss.ps.ps_ExprContext, isnull);
+}
+
 /*
- * The distinct values of one key, from its pushed-down condition, or the
- * table's default when there is none.  NULLs match nothing and are dropped.
+ * The distinct values of one list key, from its pushed-down condition, or
+ * the table's default when there is none.  NULLs match nothing.
  */
 static List *
 key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 		   const char *default_value)
 {
-	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	List	   *values = NIL;
 	List	   *unique = NIL;
-	ExprState  *es;
 	Datum		d;
 	bool		isnull;
 	Oid			type;
 	ListCell   *lc;
 
 	if (st->qual_pos[key] < 0)
-		return list_make1(pstrdup(default_value));
+		return default_value ? list_make1(pstrdup(default_value)) : NIL;
 
-	es = (ExprState *) list_nth(st->key_exprs, st->qual_pos[key]);
-	d = ExecEvalExprSwitchContext(es, econtext, &isnull);
-	type = exprType((Node *) es->expr);
+	d = eval_key_expr(node, st, st->qual_pos[key], &isnull, &type);
 	if (isnull)
 		return NIL;
-
 	if (!st->qual_is_array[key])
 		values = list_make1(key_text(d, type));
 	else
@@ -516,24 +562,91 @@ key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 	return unique;
 }
 
-/* Evaluate the keys, check them, and queue one request per key */
+/*
+ * The date range of the date conditions: each one narrows it.  Returns
+ * false when a condition compares with NULL (no row can match).
+ */
+static bool
+date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
+{
+	ListCell   *lc;
+
+	memset(range, 0, sizeof(KisRange));
+	for (lc = list_head(st->date_quals); lc != NULL; lc = lnext(st->date_quals, lc))
+	{
+		KisQualOp	op = lfirst_int(lc);
+		bool		isnull;
+		Oid			type;
+		DateADT		d;
+		int			jd;
+
+		lc = lnext(st->date_quals, lc);
+		d = DatumGetDateADT(eval_key_expr(node, st, lfirst_int(lc), &isnull, &type));
+		if (isnull)
+			return false;
+		if (DATE_NOT_FINITE(d))
+		{
+			/* -infinity as a lower bound, infinity as an upper: no bound */
+			if ((DATE_IS_NOBEGIN(d) && (op == KIS_OP_GT || op == KIS_OP_GE)) ||
+				(DATE_IS_NOEND(d) && (op == KIS_OP_LT || op == KIS_OP_LE)))
+				continue;
+			return false;
+		}
+		jd = d + POSTGRES_EPOCH_JDATE;
+		if (op == KIS_OP_GT)
+			jd++;
+		else if (op == KIS_OP_LT)
+			jd--;
+		if (op == KIS_OP_EQ || op == KIS_OP_GT || op == KIS_OP_GE)
+		{
+			range->from = range->has_from ? Max(range->from, jd) : jd;
+			range->has_from = true;
+		}
+		if (op == KIS_OP_EQ || op == KIS_OP_LT || op == KIS_OP_LE)
+		{
+			range->to = range->has_to ? Min(range->to, jd) : jd;
+			range->has_to = true;
+		}
+	}
+	if (range->has_from && range->has_to && range->from > range->to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the date range of foreign table \"%s\" is empty: from %s to %s",
+						RelationGetRelationName(st->rel),
+						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->from - POSTGRES_EPOCH_JDATE))),
+						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->to - POSTGRES_EPOCH_JDATE)))),
+				 errhint("Check the order of the bounds, e.g. date BETWEEN '2025-01-01' AND '2025-06-30'.")));
+	return true;
+}
+
+/* Evaluate the keys, check them, and queue the scan's requests */
 static void
 start_run(ForeignScanState *node, KisScanState *st)
 {
 	const KisEndpoint *ep = st->config.endpoint;
-	const char *tr_id = kis_endpoint_tr_id(ep, st->config.environment);
-	List	   *symbols;
-	List	   *markets;
+	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+	List	   *symbols = NIL;
+	List	   *venues = NIL;
+	List	   *keys = NIL;
+	KisRange	range;
+	bool		any;
 	ListCell   *ls;
-	ListCell   *lm;
+	ListCell   *lv;
 	MemoryContext old;
 
 	st->run_cxt = AllocSetContextCreate(st->scan_cxt, "kis_fdw run",
 										ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(st->run_cxt);
+	st->nkeys = 0;
+	st->skipped = NIL;
 
-	symbols = key_values(node, st, KIS_KEY_SYMBOL, NULL);
-	markets = key_values(node, st, KIS_KEY_MARKET, st->config.market);
+	any = date_range(node, st, &range);
+	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+	{
+		symbols = key_values(node, st, KIS_KEY_SYMBOL, NULL);
+		venues = key_values(node, st, venue_key,
+							ep->has_exchange ? st->config.exchange : st->config.market);
+	}
 	foreach(ls, symbols)
 	{
 		if (!kis_symbol_is_valid(ep->symbol_kind, lfirst(ls)))
@@ -542,35 +655,38 @@ start_run(ForeignScanState *node, KisScanState *st)
 					 errmsg("invalid symbol \"%s\"", (char *) lfirst(ls)),
 					 errhint("%s", kis_symbol_hint(ep->symbol_kind))));
 	}
-	foreach(lm, markets)
+	foreach(lv, venues)
 	{
-		if (!kis_market_is_valid(lfirst(lm)))
+		if (ep->has_exchange ? !kis_exchange_is_valid(lfirst(lv)) :
+			!kis_market_is_valid(lfirst(lv)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid market \"%s\"", (char *) lfirst(lm)),
+					 errmsg("invalid %s \"%s\"", kis_key_column_names[venue_key],
+							(char *) lfirst(lv)),
+					 ep->has_exchange ?
+					 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
 					 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
 	}
-
-	st->nkeys = list_length(symbols) * list_length(markets);
-	st->skipped = NIL;
-	if (st->nkeys > 0)
+	foreach(ls, symbols)
 	{
-		st->fetcher = kis_fetch_begin(st->run_cxt, &st->config, &st->stats);
-		foreach(ls, symbols)
+		foreach(lv, venues)
 		{
-			foreach(lm, markets)
-			{
-				KisKey	   *key = palloc(sizeof(KisKey));
+			KisKey	   *key = palloc(sizeof(KisKey));
 
-				key->symbol = lfirst(ls);
-				key->market = lfirst(lm);
-				kis_fetch_add(st->fetcher,
-							  kis_endpoint_request_path(ep, key->symbol, key->market),
-							  tr_id, key);
-			}
+			key->symbol = lfirst(ls);
+			key->venue = lfirst(lv);
+			keys = lappend(keys, key);
 		}
 	}
-	st->keys_requested += st->nkeys;
+
+	st->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE ? 1 : list_length(keys);
+	if (any && st->nkeys > 0)
+	{
+		st->fetcher = kis_fetch_begin(st->run_cxt, &st->config, &st->stats);
+		if (kis_requests_start(st->fetcher, &st->config, keys, &range) == 0)
+			st->nkeys = 0;
+	}
+	st->keys_requested += ep->symbol_kind == KIS_SYMBOL_NONE ? 0 : list_length(keys);
 	MemoryContextSwitchTo(old);
 }
 
@@ -584,27 +700,37 @@ end_run(KisScanState *st)
 		MemoryContextDelete(st->run_cxt);
 	st->fetcher = NULL;
 	st->run_cxt = NULL;
+	st->current = NULL;
+	st->rows = NIL;
+}
+
+/* What a failing row is about: its symbol, or the endpoint */
+static const char *
+row_subject(const KisScanState *st, const KisRow *row)
+{
+	if (row->key != NULL)
+		return psprintf("symbol \"%s\"", row->key->symbol);
+	return psprintf("endpoint %s", st->config.endpoint->name);
 }
 
 static void
 conversion_error_callback(void *arg)
 {
 	KisConvContext *cc = (KisConvContext *) arg;
+	const char *subject = cc->row->key ? cc->row->key->symbol : "(account)";
 
 	if (cc->column->source == KIS_COL_FIELD)
 		errcontext("column \"%s\" of foreign table \"%s\", KIS field \"%s\", symbol \"%s\"",
 				   cc->column->name, RelationGetRelationName(cc->rel),
-				   cc->column->field, cc->key->symbol);
+				   cc->column->field, subject);
 	else
 		errcontext("column \"%s\" of foreign table \"%s\", symbol \"%s\"",
-				   cc->column->name, RelationGetRelationName(cc->rel),
-				   cc->key->symbol);
+				   cc->column->name, RelationGetRelationName(cc->rel), subject);
 }
 
 /* The KIS text of one column, in the server encoding, or NULL */
 static char *
-column_text(const KisColumn *col, const KisKey *key, json_t *row,
-			const KisCompletion *c, const char *error)
+column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
 {
 	char	   *text = NULL;
 
@@ -613,19 +739,19 @@ column_text(const KisColumn *col, const KisKey *key, json_t *row,
 		case KIS_COL_UNUSED:
 			return NULL;
 		case KIS_COL_SYMBOL:
-			return key->symbol;
-		case KIS_COL_MARKET:
-			return key->market;
+			return row->key ? row->key->symbol : NULL;
+		case KIS_COL_VENUE:
+			return row->key ? row->key->venue : NULL;
 		case KIS_COL_FETCHED_AT:
 			return DatumGetCString(DirectFunctionCall1(timestamptz_out,
 													   TimestampTzGetDatum(c->completed_at)));
 		case KIS_COL_ERROR:
-			return (char *) error;
+			return row->problem;
 		case KIS_COL_RAW:
-			text = row ? kis_row_raw_text(row) : NULL;
+			text = row->row ? kis_row_raw_text(row->row) : NULL;
 			break;
 		case KIS_COL_FIELD:
-			text = row ? kis_row_field_text(row, col->field) : NULL;
+			text = row->row ? kis_row_field_text(row->row, row->extra, col->field) : NULL;
 			break;
 	}
 	if (text != NULL && GetDatabaseEncoding() != PG_UTF8)
@@ -633,17 +759,17 @@ column_text(const KisColumn *col, const KisKey *key, json_t *row,
 	return text;
 }
 
-/* Fill the slot from one answer (row NULL: a failed key under on_error 'row') */
+/* Fill the slot from one row (a failed key under on_error 'row' has no data) */
 static void
-store_row(KisScanState *st, TupleTableSlot *slot, const KisKey *key, json_t *row,
-		  const KisCompletion *c, const char *error)
+store_row(KisScanState *st, TupleTableSlot *slot, const KisRow *row,
+		  const KisCompletion *c)
 {
 	KisConvContext cc;
 	ErrorContextCallback errcb;
 	MemoryContext old = MemoryContextSwitchTo(st->row_cxt);
 
 	cc.rel = st->rel;
-	cc.key = key;
+	cc.row = row;
 	errcb.callback = conversion_error_callback;
 	errcb.arg = &cc;
 	errcb.previous = error_context_stack;
@@ -652,7 +778,7 @@ store_row(KisScanState *st, TupleTableSlot *slot, const KisKey *key, json_t *row
 	for (int i = 0; i < st->ncolumns; i++)
 	{
 		const KisColumn *col = &st->columns[i];
-		char	   *text = column_text(col, key, row, c, error);
+		char	   *text = column_text(col, row, c);
 
 		cc.column = col;
 		slot->tts_isnull[i] = (text == NULL);
@@ -670,34 +796,42 @@ store_row(KisScanState *st, TupleTableSlot *slot, const KisKey *key, json_t *row
  * (mode 'row'); 'skip' remembers the key for the closing WARNING.
  */
 static bool
-handle_failure(KisScanState *st, TupleTableSlot *slot, const KisKey *key,
-			   const KisCompletion *c, const char *problem)
+handle_failure(KisScanState *st, TupleTableSlot *slot, const KisRow *row,
+			   const KisCompletion *c)
 {
-	bool		not_listed = strcmp(problem, KIS_NOT_LISTED) == 0;
+	const KisEndpoint *ep = st->config.endpoint;
 
 	switch (st->config.on_error)
 	{
 		case KIS_ON_ERROR_ERROR:
-			if (not_listed)
+			if (strcmp(row->problem, KIS_NOT_LISTED) == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_ERROR),
-						 errmsg("symbol \"%s\" is not listed on market %s",
-								key->symbol, key->market),
+						 errmsg("symbol \"%s\" is not listed on %s %s", row->key->symbol,
+								ep->has_exchange ? "exchange" : "market", row->key->venue),
 						 errdetail("KIS answered without a price for it."),
-						 errhint("Check the symbol, or set the table's on_error option to 'skip' or 'row'.")));
+						 errhint("Check the symbol%s, or set the table's on_error option to 'skip' or 'row'.",
+								 ep->has_exchange ? " and the exchange" : "")));
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("KIS request for symbol \"%s\" failed", key->symbol),
-					 errdetail("%s", problem),
+					 errmsg("KIS request for %s failed", row_subject(st, row)),
+					 errdetail("%s", row->problem),
 					 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
 			break;
 		case KIS_ON_ERROR_SKIP:
-			st->skipped = lappend(st->skipped,
-								  MemoryContextStrdup(st->run_cxt,
-													  psprintf("%s: %s", key->symbol, problem)));
+			{
+				/* the list outlives this tuple: it lives in the run context */
+				MemoryContext old = MemoryContextSwitchTo(st->run_cxt);
+
+				st->skipped = lappend(st->skipped,
+									  psprintf("%s: %s",
+											   row->key ? row->key->symbol : ep->name,
+											   row->problem));
+				MemoryContextSwitchTo(old);
+			}
 			return false;
 		case KIS_ON_ERROR_ROW:
-			store_row(st, slot, key, NULL, c, problem);
+			store_row(st, slot, row, c);
 			return true;
 	}
 	return false;
@@ -730,6 +864,11 @@ warn_skipped(KisScanState *st)
 	st->skipped = NIL;
 }
 
+/*
+ * Rows come from answers in completion order; an answer may hold several
+ * rows (batches, pages), returned one per call before the next answer is
+ * taken.
+ */
 static TupleTableSlot *
 kisIterateForeignScan(ForeignScanState *node)
 {
@@ -743,30 +882,27 @@ kisIterateForeignScan(ForeignScanState *node)
 
 	while (st->fetcher != NULL)
 	{
-		KisCompletion *c = kis_fetch_next(st->fetcher);
-		KisKey	   *key;
-		char	   *problem = NULL;
-		json_t	   *row = NULL;
-		bool		stored;
-
-		if (c == NULL)
-			break;
-		key = (KisKey *) c->arg;
-		if (c->resp.outcome == KIS_OUTCOME_OK)
-			row = kis_response_row(st->config.endpoint, &c->resp, &problem);
-		else
-			problem = kis_response_summary(&c->resp);
-
-		if (row != NULL)
+		if (st->next_row < list_length(st->rows))
 		{
-			store_row(st, slot, key, row, c, NULL);
-			stored = true;
+			KisRow	   *row = list_nth(st->rows, st->next_row++);
+
+			if (row->problem == NULL)
+			{
+				store_row(st, slot, row, st->current);
+				return slot;
+			}
+			if (handle_failure(st, slot, row, st->current))
+				return slot;
+			continue;
 		}
-		else
-			stored = handle_failure(st, slot, key, c, problem);
-		kis_fetch_forget(c);
-		if (stored)
-			return slot;
+		if (st->current != NULL)
+			kis_fetch_forget(st->current);
+		st->rows = NIL;
+		st->next_row = 0;
+		st->current = kis_fetch_next(st->fetcher);
+		if (st->current == NULL)
+			break;
+		st->rows = kis_requests_answer(st->fetcher, st->current);
 	}
 
 	if (st->skipped != NIL)
@@ -802,20 +938,33 @@ static void
 kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	KisScanState *st = (KisScanState *) node->fdw_state;
+	const KisEndpoint *ep = st->config.endpoint;
+	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
 	int			nsym = st->planned[KIS_KEY_SYMBOL];
-	int			nmkt = st->qual_pos[KIS_KEY_MARKET] >= 0 ? st->planned[KIS_KEY_MARKET] : 1;
+	int			nven = st->qual_pos[venue_key] >= 0 ? st->planned[venue_key] : 1;
 
-	ExplainPropertyText("KIS Endpoint", st->config.endpoint->name, es);
-	if (nsym >= 0)
-		ExplainPropertyInteger("KIS Symbols", NULL, nsym, es);
-	else
-		ExplainPropertyText("KIS Symbols", "computed at scan start", es);
-	if (nsym >= 0 && nmkt >= 0)
-		ExplainPropertyInteger("KIS Planned Requests", NULL, (int64) nsym * nmkt, es);
+	ExplainPropertyText("KIS Endpoint", ep->name, es);
+	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+	{
+		if (nsym >= 0)
+			ExplainPropertyInteger("KIS Symbols", NULL, nsym, es);
+		else
+			ExplainPropertyText("KIS Symbols", "computed at scan start", es);
+	}
+	if (ep->symbol_kind == KIS_SYMBOL_NONE || (nsym >= 0 && nven >= 0))
+		ExplainPropertyInteger("KIS Planned Requests", NULL,
+							   (int64) planned_requests(ep, (double) Max(nsym, 0) * nven), es);
+	if (ep->paging != KIS_PAGING_NONE)
+		ExplainPropertyText("KIS Paging",
+							ep->paging == KIS_PAGING_DATE ? "by date, 100 rows per request" :
+							"by continuation key", es);
+	if (st->date_quals != NIL)
+		ExplainPropertyInteger("KIS Date Conditions", NULL, list_length(st->date_quals) / 2, es);
 
 	if (es->analyze)
 	{
-		ExplainPropertyInteger("KIS Keys Requested", NULL, st->keys_requested, es);
+		if (ep->symbol_kind != KIS_SYMBOL_NONE)
+			ExplainPropertyInteger("KIS Keys Requested", NULL, st->keys_requested, es);
 		ExplainPropertyInteger("KIS Requests", NULL, st->stats.requests, es);
 		ExplainPropertyInteger("KIS Retries", NULL, st->stats.retries, es);
 		ExplainPropertyInteger("KIS Failures", NULL, st->stats.failures, es);
@@ -826,6 +975,28 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 			ExplainPropertyFloat("KIS HTTP Time", "ms", st->stats.http_ms, 1, es);
 		}
 	}
+}
+
+/*
+ * IMPORT FOREIGN SCHEMA kis FROM SERVER s INTO local: one table per
+ * endpoint, with typed friendly columns.  LIMIT TO and EXCEPT are applied
+ * by PostgreSQL to the returned statements.
+ */
+static List *
+kisImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	ForeignServer *server = GetForeignServer(serverOid);
+	List	   *commands = NIL;
+
+	if (strcmp(stmt->remote_schema, "kis") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
+				 errmsg("kis_fdw offers no schema \"%s\"", stmt->remote_schema),
+				 errhint("Use IMPORT FOREIGN SCHEMA kis FROM SERVER %s INTO ...;",
+						 quote_identifier(server->servername))));
+	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
+		commands = lappend(commands, kis_endpoint_table_ddl(ep, server->servername));
+	return commands;
 }
 
 /* ----------------------------------------------------------------
@@ -845,6 +1016,7 @@ kis_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ReScanForeignScan = kisReScanForeignScan;
 	routine->EndForeignScan = kisEndForeignScan;
 	routine->ExplainForeignScan = kisExplainForeignScan;
+	routine->ImportForeignSchema = kisImportForeignSchema;
 
 	PG_RETURN_POINTER(routine);
 }

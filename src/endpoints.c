@@ -2,32 +2,32 @@
  *
  * endpoints.c
  *	  The endpoint catalogue: one declarative entry per KIS API that a
- *	  foreign table can read (path, tr_ids, query parameters, where the row
- *	  is in the response, how "not listed" looks, friendly column names),
- *	  plus the checks on request keys (symbols, markets).
+ *	  foreign table can read — path, tr_ids, query parameters, where the
+ *	  rows are in the answer, how requests batch and page, how "not listed"
+ *	  looks, friendly column names and types — plus the checks on request
+ *	  keys (symbols, markets, exchanges) and the DDL that IMPORT FOREIGN
+ *	  SCHEMA emits for each entry.
  *
  * Adding an endpoint means adding an entry here, not code elsewhere.
- * Field names and tr_ids come from kis-api.md.
+ * Field names and tr_ids come from kis-api.md (section numbers below).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "utils/builtins.h"
 
 #include "kis_fdw.h"
 
-/* inquire-price, FHKST01010100 (kis-api.md §6.1) */
+/* ---- domestic_price: inquire-price FHKST01010100 (§6.1) ---- */
 static const KisParamDef domestic_price_params[] = {
 	{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
 	{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
 	{NULL}
 };
 
-/*
- * inquire-price carries no stock name (hts_kor_isnm is only in the chart
- * APIs), so a "name" column on this endpoint reads NULL.
- */
+/* inquire-price carries no stock name, so a "name" column reads NULL */
 static const KisColumnDef domestic_price_columns[] = {
 	{"price", "stck_prpr", "numeric"},
 	{"change", "prdy_vrss", "numeric"},
@@ -54,19 +54,282 @@ static const KisColumnDef domestic_price_columns[] = {
 	{NULL}
 };
 
-static const KisEndpoint kis_endpoints[] = {
+/* ---- domestic_multi_price: intstock-multprice FHKST11300006 (§6.1) ---- */
+static const KisParamDef domestic_multi_price_params[] = {
+	{"FID_COND_MRKT_DIV_CODE_", KIS_PARAM_BATCH_MARKET},
+	{"FID_INPUT_ISCD_", KIS_PARAM_BATCH_SYMBOL},
+	{NULL}
+};
+
+static const KisColumnDef domestic_multi_price_columns[] = {
+	{"name", "inter_kor_isnm", "text"},
+	{"price", "inter2_prpr", "numeric"},
+	{"change", "inter2_prdy_vrss", "numeric"},
+	{"change_sign", "prdy_vrss_sign", "text"},
+	{"change_rate", "prdy_ctrt", "numeric"},
+	{"volume", "acml_vol", "bigint"},
+	{"open", "inter2_oprc", "numeric"},
+	{"high", "inter2_hgpr", "numeric"},
+	{"low", "inter2_lwpr", "numeric"},
+	{"upper_limit", "inter2_mxpr", "numeric"},
+	{"lower_limit", "inter2_llam", "numeric"},
+	{"ask", "inter2_askp", "numeric"},
+	{"bid", "inter2_bidp", "numeric"},
+	{NULL}
+};
+
+/* ---- overseas_price: price HHDFS00000300 (§6.4) ---- */
+static const KisParamDef overseas_price_params[] = {
+	{"AUTH", KIS_PARAM_LITERAL, ""},
+	{"EXCD", KIS_PARAM_EXCHANGE},
+	{"SYMB", KIS_PARAM_SYMBOL},
+	{NULL}
+};
+
+static const KisColumnDef overseas_price_columns[] = {
+	{"price", "last", "numeric"},
+	{"change", "diff", "numeric"},
+	{"change_sign", "sign", "text"},
+	{"change_rate", "rate", "numeric"},
+	{"volume", "tvol", "bigint"},
+	{"trade_value", "tamt", "numeric"},
+	{"base_price", "base", "numeric"},
+	{"prev_volume", "pvol", "bigint"},
+	{"decimals", "zdiv", "int"},
+	{"realtime_symbol", "rsym", "text"},
+	{"orderable", "ordy", "text"},
+	{NULL}
+};
+
+/* ---- domestic_daily: inquire-daily-itemchartprice FHKST03010100 (§6.3) ---- */
+static const KisParamDef domestic_daily_params[] = {
+	{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
+	{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
+	{"FID_INPUT_DATE_1", KIS_PARAM_DATE_FROM},
+	{"FID_INPUT_DATE_2", KIS_PARAM_DATE_TO},
+	{"FID_PERIOD_DIV_CODE", KIS_PARAM_PERIOD},
+	{"FID_ORG_ADJ_PRC", KIS_PARAM_ORIGINAL_PRICE},
+	{NULL}
+};
+
+static const KisColumnDef domestic_daily_columns[] = {
+	{"date", "stck_bsop_date", "date"},
+	{"open", "stck_oprc", "numeric"},
+	{"high", "stck_hgpr", "numeric"},
+	{"low", "stck_lwpr", "numeric"},
+	{"close", "stck_clpr", "numeric"},
+	{"volume", "acml_vol", "bigint"},
+	{"trade_value", "acml_tr_pbmn", "numeric"},
+	{"change", "prdy_vrss", "numeric"},
+	{"change_sign", "prdy_vrss_sign", "text"},
+	{"ex_code", "flng_cls_code", "text"},
+	{"split_rate", "prtt_rate", "numeric"},
+	{"name", "hts_kor_isnm", "text"},	/* from output1 */
+	{NULL}
+};
+
+/* ---- overseas_daily: dailyprice HHDFS76240000 (§6.6) ---- */
+static const KisParamDef overseas_daily_params[] = {
+	{"AUTH", KIS_PARAM_LITERAL, ""},
+	{"EXCD", KIS_PARAM_EXCHANGE},
+	{"SYMB", KIS_PARAM_SYMBOL},
+	{"GUBN", KIS_PARAM_PERIOD_NUMBER},
+	{"BYMD", KIS_PARAM_DATE_TO},
+	{"MODP", KIS_PARAM_ADJUSTED_FLAG},
+	{"KEYB", KIS_PARAM_LITERAL, ""},
+	{NULL}
+};
+
+static const KisColumnDef overseas_daily_columns[] = {
+	{"date", "xymd", "date"},
+	{"open", "open", "numeric"},
+	{"high", "high", "numeric"},
+	{"low", "low", "numeric"},
+	{"close", "clos", "numeric"},
+	{"volume", "tvol", "bigint"},
+	{"trade_value", "tamt", "numeric"},
+	{"change", "diff", "numeric"},
+	{"change_sign", "sign", "text"},
+	{"change_rate", "rate", "numeric"},
+	{NULL}
+};
+
+/* ---- domestic_orderbook: inquire-asking-price-exp-ccn FHKST01010200 (§6.2) ---- */
+static const KisColumnDef domestic_orderbook_columns[] = {
+	{"quote_time", "aspr_acpt_hour", "text"},
+	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"},
+	{"ask3", "askp3", "numeric"}, {"ask4", "askp4", "numeric"},
+	{"ask5", "askp5", "numeric"}, {"ask6", "askp6", "numeric"},
+	{"ask7", "askp7", "numeric"}, {"ask8", "askp8", "numeric"},
+	{"ask9", "askp9", "numeric"}, {"ask10", "askp10", "numeric"},
+	{"bid1", "bidp1", "numeric"}, {"bid2", "bidp2", "numeric"},
+	{"bid3", "bidp3", "numeric"}, {"bid4", "bidp4", "numeric"},
+	{"bid5", "bidp5", "numeric"}, {"bid6", "bidp6", "numeric"},
+	{"bid7", "bidp7", "numeric"}, {"bid8", "bidp8", "numeric"},
+	{"bid9", "bidp9", "numeric"}, {"bid10", "bidp10", "numeric"},
+	{"ask_qty1", "askp_rsqn1", "bigint"}, {"ask_qty2", "askp_rsqn2", "bigint"},
+	{"ask_qty3", "askp_rsqn3", "bigint"}, {"ask_qty4", "askp_rsqn4", "bigint"},
+	{"ask_qty5", "askp_rsqn5", "bigint"}, {"ask_qty6", "askp_rsqn6", "bigint"},
+	{"ask_qty7", "askp_rsqn7", "bigint"}, {"ask_qty8", "askp_rsqn8", "bigint"},
+	{"ask_qty9", "askp_rsqn9", "bigint"}, {"ask_qty10", "askp_rsqn10", "bigint"},
+	{"bid_qty1", "bidp_rsqn1", "bigint"}, {"bid_qty2", "bidp_rsqn2", "bigint"},
+	{"bid_qty3", "bidp_rsqn3", "bigint"}, {"bid_qty4", "bidp_rsqn4", "bigint"},
+	{"bid_qty5", "bidp_rsqn5", "bigint"}, {"bid_qty6", "bidp_rsqn6", "bigint"},
+	{"bid_qty7", "bidp_rsqn7", "bigint"}, {"bid_qty8", "bidp_rsqn8", "bigint"},
+	{"bid_qty9", "bidp_rsqn9", "bigint"}, {"bid_qty10", "bidp_rsqn10", "bigint"},
+	{"total_ask_qty", "total_askp_rsqn", "bigint"},
+	{"total_bid_qty", "total_bidp_rsqn", "bigint"},
+	{"expected_price", "antc_cnpr", "numeric"},	/* from output2 */
+	{"expected_volume", "antc_vol", "bigint"},
+	{"price", "stck_prpr", "numeric"},
+	{NULL}
+};
+
+/* ---- domestic_holdings: inquire-balance TTTC8434R / VTTC8434R (§6.5) ---- */
+static const KisParamDef domestic_holdings_params[] = {
+	{"CANO", KIS_PARAM_CANO},
+	{"ACNT_PRDT_CD", KIS_PARAM_ACNT_PRDT_CD},
+	{"AFHR_FLPR_YN", KIS_PARAM_LITERAL, "N"},
+	{"OFL_YN", KIS_PARAM_LITERAL, ""},
+	{"INQR_DVSN", KIS_PARAM_LITERAL, "02"},
+	{"UNPR_DVSN", KIS_PARAM_LITERAL, "01"},
+	{"FUND_STTL_ICLD_YN", KIS_PARAM_LITERAL, "N"},
+	{"FNCG_AMT_AUTO_RDPT_YN", KIS_PARAM_LITERAL, "N"},
+	{"PRCS_DVSN", KIS_PARAM_LITERAL, "00"},
+	{"CTX_AREA_FK100", KIS_PARAM_CTX_FK},
+	{"CTX_AREA_NK100", KIS_PARAM_CTX_NK},
+	{NULL}
+};
+
+static const KisColumnDef domestic_holdings_columns[] = {
+	{"symbol", "pdno", "text"},
+	{"name", "prdt_name", "text"},
+	{"qty", "hldg_qty", "bigint"},
+	{"orderable_qty", "ord_psbl_qty", "bigint"},
+	{"avg_price", "pchs_avg_pric", "numeric"},
+	{"cost", "pchs_amt", "numeric"},
+	{"price", "prpr", "numeric"},
+	{"value", "evlu_amt", "numeric"},
+	{"profit", "evlu_pfls_amt", "numeric"},
+	{"profit_rate", "evlu_pfls_rt", "numeric"},
+	{"change_rate", "fltt_rt", "numeric"},
+	{NULL}
+};
+
+const KisEndpoint kis_endpoints[] = {
 	{
 		.name = "domestic_price",
-		.description = "current price of a KRX/NXT-listed stock, ETF or ETN",
+		.description = "current price of a KRX/NXT-listed stock, ETF or ETN, one request per symbol",
 		.path = "/uapi/domestic-stock/v1/quotations/inquire-price",
 		.tr_id_real = "FHKST01010100",
 		.tr_id_virtual = "FHKST01010100",
 		.params = domestic_price_params,
-		.row_object = "output",
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_OBJECT,
 		.symbol_kind = KIS_SYMBOL_DOMESTIC,
 		.has_market = true,
+		.batch_size = 1,
 		.notfound_field = "stck_prpr",
 		.columns = domestic_price_columns,
+	},
+	{
+		.name = "domestic_multi_price",
+		.description = "current prices of up to 30 domestic symbols per request (real accounts only)",
+		.path = "/uapi/domestic-stock/v1/quotations/intstock-multprice",
+		.tr_id_real = "FHKST11300006",
+		.tr_id_virtual = "FHKST11300006",
+		.params = domestic_multi_price_params,
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_ANY,
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.has_market = true,
+		.batch_size = 30,
+		.row_symbol_field = "inter_shrn_iscd",
+		.notfound_field = "inter2_prpr",
+		.columns = domestic_multi_price_columns,
+	},
+	{
+		.name = "overseas_price",
+		.description = "current price of an overseas stock on one exchange",
+		.path = "/uapi/overseas-price/v1/quotations/price",
+		.tr_id_real = "HHDFS00000300",
+		.tr_id_virtual = "HHDFS00000300",
+		.params = overseas_price_params,
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_OBJECT,
+		.symbol_kind = KIS_SYMBOL_OVERSEAS,
+		.has_exchange = true,
+		.batch_size = 1,
+		.notfound_field = "last",
+		.columns = overseas_price_columns,
+	},
+	{
+		.name = "domestic_daily",
+		.description = "daily/weekly/monthly/yearly bars of a domestic symbol, 100 per request, paged by date",
+		.path = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice",
+		.tr_id_real = "FHKST03010100",
+		.tr_id_virtual = "FHKST03010100",
+		.params = domestic_daily_params,
+		.rows_member = "output2",
+		.rows_shape = KIS_ROWS_ARRAY,
+		.extra_member = "output1",
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.has_market = true,
+		.has_date = true,
+		.batch_size = 1,
+		.row_date_field = "stck_bsop_date",
+		.paging = KIS_PAGING_DATE,
+		.page_rows = 100,
+		.columns = domestic_daily_columns,
+	},
+	{
+		.name = "overseas_daily",
+		.description = "daily/weekly/monthly bars of an overseas stock, 100 per request, paged by date",
+		.path = "/uapi/overseas-price/v1/quotations/dailyprice",
+		.tr_id_real = "HHDFS76240000",
+		.tr_id_virtual = "HHDFS76240000",
+		.params = overseas_daily_params,
+		.rows_member = "output2",
+		.rows_shape = KIS_ROWS_ARRAY,
+		.extra_member = "output1",
+		.symbol_kind = KIS_SYMBOL_OVERSEAS,
+		.has_exchange = true,
+		.has_date = true,
+		.batch_size = 1,
+		.row_date_field = "xymd",
+		.paging = KIS_PAGING_DATE,
+		.page_rows = 100,
+		.columns = overseas_daily_columns,
+	},
+	{
+		.name = "domestic_orderbook",
+		.description = "10-level order book and expected execution of a domestic symbol",
+		.path = "/uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn",
+		.tr_id_real = "FHKST01010200",
+		.tr_id_virtual = "FHKST01010200",
+		.params = domestic_price_params,
+		.rows_member = "output1",
+		.rows_shape = KIS_ROWS_OBJECT,
+		.extra_member = "output2",
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.has_market = true,
+		.batch_size = 1,
+		.columns = domestic_orderbook_columns,
+	},
+	{
+		.name = "domestic_holdings",
+		.description = "holdings of the user mapping's account, paged by tr_cont",
+		.path = "/uapi/domestic-stock/v1/trading/inquire-balance",
+		.tr_id_real = "TTTC8434R",
+		.tr_id_virtual = "VTTC8434R",
+		.params = domestic_holdings_params,
+		.rows_member = "output1",
+		.rows_shape = KIS_ROWS_ARRAY,
+		.symbol_kind = KIS_SYMBOL_NONE,
+		.needs_account = true,
+		.batch_size = 1,
+		.paging = KIS_PAGING_CURSOR,
+		.columns = domestic_holdings_columns,
 	},
 	{NULL}
 };
@@ -124,6 +387,7 @@ all_chars(const char *s, const char *allowed)
 /*
  * Domestic short codes are 6 characters (digits, and upper-case letters in
  * the newer codes); ETNs are 'Q' followed by 6 digits (kis-api.md §6.1).
+ * Overseas tickers are up to 16 characters (§6.4).
  */
 bool
 kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
@@ -132,12 +396,16 @@ kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
 
 	switch (kind)
 	{
+		case KIS_SYMBOL_NONE:
+			return false;
 		case KIS_SYMBOL_DOMESTIC:
 			if (len == 6)
 				return all_chars(symbol, UPPER_ALNUM);
 			if (len == 7 && symbol[0] == 'Q')
 				return all_chars(symbol + 1, DIGITS);
 			return false;
+		case KIS_SYMBOL_OVERSEAS:
+			return len >= 1 && len <= 16 && all_chars(symbol, UPPER_ALNUM "./-");
 	}
 	return false;
 }
@@ -147,8 +415,12 @@ kis_symbol_hint(KisSymbolKind kind)
 {
 	switch (kind)
 	{
+		case KIS_SYMBOL_NONE:
+			return NULL;
 		case KIS_SYMBOL_DOMESTIC:
 			return "Domestic symbols are 6 digits or upper-case letters, e.g. '005930'; ETNs are 'Q' and 6 digits, e.g. 'Q500001'.";
+		case KIS_SYMBOL_OVERSEAS:
+			return "Overseas symbols are tickers of up to 16 upper-case letters, digits, '.', '/' or '-', e.g. 'AAPL'.";
 	}
 	return NULL;
 }
@@ -161,53 +433,44 @@ kis_market_is_valid(const char *market)
 		strcmp(market, "UN") == 0;
 }
 
-/* RFC 3986 percent-encoding of a query value */
-static void
-append_url_encoded(StringInfo buf, const char *value)
-{
-	static const char hex[] = "0123456789ABCDEF";
+/* EXCD quotation codes (kis-api.md §6.4) */
+const char *const kis_exchange_codes[] = {
+	"NAS", "NYS", "AMS", "BAQ", "BAY", "BAA", "HKS", "TSE",
+	"SHS", "SZS", "SHI", "SZI", "HSX", "HNX", NULL
+};
 
-	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+bool
+kis_exchange_is_valid(const char *exchange)
+{
+	for (const char *const *e = kis_exchange_codes; *e; e++)
 	{
-		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
-			appendStringInfoChar(buf, (char) *p);
-		else
-		{
-			appendStringInfoChar(buf, '%');
-			appendStringInfoChar(buf, hex[*p >> 4]);
-			appendStringInfoChar(buf, hex[*p & 0x0F]);
-		}
+		if (strcmp(*e, exchange) == 0)
+			return true;
 	}
+	return false;
 }
 
-/* Path and query string of one request for (symbol, market) */
+/*
+ * CREATE FOREIGN TABLE for one endpoint, as IMPORT FOREIGN SCHEMA emits it:
+ * its key columns, its friendly columns with their types, and the special
+ * columns fetched_at, error and raw.
+ */
 char *
-kis_endpoint_request_path(const KisEndpoint *ep, const char *symbol, const char *market)
+kis_endpoint_table_ddl(const KisEndpoint *ep, const char *server_name)
 {
 	StringInfoData buf;
-	bool		first = true;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, ep->path);
-	for (const KisParamDef *p = ep->params; p->name; p++)
-	{
-		const char *value = "";
-
-		switch (p->source)
-		{
-			case KIS_PARAM_LITERAL:
-				value = p->literal;
-				break;
-			case KIS_PARAM_SYMBOL:
-				value = symbol;
-				break;
-			case KIS_PARAM_MARKET:
-				value = market;
-				break;
-		}
-		appendStringInfo(&buf, "%c%s=", first ? '?' : '&', p->name);
-		append_url_encoded(&buf, value);
-		first = false;
-	}
+	appendStringInfo(&buf, "CREATE FOREIGN TABLE %s (", quote_identifier(ep->name));
+	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+		appendStringInfoString(&buf, "symbol text, ");
+	if (ep->has_market)
+		appendStringInfoString(&buf, "market text, ");
+	if (ep->has_exchange)
+		appendStringInfoString(&buf, "exchange text, ");
+	for (const KisColumnDef *col = ep->columns; col->column; col++)
+		appendStringInfo(&buf, "%s %s, ", quote_identifier(col->column), col->type);
+	appendStringInfo(&buf, "fetched_at timestamptz, error text, raw jsonb) SERVER %s OPTIONS (endpoint %s)",
+					 quote_identifier(server_name), quote_literal_cstr(ep->name));
 	return buf.data;
 }

@@ -73,6 +73,8 @@ typedef struct KisRequest
 	void	   *arg;
 	char	   *url;
 	const char *tr_id;
+	const char *header;			/* an extra request header line, or NULL */
+	char		tr_cont[4];		/* the answer's tr_cont header */
 	int			attempts;		/* sends so far */
 	int			token_rejections;
 	uint64		token_generation;	/* of the token it was sent with */
@@ -243,6 +245,29 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Keep the answer's tr_cont header (paging); other headers are not needed */
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	KisRequest *req = (KisRequest *) userp;
+	size_t		n = size * nmemb;
+
+	if (n > 8 && pg_strncasecmp(data, "tr_cont:", 8) == 0)
+	{
+		size_t		i = 8;
+		size_t		len = 0;
+
+		while (i < n && (data[i] == ' ' || data[i] == '\t'))
+			i++;
+		while (i + len < n && len < sizeof(req->tr_cont) - 1 &&
+			   data[i + len] != '\r' && data[i + len] != '\n' && data[i + len] != ' ')
+			len++;
+		memcpy(req->tr_cont, data + i, len);
+		req->tr_cont[len] = '\0';
+	}
+	return n;
+}
+
 /* ----------------------------------------------------------------
  * The transport
  * ----------------------------------------------------------------
@@ -386,6 +411,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->body_len = 0;
 	req->body_too_large = false;
 	req->errbuf[0] = '\0';
+	req->tr_cont[0] = '\0';
 	req->attempts++;
 	req->started_at = GetCurrentTimestamp();
 
@@ -412,6 +438,8 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
 
@@ -440,6 +468,8 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 		add_header(req, line);
 		pfree(line);
 		add_header(req, "custtype: P");
+		if (req->header != NULL)
+			add_header(req, req->header);
 		f->ndata_inflight++;
 		f->stats->requests++;
 		kis_slot_count(f->slot, KIS_CTR_REQUESTS, 1);
@@ -488,6 +518,7 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 
 	c->cxt = rcxt;
 	c->arg = req->arg;
+	memcpy(c->tr_cont, req->tr_cont, sizeof(c->tr_cont));
 	c->resp = *resp;
 	c->attempts = req->attempts;
 	c->completed_at = now;
@@ -909,13 +940,19 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	return f;
 }
 
-/* Queue one data request: path_and_query is appended to base_url */
+/*
+ * Queue one data request: path_and_query is appended to base_url; header
+ * (a string constant, or NULL) is sent as an extra request header.
+ */
 void
-kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id, void *arg)
+kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
+			  const char *header, void *arg)
 {
 	char	   *url = psprintf("%s%s", f->config->base_url, path_and_query);
+	KisRequest *req = new_request(f, KIS_REQ_DATA, url, tr_id, arg);
 
-	dlist_push_tail(&f->ready, &new_request(f, KIS_REQ_DATA, url, tr_id, arg)->node);
+	req->header = header;		/* a string constant */
+	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
 	pfree(url);
 }
@@ -932,7 +969,21 @@ kis_fetch_next(KisFetcher *f)
 		TimestampTz wake;
 
 		if (!dlist_is_empty(&f->done))
+		{
+			/*
+			 * Before the scan goes off with a row (to a client that may pause
+			 * between FETCHes), start what may start and let curl send what
+			 * it can without waiting: nothing moves while we are away.
+			 */
+			if (f->npending > 0)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+
+				(void) pump(f, now);
+				wait_and_work(now);
+			}
 			return dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
+		}
 		if (f->npending == 0)
 			return NULL;
 		wake = pump(f, GetCurrentTimestamp());

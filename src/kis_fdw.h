@@ -70,6 +70,8 @@ typedef struct KisConfig
 	KisOnError	on_error;
 	char	   *market;			/* default FID_COND_MRKT_DIV_CODE */
 	char	   *exchange;		/* default EXCD */
+	char	   *period;			/* D W M Y, for daily tables */
+	bool		adjusted;		/* adjusted prices, for daily tables */
 
 	/* user mapping: filled only at execution (kis_config_add_credentials) */
 	char	   *app_key;
@@ -91,8 +93,21 @@ extern const char *kis_on_error_name(KisOnError mode);
 typedef enum KisParamSource
 {
 	KIS_PARAM_LITERAL,			/* fixed text */
-	KIS_PARAM_SYMBOL,			/* the request key's symbol */
-	KIS_PARAM_MARKET			/* the request key's market */
+	KIS_PARAM_SYMBOL,			/* the key's symbol */
+	KIS_PARAM_MARKET,			/* the key's market (J, NX, UN) */
+	KIS_PARAM_EXCHANGE,			/* the key's exchange (NAS, ...) */
+	KIS_PARAM_BATCH_MARKET,		/* name_n = market of the n-th key (n from 1) */
+	KIS_PARAM_BATCH_SYMBOL,		/* name_n = symbol of the n-th key */
+	KIS_PARAM_DATE_FROM,		/* YYYYMMDD */
+	KIS_PARAM_DATE_TO,			/* YYYYMMDD, the current page's end */
+	KIS_PARAM_PERIOD,			/* D W M Y */
+	KIS_PARAM_PERIOD_NUMBER,	/* 0 1 2 for D W M (overseas GUBN) */
+	KIS_PARAM_ORIGINAL_PRICE,	/* 0 adjusted, 1 original (FID_ORG_ADJ_PRC) */
+	KIS_PARAM_ADJUSTED_FLAG,	/* 1 adjusted, 0 original (MODP) */
+	KIS_PARAM_CANO,				/* account number, first 8 digits */
+	KIS_PARAM_ACNT_PRDT_CD,		/* account product code, last 2 digits */
+	KIS_PARAM_CTX_FK,			/* continuation keys from the previous page */
+	KIS_PARAM_CTX_NK
 } KisParamSource;
 
 typedef struct KisParamDef
@@ -113,23 +128,56 @@ typedef struct KisColumnDef
 /* How request keys look, so that bad values are refused before sending */
 typedef enum KisSymbolKind
 {
-	KIS_SYMBOL_DOMESTIC			/* 6 digits/upper-case letters, ETN Q+6 digits */
+	KIS_SYMBOL_NONE,			/* the endpoint takes no symbol (account) */
+	KIS_SYMBOL_DOMESTIC,		/* 6 digits/upper-case letters, ETN Q+6 digits */
+	KIS_SYMBOL_OVERSEAS			/* ticker: upper-case letters, digits, . / - */
 } KisSymbolKind;
+
+/* Where the rows are in an answer */
+typedef enum KisRowShape
+{
+	KIS_ROWS_OBJECT,			/* one row: an object */
+	KIS_ROWS_ARRAY,				/* many rows: an array of objects */
+	KIS_ROWS_ANY				/* either (the documents disagree) */
+} KisRowShape;
+
+/* How an endpoint continues past one answer */
+typedef enum KisPaging
+{
+	KIS_PAGING_NONE,
+	KIS_PAGING_DATE,			/* ask again with the end date before the oldest row */
+	KIS_PAGING_CURSOR			/* tr_cont header and ctx_area_* keys */
+} KisPaging;
 
 typedef struct KisEndpoint
 {
-	const char *name;			/* the table option value */
+	const char *name;			/* the table option value, the imported table */
 	const char *description;
 	const char *path;
 	const char *tr_id_real;
 	const char *tr_id_virtual;
 	const KisParamDef *params;	/* terminated by name == NULL */
-	const char *row_object;		/* the response member holding the row */
+
+	const char *rows_member;	/* the answer member holding the rows */
+	KisRowShape rows_shape;
+	const char *extra_member;	/* an object whose fields fill what a row lacks */
+
 	KisSymbolKind symbol_kind;
-	bool		has_market;		/* a "market" key column exists */
+	bool		has_market;		/* "market" is a key column */
+	bool		has_exchange;	/* "exchange" is a key column */
+	bool		has_date;		/* "date" conditions become the date range */
+	bool		needs_account;	/* reads the user mapping's account */
+	int			batch_size;		/* keys per request */
+	const char *row_symbol_field;	/* in batched answers: whose row it is */
+	const char *row_date_field; /* YYYYMMDD of a dated row */
 	const char *notfound_field; /* "0" or "" here means: not listed */
+	KisPaging	paging;
+	int			page_rows;		/* a full page (date paging) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
 } KisEndpoint;
+
+extern const KisEndpoint kis_endpoints[];
+extern const char *const kis_exchange_codes[];
 
 extern const KisEndpoint *kis_endpoint_lookup(const char *name);
 extern char *kis_endpoint_names(void);
@@ -138,8 +186,8 @@ extern const char *kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env)
 extern bool kis_symbol_is_valid(KisSymbolKind kind, const char *symbol);
 extern const char *kis_symbol_hint(KisSymbolKind kind);
 extern bool kis_market_is_valid(const char *market);
-extern char *kis_endpoint_request_path(const KisEndpoint *ep, const char *symbol,
-									   const char *market);
+extern bool kis_exchange_is_valid(const char *exchange);
+extern char *kis_endpoint_table_ddl(const KisEndpoint *ep, const char *server_name);
 
 /* ----------------------------------------------------------------
  * quals.c: which WHERE clauses become request keys
@@ -151,19 +199,29 @@ typedef enum KisKeyColumn
 {
 	KIS_KEY_SYMBOL = 0,
 	KIS_KEY_MARKET,
+	KIS_KEY_EXCHANGE,
+	KIS_KEY_DATE,
 	KIS_NUM_KEYS
 } KisKeyColumn;
 
 extern const char *const kis_key_column_names[KIS_NUM_KEYS];
 
-/*
- * One pushed-down condition: "key = expr" (is_array false) or
- * "key = ANY(expr)" / "key IN (...)" (is_array true).
- */
+/* The comparison of a pushed-down condition */
+typedef enum KisQualOp
+{
+	KIS_OP_EQ,					/* key = expr */
+	KIS_OP_IN,					/* key IN (...), key = ANY(expr) */
+	KIS_OP_LT,					/* date comparisons, key on the left */
+	KIS_OP_LE,
+	KIS_OP_GT,
+	KIS_OP_GE
+} KisQualOp;
+
+/* One pushed-down condition: "key op expr" */
 typedef struct KisKeyQual
 {
 	KisKeyColumn key;
-	bool		is_array;
+	KisQualOp	op;
 	Expr	   *expr;			/* evaluated at scan start */
 	int			nconst;			/* values known at plan time, or -1 */
 } KisKeyQual;
@@ -172,7 +230,7 @@ struct PlannerInfo;
 struct RelOptInfo;
 struct RestrictInfo;
 
-extern AttrNumber kis_key_attnum(Oid relid, KisKeyColumn key);
+extern void kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums);
 extern bool kis_match_key_clause(struct RelOptInfo *baserel, struct RestrictInfo *rinfo,
 								 const AttrNumber *key_attnums, KisKeyQual *out);
 extern List *kis_symbol_join_clauses(struct PlannerInfo *root, struct RelOptInfo *baserel,
@@ -308,9 +366,7 @@ typedef struct KisResponse
 extern void kis_response_read(KisResponse *resp, long http_status,
 							  const char *body, size_t len);
 extern char *kis_response_summary(const KisResponse *resp);
-extern json_t *kis_response_row(const KisEndpoint *ep, const KisResponse *resp,
-								char **problem);
-extern char *kis_row_field_text(json_t *row, const char *field);
+extern char *kis_row_field_text(json_t *row, json_t *extra, const char *field);
 extern char *kis_row_raw_text(json_t *row);
 extern void kis_json_use_palloc(void);
 
@@ -327,6 +383,7 @@ typedef struct KisCompletion
 	MemoryContext cxt;			/* holds this and the parsed answer */
 	void	   *arg;			/* what kis_fetch_add was given */
 	KisResponse resp;
+	char		tr_cont[4];		/* the answer's tr_cont header, or "" */
 	int			attempts;
 	TimestampTz completed_at;
 } KisCompletion;
@@ -346,9 +403,44 @@ typedef struct KisFetchStats
 extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config,
 								   KisFetchStats *stats);
 extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
-						  const char *tr_id, void *arg);
+						  const char *tr_id, const char *header, void *arg);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
 extern void kis_fetch_end(KisFetcher *fetcher);
+
+/* ----------------------------------------------------------------
+ * requests.c: what a scan asks for, what each answer yields
+ * ----------------------------------------------------------------
+ */
+
+/* One request key: a symbol and its market or exchange */
+typedef struct KisKey
+{
+	char	   *symbol;
+	char	   *venue;			/* market (domestic) or exchange (overseas) */
+} KisKey;
+
+/* A date range, julian days, inclusive; unset bounds are open */
+typedef struct KisRange
+{
+	bool		has_from;
+	bool		has_to;
+	int			from;
+	int			to;
+} KisRange;
+
+/* One row of an answer, or a key that failed (problem set, row NULL) */
+typedef struct KisRow
+{
+	KisKey	   *key;			/* NULL for account rows */
+	json_t	   *row;
+	json_t	   *extra;			/* fills fields the row lacks, or NULL */
+	char	   *problem;
+} KisRow;
+
+extern int	kis_today_kst(void);
+extern int	kis_requests_start(KisFetcher *fetcher, const KisConfig *config,
+							   List *keys, const KisRange *range);
+extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
 
 #endif							/* KIS_FDW_H */

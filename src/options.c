@@ -45,7 +45,8 @@ typedef enum KisOptionType
 	OPT_URL,
 	OPT_ACCOUNT,
 	OPT_ENDPOINT,
-	OPT_MARKET
+	OPT_MARKET,
+	OPT_EXCHANGE
 } KisOptionType;
 
 typedef struct KisOptionDef
@@ -62,10 +63,6 @@ typedef struct KisOptionDef
 static const char *const environment_choices[] = {"real", "virtual", NULL};
 static const char *const on_error_choices[] = {"error", "skip", "row", NULL};
 static const char *const period_choices[] = {"D", "W", "M", "Y", NULL};
-static const char *const exchange_choices[] = {
-	"NAS", "NYS", "AMS", "BAQ", "BAY", "BAA", "HKS", "TSE",
-	"SHS", "SZS", "SHI", "SZI", "HSX", "HNX", NULL
-};
 
 static const KisOptionDef kis_options[] = {
 	{"environment", ON_SERVER, OPT_CHOICE, environment_choices},
@@ -82,7 +79,7 @@ static const KisOptionDef kis_options[] = {
 	{"account", ON_MAPPING, OPT_ACCOUNT},
 	{"endpoint", ON_TABLE, OPT_ENDPOINT},
 	{"market", ON_TABLE, OPT_MARKET},
-	{"exchange", ON_TABLE, OPT_CHOICE, exchange_choices},
+	{"exchange", ON_TABLE, OPT_EXCHANGE},
 	{"period", ON_TABLE, OPT_CHOICE, period_choices},
 	{"adjusted", ON_TABLE, OPT_BOOL},
 	{"field", ON_COLUMN, OPT_TEXT},
@@ -283,6 +280,13 @@ check_value(const KisOptionDef *opt, const char *value)
 						 errmsg("unknown endpoint \"%s\"", value),
 						 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
 			break;
+		case OPT_EXCHANGE:
+			if (!kis_exchange_is_valid(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("invalid value for option \"exchange\": \"%s\"", value),
+						 errhint("Valid exchanges are: %s.", choice_names(kis_exchange_codes))));
+			break;
 		case OPT_MARKET:
 			if (!kis_market_is_valid(value))
 				ereport(ERROR,
@@ -400,6 +404,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	config->on_error = KIS_ON_ERROR_ERROR;
 	config->market = "J";
 	config->exchange = "NAS";
+	config->period = "D";
+	config->adjusted = true;
 
 	foreach(lc, server->options)
 	{
@@ -451,6 +457,10 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->market = pstrdup(value);
 		else if (strcmp(def->defname, "exchange") == 0)
 			config->exchange = pstrdup(value);
+		else if (strcmp(def->defname, "period") == 0)
+			config->period = pstrdup(value);
+		else if (strcmp(def->defname, "adjusted") == 0)
+			(void) parse_bool(value, &config->adjusted);
 	}
 
 	/* The validator requires it, but a table may predate a rename. */
@@ -460,6 +470,12 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 				 errmsg("foreign table \"%s\" has no valid \"endpoint\" option",
 						get_rel_name(foreigntableid)),
 				 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
+	if (config->endpoint->paging == KIS_PAGING_DATE &&
+		config->endpoint->has_exchange && strcmp(config->period, "Y") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("endpoint %s has no yearly bars", config->endpoint->name),
+				 errhint("Set the table's period option to D, W or M.")));
 }
 
 /*
@@ -490,6 +506,13 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 						GetForeignServer(config->serverid)->servername,
 						config->app_key == NULL ? "app_key" : "app_secret"),
 				 errhint("Add it with ALTER USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (ADD app_key '...', ADD app_secret '...').")));
+	if (config->endpoint->needs_account && config->account == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("endpoint %s needs an account in the user mapping for server \"%s\"",
+						config->endpoint->name,
+						GetForeignServer(config->serverid)->servername),
+				 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (ADD account '12345678-01');")));
 }
 
 /* The column's "field" option, or NULL */

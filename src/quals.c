@@ -2,7 +2,9 @@
  *
  * quals.c
  *	  Which WHERE and join conditions become request keys: "symbol = v",
- *	  "symbol IN (...)", "symbol = ANY(array)" (likewise for market), where
+ *	  "symbol IN (...)", "symbol = ANY(array)" (likewise for market and
+ *	  exchange), and date comparisons (=, <, <=, >, >=, BETWEEN) that bound
+ *	  a daily table's range, where
  *	  v is anything that does not read this table and is not volatile: a
  *	  constant, a prepared statement's parameter, an InitPlan's result
  *	  (ANY(ARRAY(SELECT ...))), or another table's column in a join, which
@@ -21,19 +23,41 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/paths.h"
 #include "optimizer/restrictinfo.h"
+#include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 
 #include "kis_fdw.h"
 
-const char *const kis_key_column_names[KIS_NUM_KEYS] = {"symbol", "market"};
+const char *const kis_key_column_names[KIS_NUM_KEYS] = {
+	"symbol", "market", "exchange", "date"
+};
 
-/* The attribute number of a key column, or InvalidAttrNumber */
-AttrNumber
-kis_key_attnum(Oid relid, KisKeyColumn key)
+/*
+ * The attribute numbers of the table's key columns, InvalidAttrNumber for
+ * those the endpoint does not take (or the table lacks).  A key column
+ * with a "field" option is an ordinary column, not a key.
+ */
+void
+kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums)
 {
-	return get_attnum(relid, kis_key_column_names[key]);
+	bool		takes[KIS_NUM_KEYS];
+
+	takes[KIS_KEY_SYMBOL] = ep->symbol_kind != KIS_SYMBOL_NONE;
+	takes[KIS_KEY_MARKET] = ep->has_market;
+	takes[KIS_KEY_EXCHANGE] = ep->has_exchange;
+	takes[KIS_KEY_DATE] = ep->has_date;
+	for (int k = 0; k < KIS_NUM_KEYS; k++)
+	{
+		attnums[k] = takes[k] ? get_attnum(relid, kis_key_column_names[k]) : InvalidAttrNumber;
+		if (attnums[k] != InvalidAttrNumber && kis_column_field_option(relid, attnums[k]) != NULL)
+			attnums[k] = InvalidAttrNumber;
+	}
+	/* date ranges need a real date column to compare with */
+	if (attnums[KIS_KEY_DATE] != InvalidAttrNumber &&
+		get_atttype(relid, attnums[KIS_KEY_DATE]) != DATEOID)
+		attnums[KIS_KEY_DATE] = InvalidAttrNumber;
 }
 
 /* Is node this rel's column attnum (possibly under a binary-compatible cast)? */
@@ -56,6 +80,32 @@ is_text_equality(Oid opno)
 	RegProcedure fn = get_opcode(opno);
 
 	return fn == F_TEXTEQ || fn == F_BPCHAREQ;
+}
+
+/* date-to-date comparisons; *op as seen with the column on the left */
+static bool
+date_comparison(Oid opno, bool column_left, KisQualOp *op)
+{
+	switch (get_opcode(opno))
+	{
+		case F_DATE_EQ:
+			*op = KIS_OP_EQ;
+			return true;
+		case F_DATE_LT:
+			*op = column_left ? KIS_OP_LT : KIS_OP_GT;
+			return true;
+		case F_DATE_LE:
+			*op = column_left ? KIS_OP_LE : KIS_OP_GE;
+			return true;
+		case F_DATE_GT:
+			*op = column_left ? KIS_OP_GT : KIS_OP_LT;
+			return true;
+		case F_DATE_GE:
+			*op = column_left ? KIS_OP_GE : KIS_OP_LE;
+			return true;
+		default:
+			return false;
+	}
 }
 
 /* Something the executor can compute before scanning this table */
@@ -107,25 +157,32 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 		if (attnum == InvalidAttrNumber)
 			continue;
 
-		if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2 &&
-			is_text_equality(((OpExpr *) clause)->opno))
+		if (IsA(clause, OpExpr) && list_length(((OpExpr *) clause)->args) == 2)
 		{
+			Oid			opno = ((OpExpr *) clause)->opno;
 			Node	   *l = linitial(((OpExpr *) clause)->args);
 			Node	   *r = lsecond(((OpExpr *) clause)->args);
 			Node	   *value = NULL;
+			bool		column_left = false;
+			KisQualOp	op = KIS_OP_EQ;
 
 			if (is_column(l, relid, attnum) && is_key_value(r, relid))
+			{
 				value = r;
+				column_left = true;
+			}
 			else if (is_column(r, relid, attnum) && is_key_value(l, relid))
 				value = l;
-			if (value != NULL)
-			{
-				out->key = k;
-				out->is_array = false;
-				out->expr = (Expr *) value;
-				out->nconst = 1;
-				return true;
-			}
+			if (value == NULL)
+				continue;
+			if (k == KIS_KEY_DATE ? !date_comparison(opno, column_left, &op) :
+				!is_text_equality(opno))
+				continue;
+			out->key = k;
+			out->op = op;
+			out->expr = (Expr *) value;
+			out->nconst = 1;
+			return true;
 		}
 		else if (IsA(clause, ScalarArrayOpExpr))
 		{
@@ -133,11 +190,11 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 			Node	   *l = linitial(saop->args);
 			Node	   *r = lsecond(saop->args);
 
-			if (saop->useOr && is_text_equality(saop->opno) &&
+			if (k != KIS_KEY_DATE && saop->useOr && is_text_equality(saop->opno) &&
 				is_column(l, relid, attnum) && is_key_value(r, relid))
 			{
 				out->key = k;
-				out->is_array = true;
+				out->op = KIS_OP_IN;
 				out->expr = (Expr *) r;
 				out->nconst = count_values(r, true);
 				return true;
@@ -164,7 +221,8 @@ List *
 kis_symbol_join_clauses(PlannerInfo *root, RelOptInfo *baserel, AttrNumber symbol_attnum)
 {
 	List	   *result = NIL;
-	AttrNumber	attnums[KIS_NUM_KEYS] = {symbol_attnum, InvalidAttrNumber};
+	AttrNumber	attnums[KIS_NUM_KEYS] = {symbol_attnum, InvalidAttrNumber,
+	InvalidAttrNumber, InvalidAttrNumber};
 	ListCell   *lc;
 
 	if (symbol_attnum == InvalidAttrNumber)

@@ -175,39 +175,15 @@ json_value_text(json_t *value)
 	return NULL;
 }
 
-/*
- * The row of a successful answer, or NULL with *problem set: the member
- * is missing or of the wrong shape, or the symbol is not listed (KIS
- * answers rt_cd "0" with a zero or empty price for an unknown code).
- */
-json_t *
-kis_response_row(const KisEndpoint *ep, const KisResponse *resp, char **problem)
-{
-	json_t	   *row = json_object_get(resp->root, ep->row_object);
-
-	if (!json_is_object(row))
-	{
-		*problem = psprintf("the answer has no \"%s\" object", ep->row_object);
-		return NULL;
-	}
-	if (ep->notfound_field != NULL)
-	{
-		char	   *probe = json_value_text(json_object_get(row, ep->notfound_field));
-
-		if (probe == NULL || strcmp(probe, "0") == 0)
-		{
-			*problem = pstrdup(KIS_NOT_LISTED);
-			return NULL;
-		}
-	}
-	return row;
-}
-
-/* One member of a row as text, or NULL */
+/* One field of a row as text (from extra when the row lacks it), or NULL */
 char *
-kis_row_field_text(json_t *row, const char *field)
+kis_row_field_text(json_t *row, json_t *extra, const char *field)
 {
-	return json_value_text(json_object_get(row, field));
+	json_t	   *value = json_object_get(row, field);
+
+	if (value == NULL && extra != NULL)
+		value = json_object_get(extra, field);
+	return json_value_text(value);
 }
 
 /* The whole row as compact JSON text */

@@ -7,10 +7,13 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
     python3 test/mock_kis.py [--host H] [--port P] [--port-file F] [--pid-file F]
                              [--cert PEM --key PEM] [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
-                             [--token-interval S] [--token-ttl S] [--quiet]
+                             [--token-interval S] [--token-ttl S] [--today YYYYMMDD]
+                             [--holdings N] [--multprice-shape array|object] [--quiet]
 
 With --port 0 (the default) a free port is chosen; --port-file receives it (written
 atomically) once the server listens. SIGTERM or SIGINT stops the server within ~0.1 s.
+--today (default 20251230, a Tuesday) is the mock's "today" for everything date-related;
+nothing depends on the wall clock except token expiry and the rate-limit windows.
 
 KIS endpoints
 -------------
@@ -21,24 +24,152 @@ POST /oauth2/tokenP
     EGW00103, appsecret missing EGW00104 or starting "BAD" EGW00105, a second issuance
     for the same appkey within --token-interval seconds EGW00133.
 
-GET /uapi/domestic-stock/v1/quotations/inquire-price?FID_COND_MRKT_DIV_CODE=J&FID_INPUT_ISCD=005930
-    Parameter names in either case. Checks, in order (failures are HTTP 500 envelopes with
-    rt_cd "1" and count as bad_requests): authorization "Bearer <issued token>" (EGW00121
-    unknown, EGW00123 expired), appkey header (EGW00102 missing, EGW00103 not the token's),
-    appsecret header (EGW00104), tr_id FHKST01010100 (EGW00213), custtype P/B (EGW00208).
-    Then the per-appkey rate limit (fixed windows of one wall-clock second, HTTP 500
-    EGW00201), then injected faults, then the market (J, NX or UN; else 200 OPSQ2001).
-    The symbol's first two digits select a fixed behaviour:
-        99  not listed: 200 rt_cd "0" MCA00000, every field present, numbers "0", text ""
-        98  200 rt_cd "1" MCA05918 (종목코드 오류), no output (also for an empty symbol)
-        97  HTTP 500 with the non-JSON body <html>Internal Server Error</html>
-        96  normal data after a 3 second pause
-        95  200 rt_cd "0" MCA00000 without "output"
-        ..  anything else: normal data
-    Any other path is an HTTP 404 EGW00101 envelope (a bad_request).
+Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
+  1. Counted: requests, by_path[path], by_symbol[s] for each symbol the request carries
+     (FID_INPUT_ISCD, SYMB, or every FID_INPUT_ISCD_n), timeline; then latency_ms ± jitter.
+  2. Header checks, in order (failures are HTTP 500 envelopes with rt_cd "1" and count as
+     bad_requests): authorization "Bearer <issued token>" (EGW00121 unknown, EGW00123
+     expired), appkey header (EGW00102 missing, EGW00103 not the token's), appsecret header
+     (EGW00104), tr_id one of the endpoint's (EGW00213), custtype P/B (EGW00208).
+  3. The per-appkey rate limit: fixed windows of one wall-clock second, one unit per
+     request whatever it carries; over the limit HTTP 500 EGW00201 (counts violations).
+  4. Injected faults: the first rule whose "symbol" is "*" or one of the request's
+     symbols (account requests carry none, so only "*" rules reach them).
+  5. The endpoint's own checks and answer, HTTP 200; rt_cd "0" always with msg_cd
+     MCA00000, failures rt_cd "1" with the msg_cd given below and no output.
+Parameter names in either case; of a repeated parameter the last wins. Any other path,
+or another method on these paths, is an HTTP 404 EGW00101 envelope (a bad_request).
 
-Deterministic quote data (see quote_output; all values are JSON strings)
------------------------------------------------------------------------
+Domestic symbols: the first two digits select a fixed behaviour on inquire-price,
+inquire-daily-itemchartprice and inquire-asking-price-exp-ccn (intstock-multprice: see there):
+    99  not listed: 200 rt_cd "0" MCA00000, all fields present, numbers "0", text ""
+    98  200 rt_cd "1" MCA05918 (종목코드 오류), no output (also for an empty symbol)
+    97  HTTP 500 with the non-JSON body <html>Internal Server Error</html>
+    96  normal data after a 3 second pause
+    95  200 rt_cd "0" MCA00000 without any "output"/"output1"/"output2"
+    ..  anything else: normal data
+The market FID_COND_MRKT_DIV_CODE is J, NX or UN, else 200 rt_cd "1" OPSQ2001 (checked
+before the symbol). Stock name (where an endpoint has one): "종목" + symbol.
+
+GET /uapi/domestic-stock/v1/quotations/inquire-price               tr_id FHKST01010100
+    FID_COND_MRKT_DIV_CODE, FID_INPUT_ISCD. output: the quote object below (no name field,
+    as in real KIS).
+
+GET /uapi/domestic-stock/v1/quotations/intstock-multprice         tr_id FHKST11300006
+    FID_COND_MRKT_DIV_CODE_n + FID_INPUT_ISCD_n for any n >= 0 (KIS documents 1..30; the
+    official sample starts at 0); pairs are taken in n order, blank or missing symbols are
+    skipped, a missing market means J. 0 or more than 30 symbols: rt_cd "1" OPSQ2002; a
+    market not J/NX/UN: OPSQ2001; any symbol 97..: the HTML 500; any 95..: no output; any
+    96..: one 3 second pause. output: an array, one object per symbol in request order:
+        inter_shrn_iscd symbol, inter_kor_isnm name, inter2_prpr p, inter2_prdy_vrss change,
+        prdy_vrss_sign, prdy_ctrt, acml_vol, acml_tr_pbmn, inter2_oprc/hgpr/lwpr/mxpr/llam
+        (= stck_oprc/hgpr/lwpr/mxpr/llam), inter2_sdpr and inter2_prdy_clpr (= base),
+        inter2_askp p + 10, inter2_bidp p, total_askp_rsqn / total_bidp_rsqn (as the order
+        book), all for that symbol's market exactly as inquire-price computes them.
+    A 98 or 99 symbol gives an entry with inter_shrn_iscd kept, numbers "0", text "".
+    Config multprice_shape "object" (default "array") makes output a single object when
+    exactly one symbol was asked.
+
+GET /uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn  tr_id FHKST01010200
+    FID_COND_MRKT_DIV_CODE, FID_INPUT_ISCD. With p, change, base... of inquire-price:
+    output1 {aspr_acpt_hour "153000", askpK = p + 10K and bidpK = p - 10(K-1) for K=1..10,
+        askp_rsqnK = 10 * (1 + b[K-1]), bidp_rsqnK = 10 * (1 + b[K+9]) where b = the bytes
+        of sha256(symbol + ":book"), askp_rsqn_icdcK / bidp_rsqn_icdcK "0", total_askp_rsqn /
+        total_bidp_rsqn the sums, total_*_icdc, ovtm_total_* "0", ntby_aspr_rsqn = total bid
+        - total ask, new_mkop_cls_code "20"}
+    output2 {antc_mkop_cls_code "311", stck_prpr p, stck_oprc/hgpr/lwpr/sdpr as inquire-price,
+        antc_cnpr p, antc_cntg_vrss_sign / antc_cntg_vrss / antc_cntg_prdy_ctrt = prdy_vrss_sign
+        / prdy_vrss / prdy_ctrt, antc_vol = h2 % 100000, stck_shrn_iscd symbol, vi_cls_code "N"}
+    99: every output1 field "0"; output2 numbers "0", text "".
+
+GET /uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice  tr_id FHKST03010100
+    FID_COND_MRKT_DIV_CODE, FID_INPUT_ISCD, FID_INPUT_DATE_1 (start), FID_INPUT_DATE_2 (end),
+    FID_PERIOD_DIV_CODE D/W/M/Y, FID_ORG_ADJ_PRC 0 adjusted (also blank) / 1 original.
+    A date not a valid YYYYMMDD, DATE_1 > DATE_2, another period or flag: rt_cd "1" OPSQ2002.
+    output1 (summary, from inquire-price for that market): hts_kor_isnm name, stck_shrn_iscd,
+        stck_prpr, prdy_vrss, prdy_vrss_sign, prdy_ctrt, stck_prdy_clpr (= base), acml_vol,
+        acml_tr_pbmn, prdy_vol (1 + (h3 >> 4) % 10000000), prdy_vrss_vol, stck_oprc, stck_hgpr,
+        stck_lwpr, stck_mxpr, stck_llam, askp p + 10, bidp p, vol_tnrt, stck_fcam, lstn_stcn,
+        cpfn, hts_avls, per, eps, pbr.
+    output2: the bars (see "Bars") dated in [DATE_1, DATE_2], newest first, at most 100 (the
+        newest 100 of the range; page back with DATE_2 = oldest date - 1 day). Each row:
+        stck_bsop_date, stck_clpr, stck_oprc, stck_hgpr, stck_lwpr, acml_vol, acml_tr_pbmn
+        (= vol * close), flng_cls_code "00", prtt_rate "0.00", mod_yn "N", prdy_vrss_sign,
+        prdy_vrss (close - the previous bar's close; 0 for the very first bar), revl_issu_reas "".
+    An empty range gives output2 []. 99: output1 numbers "0" / text "", output2 [].
+
+GET /uapi/overseas-price/v1/quotations/price                        tr_id HHDFS00000300
+    AUTH (ignored), EXCD, SYMB. EXCD must be one of NAS NYS AMS BAQ BAY BAA HKS TSE SHS SZS
+    SHI SZI HSX HNX, else rt_cd "1" OPSQ2001. Listing (LISTING table): AAPL MSFT TSLA NVDA
+    AMZN on NAS, IBM KO JPM on NYS, SPY on AMS, 0700 on HKS, 7203 on TSE; any other symbol
+    on NAS if sha256(symbol)'s first byte is even, else NYS. BAQ/BAY/BAA (US daytime) count
+    as NAS/NYS/AMS. Listed: output {rsym "D" + EXCD + SYMB, zdiv "4", base, pvol, last, sign,
+    diff, rate, tvol, tamt, ordy "매수가능"} with, in hundredths (prices are printed with 4
+    decimals, e.g. "189.2500"; diff with "-" when negative):
+        last = 1000 + h0 % 49000;  diff = min((h1 >> 8) % 2001 - 1000, last - 100)
+        base = last - diff;  sign "2"/"3"/"5" for diff > 0 / = 0 / < 0
+        rate = round(diff * 100 / base, 2) as for prdy_ctrt, with "+" when positive
+        pvol = h2 % 100000000;  tvol = h3 % 50000000;  tamt = tvol * last // 100 (integers)
+    Not listed on that exchange (or SYMB blank): rt_cd "0", every output field "".
+
+GET /uapi/overseas-price/v1/quotations/dailyprice                   tr_id HHDFS76240000
+    AUTH, EXCD, SYMB, GUBN 0 day / 1 week / 2 month, BYMD end date (blank = today), MODP
+    0 unadjusted (also blank) / 1 adjusted, KEYB (ignored). EXCD as for price but without
+    BAQ/BAY/BAA (no daytime bars): else OPSQ2001; a bad GUBN, BYMD or MODP: OPSQ2002.
+    output2: the 100 newest bars dated <= BYMD, newest first; rows {xymd, clos, sign, diff,
+        rate, open, high, low, tvol, tamt, pbid, vbid, pask, vask} (4-decimal prices; diff
+        and rate against the previous bar, rate with "+" when positive).
+    output1 {rsym "D" + EXCD + SYMB, zdiv "4", nrec str(len(output2))}. Not listed on EXCD:
+    output1 {rsym "", zdiv "", nrec "0"}, output2 [].
+
+GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 rows a page)
+                                                      or VTTC8434R (virtual, 20 rows a page)
+    CANO, ACNT_PRDT_CD, AFHR_FLPR_YN, OFL_YN, INQR_DVSN, UNPR_DVSN, FUND_STTL_ICLD_YN,
+    FNCG_AMT_AUTO_RDPT_YN, PRCS_DVSN (these seven ignored), CTX_AREA_FK100, CTX_AREA_NK100.
+    CANO not 8 digits, ACNT_PRDT_CD not 2 digits, or CANO 99999999: rt_cd "1" OPSQ2000.
+    The account holds config holdings (default 120) positions; CANO 00000000 holds none.
+    Position i (0-based): pdno = "%06d" % (100000 + 7i), prdt_name name, p = inquire-price J
+    price of pdno, hldg_qty = ord_psbl_qty = 1 + 37i % 500, pchs_avg_pric = p - 100 (printed
+    "%d.0000"), pchs_amt = qty * avg, prpr p, evlu_amt = qty * p, evlu_pfls_amt = evlu_amt -
+    pchs_amt, evlu_pfls_rt = round(evlu_pfls_amt * 100 / pchs_amt, 2), fltt_rt = prdy_ctrt,
+    bfdy_cprs_icdc = prdy_vrss, trad_dvsn_name "현금", the other documented fields "0"/"".
+    Paging: request header tr_cont blank/absent = first page (CTX params ignored), "N" = the
+    page that CTX_AREA_NK100 names; any other tr_cont, or an FK100/NK100 (compared without
+    trailing spaces) that this server did not issue for the account: rt_cd "1" OPSQ2002.
+    Page k holds positions [k*size, (k+1)*size). The answer carries body ctx_area_fk100 =
+    "CANO^ACNT_PRDT_CD" and ctx_area_nk100 = "CANO^ACNT_PRDT_CD^" + "%06d" % next index (""
+    on the last page), both space-padded to 100 characters like real KIS, so send them back
+    URL-encoded; RESPONSE HEADER tr_cont "M" when more pages follow, else "D" (also with no
+    positions). Cursors stay valid (retries may reuse them) until /__mock/reset.
+    output1: the page's positions (an array); output2: [one summary over ALL positions]:
+        pchs_amt_smtl_amt / evlu_amt_smtl_amt / evlu_pfls_smtl_amt = sums; scts_evlu_amt =
+        evlu sum; dnca_tot_amt = nxdy_excc_amt = prvs_rcdl_excc_amt = cash = 1000 * (h0 of
+        sha256(CANO) % 100000); tot_evlu_amt = nass_amt = evlu sum + cash;
+        bfdy_tot_asst_evlu_amt = sum(qty * base) + cash; asst_icdc_amt = the difference;
+        the other documented fields "0"/"".
+    Every page served counts in pages[path].
+
+Bars (both daily endpoints)
+---------------------------
+Trading days are Monday..Friday (no holidays) from DATA_START 20150102 up to today; there
+is no bar before 20150102, so paging back ends. A bar is dated on the last trading day of
+its period: every trading day (D / GUBN 0), the ISO week (W / 1), the month (M / 2), the
+year (Y); the current period's bar is its latest trading day <= today. With g0..g3 the
+first four 8-hex-digit words of sha256(symbol + YYYYMMDD), as integers:
+    domestic  close = (1000 + g0 % 99000) // 10 * 10;  open = max(10, close + (g1 % 21 - 10) * 10)
+              high = max(open, close) + (g1 >> 8) % 11 * 10
+              low = max(10, min(open, close) - (g1 >> 16) % 11 * 10);  vol = g2 % 10000000
+    overseas  in hundredths: close = 1000 + g0 % 49000;  open = max(1, close + g1 % 201 - 100)
+              high = max(open, close) + (g1 >> 8) % 101
+              low = max(1, min(open, close) - (g1 >> 16) % 101)
+              tvol = g2 % 50000000;  tamt = tvol * close // 100 (an integer)
+              pbid = max(1, close - 1), pask = close + 1
+              vbid = 1 + g3 % 1000, vask = 1 + (g3 >> 12) % 1000
+Original (unadjusted) prices are the adjusted ones times 2 on dates before 20250101
+(domestic FID_ORG_ADJ_PRC=1, overseas MODP=0); volumes are the same either way.
+
+Deterministic quote data (see quote_numbers / quote_output; all values are JSON strings)
+---------------------------------------------------------------------------------------
     d  = sha256(symbol as UTF-8).hexdigest()
     h0, h1, h2, h3, h4, h5 = int(d[0:8],16), int(d[8:16],16), ... int(d[40:48],16)
     stck_prpr   p      = (1000 + h0 % 99000) // 10 * 10 + {J: 0, NX: 10, UN: 5}[market]
@@ -62,19 +193,29 @@ Control API (same port and scheme, no auth, never counted or rate limited)
 --------------------------------------------------------------------------
 GET  /__mock/stats[?timeline=1]  counters, current config, pending faults; timeline=1 adds
                                  "timeline": request start times in seconds since reset
-POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows and
-                                 issuance times; issued tokens stay valid unless tokens=true
-POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl"}
+POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows, issuance
+                                 times and balance cursors; issued tokens stay valid unless
+                                 tokens=true; the config stays
+POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
+                      "today" ("YYYYMMDD"), "holdings" (0..100000),
+                      "multprice_shape" ("array" | "object")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow expire_token invalid_token (inquire-price, after the rate check) and egw00133
+    slow expire_token invalid_token (any /uapi endpoint, after the rate check) and egw00133
     (the next tokenP). The first matching rule with times left fires and uses one up.
+    numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
+    inquire-price always the data of the symbol, or of 000000 when blank, whatever its
+    prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
+    adds a 20 MiB "padding" field, truncate sends half the body and hangs up, bad_shape
+    turns every output object into [] and every output array into {}.
 
 Counters: requests (API requests, rejected ones included), in_flight, max_in_flight,
-by_symbol, connections_accepted (every TCP accept), connections_opened (connections that
-carried at least one KIS request, so stats polling does not disturb it), tls_failures,
-tokens_issued, tokens_issued_by_appkey, token_rejections, violations, bad_requests,
-faults_injected (by kind), errors (error answers by msg_cd / error_code).
+by_symbol, by_path (API requests by URL path, so its values sum to requests), pages
+(inquire-balance pages served, by path), connections_accepted (every TCP accept),
+connections_opened (connections that carried at least one KIS request, so stats polling does
+not disturb it), tls_failures, tokens_issued, tokens_issued_by_appkey, token_rejections,
+violations, bad_requests, faults_injected (by kind), errors (error answers by msg_cd /
+error_code).
 """
 
 import argparse
@@ -93,9 +234,16 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
 
 QUOTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-price"
+MULTPRICE_PATH = "/uapi/domestic-stock/v1/quotations/intstock-multprice"
+BOOK_PATH = "/uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn"
+DAILY_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
+OVERSEAS_PATH = "/uapi/overseas-price/v1/quotations/price"
+OVERSEAS_DAILY_PATH = "/uapi/overseas-price/v1/quotations/dailyprice"
+BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
 QUOTE_TR_ID = "FHKST01010100"
 MARKET_OFFSET = {"J": 0, "NX": 10, "UN": 5}
 KST = datetime.timezone(datetime.timedelta(hours=9))  # Korea: UTC+9, no DST
@@ -103,11 +251,20 @@ JSON_TYPE = "application/json; charset=utf-8"
 HANDSHAKE_TIMEOUT = 10.0   # seconds a client gets to finish the TLS handshake
 TIMELINE_CAP = 100_000     # request start times kept for /__mock/stats?timeline=1
 HUGE_BYTES = 20 * 1024 * 1024
+MAX_MULTPRICE = 30         # symbols per intstock-multprice call
+MAX_BARS = 100             # rows per daily-chart call
+MAX_HOLDINGS = 100_000
+DATA_START = datetime.date(2015, 1, 2)  # the first bar of every symbol
+SPLIT_DATE = datetime.date(2025, 1, 1)  # original prices are doubled before it
+ONE_DAY = datetime.timedelta(days=1)
+CTX_WIDTH = 100            # ctx_area_fk100 / nk100 are space-padded to this
 
 MESSAGES = {
     "MCA00000": "정상처리 되었습니다.",
     "MCA05918": "종목코드 오류입니다.",
+    "OPSQ2000": "유효하지 않은 계좌번호입니다.",
     "OPSQ2001": "시장분류코드 오류입니다.",
+    "OPSQ2002": "입력 필드값 오류입니다.",
     "EGW00001": "일시적 오류가 발생했습니다.",
     "EGW00002": "서버 에러가 발생했습니다.",
     "EGW00101": "유효하지 않은 요청입니다.",
@@ -129,24 +286,67 @@ FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "expire_token", "invalid_token", "egw00133",
 ))
-# Settable through --options and /__mock/config, with the type each is parsed as.
-CONFIG_TYPES = {"rate_limit": int, "latency_ms": float, "jitter_ms": float,
-                "token_interval": float, "token_ttl": float}
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
             "tls_failures", "tokens_issued", "token_rejections", "violations", "bad_requests")
-# Fields the "numbers" fault sends as JSON numbers instead of strings.
-NUMBER_FIELDS = ("stck_prpr", "prdy_vrss", "stck_oprc", "stck_hgpr", "stck_lwpr",
-                 "stck_mxpr", "stck_llam", "stck_sdpr", "acml_vol", "acml_tr_pbmn")
 SECTORS = ("전기·전자", "화학", "서비스업", "금융업", "운수장비", "의약품", "유통업", "철강·금속")
 NUMERIC = re.compile(r"-?\d+(\.\d+)?")
+# Overseas quotation exchange codes (EXCD) -> the exchange a symbol is listed on.
+EXCHANGES = {"NAS": "NAS", "NYS": "NYS", "AMS": "AMS", "BAQ": "NAS", "BAY": "NYS",
+             "BAA": "AMS", "HKS": "HKS", "TSE": "TSE", "SHS": "SHS", "SZS": "SZS",
+             "SHI": "SHI", "SZI": "SZI", "HSX": "HSX", "HNX": "HNX"}
+DAYTIME_EXCHANGES = frozenset(("BAQ", "BAY", "BAA"))
+LISTING = {"AAPL": "NAS", "MSFT": "NAS", "TSLA": "NAS", "NVDA": "NAS", "AMZN": "NAS",
+           "IBM": "NYS", "KO": "NYS", "JPM": "NYS", "SPY": "AMS", "0700": "HKS", "7203": "TSE"}
+PERIODS = {"D", "W", "M", "Y"}
+OVERSEAS_PERIODS = {"0": "D", "1": "W", "2": "M"}
+BALANCE_PAGE_SIZE = {"TTTC8434R": 50, "VTTC8434R": 20}
 
 
-# --------------------------------------------------------------------------- quote data
+# --------------------------------------------------------------------------- configuration
+
+def _non_negative(kind, cap=None):
+    def parse(value):
+        parsed = kind(value)
+        if parsed < 0:
+            raise ValueError("config values must not be negative")
+        if cap is not None and parsed > cap:
+            raise ValueError(f"config value {parsed} is over {cap}")
+        return parsed
+    return parse
+
+
+def _yyyymmdd(value):
+    text = str(value)
+    if parse_ymd(text) is None:
+        raise ValueError(f"not a YYYYMMDD date: {value!r}")
+    return text
+
+
+def _multprice_shape(value):
+    if value not in ("array", "object"):
+        raise ValueError('multprice_shape must be "array" or "object"')
+    return value
+
+
+# Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
+CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
+                "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
+                "token_ttl": _non_negative(float), "today": _yyyymmdd,
+                "holdings": _non_negative(int, MAX_HOLDINGS),
+                "multprice_shape": _multprice_shape}
+
+
+# --------------------------------------------------------------------------- formatting
 
 def _decimal2(hundredths):
     """Integer hundredths as a 2-decimal string: -125 -> "-1.25"."""
     sign = "-" if hundredths < 0 else ""
     return f"{sign}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}"
+
+
+def _decimal4(hundredths):
+    """Integer hundredths as a 4-decimal string: 18925 -> "189.2500", -5 -> "-0.0500"."""
+    return _decimal2(hundredths) + "00"
 
 
 def _pct(num, den):
@@ -155,6 +355,15 @@ def _pct(num, den):
     if 2 * r >= den:
         q += 1
     return _decimal2(-q if num < 0 else q)
+
+
+def _plus(rate):
+    """A rate with an explicit "+" when positive, as overseas KIS answers carry it."""
+    return "+" + rate if NUMERIC.fullmatch(rate) and rate.strip("0.") and rate[0] != "-" else rate
+
+
+def _sign(change):
+    return "2" if change > 0 else "5" if change < 0 else "3"
 
 
 def _tick(price):
@@ -171,22 +380,106 @@ def _date(n):
     return (datetime.date(2025, 1, 1) + datetime.timedelta(days=n % 365)).strftime("%Y%m%d")
 
 
-def quote_output(symbol, market):
-    """The inquire-price "output" object: a pure function of (symbol, market).
+def _words(text, n):
+    """The first n 8-hex-digit words of sha256(text) as integers."""
+    d = hashlib.sha256(text.encode()).hexdigest()
+    return [int(d[i:i + 8], 16) for i in range(0, 8 * n, 8)]
 
-    The formula is spelled out in the module docstring; keep the two in step.
-    """
-    d = hashlib.sha256(symbol.encode()).hexdigest()
-    h0, h1, h2, h3, h4, h5 = (int(d[i:i + 8], 16) for i in range(0, 48, 8))
+
+def zeroed(obj, keep=(), text=()):
+    """The not-found variant of an output object: numeric values "0", dates, `text` keys and
+    other text "", `keep` keys unchanged."""
+    return {k: v if k in keep else
+            "0" if NUMERIC.fullmatch(v) and not k.endswith("_date") and k not in text else ""
+            for k, v in obj.items()}
+
+
+def stock_name(symbol):
+    return "종목" + symbol
+
+
+# --------------------------------------------------------------------------- dates
+
+def parse_ymd(text):
+    """A YYYYMMDD string as a date, or None when it is not one."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{8}", text):
+        return None
+    try:
+        return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def ymd(day):
+    return day.strftime("%Y%m%d")
+
+
+def _period_bounds(day, period):
+    """First and last calendar day of the D/W/M/Y period holding day."""
+    if period == "D":
+        return day, day
+    if period == "W":
+        start = day - datetime.timedelta(days=day.weekday())
+        return start, start + datetime.timedelta(days=6)
+    if period == "M":
+        start = day.replace(day=1)
+        return start, (start + datetime.timedelta(days=32)).replace(day=1) - ONE_DAY
+    return day.replace(month=1, day=1), day.replace(month=12, day=31)
+
+
+def bar_dates(period, end, today, limit):
+    """Dates of the newest `limit` bars dated <= end, newest first (see "Bars")."""
+    dates, cursor = [], min(end, today)
+    while cursor >= DATA_START and len(dates) < limit:
+        start, stop = _period_bounds(cursor, period)
+        day = min(stop, today)
+        while day >= start and day.weekday() >= 5:
+            day -= ONE_DAY
+        if start <= day <= cursor and day >= DATA_START:
+            dates.append(day)
+        cursor = start - ONE_DAY
+    return dates
+
+
+# --------------------------------------------------------------------------- domestic data
+
+class Quote(NamedTuple):
+    """The integers behind an inquire-price answer (see the module docstring)."""
+    h: tuple
+    price: int
+    change: int
+    base: int
+    open: int
+    high: int
+    low: int
+    upper: int
+    lower: int
+    vol: int
+    prev_vol: int
+
+
+def quote_numbers(symbol, market):
+    h0, h1, h2, h3, h4, h5 = h = tuple(_words(symbol, 6))
     price = (1000 + h0 % 99000) // 10 * 10 + MARKET_OFFSET[market]
     change = min(((h1 >> 8) % 201 - 100) * 10, price - 10)
     base = price - change
     opn = max(10, base + (h3 % 21 - 10) * 10)
     high = max(opn, price) + (h3 >> 8) % 11 * 10
     low = max(10, min(opn, price) - (h3 >> 16) % 11 * 10)
-    upper, lower = base * 13 // 10 // 10 * 10, base * 7 // 10 // 10 * 10
-    vol = h2 % 10_000_000
-    prev_vol = 1 + (h3 >> 4) % 10_000_000
+    return Quote(h, price, change, base, opn, high, low,
+                 base * 13 // 10 // 10 * 10, base * 7 // 10 // 10 * 10,
+                 h2 % 10_000_000, 1 + (h3 >> 4) % 10_000_000)
+
+
+def quote_output(symbol, market):
+    """The inquire-price "output" object: a pure function of (symbol, market).
+
+    The formula is spelled out in the module docstring; keep the two in step.
+    """
+    q = quote_numbers(symbol, market)
+    h0, h1, h2, h3, h4, h5 = q.h
+    price, change, base, high, low, upper = q.price, q.change, q.base, q.high, q.low, q.upper
+    vol = q.vol
     shares = 1_000_000 + h5 % 1_000_000_000
     par = (100, 500, 5000)[h5 % 3]
     per_c, pbr_c = 100 + h4 % 4900, 10 + (h4 >> 16) % 500
@@ -209,16 +502,16 @@ def quote_output(symbol, market):
         "elw_pblc_yn": "N",
         "stck_prpr": s(price),
         "prdy_vrss": s(change),
-        "prdy_vrss_sign": "2" if change > 0 else "5" if change < 0 else "3",
+        "prdy_vrss_sign": _sign(change),
         "prdy_ctrt": _pct(change, base),
         "acml_tr_pbmn": s(vol * price),
         "acml_vol": s(vol),
-        "prdy_vrss_vol_rate": _pct(vol, prev_vol),
-        "stck_oprc": s(opn),
+        "prdy_vrss_vol_rate": _pct(vol, q.prev_vol),
+        "stck_oprc": s(q.open),
         "stck_hgpr": s(high),
         "stck_lwpr": s(low),
         "stck_mxpr": s(upper),
-        "stck_llam": s(lower),
+        "stck_llam": s(q.lower),
         "stck_sdpr": s(base),
         "wghn_avrg_stck_prc": f"{(high + low) // 2}.00",
         "hts_frgn_ehrt": _pct(h5 % 5000, 10000),
@@ -283,9 +576,472 @@ def quote_output(symbol, market):
 
 def unlisted_output(symbol):
     """What KIS answers for an unknown code: every field, numbers "0", everything else ""."""
-    return {k: "0" if NUMERIC.fullmatch(v) and not k.endswith("_date")
-            and k != "stck_shrn_iscd" else ""
-            for k, v in quote_output(symbol, "J").items()}
+    return zeroed(quote_output(symbol, "J"), text=("stck_shrn_iscd",))
+
+
+def book_sizes(symbol):
+    """(ask quantities, bid quantities) for levels 1..10 of the order book."""
+    b = hashlib.sha256((symbol + ":book").encode()).digest()
+    return [10 * (1 + x) for x in b[0:10]], [10 * (1 + x) for x in b[10:20]]
+
+
+def multprice_entry(symbol, market):
+    q = quote_numbers(symbol, market)
+    out = quote_output(symbol, market)
+    asks, bids = book_sizes(symbol)
+    return {
+        "inter_shrn_iscd": symbol,
+        "inter_kor_isnm": stock_name(symbol),
+        "inter2_prpr": out["stck_prpr"],
+        "inter2_prdy_vrss": out["prdy_vrss"],
+        "prdy_vrss_sign": out["prdy_vrss_sign"],
+        "prdy_ctrt": out["prdy_ctrt"],
+        "acml_vol": out["acml_vol"],
+        "acml_tr_pbmn": out["acml_tr_pbmn"],
+        "inter2_oprc": out["stck_oprc"],
+        "inter2_hgpr": out["stck_hgpr"],
+        "inter2_lwpr": out["stck_lwpr"],
+        "inter2_mxpr": out["stck_mxpr"],
+        "inter2_llam": out["stck_llam"],
+        "inter2_sdpr": out["stck_sdpr"],
+        "inter2_prdy_clpr": out["stck_sdpr"],
+        "inter2_askp": str(q.price + 10),
+        "inter2_bidp": str(q.price),
+        "total_askp_rsqn": str(sum(asks)),
+        "total_bidp_rsqn": str(sum(bids)),
+    }
+
+
+def order_book(symbol, market):
+    """(output1, output2) of inquire-asking-price-exp-ccn."""
+    q = quote_numbers(symbol, market)
+    out = quote_output(symbol, market)
+    asks, bids = book_sizes(symbol)
+    book = {"aspr_acpt_hour": "153000"}
+    book.update((f"askp{k}", str(q.price + 10 * k)) for k in range(1, 11))
+    book.update((f"bidp{k}", str(q.price - 10 * (k - 1))) for k in range(1, 11))
+    book.update((f"askp_rsqn{k}", str(n)) for k, n in enumerate(asks, 1))
+    book.update((f"bidp_rsqn{k}", str(n)) for k, n in enumerate(bids, 1))
+    book.update((f"askp_rsqn_icdc{k}", "0") for k in range(1, 11))
+    book.update((f"bidp_rsqn_icdc{k}", "0") for k in range(1, 11))
+    book.update(total_askp_rsqn=str(sum(asks)), total_bidp_rsqn=str(sum(bids)),
+                total_askp_rsqn_icdc="0", total_bidp_rsqn_icdc="0",
+                ovtm_total_askp_icdc="0", ovtm_total_bidp_icdc="0",
+                ovtm_total_askp_rsqn="0", ovtm_total_bidp_rsqn="0",
+                ntby_aspr_rsqn=str(sum(bids) - sum(asks)), new_mkop_cls_code="20")
+    expected = {
+        "antc_mkop_cls_code": "311",
+        "stck_prpr": out["stck_prpr"],
+        "stck_oprc": out["stck_oprc"],
+        "stck_hgpr": out["stck_hgpr"],
+        "stck_lwpr": out["stck_lwpr"],
+        "stck_sdpr": out["stck_sdpr"],
+        "antc_cnpr": out["stck_prpr"],
+        "antc_cntg_vrss_sign": out["prdy_vrss_sign"],
+        "antc_cntg_vrss": out["prdy_vrss"],
+        "antc_cntg_prdy_ctrt": out["prdy_ctrt"],
+        "antc_vol": str(q.h[2] % 100_000),
+        "stck_shrn_iscd": symbol,
+        "vi_cls_code": "N",
+    }
+    return book, expected
+
+
+def chart_summary(symbol, market):
+    """output1 of inquire-daily-itemchartprice: the inquire-price snapshot, renamed."""
+    q = quote_numbers(symbol, market)
+    out = quote_output(symbol, market)
+    summary = {"hts_kor_isnm": stock_name(symbol), "stck_shrn_iscd": symbol,
+               "stck_prdy_clpr": out["stck_sdpr"], "prdy_vol": str(q.prev_vol),
+               "prdy_vrss_vol": str(q.vol - q.prev_vol),
+               "askp": str(q.price + 10), "bidp": str(q.price)}
+    for key in ("stck_prpr", "prdy_vrss", "prdy_vrss_sign", "prdy_ctrt", "acml_vol",
+                "acml_tr_pbmn", "stck_oprc", "stck_hgpr", "stck_lwpr", "stck_mxpr",
+                "stck_llam", "vol_tnrt", "stck_fcam", "lstn_stcn", "cpfn", "hts_avls",
+                "per", "eps", "pbr"):
+        summary[key] = out[key]
+    return summary
+
+
+def domestic_bar(symbol, day, original):
+    """(close, open, high, low, volume) of a domestic bar (see "Bars")."""
+    g0, g1, g2, _ = _words(symbol + ymd(day), 4)
+    close = (1000 + g0 % 99000) // 10 * 10
+    opn = max(10, close + (g1 % 21 - 10) * 10)
+    high = max(opn, close) + (g1 >> 8) % 11 * 10
+    low = max(10, min(opn, close) - (g1 >> 16) % 11 * 10)
+    k = 2 if original and day < SPLIT_DATE else 1
+    return close * k, opn * k, high * k, low * k, g2 % 10_000_000
+
+
+def domestic_chart_rows(symbol, period, first, last, today, original):
+    dates = bar_dates(period, last, today, MAX_BARS + 1)  # one more for the oldest change
+    bars = [domestic_bar(symbol, day, original) for day in dates]
+    rows = []
+    for i, day in enumerate(dates[:MAX_BARS]):
+        if day < first:
+            break
+        close, opn, high, low, vol = bars[i]
+        change = close - bars[i + 1][0] if i + 1 < len(bars) else 0
+        rows.append({
+            "stck_bsop_date": ymd(day), "stck_clpr": str(close), "stck_oprc": str(opn),
+            "stck_hgpr": str(high), "stck_lwpr": str(low), "acml_vol": str(vol),
+            "acml_tr_pbmn": str(vol * close), "flng_cls_code": "00", "prtt_rate": "0.00",
+            "mod_yn": "N", "prdy_vrss_sign": _sign(change), "prdy_vrss": str(change),
+            "revl_issu_reas": "",
+        })
+    return rows
+
+
+def position(i):
+    """(pdno, quantity, Quote) of position i of every account (see inquire-balance)."""
+    pdno = "%06d" % (100000 + i * 7)
+    return pdno, 1 + (i * 37) % 500, quote_numbers(pdno, "J")
+
+
+def holding(i):
+    """The output1 row of position i."""
+    pdno, qty, q = position(i)
+    avg = q.price - 100
+    cost, value = qty * avg, qty * q.price
+    return {
+        "pdno": pdno, "prdt_name": stock_name(pdno), "trad_dvsn_name": "현금",
+        "bfdy_buy_qty": "0", "bfdy_sll_qty": "0", "thdt_buyqty": "0", "thdt_sll_qty": "0",
+        "hldg_qty": str(qty), "ord_psbl_qty": str(qty), "pchs_avg_pric": f"{avg}.0000",
+        "pchs_amt": str(cost), "prpr": str(q.price), "evlu_amt": str(value),
+        "evlu_pfls_amt": str(value - cost), "evlu_pfls_rt": _pct(value - cost, cost),
+        "evlu_erng_rt": "0", "loan_dt": "", "loan_amt": "0", "stln_slng_chgs": "0",
+        "expd_dt": "", "fltt_rt": _pct(q.change, q.base), "bfdy_cprs_icdc": str(q.change),
+        "item_mgna_rt_name": "", "grta_rt_name": "", "sbst_pric": "0", "stck_loan_unpr": "0",
+    }
+
+
+def balance_summary(account, count):
+    """output2[0] of inquire-balance over all `count` positions of the account."""
+    cost = value = prev = 0
+    for i in range(count):
+        _, qty, q = position(i)
+        cost += qty * (q.price - 100)
+        value += qty * q.price
+        prev += qty * q.base
+    cash = _words(account, 1)[0] % 100_000 * 1000
+    summary = dict.fromkeys((
+        "cma_evlu_amt", "bfdy_buy_amt", "thdt_buy_amt", "nxdy_auto_rdpt_amt", "bfdy_sll_amt",
+        "thdt_sll_amt", "d2_auto_rdpt_amt", "bfdy_tlex_amt", "thdt_tlex_amt", "tot_loan_amt",
+        "tot_stln_slng_chgs", "asst_icdc_erng_rt"), "0")
+    summary.update(
+        dnca_tot_amt=str(cash), nxdy_excc_amt=str(cash), prvs_rcdl_excc_amt=str(cash),
+        scts_evlu_amt=str(value), tot_evlu_amt=str(value + cash), nass_amt=str(value + cash),
+        fncg_gld_auto_rdpt_yn="", pchs_amt_smtl_amt=str(cost), evlu_amt_smtl_amt=str(value),
+        evlu_pfls_smtl_amt=str(value - cost), bfdy_tot_asst_evlu_amt=str(prev + cash),
+        asst_icdc_amt=str(value - prev))
+    return summary
+
+
+# --------------------------------------------------------------------------- overseas data
+
+def listed_on(symbol):
+    """The exchange (NAS, NYS, ...) a ticker is listed on."""
+    if symbol in LISTING:
+        return LISTING[symbol]
+    return "NAS" if hashlib.sha256(symbol.encode()).digest()[0] % 2 == 0 else "NYS"
+
+
+def is_listed(symbol, excd):
+    return bool(symbol) and listed_on(symbol) == EXCHANGES[excd]
+
+
+def overseas_output(symbol, excd):
+    h0, h1, h2, h3 = _words(symbol, 4)
+    last = 1000 + h0 % 49000
+    diff = min((h1 >> 8) % 2001 - 1000, last - 100)
+    base = last - diff
+    tvol = h3 % 50_000_000
+    return {
+        "rsym": f"D{excd}{symbol}", "zdiv": "4", "base": _decimal4(base),
+        "pvol": str(h2 % 100_000_000), "last": _decimal4(last), "sign": _sign(diff),
+        "diff": _decimal4(diff), "rate": _plus(_pct(diff, base)), "tvol": str(tvol),
+        "tamt": str(tvol * last // 100), "ordy": "매수가능",
+    }
+
+
+def overseas_bar(symbol, day, adjusted):
+    """Hundredths (close, open, high, low, pbid, pask) and (tvol, tamt, vbid, vask)."""
+    g0, g1, g2, g3 = _words(symbol + ymd(day), 4)
+    close = 1000 + g0 % 49000
+    opn = max(1, close + g1 % 201 - 100)
+    high = max(opn, close) + (g1 >> 8) % 101
+    low = max(1, min(opn, close) - (g1 >> 16) % 101)
+    k = 1 if adjusted or day >= SPLIT_DATE else 2
+    tvol = g2 % 50_000_000
+    prices = tuple(x * k for x in (close, opn, high, low, max(1, close - 1), close + 1))
+    return prices, (tvol, tvol * close // 100, 1 + g3 % 1000, 1 + (g3 >> 12) % 1000)
+
+
+def overseas_chart_rows(symbol, period, last, today, adjusted):
+    dates = bar_dates(period, last, today, MAX_BARS + 1)
+    bars = [overseas_bar(symbol, day, adjusted) for day in dates]
+    rows = []
+    for i, day in enumerate(dates[:MAX_BARS]):
+        (close, opn, high, low, pbid, pask), (tvol, tamt, vbid, vask) = bars[i]
+        prev = bars[i + 1][0][0] if i + 1 < len(bars) else close
+        diff = close - prev
+        rows.append({
+            "xymd": ymd(day), "clos": _decimal4(close), "sign": _sign(diff),
+            "diff": _decimal4(diff), "rate": _plus(_pct(diff, prev)), "open": _decimal4(opn),
+            "high": _decimal4(high), "low": _decimal4(low), "tvol": str(tvol),
+            "tamt": str(tamt), "pbid": _decimal4(pbid), "vbid": str(vbid),
+            "pask": _decimal4(pask), "vask": str(vask),
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- answers
+
+class Reply(NamedTuple):
+    """An answer to send: body is a JSON envelope (dict) or raw bytes."""
+    status: int
+    body: object
+    ctype: str = JSON_TYPE
+    headers: tuple = ()
+
+
+HTML_500 = Reply(500, b"<html>Internal Server Error</html>", "text/html")
+
+
+def kis(msg_cd, status=200, headers=(), **outputs):
+    """A KIS envelope; rt_cd is "0" only for MCA00000."""
+    return Reply(status, {"rt_cd": "0" if msg_cd == "MCA00000" else "1", "msg_cd": msg_cd,
+                          "msg1": MESSAGES[msg_cd], **outputs}, JSON_TYPE, headers)
+
+
+def _prefix_reply(symbol):
+    """The fixed answer a domestic symbol prefix selects, or None (after 96's pause)."""
+    prefix = symbol[:2]
+    if prefix == "98" or not symbol:
+        return kis("MCA05918")
+    if prefix == "97":
+        return HTML_500
+    if prefix == "95":
+        return kis("MCA00000")
+    if prefix == "96":
+        time.sleep(3)
+    return None
+
+
+class Call(NamedTuple):
+    """One API request as the endpoint handlers see it."""
+    state: "MockState"
+    path: str
+    params: dict     # lower-cased names, last value wins
+    headers: object  # the request's http.client.HTTPMessage
+    symbols: list
+
+
+def _market(call):
+    market = call.params.get("fid_cond_mrkt_div_code", "")
+    return market if market in MARKET_OFFSET else None
+
+
+def inquire_price(call):
+    symbol, market = call.symbols[0], _market(call)
+    if market is None:
+        return kis("OPSQ2001")
+    if symbol[:2] == "99":
+        return kis("MCA00000", output=unlisted_output(symbol))
+    return _prefix_reply(symbol) or kis("MCA00000", output=quote_output(symbol, market))
+
+
+def quote_sample(call):
+    """inquire-price's answer for the faults that vary a normal answer (prefix ignored)."""
+    market = call.params.get("fid_cond_mrkt_div_code", "")
+    return kis("MCA00000", output=quote_output(call.symbols[0] or "000000",
+                                               market if market in MARKET_OFFSET else "J"))
+
+
+def multprice_items(params):
+    """[(market, symbol)] of intstock-multprice's numbered parameters, in n order."""
+    numbered = []
+    for key, symbol in params.items():
+        match = re.fullmatch(r"fid_input_iscd_(\d+)", key)
+        if match and symbol:
+            n = match.group(1)
+            numbered.append((int(n), params.get("fid_cond_mrkt_div_code_" + n, "J"), symbol))
+    return [(market, symbol) for _, market, symbol in sorted(numbered)]
+
+
+def intstock_multprice(call):
+    items = multprice_items(call.params)
+    if not 0 < len(items) <= MAX_MULTPRICE:
+        return kis("OPSQ2002")
+    if any(market not in MARKET_OFFSET for market, _ in items):
+        return kis("OPSQ2001")
+    prefixes = {symbol[:2] for _, symbol in items}
+    if "97" in prefixes:
+        return HTML_500
+    if "95" in prefixes:
+        return kis("MCA00000")
+    if "96" in prefixes:
+        time.sleep(3)
+    output = [zeroed(multprice_entry(symbol, "J"), keep=("inter_shrn_iscd",))
+              if symbol[:2] in ("98", "99") else multprice_entry(symbol, market)
+              for market, symbol in items]
+    if len(output) == 1 and call.state.setting("multprice_shape") == "object":
+        output = output[0]
+    return kis("MCA00000", output=output)
+
+
+def asking_price(call):
+    symbol, market = call.symbols[0], _market(call)
+    if market is None:
+        return kis("OPSQ2001")
+    if symbol[:2] == "99":
+        book, expected = order_book(symbol, "J")
+        return kis("MCA00000", output1=dict.fromkeys(book, "0"),
+                   output2=zeroed(expected, text=("stck_shrn_iscd",)))
+    special = _prefix_reply(symbol)
+    if special:
+        return special
+    book, expected = order_book(symbol, market)
+    return kis("MCA00000", output1=book, output2=expected)
+
+
+def daily_chart(call):
+    symbol, market, p = call.symbols[0], _market(call), call.params
+    if market is None:
+        return kis("OPSQ2001")
+    special = _prefix_reply(symbol) if symbol[:2] != "99" else None
+    if special:
+        return special
+    first, last = parse_ymd(p.get("fid_input_date_1")), parse_ymd(p.get("fid_input_date_2"))
+    period, adjust = p.get("fid_period_div_code", ""), p.get("fid_org_adj_prc", "")
+    if first is None or last is None or first > last or period not in PERIODS \
+            or adjust not in ("", "0", "1"):
+        return kis("OPSQ2002")
+    if symbol[:2] == "99":
+        return kis("MCA00000", output1=zeroed(chart_summary(symbol, "J"),
+                                              text=("hts_kor_isnm", "stck_shrn_iscd")),
+                   output2=[])
+    rows = domestic_chart_rows(symbol, period, first, last, call.state.today(), adjust == "1")
+    return kis("MCA00000", output1=chart_summary(symbol, market), output2=rows)
+
+
+def overseas_price(call):
+    symbol, excd = call.symbols[0], call.params.get("excd", "")
+    if excd not in EXCHANGES:
+        return kis("OPSQ2001")
+    if not is_listed(symbol, excd):
+        return kis("MCA00000", output=dict.fromkeys(overseas_output("", excd), ""))
+    return kis("MCA00000", output=overseas_output(symbol, excd))
+
+
+def overseas_daily(call):
+    symbol, p = call.symbols[0], call.params
+    excd, bymd = p.get("excd", ""), p.get("bymd", "")
+    if excd not in EXCHANGES or excd in DAYTIME_EXCHANGES:
+        return kis("OPSQ2001")
+    today = call.state.today()
+    last = parse_ymd(bymd) if bymd else today
+    if last is None or p.get("gubn") not in OVERSEAS_PERIODS \
+            or p.get("modp", "") not in ("", "0", "1"):
+        return kis("OPSQ2002")
+    if not is_listed(symbol, excd):
+        return kis("MCA00000", output1={"rsym": "", "zdiv": "", "nrec": "0"}, output2=[])
+    rows = overseas_chart_rows(symbol, OVERSEAS_PERIODS[p["gubn"]], last, today,
+                               p.get("modp") == "1")
+    return kis("MCA00000", output1={"rsym": f"D{excd}{symbol}", "zdiv": "4",
+                                    "nrec": str(len(rows))}, output2=rows)
+
+
+def inquire_balance(call):
+    p, state = call.params, call.state
+    cano, product = p.get("cano", ""), p.get("acnt_prdt_cd", "")
+    if not re.fullmatch(r"\d{8}", cano) or not re.fullmatch(r"\d{2}", product) \
+            or cano == "99999999":
+        return kis("OPSQ2000")
+    fk = f"{cano}^{product}"
+    tr_cont = (call.headers.get("tr_cont") or "").strip()
+    if tr_cont == "N":
+        start = state.cursor(fk, p.get("ctx_area_fk100", "").rstrip(),
+                             p.get("ctx_area_nk100", "").rstrip())
+        if start is None:
+            return kis("OPSQ2002")
+    elif tr_cont:
+        return kis("OPSQ2002")
+    else:
+        start = 0
+    count = 0 if cano == "00000000" else state.setting("holdings")
+    stop = min(count, start + BALANCE_PAGE_SIZE[call.headers.get("tr_id")])
+    nk = state.issue_cursor(fk, stop) if stop < count else ""
+    state.count_page(call.path)
+    return kis("MCA00000", headers=(("tr_cont", "M" if nk else "D"),),
+               ctx_area_fk100=fk.ljust(CTX_WIDTH), ctx_area_nk100=nk.ljust(CTX_WIDTH),
+               output1=[holding(i) for i in range(start, stop)],
+               output2=[balance_summary(cano, count)])
+
+
+# --------------------------------------------------------------------------- endpoint table
+
+def _one(name):
+    return lambda params: [params.get(name, "")]
+
+
+class Endpoint(NamedTuple):
+    tr_ids: frozenset
+    handler: Callable        # Call -> Reply
+    symbols: Callable        # params -> the symbols the request carries (by_symbol, faults)
+    numbers: tuple = ()      # fields the "numbers" fault sends as JSON numbers
+    sample: Optional[Callable] = None  # Call -> the normal answer faults vary (else handler)
+
+
+ENDPOINTS = {
+    QUOTE_PATH: Endpoint(
+        frozenset({QUOTE_TR_ID}), inquire_price, _one("fid_input_iscd"),
+        ("stck_prpr", "prdy_vrss", "stck_oprc", "stck_hgpr", "stck_lwpr", "stck_mxpr",
+         "stck_llam", "stck_sdpr", "acml_vol", "acml_tr_pbmn"), quote_sample),
+    MULTPRICE_PATH: Endpoint(
+        frozenset({"FHKST11300006"}), intstock_multprice,
+        lambda params: [symbol for _, symbol in multprice_items(params)],
+        ("inter2_prpr", "inter2_prdy_vrss", "acml_vol", "inter2_oprc", "inter2_hgpr",
+         "inter2_lwpr", "inter2_mxpr", "inter2_llam", "inter2_askp", "inter2_bidp")),
+    BOOK_PATH: Endpoint(
+        frozenset({"FHKST01010200"}), asking_price, _one("fid_input_iscd"),
+        tuple(f"{side}{k}" for side in ("askp", "bidp", "askp_rsqn", "bidp_rsqn")
+              for k in range(1, 11)) + ("stck_prpr", "antc_cnpr")),
+    DAILY_PATH: Endpoint(
+        frozenset({"FHKST03010100"}), daily_chart, _one("fid_input_iscd"),
+        ("stck_prpr", "stck_clpr", "stck_oprc", "stck_hgpr", "stck_lwpr", "acml_vol")),
+    OVERSEAS_PATH: Endpoint(
+        frozenset({"HHDFS00000300"}), overseas_price, _one("symb"),
+        ("last", "base", "diff", "pvol", "tvol", "tamt")),
+    OVERSEAS_DAILY_PATH: Endpoint(
+        frozenset({"HHDFS76240000"}), overseas_daily, _one("symb"),
+        ("clos", "open", "high", "low", "diff", "tvol", "tamt")),
+    BALANCE_PATH: Endpoint(
+        frozenset(BALANCE_PAGE_SIZE), inquire_balance, lambda params: [],
+        ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt")),
+}
+
+
+def _number(text):
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+def vary(body, kind, fields):
+    """The numbers / bad_shape variation of an envelope's outputs (a new dict)."""
+    body = dict(body)
+    for key in ("output", "output1", "output2"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if kind == "bad_shape":
+            body[key] = [] if isinstance(value, dict) else {}
+            continue
+        objs = [value] if isinstance(value, dict) else value
+        converted = [{k: _number(v) if k in fields and NUMERIC.fullmatch(v) else v
+                      for k, v in obj.items()} for obj in objs]
+        body[key] = converted[0] if isinstance(value, dict) else converted
+    return body
 
 
 # --------------------------------------------------------------------------- shared state
@@ -306,11 +1062,12 @@ class MockState:
         self.t0 = time.monotonic()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.counters["max_in_flight"] = self.in_flight
-        self.by_symbol, self.tokens_by_appkey = {}, {}
+        self.by_symbol, self.by_path, self.pages, self.tokens_by_appkey = {}, {}, {}, {}
         self.faults_injected, self.errors = {}, {}
         self.timeline, self.faults = [], []
         self.rate_windows = {}  # appkey -> [window second, requests in it]
         self.last_issue = {}    # appkey -> time.monotonic() of its last token issuance
+        self.cursors = {}       # (ctx_area_fk100, ctx_area_nk100) stripped -> next index
 
     @staticmethod
     def _inc(table, key):
@@ -324,6 +1081,31 @@ class MockState:
         with self.lock:
             self._inc(self.errors, code)
 
+    def count_page(self, path):
+        with self.lock:
+            self._inc(self.pages, path)
+
+    def setting(self, key):
+        with self.lock:
+            return self.config[key]
+
+    def today(self):
+        return parse_ymd(self.setting("today"))
+
+    def issue_cursor(self, fk, index):
+        """The ctx_area_nk100 (unpadded) naming the page that starts at index."""
+        nk = f"{fk}^{index:06d}"
+        with self.lock:
+            self.cursors[(fk, nk)] = index
+        return nk
+
+    def cursor(self, account_fk, fk, nk):
+        """The start index of an issued page, or None."""
+        if fk != account_fk:
+            return None
+        with self.lock:
+            return self.cursors.get((fk, nk))
+
     def reset(self, forget_tokens):
         with self.lock:
             self._clear()
@@ -335,8 +1117,6 @@ class MockState:
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         parsed = {key: CONFIG_TYPES[key](value) for key, value in changes.items()}
-        if any(value < 0 for value in parsed.values()):
-            raise ValueError("config values must not be negative")
         with self.lock:
             self.config.update(parsed)
 
@@ -352,13 +1132,16 @@ class MockState:
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
 
-    def take_fault(self, symbol, token_endpoint=False):
-        """Fire the first matching rule (egw00133 rules only match tokenP) and return it."""
+    def take_fault(self, symbols, token_endpoint=False):
+        """Fire the first matching rule (egw00133 rules only match tokenP) and return it.
+
+        An API request matches rules for "*" and for any of its symbols.
+        """
         with self.lock:
             for rule in self.faults:
                 if token_endpoint != (rule["kind"] == "egw00133"):
                     continue
-                if not token_endpoint and rule["symbol"] not in ("*", symbol):
+                if not token_endpoint and rule["symbol"] != "*" and rule["symbol"] not in symbols:
                     continue
                 if rule["times"] > 0:
                     rule["times"] -= 1
@@ -416,14 +1199,16 @@ class MockState:
             self.counters["violations"] += 1
             return True
 
-    def begin_request(self, symbol):
+    def begin_request(self, path, symbols):
         """Account for an API request whose headers were read; return its arrival time."""
         with self.lock:
             self.counters["requests"] += 1
+            self._inc(self.by_path, path)
             self.in_flight += 1
             self.counters["max_in_flight"] = max(self.counters["max_in_flight"], self.in_flight)
-            if symbol:
-                self._inc(self.by_symbol, symbol)
+            for symbol in symbols:
+                if symbol:
+                    self._inc(self.by_symbol, symbol)
             if len(self.timeline) < TIMELINE_CAP:
                 self.timeline.append(time.monotonic() - self.t0)
         return time.time()
@@ -442,6 +1227,8 @@ class MockState:
         with self.lock:
             snap = dict(self.counters, in_flight=self.in_flight,
                         by_symbol=dict(self.by_symbol),
+                        by_path=dict(self.by_path),
+                        pages=dict(self.pages),
                         tokens_issued_by_appkey=dict(self.tokens_by_appkey),
                         faults_injected=dict(self.faults_injected),
                         errors=dict(self.errors),
@@ -497,11 +1284,13 @@ class KisHandler(BaseHTTPRequestHandler):
             return b""
         return self.rfile.read(length)
 
-    def _send(self, status, body, ctype=JSON_TYPE, length=None):
+    def _send(self, status, body, ctype=JSON_TYPE, length=None, headers=()):
         """Send a whole answer; length overrides Content-Length (for "truncate")."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) if length is None else length))
+        for name, value in headers:
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -510,13 +1299,16 @@ class KisHandler(BaseHTTPRequestHandler):
     def _send_json(self, status, obj):
         self._send(status, json.dumps(obj, ensure_ascii=False).encode())
 
-    def _send_kis(self, status, msg_cd, **extra):
-        """Send a KIS envelope; rt_cd is "0" only for MCA00000."""
-        rt_cd = "0" if msg_cd == "MCA00000" else "1"
-        if rt_cd != "0":
-            self.server.state.count_error(msg_cd)
-        self._send_json(status, {"rt_cd": rt_cd, "msg_cd": msg_cd,
-                                 "msg1": MESSAGES[msg_cd], **extra})
+    def _encode(self, reply):
+        """The bytes of a reply's body; counts an envelope with rt_cd != "0" in errors."""
+        if not isinstance(reply.body, dict):
+            return reply.body
+        if reply.body.get("rt_cd") != "0":
+            self.server.state.count_error(reply.body.get("msg_cd"))
+        return json.dumps(reply.body, ensure_ascii=False).encode()
+
+    def _reply(self, reply):
+        self._send(reply.status, self._encode(reply), reply.ctype, headers=reply.headers)
 
     def _hang_up(self):
         """Close the TCP connection at once, whatever was (not) sent."""
@@ -592,26 +1384,27 @@ class KisHandler(BaseHTTPRequestHandler):
                 datetime.datetime.fromtimestamp(expires, KST).strftime("%Y-%m-%d %H:%M:%S"),
         })
 
-    # ---- API requests (/uapi/...)
+    # ---- API requests (/uapi/...): one pipeline for every endpoint
 
     def _api(self, url):
         state = self.server.state
         params = {k.lower(): v[-1] for k, v in
                   parse_qs(url.query, keep_blank_values=True).items()}
-        is_quote = self.command == "GET" and url.path == QUOTE_PATH
-        symbol = params.get("fid_input_iscd", "")
-        arrival = state.begin_request(symbol if is_quote else None)
+        endpoint = ENDPOINTS.get(url.path) if self.command == "GET" else None
+        call = Call(state, url.path, params, self.headers,
+                    endpoint.symbols(params) if endpoint else [])
+        arrival = state.begin_request(url.path, call.symbols)
         try:
             time.sleep(state.latency())
-            if is_quote:
-                self._inquire_price(symbol, params.get("fid_cond_mrkt_div_code", ""), arrival)
-            else:
+            if endpoint is None:
                 state.bump("bad_requests")
-                self._send_kis(404, "EGW00101")
+                self._reply(kis("EGW00101", 404))
+            else:
+                self._serve(endpoint, call, arrival)
         finally:
             state.end_request()
 
-    def _check_headers(self):
+    def _check_headers(self, tr_ids):
         """KIS gateway header checks; return (msg_cd or None, token, appkey)."""
         h = self.headers
         scheme, _, token = (h.get("authorization") or "").partition(" ")
@@ -626,39 +1419,26 @@ class KisHandler(BaseHTTPRequestHandler):
                 err = "EGW00103"
             elif not h.get("appsecret"):
                 err = "EGW00104"
-            elif h.get("tr_id") != QUOTE_TR_ID:
+            elif h.get("tr_id") not in tr_ids:
                 err = "EGW00213"
             elif h.get("custtype") not in ("P", "B"):
                 err = "EGW00208"
         return err, token, appkey
 
-    def _inquire_price(self, symbol, market, arrival):
+    def _serve(self, endpoint, call, arrival):
         state = self.server.state
-        err, token, appkey = self._check_headers()
+        err, token, appkey = self._check_headers(endpoint.tr_ids)
         if err:
             state.bump("bad_requests")
-            return self._send_kis(500, err)
+            return self._reply(kis(err, 500))
         if state.over_rate(appkey, arrival):
-            return self._send_kis(500, "EGW00201")
-        fault = state.take_fault(symbol)
-        if fault and self._inject(fault, token, symbol, market):
+            return self._reply(kis("EGW00201", 500))
+        fault = state.take_fault(call.symbols)
+        if fault and self._inject(fault, token, endpoint, call):
             return None
-        if market not in MARKET_OFFSET:
-            return self._send_kis(200, "OPSQ2001")
-        prefix = symbol[:2]
-        if prefix == "98" or not symbol:
-            return self._send_kis(200, "MCA05918")
-        if prefix == "97":
-            return self._send(500, b"<html>Internal Server Error</html>", "text/html")
-        if prefix == "95":
-            return self._send_kis(200, "MCA00000")
-        if prefix == "99":
-            return self._send_kis(200, "MCA00000", output=unlisted_output(symbol))
-        if prefix == "96":
-            time.sleep(3)
-        return self._send_kis(200, "MCA00000", output=quote_output(symbol, market))
+        return self._reply(endpoint.handler(call))
 
-    def _inject(self, fault, token, symbol, market):
+    def _inject(self, fault, token, endpoint, call):
         """Apply a fired fault rule; return True if it answered (or hung up)."""
         kind = fault["kind"]
         if kind == "slow":
@@ -667,33 +1447,33 @@ class KisHandler(BaseHTTPRequestHandler):
         if kind == "http500":
             self._send(500, b"Internal Server Error", "text/plain; charset=utf-8")
         elif kind in ("egw00201", "egw00001", "egw00002"):
-            self._send_kis(500, kind.upper())
+            self._reply(kis(kind.upper(), 500))
         elif kind == "expire_token":
             self.server.state.expire_token(token)
-            self._send_kis(500, "EGW00123")
+            self._reply(kis("EGW00123", 500))
         elif kind == "invalid_token":
-            self._send_kis(500, "EGW00121")
+            self._reply(kis("EGW00121", 500))
         elif kind == "drop":
             self._hang_up()
         elif kind == "garbage":
             self._send(200, b"not json at all {")
-        elif kind == "bad_shape":
-            self._send_kis(200, "MCA00000", output=[])
-        else:  # numbers, huge, truncate: variations of a normal answer
-            output = quote_output(symbol or "000000", market if market in MARKET_OFFSET else "J")
-            extra = {}
-            if kind == "numbers":
-                output.update((key, int(output[key])) for key in NUMBER_FIELDS)
-            elif kind == "huge":
-                extra["padding"] = "x" * HUGE_BYTES
-            body = json.dumps({"rt_cd": "0", "msg_cd": "MCA00000", "msg1": MESSAGES["MCA00000"],
-                               "output": output, **extra}, ensure_ascii=False).encode()
+        else:  # numbers, huge, truncate, bad_shape: variations of a normal answer
+            reply = (endpoint.sample or endpoint.handler)(call)
+            if isinstance(reply.body, dict):
+                body = reply.body
+                if kind in ("numbers", "bad_shape"):
+                    body = vary(body, kind, endpoint.numbers)
+                elif kind == "huge":
+                    body = dict(body, padding="x" * HUGE_BYTES)
+                reply = reply._replace(body=body)
             if kind == "truncate":
+                data = self._encode(reply)
                 self.close_connection = True
-                self._send(200, body[:len(body) // 2], length=len(body))
+                self._send(reply.status, data[:len(data) // 2], reply.ctype,
+                           length=len(data), headers=reply.headers)
                 self._hang_up()
             else:
-                self._send(200, body)
+                self._reply(reply)
         return True
 
 
@@ -768,10 +1548,21 @@ def parse_args(argv):
     p.add_argument("--token-interval", type=float, default=60,
                    help="minimum seconds between token issuances per appkey")
     p.add_argument("--token-ttl", type=float, default=86400, help="token lifetime, seconds")
+    p.add_argument("--today", default="20251230",
+                   help="the mock's today for every date-related answer (YYYYMMDD)")
+    p.add_argument("--holdings", type=int, default=120,
+                   help="positions in every inquire-balance account")
+    p.add_argument("--multprice-shape", choices=("array", "object"), default="array",
+                   help="intstock-multprice output for a single symbol")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    for key in ("today", "holdings"):  # the older flags keep their historical leniency
+        try:
+            CONFIG_TYPES[key](getattr(args, key))
+        except ValueError as exc:
+            p.error(f"--{key.replace('_', '-')}: {exc}")
     return args
 
 

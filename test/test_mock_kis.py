@@ -2,10 +2,12 @@
 """Self-check of test/mock_kis.py (standard library only): python3 test/test_mock_kis.py
 
 Starts the mock as a subprocess over plain HTTP, and over HTTPS with a throw-away CA when
-the openssl CLI is available, and checks the behaviours the kis_fdw tests rely on. The
-expected quote values are recomputed here from the formula in mock_kis's docstring.
+the openssl CLI is available, and checks the behaviours the kis_fdw tests rely on: every
+endpoint's shape, paging (tr_cont header and ctx cursors, date cursors), errors, faults and
+counters. Expected values are recomputed here from the formulas in mock_kis's docstring.
 """
 
+import datetime
 import hashlib
 import http.client
 import json
@@ -19,9 +21,16 @@ import tempfile
 import threading
 import time
 import unittest
+from urllib.parse import urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QUOTE = "/uapi/domestic-stock/v1/quotations/inquire-price"
+MULT = "/uapi/domestic-stock/v1/quotations/intstock-multprice"
+BOOK = "/uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn"
+DAILY = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
+OVS = "/uapi/overseas-price/v1/quotations/price"
+OVS_DAILY = "/uapi/overseas-price/v1/quotations/dailyprice"
+BALANCE = "/uapi/domestic-stock/v1/trading/inquire-balance"
 
 
 def expected_price(symbol, market="J"):
@@ -30,6 +39,40 @@ def expected_price(symbol, market="J"):
     price = (1000 + int(d[0:8], 16) % 99000) // 10 * 10 + {"J": 0, "NX": 10, "UN": 5}[market]
     change = min(((int(d[8:16], 16) >> 8) % 201 - 100) * 10, price - 10)
     return price, change, price - change
+
+
+def words(text, n=4):
+    d = hashlib.sha256(text.encode()).hexdigest()
+    return [int(d[i:i + 8], 16) for i in range(0, 8 * n, 8)]
+
+
+def weekdays(first, last):
+    """YYYYMMDD weekdays in [first, last], newest first."""
+    day, stop, out = datetime.date.fromisoformat(last[:4] + "-" + last[4:6] + "-" + last[6:]), \
+        datetime.date.fromisoformat(first[:4] + "-" + first[4:6] + "-" + first[6:]), []
+    while day >= stop:
+        if day.weekday() < 5:
+            out.append(day.strftime("%Y%m%d"))
+        day -= datetime.timedelta(days=1)
+    return out
+
+
+def domestic_close(symbol, date, original=False):
+    close = (1000 + words(symbol + date)[0] % 99000) // 10 * 10
+    return close * 2 if original and date < "20250101" else close
+
+
+def overseas_last(symbol):
+    """(last, diff, base) in hundredths, per the mock's docstring."""
+    h0, h1 = words(symbol, 2)
+    last = 1000 + h0 % 49000
+    diff = min((h1 >> 8) % 2001 - 1000, last - 100)
+    return last, diff, last - diff
+
+
+def dec4(hundredths):
+    sign = "-" if hundredths < 0 else ""
+    return f"{sign}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}00"
 
 
 class MockKisCase(unittest.TestCase):
@@ -70,6 +113,10 @@ class MockKisCase(unittest.TestCase):
 
     def call(self, method, path, body=None, headers=None, conn=None):
         """Return (status, parsed JSON or raw bytes); a new connection unless conn is given."""
+        return self.call_full(method, path, body, headers, conn)[:2]
+
+    def call_full(self, method, path, body=None, headers=None, conn=None):
+        """call() plus the response headers."""
         own = conn is None
         conn = conn or self.connect()
         try:
@@ -81,9 +128,9 @@ class MockKisCase(unittest.TestCase):
             if own:
                 conn.close()
         try:
-            return resp.status, json.loads(data)
+            return resp.status, json.loads(data), resp.headers
         except ValueError:
-            return resp.status, data
+            return resp.status, data, resp.headers
 
     def control(self, what, body):
         self.assertEqual(self.call("POST", "/__mock/" + what, body), (200, {"ok": True}))
@@ -102,9 +149,17 @@ class MockKisCase(unittest.TestCase):
         path = f"{QUOTE}?FID_COND_MRKT_DIV_CODE={market}&FID_INPUT_ISCD={symbol}"
         return self.call("GET", path, headers=headers, conn=conn)
 
+    def api(self, path, tr_id, params, **override):
+        """GET an API path with valid headers; return (status, body, response headers)."""
+        headers = {"authorization": f"Bearer {self.tok}", "appkey": "AK", "appsecret": "SEC",
+                   "tr_id": tr_id, "custtype": "P"}
+        headers.update(override)
+        return self.call_full("GET", f"{path}?{urlencode(params)}", headers=headers)
+
     def setUp(self):
         self.control("reset", {"tokens": True})
-        self.control("config", {"rate_limit": 0, "token_interval": 60})
+        self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
+                                "holdings": 120, "multprice_shape": "array"})
         status, body = self.token()
         self.assertEqual(status, 200, body)
         self.tok = body["access_token"]
@@ -192,6 +247,351 @@ class MockKisCase(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 1)
         self.assertEqual(self.stats()["in_flight"], 1)
         slow.join()
+
+    # ---- endpoints beyond inquire-price
+
+    def multprice(self, pairs, start=1, **override):
+        params = {}
+        for n, (market, symbol) in enumerate(pairs, start):
+            params[f"FID_COND_MRKT_DIV_CODE_{n}"] = market
+            params[f"FID_INPUT_ISCD_{n}"] = symbol
+        return self.api(MULT, override.pop("tr_id", "FHKST11300006"), params, **override)[:2]
+
+    def test_multprice(self):
+        pairs = [("J", "005930"), ("NX", "000660"), ("J", "990001"), ("UN", "035720")]
+        status, body = self.multprice(pairs)
+        self.assertEqual((status, body["rt_cd"]), (200, "0"))
+        out = body["output"]
+        self.assertEqual([e["inter_shrn_iscd"] for e in out], [s for _, s in pairs])
+        for (market, symbol), entry in zip(pairs, out):
+            quote = self.quote(symbol, market)[1]["output"]
+            if symbol.startswith("99"):
+                self.assertEqual((entry["inter2_prpr"], entry["acml_vol"], entry["inter_kor_isnm"]),
+                                 ("0", "0", ""))
+                continue
+            self.assertEqual(entry["inter2_prpr"], str(expected_price(symbol, market)[0]))
+            self.assertEqual(entry["inter_kor_isnm"], "종목" + symbol)
+            for mine, theirs in (("inter2_prdy_vrss", "prdy_vrss"), ("prdy_vrss_sign", "prdy_vrss_sign"),
+                                 ("prdy_ctrt", "prdy_ctrt"), ("acml_vol", "acml_vol"),
+                                 ("inter2_oprc", "stck_oprc"), ("inter2_hgpr", "stck_hgpr"),
+                                 ("inter2_lwpr", "stck_lwpr"), ("inter2_mxpr", "stck_mxpr"),
+                                 ("inter2_llam", "stck_llam")):
+                self.assertEqual(entry[mine], quote[theirs], mine)
+            self.assertEqual(int(entry["inter2_askp"]), int(quote["stck_prpr"]) + 10)
+            self.assertEqual(entry["inter2_bidp"], quote["stck_prpr"])
+        s = self.stats()
+        self.assertEqual(s["by_path"], {MULT: 1, QUOTE: 4})
+        self.assertEqual(s["by_symbol"]["005930"], 2)
+        # numbering from 0, a gap, lower-case names; one symbol as array, then as object
+        status, body = self.call("GET", f"{MULT}?fid_cond_mrkt_div_code_0=J&fid_input_iscd_0=005930"
+                                 "&FID_INPUT_ISCD_7=000660", headers={
+                                     "authorization": f"Bearer {self.tok}", "appkey": "AK",
+                                     "appsecret": "SEC", "tr_id": "FHKST11300006", "custtype": "P"})
+        self.assertEqual([e["inter_shrn_iscd"] for e in body["output"]], ["005930", "000660"])
+        self.assertIsInstance(self.multprice([("J", "005930")])[1]["output"], list)
+        self.control("config", {"multprice_shape": "object"})
+        self.assertEqual(self.multprice([("J", "005930")])[1]["output"]["inter_shrn_iscd"], "005930")
+        self.assertIsInstance(self.multprice([("J", "005930"), ("J", "000660")])[1]["output"], list)
+        # 30 is the cap; the request still counts once
+        self.control("reset", {})
+        many = [("J", "%06d" % (100000 + i)) for i in range(31)]
+        self.assertEqual(len(self.multprice(many[:30])[1]["output"]), 30)
+        status, body = self.multprice(many)
+        self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2002"))
+        self.assertNotIn("output", body)
+        s = self.stats()
+        self.assertEqual((s["requests"], s["by_symbol"]["100000"], s["errors"]), (2, 2, {"OPSQ2002": 1}))
+        self.assertEqual(self.multprice([("W", "005930")])[1]["msg_cd"], "OPSQ2001")
+        self.assertEqual(self.multprice([("J", "005930")], tr_id="FHKST01010100")[1]["msg_cd"],
+                         "EGW00213")
+
+    def test_overseas_price(self):
+        def price(excd, symb, tr_id="HHDFS00000300"):
+            return self.api(OVS, tr_id, {"AUTH": "", "EXCD": excd, "SYMB": symb})[:2]
+        status, body = price("NAS", "AAPL")
+        self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "0", "MCA00000"))
+        out = body["output"]
+        last, diff, base = overseas_last("AAPL")
+        self.assertEqual((out["rsym"], out["zdiv"], out["last"], out["base"], out["diff"]),
+                         ("DNASAAPL", "4", dec4(last), dec4(base), dec4(diff)))
+        self.assertRegex(out["last"], r"^\d+\.\d{4}$")
+        self.assertEqual(out["sign"], "2" if diff > 0 else "5" if diff < 0 else "3")
+        self.assertRegex(out["rate"], r"^[+-]\d+\.\d\d$" if diff else r"^0\.00$")
+        self.assertEqual(out["rate"][0] == "+", diff > 0)
+        self.assertEqual(out["ordy"], "매수가능")
+        self.assertEqual(price("BAQ", "AAPL")[1]["output"]["rsym"], "DBAQAAPL")  # daytime NAS
+        self.assertEqual(price("NYS", "IBM")[1]["output"]["rsym"], "DNYSIBM")
+        self.assertEqual(price("HKS", "0700")[1]["output"]["rsym"], "DHKS0700")
+        blank = price("NYS", "AAPL")[1]
+        self.assertEqual(blank["rt_cd"], "0")
+        self.assertTrue(blank["output"] and all(v == "" for v in blank["output"].values()))
+        other = "ZZZQ"
+        home = "NAS" if hashlib.sha256(other.encode()).digest()[0] % 2 == 0 else "NYS"
+        self.assertEqual(price(home, other)[1]["output"]["rsym"], f"D{home}{other}")
+        self.assertEqual(price({"NAS": "NYS", "NYS": "NAS"}[home], other)[1]["output"]["last"], "")
+        status, body = price("XXX", "AAPL")
+        self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2001"))
+        self.assertEqual(price("NAS", "AAPL", tr_id="FHKST01010100")[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.stats()["by_symbol"]["AAPL"], 5)
+
+    def daily(self, symbol, first, last, period="D", adj="0", market="J"):
+        return self.api(DAILY, "FHKST03010100", {
+            "FID_COND_MRKT_DIV_CODE": market, "FID_INPUT_ISCD": symbol, "FID_INPUT_DATE_1": first,
+            "FID_INPUT_DATE_2": last, "FID_PERIOD_DIV_CODE": period, "FID_ORG_ADJ_PRC": adj})[:2]
+
+    def test_domestic_daily(self):
+        status, body = self.daily("005930", "20251201", "20251231")
+        self.assertEqual((status, body["rt_cd"]), (200, "0"))
+        rows = body["output2"]
+        self.assertEqual([r["stck_bsop_date"] for r in rows], weekdays("20251201", "20251230"))
+        self.assertEqual(rows[0]["stck_clpr"], str(domestic_close("005930", "20251230")))
+        for newer, older in zip(rows, rows[1:]):
+            self.assertEqual(int(newer["stck_clpr"]) - int(older["stck_clpr"]), int(newer["prdy_vrss"]))
+            self.assertLessEqual(int(newer["stck_lwpr"]), int(newer["stck_clpr"]))
+            self.assertGreaterEqual(int(newer["stck_hgpr"]), int(newer["stck_oprc"]))
+        self.assertEqual((rows[0]["flng_cls_code"], rows[0]["mod_yn"], rows[0]["revl_issu_reas"]),
+                         ("00", "N", ""))
+        summary = body["output1"]
+        self.assertEqual((summary["hts_kor_isnm"], summary["stck_prpr"]),
+                         ("종목005930", str(expected_price("005930")[0])))
+        # capped at the newest 100; paging back with DATE_2 = oldest - 1 day covers the range
+        rows = self.daily("005930", "20240101", "20251231")[1]["output2"]
+        self.assertEqual([r["stck_bsop_date"] for r in rows], weekdays("20240101", "20251230")[:100])
+        collected, last = [], "20251231"
+        while True:
+            page = self.daily("000660", "20250101", last)[1]["output2"]
+            collected += [r["stck_bsop_date"] for r in page]
+            if len(page) < 100:
+                break
+            oldest = datetime.datetime.strptime(page[-1]["stck_bsop_date"], "%Y%m%d").date()
+            last = (oldest - datetime.timedelta(days=1)).strftime("%Y%m%d")
+        self.assertEqual(collected, weekdays("20250101", "20251230"))
+        # periods: last trading day of each week / month / year, the current one up to today
+        dates = lambda period, first: [r["stck_bsop_date"] for r in
+                                       self.daily("005930", first, "20251231", period)[1]["output2"]]
+        self.assertEqual(dates("W", "20251201"), ["20251230", "20251226", "20251219", "20251212",
+                                                  "20251205"])
+        self.assertEqual(dates("M", "20250801"), ["20251230", "20251128", "20251031", "20250930",
+                                                  "20250829"])
+        self.assertEqual(dates("Y", "20210101"), ["20251230", "20241231", "20231229", "20221230",
+                                                  "20211231"])
+        # original prices differ (x2) only before 20250101
+        adj = self.daily("005930", "20241230", "20250102", adj="0")[1]["output2"]
+        org = self.daily("005930", "20241230", "20250102", adj="1")[1]["output2"]
+        self.assertEqual([r["stck_bsop_date"] for r in org], ["20250102", "20250101", "20241231", "20241230"])
+        self.assertEqual([int(o["stck_clpr"]) / int(a["stck_clpr"]) for o, a in zip(org, adj)], [1, 1, 2, 2])
+        self.assertEqual(org[2]["stck_clpr"], str(domestic_close("005930", "20241231", original=True)))
+        # errors and edge cases
+        for args in (("20251231", "20251201"), ("2025120", "20251231"), ("20251301", "20251231"),
+                     ("20251201", "20251231", "X"), ("20251201", "20251231", "D", "2")):
+            status, body = self.daily("005930", *args)
+            self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2002"), args)
+        self.assertEqual(self.daily("005930", "20251227", "20251228")[1]["output2"], [])  # weekend
+        self.assertEqual(self.daily("005930", "20260101", "20260131")[1]["output2"], [])  # future
+        self.assertEqual(self.daily("005930", "20100101", "20141231")[1]["output2"], [])  # pre-data
+        body = self.daily("990001", "20251201", "20251231")[1]
+        self.assertEqual((body["rt_cd"], body["output2"], body["output1"]["stck_prpr"]), ("0", [], "0"))
+        self.assertEqual(self.daily("980001", "20251201", "20251231")[1]["msg_cd"], "MCA05918")
+        self.assertEqual(self.daily("005930", "20251201", "20251231", market="Q")[1]["msg_cd"], "OPSQ2001")
+        # --today / config today moves everything
+        self.control("config", {"today": "20250103"})
+        self.assertEqual([r["stck_bsop_date"] for r in
+                          self.daily("005930", "20241230", "20251231")[1]["output2"]],
+                         ["20250103", "20250102", "20250101", "20241231", "20241230"])
+
+    def overseas_daily(self, excd, symb, bymd="", gubn="0", modp="1"):
+        return self.api(OVS_DAILY, "HHDFS76240000", {"AUTH": "", "EXCD": excd, "SYMB": symb,
+                        "GUBN": gubn, "BYMD": bymd, "MODP": modp, "KEYB": ""})[:2]
+
+    def test_overseas_daily(self):
+        status, body = self.overseas_daily("NAS", "TSLA")
+        self.assertEqual((status, body["rt_cd"]), (200, "0"))
+        rows = body["output2"]
+        self.assertEqual([r["xymd"] for r in rows], weekdays("20250101", "20251230")[:100])
+        self.assertEqual(body["output1"], {"rsym": "DNASTSLA", "zdiv": "4", "nrec": "100"})
+        self.assertEqual(rows[0]["clos"], dec4(1000 + words("TSLA20251230")[0] % 49000))
+        for r in rows:
+            self.assertRegex(r["clos"], r"^\d+\.\d{4}$")
+            self.assertTrue(float(r["low"]) <= float(r["clos"]) <= float(r["high"]))
+        for newer, older in zip(rows, rows[1:]):
+            self.assertAlmostEqual(float(newer["clos"]) - float(older["clos"]), float(newer["diff"]))
+        self.assertEqual(self.overseas_daily("NAS", "TSLA", "20251231")[1]["output2"], rows)
+        # paging back by BYMD ends at the first bar, 20150102
+        page = self.overseas_daily("NAS", "TSLA", "20150301")[1]
+        self.assertEqual([r["xymd"] for r in page["output2"]], weekdays("20150102", "20150227"))
+        self.assertEqual(page["output1"]["nrec"], str(len(page["output2"])))
+        self.assertEqual(self.overseas_daily("NAS", "TSLA", "20141231")[1]["output2"], [])
+        months = self.overseas_daily("NAS", "TSLA", "20251231", gubn="2")[1]["output2"]
+        self.assertEqual([r["xymd"] for r in months[:3]], ["20251230", "20251128", "20251031"])
+        self.assertEqual([r["xymd"] for r in self.overseas_daily("NAS", "TSLA", "20251231", gubn="1")
+                          [1]["output2"][:2]], ["20251230", "20251226"])
+        unadj = self.overseas_daily("NAS", "TSLA", "20250102", modp="0")[1]["output2"]
+        adj = self.overseas_daily("NAS", "TSLA", "20250102", modp="1")[1]["output2"]
+        self.assertEqual([round(float(u["clos"]) / float(a["clos"]), 6) for u, a in zip(unadj, adj)][:3],
+                         [1, 1, 2])
+        body = self.overseas_daily("NYS", "TSLA")[1]
+        self.assertEqual((body["rt_cd"], body["output2"], body["output1"]["nrec"]), ("0", [], "0"))
+        self.assertEqual(self.overseas_daily("BAQ", "TSLA")[1]["msg_cd"], "OPSQ2001")
+        self.assertEqual(self.overseas_daily("NAS", "TSLA", "2025")[1]["msg_cd"], "OPSQ2002")
+        self.assertEqual(self.overseas_daily("NAS", "TSLA", gubn="3")[1]["msg_cd"], "OPSQ2002")
+
+    def test_order_book(self):
+        def book(symbol, market="J"):
+            return self.api(BOOK, "FHKST01010200", {"FID_COND_MRKT_DIV_CODE": market,
+                                                    "FID_INPUT_ISCD": symbol})[:2]
+        status, body = book("005930", "NX")
+        self.assertEqual((status, body["rt_cd"]), (200, "0"))
+        price = expected_price("005930", "NX")[0]
+        b, e = body["output1"], body["output2"]
+        self.assertEqual([int(b[f"askp{k}"]) for k in range(1, 11)], [price + 10 * k for k in range(1, 11)])
+        self.assertEqual([int(b[f"bidp{k}"]) for k in range(1, 11)], [price - 10 * k for k in range(10)])
+        asks = [int(b[f"askp_rsqn{k}"]) for k in range(1, 11)]
+        bids = [int(b[f"bidp_rsqn{k}"]) for k in range(1, 11)]
+        raw = hashlib.sha256(b"005930:book").digest()
+        self.assertEqual(asks + bids, [10 * (1 + x) for x in raw[:20]])
+        self.assertEqual((int(b["total_askp_rsqn"]), int(b["total_bidp_rsqn"])), (sum(asks), sum(bids)))
+        self.assertEqual((b["aspr_acpt_hour"], b["new_mkop_cls_code"], b["askp_rsqn_icdc3"]),
+                         ("153000", "20", "0"))
+        quote = self.quote("005930", "NX")[1]["output"]
+        self.assertEqual((e["stck_prpr"], e["stck_sdpr"], e["antc_cnpr"], e["antc_mkop_cls_code"]),
+                         (quote["stck_prpr"], quote["stck_sdpr"], quote["stck_prpr"], "311"))
+        body = book("990001")[1]
+        self.assertEqual(body["rt_cd"], "0")
+        self.assertTrue(all(v == "0" for v in body["output1"].values()))
+        self.assertEqual(body["output2"]["stck_prpr"], "0")
+        self.assertEqual(book("980001")[1]["msg_cd"], "MCA05918")
+
+    def balance(self, cano="12345678", tr_id="TTTC8434R", tr_cont=None, fk="", nk="", **override):
+        headers = dict(override)
+        if tr_cont is not None:
+            headers["tr_cont"] = tr_cont
+        return self.api(BALANCE, tr_id, {
+            "CANO": cano, "ACNT_PRDT_CD": "01", "AFHR_FLPR_YN": "N", "OFL_YN": "", "INQR_DVSN": "02",
+            "UNPR_DVSN": "01", "FUND_STTL_ICLD_YN": "N", "FNCG_AMT_AUTO_RDPT_YN": "N",
+            "PRCS_DVSN": "00", "CTX_AREA_FK100": fk, "CTX_AREA_NK100": nk}, **headers)
+
+    def all_pages(self, tr_id, cano="12345678"):
+        """[(response tr_cont, page body)] following the cursors to the end."""
+        pages, status, body, headers = [], *self.balance(cano, tr_id)
+        while True:
+            self.assertEqual((status, body["rt_cd"]), (200, "0"), body)
+            pages.append((headers["tr_cont"], body))
+            if headers["tr_cont"] != "M":
+                return pages
+            status, body, headers = self.balance(cano, tr_id, "N", body["ctx_area_fk100"],
+                                                 body["ctx_area_nk100"])
+
+    def test_balance_paging(self):
+        pages = self.all_pages("TTTC8434R")
+        self.assertEqual([(c, len(b["output1"])) for c, b in pages], [("M", 50), ("M", 50), ("D", 20)])
+        rows = [r for _, b in pages for r in b["output1"]]
+        self.assertEqual([r["pdno"] for r in rows], ["%06d" % (100000 + 7 * i) for i in range(120)])
+        for i in (0, 1, 119):
+            r, price = rows[i], expected_price(rows[i]["pdno"])[0]
+            qty = 1 + (i * 37) % 500
+            self.assertEqual((r["prdt_name"], r["hldg_qty"], r["ord_psbl_qty"], r["prpr"]),
+                             ("종목" + r["pdno"], str(qty), str(qty), str(price)))
+            self.assertEqual(float(r["pchs_avg_pric"]), price - 100)
+            self.assertEqual((int(r["pchs_amt"]), int(r["evlu_amt"]), int(r["evlu_pfls_amt"])),
+                             (qty * (price - 100), qty * price, qty * 100))
+            self.assertRegex(r["evlu_pfls_rt"], r"^\d+\.\d\d$")
+        summary = pages[0][1]["output2"]
+        self.assertEqual(len(summary), 1)
+        self.assertEqual(summary, pages[-1][1]["output2"])
+        total = summary[0]
+        self.assertEqual(int(total["pchs_amt_smtl_amt"]), sum(int(r["pchs_amt"]) for r in rows))
+        self.assertEqual(int(total["evlu_amt_smtl_amt"]), sum(int(r["evlu_amt"]) for r in rows))
+        self.assertEqual(int(total["evlu_pfls_smtl_amt"]), sum(int(r["evlu_pfls_amt"]) for r in rows))
+        self.assertEqual(int(total["tot_evlu_amt"]),
+                         int(total["evlu_amt_smtl_amt"]) + int(total["dnca_tot_amt"]))
+        self.assertEqual(len(pages[0][1]["ctx_area_nk100"]), 100)
+        # virtual: 20 a page; the config changes the position count
+        self.assertEqual([len(b["output1"]) for _, b in self.all_pages("VTTC8434R")], [20] * 6)
+        self.control("config", {"holdings": 20})
+        self.assertEqual([(c, len(b["output1"])) for c, b in self.all_pages("VTTC8434R")], [("D", 20)])
+        self.control("config", {"holdings": 21})
+        self.assertEqual([len(b["output1"]) for _, b in self.all_pages("VTTC8434R")], [20, 1])
+        s = self.stats()
+        self.assertEqual(s["pages"], {BALANCE: 3 + 6 + 1 + 2})
+        self.assertEqual(s["by_path"], {BALANCE: 12})
+        self.assertEqual(s["by_symbol"], {})
+
+    def test_balance_errors(self):
+        pages = self.all_pages("TTTC8434R", "00000000")
+        self.assertEqual([(c, b["output1"]) for c, b in pages], [("D", [])])
+        self.assertEqual(pages[0][1]["output2"][0]["evlu_amt_smtl_amt"], "0")
+        for cano in ("99999999", "1234", ""):
+            status, body, headers = self.balance(cano)
+            self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2000"))
+            self.assertNotIn("tr_cont", headers)
+        self.assertEqual(self.balance(tr_cont="")[2]["tr_cont"], "M")  # blank = first page
+        first = self.balance()[1]
+        fk, nk = first["ctx_area_fk100"], first["ctx_area_nk100"]
+        # the cursor is reusable (retries) and works with trailing spaces trimmed
+        self.assertEqual(self.balance("12345678", "TTTC8434R", "N", fk, nk)[1]["output1"][0]["pdno"],
+                         "%06d" % (100000 + 7 * 50))
+        trimmed = self.balance("12345678", "TTTC8434R", "N", fk.rstrip(), nk.rstrip())
+        self.assertEqual(trimmed[2]["tr_cont"], "M")
+        forged = nk.rstrip()[:-6] + "000075"  # never issued
+        for bad in (("N", fk, forged), ("N", fk, ""), ("N", "87654321^01", nk), ("X", fk, nk)):
+            status, body, _ = self.balance("12345678", "TTTC8434R", *bad)
+            self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2002"), bad)
+        self.assertEqual(self.balance("87654321", "TTTC8434R", "N", fk, nk)[1]["msg_cd"], "OPSQ2002")
+        self.assertEqual(self.balance(tr_id="TTTC8434X")[1]["msg_cd"], "EGW00213")
+        self.control("reset", {})  # forgets the cursors
+        self.assertEqual(self.balance("12345678", "TTTC8434R", "N", fk, nk)[1]["msg_cd"], "OPSQ2002")
+
+    def test_new_endpoints_share_pipeline(self):
+        # faults: "*" reaches account requests; a symbol rule matches any carried symbol
+        self.control("faults", {"faults": [{"kind": "egw00001", "symbol": "000660"},
+                                           {"kind": "http500"}]})
+        self.assertEqual(self.multprice([("J", "005930"), ("J", "000660")])[1]["msg_cd"], "EGW00001")
+        self.assertEqual(self.balance()[:2], (500, b"Internal Server Error"))
+        self.control("faults", {"faults": [{"kind": "numbers", "symbol": "AAPL"},
+                                           {"kind": "bad_shape", "symbol": "005930"},
+                                           {"kind": "numbers"}]})
+        out = self.api(OVS, "HHDFS00000300", {"AUTH": "", "EXCD": "NAS", "SYMB": "AAPL"})[1]["output"]
+        self.assertEqual((type(out["last"]), out["last"]), (float, overseas_last("AAPL")[0] / 100))
+        self.assertIsInstance(out["rsym"], str)
+        body = self.daily("005930", "20251201", "20251231")[1]
+        self.assertEqual((body["output1"], body["output2"]), ([], {}))
+        rows = self.balance()[1]["output1"]
+        self.assertIsInstance(rows[0]["hldg_qty"], int)
+        # header checks and the rate limit: one unit per request
+        self.assertEqual(self.balance(custtype="Z")[:2][1]["msg_cd"], "EGW00208")
+        self.assertEqual(self.balance(appkey="OTHER")[1]["msg_cd"], "EGW00103")
+        self.control("faults", {"faults": [{"kind": "truncate"}]})
+        with self.assertRaises(http.client.IncompleteRead):
+            self.balance()
+        # the rate limit: one unit per request, however many symbols it carries
+        self.control("reset", {})
+        self.control("config", {"rate_limit": 2})
+        many = [("J", "%06d" % (100000 + i)) for i in range(30)]
+        statuses = []
+        threads = [threading.Thread(target=lambda: statuses.append(self.multprice(many)[0]))
+                   for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        s = self.stats()
+        self.assertTrue(0 < s["violations"] < 5, s["violations"])  # <= 2 windows, 2 units each
+        self.assertEqual((s["requests"], statuses.count(500)), (5, s["violations"]))
+        self.assertEqual((s["by_path"], s["by_symbol"]["100000"]), ({MULT: 5}, 5))
+
+    def test_config_and_flags(self):
+        for bad in ({"today": "20251301"}, {"holdings": -1}, {"multprice_shape": "list"},
+                    {"nope": 1}):
+            self.assertEqual(self.call("POST", "/__mock/config", bad)[0], 400, bad)
+        s = self.stats()
+        self.assertEqual((s["today"], s["holdings"], s["multprice_shape"]), ("20251230", 120, "array"))
+        sys.path.insert(0, HERE)
+        import mock_kis
+        args = mock_kis.parse_args(["--today", "20240102"])
+        self.assertEqual((args.today, args.holdings, args.multprice_shape), ("20240102", 120, "array"))
+        self.assertEqual(mock_kis.parse_args([]).today, "20251230")
+        self.assertEqual(self.call("GET", "/uapi/nowhere")[0], 404)
+        self.assertEqual(self.stats()["by_path"], {"/uapi/nowhere": 1})
 
     def test_zz_sigterm(self):
         started = time.monotonic()

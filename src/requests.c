@@ -1,0 +1,446 @@
+/*-------------------------------------------------------------------------
+ *
+ * requests.c
+ *	  What a scan asks KIS for, and what each answer yields: the scan's keys
+ *	  become calls (one per key, or batches of keys for multi-symbol
+ *	  endpoints), each call becomes a request built from the endpoint's
+ *	  parameter list, and each answer becomes rows — or failed keys — and,
+ *	  for paged endpoints, the call's next request.
+ *
+ * Pages of one call are sequential (the next is asked when the previous
+ * answer is in); different calls run concurrently in the fetch engine.
+ * Everything here is driven by the endpoint entry (endpoints.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <jansson.h>
+
+#include "lib/stringinfo.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "kis_fdw.h"
+
+#define KIS_MAX_PAGES		1000	/* cursor pages of one call */
+#define KIS_EARLIEST_DATE	"19000101"	/* DATE_1 when no lower bound is given */
+
+/* One logical request: its keys and where its paging stands */
+typedef struct KisCall
+{
+	const KisEndpoint *ep;
+	const KisConfig *config;
+	List	   *keys;			/* KisKey *: 1, or up to batch_size */
+	KisRange	range;			/* as the query asked */
+	int			page_to;		/* end date (julian) of the next page */
+	char	   *ctx_fk;			/* cursor paging: keys from the last page */
+	char	   *ctx_nk;
+	int			pages;			/* answers received so far */
+} KisCall;
+
+/* YYYYMMDD <-> julian day */
+static char *
+jd_text(int jd)
+{
+	int			y,
+				m,
+				d;
+
+	j2date(jd, &y, &m, &d);
+	return psprintf("%04d%02d%02d", y, m, d);
+}
+
+static bool
+text_jd(const char *text, int *jd)
+{
+	int			y,
+				m,
+				d;
+
+	if (text == NULL || strlen(text) != 8 || sscanf(text, "%4d%2d%2d", &y, &m, &d) != 3)
+		return false;
+	*jd = date2j(y, m, d);
+	return true;
+}
+
+/* Today in Korea (UTC+9, no daylight saving), as a julian day */
+int
+kis_today_kst(void)
+{
+	TimestampTz kst = GetCurrentTimestamp() + (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
+
+	return (int) (kst / USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
+}
+
+/* RFC 3986 percent-encoding of a query value */
+static void
+append_url_encoded(StringInfo buf, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(buf, (char) *p);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[*p >> 4]);
+			appendStringInfoChar(buf, hex[*p & 0x0F]);
+		}
+	}
+}
+
+static void
+append_param(StringInfo buf, const char *name, int n, const char *value)
+{
+	appendStringInfoChar(buf, strchr(buf->data, '?') ? '&' : '?');
+	appendStringInfoString(buf, name);
+	if (n > 0)
+		appendStringInfo(buf, "%d", n);
+	appendStringInfoChar(buf, '=');
+	append_url_encoded(buf, value);
+}
+
+/* The value of one non-batch parameter for this call */
+static const char *
+param_value(const KisCall *call, const KisParamDef *p)
+{
+	const KisConfig *config = call->config;
+	const KisKey *key = call->keys ? linitial(call->keys) : NULL;
+
+	switch (p->source)
+	{
+		case KIS_PARAM_LITERAL:
+			return p->literal;
+		case KIS_PARAM_SYMBOL:
+			return key->symbol;
+		case KIS_PARAM_MARKET:
+		case KIS_PARAM_EXCHANGE:
+			return key->venue;
+		case KIS_PARAM_DATE_FROM:
+			return call->range.has_from ? jd_text(call->range.from) : KIS_EARLIEST_DATE;
+		case KIS_PARAM_DATE_TO:
+			return jd_text(call->page_to);
+		case KIS_PARAM_PERIOD:
+			return config->period;
+		case KIS_PARAM_PERIOD_NUMBER:
+			return config->period[0] == 'W' ? "1" : config->period[0] == 'M' ? "2" : "0";
+		case KIS_PARAM_ORIGINAL_PRICE:
+			return config->adjusted ? "0" : "1";
+		case KIS_PARAM_ADJUSTED_FLAG:
+			return config->adjusted ? "1" : "0";
+		case KIS_PARAM_CANO:
+			return pnstrdup(config->account, 8);
+		case KIS_PARAM_ACNT_PRDT_CD:
+			return config->account + 9;
+		case KIS_PARAM_CTX_FK:
+			return call->ctx_fk ? call->ctx_fk : "";
+		case KIS_PARAM_CTX_NK:
+			return call->ctx_nk ? call->ctx_nk : "";
+		case KIS_PARAM_BATCH_MARKET:
+		case KIS_PARAM_BATCH_SYMBOL:
+			break;
+	}
+	return "";
+}
+
+/* Queue the call's next request with the fetch engine */
+static void
+send_call(KisFetcher *f, KisCall *call)
+{
+	StringInfoData path;
+	const char *header = NULL;
+
+	initStringInfo(&path);
+	appendStringInfoString(&path, call->ep->path);
+	for (const KisParamDef *p = call->ep->params; p->name; p++)
+	{
+		if (p->source == KIS_PARAM_BATCH_MARKET || p->source == KIS_PARAM_BATCH_SYMBOL)
+		{
+			int			n = 0;
+			ListCell   *lc;
+
+			foreach(lc, call->keys)
+			{
+				KisKey	   *key = lfirst(lc);
+
+				append_param(&path, p->name, ++n,
+							 p->source == KIS_PARAM_BATCH_MARKET ? key->venue : key->symbol);
+			}
+		}
+		else
+			append_param(&path, p->name, 0, param_value(call, p));
+	}
+	if (call->ep->paging == KIS_PAGING_CURSOR && call->pages > 0)
+		header = "tr_cont: N";
+	kis_fetch_add(f, path.data, kis_endpoint_tr_id(call->ep, call->config->environment),
+				  header, call);
+	pfree(path.data);
+}
+
+static KisCall *
+new_call(const KisConfig *config, const KisRange *range, int today)
+{
+	KisCall    *call = palloc0(sizeof(KisCall));
+
+	call->ep = config->endpoint;
+	call->config = config;
+	call->range = *range;
+	call->page_to = range->has_to ? range->to : today;
+	return call;
+}
+
+/*
+ * Queue the requests of a scan: one call per (symbol, venue) key, or
+ * batches of keys where the endpoint takes several, or one call for an
+ * account endpoint.  keys is a list of KisKey *.  Returns the number of
+ * calls queued (0 when the date range lies after today).
+ */
+int
+kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
+				   const KisRange *range)
+{
+	const KisEndpoint *ep = config->endpoint;
+	int			today = kis_today_kst();
+	int			ncalls = 0;
+	KisCall    *call = NULL;
+	ListCell   *lc;
+
+	/* an open upper bound ends today: a range starting later has no rows */
+	if (ep->has_date && !range->has_to && range->has_from && range->from > today)
+		return 0;
+
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	{
+		send_call(f, new_call(config, range, today));
+		return 1;
+	}
+
+	foreach(lc, keys)
+	{
+		if (call == NULL || list_length(call->keys) >= ep->batch_size)
+		{
+			if (call != NULL)
+				send_call(f, call);
+			call = new_call(config, range, today);
+			ncalls++;
+		}
+		call->keys = lappend(call->keys, lfirst(lc));
+	}
+	if (call != NULL)
+		send_call(f, call);
+	return ncalls;
+}
+
+static KisRow *
+row_for(KisKey *key, json_t *row, json_t *extra, const char *problem)
+{
+	KisRow	   *r = palloc(sizeof(KisRow));
+
+	r->key = key;
+	r->row = row;
+	r->extra = extra;
+	r->problem = problem ? pstrdup(problem) : NULL;
+	return r;
+}
+
+/* Every key of the call failed the same way */
+static List *
+fail_all(KisCall *call, const char *problem)
+{
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	if (call->keys == NIL)
+		return list_make1(row_for(NULL, NULL, NULL, problem));
+	foreach(lc, call->keys)
+		rows = lappend(rows, row_for(lfirst(lc), NULL, NULL, problem));
+	return rows;
+}
+
+/* "0" or "" (or nothing) where the endpoint puts a price: not listed */
+static bool
+row_not_listed(const KisEndpoint *ep, json_t *row)
+{
+	const char *v;
+
+	if (ep->notfound_field == NULL)
+		return false;
+	v = json_string_value(json_object_get(row, ep->notfound_field));
+	return v == NULL || v[0] == '\0' || strcmp(v, "0") == 0;
+}
+
+/* An object member, or the first element of an array member */
+static json_t *
+member_object(json_t *root, const char *name)
+{
+	json_t	   *m = name ? json_object_get(root, name) : NULL;
+
+	if (json_is_array(m))
+		m = json_array_get(m, 0);
+	return json_is_object(m) ? m : NULL;
+}
+
+/* Batched answers: find each key's row by its symbol field */
+static List *
+batched_rows(KisCall *call, json_t *member)
+{
+	const KisEndpoint *ep = call->ep;
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	foreach(lc, call->keys)
+	{
+		KisKey	   *key = lfirst(lc);
+		json_t	   *found = NULL;
+		size_t		i;
+		json_t	   *elem;
+
+		json_array_foreach(member, i, elem)
+		{
+			const char *sym = json_string_value(json_object_get(elem, ep->row_symbol_field));
+
+			if (sym != NULL && strcmp(sym, key->symbol) == 0)
+			{
+				found = elem;
+				break;
+			}
+		}
+		if (found == NULL)
+			rows = lappend(rows, row_for(key, NULL, NULL, "missing from the answer"));
+		else if (row_not_listed(ep, found))
+			rows = lappend(rows, row_for(key, NULL, NULL, KIS_NOT_LISTED));
+		else
+			rows = lappend(rows, row_for(key, found, NULL, NULL));
+	}
+	return rows;
+}
+
+/*
+ * Rows of a dated page within the asked range, and the call's next page:
+ * a full page whose oldest row is still after the lower bound continues
+ * with the day before that row (kis-api.md §6.3, §6.6).
+ */
+static List *
+dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
+{
+	const KisEndpoint *ep = call->ep;
+	KisKey	   *key = call->keys ? linitial(call->keys) : NULL;
+	List	   *rows = NIL;
+	int			oldest = INT_MAX;
+	size_t		i;
+	json_t	   *elem;
+
+	json_array_foreach(member, i, elem)
+	{
+		int			jd;
+
+		if (!json_is_object(elem))
+			continue;
+		if (!text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd))
+		{
+			rows = lappend(rows, row_for(key, NULL, NULL, "a row without a valid date"));
+			continue;
+		}
+		oldest = Min(oldest, jd);
+		if ((call->range.has_from && jd < call->range.from) ||
+			(call->range.has_to && jd > call->range.to))
+			continue;
+		rows = lappend(rows, row_for(key, elem, extra, NULL));
+	}
+
+	if (call->range.has_from && json_array_size(member) >= (size_t) ep->page_rows &&
+		oldest != INT_MAX && oldest > call->range.from && oldest <= call->page_to)
+	{
+		call->page_to = oldest - 1;
+		send_call(f, call);
+	}
+	return rows;
+}
+
+/* Cursor paging: continue while KIS says more pages follow */
+static void
+next_cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c)
+{
+	const char *fk = json_string_value(json_object_get(c->resp.root, "ctx_area_fk100"));
+	const char *nk = json_string_value(json_object_get(c->resp.root, "ctx_area_nk100"));
+
+	if (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0)
+		return;
+	if (call->pages >= KIS_MAX_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s",
+						KIS_MAX_PAGES, call->ep->name)));
+	call->ctx_fk = MemoryContextStrdup(GetMemoryChunkContext(call), fk ? fk : "");
+	call->ctx_nk = MemoryContextStrdup(GetMemoryChunkContext(call), nk ? nk : "");
+	send_call(f, call);
+}
+
+/*
+ * The rows of one answer (a list of KisRow *, allocated in the answer's
+ * memory context; failed keys have problem set), and queue the call's next
+ * page if there is one.
+ */
+List *
+kis_requests_answer(KisFetcher *f, KisCompletion *c)
+{
+	KisCall    *call = (KisCall *) c->arg;
+	const KisEndpoint *ep = call->ep;
+	MemoryContext old = MemoryContextSwitchTo(c->cxt);
+	List	   *rows = NIL;
+	json_t	   *member;
+	json_t	   *extra;
+
+	call->pages++;
+	if (c->resp.outcome != KIS_OUTCOME_OK)
+	{
+		rows = fail_all(call, kis_response_summary(&c->resp));
+		MemoryContextSwitchTo(old);
+		return rows;
+	}
+
+	member = json_object_get(c->resp.root, ep->rows_member);
+	if (ep->rows_shape == KIS_ROWS_ANY && json_is_object(member))
+	{
+		json_t	   *array = json_array();
+
+		json_array_append(array, member);
+		member = array;
+	}
+	extra = member_object(c->resp.root, ep->extra_member);
+
+	if (ep->rows_shape == KIS_ROWS_OBJECT ? !json_is_object(member) : !json_is_array(member))
+		rows = fail_all(call, psprintf("the answer has no \"%s\" %s", ep->rows_member,
+									   ep->rows_shape == KIS_ROWS_OBJECT ? "object" : "array"));
+	else if (ep->batch_size > 1)
+		rows = batched_rows(call, member);
+	else if (ep->rows_shape == KIS_ROWS_OBJECT)
+	{
+		KisKey	   *key = linitial(call->keys);
+
+		rows = list_make1(row_not_listed(ep, member) ?
+						  row_for(key, NULL, NULL, KIS_NOT_LISTED) :
+						  row_for(key, member, extra, NULL));
+	}
+	else if (ep->paging == KIS_PAGING_DATE)
+		rows = dated_rows(f, call, member, extra);
+	else
+	{
+		size_t		i;
+		json_t	   *elem;
+
+		json_array_foreach(member, i, elem)
+		{
+			if (json_is_object(elem))
+				rows = lappend(rows, row_for(NULL, elem, extra, NULL));
+		}
+		if (ep->paging == KIS_PAGING_CURSOR)
+			next_cursor_page(f, call, c);
+	}
+	MemoryContextSwitchTo(old);
+	return rows;
+}
