@@ -704,6 +704,23 @@ end_run(KisScanState *st)
 	st->rows = NIL;
 }
 
+/*
+ * A key as the skip WARNING names it: the symbol, with its market or
+ * exchange unless it is the table's default market; the endpoint for
+ * account rows.
+ */
+static char *
+key_label(const KisScanState *st, const KisKey *key)
+{
+	const KisEndpoint *ep = st->config.endpoint;
+
+	if (key == NULL)
+		return pstrdup(ep->name);
+	if (ep->has_market && strcmp(key->venue, st->config.market) == 0)
+		return pstrdup(key->symbol);
+	return psprintf("%s (%s)", key->symbol, key->venue);
+}
+
 /* What a failing row is about: its symbol, or the endpoint */
 static const char *
 row_subject(const KisScanState *st, const KisRow *row)
@@ -824,8 +841,7 @@ handle_failure(KisScanState *st, TupleTableSlot *slot, const KisRow *row,
 				MemoryContext old = MemoryContextSwitchTo(st->run_cxt);
 
 				st->skipped = lappend(st->skipped,
-									  psprintf("%s: %s",
-											   row->key ? row->key->symbol : ep->name,
+									  psprintf("%s: %s", key_label(st, row->key),
 											   row->problem));
 				MemoryContextSwitchTo(old);
 			}

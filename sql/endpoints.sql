@@ -1,0 +1,103 @@
+--
+-- endpoints: the tables IMPORT FOREIGN SCHEMA made (schema kis_all), read
+-- against the mock.  The mock's "today" is 2025-12-30 and its bars are
+-- weekdays from 2015-01-02 on (test/mock_kis.py).
+--
+SET search_path = kis_all, public;
+
+-- domestic_multi_price: same prices as domestic_price, up to 30 symbols a request
+SELECT m.symbol, m.name, m.price, m.price = p.price AS same_as_single
+FROM domestic_multi_price m JOIN domestic_price p USING (symbol)
+WHERE m.symbol IN ('005930', '000660', '035420') AND p.symbol IN ('005930', '000660', '035420')
+ORDER BY 1;
+-- 90 symbols: 3 requests
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_multi_price
+WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i));
+SELECT count(*), count(DISTINCT symbol)
+FROM domestic_multi_price
+WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i));
+-- an unknown symbol in a batch is that symbol's failure only
+SELECT symbol, price, error FROM domestic_multi_price
+WHERE symbol IN ('005930', '991234') ORDER BY 1;
+ALTER FOREIGN TABLE domestic_multi_price OPTIONS (ADD on_error 'row');
+SELECT symbol, price, error FROM domestic_multi_price
+WHERE symbol IN ('005930', '991234') ORDER BY 1;
+
+-- overseas_price: exchange from the table option (NAS) or a condition
+SELECT symbol, exchange, price, change_rate, realtime_symbol
+FROM overseas_price WHERE symbol IN ('AAPL', 'MSFT') ORDER BY 1;
+SELECT symbol, exchange, price FROM overseas_price WHERE symbol = 'IBM' AND exchange = 'NYS';
+SELECT symbol, exchange, price FROM overseas_price WHERE symbol = 'IBM';
+ALTER FOREIGN TABLE overseas_price OPTIONS (ADD on_error 'skip');
+SELECT symbol, exchange, price FROM overseas_price
+WHERE symbol IN ('IBM', 'AAPL') AND exchange IN ('NAS', 'NYS') ORDER BY 1;
+SELECT * FROM overseas_price WHERE symbol = 'AAPL' AND exchange = 'NASDAQ';
+SELECT * FROM overseas_price WHERE symbol = 'aapl';
+
+-- domestic_daily: a month of weekdays, newest first from KIS, ordered here
+SELECT symbol, date, open, high, low, close, volume, name
+FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN '2025-01-01' AND '2025-01-10'
+ORDER BY date;
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date >= '2025-01-01' AND date < '2025-02-01';
+-- 300 weekdays: 3 pages of 100 for each symbol, no duplicates, all present
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_daily
+WHERE symbol IN ('005930', '000660') AND date BETWEEN '2024-11-04' AND '2025-12-26';
+SELECT symbol, count(*), count(DISTINCT date), min(date), max(date)
+FROM domestic_daily
+WHERE symbol IN ('005930', '000660') AND date BETWEEN '2024-11-04' AND '2025-12-26'
+GROUP BY symbol ORDER BY symbol;
+-- a year of bars: how many requests
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_daily WHERE symbol = '005930' AND date >= '2025-01-01' AND date <= '2025-12-30';
+-- no date condition: the most recent page
+SELECT count(*), max(date) FROM domestic_daily WHERE symbol = '005930';
+-- one day, an open range, a reversed range, a range after today
+SELECT date, close FROM domestic_daily WHERE symbol = '005930' AND date = '2025-06-02';
+SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date > '2025-12-24';
+SELECT * FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN '2025-02-01' AND '2025-01-01';
+SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2031-01-01';
+-- weekly bars, and original (unadjusted) prices
+CREATE FOREIGN TABLE daily_weekly (symbol text, date date, close numeric)
+  SERVER kis OPTIONS (endpoint 'domestic_daily', period 'W');
+SELECT date, extract(isodow FROM date) AS dow FROM daily_weekly
+WHERE symbol = '005930' AND date BETWEEN '2025-01-01' AND '2025-01-31' ORDER BY date;
+CREATE FOREIGN TABLE daily_original (symbol text, date date, close numeric)
+  SERVER kis OPTIONS (endpoint 'domestic_daily', adjusted 'false');
+SELECT a.date, o.close / a.close AS ratio
+FROM domestic_daily a JOIN daily_original o USING (symbol, date)
+WHERE a.symbol = '005930' AND o.symbol = '005930'
+  AND a.date BETWEEN '2024-12-30' AND '2025-01-02' AND o.date BETWEEN '2024-12-30' AND '2025-01-02'
+ORDER BY 1;
+
+-- overseas_daily: paged by BYMD, rows outside the range dropped
+SELECT count(*), count(DISTINCT date), min(date), max(date)
+FROM overseas_daily WHERE symbol = 'AAPL' AND date BETWEEN '2025-01-01' AND '2025-12-30';
+SELECT date, open, high, low, close FROM overseas_daily
+WHERE symbol = 'IBM' AND exchange = 'NYS' AND date BETWEEN '2025-03-03' AND '2025-03-05' ORDER BY date;
+CREATE FOREIGN TABLE overseas_yearly (symbol text, date date)
+  SERVER kis OPTIONS (endpoint 'overseas_daily', period 'Y');
+SELECT * FROM overseas_yearly WHERE symbol = 'AAPL';
+
+-- domestic_orderbook: ten levels and the expected execution from output2
+SELECT symbol, ask1, ask10, bid1, bid10, ask_qty1 > 0 AS has_qty,
+       total_ask_qty > 0 AS has_total, expected_price, price
+FROM domestic_orderbook WHERE symbol = '005930';
+
+-- domestic_holdings: needs the mapping's account; pages of 50 until tr_cont says last
+SELECT count(*) FROM domestic_holdings;
+ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (ADD account '12345678-01');
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM domestic_holdings;
+SELECT count(*), count(DISTINCT symbol), sum(qty) FROM domestic_holdings;
+SELECT symbol, name, qty, avg_price, price, value FROM domestic_holdings ORDER BY symbol LIMIT 3;
+-- reconcile: holdings valued at current quotes, in one batch
+SELECT count(*) AS positions, sum(h.qty * q.price) = sum(h.value) AS values_agree
+FROM domestic_holdings h
+JOIN domestic_multi_price q ON q.symbol = h.symbol
+WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM domestic_holdings));
+ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (SET account '99999999-01');
+SELECT count(*) FROM domestic_holdings;
+ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (DROP account);
+RESET search_path;
