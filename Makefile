@@ -3,11 +3,13 @@
 #   make && make install     build and install into the PostgreSQL that pg_config names
 #   make test                the whole test suite on a throwaway cluster and mock KIS server
 #   make demo                the main job: a throwaway cluster, the mock (or real KIS), a few queries
+#   make bench               the benchmarks against the mock KIS server (bench/run.sh)
 
 MODULE_big = kis_fdw
 OBJS = \
 	kis_fdw.o \
 	src/auth.o \
+	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \
 	src/limiter.o \
@@ -34,9 +36,12 @@ include $(PGXS)
 # every object depends on the shared header (PGXS tracks no header dependencies)
 $(OBJS): src/kis_fdw.h
 
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	bash test/run-tests.sh
 
 demo:
 	bash test/demo.sh
+
+bench:
+	bash bench/run.sh

@@ -36,3 +36,27 @@ COMMENT ON FUNCTION kis_fdw_stats() IS
 
 CREATE VIEW kis_fdw_stats AS SELECT * FROM kis_fdw_stats();
 COMMENT ON VIEW kis_fdw_stats IS 'kis_fdw counters per app key; see kis_fdw_stats()';
+
+-- The endpoint catalogue the FDW runs on
+CREATE FUNCTION kis_fdw_endpoints(
+  OUT endpoint text, OUT description text, OUT path text, OUT tr_id_real text,
+  OUT tr_id_virtual text, OUT key_columns text, OUT symbols_per_request int,
+  OUT paging text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION kis_fdw_endpoints() IS
+  'the KIS APIs a kis_fdw foreign table can read (its endpoint option)';
+
+CREATE FUNCTION kis_fdw_columns(
+  OUT endpoint text, OUT ordinal int, OUT column_name text, OUT kis_field text,
+  OUT type text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION kis_fdw_columns() IS
+  'friendly column names of each endpoint, the KIS field each reads, and the type IMPORT FOREIGN SCHEMA gives it';
+
+COMMENT ON FUNCTION kis_fdw_handler() IS 'kis_fdw foreign-data wrapper handler';
+COMMENT ON FUNCTION kis_fdw_validator(text[], oid) IS
+  'checks kis_fdw options: where each may appear, its values and ranges';

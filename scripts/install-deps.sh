@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kis_fdw needs to build and test, if any are
 # missing: PostgreSQL 15 server and headers, libcurl, jansson, OpenSSL,
-# Python 3 (the mock server).  Needs root (or sudo) only when something is missing.
+# Python 3 (the mock server), pg_cron (the scheduled-refresh recipe test).
+# Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev libjansson-dev
           libssl-dev python3 openssl make gcc)
 missing=()
 for p in "${packages[@]}"; do

@@ -15,7 +15,7 @@ make -s install >/dev/null
 source test/lib.sh
 kis_workdir
 trap kis_stop_all EXIT INT TERM
-kis_start_cluster </dev/null
+kis_start_cluster <<< "shared_preload_libraries = 'kis_fdw'"
 
 if [ -n "${KIS_APP_KEY:-}" ] && [ -n "${KIS_APP_SECRET:-}" ]; then
     env_name="${KIS_ENV:-real}"
@@ -23,6 +23,7 @@ if [ -n "${KIS_APP_KEY:-}" ] && [ -n "${KIS_APP_SECRET:-}" ]; then
     server_opts="environment '${env_name}'"
     app_key="$KIS_APP_KEY"
     app_secret="$KIS_APP_SECRET"
+    account="${KIS_ACCOUNT:-}"
 else
     kis_make_certs
     kis_start_mock --token-interval 0 --latency-ms 30 --jitter-ms 10
@@ -31,15 +32,19 @@ else
     server_opts="base_url '$KIS_MOCK_URL', ca_file '$KIS_MOCK_CA', rate_limit '19'"
     app_key="PSdemoAppKey0000000000000000000000000"
     app_secret="demo-secret"
+    account="12345678-01"
 fi
 
-kis_psql -d postgres -v ON_ERROR_STOP=1 -q \
+account_opt=""
+[ -n "$account" ] && account_opt=", account '$account'"
+
+kis_psql -d postgres -v ON_ERROR_STOP=1 -q -v has_account="$([ -n "$account" ] && echo 1 || echo 0)" \
     -v app_key="$app_key" -v app_secret="$app_secret" <<SQL
 \set ECHO queries
 CREATE EXTENSION kis_fdw;
 CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw OPTIONS ($server_opts);
 \set ECHO none
-CREATE USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (app_key :'app_key', app_secret :'app_secret');
+CREATE USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (app_key :'app_key', app_secret :'app_secret'$account_opt);
 \set ECHO queries
 CREATE FOREIGN TABLE kis_prices (symbol text, price numeric, change numeric,
   change_rate numeric, volume bigint, fetched_at timestamptz)
@@ -59,7 +64,37 @@ FROM portfolio p
 JOIN kis_prices q ON q.symbol = p.symbol
 WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
 
+-- the batching shape: one scan, all symbols concurrently, with its counters
 EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF)
 SELECT * FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+
+-- a materialized view of quotes, refreshed (e.g. by cron or pg_cron)
+CREATE MATERIALIZED VIEW quotes AS
+  SELECT symbol, price, change_rate, fetched_at
+  FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+CREATE UNIQUE INDEX ON quotes (symbol);
+SELECT symbol, price, change_rate FROM quotes ORDER BY symbol;
+SELECT max(fetched_at) AS last_fetch FROM quotes \gset
+REFRESH MATERIALIZED VIEW CONCURRENTLY quotes;
+SELECT count(*) AS symbols, min(fetched_at) > :'last_fetch' AS every_row_refetched FROM quotes;
+SELECT max(fetched_at) AS last_fetch FROM quotes \gset
+REFRESH MATERIALIZED VIEW quotes;
+SELECT count(*) AS symbols, min(fetched_at) > :'last_fetch' AS every_row_refetched FROM quotes;
+
+-- every endpoint as a table, then the account's holdings (with KIS_ACCOUNT, or the mock's)
+CREATE SCHEMA kis;
+IMPORT FOREIGN SCHEMA kis FROM SERVER kis INTO kis;
+SELECT endpoint, key_columns, symbols_per_request, paging FROM kis_fdw_endpoints();
+\if :has_account
+SELECT count(*) AS positions, sum(value) AS account_value, sum(profit) AS profit
+FROM kis.domestic_holdings;
+SELECT symbol, name, qty, avg_price, price, profit_rate
+FROM kis.domestic_holdings ORDER BY value DESC LIMIT 5;
+\endif
+
+-- every request this cluster made, per app key (a hash prefix, never the key)
+SELECT key_hash, shared, scans, requests, retries, rate_limited, tokens_issued,
+       round(rate_wait_ms) AS rate_wait_ms
+FROM kis_fdw_stats;
 SQL
 echo "Demo finished; the cluster and the mock are being stopped."

@@ -6,7 +6,8 @@
 # (as the postgres user), then runs
 #   1. pg_regress: the SQL surface, deterministic (sql/, expected/)
 #   2. test/test_fdw.py: behaviour seen through the mock's counters
-#      (concurrency, rate, tokens, faults, cancel and descriptors)
+#      (concurrency, rate, tokens, faults, cancel and descriptors, pg_cron)
+#   3. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,9 @@ trap kis_stop_all EXIT INT TERM
 kis_make_certs
 kis_start_mock --token-interval 0
 kis_start_cluster <<CONF
-shared_preload_libraries = 'kis_fdw'
+shared_preload_libraries = 'kis_fdw,pg_cron'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
 log_min_messages = debug1
 kis_fdw.token_issue_interval = 0
 CONF
@@ -67,6 +70,16 @@ summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$KIS_WORK/behaviour.log" | ta
 if [ -n "$summary" ]; then
     count "$(echo "$summary" | cut -d' ' -f1)" "$(echo "$summary" | cut -d' ' -f3)"
 else
+    count 0 1; status=1
+fi
+
+echo "== demo (the README's first command, on its own cluster and mock)"
+if bash test/demo.sh >"$KIS_WORK/demo.log" 2>&1 && grep -q "^Demo finished" "$KIS_WORK/demo.log" &&
+    grep -q "every_row_refetched" "$KIS_WORK/demo.log" && ! grep -q "ERROR" "$KIS_WORK/demo.log"; then
+    echo "ok demo"
+    count 1 0
+else
+    echo "FAIL demo"; tail -40 "$KIS_WORK/demo.log"
     count 0 1; status=1
 fi
 

@@ -278,7 +278,7 @@ def setup_database():
         f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
         f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
         "CREATE FOREIGN TABLE kis_prices (symbol text, price numeric, change numeric, "
-        "volume bigint, error text) SERVER kis OPTIONS (endpoint 'domestic_price')",
+        "volume bigint, error text, fetched_at timestamptz) SERVER kis OPTIONS (endpoint 'domestic_price')",
     ):
         _, err, rc = run(sql)
         check(rc == 0, f"setup: {sql}: {err}")
@@ -641,6 +641,67 @@ def test_terminate():
     check_prices(rows, c_syms, "fresh session")
 
 
+def test_mv_refresh_with_pg_cron():
+    """The README's recipe: a quotes materialized view refreshed by pg_cron;
+    a failed refresh (KIS down, on_error 'error') keeps the previous rows."""
+    syms = symbols(3)
+    for sql in ("DROP MATERIALIZED VIEW IF EXISTS quotes",
+                f"CREATE MATERIALIZED VIEW quotes AS SELECT symbol, price, fetched_at "
+                f"FROM kis_prices WHERE symbol = ANY (ARRAY[{sql_list(syms)}])",
+                "CREATE UNIQUE INDEX ON quotes (symbol)",
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY quotes"):
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+    before, _, _ = run("SELECT symbol, price, fetched_at FROM quotes ORDER BY symbol")
+    check_prices([r[:2] for r in before], syms, "materialized quotes")
+
+    # KIS failing for every symbol: the refresh errors and the old rows stay
+    inject(*[("http500", s, -1) for s in syms])
+    _, err, rc = run("REFRESH MATERIALIZED VIEW CONCURRENTLY quotes")
+    check(rc != 0 and "KIS request for symbol" in err, f"refresh did not fail cleanly: {err}")
+    after_failure, _, _ = run("SELECT symbol, price, fetched_at FROM quotes ORDER BY symbol")
+    check(after_failure == before, f"a failed refresh changed the view: {after_failure}")
+    reset_mock()
+
+    # pg_cron runs the refresh (pg_cron 1.4: once a minute at the minute)
+    run("CREATE EXTENSION IF NOT EXISTS pg_cron", db="postgres")
+    rows, err, rc = run(f"SELECT cron.schedule_in_database('kis_quotes', '* * * * *', "
+                        f"'REFRESH MATERIALIZED VIEW CONCURRENTLY quotes', '{DB}')", db="postgres")
+    check(rc == 0, f"cron.schedule_in_database: {err}")
+    job = rows[0][0]
+    try:
+        def ran():
+            r, _, _ = run(f"SELECT status, return_message FROM cron.job_run_details "
+                          f"WHERE jobid = {job} AND status IN ('succeeded', 'failed')", db="postgres")
+            return r
+        wait_until(ran, "pg_cron to run the refresh", limit=90)
+        check(ran()[0][0] == "succeeded", f"the scheduled refresh failed: {ran()}")
+        after, _, _ = run("SELECT symbol, price, fetched_at > "
+                          f"'{before[0][2]}'::timestamptz FROM quotes ORDER BY symbol")
+        check_prices([r[:2] for r in after], syms, "quotes after the scheduled refresh")
+        check(all(r[2] == "t" for r in after), f"pg_cron's refresh did not refetch: {after}")
+    finally:
+        run(f"SELECT cron.unschedule({job})", db="postgres")
+        run("DROP MATERIALIZED VIEW quotes")
+
+
+def test_readme_tables_in_sync():
+    """The README's endpoint and column tables are what the catalogue says."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([PSQL, "-X", "-q", "-h", PGHOST, "-p", PGPORT, "-U", "postgres", "-d", DB,
+                        "-f", os.path.join(root, "scripts", "endpoint-tables.sql")],
+                       capture_output=True, text=True, timeout=WAIT)
+    check(p.returncode == 0 and not p.stderr, f"endpoint-tables.sql: {p.stderr}")
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    begin, end = "<!-- endpoint-tables:begin -->\n", "<!-- endpoint-tables:end -->"
+    check(begin in readme and end in readme, "README has no endpoint-tables markers")
+    section = readme.split(begin, 1)[1].split(end, 1)[0]
+    check(section.strip() == p.stdout.strip(),
+          "README's endpoint tables differ from the catalogue: regenerate them with "
+          "psql -X -q -f scripts/endpoint-tables.sql")
+
+
 def test_keepalive_reuse():
     set_server(max_concurrency="4")
     first, second = symbols(20), symbols(20)
@@ -695,7 +756,8 @@ def test_no_secret_in_log():
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered,
          test_expired_token_mid_scan, test_on_error_modes, test_streaming,
-         test_cancel_frees_descriptors, test_terminate, test_keepalive_reuse,
+         test_cancel_frees_descriptors, test_terminate, test_mv_refresh_with_pg_cron,
+         test_keepalive_reuse, test_readme_tables_in_sync,
          test_bad_tls_trust, test_no_secret_in_log]
 
 

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * describe.c
+ *	  kis_fdw_endpoints() and kis_fdw_columns(): the endpoint catalogue as
+ *	  SQL, so that documentation and tools read the same entries the FDW
+ *	  runs on (the README's tables are checked against them by the tests).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "kis_fdw.h"
+
+static const char *
+key_columns(const KisEndpoint *ep)
+{
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return "";
+	if (ep->has_date)
+		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
+	return ep->has_exchange ? "symbol, exchange" : "symbol, market";
+}
+
+static const char *
+paging_name(KisPaging paging)
+{
+	switch (paging)
+	{
+		case KIS_PAGING_NONE:
+			return "none";
+		case KIS_PAGING_DATE:
+			return "by date";
+		case KIS_PAGING_CURSOR:
+			return "by continuation key";
+	}
+	return "none";
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_endpoints);
+
+Datum
+kis_fdw_endpoints(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
+	{
+		Datum		values[8];
+		bool		nulls[8] = {0};
+
+		values[0] = CStringGetTextDatum(ep->name);
+		values[1] = CStringGetTextDatum(ep->description);
+		values[2] = CStringGetTextDatum(ep->path);
+		values[3] = CStringGetTextDatum(ep->tr_id_real);
+		values[4] = CStringGetTextDatum(ep->tr_id_virtual);
+		values[5] = CStringGetTextDatum(key_columns(ep));
+		values[6] = Int32GetDatum(ep->batch_size);
+		values[7] = CStringGetTextDatum(paging_name(ep->paging));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_columns);
+
+Datum
+kis_fdw_columns(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
+	{
+		int			position = 0;
+
+		for (const KisColumnDef *col = ep->columns; col->column; col++)
+		{
+			Datum		values[5];
+			bool		nulls[5] = {0};
+
+			values[0] = CStringGetTextDatum(ep->name);
+			values[1] = Int32GetDatum(++position);
+			values[2] = CStringGetTextDatum(col->column);
+			values[3] = CStringGetTextDatum(col->field);
+			values[4] = CStringGetTextDatum(col->type);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	return (Datum) 0;
+}
