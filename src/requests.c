@@ -261,16 +261,20 @@ fail_all(KisCall *call, const char *problem)
 	return rows;
 }
 
-/* "0" or "" (or nothing) where the endpoint puts a price: not listed */
+/*
+ * "0" or "" (or nothing) where the endpoint puts a price: not listed.  The
+ * value is read as columns are, so a number where KIS documents a string
+ * is still a price.
+ */
 static bool
 row_not_listed(const KisEndpoint *ep, json_t *row)
 {
-	const char *v;
+	char	   *v;
 
 	if (ep->notfound_field == NULL)
 		return false;
-	v = json_string_value(json_object_get(row, ep->notfound_field));
-	return v == NULL || v[0] == '\0' || strcmp(v, "0") == 0;
+	v = kis_row_field_text(row, NULL, ep->notfound_field);
+	return v == NULL || strcmp(v, "0") == 0;
 }
 
 /* An object member, or the first element of an array member */

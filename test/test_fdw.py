@@ -25,6 +25,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -277,6 +278,8 @@ def setup_database():
         f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', {opts})",
         f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
         f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+        "CREATE FOREIGN TABLE kis_prices_or_row (symbol text, price numeric, error text) "
+        "SERVER kis OPTIONS (endpoint 'domestic_price', on_error 'row')",
         "CREATE FOREIGN TABLE kis_prices (symbol text, price numeric, change numeric, "
         "volume bigint, error text, fetched_at timestamptz) SERVER kis OPTIONS (endpoint 'domestic_price')",
     ):
@@ -419,7 +422,9 @@ def test_terminate_at_gate():
 
 def test_no_preload_notice():
     """Without shared_preload_libraries everything works per session, and says so once."""
-    data = os.path.join(WORK, "nopreload")
+    parent = tempfile.mkdtemp(prefix="nopreload.", dir=WORK)
+    shutil.chown(parent, "postgres", "postgres")
+    data = os.path.join(parent, "data")
     port = str(int(PGPORT) + 1)
     as_pg = ["runuser", "-u", "postgres", "--"]
     pgbin = os.path.dirname(os.path.realpath(PSQL))
@@ -430,7 +435,7 @@ def test_no_preload_notice():
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write(f"port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{WORK}'\n"
                 "kis_fdw.token_issue_interval = 0\n")
-    subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", data, "-l", os.path.join(WORK, "nopreload.log"),
+    subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", data, "-l", os.path.join(parent, "server.log"),
                             "-w", "start"], check=True, capture_output=True)
     try:
         def psql(script):
@@ -457,6 +462,7 @@ def test_no_preload_notice():
     finally:
         subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
                        capture_output=True)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 FAULT_KINDS = ("http500", "egw00201", "egw00001", "drop", "truncate", "garbage")
@@ -492,6 +498,43 @@ def test_faults_recovered():
     check(retries and retries[0] >= len(FAULT_KINDS) - 1,
           f"expected 'KIS Retries: >= {len(FAULT_KINDS) - 1}' in:\n{text}")
     check("KIS Failures: 0" in text and "rows=8 " in text, f"expected 8 rows, no failures:\n{text}")
+
+
+def test_fault_matrix_rest():
+    """The other fault kinds, each with its outcome: retried to the right value,
+    or failed per on_error with the reason; never a wrong row."""
+    set_server(max_retries="2", timeout_ms="1000")
+    sym = dict(zip(("egw00002", "slow", "invalid_token", "numbers", "bad_shape", "huge"), symbols(6)))
+    inject(("egw00002", sym["egw00002"]), ("invalid_token", sym["invalid_token"]),
+           ("numbers", sym["numbers"]), ("bad_shape", sym["bad_shape"], -1),
+           ("huge", sym["huge"], -1))
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": sym["slow"], "times": 1, "ms": 3000}]})
+    rows, err, rc = run("SELECT symbol, price, error FROM kis_prices_or_row "
+                        f"WHERE symbol IN ({sql_list(sym.values())})")
+    check(rc == 0, f"query failed: {err}")
+    got = {r[0]: r[1:] for r in rows}
+    check(len(rows) == len(sym), f"expected one row per symbol: {rows}")
+    # retried or tolerated: the right price, no error
+    for kind in ("egw00002", "slow", "invalid_token", "numbers"):
+        check(got[sym[kind]] == [str(price(sym[kind])), ""], f"{kind}: {got[sym[kind]]}")
+    # not retryable: NULL data and the reason
+    check(got[sym["bad_shape"]][0] == "" and "no \"output\" object" in got[sym["bad_shape"]][1],
+          f"bad_shape: {got[sym['bad_shape']]}")
+    check(got[sym["huge"]][0] == "" and "larger than" in got[sym["huge"]][1], f"huge: {got[sym['huge']]}")
+    st = stats()
+    check(st["by_symbol"].get(sym["bad_shape"]) == 1 and st["by_symbol"].get(sym["huge"]) == 1,
+          f"non-retryable answers were retried: {st['by_symbol']}")
+
+    # EGW00133 on token issuance: asked again after the interval, then the scan goes on
+    reset_mock(forget_tokens=True)
+    mock("/__mock/faults", {"faults": [{"kind": "egw00133", "symbol": "*", "times": 1}]})
+    syms = symbols(2)
+    rows, err, rc = run(f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})")
+    check(rc == 0, f"EGW00133 once should be survived: {err}")
+    check_prices(rows, syms, "after EGW00133")
+    st = stats()
+    check(st["faults_injected"].get("egw00133") == 1 and st["tokens_issued"] == 1,
+          f"EGW00133 fired {st['faults_injected'].get('egw00133')}, tokens issued {st['tokens_issued']}")
 
 
 def test_expired_token_mid_scan():
@@ -754,7 +797,7 @@ def test_no_secret_in_log():
 
 
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
-         test_terminate_at_gate, test_no_preload_notice, test_faults_recovered,
+         test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_expired_token_mid_scan, test_on_error_modes, test_streaming,
          test_cancel_frees_descriptors, test_terminate, test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_readme_tables_in_sync,
