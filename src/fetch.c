@@ -395,6 +395,20 @@ add_header(KisRequest *req, const char *line)
 }
 
 /*
+ * Append "name: value"; our copy is wiped, as the value may be a secret
+ * (libcurl keeps its own copy until the request is released).
+ */
+static void
+add_header_value(KisRequest *req, const char *name, const char *value)
+{
+	char	   *line = psprintf("%s%s", name, value);
+
+	add_header(req, line);
+	explicit_bzero(line, strlen(line));
+	pfree(line);
+}
+
+/*
  * Create the easy handle and hand it to the multi handle.  The request is
  * on the inflight list before anything is created, so the cleanup callback
  * finds whatever exists if something below throws.
@@ -451,22 +465,10 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	}
 	else
 	{
-		char	   *line;
-
-		line = psprintf("authorization: Bearer %s", token);
-		add_header(req, line);
-		explicit_bzero(line, strlen(line));
-		pfree(line);
-		line = psprintf("appkey: %s", config->app_key);
-		add_header(req, line);
-		pfree(line);
-		line = psprintf("appsecret: %s", config->app_secret);
-		add_header(req, line);
-		explicit_bzero(line, strlen(line));
-		pfree(line);
-		line = psprintf("tr_id: %s", req->tr_id);
-		add_header(req, line);
-		pfree(line);
+		add_header_value(req, "authorization: Bearer ", token);
+		add_header_value(req, "appkey: ", config->app_key);
+		add_header_value(req, "appsecret: ", config->app_secret);
+		add_header_value(req, "tr_id: ", req->tr_id);
 		add_header(req, "custtype: P");
 		if (req->header != NULL)
 			add_header(req, req->header);

@@ -8,13 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
-make -s
-make -s install >/dev/null
-
 source test/lib.sh
-kis_workdir
-trap kis_stop_all EXIT INT TERM
+kis_prepare
 kis_start_cluster <<< "shared_preload_libraries = 'kis_fdw'"
 
 if [ -n "${KIS_APP_KEY:-}" ] && [ -n "${KIS_APP_SECRET:-}" ]; then

@@ -1,6 +1,8 @@
 # test/lib.sh: shared plumbing for the test suite, the demo and the benchmarks.
 # Source it; it defines functions and sets nothing on its own.
 #
+#   kis_prepare            install what is missing, build, install, make $KIS_WORK and
+#                          a trap that stops everything on exit or Ctrl-C
 #   kis_workdir            a fresh directory the postgres user can use ($KIS_WORK)
 #   kis_make_certs         a CA and a server certificate for 127.0.0.1 (openssl CLI)
 #   kis_start_mock [args]  the mock KIS server over TLS ($KIS_MOCK_URL, $KIS_MOCK_CA)
@@ -16,6 +18,14 @@ KIS_PYTHON="${KIS_PYTHON:-$(command -v python3)}"
 
 kis_as_postgres() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+kis_prepare() {
+    bash scripts/install-deps.sh
+    make -s
+    make -s install >/dev/null
+    kis_workdir
+    trap kis_stop_all EXIT INT TERM
 }
 
 kis_workdir() {

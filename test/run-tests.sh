@@ -13,13 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="$PWD"
 
-bash scripts/install-deps.sh
-make -s
-make -s install >/dev/null
-
 source test/lib.sh
-kis_workdir
-trap kis_stop_all EXIT INT TERM
+kis_prepare
 kis_make_certs
 kis_start_mock --token-interval 0
 kis_start_cluster <<CONF

@@ -237,6 +237,18 @@ def must(result, what):
     return rows
 
 
+def create_server(server, table, options):
+    """A server (dropped first if it exists), our user mapping and a price table on it."""
+    run(f"DROP SERVER IF EXISTS {server} CASCADE")
+    for sql in (f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS ({options})",
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} "
+                f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+                f"CREATE FOREIGN TABLE {table} (symbol text, price numeric) "
+                f"SERVER {server} OPTIONS (endpoint 'domestic_price')"):
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+
+
 def set_server(server="kis", **options):
     opts = ", ".join(f"SET {k} '{v}'" for k, v in options.items())
     _, err, rc = run(f"ALTER SERVER {server} OPTIONS ({opts})")
@@ -364,15 +376,7 @@ def test_shared_token_and_gate():
 
 def test_two_servers_share_gate():
     """Two servers with the same app key share its gate: 2 x 5/s would break a 6/s limit."""
-    run("DROP SERVER IF EXISTS kis2 CASCADE")
-    for sql in (f"CREATE SERVER kis2 FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '5')",
-                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis2 "
-                f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
-                "CREATE FOREIGN TABLE kis_prices2 (symbol text, price numeric) "
-                "SERVER kis2 OPTIONS (endpoint 'domestic_price')"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    create_server("kis2", "kis_prices2", f"base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '5'")
     mock_config(rate_limit=6)
     set_server(rate_limit="5")
     a_syms, b_syms = symbols(12), symbols(12)
@@ -761,14 +765,8 @@ def test_keepalive_reuse():
 
 
 def test_bad_tls_trust():
-    for sql in (f"CREATE SERVER kis_notrust FOREIGN DATA WRAPPER kis_fdw "
-                f"OPTIONS (base_url '{MOCK_URL}', rate_limit '0', max_retries '1')",
-                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_notrust "
-                f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
-                "CREATE FOREIGN TABLE kis_prices_notrust (symbol text, price numeric) "
-                "SERVER kis_notrust OPTIONS (endpoint 'domestic_price')"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    create_server("kis_notrust", "kis_prices_notrust",
+                  f"base_url '{MOCK_URL}', rate_limit '0', max_retries '1'")
     bad, good = symbols(1)[0], symbols(2)
     with Session() as s:
         rows, err = s.query(f"SELECT symbol, price FROM kis_prices_notrust WHERE symbol = '{bad}'")
