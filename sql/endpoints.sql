@@ -17,6 +17,12 @@ WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM gener
 SELECT count(*), count(DISTINCT symbol)
 FROM domestic_multi_price
 WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i));
+-- one symbol on two markets: batches name rows by symbol only, so each market
+-- goes in its own batch and gets its own price (NX is 10 above J in the mock)
+SELECT m.symbol, m.market, m.price, m.price = p.price AS same_as_single
+FROM domestic_multi_price m JOIN domestic_price p USING (symbol, market)
+WHERE m.symbol = '005930' AND m.market IN ('J', 'NX') AND p.symbol = '005930' AND p.market IN ('J', 'NX')
+ORDER BY 2;
 -- an unknown symbol in a batch is that symbol's failure only
 SELECT symbol, price, error FROM domestic_multi_price
 WHERE symbol IN ('005930', '991234') ORDER BY 1;

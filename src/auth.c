@@ -182,6 +182,16 @@ parse_kst(const char *text)
 	return ts - (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
 }
 
+#define KIS_TOKEN_MIN_LIFE_S	60
+#define KIS_TOKEN_MAX_LIFE_S	(366 * SECS_PER_DAY)
+
+static bool
+expiry_is_sane(TimestampTz expires, TimestampTz now)
+{
+	return expires >= now + (int64) KIS_TOKEN_MIN_LIFE_S * USECS_PER_SEC &&
+		expires <= now + (int64) KIS_TOKEN_MAX_LIFE_S * USECS_PER_SEC;
+}
+
 /*
  * Read the tokenP answer and give up the issuing claim.  On success the
  * token is stored in the key's slot for every session; otherwise
@@ -207,11 +217,18 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 		const char *exp_text = json_string_value(json_object_get(root, "access_token_token_expired"));
 		json_t	   *expires_in = json_object_get(root, "expires_in");
 
+		/*
+		 * Trust the expiry text (kis-api.md §4.1), then expires_in, each only
+		 * if it lies between a minute and a year ahead: a past expiry (clock
+		 * skew, a garbled answer) would make every scan issue again at once.
+		 */
 		if (exp_text != NULL)
 			expires = parse_kst(exp_text);
-		if (expires == 0 && json_is_number(expires_in))
-			expires = now + (int64) (json_number_value(expires_in) * USECS_PER_SEC);
-		if (expires == 0)
+		if (!expiry_is_sane(expires, now) && json_is_number(expires_in) &&
+			json_number_value(expires_in) >= KIS_TOKEN_MIN_LIFE_S &&
+			json_number_value(expires_in) <= KIS_TOKEN_MAX_LIFE_S)
+			expires = now + (int64) json_number_value(expires_in) * USECS_PER_SEC;
+		if (!expiry_is_sane(expires, now))
 			expires = now + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
 
 		SpinLockAcquire(&slot->mutex);
@@ -223,6 +240,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 		SpinLockRelease(&slot->mutex);
 		kis_token_release_claim(slot);
 		kis_slot_count(slot, KIS_CTR_TOKENS_ISSUED, 1);
+		explicit_bzero((char *) token, strlen(token));	/* our parsed copy */
 		return KIS_TOKEN_OK;
 	}
 	kis_token_release_claim(slot);

@@ -57,6 +57,7 @@
 #define KIS_RATE_PENALTY_MS		500 /* after EGW00201, for the whole key */
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"
+#define KIS_MAX_TOKENS_PER_SCAN	3	/* more means KIS keeps rejecting them */
 
 typedef enum KisRequestKind
 {
@@ -111,6 +112,7 @@ struct KisFetcher
 	int			npending;		/* data requests not yet completed */
 	bool		token_inflight; /* we hold the key's issuing claim */
 	int			token_failures;
+	int			tokens_issued;	/* by this fetcher */
 
 	bool		orderly;		/* kis_fetch_end ran */
 	bool		released;
@@ -375,6 +377,8 @@ release_request(KisRequest *req)
 static void
 forget_body(KisRequest *req)
 {
+	if (req->body != NULL && req->kind == KIS_REQ_TOKEN)
+		explicit_bzero(req->body, req->body_len);	/* holds a token */
 	if (req->body != NULL)
 		pfree(req->body);
 	req->body = NULL;
@@ -599,8 +603,13 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	forget_body(req);
 	if (res == KIS_TOKEN_OK)
 	{
-		f->stats->tokens_issued++;
 		f->token_failures = 0;
+		if (++f->tokens_issued > KIS_MAX_TOKENS_PER_SCAN)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("KIS rejected %d access tokens in one scan", KIS_MAX_TOKENS_PER_SCAN),
+					 errhint("Check this machine's clock, and whether another client keeps revoking the app key's tokens.")));
+		f->stats->tokens_issued++;
 		return;
 	}
 	if (res == KIS_TOKEN_RETRY && ++f->token_failures <= f->config->max_retries)

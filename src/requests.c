@@ -24,7 +24,7 @@
 
 #include "kis_fdw.h"
 
-#define KIS_MAX_PAGES		1000	/* cursor pages of one call */
+#define KIS_MAX_PAGES		1000	/* pages of one call */
 #define KIS_EARLIEST_DATE	"19000101"	/* DATE_1 when no lower bound is given */
 
 /* One logical request: its keys and where its paging stands */
@@ -193,6 +193,19 @@ new_call(const KisConfig *config, const KisRange *range, int today)
 	return call;
 }
 
+static bool
+call_has_symbol(const KisCall *call, const char *symbol)
+{
+	ListCell   *lc;
+
+	foreach(lc, call->keys)
+	{
+		if (strcmp(((KisKey *) lfirst(lc))->symbol, symbol) == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Queue the requests of a scan: one call per (symbol, venue) key, or
  * batches of keys where the endpoint takes several, or one call for an
@@ -221,7 +234,12 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 
 	foreach(lc, keys)
 	{
-		if (call == NULL || list_length(call->keys) >= ep->batch_size)
+		/*
+		 * A batched answer names a row by its symbol only, so one batch holds
+		 * a symbol once: the same symbol on another market goes to another.
+		 */
+		if (call == NULL || list_length(call->keys) >= ep->batch_size ||
+			call_has_symbol(call, ((KisKey *) lfirst(lc))->symbol))
 		{
 			if (call != NULL)
 				send_call(f, call);
@@ -323,6 +341,17 @@ batched_rows(KisCall *call, json_t *member)
 	return rows;
 }
 
+/* A server that never stops announcing pages must not keep a scan forever */
+static void
+check_page_count(const KisCall *call)
+{
+	if (call->pages >= KIS_MAX_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s",
+						KIS_MAX_PAGES, call->ep->name)));
+}
+
 /*
  * Rows of a dated page within the asked range, and the call's next page:
  * a full page whose oldest row is still after the lower bound continues
@@ -359,6 +388,7 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 	if (call->range.has_from && json_array_size(member) >= (size_t) ep->page_rows &&
 		oldest != INT_MAX && oldest > call->range.from && oldest <= call->page_to)
 	{
+		check_page_count(call);
 		call->page_to = oldest - 1;
 		send_call(f, call);
 	}
@@ -374,11 +404,7 @@ next_cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c)
 
 	if (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0)
 		return;
-	if (call->pages >= KIS_MAX_PAGES)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s",
-						KIS_MAX_PAGES, call->ep->name)));
+	check_page_count(call);
 	call->ctx_fk = MemoryContextStrdup(GetMemoryChunkContext(call), fk ? fk : "");
 	call->ctx_nk = MemoryContextStrdup(GetMemoryChunkContext(call), nk ? nk : "");
 	send_call(f, call);
