@@ -45,3 +45,42 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+# ---------------------------------------------------------------------------
+# libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
+# endpoints.c and auth.c built outside the server with fuzz/shims.c.
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
+#   make fuzz-build / fuzz-clean
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_CC ?= clang
+FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=all -D_GNU_SOURCE -Wno-ignored-attributes \
+	-I$(includedir_server) -I$(srcdir)/src -I$(srcdir)/fuzz
+FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
+	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o
+
+fuzz/build/%.o: src/%.c src/kis_fdw.h fuzz/shims.h
+	@mkdir -p fuzz/build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+# the shims hold copies of PostgreSQL code, which relies on -fwrapv
+fuzz/build/shims.o: fuzz/shims.c fuzz/shims.h
+	@mkdir -p fuzz/build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fwrapv -c $< -o $@
+
+fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c src/kis_fdw.h fuzz/shims.h
+	@mkdir -p fuzz/build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+fuzz/kis_fuzz: $(FUZZ_OBJS)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_OBJS) -L$(pkglibdir) -lpgport -ljansson -lcrypto -lm -o $@
+
+.PHONY: fuzz fuzz-build fuzz-clean
+fuzz-build: fuzz/kis_fuzz
+
+fuzz: fuzz/kis_fuzz
+	bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+fuzz-clean:
+	rm -rf fuzz/build fuzz/kis_fuzz fuzz/work

@@ -7,7 +7,9 @@
 #   1. pg_regress: the SQL surface, deterministic (sql/, expected/)
 #   2. test/test_fdw.py: behaviour seen through the mock's counters
 #      (concurrency, rate, tokens, faults, cancel and descriptors, pg_cron)
-#   3. test/demo.sh, so that the README's first command cannot rot
+#   3. test/soak.py: 10,000 scans in one session must not grow RSS or descriptors
+#   4. the fuzz harness (fuzz/): past findings' reproducers, then 20 s of fuzzing
+#   5. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,14 +59,36 @@ fi
 count "$(grep -cE '^(test|     ) .* \.\.\. ok' "$KIS_WORK/regress.log" || true)" \
       "$(grep -cE '\.\.\. FAILED' "$KIS_WORK/regress.log" || true)"
 
+# a suite that ends with "N passed, M failed": run it, show it, count it
+run_counted() {
+    local log="$KIS_WORK/$1.log"
+    shift
+    if ! "$@" 2>&1 | tee "$log"; then
+        status=1
+    fi
+    local summary
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1 || true)
+    if [ -n "$summary" ]; then
+        count "$(echo "$summary" | cut -d' ' -f1)" "$(echo "$summary" | cut -d' ' -f3)"
+    else
+        count 0 1; status=1
+    fi
+}
+
 echo "== behaviour tests (mock counters)"
-if ! "$KIS_PYTHON" test/test_fdw.py | tee "$KIS_WORK/behaviour.log"; then
-    status=1
-fi
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$KIS_WORK/behaviour.log" | tail -1 || true)
-if [ -n "$summary" ]; then
-    count "$(echo "$summary" | cut -d' ' -f1)" "$(echo "$summary" | cut -d' ' -f3)"
+run_counted behaviour "$KIS_PYTHON" test/test_fdw.py
+
+echo "== soak: 10,000 scans in one session, RSS/descriptors/memory contexts must not grow"
+run_counted soak "$KIS_PYTHON" test/soak.py
+
+echo "== fuzz: the reproducers of past findings, then a short run (make fuzz for longer)"
+if make -s fuzz-build >"$KIS_WORK/fuzz-build.log" 2>&1 &&
+    KIS_FUZZ_STRICT=1 fuzz/kis_fuzz fuzz/repro/* >"$KIS_WORK/fuzz-repro.log" 2>&1 &&
+    KIS_FUZZ_STRICT=1 bash fuzz/run.sh 20 >"$KIS_WORK/fuzz.log" 2>&1; then
+    echo "ok fuzz ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$KIS_WORK/fuzz.log" | grep -o '[0-9]*$') executions)"
+    count 1 0
 else
+    echo "FAIL fuzz"; tail -30 "$KIS_WORK/fuzz-build.log" "$KIS_WORK/fuzz-repro.log" "$KIS_WORK/fuzz.log" 2>/dev/null
     count 0 1; status=1
 fi
 

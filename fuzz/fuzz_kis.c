@@ -1,0 +1,673 @@
+/*-------------------------------------------------------------------------
+ *
+ * fuzz_kis.c
+ *	  libFuzzer harness over kis_fdw's answer handling: the KIS envelope
+ *	  (src/response.c), what each answer yields for every endpoint of the
+ *	  catalogue (src/requests.c with src/endpoints.c: batched, object rows,
+ *	  date paging, cursor paging) and the tokenP answer (src/auth.c).
+ *
+ * One input is one scan.  The fetch engine (src/fetch.c) is replaced by a
+ * queue: kis_fetch_add() records each request, and each segment of the
+ * input is the answer to the oldest queued request — HTTP status, tr_cont
+ * header, body — handled the way fetch.c handles it (retries re-queue the
+ * request, exhausted retries become a failed key, credential errors and a
+ * second token rejection end the scan).  Every row is then read the way
+ * kis_fdw.c's store_row reads it: each friendly column, the raw column,
+ * the error text.
+ *
+ * Input layout (every byte value is meaningful, so mutations stay valid):
+ *	 byte 0   mode: % 8 -> kis_endpoints[0..6], 7 = the tokenP answer
+ *	 byte 1   number of symbols: 1 + b % 40 (two batches of multprice)
+ *	 byte 2   bit 0 virtual environment, bit 1 adjusted, bits 2-3 period
+ *	          D/W/M/Y, bit 4 a lower date bound, bit 5 an upper bound,
+ *	          bit 6 every symbol on two markets/exchanges
+ *	 byte 3   lower bound: today - 7 * b days
+ *	 byte 4   upper bound: today - b days
+ *	 then segments separated by "\n~~\n", each:
+ *	   byte 0 HTTP status (an index into http_statuses)
+ *	   byte 1 tr_cont header (an index into tr_conts)
+ *	   rest   the body, as received
+ *
+ * Findings: anything AddressSanitizer or UndefinedBehaviorSanitizer see;
+ * an ERROR that is not a deliberate report of bad data (ereport in the
+ * shims longjmps back here and is checked against deliberate_errors);
+ * memory left behind after the scan's contexts are gone; and broken
+ * invariants (abort).  Checks of meaning rather than memory safety
+ * ("semantic", e.g. two keys of a batch sharing one row) abort only with
+ * KIS_FUZZ_STRICT=1; otherwise the first input of each kind is written to
+ * ./semantic-<kind> (fuzz/work/ under fuzz/run.sh) and reported once on
+ * stderr.  KIS_FUZZ_VERBOSE=1 traces requests, answers and rows.
+ *
+ * The row checks read the keys of a completion's call through the first
+ * three members of requests.c's private KisCall (ep, config, keys); keep
+ * them first there, or change answer_request() here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "datatype/timestamp.h"
+#include "miscadmin.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+
+#include "kis_fdw.h"
+#include "shims.h"
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int			LLVMFuzzerInitialize(int *argc, char ***argv);
+
+#define SEPARATOR		"\n~~\n"
+#define HEADER_BYTES	5
+#define MAX_RETRIES		3
+#define MAX_REQUESTS	4096	/* a scan asking more than this is a finding */
+
+Size		fuzz_memory_limit = (Size) 64 * 1024 * 1024;
+
+static bool strict = false;		/* KIS_FUZZ_STRICT=1: semantic findings crash */
+static bool verbose = false;	/* KIS_FUZZ_VERBOSE=1: trace requests and rows */
+
+static const long http_statuses[] = {
+	200, 500, 403, 401, 404, 429, 408, 502, 503, 0, 201, 302, 400, 504, 599, 100
+};
+static const char *const tr_conts[] = {"", "M", "F", "D", "E", "N", "MF", "FMD"};
+
+/* ERRORs that are deliberate reports of what KIS sent */
+static const char *const deliberate_errors[] = {
+	"KIS kept announcing more pages after",
+	NULL
+};
+
+/* Symbols the seeds were made with (fuzz/make_corpus.py knows this list) */
+static const char *const domestic_symbols[] = {
+	"005930", "000660", "035420", "051910", "006400", "035720", "068270",
+	"207940", "005380", "000270", "105560", "055550", "012330", "028260",
+	"066570", "003550", "017670", "015760", "034730", "032830", "096770",
+	"011200", "009150", "018260", "086790", "010130", "030200", "033780",
+	"024110", "316140", "090430", "251270", "036570", "000810", "010950",
+	"034020", "003670", "047050", "009540", "011170", NULL
+};
+static const char *const overseas_symbols[] = {
+	"AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "IBM", "KO", "JPM", "SPY", "0700",
+	"7203", "GOOGL", "META", "NFLX", "AMD", "INTC", "ORCL", "CSCO", "ADBE", "QCOM",
+	"TXN", "AVGO", "PEP", "COST", "SBUX", "PYPL", "BKNG", "GILD", "MDLZ", "AMGN",
+	"ISRG", "VRTX", "REGN", "ADP", "MU", "LRCX", "KLAC", "MRVL", "ASML", "BRK.B", NULL
+};
+
+/* Fields every row is also asked for, besides the endpoint's friendly ones */
+static const char *const extra_fields[] = {
+	"rt_cd", "msg_cd", "output", "output1", "output2", "stck_shrn_iscd",
+	"inter_shrn_iscd", "stck_bsop_date", "xymd", "pdno", "padding", "", NULL
+};
+
+/* ----------------------------------------------------------------
+ * The fake fetch engine
+ * ----------------------------------------------------------------
+ */
+typedef struct FuzzRequest
+{
+	void	   *arg;
+	int			attempts;
+	int			token_rejections;
+} FuzzRequest;
+
+struct KisFetcher
+{
+	const KisEndpoint *ep;
+	FuzzRequest queue[MAX_REQUESTS];
+	int			head;
+	int			tail;
+	int			added;
+};
+
+static void
+harness_abort(const char *what)
+{
+	fprintf(stderr, "fuzz_kis: invariant broken: %s\n", what);
+	abort();
+}
+
+void
+kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
+			  const char *header, void *arg)
+{
+	const char *query;
+
+	if (path_and_query == NULL || tr_id == NULL || arg == NULL)
+		harness_abort("kis_fetch_add given NULL");
+	if (strncmp(path_and_query, f->ep->path, strlen(f->ep->path)) != 0)
+		harness_abort("request path is not the endpoint's");
+	query = path_and_query + strlen(f->ep->path);
+	if (*query != '\0' && *query != '?')
+		harness_abort("request path continues past the endpoint's path");
+	for (const char *p = query; *p; p++)
+	{
+		/* a URL: percent-encoded, no spaces or controls */
+		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f)
+			harness_abort("request URL holds a byte that is not URL-safe");
+	}
+	if (strcmp(tr_id, f->ep->tr_id_real) != 0 && strcmp(tr_id, f->ep->tr_id_virtual) != 0)
+		harness_abort("tr_id is not the endpoint's");
+	if (header != NULL && strcmp(header, "tr_cont: N") != 0)
+		harness_abort("unexpected extra header");
+	if (f->tail >= MAX_REQUESTS)
+		harness_abort("a scan queued more than MAX_REQUESTS requests");
+	if (verbose)
+		fprintf(stderr, "  request %s [%s]%s%s\n", path_and_query, tr_id,
+				header ? " " : "", header ? header : "");
+	f->queue[f->tail].arg = arg;
+	f->queue[f->tail].attempts = 0;
+	f->queue[f->tail].token_rejections = 0;
+	f->tail++;
+	f->added++;
+}
+
+/* ----------------------------------------------------------------
+ * Checks
+ * ----------------------------------------------------------------
+ */
+static const uint8_t *current_data;
+static size_t current_size;
+
+static void
+semantic(const char *kind, const char *what)
+{
+	static char reported[16][64];
+	static int	nreported = 0;
+	char		path[128];
+	FILE	   *fp;
+
+	if (strict)
+	{
+		fprintf(stderr, "fuzz_kis: semantic finding %s: %s\n", kind, what);
+		abort();
+	}
+	for (int i = 0; i < nreported; i++)
+	{
+		if (strcmp(reported[i], kind) == 0)
+			return;
+	}
+	if (nreported < 16)
+		strlcpy(reported[nreported++], kind, sizeof(reported[0]));
+	snprintf(path, sizeof(path), "semantic-%s", kind);
+	fp = fopen(path, "wb");
+	if (fp != NULL)
+	{
+		fwrite(current_data, 1, current_size, fp);
+		fclose(fp);
+	}
+	fprintf(stderr, "fuzz_kis: semantic finding %s: %s (input saved as %s; "
+			"KIS_FUZZ_STRICT=1 makes it a crash)\n", kind, what, path);
+}
+
+/* A column text as InputFunctionCall gets it: a C string of valid UTF-8 */
+static void
+check_text(const char *text)
+{
+	const unsigned char *p = (const unsigned char *) text;
+
+	if (text == NULL)
+		return;
+	while (*p)
+	{
+		int			n = (*p < 0x80) ? 1 : (*p & 0xE0) == 0xC0 ? 2 :
+			(*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+
+		if (n == 0)
+			harness_abort("column text is not UTF-8");
+		for (int i = 1; i < n; i++)
+		{
+			if ((p[i] & 0xC0) != 0x80)
+				harness_abort("column text is not UTF-8");
+		}
+		p += n;
+	}
+}
+
+/* Read one row as kis_fdw.c's store_row would, checking what it relies on */
+static void
+consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
+{
+	volatile size_t sink = 0;
+
+	if (row == NULL)
+		harness_abort("NULL row in the list");
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	{
+		if (row->key != NULL)
+			harness_abort("an account row has a key");
+	}
+	else if (row->key == NULL || !list_member_ptr(call_keys, row->key))
+		harness_abort("a row's key is not one of its call's keys");
+
+	if (row->problem != NULL)
+	{
+		if (row->row != NULL)
+			harness_abort("a failed row carries data");
+		/* handle_failure: "not listed" dereferences row->key */
+		if (strcmp(row->problem, KIS_NOT_LISTED) == 0 && row->key == NULL)
+			harness_abort("a not-listed row has no key");
+		check_text(row->problem);
+		sink += strlen(row->problem);
+		return;
+	}
+	if (!json_is_object(row->row))
+		harness_abort("a good row is not a JSON object");
+	if (row->extra != NULL && !json_is_object(row->extra))
+		harness_abort("a row's extra is not a JSON object");
+
+	{
+		char	   *raw = kis_row_raw_text(row->row);
+
+		check_text(raw);
+		if (raw != NULL)
+		{
+			sink += strlen(raw);
+			pfree(raw);
+		}
+	}
+	for (const KisColumnDef *col = ep->columns; col->column; col++)
+	{
+		char	   *text = kis_row_field_text(row->row, row->extra, col->field);
+
+		check_text(text);
+		if (text != NULL)
+			sink += strlen(text);
+	}
+	for (const char *const *field = extra_fields; *field; field++)
+		check_text(kis_row_field_text(row->row, row->extra, *field));
+	(void) sink;
+}
+
+/* ----------------------------------------------------------------
+ * One scan
+ * ----------------------------------------------------------------
+ */
+typedef struct Segment
+{
+	long		status;
+	const char *tr_cont;
+	const uint8_t *body;
+	size_t		len;
+} Segment;
+
+/* Split the input after the header; returns the number of segments */
+static int
+split_segments(const uint8_t *data, size_t size, Segment *segs, int maxsegs)
+{
+	const size_t seplen = strlen(SEPARATOR);
+	size_t		pos = 0;
+	int			n = 0;
+
+	while (pos <= size && n < maxsegs)
+	{
+		const uint8_t *start = data + pos;
+		const uint8_t *end = memmem(start, size - pos, SEPARATOR, seplen);
+		size_t		seglen = end ? (size_t) (end - start) : size - pos;
+
+		if (seglen >= 2)
+		{
+			segs[n].status = http_statuses[start[0] % lengthof(http_statuses)];
+			segs[n].tr_cont = tr_conts[start[1] % lengthof(tr_conts)];
+			segs[n].body = start + 2;
+			segs[n].len = seglen - 2;
+			n++;
+		}
+		if (end == NULL)
+			break;
+		pos += seglen + seplen;
+	}
+	return n;
+}
+
+/* The body as fetch.c hands it over: its own buffer, NUL-terminated */
+static char *
+body_copy(const Segment *seg)
+{
+	char	   *body = palloc(seg->len + 1);
+
+	memcpy(body, seg->body, seg->len);
+	body[seg->len] = '\0';
+	return body;
+}
+
+static bool
+error_is_deliberate(void)
+{
+	for (const char *const *e = deliberate_errors; *e; e++)
+	{
+		if (strncmp(fuzz_error_message, *e, strlen(*e)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The answer of one request, as finish_data_request and complete_request
+ * treat it; returns false when the scan ends here (an ERROR in fetch.c).
+ */
+static bool
+answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
+{
+	FuzzRequest req = f->queue[f->head++];
+	MemoryContext rcxt;
+	MemoryContext old;
+	KisResponse resp;
+	KisCompletion *c;
+	List	   *rows;
+	char	   *summary;
+	ListCell   *lc;
+	KisRow	   *prev_rows[64];
+	int			nprev = 0;
+
+	rcxt = AllocSetContextCreate(run_cxt, "kis_fdw response", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(rcxt);
+	kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
+	summary = kis_response_summary(&resp);
+	check_text(summary);
+	MemoryContextSwitchTo(old);
+	if (resp.outcome == KIS_OUTCOME_OK && resp.root == NULL)
+		harness_abort("an OK answer without a document");
+
+	switch (resp.outcome)
+	{
+		case KIS_OUTCOME_OK:
+		case KIS_OUTCOME_FAILED:
+			break;
+		case KIS_OUTCOME_FATAL:
+			MemoryContextDelete(rcxt);
+			return false;
+		case KIS_OUTCOME_TOKEN:
+			MemoryContextDelete(rcxt);
+			if (++req.token_rejections > 1)
+				return false;
+			f->queue[--f->head] = req;	/* resent first, not charged */
+			return true;
+		case KIS_OUTCOME_RETRY:
+		case KIS_OUTCOME_RETRY_RATE:
+			if (++req.attempts <= MAX_RETRIES)
+			{
+				MemoryContextDelete(rcxt);
+				if (f->tail >= MAX_REQUESTS)
+					harness_abort("retry queue overflow");
+				f->queue[f->tail++] = req;
+				return true;
+			}
+			break;
+	}
+
+	c = MemoryContextAllocZero(rcxt, sizeof(KisCompletion));
+	c->cxt = rcxt;
+	c->arg = req.arg;
+	strlcpy(c->tr_cont, seg->tr_cont, sizeof(c->tr_cont));
+	c->resp = resp;
+	c->attempts = req.attempts + 1;
+	c->completed_at = fuzz_now;
+	if (resp.outcome != KIS_OUTCOME_OK && resp.outcome != KIS_OUTCOME_FAILED)
+	{
+		old = MemoryContextSwitchTo(rcxt);
+		c->resp.outcome = KIS_OUTCOME_FAILED;
+		c->resp.problem = psprintf("gave up after %d attempts, last answer %s",
+								   c->attempts, kis_response_summary(&resp));
+		c->resp.msg_cd = NULL;
+		MemoryContextSwitchTo(old);
+	}
+
+	rows = kis_requests_answer(f, c);
+	if (verbose)
+		fprintf(stderr, "  answer HTTP %ld tr_cont \"%s\" %zu bytes: outcome %d, %d rows (%s)\n",
+				seg->status, seg->tr_cont, seg->len, (int) c->resp.outcome,
+				list_length(rows), summary);
+	if (CurrentMemoryContext != run_cxt)
+		harness_abort("kis_requests_answer changed the current memory context");
+
+	{
+		/* the call's keys, for the row checks: KisCall starts with ep, config, keys */
+		struct
+		{
+			const KisEndpoint *ep;
+			const KisConfig *config;
+			List	   *keys;
+		}		   *call = c->arg;
+
+		if (call->ep != f->ep)
+			harness_abort("completion arg is not a call of this endpoint");
+		foreach(lc, rows)
+		{
+			KisRow	   *row = lfirst(lc);
+
+			consume_row(f->ep, row, call->keys);
+			if (verbose)
+				fprintf(stderr, "    row %s/%s: %s\n",
+						row->key ? row->key->symbol : "-", row->key ? row->key->venue : "-",
+						row->problem ? row->problem : "data");
+			if (f->ep->batch_size > 1 && row->row != NULL)
+			{
+				for (int i = 0; i < nprev; i++)
+				{
+					if (prev_rows[i]->row == row->row && prev_rows[i]->key != row->key)
+						semantic("batch-shared-row",
+								 "two keys of one batched request were given the same answer row");
+				}
+				if (nprev < lengthof(prev_rows))
+					prev_rows[nprev++] = row;
+			}
+		}
+		if (f->ep->batch_size > 1 && list_length(rows) != list_length(call->keys))
+			harness_abort("a batched answer does not give one row per key");
+	}
+
+	/* kis_fetch_forget */
+	MemoryContextDelete(rcxt);
+	return true;
+}
+
+static void
+build_keys(const KisEndpoint *ep, int nsym, bool two_venues, List **keys)
+{
+	const char *const *symbols = ep->has_exchange ? overseas_symbols : domestic_symbols;
+	const char *venues[2];
+
+	venues[0] = ep->has_exchange ? "NAS" : "J";
+	venues[1] = ep->has_exchange ? "NYS" : "NX";
+	*keys = NIL;
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return;
+	for (int i = 0; i < nsym && symbols[i]; i++)
+	{
+		for (int v = 0; v < (two_venues ? 2 : 1); v++)
+		{
+			KisKey	   *key = palloc(sizeof(KisKey));
+
+			key->symbol = pstrdup(symbols[i]);
+			key->venue = pstrdup(venues[v]);
+			*keys = lappend(*keys, key);
+		}
+	}
+}
+
+static void
+run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
+{
+	static const char *const periods[] = {"D", "W", "M", "Y"};
+	const KisEndpoint *ep = &kis_endpoints[data[0] % 8];
+	KisConfig  *config;
+	KisRange	range;
+	List	   *keys;
+	KisFetcher *f;
+	Segment    *segs;
+	int			nsegs;
+	int			today = kis_today_kst();
+
+	config = palloc0(sizeof(KisConfig));
+	config->environment = (data[2] & 1) ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
+	config->base_url = pstrdup("https://127.0.0.1:1");
+	config->max_concurrency = 8;
+	config->max_retries = MAX_RETRIES;
+	config->endpoint = ep;
+	config->on_error = KIS_ON_ERROR_ROW;
+	config->market = pstrdup("J");
+	config->exchange = pstrdup("NAS");
+	config->period = pstrdup(periods[(data[2] >> 2) & 3]);
+	config->adjusted = (data[2] & 2) != 0;
+	config->app_key = pstrdup("PSfuzzKey");
+	config->app_secret = pstrdup("fuzz-secret");
+	config->account = pstrdup("12345678-01");
+
+	memset(&range, 0, sizeof(range));
+	range.has_from = (data[2] & 0x10) != 0;
+	range.has_to = (data[2] & 0x20) != 0;
+	range.from = today - 7 * data[3];
+	range.to = today - data[4];
+	if (range.has_from && range.has_to && range.from > range.to)
+		range.has_from = false; /* kis_fdw.c refuses an empty range */
+
+	build_keys(ep, 1 + data[1] % 40, (data[2] & 0x40) != 0, &keys);
+
+	f = palloc0(sizeof(KisFetcher));
+	f->ep = ep;
+	segs = palloc(sizeof(Segment) * 1024);
+	nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 1024);
+
+	kis_requests_start(f, config, keys, &range);
+	if (CurrentMemoryContext != run_cxt)
+		harness_abort("kis_requests_start changed the current memory context");
+	for (int i = 0; i < nsegs && f->head < f->tail; i++)
+	{
+		if (!answer_request(f, run_cxt, &segs[i]))
+			break;
+	}
+}
+
+/* The tokenP answer: kis_token_accept, then whether the token is usable */
+static void
+run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
+{
+	KisKeySlot *slot = palloc0(sizeof(KisKeySlot));
+	uint8		creds[KIS_KEY_HASH_LEN];
+	Segment    *segs = palloc(sizeof(Segment) * 64);
+	int			nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 64);
+
+	memset(creds, 0xA5, sizeof(creds));
+	SpinLockInit(&slot->mutex);
+	pg_atomic_init_u64(&slot->tat, 0);
+	pg_atomic_init_u32(&slot->issuing_pid, 0);
+	pg_atomic_init_u64(&slot->generation, 0);
+	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
+		pg_atomic_init_u64(&slot->counters[c], 0);
+
+	for (int i = 0; i < nsegs; i++)
+	{
+		char		token[KIS_TOKEN_MAX];
+		char		before[KIS_TOKEN_MAX];
+		char	   *detail = (char *) 0x1;
+		uint64		gen0 = pg_atomic_read_u64(&slot->generation);
+		uint64		gen;
+		TimestampTz wake = 0;
+		KisTokenResult res;
+		KisTokenState state;
+
+		memcpy(before, slot->token, sizeof(before));
+		pg_atomic_write_u32(&slot->issuing_pid, (uint32) MyProcPid);
+		slot->claim_started = fuzz_now;
+		res = kis_token_accept(slot, creds, segs[i].status, body_copy(&segs[i]),
+							   segs[i].len, fuzz_now, &detail);
+		if (verbose)
+			fprintf(stderr, "  token answer HTTP %ld: result %d, expires in %lld s, %s\n",
+					segs[i].status, (int) res,
+					res == KIS_TOKEN_OK ? (long long) ((slot->expires_at - fuzz_now) / USECS_PER_SEC) : 0LL,
+					res == KIS_TOKEN_OK ? "ok" : detail);
+		if (pg_atomic_read_u32(&slot->issuing_pid) != 0)
+			harness_abort("kis_token_accept kept the issuing claim");
+		if (res == KIS_TOKEN_OK)
+		{
+			if (detail != NULL)
+				harness_abort("a token accepted with an error detail");
+			if (slot->token[0] == '\0' || strnlen(slot->token, KIS_TOKEN_MAX) >= KIS_TOKEN_MAX)
+				harness_abort("an accepted token is empty or unterminated");
+			if (pg_atomic_read_u64(&slot->generation) != gen0 + 1)
+				harness_abort("an accepted token did not bump the generation");
+			if (memcmp(slot->token_creds, creds, sizeof(creds)) != 0)
+				harness_abort("an accepted token is not for these credentials");
+			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake);
+			if (state != KIS_TOKEN_READY)
+				semantic("token-unusable",
+						 "a token kis_token_accept took is not READY for kis_token_acquire at once");
+			else if (strcmp(token, slot->token) != 0)
+				harness_abort("kis_token_acquire copied another token");
+		}
+		else
+		{
+			if (detail == NULL || detail == (char *) 0x1)
+				harness_abort("a refused token answer without an error detail");
+			check_text(detail);
+			if (memcmp(before, slot->token, sizeof(before)) != 0)
+				harness_abort("a refused token answer changed the slot's token");
+			if (res != KIS_TOKEN_RETRY && res != KIS_TOKEN_FATAL)
+				harness_abort("kis_token_accept returned no known result");
+		}
+	}
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	/* 2025-12-30 10:00 KST = 01:00 UTC, in microseconds since 2000-01-01 */
+	int			days = date2j(2025, 12, 30) - POSTGRES_EPOCH_JDATE;
+
+	fuzz_now = (TimestampTz) days * USECS_PER_DAY + (TimestampTz) 1 * USECS_PER_HOUR;
+	strict = getenv("KIS_FUZZ_STRICT") != NULL && strcmp(getenv("KIS_FUZZ_STRICT"), "1") == 0;
+	verbose = getenv("KIS_FUZZ_VERBOSE") != NULL && strcmp(getenv("KIS_FUZZ_VERBOSE"), "1") == 0;
+	TopMemoryContext = AllocSetContextCreate(NULL, "TopMemoryContext", ALLOCSET_DEFAULT_SIZES);
+	CurrentMemoryContext = TopMemoryContext;
+	kis_token_issue_interval = 0;
+	kis_json_use_palloc();
+	return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	MemoryContext run_cxt;
+	sigjmp_buf	jb;
+	Size		live_before;
+
+	if (size < HEADER_BYTES)
+		return 0;
+	current_data = data;
+	current_size = size;
+	live_before = fuzz_bytes_live;
+
+	run_cxt = AllocSetContextCreate(TopMemoryContext, "kis_fdw run", ALLOCSET_DEFAULT_SIZES);
+	CurrentMemoryContext = run_cxt;
+	if (sigsetjmp(jb, 0) == 0)
+	{
+		PG_exception_stack = &jb;
+		if (data[0] % 8 == 7)
+			run_token(data, size, run_cxt);
+		else
+			run_scan(data, size, run_cxt);
+	}
+	else if (!error_is_deliberate())
+	{
+		fprintf(stderr, "fuzz_kis: ERROR from input at %s:%d: %s [%s]\n",
+				fuzz_error_file, fuzz_error_line, fuzz_error_message, fuzz_error_detail);
+		abort();
+	}
+	PG_exception_stack = NULL;
+	CurrentMemoryContext = TopMemoryContext;
+	MemoryContextDelete(run_cxt);
+	if (fuzz_bytes_live != live_before)
+	{
+		fprintf(stderr, "fuzz_kis: %zu bytes left outside the scan's contexts\n",
+				fuzz_bytes_live - live_before);
+		abort();
+	}
+	return 0;
+}

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""Soak test for kis_fdw: many scans in ONE session, watching the backend for growth.
+
+Runs SOAK_SCANS (default 10,000) scans through one long-lived psql (so one backend) against
+the mock KIS server, mixed the way a long-running session meets KIS:
+
+    plain quotes        1-3 symbols of domestic_price, prices checked against the mock's formula
+    failing symbols     97xxxx (HTTP 500 HTML), 98xxxx (business error), 99xxxx (not listed)
+                        beside good ones, under on_error 'row'
+    injected faults     every SOAK_FAULT_EVERY-th scan (default 50): http500, drop, truncate,
+                        garbage, egw00001, egw00002 on that scan's symbol, retried once and
+                        then answered (the price must be right); now and then expire_token
+                        (a new token mid-session) and egw00201 (the rate penalty)
+    cancels             every SOAK_CANCEL_EVERY-th scan (default 250): a 96xxxx symbol (the mock
+                        waits 3 s) under statement_timeout, which must cancel the scan
+    other endpoints     intstock-multprice batches, nested-loop joins (rescans), daily bars
+                        (date paging), holdings (cursor paging, 3 pages), overseas quotes
+
+After every 250 scans it samples the backend's VmRSS (/proc/<pid>/status) and its open
+descriptors (/proc/<pid>/fd).  The run FAILS on unbounded growth, judged only against the
+session itself, never against an absolute number: the highest RSS of the last quarter of the
+samples may exceed the highest of the second quarter (the first is warm-up: caches, the
+connection pool, TLS) by at most max(8 MB, 10 %), and the descriptors of the second half may
+not rise above the first half's highest count (+2 for the connection pool's churn).
+
+It also samples the bytes held by the backend's own memory contexts (pg_backend_memory_contexts,
+asked in the same session), where a palloc leak into a long-lived context shows at kB
+precision: the same quarter rule, with max(256 kB, 5 %).
+
+Every scan is a check (its rows, errors and prices as expected), and so are the three growth
+checks.  Prints the samples, a summary, and last a line exactly "N passed, M failed"; exits 1
+if anything failed.
+
+Environment (as test/test_fdw.py): KIS_WORK, KIS_MOCK_URL, KIS_MOCK_CA, PGHOST, PGPORT,
+PGUSER; SOAK_SCANS, SOAK_FAULT_EVERY, SOAK_CANCEL_EVERY override the mix;
+SOAK_SELFTEST_LEAK=1 leaks on purpose (a prepared statement per scan) to show that the
+growth checks fail when they should.  The cluster must
+have shared_preload_libraries = 'kis_fdw' or not, either works; the session sets
+kis_fdw.token_issue_interval = 0 itself (superuser).  Run as root (reads /proc of the
+postgres-owned backend).  Python 3 standard library only.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import queue
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+MOCK_URL = os.environ["KIS_MOCK_URL"]
+MOCK_CA = os.environ["KIS_MOCK_CA"]
+WORK = os.environ.get("KIS_WORK", "/tmp")
+PGHOST = os.environ.get("PGHOST") or os.environ["KIS_PGHOST"]
+PGPORT = os.environ.get("PGPORT") or os.environ["KIS_PGPORT"]
+PGUSER = os.environ.get("PGUSER", "postgres")
+PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+DB = "kis_soak"
+APP_KEY = "PSsoakKey7d2e91c4a6b8f03e5d1c"
+APP_SECRET = "soak-secret-58a1c3e9d7b2f640"
+ACCOUNT = "12345678-01"
+HOLDINGS = 120
+
+SCANS = int(os.environ.get("SOAK_SCANS", "10000"))
+FAULT_EVERY = int(os.environ.get("SOAK_FAULT_EVERY", "50"))
+CANCEL_EVERY = int(os.environ.get("SOAK_CANCEL_EVERY", "250"))
+# the detector's self-test: every scan also leaves a prepared statement behind in the
+# session (a real, unbounded growth of CacheMemoryContext); the run must then FAIL
+SELFTEST_LEAK = os.environ.get("SOAK_SELFTEST_LEAK") == "1"
+SAMPLE_EVERY = 250
+WAIT = 120               # seconds one chunk of scans may take before we call psql hung
+RSS_SLACK_KB = 8 * 1024  # growth allowed between the second and the last quarter ...
+RSS_SLACK_RATIO = 0.10   # ... or this fraction, whichever is larger
+CXT_SLACK_BYTES = 256 * 1024  # the same for the backend's memory contexts ...
+CXT_SLACK_RATIO = 0.05        # ... which palloc leaks show at kB precision
+FD_SLACK = 2             # connection pool churn
+FAULTS = ("http500", "drop", "truncate", "garbage", "egw00001", "egw00002")
+_SSL = ssl.create_default_context(cafile=MOCK_CA)
+
+
+# --------------------------------------------------------------------------- mock
+
+def mock(path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(MOCK_URL + path, data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=_SSL, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def price(symbol, market="J"):
+    """stck_prpr (and inter2_prpr) from the mock's formula (test/mock_kis.py docstring)."""
+    h0 = int(hashlib.sha256(symbol.encode()).hexdigest()[0:8], 16)
+    return (1000 + h0 % 99000) // 10 * 10 + {"J": 0, "NX": 10, "UN": 5}[market]
+
+
+# --------------------------------------------------------------------------- psql
+
+def run(sql, db=DB):
+    p = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                        "-h", PGHOST, "-p", PGPORT, "-U", PGUSER, "-d", db, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    return p.stdout, p.stderr, p.returncode
+
+
+class Session:
+    """One long-lived psql (one backend) fed batches of statements through a pipe."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0",
+             "-h", PGHOST, "-p", PGPORT, "-U", PGUSER, "-d", DB],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, bufsize=1)
+        self.out, self.err = queue.Queue(), queue.Queue()
+        for stream, q in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._reader, args=(stream, q), daemon=True).start()
+        self.count = 0
+
+    @staticmethod
+    def _reader(stream, q):
+        for line in stream:
+            q.put(line.rstrip("\n"))
+        q.put(None)
+
+    @staticmethod
+    def _until(q, marker):
+        lines = []
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                line = q.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"psql gave no answer within {WAIT}s; last lines {lines[-5:]}")
+            if line is None:
+                raise RuntimeError(f"psql exited; last lines {lines[-5:]}")
+            if line == marker:
+                return lines
+            lines.append(line)
+
+    def batch(self, statements):
+        """Run the statements; return (stdout lines, stderr lines)."""
+        self.count += 1
+        marker = f"@@soak-{self.count}@@"
+        text = "\n".join(s if s.startswith("\\") or s.endswith(";") else s + ";"
+                         for s in statements)
+        self.proc.stdin.write(f"{text}\n\\echo {marker}\n\\warn {marker}\n")
+        self.proc.stdin.flush()
+        return self._until(self.out, marker), self._until(self.err, marker)
+
+    def close(self):
+        try:
+            self.proc.stdin.write("\\q\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def backend_sample(pid):
+    """(VmRSS in kB, open descriptors, of which sockets + epoll) of the backend."""
+    rss = 0
+    with open(f"/proc/{pid}/status") as fp:
+        for line in fp:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    fds = net = 0
+    base = f"/proc/{pid}/fd"
+    for name in os.listdir(base):
+        try:
+            target = os.readlink(os.path.join(base, name))
+        except OSError:
+            continue
+        fds += 1
+        if target.startswith("socket:") or target == "anon_inode:[eventpoll]":
+            net += 1
+    return rss, fds, net
+
+
+def context_sample(session):
+    """(bytes held by the backend's memory contexts, number of contexts), asked of the
+    session's own backend between two chunks: palloc leaks into long-lived contexts show
+    here long before they move VmRSS."""
+    out, err = session.batch(["SELECT 'mem', sum(total_bytes), count(*) "
+                              "FROM pg_backend_memory_contexts"])
+    for line in out:
+        fields = line.split("|")
+        if fields[0] == "mem":
+            return int(fields[1]), int(fields[2])
+    raise RuntimeError(f"pg_backend_memory_contexts gave nothing: {out} {err}")
+
+
+# --------------------------------------------------------------------------- setup
+
+def setup():
+    run(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
+    _, err, rc = run(f"CREATE DATABASE {DB}", db="postgres")
+    if rc != 0:
+        raise RuntimeError(f"CREATE DATABASE: {err}")
+    common = f"base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0', timeout_ms '30000'"
+    for sql in (
+        "CREATE EXTENSION kis_fdw",
+        # no retries: failing symbols fail at once (no backoff), faults are not used here
+        f"CREATE SERVER soak_fast FOREIGN DATA WRAPPER kis_fdw OPTIONS ({common}, max_retries '0')",
+        # one retry: injected faults are retried once and then answered
+        f"CREATE SERVER soak_retry FOREIGN DATA WRAPPER kis_fdw OPTIONS ({common}, max_retries '1')",
+        f"CREATE USER MAPPING FOR CURRENT_USER SERVER soak_fast OPTIONS "
+        f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '{ACCOUNT}')",
+        f"CREATE USER MAPPING FOR CURRENT_USER SERVER soak_retry OPTIONS "
+        f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+        "CREATE FOREIGN TABLE prices (symbol text, price numeric, change_rate numeric, "
+        "volume bigint, fetched_at timestamptz, error text, raw jsonb) "
+        "SERVER soak_fast OPTIONS (endpoint 'domestic_price', on_error 'row')",
+        "CREATE FOREIGN TABLE prices_retry (symbol text, price numeric, error text, raw jsonb) "
+        "SERVER soak_retry OPTIONS (endpoint 'domestic_price', on_error 'row')",
+        "CREATE FOREIGN TABLE multi (symbol text, market text, name text, price numeric, "
+        "error text) SERVER soak_fast OPTIONS (endpoint 'domestic_multi_price', on_error 'row')",
+        "CREATE FOREIGN TABLE daily (symbol text, date date, close numeric, volume bigint, "
+        "name text, error text) SERVER soak_fast OPTIONS (endpoint 'domestic_daily', on_error 'row')",
+        "CREATE FOREIGN TABLE holdings (symbol text, qty bigint, value numeric, raw jsonb) "
+        "SERVER soak_fast OPTIONS (endpoint 'domestic_holdings')",
+        "CREATE FOREIGN TABLE overseas (symbol text, exchange text, price numeric, error text) "
+        "SERVER soak_fast OPTIONS (endpoint 'overseas_price', on_error 'row')",
+    ):
+        _, err, rc = run(sql)
+        if rc != 0:
+            raise RuntimeError(f"setup: {sql}: {err}")
+    mock("/__mock/config", {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
+                            "token_interval": 0, "holdings": HOLDINGS,
+                            "multprice_shape": "array"})
+    mock("/__mock/reset", {})
+
+
+# --------------------------------------------------------------------------- the mix
+
+class Plan:
+    """Statements of one chunk of scans, with what each must print."""
+
+    def __init__(self):
+        self.statements = []
+        self.expected = {}      # tag -> list of str fields
+        self.cancels = 0        # scans that must end in a statement timeout
+        self.faults = []        # fault rules to inject before the chunk runs
+
+
+_serial = [0]
+
+
+def fresh(prefix, n=1):
+    """n symbols never used before, with a 2-digit prefix (the mock's behaviour)."""
+    out = []
+    for _ in range(n):
+        _serial[0] += 1
+        out.append(f"{prefix}{_serial[0] % 10000:04d}")
+    return out
+
+
+def good(n):
+    """n ordinary symbols (prefix 1x..3x: normal data), from a pool of 6000 fresh ones."""
+    out = []
+    for _ in range(n):
+        _serial[0] += 1
+        out.append(f"{10 + _serial[0] % 30:02d}{_serial[0] % 10000:04d}")
+    return out
+
+
+def qlist(syms):
+    return ", ".join(f"'{s}'" for s in syms)
+
+
+def price_scan(plan, tag, table, ok, bad):
+    syms = ok + bad
+    plan.statements.append(
+        f"SELECT '{tag}', count(*) FILTER (WHERE error IS NULL), count(error), "
+        f"coalesce(sum(price) FILTER (WHERE error IS NULL), 0), count(raw) "
+        f"FROM {table} WHERE symbol IN ({qlist(syms)})")
+    plan.expected[tag] = [str(len(ok)), str(len(bad)), str(sum(price(s) for s in ok)),
+                          str(len(ok))]
+
+
+def add_scan(plan, i):
+    tag = f"s{i}"
+    if SELFTEST_LEAK:
+        plan.statements.append(f"PREPARE leak{i} AS SELECT {i}, repeat('x', 1000)")
+    if CANCEL_EVERY and i % CANCEL_EVERY == CANCEL_EVERY // 2:
+        # the mock holds 96xxxx for 3 s: the statement timeout cancels the scan
+        sym = fresh("96")
+        plan.statements += ["SET statement_timeout = '150ms'",
+                            f"SELECT '{tag}', count(*) FROM prices WHERE symbol IN ({qlist(sym)})",
+                            "RESET statement_timeout"]
+        plan.cancels += 1
+        return "cancel"
+    if FAULT_EVERY and i % FAULT_EVERY == FAULT_EVERY // 5:
+        n = i // FAULT_EVERY
+        kind = FAULTS[n % len(FAULTS)]
+        if n % 20 == 7:
+            kind = "expire_token"       # a new token mid-session, for every scan holding it
+        elif n % 40 == 13:
+            kind = "egw00201"           # the rate penalty (500 ms for the key)
+        sym = fresh("41")
+        plan.faults.append({"kind": kind, "symbol": sym[0], "times": 1})
+        price_scan(plan, tag, "prices_retry", sym + good(1), [])
+        return "fault:" + kind
+    k = i % 20
+    if k in (3, 13):            # a 97xxxx beside good ones: HTTP 500 HTML, no retries
+        price_scan(plan, tag, "prices", good(1 + i % 2), fresh("97"))
+        return "97xx"
+    if k == 9:                  # business error and not listed
+        price_scan(plan, tag, "prices", good(1), fresh("98") + fresh("99"))
+        return "98/99"
+    if k in (5, 15):            # a multprice batch of 2-3 symbols, market J
+        syms = good(2 + i % 2)
+        plan.statements.append(
+            f"SELECT '{tag}', count(*) FILTER (WHERE error IS NULL), count(error), "
+            f"coalesce(sum(price), 0) FROM multi WHERE symbol IN ({qlist(syms)})")
+        plan.expected[tag] = [str(len(syms)), "0", str(sum(price(s) for s in syms))]
+        return "multi"
+    if k == 7:                  # a nested loop: one rescan per outer row
+        syms = good(2)
+        values = ", ".join(f"('{x}')" for x in syms)
+        plan.statements.append(
+            f"SELECT '{tag}', count(*) FILTER (WHERE p.error IS NULL), count(p.error), "
+            f"coalesce(sum(p.price), 0), count(p.raw) FROM (VALUES {values}) v(s) "
+            f"JOIN prices p ON p.symbol = v.s")
+        plan.expected[tag] = [str(len(syms)), "0", str(sum(price(s) for s in syms)), "2"]
+        return "join"
+    if k == 11 and i % 40 == 11:  # daily bars: 3 weeks = 15 trading days (no holidays)
+        start = datetime.date(2025, 1, 6) + datetime.timedelta(weeks=(i // 40) % 40)
+        end = start + datetime.timedelta(days=18)
+        plan.statements.append(
+            f"SELECT '{tag}', count(*) FILTER (WHERE error IS NULL), count(error), "
+            f"count(DISTINCT date), count(name) FROM daily WHERE symbol = '{good(1)[0]}' "
+            f"AND date BETWEEN '{start}' AND '{end}'")
+        plan.expected[tag] = ["15", "0", "15", "15"]
+        return "daily"
+    if k == 17 and i % 100 == 17:  # holdings: 3 pages of 50, 50, 20
+        plan.statements.append(
+            f"SELECT '{tag}', count(*), count(DISTINCT symbol), count(raw) FROM holdings")
+        plan.expected[tag] = [str(HOLDINGS)] * 3
+        return "holdings"
+    if k == 19 and i % 60 == 19:
+        plan.statements.append(
+            f"SELECT '{tag}', count(*) FILTER (WHERE error IS NULL), count(error) "
+            f"FROM overseas WHERE symbol IN ('AAPL', 'MSFT') AND exchange = 'NAS'")
+        plan.expected[tag] = ["2", "0"]
+        return "overseas"
+    price_scan(plan, tag, "prices", good(1 + i % 3), [])
+    return "quote"
+
+
+def check_chunk(plan, out, err, first, last):
+    """Returns (scans that passed, failures as strings) for the scans [first, last)."""
+    got = {}
+    for line in out:
+        fields = line.split("|")
+        if fields and fields[0].startswith("s"):
+            got[fields[0]] = fields[1:]
+    failures = [f"{tag}: expected {want}, got {got.get(tag)}"
+                for tag, want in plan.expected.items() if got.get(tag) != want]
+    timeout = "canceling statement due to statement timeout"
+    cancels = sum(timeout in e for e in err)
+    if cancels != plan.cancels:
+        failures.append(f"scans {first}..{last - 1}: {plan.cancels} cancels expected, "
+                        f"{cancels} seen")
+    failures += [f"scans {first}..{last - 1}: unexpected stderr: {e}" for e in err
+                 if ("ERROR" in e or "WARNING" in e or "FATAL" in e) and timeout not in e]
+    return max(0, (last - first) - len(failures)), failures
+
+
+# --------------------------------------------------------------------------- verdict
+
+def quarters(values):
+    n = len(values)
+    q = max(1, n // 4)
+    return values[:q], values[q:2 * q] or values[:q], values[n - q:]
+
+
+def halves_line(what, values, unit=""):
+    half = max(1, len(values) // 2)
+    a, b = values[:half], values[half:] or values[:half]
+    return (f"{what}: first half min/mean/max {min(a)}/{sum(a) // len(a)}/{max(a)}{unit}, "
+            f"second half {min(b)}/{sum(b) // len(b)}/{max(b)}{unit}")
+
+
+def growth_checks(samples):
+    """[(name, ok, explanation)]: RSS, memory contexts, descriptors."""
+    rss = [x[1] for x in samples]
+    fds = [x[2] for x in samples]
+    cxt = [x[4] for x in samples]
+    checks = []
+    for name, values, slack, ratio, unit in (
+            ("VmRSS bounded", rss, RSS_SLACK_KB, RSS_SLACK_RATIO, " kB"),
+            ("memory contexts bounded", cxt, CXT_SLACK_BYTES, CXT_SLACK_RATIO, " bytes")):
+        q1, q2, q4 = quarters(values)
+        base = max(q2)
+        allowed = base + max(slack, int(base * ratio))
+        ok = max(q4) <= allowed
+        checks.append((name, ok, f"{name}: max of quarters 1/2/4 = {max(q1)}/{base}/{max(q4)}"
+                                 f"{unit} (allowed {allowed}): {'ok' if ok else 'GROWING'}"))
+    half = max(1, len(fds) // 2)
+    limit = max(fds[:half]) + FD_SLACK
+    ok = max(fds[half:] or fds) <= limit
+    checks.append(("descriptors bounded", ok,
+                   f"descriptors bounded: first half max {max(fds[:half])}, second half max "
+                   f"{max(fds[half:] or fds)} (allowed {limit}): {'ok' if ok else 'GROWING'}"))
+    return checks
+
+
+def main():
+    started = time.monotonic()
+    setup()
+    s = Session()
+    passed = failed = 0
+    failures = []
+    samples = []        # (scans done, rss kB, fds, sockets+epoll)
+    kinds = {}
+    try:
+        out, err = s.batch(["SET kis_fdw.token_issue_interval = 0",
+                            "SELECT pg_backend_pid()"])
+        pid = int(out[-1])
+        i = 0
+        while i < SCANS:
+            plan = Plan()
+            first = i
+            while i < SCANS and i - first < SAMPLE_EVERY:
+                kind = add_scan(plan, i)
+                kinds[kind] = kinds.get(kind, 0) + 1
+                i += 1
+            if plan.faults:
+                mock("/__mock/faults", {"faults": plan.faults})
+            out, err = s.batch(plan.statements)
+            ok, bad = check_chunk(plan, out, err, first, i)
+            passed += ok
+            failed += (i - first) - ok
+            failures += bad
+            rss, fds, net = backend_sample(pid)
+            cxt_bytes, ncxt = context_sample(s)
+            samples.append((i, rss, fds, net, cxt_bytes, ncxt))
+            elapsed = time.monotonic() - started
+            print(f"  {i:6d} scans  {elapsed:6.1f} s  VmRSS {rss:7d} kB  fds {fds:3d} "
+                  f"(net {net})  contexts {cxt_bytes // 1024:6d} kB in {ncxt:3d}  "
+                  f"failed so far {failed}", flush=True)
+    except Exception as e:          # a hung or dead session: everything left fails
+        failures.append(f"session broke after {len(samples) * SAMPLE_EVERY} scans: {e}")
+        failed += 1
+    finally:
+        s.close()
+
+    elapsed = time.monotonic() - started
+    print(f"scans: {SCANS} in {elapsed:.1f} s ({SCANS / max(elapsed, 0.001):.0f}/s); mix: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    stats = mock("/__mock/stats")
+    print(f"mock: requests {stats.get('requests')}, tokens_issued {stats.get('tokens_issued')}, "
+          f"faults_injected {stats.get('faults_injected')}, connections_opened "
+          f"{stats.get('connections_opened')}")
+    if len(samples) >= 4:
+        print(halves_line("VmRSS", [x[1] for x in samples], " kB"))
+        print(halves_line("descriptors", [x[2] for x in samples]))
+        print(halves_line("sockets+epoll", [x[3] for x in samples]))
+        print(halves_line("memory contexts", [x[4] for x in samples], " bytes"))
+        print(halves_line("number of contexts", [x[5] for x in samples]))
+        for name, ok, line in growth_checks(samples):
+            print(line)
+            if ok:
+                passed += 1
+            else:
+                failed += 1
+                failures.append(line)
+    else:
+        failed += 1
+        failures.append(f"only {len(samples)} samples: too few to judge growth "
+                        f"(SOAK_SCANS >= {4 * SAMPLE_EVERY} needed)")
+    for f in failures[:40]:
+        print("FAIL " + f)
+    if len(failures) > 40:
+        print(f"FAIL ... and {len(failures) - 40} more")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
