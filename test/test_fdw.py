@@ -541,6 +541,19 @@ def test_fault_matrix_rest():
           f"EGW00133 fired {st['faults_injected'].get('egw00133')}, tokens issued {st['tokens_issued']}")
 
 
+def test_tokens_born_expired():
+    """A server whose tokens are expired at issuance (clock skew, a bad answer)
+    ends the scan with a clear error after a bounded number of issuances."""
+    reset_mock(forget_tokens=True)
+    mock_config(token_ttl=0)
+    rows, err, rc = run("SET statement_timeout = '20s'; "
+                        f"SELECT symbol, price FROM kis_prices WHERE symbol = '{symbols(1)[0]}'")
+    st = stats()
+    check(rc != 0 and "KIS rejected" in err and "statement timeout" not in err,
+          f"expected a clear error, got rc {rc}: {err}")
+    check(st["tokens_issued"] <= 3, f"{st['tokens_issued']} tokens issued in one scan")
+
+
 def test_expired_token_mid_scan():
     warm, syms = symbols(1), symbols(10)
     with Session() as s:
@@ -796,7 +809,8 @@ def test_no_secret_in_log():
 
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
-         test_expired_token_mid_scan, test_on_error_modes, test_streaming,
+         test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
+         test_streaming,
          test_cancel_frees_descriptors, test_terminate, test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_readme_tables_in_sync,
          test_bad_tls_trust, test_no_secret_in_log]
