@@ -115,7 +115,7 @@ typedef struct KisScanState
 	int			qual_pos[KIS_NUM_LIST_KEYS];	/* index into key_exprs, or -1 */
 	bool		qual_is_array[KIS_NUM_LIST_KEYS];
 	int			planned[KIS_NUM_LIST_KEYS]; /* values known at plan time, or -1 */
-	List	   *date_quals;		/* (op, index into key_exprs) pairs */
+	List	   *date_quals;		/* (op, index into key_exprs, given in the query) */
 	List	   *key_exprs;		/* ExprState per pushed-down qual */
 
 	int			ncolumns;
@@ -328,6 +328,9 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			{
 				dates = lappend_int(dates, q.op);
 				dates = lappend_int(dates, list_length(fdw_exprs));
+				dates = lappend_int(dates, !kis_depends_on_rows((Node *) q.expr));
+				if (q.loose)
+					local_quals = lappend(local_quals, rinfo->clause);
 			}
 			else
 			{
@@ -564,26 +567,49 @@ key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 
 /*
  * The date range of the date conditions: each one narrows it.  Returns
- * false when a condition compares with NULL (no row can match).
+ * false when no row can match: a comparison with NULL, or bounds that
+ * cross.  Crossing bounds given in the query (constants, parameters) are
+ * a mistake worth an ERROR; bounds that come from other rows (a join, a
+ * correlated sub-select) just match nothing, as in any SQL.
+ * A timestamp or timestamptz value bounds by its day, from outside (its
+ * condition is also a local filter).
  */
 static bool
 date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 {
+	bool		all_given = true;
 	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
 	for (lc = list_head(st->date_quals); lc != NULL; lc = lnext(st->date_quals, lc))
 	{
 		KisQualOp	op = lfirst_int(lc);
+		int			pos;
 		bool		isnull;
 		Oid			type;
+		Datum		value;
 		DateADT		d;
 		int			jd;
 
 		lc = lnext(st->date_quals, lc);
-		d = DatumGetDateADT(eval_key_expr(node, st, lfirst_int(lc), &isnull, &type));
+		pos = lfirst_int(lc);
+		lc = lnext(st->date_quals, lc);
+		all_given &= lfirst_int(lc);
+
+		value = eval_key_expr(node, st, pos, &isnull, &type);
 		if (isnull)
 			return false;
+		if (type == TIMESTAMPOID || type == TIMESTAMPTZOID)
+		{
+			d = DatumGetDateADT(DirectFunctionCall1(type == TIMESTAMPOID ? timestamp_date :
+													timestamptz_date, value));
+			if (op == KIS_OP_GT)
+				op = KIS_OP_GE;
+			else if (op == KIS_OP_LT)
+				op = KIS_OP_LE;
+		}
+		else
+			d = DatumGetDateADT(value);
 		if (DATE_NOT_FINITE(d))
 		{
 			/* -infinity as a lower bound, infinity as an upper: no bound */
@@ -609,6 +635,9 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 		}
 	}
 	if (range->has_from && range->has_to && range->from > range->to)
+	{
+		if (!all_given)
+			return false;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the date range of foreign table \"%s\" is empty: from %s to %s",
@@ -616,6 +645,7 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->from - POSTGRES_EPOCH_JDATE))),
 						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->to - POSTGRES_EPOCH_JDATE)))),
 				 errhint("Check the order of the bounds, e.g. date BETWEEN '2025-01-01' AND '2025-06-30'.")));
+	}
 	return true;
 }
 
@@ -690,10 +720,17 @@ start_run(ForeignScanState *node, KisScanState *st)
 	MemoryContextSwitchTo(old);
 }
 
-/* Drop the current run: its context's callback frees the handles */
+static void warn_skipped(KisScanState *st);
+
+/*
+ * Drop the current run: its context's callback frees the handles.  A run
+ * ended early (LIMIT, a semi-join's rescan) still reports what it skipped.
+ */
 static void
 end_run(KisScanState *st)
 {
+	if (st->skipped != NIL)
+		warn_skipped(st);
 	if (st->fetcher != NULL)
 		kis_fetch_end(st->fetcher);
 	if (st->run_cxt != NULL)
@@ -736,6 +773,8 @@ conversion_error_callback(void *arg)
 	KisConvContext *cc = (KisConvContext *) arg;
 	const char *subject = cc->row->key ? cc->row->key->symbol : "(account)";
 
+	if (cc->column == NULL)
+		return;
 	if (cc->column->source == KIS_COL_FIELD)
 		errcontext("column \"%s\" of foreign table \"%s\", KIS field \"%s\", symbol \"%s\"",
 				   cc->column->name, RelationGetRelationName(cc->rel),
@@ -787,6 +826,7 @@ store_row(KisScanState *st, TupleTableSlot *slot, const KisRow *row,
 
 	cc.rel = st->rel;
 	cc.row = row;
+	cc.column = NULL;
 	errcb.callback = conversion_error_callback;
 	errcb.arg = &cc;
 	errcb.previous = error_context_stack;
@@ -795,9 +835,10 @@ store_row(KisScanState *st, TupleTableSlot *slot, const KisRow *row,
 	for (int i = 0; i < st->ncolumns; i++)
 	{
 		const KisColumn *col = &st->columns[i];
-		char	   *text = column_text(col, row, c);
+		char	   *text;
 
-		cc.column = col;
+		cc.column = col;		/* before anything that can fail */
+		text = column_text(col, row, c);
 		slot->tts_isnull[i] = (text == NULL);
 		slot->tts_values[i] = text == NULL ? (Datum) 0 :
 			InputFunctionCall((FmgrInfo *) &col->input, text, col->ioparam, col->typmod);
@@ -975,7 +1016,7 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							ep->paging == KIS_PAGING_DATE ? "by date, 100 rows per request" :
 							"by continuation key", es);
 	if (st->date_quals != NIL)
-		ExplainPropertyInteger("KIS Date Conditions", NULL, list_length(st->date_quals) / 2, es);
+		ExplainPropertyInteger("KIS Date Conditions", NULL, list_length(st->date_quals) / 3, es);
 
 	if (es->analyze)
 	{

@@ -65,6 +65,29 @@ SELECT date, close FROM domestic_daily WHERE symbol = '005930' AND date = '2025-
 SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date > '2025-12-24';
 SELECT * FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN '2025-02-01' AND '2025-01-01';
 SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2031-01-01';
+-- comparisons with a timestamp or timestamptz bound the range by their day
+-- (and stay local filters): the same rows as the date comparison
+SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2024-01-01';
+SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2024-01-01'::timestamp;
+SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND '2024-01-01 12:00'::timestamptz <= date
+  AND date < '2024-02-01'::timestamp;
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date > '2025-12-30'::timestamptz - interval '1 month';
+-- bounds given as parameters are checked like constants (custom and generic plans)
+PREPARE bars(date, date) AS
+  SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN $1 AND $2;
+EXECUTE bars('2025-02-01', '2025-01-01');
+EXECUTE bars('2025-01-01', '2025-01-31');
+SET plan_cache_mode = force_generic_plan;
+EXECUTE bars('2025-02-01', '2025-01-01');
+RESET plan_cache_mode;
+DEALLOCATE bars;
+-- bounds that come from other rows and cross match nothing, as in any SQL
+CREATE TEMP TABLE windows (d1 date, d2 date);
+INSERT INTO windows VALUES ('2025-01-01', '2025-01-31'), ('2025-02-01', '2025-01-01');
+SELECT d1, d2, (SELECT count(*) FROM domestic_daily d
+                WHERE d.symbol = '005930' AND d.date >= w.d1 AND d.date <= w.d2) AS bars
+FROM windows w ORDER BY d1;
 -- weekly bars, and original (unadjusted) prices
 CREATE FOREIGN TABLE daily_weekly (symbol text, date date, close numeric)
   SERVER kis OPTIONS (endpoint 'domestic_daily', period 'W');
@@ -91,6 +114,9 @@ SELECT * FROM overseas_yearly WHERE symbol = 'AAPL';
 SELECT symbol, ask1, ask10, bid1, bid10, ask_qty1 > 0 AS has_qty,
        total_ask_qty > 0 AS has_total, expected_price, price
 FROM domestic_orderbook WHERE symbol = '005930';
+
+-- a symbol KIS does not know has no order book: not a row of zeros
+SELECT symbol, ask1, bid1 FROM domestic_orderbook WHERE symbol = '991234';
 
 -- domestic_holdings: needs the mapping's account; pages of 50 until tr_cont says last
 SELECT count(*) FROM domestic_holdings;

@@ -26,6 +26,14 @@ CREATE SERVER bad10 FOREIGN DATA WRAPPER kis_fdw OPTIONS (max_retries '-1');
 CREATE SERVER bad11 FOREIGN DATA WRAPPER kis_fdw OPTIONS (on_error 'ignore');
 CREATE SERVER bad12 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'ftp://example.com');
 CREATE SERVER bad13 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://openapi.koreainvestment.com:9443');
+-- the loopback check parses the URL: no user part, no host that only looks local
+CREATE SERVER bad14 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://127.0.0.1@example.com/');
+CREATE SERVER bad15 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://127.example.com:9443');
+CREATE SERVER bad16 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://localhost.example.com');
+CREATE SERVER ok2 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://localhost:8080');
+CREATE SERVER ok3 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://[::1]:8080/');
+DROP SERVER ok2;
+DROP SERVER ok3;
 CREATE SERVER ok1 FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'virtual', base_url 'http://127.0.0.1:1', rate_limit '1.5',
            max_concurrency '64', timeout_ms '600000', connect_timeout_ms '100',

@@ -145,22 +145,40 @@ kis_token_invalidate(KisKeySlot *slot, uint64 generation)
 	SpinLockRelease(&slot->mutex);
 }
 
-/* The JSON body of POST /oauth2/tokenP, in the current memory context */
+/* A JSON string literal; the key and secret are printable ASCII in practice */
+static void
+append_json_string(StringInfo buf, const char *value)
+{
+	appendStringInfoChar(buf, '"');
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfo(buf, "\\%c", *p);
+		else if (*p < 0x20)
+			appendStringInfo(buf, "\\u%04x", *p);
+		else
+			appendStringInfoChar(buf, (char) *p);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * The JSON body of POST /oauth2/tokenP, in the current memory context.
+ * Built here rather than by jansson so that no copy of the secret is left
+ * behind in buffers we cannot wipe; the caller wipes this one.
+ */
 char *
 kis_token_request_body(const KisConfig *config)
 {
-	json_t	   *req = json_pack("{s:s, s:s, s:s}",
-								"grant_type", "client_credentials",
-								"appkey", config->app_key,
-								"appsecret", config->app_secret);
-	char	   *body;
+	StringInfoData buf;
 
-	if (req == NULL)
-		elog(ERROR, "kis_fdw: could not build the token request");
-	body = json_dumps(req, JSON_COMPACT);
-	if (body == NULL)
-		elog(ERROR, "kis_fdw: could not build the token request");
-	return body;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"grant_type\":\"client_credentials\",\"appkey\":");
+	append_json_string(&buf, config->app_key);
+	appendStringInfoString(&buf, ",\"appsecret\":");
+	append_json_string(&buf, config->app_secret);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
 }
 
 /*

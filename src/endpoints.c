@@ -314,6 +314,7 @@ const KisEndpoint kis_endpoints[] = {
 		.symbol_kind = KIS_SYMBOL_DOMESTIC,
 		.has_market = true,
 		.batch_size = 1,
+		.notfound_field = "stck_prpr",	/* in output2; askp1 is 0 at limit-up */
 		.columns = domestic_orderbook_columns,
 	},
 	{

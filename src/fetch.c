@@ -113,6 +113,9 @@ struct KisFetcher
 	bool		token_inflight; /* we hold the key's issuing claim */
 	int			token_failures;
 	int			tokens_issued;	/* by this fetcher */
+	ErrorData  *fatal;			/* an error for this scan, raised by its own
+								 * kis_fetch_next (another scan's wait loop
+								 * may have completed our request) */
 
 	bool		orderly;		/* kis_fetch_end ran */
 	bool		released;
@@ -442,6 +445,8 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/* releasing a transfer that is still resolving must not wait for DNS */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 	/* validated: plain http only to a loopback test server */
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -510,6 +515,40 @@ backoff_us(int attempts)
 
 	ms = Min(ms, KIS_BACKOFF_CAP_MS);
 	return (int64) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)) * 1000.0);
+}
+
+/*
+ * Keep an error that ends this fetcher's scan, to be raised by the scan's
+ * own kis_fetch_next: the request may have been completed while another
+ * scan (another cursor, say) was waiting.  The first error wins.
+ */
+static void
+fail_fetcher(KisFetcher *f, int sqlerrcode, const char *msg, const char *detail,
+			 const char *hint)
+{
+	MemoryContext old;
+
+	if (f->fatal != NULL)
+		return;
+	old = MemoryContextSwitchTo(f->cxt);
+	f->fatal = palloc0(sizeof(ErrorData));
+	f->fatal->elevel = ERROR;
+	f->fatal->sqlerrcode = sqlerrcode;
+	f->fatal->message = pstrdup(msg);
+	f->fatal->detail = detail ? pstrdup(detail) : NULL;
+	f->fatal->hint = hint ? pstrdup(hint) : NULL;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+raise_fatal(KisFetcher *f)
+{
+	if (f->fatal != NULL)
+		ereport(ERROR,
+				(errcode(f->fatal->sqlerrcode),
+				 errmsg_internal("%s", f->fatal->message),
+				 f->fatal->detail ? errdetail_internal("%s", f->fatal->detail) : 0,
+				 f->fatal->hint ? errhint("%s", f->fatal->hint) : 0));
 }
 
 /*
@@ -589,13 +628,13 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	if (rc != CURLE_OK)
 	{
 		kis_token_release_claim(f->slot);
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not reach KIS to obtain an access token"),
-				 errdetail("%s (%s)", curl_error_text(req, rc), f->config->base_url),
-				 curl_error_is_tls_trust(rc) ?
-				 errhint("The server's certificate was not trusted; check the server's ca_file option.") :
-				 errhint("Check the server's base_url option and the network.")));
+		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+					 "could not reach KIS to obtain an access token",
+					 psprintf("%s (%s)", curl_error_text(req, rc), f->config->base_url),
+					 curl_error_is_tls_trust(rc) ?
+					 "The server's certificate was not trusted; check the server's ca_file option." :
+					 "Check the server's base_url option and the network.");
+		return;
 	}
 
 	res = kis_token_accept(f->slot, f->creds, status, req->body ? req->body : "",
@@ -605,10 +644,10 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	{
 		f->token_failures = 0;
 		if (++f->tokens_issued > KIS_MAX_TOKENS_PER_SCAN)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("KIS rejected %d access tokens in one scan", KIS_MAX_TOKENS_PER_SCAN),
-					 errhint("Check this machine's clock, and whether another client keeps revoking the app key's tokens.")));
+			fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+						 psprintf("KIS rejected %d access tokens in one scan", KIS_MAX_TOKENS_PER_SCAN),
+						 NULL,
+						 "Check this machine's clock, and whether another client keeps revoking the app key's tokens.");
 		f->stats->tokens_issued++;
 		return;
 	}
@@ -616,13 +655,11 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		return;					/* pump asks again once the interval allows */
 
 	kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-	ereport(ERROR,
-			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-			 errmsg("KIS did not issue an access token"),
-			 errdetail("%s", detail),
-			 res == KIS_TOKEN_RETRY ?
-			 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
-			 errhint("Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.")));
+	fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+				 "KIS did not issue an access token", detail,
+				 res == KIS_TOKEN_RETRY ?
+				 "KIS issues one token per minute per app key; another client may be using this key. Try again in a minute." :
+				 "Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.");
 }
 
 static void
@@ -635,11 +672,13 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 
 	f->ndata_inflight--;
 	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not verify the TLS certificate of the KIS server"),
-				 errdetail("%s", curl_error_text(req, rc)),
-				 errhint("Check the server's ca_file and base_url options.")));
+	{
+		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+					 "could not verify the TLS certificate of the KIS server",
+					 curl_error_text(req, rc),
+					 "Check the server's ca_file and base_url options.");
+		return;
+	}
 
 	kis_slot_count(f->slot, KIS_CTR_BYTES, req->body_len);
 	rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response", ALLOCSET_SMALL_SIZES);
@@ -683,10 +722,12 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		case KIS_OUTCOME_TOKEN:
 			/* replace the token once for everyone; resend without charge */
 			if (++req->token_rejections > 1)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("KIS rejected a newly issued access token"),
-						 errdetail("%s", kis_response_summary(&resp))));
+			{
+				fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+							 "KIS rejected a newly issued access token",
+							 kis_response_summary(&resp), NULL);
+				break;
+			}
 			MemoryContextDelete(rcxt);
 			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
 			kis_token_invalidate(f->slot, req->token_generation);
@@ -695,11 +736,10 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			break;
 		case KIS_OUTCOME_FATAL:
 			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("KIS refused the request"),
-					 errdetail("%s", kis_response_summary(&resp)),
-					 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).")));
+			fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+						 "KIS refused the request", kis_response_summary(&resp),
+						 "Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).");
+			break;
 	}
 }
 
@@ -779,7 +819,7 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, req->not_before);
 	}
 
-	if (f->token_inflight || dlist_is_empty(&f->ready))
+	if (f->fatal != NULL || f->token_inflight || dlist_is_empty(&f->ready))
 		return wake;
 
 	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation, &token_wake))
@@ -803,7 +843,15 @@ pump(KisFetcher *f, TimestampTz now)
 	{
 		KisRequest *req;
 
-		/* one reservation at a time: a cancelled scan wastes one slot at most */
+		/*
+		 * One reservation at a time: a cancelled scan wastes one slot at
+		 * most.  A reservation left unused for longer than one interval (a
+		 * cursor that paused) is stale: sending on it now could come too
+		 * close to another session's send, so it is renewed.
+		 */
+		if (f->has_reservation && f->config->rate_limit > 0 &&
+			now - f->reserved_at > (int64) (USECS_PER_SEC / f->config->rate_limit))
+			f->has_reservation = false;
 		if (!f->has_reservation)
 		{
 			f->reserved_at = kis_limiter_reserve(f->slot, f->config->rate_limit, now);
@@ -979,6 +1027,7 @@ kis_fetch_next(KisFetcher *f)
 	{
 		TimestampTz wake;
 
+		raise_fatal(f);
 		if (!dlist_is_empty(&f->done))
 		{
 			/*

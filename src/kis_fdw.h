@@ -222,6 +222,7 @@ typedef struct KisKeyQual
 {
 	KisKeyColumn key;
 	KisQualOp	op;
+	bool		loose;			/* bounds from outside; stays a local filter too */
 	Expr	   *expr;			/* evaluated at scan start */
 	int			nconst;			/* values known at plan time, or -1 */
 } KisKeyQual;
@@ -235,6 +236,7 @@ extern bool kis_match_key_clause(struct RelOptInfo *baserel, struct RestrictInfo
 								 const AttrNumber *key_attnums, KisKeyQual *out);
 extern List *kis_symbol_join_clauses(struct PlannerInfo *root, struct RelOptInfo *baserel,
 									 AttrNumber symbol_attnum);
+extern bool kis_depends_on_rows(Node *expr);
 
 /* ----------------------------------------------------------------
  * shmem.c: one slot per app key, shared by all sessions when preloaded

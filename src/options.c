@@ -13,7 +13,10 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+
+#include <curl/curl.h>
 
 #include "access/reloptions.h"
 #include "catalog/pg_foreign_server.h"
@@ -180,22 +183,43 @@ account_is_valid(const char *s)
 }
 
 /*
- * Plain http:// only to this machine (a local test server): credentials
- * and tokens must not cross a network unencrypted.
+ * https:// to any host; plain http:// only to this machine (a local test
+ * server), so credentials and tokens never cross a network unencrypted.
+ * The URL is parsed by libcurl, as it will be used: a prefix test would
+ * take "http://127.0.0.1@elsewhere/" or "http://127.example.com/".
  */
 static bool
 url_is_acceptable(const char *url)
 {
-	const char *host;
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *user = NULL;
+	bool		ok = false;
 
-	if (strncmp(url, "https://", 8) == 0)
-		return url[8] != '\0';
-	if (strncmp(url, "http://", 7) != 0)
+	if (u == NULL)
 		return false;
-	host = url + 7;
-	return strncmp(host, "127.", 4) == 0 || strncmp(host, "[::1]", 5) == 0 ||
-		(strncmp(host, "localhost", 9) == 0 &&
-		 (host[9] == '\0' || host[9] == ':' || host[9] == '/'));
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER)
+	{
+		if (strcmp(scheme, "https") == 0)
+			ok = true;
+		else if (strcmp(scheme, "http") == 0)
+		{
+			struct in_addr addr;
+
+			ok = strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+				(inet_pton(AF_INET, host, &addr) == 1 &&
+				 (ntohl(addr.s_addr) >> 24) == 127);
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return ok;
 }
 
 static void
@@ -262,7 +286,7 @@ check_value(const KisOptionDef *opt, const char *value)
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
-						 errdetail("kis_fdw talks to KIS over https://; plain http:// is allowed only to a loopback address."),
+						 errdetail("kis_fdw talks to KIS over https://; plain http:// is allowed only to a loopback address, and a URL may not carry a user name."),
 						 errhint("Use an https:// URL such as %s.", KIS_REAL_URL)));
 			break;
 		case OPT_ACCOUNT:

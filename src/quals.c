@@ -82,30 +82,70 @@ is_text_equality(Oid opno)
 	return fn == F_TEXTEQ || fn == F_BPCHAREQ;
 }
 
-/* date-to-date comparisons; *op as seen with the column on the left */
+/*
+ * Date comparisons; *op as seen with the column on the left.  Comparisons
+ * with a timestamp or timestamptz (date >= now() - interval '1 year') are
+ * "loose": the value's day bounds the range from outside, and the condition
+ * also stays a local filter.
+ */
 static bool
-date_comparison(Oid opno, bool column_left, KisQualOp *op)
+date_comparison(Oid opno, bool column_left, KisQualOp *op, bool *loose)
 {
-	switch (get_opcode(opno))
+	static const struct
 	{
-		case F_DATE_EQ:
-			*op = KIS_OP_EQ;
-			return true;
-		case F_DATE_LT:
-			*op = column_left ? KIS_OP_LT : KIS_OP_GT;
-			return true;
-		case F_DATE_LE:
-			*op = column_left ? KIS_OP_LE : KIS_OP_GE;
-			return true;
-		case F_DATE_GT:
-			*op = column_left ? KIS_OP_GT : KIS_OP_LT;
-			return true;
-		case F_DATE_GE:
-			*op = column_left ? KIS_OP_GE : KIS_OP_LE;
-			return true;
-		default:
+		Oid			fn;
+		KisQualOp	op;			/* with the date column on the left */
+		bool		date_left;	/* the function's left argument is the date */
+		bool		loose;
+	}			ops[] = {
+		{F_DATE_EQ, KIS_OP_EQ, true, false},
+		{F_DATE_LT, KIS_OP_LT, true, false},
+		{F_DATE_LE, KIS_OP_LE, true, false},
+		{F_DATE_GT, KIS_OP_GT, true, false},
+		{F_DATE_GE, KIS_OP_GE, true, false},
+		{F_DATE_EQ_TIMESTAMP, KIS_OP_EQ, true, true},
+		{F_DATE_LT_TIMESTAMP, KIS_OP_LT, true, true},
+		{F_DATE_LE_TIMESTAMP, KIS_OP_LE, true, true},
+		{F_DATE_GT_TIMESTAMP, KIS_OP_GT, true, true},
+		{F_DATE_GE_TIMESTAMP, KIS_OP_GE, true, true},
+		{F_DATE_EQ_TIMESTAMPTZ, KIS_OP_EQ, true, true},
+		{F_DATE_LT_TIMESTAMPTZ, KIS_OP_LT, true, true},
+		{F_DATE_LE_TIMESTAMPTZ, KIS_OP_LE, true, true},
+		{F_DATE_GT_TIMESTAMPTZ, KIS_OP_GT, true, true},
+		{F_DATE_GE_TIMESTAMPTZ, KIS_OP_GE, true, true},
+		{F_TIMESTAMP_EQ_DATE, KIS_OP_EQ, false, true},
+		{F_TIMESTAMP_LT_DATE, KIS_OP_GT, false, true},
+		{F_TIMESTAMP_LE_DATE, KIS_OP_GE, false, true},
+		{F_TIMESTAMP_GT_DATE, KIS_OP_LT, false, true},
+		{F_TIMESTAMP_GE_DATE, KIS_OP_LE, false, true},
+		{F_TIMESTAMPTZ_EQ_DATE, KIS_OP_EQ, false, true},
+		{F_TIMESTAMPTZ_LT_DATE, KIS_OP_GT, false, true},
+		{F_TIMESTAMPTZ_LE_DATE, KIS_OP_GE, false, true},
+		{F_TIMESTAMPTZ_GT_DATE, KIS_OP_LT, false, true},
+		{F_TIMESTAMPTZ_GE_DATE, KIS_OP_LE, false, true},
+	};
+	static const KisQualOp flipped[] = {
+		[KIS_OP_EQ] = KIS_OP_EQ, [KIS_OP_IN] = KIS_OP_IN,
+		[KIS_OP_LT] = KIS_OP_GT, [KIS_OP_LE] = KIS_OP_GE,
+		[KIS_OP_GT] = KIS_OP_LT, [KIS_OP_GE] = KIS_OP_LE
+	};
+	RegProcedure fn = get_opcode(opno);
+
+	for (int i = 0; i < lengthof(ops); i++)
+	{
+		if (ops[i].fn != fn)
+			continue;
+		/* the date column must be the date argument */
+		if (ops[i].loose && ops[i].date_left != column_left)
 			return false;
+		if (ops[i].loose)
+			*op = ops[i].op;
+		else
+			*op = column_left ? ops[i].op : flipped[ops[i].op];
+		*loose = ops[i].loose;
+		return true;
 	}
+	return false;
 }
 
 /* Something the executor can compute before scanning this table */
@@ -164,6 +204,7 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 			Node	   *r = lsecond(((OpExpr *) clause)->args);
 			Node	   *value = NULL;
 			bool		column_left = false;
+			bool		loose = false;
 			KisQualOp	op = KIS_OP_EQ;
 
 			if (is_column(l, relid, attnum) && is_key_value(r, relid))
@@ -175,11 +216,12 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 				value = l;
 			if (value == NULL)
 				continue;
-			if (k == KIS_KEY_DATE ? !date_comparison(opno, column_left, &op) :
+			if (k == KIS_KEY_DATE ? !date_comparison(opno, column_left, &op, &loose) :
 				!is_text_equality(opno))
 				continue;
 			out->key = k;
 			out->op = op;
+			out->loose = loose;
 			out->expr = (Expr *) value;
 			out->nconst = 1;
 			return true;
@@ -195,6 +237,7 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 			{
 				out->key = k;
 				out->op = KIS_OP_IN;
+				out->loose = false;
 				out->expr = (Expr *) r;
 				out->nconst = count_values(r, true);
 				return true;
@@ -202,6 +245,27 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 		}
 	}
 	return false;
+}
+
+static bool
+depends_on_rows_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var) || (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXEC))
+		return true;
+	return expression_tree_walker(node, depends_on_rows_walker, context);
+}
+
+/*
+ * Does a key value come from other rows (a join's outer row, a correlated
+ * or InitPlan sub-select) rather than from the query's text or its
+ * parameters?
+ */
+bool
+kis_depends_on_rows(Node *expr)
+{
+	return depends_on_rows_walker(expr, NULL);
 }
 
 /* generate_implied_equalities_for_column callback: our symbol column? */

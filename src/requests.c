@@ -285,13 +285,13 @@ fail_all(KisCall *call, const char *problem)
  * is still a price.
  */
 static bool
-row_not_listed(const KisEndpoint *ep, json_t *row)
+row_not_listed(const KisEndpoint *ep, json_t *row, json_t *extra)
 {
 	char	   *v;
 
 	if (ep->notfound_field == NULL)
 		return false;
-	v = kis_row_field_text(row, NULL, ep->notfound_field);
+	v = kis_row_field_text(row, extra, ep->notfound_field);
 	return v == NULL || strcmp(v, "0") == 0;
 }
 
@@ -333,7 +333,7 @@ batched_rows(KisCall *call, json_t *member)
 		}
 		if (found == NULL)
 			rows = lappend(rows, row_for(key, NULL, NULL, "missing from the answer"));
-		else if (row_not_listed(ep, found))
+		else if (row_not_listed(ep, found, NULL))
 			rows = lappend(rows, row_for(key, NULL, NULL, KIS_NOT_LISTED));
 		else
 			rows = lappend(rows, row_for(key, found, NULL, NULL));
@@ -379,8 +379,9 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 			continue;
 		}
 		oldest = Min(oldest, jd);
+		/* after the page's end: a server that ignored it, or an earlier page's row */
 		if ((call->range.has_from && jd < call->range.from) ||
-			(call->range.has_to && jd > call->range.to))
+			(call->range.has_to && jd > call->range.to) || jd > call->page_to)
 			continue;
 		rows = lappend(rows, row_for(key, elem, extra, NULL));
 	}
@@ -452,7 +453,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	{
 		KisKey	   *key = linitial(call->keys);
 
-		rows = list_make1(row_not_listed(ep, member) ?
+		rows = list_make1(row_not_listed(ep, member, extra) ?
 						  row_for(key, NULL, NULL, KIS_NOT_LISTED) :
 						  row_for(key, member, extra, NULL));
 	}

@@ -762,6 +762,33 @@ def test_readme_tables_in_sync():
           "psql -X -q -f scripts/endpoint-tables.sql")
 
 
+def test_encoding_error_names_column():
+    """A value the database encoding cannot hold (a Korean name in a LATIN1
+    database) is an error naming the column, not a crash."""
+    run("DROP DATABASE IF EXISTS kis_latin1", db="postgres")
+    _, err, rc = run("CREATE DATABASE kis_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                     "TEMPLATE template0", db="postgres")
+    check(rc == 0, f"CREATE DATABASE: {err}")
+    try:
+        for sql in ("CREATE EXTENSION kis_fdw",
+                    f"CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw "
+                    f"OPTIONS (base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
+                    f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+                    "CREATE FOREIGN TABLE m (name text, symbol text, market text) "
+                    "SERVER kis OPTIONS (endpoint 'domestic_multi_price')"):
+            _, err, rc = run(sql, db="kis_latin1")
+            check(rc == 0, f"{sql}: {err}")
+        sym = symbols(1)[0]
+        _, err, rc = run(f"SELECT * FROM m WHERE symbol = '{sym}'", db="kis_latin1")
+        check(rc != 0 and 'column "name"' in err and "terminated" not in err,
+              f"expected an error naming column name: {err}")
+        rows, err, rc = run(f"SELECT symbol, market FROM m WHERE symbol = '{sym}'", db="kis_latin1")
+        check(rc == 0 and rows == [[sym, "J"]], f"the columns that fit still read: {rows} {err}")
+    finally:
+        run("DROP DATABASE IF EXISTS kis_latin1", db="postgres")
+
+
 def test_keepalive_reuse():
     set_server(max_concurrency="4")
     first, second = symbols(20), symbols(20)
@@ -812,7 +839,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_streaming,
          test_cancel_frees_descriptors, test_terminate, test_mv_refresh_with_pg_cron,
-         test_keepalive_reuse, test_readme_tables_in_sync,
+         test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
          test_bad_tls_trust, test_no_secret_in_log]
 
 
