@@ -127,6 +127,8 @@ typedef struct KisSocket
 {
 	curl_socket_t fd;
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+	int			pos;			/* its event's position in the wait set, or -1 */
+	bool		dirty;			/* "what" changed since the set was built */
 } KisSocket;
 
 /* The backend's transport; see the file header */
@@ -135,7 +137,10 @@ static struct
 	CURLM	   *multi;
 	KisSocket	sockets[KIS_MAX_SOCKETS];
 	int			nsockets;
-	bool		sockets_changed;
+	bool		sockets_changed;	/* a socket came or went: rebuild the set */
+	bool		events_dirty;	/* only interests changed: ModifyWaitEvent */
+	CURL	   *easy_pool[KIS_MAX_SOCKETS];	/* reset handles, reused */
+	int			neasy;
 	bool		socket_overflow;
 	TimestampTz timer_deadline; /* -1: no timer */
 	WaitEventSet *wes;
@@ -163,11 +168,22 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 			transport.sockets[i] = transport.sockets[--transport.nsockets];
 	}
 	else if (i < transport.nsockets)
+	{
+		/* curl changes interest at every request: modify, don't rebuild */
 		transport.sockets[i].what = what;
+		if (transport.sockets[i].pos >= 0 && (what & CURL_POLL_INOUT) != 0)
+		{
+			transport.sockets[i].dirty = true;
+			transport.events_dirty = true;
+			return 0;
+		}
+	}
 	else if (transport.nsockets < KIS_MAX_SOCKETS)
 	{
 		transport.sockets[i].fd = fd;
 		transport.sockets[i].what = what;
+		transport.sockets[i].pos = -1;
+		transport.sockets[i].dirty = false;
 		transport.nsockets++;
 	}
 	else
@@ -312,11 +328,27 @@ transport_teardown(void)
 		FreeWaitEventSet(transport.wes);
 		transport.wes = NULL;
 	}
+	while (transport.neasy > 0)
+		curl_easy_cleanup(transport.easy_pool[--transport.neasy]);
 	transport.nsockets = 0;
 	transport.timer_deadline = -1;
 	transport.sockets_changed = true;
+	transport.events_dirty = false;
 	transport.socket_overflow = false;
 	transport.drop_pool = false;
+}
+
+/* WaitEventSet events for curl's CURL_POLL_* interest */
+static int
+socket_events(int what)
+{
+	int			events = 0;
+
+	if (what & CURL_POLL_IN)
+		events |= WL_SOCKET_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= WL_SOCKET_WRITEABLE;
+	return events;
 }
 
 static void
@@ -332,16 +364,35 @@ transport_rebuild_wait_set(void)
 	AddWaitEventToSet(transport.wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < transport.nsockets; i++)
 	{
-		int			events = 0;
+		int			events = socket_events(transport.sockets[i].what);
 
-		if (transport.sockets[i].what & CURL_POLL_IN)
-			events |= WL_SOCKET_READABLE;
-		if (transport.sockets[i].what & CURL_POLL_OUT)
-			events |= WL_SOCKET_WRITEABLE;
-		if (events != 0)
+		transport.sockets[i].pos = events == 0 ? -1 :
 			AddWaitEventToSet(transport.wes, events, transport.sockets[i].fd, NULL, NULL);
+		transport.sockets[i].dirty = false;
 	}
 	transport.sockets_changed = false;
+	transport.events_dirty = false;
+}
+
+/* Bring the wait set up to date: rebuilt if sockets came or went, else modified */
+static void
+transport_update_wait_set(void)
+{
+	if (transport.sockets_changed || transport.wes == NULL)
+		transport_rebuild_wait_set();
+	else if (transport.events_dirty)
+	{
+		for (int i = 0; i < transport.nsockets; i++)
+		{
+			if (transport.sockets[i].dirty)
+			{
+				ModifyWaitEvent(transport.wes, transport.sockets[i].pos,
+								socket_events(transport.sockets[i].what), NULL);
+				transport.sockets[i].dirty = false;
+			}
+		}
+		transport.events_dirty = false;
+	}
 }
 
 /* Tell curl about one socket event or its timer; never throws */
@@ -366,7 +417,14 @@ release_request(KisRequest *req)
 	{
 		if (transport.multi != NULL)
 			curl_multi_remove_handle(transport.multi, req->easy);
-		curl_easy_cleanup(req->easy);
+		/* keep it for the next request (a new handle costs a few µs) */
+		if (transport.neasy < KIS_MAX_SOCKETS)
+		{
+			curl_easy_reset(req->easy);
+			transport.easy_pool[transport.neasy++] = req->easy;
+		}
+		else
+			curl_easy_cleanup(req->easy);
 		req->easy = NULL;
 	}
 	if (req->headers != NULL)
@@ -436,7 +494,8 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->attempts++;
 	req->started_at = GetCurrentTimestamp();
 
-	req->easy = easy = curl_easy_init();
+	req->easy = easy = transport.neasy > 0 ?
+		transport.easy_pool[--transport.neasy] : curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -893,8 +952,7 @@ wait_and_work(TimestampTz wake)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many KIS connections open in this session (more than %d)",
 						KIS_MAX_SOCKETS)));
-	if (transport.sockets_changed || transport.wes == NULL)
-		transport_rebuild_wait_set();
+	transport_update_wait_set();
 
 	n = WaitEventSetWait(transport.wes, timeout, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
