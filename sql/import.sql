@@ -23,6 +23,12 @@ SELECT relname FROM pg_class WHERE relnamespace = 'kis_some'::regnamespace ORDER
 -- there is one remote schema
 IMPORT FOREIGN SCHEMA public FROM SERVER kis INTO kis_some;
 
+-- comments from the catalogue, so \d+ explains tables and columns
+SELECT kis_fdw_comment('kis_all');
+SELECT obj_description('kis_all.domestic_daily'::regclass, 'pg_class');
+SELECT a.attname, col_description(a.attrelid, a.attnum)
+FROM pg_attribute a WHERE a.attrelid = 'kis_all.domestic_daily'::regclass AND a.attnum > 0
+ORDER BY a.attnum;
 -- the imported tables work as they are
 SELECT symbol, market, price FROM kis_all.domestic_price WHERE symbol = '005930';
 DROP SCHEMA kis_some CASCADE;

@@ -667,6 +667,27 @@ def test_cancel_frees_descriptors():
         _fd_check_after_abort(s, pid, baseline, "pg_cancel_backend")
 
 
+def test_cancel_while_waiting_for_token():
+    """A scan waiting to be allowed a token (EGW00133, one issuance a minute)
+    is cancelled at once and leaves no descriptor behind."""
+    reset_mock(forget_tokens=True)
+    mock("/__mock/faults", {"faults": [{"kind": "egw00133", "symbol": "*", "times": -1}]})
+    with Session() as s:
+        pid = s.pid()
+        must(s.query("EXPLAIN SELECT * FROM kis_prices WHERE symbol = '005930'"), "warm-up")
+        baseline = backend_fds(pid)
+        must(s.query("SET kis_fdw.token_issue_interval = 30"), "interval")
+        _, err = s.query("SET statement_timeout = '1s'; "
+                         f"SELECT symbol, price FROM kis_prices WHERE symbol = '{symbols(1)[0]}'")
+        check("canceling statement due to statement timeout" in err, f"not cancelled: {err}")
+        check(stats()["faults_injected"].get("egw00133", 0) >= 1, "the scan never asked for a token")
+        check(backend_fds(pid) == baseline, f"fds {backend_fds(pid)} after the cancel, baseline {baseline}")
+        mock("/__mock/reset", {})
+        rows = must(s.query("RESET statement_timeout; RESET kis_fdw.token_issue_interval; "
+                            "SELECT symbol, price FROM kis_prices WHERE symbol = '005930'"), "after")
+        check(rows == [["005930", str(price("005930"))]], f"next query: {rows}")
+
+
 def test_terminate():
     mock_config(latency_ms=100)
     a_syms, b_syms = symbols(3, "96"), symbols(12)
@@ -838,7 +859,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_streaming,
-         test_cancel_frees_descriptors, test_terminate, test_mv_refresh_with_pg_cron,
+         test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
+         test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
          test_bad_tls_trust, test_no_secret_in_log]
 
