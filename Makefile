@@ -30,8 +30,16 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 SHLIB_LINK = -lcurl -ljansson -lcrypto
 
 PG_CONFIG ?= pg_config
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
 include $(PGXS)
+else
+# a fresh machine: no PostgreSQL headers yet; the demo and test scripts install them
+all:
+	@echo "pg_config not found: run 'make test' or 'make demo' (they install what is missing)," >&2
+	@echo "or: sudo apt-get install postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev libssl-dev" >&2
+	@exit 1
+endif
 
 # every object depends on the shared header (PGXS tracks no header dependencies)
 $(OBJS): src/kis_fdw.h
