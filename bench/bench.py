@@ -37,28 +37,25 @@ scenario is sampled with perf: OUT/profile-overhead*.txt.
 
 import collections
 import datetime
-import functools
 import hashlib
 import json
 import math
 import os
 import platform
-import queue
 import shutil
-import ssl
 import statistics
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test"))
+from kistest import PSQL, PsqlPipe, mock  # noqa: E402  (the shared test helpers)
 
 MOCK_URL = os.environ.get("KIS_MOCK_URL", "")   # all set by bench/run.sh (not needed
 MOCK_CA = os.environ.get("KIS_MOCK_CA")          # for --replot)
 MOCK_PID = int(os.environ.get("KIS_MOCK_PID", "0"))
 PGHOST = os.environ.get("PGHOST") or os.environ.get("KIS_PGHOST")
 PGPORT = os.environ.get("PGPORT") or os.environ.get("KIS_PGPORT")
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "out")  # set by main()
 DB = "kis_bench"
@@ -69,20 +66,6 @@ WAIT = 120  # seconds before a hung psql is given up (a safety net)
 
 
 # --------------------------------------------------------------------------- mock
-
-@functools.lru_cache(maxsize=None)
-def mock_tls():
-    return ssl.create_default_context(cafile=MOCK_CA)
-
-
-def mock(path, body=None):
-    """GET (body None) or POST a JSON body to the mock's control API."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(MOCK_URL + path, data=data,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, context=mock_tls(), timeout=30) as resp:
-        return json.loads(resp.read())
-
 
 def mock_stats(timeline=False):
     return mock("/__mock/stats" + ("?timeline=1" if timeline else ""))
@@ -166,63 +149,25 @@ def explain(select, db=DB):
     return parse_explain("\n".join(psql(explain_cmd(select), db)))
 
 
-class Session:
+class Session(PsqlPipe):
     """One long-lived psql (one backend) fed through a pipe; lines are time-stamped."""
 
-    _markers = 0
-
     def __init__(self, db=DB):
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0",
-             "-h", PGHOST, "-p", PGPORT, "-U", "postgres", "-d", db],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1)
-        self.out, self.err = queue.Queue(), queue.Queue()
-        for stream, q in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._reader, args=(stream, q), daemon=True).start()
+        super().__init__(db, wait=WAIT)
         self.pid = int(self.query("SELECT pg_backend_pid()")[0][0][1])
-
-    @staticmethod
-    def _reader(stream, q):
-        for line in stream:
-            q.put((time.perf_counter(), line.rstrip("\n")))
-        q.put((time.perf_counter(), None))
-
-    def send(self, sql):
-        """Start sql; returns the marker that ends its output on both streams."""
-        Session._markers += 1
-        marker = f"@@bench-{Session._markers}@@"
-        self.proc.stdin.write(f"{sql.strip().rstrip(';')};\n\\echo {marker}\n\\warn {marker}\n")
-        self.proc.stdin.flush()
-        return marker
-
-    @staticmethod
-    def collect(q, marker):
-        """[(time, line)] up to the marker."""
-        lines = []
-        while True:
-            t, line = q.get(timeout=WAIT)
-            if line is None:
-                raise RuntimeError(f"psql exited; so far {lines[-5:]}")
-            if line == marker:
-                return lines
-            lines.append((t, line))
 
     def finish(self, marker):
         """(stdout lines, stderr lines) of a sent statement, each as (time, text)."""
-        return self.collect(self.out, marker), self.collect(self.err, marker)
+        results = []
+        for q in (self.out, self.err):
+            lines, eof = self.collect(q, marker)
+            if eof:
+                raise RuntimeError(f"psql exited; so far {lines[-5:]}")
+            results.append(lines)
+        return tuple(results)
 
     def query(self, sql):
         return self.finish(self.send(sql))
-
-    def close(self):
-        try:
-            self.proc.stdin.write("\\q\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
 
 
 # --------------------------------------------------------------------------- setup

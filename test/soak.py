@@ -41,17 +41,12 @@ postgres-owned backend).  Python 3 standard library only.
 """
 
 import datetime
-import hashlib
-import json
 import os
-import queue
-import shutil
-import ssl
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
+
+from kistest import PSQL, PsqlPipe, mock, mock_price
 
 MOCK_URL = os.environ["KIS_MOCK_URL"]
 MOCK_CA = os.environ["KIS_MOCK_CA"]
@@ -59,7 +54,6 @@ WORK = os.environ.get("KIS_WORK", "/tmp")
 PGHOST = os.environ.get("PGHOST") or os.environ["KIS_PGHOST"]
 PGPORT = os.environ.get("PGPORT") or os.environ["KIS_PGPORT"]
 PGUSER = os.environ.get("PGUSER", "postgres")
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
 DB = "kis_soak"
 APP_KEY = "PSsoakKey7d2e91c4a6b8f03e5d1c"
 APP_SECRET = "soak-secret-58a1c3e9d7b2f640"
@@ -80,23 +74,11 @@ CXT_SLACK_BYTES = 256 * 1024  # the same for the backend's memory contexts ...
 CXT_SLACK_RATIO = 0.05        # ... which palloc leaks show at kB precision
 FD_SLACK = 2             # connection pool churn
 FAULTS = ("http500", "drop", "truncate", "garbage", "egw00001", "egw00002")
-_SSL = ssl.create_default_context(cafile=MOCK_CA)
 
 
 # --------------------------------------------------------------------------- mock
 
-def mock(path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(MOCK_URL + path, data=data,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, context=_SSL, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def price(symbol, market="J"):
-    """stck_prpr (and inter2_prpr) from the mock's formula (test/mock_kis.py docstring)."""
-    h0 = int(hashlib.sha256(symbol.encode()).hexdigest()[0:8], 16)
-    return (1000 + h0 % 99000) // 10 * 10 + {"J": 0, "NX": 10, "UN": 5}[market]
+price = mock_price
 
 
 # --------------------------------------------------------------------------- psql
@@ -108,58 +90,23 @@ def run(sql, db=DB):
     return p.stdout, p.stderr, p.returncode
 
 
-class Session:
+class Session(PsqlPipe):
     """One long-lived psql (one backend) fed batches of statements through a pipe."""
 
     def __init__(self):
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0",
-             "-h", PGHOST, "-p", PGPORT, "-U", PGUSER, "-d", DB],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1)
-        self.out, self.err = queue.Queue(), queue.Queue()
-        for stream, q in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._reader, args=(stream, q), daemon=True).start()
-        self.count = 0
-
-    @staticmethod
-    def _reader(stream, q):
-        for line in stream:
-            q.put(line.rstrip("\n"))
-        q.put(None)
-
-    @staticmethod
-    def _until(q, marker):
-        lines = []
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                line = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise RuntimeError(f"psql gave no answer within {WAIT}s; last lines {lines[-5:]}")
-            if line is None:
-                raise RuntimeError(f"psql exited; last lines {lines[-5:]}")
-            if line == marker:
-                return lines
-            lines.append(line)
+        super().__init__(DB, wait=WAIT)
 
     def batch(self, statements):
         """Run the statements; return (stdout lines, stderr lines)."""
-        self.count += 1
-        marker = f"@@soak-{self.count}@@"
-        text = "\n".join(s if s.startswith("\\") or s.endswith(";") else s + ";"
-                         for s in statements)
-        self.proc.stdin.write(f"{text}\n\\echo {marker}\n\\warn {marker}\n")
-        self.proc.stdin.flush()
-        return self._until(self.out, marker), self._until(self.err, marker)
-
-    def close(self):
-        try:
-            self.proc.stdin.write("\\q\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
+        marker = self.send("\n".join(s if s.startswith("\\") or s.endswith(";") else s + ";"
+                                      for s in statements))
+        results = []
+        for q in (self.out, self.err):
+            lines, eof = self.collect(q, marker)
+            if eof:
+                raise RuntimeError(f"psql exited; last lines {[l for _, l in lines[-5:]]}")
+            results.append([line for _, line in lines])
+        return tuple(results)
 
 
 def backend_sample(pid):

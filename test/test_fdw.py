@@ -17,26 +17,22 @@ exits 1 if any test failed.  Run as root (reads /proc/<backend>/fd and the
 server log).
 """
 
-import hashlib
-import json
 import os
-import queue
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import urllib.request
+
+from kistest import PSQL, PsqlPipe, mock, mock_price
 
 MOCK_URL = os.environ["KIS_MOCK_URL"]
 MOCK_CA = os.environ["KIS_MOCK_CA"]
 WORK = os.environ["KIS_WORK"]
 PGHOST = os.environ.get("PGHOST") or os.environ["KIS_PGHOST"]
 PGPORT = os.environ.get("PGPORT") or os.environ["KIS_PGPORT"]
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
 DB = "kis_behaviour"
 APP_KEY = "PSbehaviourKey4f1c9e7a2b6d8305aa"
 APP_SECRET = "behaviour-secret-93d1e0c7b5a24f68"
@@ -45,19 +41,9 @@ SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3"
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
-_SSL = ssl.create_default_context(cafile=MOCK_CA)
 
 
 # --------------------------------------------------------------------------- mock
-
-def mock(path, body=None):
-    """GET (body None) or POST a JSON body to the mock's control API."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(MOCK_URL + path, data=data,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, context=_SSL, timeout=10) as resp:
-        return json.loads(resp.read())
-
 
 def stats():
     return mock("/__mock/stats")
@@ -84,10 +70,7 @@ def reset_mock(forget_tokens=False):
     mock("/__mock/reset", {"tokens": forget_tokens})
 
 
-def price(symbol, market="J"):
-    """stck_prpr from the mock's formula (test/mock_kis.py docstring)."""
-    h0 = int(hashlib.sha256(symbol.encode()).hexdigest()[0:8], 16)
-    return (1000 + h0 % 99000) // 10 * 10 + {"J": 0, "NX": 10, "UN": 5}[market]
+price = mock_price
 
 
 _next_symbol = [100000]
@@ -140,59 +123,23 @@ def run(sql, db=DB):
     return rows, p.stderr, p.returncode
 
 
-class Session:
+class Session(PsqlPipe):
     """One long-lived psql, hence one backend, fed statements through a pipe."""
 
-    _count = 0
-
     def __init__(self, db=DB):
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-P", "null=<null>",
-             "-h", PGHOST, "-p", PGPORT, "-U", "postgres", "-d", db],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1)
-        self.out, self.err = queue.Queue(), queue.Queue()
-        for stream, q in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._reader, args=(stream, q), daemon=True).start()
+        super().__init__(db, extra_args=("-P", "null=<null>"), wait=WAIT)
         self._pid = None
-
-    @staticmethod
-    def _reader(stream, q):
-        for line in stream:
-            q.put(line.rstrip("\n"))
-        q.put(None)  # EOF: psql exited
-
-    @staticmethod
-    def _until(q, marker):
-        lines = []
-        while True:
-            try:
-                line = q.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"psql gave no answer within {WAIT}s; so far {lines}")
-            if line is None:
-                q.put(None)  # stay at EOF for later callers
-                return lines, False
-            if line == marker:
-                return lines, True
-            lines.append(line)
 
     def query(self, sql):
         """Run sql; return (rows as lists of str, stderr text).  self.alive says
         whether psql is still there afterwards."""
-        Session._count += 1
-        marker = f"@@kis-marker-{Session._count}@@"
-        sql = sql.strip()
-        if not sql.startswith("\\") and not sql.endswith(";"):
-            sql += ";"
+        marker = self.send(sql)
         try:
-            self.proc.stdin.write(f"{sql}\n\\echo {marker}\n\\warn {marker}\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        out, _ = self._until(self.out, marker)
-        err, _ = self._until(self.err, marker)
-        return [line.split("|") for line in out if line], "\n".join(err)
+            out, _ = self.collect(self.out, marker)
+            err, _ = self.collect(self.err, marker)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc))
+        return [line.split("|") for _, line in out if line], "\n".join(line for _, line in err)
 
     def background(self, sql):
         """Start query(sql) in a thread; .join() then .result is (rows, stderr)."""
@@ -201,27 +148,10 @@ class Session:
         t.start()
         return t
 
-    @property
-    def alive(self):
-        return self.proc.poll() is None
-
     def pid(self):
         if self._pid is None:
             self._pid = int(self.query("SELECT pg_backend_pid()")[0][0][0])
         return self._pid
-
-    def close(self):
-        if self.alive:
-            try:
-                self.proc.stdin.write("\\q\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
     def __enter__(self):
         return self
