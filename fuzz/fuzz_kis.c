@@ -555,12 +555,7 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	int			nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 64);
 
 	memset(creds, 0xA5, sizeof(creds));
-	SpinLockInit(&slot->mutex);
-	pg_atomic_init_u64(&slot->tat, 0);
-	pg_atomic_init_u32(&slot->issuing_pid, 0);
-	pg_atomic_init_u64(&slot->generation, 0);
-	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
-		pg_atomic_init_u64(&slot->counters[c], 0);
+	kis_slot_init(slot);
 
 	for (int i = 0; i < nsegs; i++)
 	{

@@ -290,6 +290,20 @@ extern KisKeySlot *kis_key_slot(const uint8 *key_hash);
 extern KisKeySlot *kis_key_slot_at(int i);
 extern void kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us);
 
+/* A fresh, empty slot (shmem.c's table, and the fuzz harness's own) */
+static inline void
+kis_slot_init(KisKeySlot *slot)
+{
+	memset(slot, 0, sizeof(KisKeySlot));
+	SpinLockInit(&slot->mutex);
+	pg_atomic_init_u64(&slot->tat, 0);
+	pg_atomic_init_u32(&slot->issuing_pid, 0);
+	pg_atomic_init_u64(&slot->generation, 0);
+	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
+		pg_atomic_init_u64(&slot->counters[c], 0);
+	pg_atomic_init_u64(&slot->wait_max_us, 0);
+}
+
 static inline void
 kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 {

@@ -55,17 +55,7 @@ init_table(KisSlotTable *table, int nslots, bool shared)
 	table->nslots = nslots;
 	table->shared = shared;
 	for (int i = 0; i < nslots; i++)
-	{
-		KisKeySlot *slot = &table->slots[i];
-
-		SpinLockInit(&slot->mutex);
-		pg_atomic_init_u64(&slot->tat, 0);
-		pg_atomic_init_u32(&slot->issuing_pid, 0);
-		pg_atomic_init_u64(&slot->generation, 0);
-		for (int c = 0; c < KIS_NUM_COUNTERS; c++)
-			pg_atomic_init_u64(&slot->counters[c], 0);
-		pg_atomic_init_u64(&slot->wait_max_us, 0);
-	}
+		kis_slot_init(&table->slots[i]);
 }
 
 static void
