@@ -691,7 +691,7 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 					 "could not reach KIS to obtain an access token",
 					 psprintf("%s (%s)", curl_error_text(req, rc), f->config->base_url),
 					 curl_error_is_tls_trust(rc) ?
-					 "The server's certificate was not trusted; check the server's ca_file option." :
+					 "The server's certificate was not trusted: check the server's ca_file option, and that base_url names the host the certificate is for." :
 					 "Check the server's base_url option and the network.");
 		return;
 	}
@@ -735,7 +735,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
 					 "could not verify the TLS certificate of the KIS server",
 					 curl_error_text(req, rc),
-					 "Check the server's ca_file and base_url options.");
+					 "Check the server's ca_file option, and that base_url names the host the certificate is for.");
 		return;
 	}
 

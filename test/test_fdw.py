@@ -773,6 +773,39 @@ def test_bad_tls_trust():
                                   f"WHERE symbol IN ({sql_list(good)})"), "good server"), good)
 
 
+def test_wrong_host_name():
+    """A certificate from a trusted CA, but for another host name, is refused."""
+    tls = os.path.join(WORK, "tls")
+    wrong = tempfile.mkdtemp(prefix="wronghost.", dir=WORK)
+    key, csr, cert = (os.path.join(wrong, n) for n in ("server.key", "server.csr", "server.pem"))
+    ext = os.path.join(wrong, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:wrong.example\n")
+    for args in (["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=wrong.example",
+                  "-keyout", key, "-out", csr],
+                 ["x509", "-req", "-in", csr, "-CA", os.path.join(tls, "ca.pem"),
+                  "-CAkey", os.path.join(tls, "ca.key"), "-CAcreateserial", "-days", "1",
+                  "-extfile", ext, "-out", cert]):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    portfile = os.path.join(wrong, "port")
+    mock_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mock_kis.py")
+    proc = subprocess.Popen([sys.executable, mock_py, "--quiet", "--cert", cert, "--key", key,
+                             "--port-file", portfile, "--token-interval", "0"])
+    try:
+        wait_until(lambda: os.path.exists(portfile) and open(portfile).read().strip(), "second mock")
+        port = open(portfile).read().strip()
+        create_server("kis_wronghost", "kis_prices_wronghost",
+                      f"base_url 'https://127.0.0.1:{port}', ca_file '{MOCK_CA}', rate_limit '0'")
+        rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_wronghost WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and not rows and "could not reach KIS" in err and
+              ("certificate" in err.lower() or "subject" in err.lower()),
+              f"a certificate for another host was accepted, or the error says too little: {err}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        run("DROP SERVER IF EXISTS kis_wronghost CASCADE")
+
+
 def test_no_secret_in_log():
     marker = "kis-behaviour-log-marker-7d2e"
     _, err, rc = run(f"DO $$BEGIN RAISE LOG '{marker}'; END$$")
@@ -796,7 +829,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
-         test_bad_tls_trust, test_no_secret_in_log]
+         test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log]
 
 
 def main():
