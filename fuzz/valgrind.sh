@@ -75,20 +75,11 @@ done
 "$KIS_PGBIN/pg_isready" -h "$KIS_PGHOST" -p "$KIS_PGPORT"
 
 echo "== pg_regress under valgrind"
-REGRESS_DIR="$KIS_WORK/regress"
-mkdir -p "$REGRESS_DIR"
-cp -r sql expected "$REGRESS_DIR/"
-chown -R postgres: "$REGRESS_DIR"
-tests=$(sed -n 's/^test: *//p' test/schedule | tr '\n' ' ')
 start=$(date +%s)
-kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
-    "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-    --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
-    --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
-    --dbname=kis_regress $tests | tee "$KIS_WORK/regress.log" || true
+kis_pg_regress || true
 echo "pg_regress took $(( $(date +%s) - start )) s under valgrind"
-if [ -s "$REGRESS_DIR/regression.diffs" ]; then
-    echo "(diffs under valgrind, usually timing: $REGRESS_DIR/regression.diffs)"
+if [ -s "$KIS_WORK/regress/regression.diffs" ]; then
+    echo "(diffs under valgrind, usually timing: $KIS_WORK/regress/regression.diffs)"
 fi
 
 # the soak's mix (faults, drops, truncated bodies, cancels, token expiry, paging) reaches

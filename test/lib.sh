@@ -9,6 +9,8 @@
 #   kis_start_cluster      a throwaway PostgreSQL 15 cluster run by the postgres user
 #                          ($KIS_PGHOST, $KIS_PGPORT); extra config lines on stdin
 #   kis_psql ARGS...       psql against it as the postgres user
+#   kis_pg_regress         sql/ + expected/ by test/schedule against it, as the postgres
+#                          user ($KIS_WORK/regress, output also in $KIS_WORK/regress.log)
 #   kis_stop_all           stop the cluster and the mock (idempotent; use in a trap)
 #
 # PostgreSQL refuses to run as root, so the cluster runs as "postgres" (runuser).
@@ -91,6 +93,19 @@ kis_start_cluster() {
 
 kis_psql() {
     "$KIS_PGBIN/psql" -X -h "$KIS_PGHOST" -p "$KIS_PGPORT" -U postgres "$@"
+}
+
+kis_pg_regress() {
+    local dir="$KIS_WORK/regress"
+    mkdir -p "$dir"
+    cp -r sql expected "$dir/"
+    chown -R postgres: "$dir"
+    # shellcheck disable=SC2046  # one test name per word
+    kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+        "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+        --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
+        --inputdir="$dir" --outputdir="$dir" \
+        --dbname=kis_regress $(sed -n 's/^test: *//p' test/schedule) | tee "$KIS_WORK/regress.log"
 }
 
 kis_stop_all() {

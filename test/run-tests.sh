@@ -43,18 +43,9 @@ else
 fi
 
 echo "== pg_regress"
-REGRESS_DIR="$KIS_WORK/regress"
-mkdir -p "$REGRESS_DIR"
-cp -r sql expected "$REGRESS_DIR/"
-chown -R postgres: "$REGRESS_DIR"
-tests=$(sed -n 's/^test: *//p' test/schedule | tr '\n' ' ')
-if ! kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
-    "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-    --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
-    --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
-    --dbname=kis_regress $tests | tee "$KIS_WORK/regress.log"; then
+if ! kis_pg_regress; then
     status=1
-    cat "$REGRESS_DIR/regression.diffs" 2>/dev/null | head -300
+    cat "$KIS_WORK/regress/regression.diffs" 2>/dev/null | head -300
 fi
 count "$(grep -cE '^(test|     ) .* \.\.\. ok' "$KIS_WORK/regress.log" || true)" \
       "$(grep -cE '\.\.\. FAILED' "$KIS_WORK/regress.log" || true)"
