@@ -21,7 +21,7 @@ OBJS = \
 	src/stats.o
 
 EXTENSION = kis_fdw
-DATA = kis_fdw--1.0.sql
+DATA = kis_fdw--1.0.sql kis_fdw--1.0--1.1.sql
 PGFILEDESC = "kis_fdw - foreign data wrapper for the KIS Open API"
 
 PG_CPPFLAGS = -I$(srcdir)/src

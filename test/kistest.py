@@ -25,7 +25,8 @@ import threading
 import time
 import urllib.request
 
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+PSQL = (os.path.join(os.environ["KIS_PGBIN"], "psql") if os.environ.get("KIS_PGBIN")
+        else shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql")
 
 
 def pg_host():

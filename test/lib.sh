@@ -15,7 +15,10 @@
 #
 # PostgreSQL refuses to run as root, so the cluster runs as "postgres" (runuser).
 
-KIS_PGBIN="$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)"
+# The PostgreSQL to build against and test with: $PG_CONFIG, else pg_config on PATH.
+KIS_PG_CONFIG="${PG_CONFIG:-pg_config}"
+KIS_PGBIN="$("$KIS_PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)"
+export KIS_PGBIN
 KIS_PYTHON="${KIS_PYTHON:-$(command -v python3)}"
 
 kis_as_postgres() {
@@ -24,8 +27,9 @@ kis_as_postgres() {
 
 kis_prepare() {
     bash scripts/install-deps.sh
-    make -s
-    make -s install >/dev/null
+    KIS_PGBIN="$("$KIS_PG_CONFIG" --bindir)"
+    make -s PG_CONFIG="$KIS_PG_CONFIG"
+    make -s PG_CONFIG="$KIS_PG_CONFIG" install >/dev/null
     kis_workdir
     trap kis_stop_all EXIT INT TERM
 }
@@ -102,7 +106,7 @@ kis_pg_regress() {
     chown -R postgres: "$dir"
     # shellcheck disable=SC2046  # one test name per word
     kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
-        "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+        "$("$KIS_PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
         --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
         --inputdir="$dir" --outputdir="$dir" \
         --dbname=kis_regress $(sed -n 's/^test: *//p' test/schedule) | tee "$KIS_WORK/regress.log"

@@ -73,7 +73,7 @@ echo "== soak: 10,000 scans in one session, RSS/descriptors/memory contexts must
 run_counted soak "$KIS_PYTHON" test/soak.py
 
 echo "== fuzz: the reproducers of past findings, then a short run (make fuzz for longer)"
-if make -s fuzz-build >"$KIS_WORK/fuzz-build.log" 2>&1 &&
+if make -s PG_CONFIG="$KIS_PG_CONFIG" fuzz-build >"$KIS_WORK/fuzz-build.log" 2>&1 &&
     KIS_FUZZ_STRICT=1 fuzz/kis_fuzz fuzz/repro/* >"$KIS_WORK/fuzz-repro.log" 2>&1 &&
     KIS_FUZZ_STRICT=1 bash fuzz/run.sh 20 >"$KIS_WORK/fuzz.log" 2>&1; then
     echo "ok fuzz ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$KIS_WORK/fuzz.log" | grep -o '[0-9]*$') executions)"

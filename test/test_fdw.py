@@ -363,7 +363,7 @@ def test_no_preload_notice():
     data = os.path.join(parent, "data")
     port = str(int(PGPORT) + 1)
     as_pg = ["runuser", "-u", "postgres", "--"]
-    pgbin = os.path.dirname(os.path.realpath(PSQL))
+    pgbin = os.environ.get("KIS_PGBIN") or os.path.dirname(os.path.realpath(PSQL))
     if not os.path.exists(os.path.join(pgbin, "initdb")):
         pgbin = "/usr/lib/postgresql/15/bin"
     subprocess.run(as_pg + [f"{pgbin}/initdb", "-D", data, "--auth=trust", "--no-sync",
