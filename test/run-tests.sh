@@ -11,9 +11,15 @@
 #   4. the fuzz harness (fuzz/): past findings' reproducers, then 20 s of fuzzing
 #   5. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
+#
+# While working on one part: KIS_ONLY="regress behaviour" runs only those
+# suites (of: mock regress behaviour soak fuzz demo), and
+# KIS_BEHAVIOUR="name ..." only those behaviour tests.  The full run is CI's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="$PWD"
+only=" ${KIS_ONLY:-mock regress behaviour soak fuzz demo} "
+want() { [[ "$only" == *" $1 "* ]]; }
 
 source test/lib.sh
 kis_prepare
@@ -34,6 +40,7 @@ count() {   # count "N passed, M failed" style results of one suite
     passed=$((passed + $1)); failed=$((failed + $2))
 }
 
+if want mock; then
 echo "== mock server self-check"
 if "$KIS_PYTHON" test/test_mock_kis.py >"$KIS_WORK/mock-selfcheck.log" 2>&1; then
     count "$(sed -n 's/^Ran \([0-9]*\) tests.*/\1/p' "$KIS_WORK/mock-selfcheck.log")" 0
@@ -41,7 +48,9 @@ else
     count 0 1; status=1
     tail -30 "$KIS_WORK/mock-selfcheck.log"
 fi
+fi
 
+if want regress; then
 echo "== pg_regress"
 if ! kis_pg_regress; then
     status=1
@@ -49,6 +58,7 @@ if ! kis_pg_regress; then
 fi
 count "$(grep -cE '^(test|     ) .* \.\.\. ok' "$KIS_WORK/regress.log" || true)" \
       "$(grep -cE '\.\.\. FAILED' "$KIS_WORK/regress.log" || true)"
+fi
 
 # a suite that ends with "N passed, M failed": run it, show it, count it
 run_counted() {
@@ -66,12 +76,18 @@ run_counted() {
     fi
 }
 
-echo "== behaviour tests (mock counters)"
-run_counted behaviour "$KIS_PYTHON" test/test_fdw.py
+if want behaviour; then
+    echo "== behaviour tests (mock counters)"
+    # shellcheck disable=SC2086  # test names, one per word
+    run_counted behaviour "$KIS_PYTHON" test/test_fdw.py ${KIS_BEHAVIOUR:-}
+fi
 
-echo "== soak: 10,000 scans in one session, RSS/descriptors/memory contexts must not grow"
-run_counted soak "$KIS_PYTHON" test/soak.py
+if want soak; then
+    echo "== soak: 10,000 scans in one session, RSS/descriptors/memory contexts must not grow"
+    run_counted soak "$KIS_PYTHON" test/soak.py
+fi
 
+if want fuzz; then
 echo "== fuzz: the reproducers of past findings, then a short run (make fuzz for longer)"
 if make -s PG_CONFIG="$KIS_PG_CONFIG" fuzz-build >"$KIS_WORK/fuzz-build.log" 2>&1 &&
     KIS_FUZZ_STRICT=1 fuzz/kis_fuzz fuzz/repro/* >"$KIS_WORK/fuzz-repro.log" 2>&1 &&
@@ -82,7 +98,9 @@ else
     echo "FAIL fuzz"; tail -30 "$KIS_WORK/fuzz-build.log" "$KIS_WORK/fuzz-repro.log" "$KIS_WORK/fuzz.log" 2>/dev/null
     count 0 1; status=1
 fi
+fi
 
+if want demo; then
 echo "== demo (the README's first command, on its own cluster and mock)"
 if bash test/demo.sh >"$KIS_WORK/demo.log" 2>&1 && grep -q "^Demo finished" "$KIS_WORK/demo.log" &&
     grep -q "every_row_refetched" "$KIS_WORK/demo.log" && ! grep -q "ERROR" "$KIS_WORK/demo.log"; then
@@ -91,6 +109,7 @@ if bash test/demo.sh >"$KIS_WORK/demo.log" 2>&1 && grep -q "^Demo finished" "$KI
 else
     echo "FAIL demo"; tail -40 "$KIS_WORK/demo.log"
     count 0 1; status=1
+fi
 fi
 
 if [ $status -ne 0 ]; then
