@@ -14,9 +14,12 @@ OBJS = \
 	src/fetch.o \
 	src/limiter.o \
 	src/options.o \
+	src/plan.o \
 	src/quals.o \
 	src/requests.o \
 	src/response.o \
+	src/run.o \
+	src/scan.o \
 	src/shmem.o \
 	src/stats.o
 

@@ -204,6 +204,9 @@ typedef enum KisKeyColumn
 	KIS_NUM_KEYS
 } KisKeyColumn;
 
+/* The key columns whose values are lists (date conditions make a range) */
+#define KIS_NUM_LIST_KEYS	KIS_KEY_DATE
+
 extern const char *const kis_key_column_names[KIS_NUM_KEYS];
 
 /* The comparison of a pushed-down condition */
@@ -458,5 +461,52 @@ extern int	kis_today_kst(void);
 extern int	kis_requests_start(KisFetcher *fetcher, const KisConfig *config,
 							   List *keys, const KisRange *range);
 extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
+
+/* ----------------------------------------------------------------
+ * run.c: one run of requests, from keys to tuples (scan and join)
+ * ----------------------------------------------------------------
+ */
+typedef struct KisRunner KisRunner;
+
+struct RelationData;
+struct TupleTableSlot;
+struct ExplainState;
+
+extern KisRunner *kis_runner_create(struct RelationData *rel, const KisConfig *config,
+									List *needed, MemoryContext parent);
+extern void kis_runner_start(KisRunner *runner, List *symbols, List *venues,
+							 const KisRange *range, bool can_match);
+extern bool kis_runner_started(const KisRunner *runner);
+extern bool kis_runner_next(KisRunner *runner, struct TupleTableSlot *slot);
+extern void kis_runner_end(KisRunner *runner);
+extern void kis_runner_explain(const KisRunner *runner, struct ExplainState *es);
+extern List *kis_sort_unique_strings(List *values);
+
+/* ----------------------------------------------------------------
+ * plan.c and scan.c: the foreign scan's callbacks
+ * ----------------------------------------------------------------
+ */
+struct ForeignPath;
+struct ForeignScan;
+struct ForeignScanState;
+struct Plan;
+
+extern void kisGetForeignRelSize(struct PlannerInfo *root, struct RelOptInfo *baserel,
+								 Oid foreigntableid);
+extern void kisGetForeignPaths(struct PlannerInfo *root, struct RelOptInfo *baserel,
+							   Oid foreigntableid);
+extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
+											 struct RelOptInfo *baserel,
+											 Oid foreigntableid,
+											 struct ForeignPath *best_path,
+											 List *tlist, List *scan_clauses,
+											 struct Plan *outer_plan);
+extern double kis_planned_requests(const KisEndpoint *ep, double nkeys);
+
+extern void kisBeginForeignScan(struct ForeignScanState *node, int eflags);
+extern struct TupleTableSlot *kisIterateForeignScan(struct ForeignScanState *node);
+extern void kisReScanForeignScan(struct ForeignScanState *node);
+extern void kisEndForeignScan(struct ForeignScanState *node);
+extern void kisExplainForeignScan(struct ForeignScanState *node, struct ExplainState *es);
 
 #endif							/* KIS_FDW_H */

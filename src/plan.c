@@ -1,0 +1,267 @@
+/*-------------------------------------------------------------------------
+ *
+ * plan.c
+ *	  The planner side of a kis foreign scan: which conditions become
+ *	  request keys (quals.c matches them), what a scan costs, the paths it
+ *	  offers (a batched scan of the keys given in WHERE, and parameterized
+ *	  paths for joins on symbol), and the plan that scan.c executes.
+ *
+ * The plan's fdw_private is a list of three integer lists:
+ *	  keys     per list key (symbol, market, exchange): position of its
+ *	           expression in fdw_exprs or -1, whether it is an array, and
+ *	           how many values it has at plan time or -1
+ *	  dates    per date condition: operator, position in fdw_exprs, and
+ *	           whether the value is given in the query (not from rows)
+ *	  needed   attribute numbers of the columns the query reads
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "foreign/fdwapi.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/lsyscache.h"
+
+#include "kis_fdw.h"
+
+/*
+ * Cost model, in the planner's units.  A request is assumed to take
+ * KIS_ASSUMED_LATENCY_MS; one millisecond of waiting costs KIS_COST_PER_MS
+ * (a sequential page read is a few hundredths of a millisecond).  A scan
+ * takes as long as the slower of its concurrency and its rate limit allow.
+ */
+#define KIS_ASSUMED_LATENCY_MS	50.0
+#define KIS_COST_PER_MS			20.0
+#define KIS_STARTUP_COST		100.0
+#define KIS_DEFAULT_KEYS		10	/* symbols behind a parameter */
+#define KIS_NO_KEY_COST			1.0e10	/* a path that must not be chosen */
+#define KIS_ACCOUNT_ROWS		50	/* holdings of an account, a guess */
+
+/* Planner state, in baserel->fdw_private */
+typedef struct KisPlanState
+{
+	KisConfig	config;
+	AttrNumber	key_attnums[KIS_NUM_KEYS];
+	bool		has_qual[KIS_NUM_LIST_KEYS];
+	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
+} KisPlanState;
+
+/* Time a scan of nrequests takes, as startup and total cost */
+static void
+estimate_cost(const KisConfig *config, double nrequests, double rows,
+			  Cost *startup, Cost *total)
+{
+	double		rounds = ceil(nrequests / config->max_concurrency);
+	double		ms = rounds * KIS_ASSUMED_LATENCY_MS;
+
+	if (config->rate_limit > 0)
+		ms = Max(ms, (nrequests - 1) * 1000.0 / config->rate_limit +
+				 KIS_ASSUMED_LATENCY_MS);
+	*startup = KIS_STARTUP_COST + KIS_ASSUMED_LATENCY_MS * KIS_COST_PER_MS;
+	*total = KIS_STARTUP_COST + ms * KIS_COST_PER_MS + rows * cpu_tuple_cost;
+}
+
+/* How many values a list key gives: its known count, or a guess */
+static double
+planned_values(const KisPlanState *ps, KisKeyColumn key, double if_unknown)
+{
+	if (!ps->has_qual[key])
+		return key == KIS_KEY_SYMBOL ? if_unknown : 1;
+	return ps->quals[key].nconst >= 0 ? ps->quals[key].nconst : if_unknown;
+}
+
+void
+kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KisPlanState *ps = palloc0(sizeof(KisPlanState));
+	const KisEndpoint *ep;
+	double		nkeys;
+	ListCell   *lc;
+
+	kis_config_for_table(foreigntableid, &ps->config);
+	ep = ps->config.endpoint;
+	kis_key_attnums(foreigntableid, ep, ps->key_attnums);
+
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		KisKeyQual	q;
+
+		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
+			q.key < KIS_NUM_LIST_KEYS && !ps->has_qual[q.key])
+		{
+			ps->has_qual[q.key] = true;
+			ps->quals[q.key] = q;
+		}
+	}
+
+	nkeys = planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
+		planned_values(ps, KIS_KEY_MARKET, 1) * planned_values(ps, KIS_KEY_EXCHANGE, 1);
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		baserel->rows = KIS_ACCOUNT_ROWS;
+	else if (ep->paging == KIS_PAGING_DATE)
+		baserel->rows = Max(nkeys, 1) * ep->page_rows;
+	else
+		baserel->rows = Max(nkeys, 1);
+	baserel->fdw_private = ps;
+}
+
+/* Requests of the first round: one per key, or per batch of keys */
+double
+kis_planned_requests(const KisEndpoint *ep, double nkeys)
+{
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return 1;
+	return ceil(Max(nkeys, 1) / ep->batch_size);
+}
+
+/*
+ * One path that reads the keys given in WHERE (batched: all requests of
+ * the scan run concurrently), and, when a symbol endpoint has no such
+ * condition, parameterized paths for joins on symbol (a nested loop sends
+ * one request per outer row).  Without either, the only path is priced
+ * out of reach, and GetForeignPlan explains what is missing if it is
+ * chosen.
+ */
+void
+kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
+	bool		needs_symbol = ep->symbol_kind != KIS_SYMBOL_NONE;
+	double		nkeys = baserel->rows;
+	Cost		startup;
+	Cost		total;
+	ListCell   *lc;
+
+	if (ep->paging == KIS_PAGING_DATE)
+		nkeys = baserel->rows / ep->page_rows;
+	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
+		estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), baserel->rows,
+					  &startup, &total);
+	else
+		startup = total = KIS_NO_KEY_COST;
+
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL,
+									 baserel->lateral_relids, NULL, NIL));
+
+	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
+		return;
+
+	foreach(lc, kis_symbol_join_clauses(root, baserel, ps->key_attnums[KIS_KEY_SYMBOL]))
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		Relids		required_outer;
+		double		rows = Max(baserel->rows / KIS_DEFAULT_KEYS, 1);
+
+		required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
+		required_outer = bms_del_member(required_outer, baserel->relid);
+		if (bms_is_empty(required_outer))
+			continue;
+
+		/* one symbol per outer row: one request per rescan */
+		estimate_cost(&ps->config, 1, rows, &startup, &total);
+		add_path(baserel, (Path *)
+				 create_foreignscan_path(root, baserel, NULL, rows,
+										 startup, total, NIL,
+										 required_outer, NULL, NIL));
+	}
+}
+
+/* Columns the query reads: only those are converted */
+static List *
+needed_attnums(RelOptInfo *baserel, List *local_quals)
+{
+	Bitmapset  *attrs = NULL;
+	List	   *result = NIL;
+	int			x = -1;
+
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	pull_varattnos((Node *) local_quals, baserel->relid, &attrs);
+	while ((x = bms_next_member(attrs, x)) >= 0)
+		result = lappend_int(result, x + FirstLowInvalidHeapAttributeNumber);
+	return result;
+}
+
+ForeignScan *
+kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+				  ForeignPath *best_path, List *tlist, List *scan_clauses,
+				  Plan *outer_plan)
+{
+	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
+	List	   *local_quals = NIL;
+	List	   *fdw_exprs = NIL;
+	List	   *keys = NIL;
+	List	   *dates = NIL;
+	int			qual_pos[KIS_NUM_LIST_KEYS];
+	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
+	ListCell   *lc;
+
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
+		qual_pos[k] = -1;
+
+	/*
+	 * scan_clauses has the join clauses too when the path is parameterized.
+	 * The first condition on a list key is pushed down (others stay local
+	 * filters); every date comparison narrows the date range.
+	 */
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		KisKeyQual	q;
+
+		if (rinfo->pseudoconstant)
+			continue;
+		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
+			(q.key == KIS_KEY_DATE || qual_pos[q.key] < 0))
+		{
+			if (q.key == KIS_KEY_DATE)
+			{
+				dates = lappend_int(dates, q.op);
+				dates = lappend_int(dates, list_length(fdw_exprs));
+				dates = lappend_int(dates, !kis_depends_on_rows((Node *) q.expr));
+				if (q.loose)
+					local_quals = lappend(local_quals, rinfo->clause);
+			}
+			else
+			{
+				qual_pos[q.key] = list_length(fdw_exprs);
+				quals[q.key] = q;
+			}
+			fdw_exprs = lappend(fdw_exprs, q.expr);
+		}
+		else
+			local_quals = lappend(local_quals, rinfo->clause);
+	}
+
+	if (ep->symbol_kind != KIS_SYMBOL_NONE && qual_pos[KIS_KEY_SYMBOL] < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("a scan of foreign table \"%s\" needs a condition on \"symbol\"",
+						get_rel_name(foreigntableid)),
+				 ps->key_attnums[KIS_KEY_SYMBOL] == InvalidAttrNumber ?
+				 errdetail("The table has no column named \"symbol\".") :
+				 errdetail("KIS answers for given symbols only; kis_fdw never crawls a whole market."),
+				 errhint("Add WHERE symbol = '005930', symbol IN (...), symbol = ANY (ARRAY(SELECT symbol FROM ...)), or join on symbol.")));
+
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
+	{
+		keys = lappend_int(keys, qual_pos[k]);
+		keys = lappend_int(keys, qual_pos[k] >= 0 && quals[k].op == KIS_OP_IN);
+		keys = lappend_int(keys, qual_pos[k] >= 0 ? quals[k].nconst : -1);
+	}
+
+	return make_foreignscan(tlist, local_quals, baserel->relid, fdw_exprs,
+							list_make3(keys, dates, needed_attnums(baserel, local_quals)),
+							NIL, NIL, outer_plan);
+}

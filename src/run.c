@@ -1,0 +1,545 @@
+/*-------------------------------------------------------------------------
+ *
+ * run.c
+ *	  One run of requests, from keys to tuples: check the keys, queue their
+ *	  requests on a fetcher, turn each completed answer into tuples of the
+ *	  foreign table (values through each column type's input function),
+ *	  and apply on_error to keys that failed.
+ *
+ * Both executor nodes of kis_fdw use it: the foreign scan (scan.c), whose
+ * keys come from pushed-down conditions, and the batched join (join.c),
+ * whose keys come from the other side of the join.  It knows nothing of
+ * plans or expressions.
+ *
+ * Memory and resources:
+ *	  parent (the node's context)
+ *	    "kis_fdw runner"  the column map, counters over all runs
+ *	      "kis_fdw run"   one run's keys and fetcher; its reset callback
+ *	                      frees every libcurl handle (fetch.c).  Ending a
+ *	                      run deletes it.
+ *	      "kis_fdw row"   the current tuple's values, reset per tuple
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "executor/tuptable.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "kis_fdw.h"
+
+#define KIS_MAX_SKIPPED_LISTED	10	/* symbols named in the skip WARNING */
+
+/* What a tuple column is filled from */
+typedef enum KisColumnSource
+{
+	KIS_COL_UNUSED,				/* dropped, or not needed by the query */
+	KIS_COL_SYMBOL,
+	KIS_COL_VENUE,				/* market or exchange */
+	KIS_COL_FETCHED_AT,
+	KIS_COL_ERROR,
+	KIS_COL_RAW,
+	KIS_COL_FIELD
+} KisColumnSource;
+
+typedef struct KisColumn
+{
+	KisColumnSource source;
+	const char *name;
+	const char *field;			/* KIS_COL_FIELD */
+	FmgrInfo	input;
+	Oid			ioparam;
+	int32		typmod;
+} KisColumn;
+
+struct KisRunner
+{
+	MemoryContext cxt;
+	MemoryContext row_cxt;
+	MemoryContext run_cxt;		/* NULL between runs */
+	const KisConfig *config;
+	Relation	rel;
+
+	int			ncolumns;
+	KisColumn  *columns;
+	bool		has_error_column;
+
+	/* the current run */
+	KisFetcher *fetcher;
+	int			nkeys;
+	List	   *skipped;		/* "symbol: reason" of skipped keys */
+	KisCompletion *current;		/* the answer whose rows are being returned */
+	List	   *rows;			/* its KisRow *s */
+	int			next_row;
+
+	/* over all runs, for EXPLAIN ANALYZE */
+	KisFetchStats stats;
+	int64		keys_requested;
+};
+
+/* What the error context callback needs to name a failing conversion */
+typedef struct KisConvContext
+{
+	Relation	rel;
+	const KisColumn *column;
+	const KisRow *row;
+} KisConvContext;
+
+static int
+compare_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/* Sort a list of strings and drop repeats, in place */
+List *
+kis_sort_unique_strings(List *values)
+{
+	List	   *unique = NIL;
+	ListCell   *lc;
+
+	list_sort(values, compare_strings);
+	foreach(lc, values)
+	{
+		if (unique == NIL || strcmp(llast(unique), lfirst(lc)) != 0)
+			unique = lappend(unique, lfirst(lc));
+	}
+	list_free(values);
+	return unique;
+}
+
+/* Decide what fills each column, and look up its input function */
+static void
+build_column_map(KisRunner *r, List *needed)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+	TupleDesc	tupdesc = RelationGetDescr(r->rel);
+	Oid			relid = RelationGetRelid(r->rel);
+	bool		whole_row = list_member_int(needed, 0);
+
+	r->ncolumns = tupdesc->natts;
+	r->columns = palloc0(sizeof(KisColumn) * tupdesc->natts);
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(tupdesc, i);
+		KisColumn  *col = &r->columns[i];
+		const char *name = NameStr(attr->attname);
+		char	   *field_opt;
+		Oid			infunc;
+
+		if (attr->attisdropped)
+			continue;
+		/* known even if not read: on_error 'row' needs it */
+		if (strcmp(name, "error") == 0)
+			r->has_error_column = true;
+		if (!whole_row && !list_member_int(needed, attr->attnum))
+			continue;
+
+		col->name = pstrdup(name);
+		field_opt = kis_column_field_option(relid, attr->attnum);
+		if (field_opt != NULL)
+		{
+			col->source = KIS_COL_FIELD;
+			col->field = field_opt;
+		}
+		else if (strcmp(name, "symbol") == 0 && ep->symbol_kind != KIS_SYMBOL_NONE)
+			col->source = KIS_COL_SYMBOL;
+		else if ((strcmp(name, "market") == 0 && ep->has_market) ||
+				 (strcmp(name, "exchange") == 0 && ep->has_exchange))
+			col->source = KIS_COL_VENUE;
+		else if (strcmp(name, "fetched_at") == 0)
+			col->source = KIS_COL_FETCHED_AT;
+		else if (strcmp(name, "error") == 0)
+			col->source = KIS_COL_ERROR;
+		else if (strcmp(name, "raw") == 0)
+			col->source = KIS_COL_RAW;
+		else
+		{
+			col->source = KIS_COL_FIELD;
+			col->field = kis_endpoint_field(ep, name);
+			if (col->field == NULL)
+				col->field = col->name;
+		}
+
+		getTypeInputInfo(attr->atttypid, &infunc, &col->ioparam);
+		fmgr_info_cxt(infunc, &col->input, r->cxt);
+		col->typmod = attr->atttypmod;
+	}
+}
+
+/*
+ * A runner for the foreign table rel, filling the columns whose attnums
+ * are in needed (0: all).  config must have its credentials and live as
+ * long as the runner.
+ */
+KisRunner *
+kis_runner_create(Relation rel, const KisConfig *config, List *needed,
+				  MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "kis_fdw runner",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	KisRunner  *r = palloc0(sizeof(KisRunner));
+
+	r->cxt = cxt;
+	r->rel = rel;
+	r->config = config;
+	build_column_map(r, needed);
+	r->row_cxt = AllocSetContextCreate(cxt, "kis_fdw row", ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(old);
+
+	if (config->on_error == KIS_ON_ERROR_ROW && !r->has_error_column)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("on_error 'row' needs a column named \"error\" in foreign table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errhint("ALTER FOREIGN TABLE %s ADD COLUMN error text;",
+						 RelationGetRelationName(rel))));
+	return r;
+}
+
+/*
+ * Start a run over every (symbol, venue) pair of the two lists of
+ * strings (symbols is ignored by account endpoints); the run keeps
+ * copies.  A bad symbol or
+ * venue is an ERROR naming it, before anything is sent.  With
+ * can_match false (an empty date range) nothing is sent and the run
+ * returns no rows.
+ */
+void
+kis_runner_start(KisRunner *r, List *symbols, List *venues,
+				 const KisRange *range, bool can_match)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+	List	   *keys = NIL;
+	ListCell   *ls;
+	ListCell   *lv;
+	MemoryContext old;
+
+	Assert(r->run_cxt == NULL);
+	r->run_cxt = AllocSetContextCreate(r->cxt, "kis_fdw run",
+									   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(r->run_cxt);
+	r->nkeys = 0;
+	r->skipped = NIL;
+	r->next_row = 0;
+
+	foreach(ls, symbols)
+	{
+		if (!kis_symbol_is_valid(ep->symbol_kind, lfirst(ls)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid symbol \"%s\"", (char *) lfirst(ls)),
+					 errhint("%s", kis_symbol_hint(ep->symbol_kind))));
+	}
+	foreach(lv, venues)
+	{
+		if (ep->has_exchange ? !kis_exchange_is_valid(lfirst(lv)) :
+			!kis_market_is_valid(lfirst(lv)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s \"%s\"", ep->has_exchange ? "exchange" : "market",
+							(char *) lfirst(lv)),
+					 ep->has_exchange ?
+					 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
+					 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
+	}
+	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+	{
+		foreach(ls, symbols)
+		{
+			foreach(lv, venues)
+			{
+				KisKey	   *key = palloc(sizeof(KisKey));
+
+				key->symbol = pstrdup(lfirst(ls));
+				key->venue = pstrdup(lfirst(lv));
+				keys = lappend(keys, key);
+			}
+		}
+	}
+
+	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE ? 1 : list_length(keys);
+	if (can_match && r->nkeys > 0)
+	{
+		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
+		if (kis_requests_start(r->fetcher, r->config, keys, range) == 0)
+			r->nkeys = 0;
+	}
+	r->keys_requested += ep->symbol_kind == KIS_SYMBOL_NONE ? 0 : list_length(keys);
+	MemoryContextSwitchTo(old);
+}
+
+bool
+kis_runner_started(const KisRunner *r)
+{
+	return r->run_cxt != NULL;
+}
+
+static void warn_skipped(KisRunner *r);
+
+/*
+ * Drop the current run: its context's callback frees the handles.  A run
+ * ended early (LIMIT, a semi-join's rescan) still reports what it skipped.
+ */
+void
+kis_runner_end(KisRunner *r)
+{
+	if (r->skipped != NIL)
+		warn_skipped(r);
+	if (r->fetcher != NULL)
+		kis_fetch_end(r->fetcher);
+	if (r->run_cxt != NULL)
+		MemoryContextDelete(r->run_cxt);
+	r->fetcher = NULL;
+	r->run_cxt = NULL;
+	r->current = NULL;
+	r->rows = NIL;
+	r->next_row = 0;
+}
+
+/*
+ * A key as the skip WARNING names it: the symbol, with its market or
+ * exchange unless it is the table's default market; the endpoint for
+ * account rows.
+ */
+static char *
+key_label(const KisRunner *r, const KisKey *key)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+
+	if (key == NULL)
+		return pstrdup(ep->name);
+	if (ep->has_market && strcmp(key->venue, r->config->market) == 0)
+		return pstrdup(key->symbol);
+	return psprintf("%s (%s)", key->symbol, key->venue);
+}
+
+/* What a failing row is about: its symbol, or the endpoint */
+static const char *
+row_subject(const KisRunner *r, const KisRow *row)
+{
+	if (row->key != NULL)
+		return psprintf("symbol \"%s\"", row->key->symbol);
+	return psprintf("endpoint %s", r->config->endpoint->name);
+}
+
+static void
+conversion_error_callback(void *arg)
+{
+	KisConvContext *cc = (KisConvContext *) arg;
+	const char *subject = cc->row->key ? cc->row->key->symbol : "(account)";
+
+	if (cc->column == NULL)
+		return;
+	if (cc->column->source == KIS_COL_FIELD)
+		errcontext("column \"%s\" of foreign table \"%s\", KIS field \"%s\", symbol \"%s\"",
+				   cc->column->name, RelationGetRelationName(cc->rel),
+				   cc->column->field, subject);
+	else
+		errcontext("column \"%s\" of foreign table \"%s\", symbol \"%s\"",
+				   cc->column->name, RelationGetRelationName(cc->rel), subject);
+}
+
+/* The KIS text of one column, in the server encoding, or NULL */
+static char *
+column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
+{
+	char	   *text = NULL;
+
+	switch (col->source)
+	{
+		case KIS_COL_UNUSED:
+			return NULL;
+		case KIS_COL_SYMBOL:
+			return row->key ? row->key->symbol : NULL;
+		case KIS_COL_VENUE:
+			return row->key ? row->key->venue : NULL;
+		case KIS_COL_FETCHED_AT:
+			return DatumGetCString(DirectFunctionCall1(timestamptz_out,
+													   TimestampTzGetDatum(c->completed_at)));
+		case KIS_COL_ERROR:
+			return row->problem;
+		case KIS_COL_RAW:
+			text = row->row ? kis_row_raw_text(row->row) : NULL;
+			break;
+		case KIS_COL_FIELD:
+			text = row->row ? kis_row_field_text(row->row, row->extra, col->field) : NULL;
+			break;
+	}
+	if (text != NULL && GetDatabaseEncoding() != PG_UTF8)
+		text = pg_any_to_server(text, strlen(text), PG_UTF8);
+	return text;
+}
+
+/* Fill the slot from one row (a failed key under on_error 'row' has no data) */
+static void
+store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
+		  const KisCompletion *c)
+{
+	KisConvContext cc;
+	ErrorContextCallback errcb;
+	MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
+
+	cc.rel = r->rel;
+	cc.row = row;
+	cc.column = NULL;
+	errcb.callback = conversion_error_callback;
+	errcb.arg = &cc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (int i = 0; i < r->ncolumns; i++)
+	{
+		const KisColumn *col = &r->columns[i];
+		char	   *text;
+
+		cc.column = col;		/* before anything that can fail */
+		text = column_text(col, row, c);
+		slot->tts_isnull[i] = (text == NULL);
+		slot->tts_values[i] = text == NULL ? (Datum) 0 :
+			InputFunctionCall((FmgrInfo *) &col->input, text, col->ioparam, col->typmod);
+	}
+
+	error_context_stack = errcb.previous;
+	MemoryContextSwitchTo(old);
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * Apply on_error to a failed key.  Returns true when a row was stored
+ * (mode 'row'); 'skip' remembers the key for the closing WARNING.
+ */
+static bool
+handle_failure(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
+			   const KisCompletion *c)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+
+	switch (r->config->on_error)
+	{
+		case KIS_ON_ERROR_ERROR:
+			if (strcmp(row->problem, KIS_NOT_LISTED) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_ERROR),
+						 errmsg("symbol \"%s\" is not listed on %s %s", row->key->symbol,
+								ep->has_exchange ? "exchange" : "market", row->key->venue),
+						 errdetail("KIS answered without a price for it."),
+						 errhint("Check the symbol%s, or set the table's on_error option to 'skip' or 'row'.",
+								 ep->has_exchange ? " and the exchange" : "")));
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("KIS request for %s failed", row_subject(r, row)),
+					 errdetail("%s", row->problem),
+					 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
+			break;
+		case KIS_ON_ERROR_SKIP:
+			{
+				/* the list outlives this tuple: it lives in the run context */
+				MemoryContext old = MemoryContextSwitchTo(r->run_cxt);
+
+				r->skipped = lappend(r->skipped,
+									 psprintf("%s: %s", key_label(r, row->key),
+											  row->problem));
+				MemoryContextSwitchTo(old);
+			}
+			return false;
+		case KIS_ON_ERROR_ROW:
+			store_row(r, slot, row, c);
+			return true;
+	}
+	return false;
+}
+
+/* The one WARNING of on_error 'skip': how many, and which (sorted) */
+static void
+warn_skipped(KisRunner *r)
+{
+	StringInfoData detail;
+	int			n = 0;
+	ListCell   *lc;
+
+	list_sort(r->skipped, compare_strings);
+	initStringInfo(&detail);
+	foreach(lc, r->skipped)
+	{
+		if (n++ == KIS_MAX_SKIPPED_LISTED)
+		{
+			appendStringInfoString(&detail, "; ...");
+			break;
+		}
+		appendStringInfo(&detail, "%s%s", n > 1 ? "; " : "", (char *) lfirst(lc));
+	}
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("kis_fdw skipped %d of %d symbols of foreign table \"%s\"",
+					list_length(r->skipped), r->nkeys, RelationGetRelationName(r->rel)),
+			 errdetail("%s", detail.data)));
+	r->skipped = NIL;
+}
+
+/*
+ * The next tuple of the run into slot; false (slot cleared) when the run
+ * has no more.  Rows come from answers in completion order; an answer may
+ * hold several rows (batches, pages), returned one per call before the
+ * next answer is taken.
+ */
+bool
+kis_runner_next(KisRunner *r, TupleTableSlot *slot)
+{
+	ExecClearTuple(slot);
+	MemoryContextReset(r->row_cxt);
+
+	while (r->fetcher != NULL)
+	{
+		if (r->next_row < list_length(r->rows))
+		{
+			KisRow	   *row = list_nth(r->rows, r->next_row++);
+
+			if (row->problem == NULL)
+			{
+				store_row(r, slot, row, r->current);
+				return true;
+			}
+			if (handle_failure(r, slot, row, r->current))
+				return true;
+			continue;
+		}
+		if (r->current != NULL)
+			kis_fetch_forget(r->current);
+		r->rows = NIL;
+		r->next_row = 0;
+		r->current = kis_fetch_next(r->fetcher);
+		if (r->current == NULL)
+			break;
+		r->rows = kis_requests_answer(r->fetcher, r->current);
+	}
+
+	if (r->skipped != NIL)
+		warn_skipped(r);
+	return false;
+}
+
+/* EXPLAIN ANALYZE: what the runs did, over all runs */
+void
+kis_runner_explain(const KisRunner *r, ExplainState *es)
+{
+	if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+		ExplainPropertyInteger("KIS Keys Requested", NULL, r->keys_requested, es);
+	ExplainPropertyInteger("KIS Requests", NULL, r->stats.requests, es);
+	ExplainPropertyInteger("KIS Retries", NULL, r->stats.retries, es);
+	ExplainPropertyInteger("KIS Failures", NULL, r->stats.failures, es);
+	ExplainPropertyInteger("KIS Tokens Issued", NULL, r->stats.tokens_issued, es);
+	if (es->timing)
+	{
+		ExplainPropertyFloat("KIS Rate Wait", "ms", r->stats.rate_wait_ms, 1, es);
+		ExplainPropertyFloat("KIS HTTP Time", "ms", r->stats.http_ms, 1, es);
+	}
+}
