@@ -238,6 +238,8 @@ consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
 
 	if (row == NULL)
 		harness_abort("NULL row in the list");
+	if (row->ep != ep)
+		harness_abort("a row does not name its endpoint");
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
 	{
 		if (row->key != NULL)
@@ -274,14 +276,14 @@ consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
 	}
 	for (const KisColumnDef *col = ep->columns; col->column; col++)
 	{
-		char	   *text = kis_row_field_text(row->row, row->extra, col->field);
+		char	   *text = kis_row_value(row, col->field);
 
 		check_text(text);
 		if (text != NULL)
 			sink += strlen(text);
 	}
 	for (const char *const *field = extra_fields; *field; field++)
-		check_text(kis_row_field_text(row->row, row->extra, *field));
+		check_text(kis_row_value(row, *field));
 	(void) sink;
 }
 

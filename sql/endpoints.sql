@@ -38,6 +38,14 @@ SELECT symbol, exchange, price FROM overseas_price WHERE symbol = 'IBM';
 ALTER FOREIGN TABLE overseas_price OPTIONS (ADD on_error 'skip');
 SELECT symbol, exchange, price FROM overseas_price
 WHERE symbol IN ('IBM', 'AAPL') AND exchange IN ('NAS', 'NYS') ORDER BY 1;
+-- real answers send diff without its sign: the direction comes from sign
+-- (5 down, 2 up, 0 flat) or rate ("-1.41", "+1.52", " 0.00" with a blank)
+SELECT symbol, change, change_sign, change_rate, price - change AS base, base_price
+FROM overseas_price WHERE symbol IN ('AAPL', 'MSFT', 'AGO') AND exchange = 'NAS' ORDER BY 1;
+CREATE FOREIGN TABLE overseas_diff_text (symbol text, diff text OPTIONS (field 'diff'),
+  rate text OPTIONS (field 'rate'))
+  SERVER kis OPTIONS (endpoint 'overseas_price');
+SELECT symbol, diff, rate FROM overseas_diff_text WHERE symbol IN ('AAPL', 'AGO') ORDER BY 1;
 SELECT * FROM overseas_price WHERE symbol = 'AAPL' AND exchange = 'NASDAQ';
 SELECT * FROM overseas_price WHERE symbol = 'aapl';
 
@@ -106,6 +114,16 @@ SELECT count(*), count(DISTINCT date), min(date), max(date)
 FROM overseas_daily WHERE symbol = 'AAPL' AND date BETWEEN '2025-01-01' AND '2025-12-30';
 SELECT date, open, high, low, close FROM overseas_daily
 WHERE symbol = 'IBM' AND exchange = 'NYS' AND date BETWEEN '2025-03-03' AND '2025-03-05' ORDER BY date;
+-- each bar's change is its close minus the previous close, down days negative
+SELECT count(*) AS bars, count(*) FILTER (WHERE change < 0) > 0 AS has_down_days,
+       count(*) FILTER (WHERE change = close - prev) AS change_right,
+       count(*) FILTER (WHERE sign(change) = sign(change_rate)) AS rate_agrees
+FROM (SELECT change, change_rate, close, lag(close) OVER (ORDER BY date) AS prev
+      FROM overseas_daily WHERE symbol = 'AAPL' AND date BETWEEN '2025-06-02' AND '2025-07-31') d
+WHERE prev IS NOT NULL;
+-- the first bar has no previous close: flat, sign 3, rate " 0.00"
+SELECT date, change, change_sign, change_rate FROM overseas_daily
+WHERE symbol = 'AAPL' AND date BETWEEN '2015-01-01' AND '2015-01-05' ORDER BY date;
 CREATE FOREIGN TABLE overseas_yearly (symbol text, date date)
   SERVER kis OPTIONS (endpoint 'overseas_daily', period 'Y');
 SELECT * FROM overseas_yearly WHERE symbol = 'AAPL';

@@ -30,9 +30,9 @@ static const KisParamDef domestic_price_params[] = {
 /* inquire-price carries no stock name, so a "name" column reads NULL */
 static const KisColumnDef domestic_price_columns[] = {
 	{"price", "stck_prpr", "numeric"},
-	{"change", "prdy_vrss", "numeric"},
+	{"change", "prdy_vrss", "numeric", "prdy_vrss_sign", "prdy_ctrt"},
 	{"change_sign", "prdy_vrss_sign", "text"},
-	{"change_rate", "prdy_ctrt", "numeric"},
+	{"change_rate", "prdy_ctrt", "numeric", "prdy_vrss_sign", "prdy_vrss"},
 	{"volume", "acml_vol", "bigint"},
 	{"trade_value", "acml_tr_pbmn", "numeric"},
 	{"open", "stck_oprc", "numeric"},
@@ -54,7 +54,11 @@ static const KisColumnDef domestic_price_columns[] = {
 	{NULL}
 };
 
-/* ---- domestic_multi_price: intstock-multprice FHKST11300006 (§6.1) ---- */
+/*
+ * ---- domestic_multi_price: intstock-multprice FHKST11300006 (§6.1) ----
+ * Change and change rate are reported to come unsigned at times, with the
+ * direction in prdy_vrss_sign (docs/kis-answers.md).
+ */
 static const KisParamDef domestic_multi_price_params[] = {
 	{"FID_COND_MRKT_DIV_CODE_", KIS_PARAM_BATCH_MARKET},
 	{"FID_INPUT_ISCD_", KIS_PARAM_BATCH_SYMBOL},
@@ -64,9 +68,9 @@ static const KisParamDef domestic_multi_price_params[] = {
 static const KisColumnDef domestic_multi_price_columns[] = {
 	{"name", "inter_kor_isnm", "text"},
 	{"price", "inter2_prpr", "numeric"},
-	{"change", "inter2_prdy_vrss", "numeric"},
+	{"change", "inter2_prdy_vrss", "numeric", "prdy_vrss_sign", "prdy_ctrt"},
 	{"change_sign", "prdy_vrss_sign", "text"},
-	{"change_rate", "prdy_ctrt", "numeric"},
+	{"change_rate", "prdy_ctrt", "numeric", "prdy_vrss_sign", "inter2_prdy_vrss"},
 	{"volume", "acml_vol", "bigint"},
 	{"open", "inter2_oprc", "numeric"},
 	{"high", "inter2_hgpr", "numeric"},
@@ -78,7 +82,12 @@ static const KisColumnDef domestic_multi_price_columns[] = {
 	{NULL}
 };
 
-/* ---- overseas_price: price HHDFS00000300 (§6.4) ---- */
+/*
+ * ---- overseas_price: price HHDFS00000300 (§6.4) ----
+ * Real answers send diff without its sign ("sign" and "rate" carry the
+ * direction), and an empty "last" for a listed symbol outside trading hours;
+ * only an empty "rsym" means no such listing (docs/kis-answers.md).
+ */
 static const KisParamDef overseas_price_params[] = {
 	{"AUTH", KIS_PARAM_LITERAL, ""},
 	{"EXCD", KIS_PARAM_EXCHANGE},
@@ -88,9 +97,9 @@ static const KisParamDef overseas_price_params[] = {
 
 static const KisColumnDef overseas_price_columns[] = {
 	{"price", "last", "numeric"},
-	{"change", "diff", "numeric"},
+	{"change", "diff", "numeric", "sign", "rate"},
 	{"change_sign", "sign", "text"},
-	{"change_rate", "rate", "numeric"},
+	{"change_rate", "rate", "numeric", "sign", "diff"},
 	{"volume", "tvol", "bigint"},
 	{"trade_value", "tamt", "numeric"},
 	{"base_price", "base", "numeric"},
@@ -120,7 +129,7 @@ static const KisColumnDef domestic_daily_columns[] = {
 	{"close", "stck_clpr", "numeric"},
 	{"volume", "acml_vol", "bigint"},
 	{"trade_value", "acml_tr_pbmn", "numeric"},
-	{"change", "prdy_vrss", "numeric"},
+	{"change", "prdy_vrss", "numeric", "prdy_vrss_sign"},
 	{"change_sign", "prdy_vrss_sign", "text"},
 	{"ex_code", "flng_cls_code", "text"},
 	{"split_rate", "prtt_rate", "numeric"},
@@ -128,7 +137,7 @@ static const KisColumnDef domestic_daily_columns[] = {
 	{NULL}
 };
 
-/* ---- overseas_daily: dailyprice HHDFS76240000 (§6.6) ---- */
+/* ---- overseas_daily: dailyprice HHDFS76240000 (§6.6); diff unsigned too ---- */
 static const KisParamDef overseas_daily_params[] = {
 	{"AUTH", KIS_PARAM_LITERAL, ""},
 	{"EXCD", KIS_PARAM_EXCHANGE},
@@ -148,9 +157,9 @@ static const KisColumnDef overseas_daily_columns[] = {
 	{"close", "clos", "numeric"},
 	{"volume", "tvol", "bigint"},
 	{"trade_value", "tamt", "numeric"},
-	{"change", "diff", "numeric"},
+	{"change", "diff", "numeric", "sign", "rate"},
 	{"change_sign", "sign", "text"},
-	{"change_rate", "rate", "numeric"},
+	{"change_rate", "rate", "numeric", "sign", "diff"},
 	{NULL}
 };
 
@@ -260,7 +269,7 @@ const KisEndpoint kis_endpoints[] = {
 		.symbol_kind = KIS_SYMBOL_OVERSEAS,
 		.has_exchange = true,
 		.batch_size = 1,
-		.notfound_field = "last",
+		.identity_field = "rsym",
 		.columns = overseas_price_columns,
 	},
 	{
@@ -366,6 +375,18 @@ kis_endpoint_field(const KisEndpoint *ep, const char *column)
 	{
 		if (strcmp(col->column, column) == 0)
 			return col->field;
+	}
+	return NULL;
+}
+
+/* The catalogue's column that reads a KIS field, or NULL */
+const KisColumnDef *
+kis_endpoint_column_of_field(const KisEndpoint *ep, const char *field)
+{
+	for (const KisColumnDef *col = ep->columns; col->column; col++)
+	{
+		if (strcmp(col->field, field) == 0)
+			return col;
 	}
 	return NULL;
 }

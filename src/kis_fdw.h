@@ -117,12 +117,21 @@ typedef struct KisParamDef
 	const char *literal;
 } KisParamDef;
 
-/* A friendly column: its name, the KIS field it reads, its imported type */
+/*
+ * A friendly column: its name, the KIS field it reads, its imported type.
+ * A field that KIS may send without its sign (a change, a change rate)
+ * names where its direction is: sign_field holds KIS's direction code
+ * (1 upper limit, 2 up, 3 flat, 4 lower limit, 5 down, 0 flat), and
+ * sign_twin, when the code says nothing, a value of the same direction that
+ * carries its own sign.  See docs/kis-answers.md.
+ */
 typedef struct KisColumnDef
 {
 	const char *column;
 	const char *field;
 	const char *type;
+	const char *sign_field;
+	const char *sign_twin;
 } KisColumnDef;
 
 /* How request keys look, so that bad values are refused before sending */
@@ -171,6 +180,8 @@ typedef struct KisEndpoint
 	const char *row_symbol_field;	/* in batched answers: whose row it is */
 	const char *row_date_field; /* YYYYMMDD of a dated row */
 	const char *notfound_field; /* "0" or "" here means: not listed */
+	const char *identity_field; /* "" here means: not listed (the price may
+								 * be "" for a listed symbol) */
 	KisPaging	paging;
 	int			page_rows;		/* a full page (date paging) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
@@ -182,6 +193,8 @@ extern const char *const kis_exchange_codes[];
 extern const KisEndpoint *kis_endpoint_lookup(const char *name);
 extern char *kis_endpoint_names(void);
 extern const char *kis_endpoint_field(const KisEndpoint *ep, const char *column);
+extern const KisColumnDef *kis_endpoint_column_of_field(const KisEndpoint *ep,
+														const char *field);
 extern const char *kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env);
 extern bool kis_symbol_is_valid(KisSymbolKind kind, const char *symbol);
 extern const char *kis_symbol_hint(KisSymbolKind kind);
@@ -386,6 +399,19 @@ extern void kis_response_read(KisResponse *resp, long http_status,
 							  const char *body, size_t len);
 extern char *kis_response_summary(const KisResponse *resp);
 extern char *kis_row_field_text(json_t *row, json_t *extra, const char *field);
+
+/* Which way a value went, as KIS tells it */
+typedef enum KisDirection
+{
+	KIS_DIR_UNKNOWN,			/* no sign, no code, or one we do not know */
+	KIS_DIR_UP,
+	KIS_DIR_DOWN,
+	KIS_DIR_FLAT
+} KisDirection;
+
+extern KisDirection kis_sign_code_direction(const char *code);
+extern KisDirection kis_signed_text_direction(const char *text);
+extern char *kis_text_with_direction(char *text, KisDirection dir);
 extern char *kis_row_raw_text(json_t *row);
 extern void kis_json_use_palloc(void);
 
@@ -451,6 +477,7 @@ typedef struct KisRange
 /* One row of an answer, or a key that failed (problem set, row NULL) */
 typedef struct KisRow
 {
+	const KisEndpoint *ep;
 	KisKey	   *key;			/* NULL for account rows */
 	json_t	   *row;
 	json_t	   *extra;			/* fills fields the row lacks, or NULL */
@@ -461,6 +488,7 @@ extern int	kis_today_kst(void);
 extern int	kis_requests_start(KisFetcher *fetcher, const KisConfig *config,
 							   List *keys, const KisRange *range);
 extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
+extern char *kis_row_value(const KisRow *row, const char *field);
 
 /* ----------------------------------------------------------------
  * run.c: one run of requests, from keys to tuples (scan and join)

@@ -254,10 +254,12 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 }
 
 static KisRow *
-row_for(KisKey *key, json_t *row, json_t *extra, const char *problem)
+row_for(const KisCall *call, KisKey *key, json_t *row, json_t *extra,
+		const char *problem)
 {
 	KisRow	   *r = palloc(sizeof(KisRow));
 
+	r->ep = call->ep;
 	r->key = key;
 	r->row = row;
 	r->extra = extra;
@@ -273,22 +275,29 @@ fail_all(KisCall *call, const char *problem)
 	ListCell   *lc;
 
 	if (call->keys == NIL)
-		return list_make1(row_for(NULL, NULL, NULL, problem));
+		return list_make1(row_for(call, NULL, NULL, NULL, problem));
 	foreach(lc, call->keys)
-		rows = lappend(rows, row_for(lfirst(lc), NULL, NULL, problem));
+		rows = lappend(rows, row_for(call, lfirst(lc), NULL, NULL, problem));
 	return rows;
 }
 
 /*
- * "0" or "" (or nothing) where the endpoint puts a price: not listed.  The
- * value is read as columns are, so a number where KIS documents a string
- * is still a price.
+ * Not listed: "" (or nothing) where the endpoint names the listing, or "0"
+ * or "" where it puts a price that every listed symbol has.  The value is
+ * read as columns are, so a number where KIS documents a string is still a
+ * price.
  */
 static bool
 row_not_listed(const KisEndpoint *ep, json_t *row, json_t *extra)
 {
 	char	   *v;
 
+	if (ep->identity_field != NULL)
+	{
+		v = kis_row_field_text(row, extra, ep->identity_field);
+		if (v == NULL || strspn(v, " ") == strlen(v))
+			return true;
+	}
 	if (ep->notfound_field == NULL)
 		return false;
 	v = kis_row_field_text(row, extra, ep->notfound_field);
@@ -332,11 +341,11 @@ batched_rows(KisCall *call, json_t *member)
 			}
 		}
 		if (found == NULL)
-			rows = lappend(rows, row_for(key, NULL, NULL, "missing from the answer"));
+			rows = lappend(rows, row_for(call, key, NULL, NULL, "missing from the answer"));
 		else if (row_not_listed(ep, found, NULL))
-			rows = lappend(rows, row_for(key, NULL, NULL, KIS_NOT_LISTED));
+			rows = lappend(rows, row_for(call, key, NULL, NULL, KIS_NOT_LISTED));
 		else
-			rows = lappend(rows, row_for(key, found, NULL, NULL));
+			rows = lappend(rows, row_for(call, key, found, NULL, NULL));
 	}
 	return rows;
 }
@@ -375,7 +384,7 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 			continue;
 		if (!text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd))
 		{
-			rows = lappend(rows, row_for(key, NULL, NULL, "a row without a valid date"));
+			rows = lappend(rows, row_for(call, key, NULL, NULL, "a row without a valid date"));
 			continue;
 		}
 		oldest = Min(oldest, jd);
@@ -383,7 +392,7 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 		if ((call->range.has_from && jd < call->range.from) ||
 			(call->range.has_to && jd > call->range.to) || jd > call->page_to)
 			continue;
-		rows = lappend(rows, row_for(key, elem, extra, NULL));
+		rows = lappend(rows, row_for(call, key, elem, extra, NULL));
 	}
 
 	if (call->range.has_from && json_array_size(member) >= (size_t) ep->page_rows &&
@@ -409,6 +418,33 @@ next_cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c)
 	call->ctx_fk = MemoryContextStrdup(GetMemoryChunkContext(call), fk ? fk : "");
 	call->ctx_nk = MemoryContextStrdup(GetMemoryChunkContext(call), nk ? nk : "");
 	send_call(f, call);
+}
+
+/*
+ * One field of a row as the text its column's input function reads: an
+ * unsigned change gets the direction its endpoint's catalogue entry points
+ * to (a sign code, else a twin value that carries its sign).  NULL for ""
+ * and missing fields.
+ */
+char *
+kis_row_value(const KisRow *row, const char *field)
+{
+	char	   *text = kis_row_field_text(row->row, row->extra, field);
+	const KisColumnDef *col;
+	KisDirection dir;
+
+	if (text == NULL || row->ep == NULL)
+		return text;
+	col = kis_endpoint_column_of_field(row->ep, field);
+	if (col == NULL || col->sign_field == NULL ||
+		kis_signed_text_direction(text) != KIS_DIR_UNKNOWN)
+		return text;
+	dir = kis_sign_code_direction(kis_row_field_text(row->row, row->extra,
+													 col->sign_field));
+	if (dir == KIS_DIR_UNKNOWN && col->sign_twin != NULL)
+		dir = kis_signed_text_direction(kis_row_field_text(row->row, row->extra,
+														   col->sign_twin));
+	return kis_text_with_direction(text, dir);
 }
 
 /*
@@ -454,8 +490,8 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		KisKey	   *key = linitial(call->keys);
 
 		rows = list_make1(row_not_listed(ep, member, extra) ?
-						  row_for(key, NULL, NULL, KIS_NOT_LISTED) :
-						  row_for(key, member, extra, NULL));
+						  row_for(call, key, NULL, NULL, KIS_NOT_LISTED) :
+						  row_for(call, key, member, extra, NULL));
 	}
 	else if (ep->paging == KIS_PAGING_DATE)
 		rows = dated_rows(f, call, member, extra);
@@ -467,7 +503,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		json_array_foreach(member, i, elem)
 		{
 			if (json_is_object(elem))
-				rows = lappend(rows, row_for(NULL, elem, extra, NULL));
+				rows = lappend(rows, row_for(call, NULL, elem, extra, NULL));
 		}
 		if (ep->paging == KIS_PAGING_CURSOR)
 			next_cursor_page(f, call, c);

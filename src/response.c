@@ -186,6 +186,72 @@ kis_row_field_text(json_t *row, json_t *extra, const char *field)
 	return json_value_text(value);
 }
 
+static const char *
+after_blanks(const char *text)
+{
+	while (*text == ' ')
+		text++;
+	return text;
+}
+
+/*
+ * Direction codes: KIS's sign fields (prdy_vrss_sign, overseas "sign") say
+ * 1 upper limit, 2 up, 3 flat, 4 lower limit, 5 down; real overseas answers
+ * also carry "0" on a flat day (docs/kis-answers.md).
+ */
+KisDirection
+kis_sign_code_direction(const char *code)
+{
+	code = code ? after_blanks(code) : "";
+	if (code[0] == '\0' || (code[1] != '\0' && code[1] != ' '))
+		return KIS_DIR_UNKNOWN;
+	switch (code[0])
+	{
+		case '1':
+		case '2':
+			return KIS_DIR_UP;
+		case '4':
+		case '5':
+			return KIS_DIR_DOWN;
+		case '0':
+		case '3':
+			return KIS_DIR_FLAT;
+	}
+	return KIS_DIR_UNKNOWN;
+}
+
+/* The sign a number's text carries: "-4.17" down, "+1.44" up, " 0.00" none */
+KisDirection
+kis_signed_text_direction(const char *text)
+{
+	text = text ? after_blanks(text) : "";
+	if (*text == '-')
+		return KIS_DIR_DOWN;
+	if (*text == '+')
+		return KIS_DIR_UP;
+	return KIS_DIR_UNKNOWN;
+}
+
+/*
+ * An unsigned magnitude with the direction put in: "45.5000" going down is
+ * "-45.5000".  Text that carries a sign, a zero and anything going up stay
+ * as they are (numeric and integer input accept the leading blank and '+'
+ * KIS sends).
+ */
+char *
+kis_text_with_direction(char *text, KisDirection dir)
+{
+	const char *digits;
+
+	if (text == NULL || dir != KIS_DIR_DOWN)
+		return text;
+	digits = after_blanks(text);
+	if (kis_signed_text_direction(digits) != KIS_DIR_UNKNOWN ||
+		strpbrk(digits, "123456789") == NULL)
+		return text;
+	return psprintf("-%s", digits);
+}
+
 /* The whole row as compact JSON text */
 char *
 kis_row_raw_text(json_t *row)

@@ -371,7 +371,7 @@ column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
 			text = row->row ? kis_row_raw_text(row->row) : NULL;
 			break;
 		case KIS_COL_FIELD:
-			text = row->row ? kis_row_field_text(row->row, row->extra, col->field) : NULL;
+			text = row->row ? kis_row_value(row, col->field) : NULL;
 			break;
 	}
 	if (text != NULL && GetDatabaseEncoding() != PG_UTF8)

@@ -8,7 +8,8 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
                              [--cert PEM --key PEM] [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--today YYYYMMDD]
-                             [--holdings N] [--multprice-shape array|object] [--quiet]
+                             [--holdings N] [--multprice-shape array|object]
+                             [--multprice-signs signed|unsigned] [--quiet]
 
 With --port 0 (the default) a free port is chosen; --port-file receives it (written
 atomically) once the server listens. SIGTERM or SIGINT stops the server within ~0.1 s.
@@ -68,7 +69,9 @@ GET /uapi/domestic-stock/v1/quotations/intstock-multprice         tr_id FHKST113
         book), all for that symbol's market exactly as inquire-price computes them.
     A 98 or 99 symbol gives an entry with inter_shrn_iscd kept, numbers "0", text "".
     Config multprice_shape "object" (default "array") makes output a single object when
-    exactly one symbol was asked.
+    exactly one symbol was asked. Config multprice_signs "unsigned" (default "signed")
+    sends inter2_prdy_vrss and prdy_ctrt without their "-" (the direction stays in
+    prdy_vrss_sign), as one client reports real KIS doing (docs/kis-answers.md).
 
 GET /uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn  tr_id FHKST01010200
     FID_COND_MRKT_DIV_CODE, FID_INPUT_ISCD. With p, change, base... of inquire-price:
@@ -105,10 +108,12 @@ GET /uapi/overseas-price/v1/quotations/price                        tr_id HHDFS0
     on NAS if sha256(symbol)'s first byte is even, else NYS. BAQ/BAY/BAA (US daytime) count
     as NAS/NYS/AMS. Listed: output {rsym "D" + EXCD + SYMB, zdiv "4", base, pvol, last, sign,
     diff, rate, tvol, tamt, ordy "매수가능"} with, in hundredths (prices are printed with 4
-    decimals, e.g. "189.2500"; diff with "-" when negative):
+    decimals, e.g. "189.2500"; diff WITHOUT its sign, as real KIS sends it):
         last = 1000 + h0 % 49000;  diff = min((h1 >> 8) % 2001 - 1000, last - 100)
-        base = last - diff;  sign "2"/"3"/"5" for diff > 0 / = 0 / < 0
-        rate = round(diff * 100 / base, 2) as for prdy_ctrt, with "+" when positive
+        base = last - diff;  sign "2"/"0"/"5" for diff > 0 / = 0 / < 0 (real KIS sends "0")
+        rate = round(diff * 100 / base, 2) as for prdy_ctrt, written as real answers write
+               it: "+1.52" when positive, "-1.41" when negative, " 0.00" (leading blank)
+    AAPL is down (sign "5", diff "6.5600", rate "-1.41"); AGO (NAS) is flat.
         pvol = h2 % 100000000;  tvol = h3 % 50000000;  tamt = tvol * last // 100 (integers)
     Not listed on that exchange (or SYMB blank): rt_cd "0", every output field "".
 
@@ -118,7 +123,8 @@ GET /uapi/overseas-price/v1/quotations/dailyprice                   tr_id HHDFS7
     BAQ/BAY/BAA (no daytime bars): else OPSQ2001; a bad GUBN, BYMD or MODP: OPSQ2002.
     output2: the 100 newest bars dated <= BYMD, newest first; rows {xymd, clos, sign, diff,
         rate, open, high, low, tvol, tamt, pbid, vbid, pask, vask} (4-decimal prices; diff
-        and rate against the previous bar, rate with "+" when positive).
+        and rate against the previous bar, diff unsigned and rate written as for price;
+        sign "2"/"3"/"5"; the first bar, 20150102, is flat).
     output1 {rsym "D" + EXCD + SYMB, zdiv "4", nrec str(len(output2))}. Not listed on EXCD:
     output1 {rsym "", zdiv "", nrec "0"}, output2 [].
 
@@ -198,7 +204,8 @@ POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows
                                  tokens=true; the config stays
 POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
                       "today" ("YYYYMMDD"), "holdings" (0..100000),
-                      "multprice_shape" ("array" | "object")}
+                      "multprice_shape" ("array" | "object"),
+                      "multprice_signs" ("signed" | "unsigned")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow expire_token invalid_token (any /uapi endpoint, after the rate check) and egw00133
@@ -322,10 +329,15 @@ def _yyyymmdd(value):
     return text
 
 
-def _multprice_shape(value):
-    if value not in ("array", "object"):
-        raise ValueError('multprice_shape must be "array" or "object"')
-    return value
+def _choice(key, *values):
+    def parse(value):
+        if value not in values:
+            raise ValueError(f"{key} must be one of {', '.join(map(repr, values))}")
+        return value
+    return parse
+
+
+_multprice_shape = _choice("multprice_shape", "array", "object")
 
 
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
@@ -333,7 +345,8 @@ CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(fl
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
                 "token_ttl": _non_negative(float), "today": _yyyymmdd,
                 "holdings": _non_negative(int, MAX_HOLDINGS),
-                "multprice_shape": _multprice_shape}
+                "multprice_shape": _multprice_shape,
+                "multprice_signs": _choice("multprice_signs", "signed", "unsigned")}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -357,13 +370,15 @@ def _pct(num, den):
     return _decimal2(-q if num < 0 else q)
 
 
-def _plus(rate):
-    """A rate with an explicit "+" when positive, as overseas KIS answers carry it."""
-    return "+" + rate if NUMERIC.fullmatch(rate) and rate.strip("0.") and rate[0] != "-" else rate
+def _overseas_rate(num, den):
+    """An overseas rate as real answers write it: "+1.44", "-4.17", " 0.00" (a blank for
+    the sign of zero)."""
+    rate = _pct(num, den)
+    return "+" + rate if num > 0 else " " + rate if num == 0 else rate
 
 
-def _sign(change):
-    return "2" if change > 0 else "5" if change < 0 else "3"
+def _sign(change, flat="3"):
+    return "2" if change > 0 else "5" if change < 0 else flat
 
 
 def _tick(price):
@@ -759,8 +774,8 @@ def overseas_output(symbol, excd):
     tvol = h3 % 50_000_000
     return {
         "rsym": f"D{excd}{symbol}", "zdiv": "4", "base": _decimal4(base),
-        "pvol": str(h2 % 100_000_000), "last": _decimal4(last), "sign": _sign(diff),
-        "diff": _decimal4(diff), "rate": _plus(_pct(diff, base)), "tvol": str(tvol),
+        "pvol": str(h2 % 100_000_000), "last": _decimal4(last), "sign": _sign(diff, "0"),
+        "diff": _decimal4(abs(diff)), "rate": _overseas_rate(diff, base), "tvol": str(tvol),
         "tamt": str(tvol * last // 100), "ordy": "매수가능",
     }
 
@@ -788,7 +803,8 @@ def overseas_chart_rows(symbol, period, last, today, adjusted):
         diff = close - prev
         rows.append({
             "xymd": ymd(day), "clos": _decimal4(close), "sign": _sign(diff),
-            "diff": _decimal4(diff), "rate": _plus(_pct(diff, prev)), "open": _decimal4(opn),
+            "diff": _decimal4(abs(diff)), "rate": _overseas_rate(diff, prev),
+            "open": _decimal4(opn),
             "high": _decimal4(high), "low": _decimal4(low), "tvol": str(tvol),
             "tamt": str(tamt), "pbid": _decimal4(pbid), "vbid": str(vbid),
             "pask": _decimal4(pask), "vask": str(vask),
@@ -886,6 +902,10 @@ def intstock_multprice(call):
     output = [zeroed(multprice_entry(symbol, "J"), keep=("inter_shrn_iscd",))
               if symbol[:2] in ("98", "99") else multprice_entry(symbol, market)
               for market, symbol in items]
+    if call.state.setting("multprice_signs") == "unsigned":
+        for entry in output:
+            for key in ("inter2_prdy_vrss", "prdy_ctrt"):
+                entry[key] = entry[key].lstrip("-")
     if len(output) == 1 and call.state.setting("multprice_shape") == "object":
         output = output[0]
     return kis("MCA00000", output=output)
@@ -1554,6 +1574,8 @@ def parse_args(argv):
                    help="positions in every inquire-balance account")
     p.add_argument("--multprice-shape", choices=("array", "object"), default="array",
                    help="intstock-multprice output for a single symbol")
+    p.add_argument("--multprice-signs", choices=("signed", "unsigned"), default="signed",
+                   help="intstock-multprice change fields with or without their sign")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):

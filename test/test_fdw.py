@@ -39,7 +39,7 @@ APP_SECRET = "behaviour-secret-93d1e0c7b5a24f68"
 SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3",
                    "timeout_ms": "30000"}
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
-                 "token_interval": 0, "token_ttl": 86400}
+                 "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
 
@@ -532,6 +532,32 @@ def test_on_error_modes():
         check(s.alive, "psql died")
 
 
+def test_multprice_unsigned_changes():
+    """intstock-multprice may send change and change rate without their sign
+    (docs/kis-answers.md): both readings give inquire-price's signed values."""
+    for sql in ("CREATE FOREIGN TABLE IF NOT EXISTS multi_changes (symbol text, change numeric, "
+                "change_rate numeric, change_sign text) SERVER kis "
+                "OPTIONS (endpoint 'domestic_multi_price')",
+                "CREATE FOREIGN TABLE IF NOT EXISTS single_changes (symbol text, change numeric, "
+                "change_rate numeric) SERVER kis OPTIONS (endpoint 'domestic_price')"):
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+    syms = ["000660", "035720", "005930", "035420"]  # two down days, two up days
+    query = ("SELECT m.symbol, m.change, m.change_rate, m.change_sign, "
+             "m.change = s.change AND m.change_rate = s.change_rate "
+             "FROM multi_changes m JOIN single_changes s USING (symbol) "
+             f"WHERE m.symbol IN ({sql_list(syms)}) AND s.symbol IN ({sql_list(syms)}) ORDER BY 1")
+    for reading in ("signed", "unsigned"):
+        mock_config(multprice_signs=reading)
+        rows, err, rc = run(query)
+        check(rc == 0, f"{reading}: {err}")
+        check([r[0] for r in rows] == sorted(syms), f"{reading}: rows {rows}")
+        check(all(r[4] == "t" for r in rows), f"{reading}: multi and single prices disagree: {rows}")
+        down = {r[0]: r[1:3] for r in rows if r[3] == "5"}
+        check(down == {"000660": ["-20", "-0.05"], "035720": ["-570", "-4.35"]},
+              f"{reading}: down days not negative: {rows}")
+
+
 def test_streaming():
     fast, slow = symbols(1)[0], symbols(1, "96")[0]
     with Session() as s:
@@ -825,7 +851,7 @@ def test_no_secret_in_log():
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
-         test_streaming,
+         test_multprice_unsigned_changes, test_streaming,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,

@@ -292,6 +292,11 @@ class MockKisCase(unittest.TestCase):
         self.control("config", {"multprice_shape": "object"})
         self.assertEqual(self.multprice([("J", "005930")])[1]["output"]["inter_shrn_iscd"], "005930")
         self.assertIsInstance(self.multprice([("J", "005930"), ("J", "000660")])[1]["output"], list)
+        # the unsigned reading: magnitudes only, the direction in prdy_vrss_sign
+        self.control("config", {"multprice_signs": "unsigned"})
+        down = self.multprice([("J", "000660"), ("J", "005930")])[1]["output"]
+        self.assertEqual([(e["inter2_prdy_vrss"], e["prdy_vrss_sign"], e["prdy_ctrt"]) for e in down],
+                         [("20", "5", "0.05"), ("880", "2", "2.65")])
         # 30 is the cap; the request still counts once
         self.control("reset", {})
         many = [("J", "%06d" % (100000 + i)) for i in range(31)]
@@ -312,12 +317,16 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "0", "MCA00000"))
         out = body["output"]
         last, diff, base = overseas_last("AAPL")
+        # real shapes: diff without its sign, the direction in sign and rate
         self.assertEqual((out["rsym"], out["zdiv"], out["last"], out["base"], out["diff"]),
-                         ("DNASAAPL", "4", dec4(last), dec4(base), dec4(diff)))
+                         ("DNASAAPL", "4", dec4(last), dec4(base), dec4(abs(diff))))
         self.assertRegex(out["last"], r"^\d+\.\d{4}$")
-        self.assertEqual(out["sign"], "2" if diff > 0 else "5" if diff < 0 else "3")
-        self.assertRegex(out["rate"], r"^[+-]\d+\.\d\d$" if diff else r"^0\.00$")
-        self.assertEqual(out["rate"][0] == "+", diff > 0)
+        self.assertLess(diff, 0)
+        self.assertEqual((out["sign"], out["diff"], out["rate"]), ("5", "6.5600", "-1.41"))
+        up = price("NAS", "MSFT")[1]["output"]
+        self.assertEqual((up["sign"], up["diff"], up["rate"]), ("2", "5.3000", "+1.52"))
+        flat = price("NAS", "AGO")[1]["output"]
+        self.assertEqual((flat["sign"], flat["diff"], flat["rate"]), ("0", "0.0000", " 0.00"))
         self.assertEqual(out["ordy"], "매수가능")
         self.assertEqual(price("BAQ", "AAPL")[1]["output"]["rsym"], "DBAQAAPL")  # daytime NAS
         self.assertEqual(price("NYS", "IBM")[1]["output"]["rsym"], "DNYSIBM")
@@ -333,6 +342,16 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2001"))
         self.assertEqual(price("NAS", "AAPL", tr_id="FHKST01010100")[1]["msg_cd"], "EGW00213")
         self.assertEqual(self.stats()["by_symbol"]["AAPL"], 5)
+
+    def test_overseas_signs(self):
+        """Every overseas diff is unsigned; sign and rate agree with the signed difference."""
+        for symbol in ("AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "AGO"):
+            out = self.api(OVS, "HHDFS00000300", {"AUTH": "", "EXCD": "NAS", "SYMB": symbol})[1]["output"]
+            diff = overseas_last(symbol)[1]
+            self.assertEqual(out["diff"], dec4(abs(diff)), symbol)
+            self.assertEqual(out["sign"], "2" if diff > 0 else "5" if diff < 0 else "0", symbol)
+            self.assertRegex(out["rate"], r"^\+\d+\.\d\d$" if diff > 0 else
+                             r"^-\d+\.\d\d$" if diff < 0 else r"^ 0\.00$")
 
     def daily(self, symbol, first, last, period="D", adj="0", market="J"):
         return self.api(DAILY, "FHKST03010100", {
@@ -414,13 +433,20 @@ class MockKisCase(unittest.TestCase):
             self.assertRegex(r["clos"], r"^\d+\.\d{4}$")
             self.assertTrue(float(r["low"]) <= float(r["clos"]) <= float(r["high"]))
         for newer, older in zip(rows, rows[1:]):
-            self.assertAlmostEqual(float(newer["clos"]) - float(older["clos"]), float(newer["diff"]))
+            change = float(newer["clos"]) - float(older["clos"])
+            self.assertEqual(newer["diff"][0] != "-", True)  # real answers: no sign on diff
+            self.assertAlmostEqual(abs(change), float(newer["diff"]))
+            self.assertEqual(newer["sign"], "2" if change > 0 else "5" if change < 0 else "3")
+            self.assertEqual(newer["rate"][0], "+" if change > 0 else "-" if change < 0 else " ")
         self.assertEqual(self.overseas_daily("NAS", "TSLA", "20251231")[1]["output2"], rows)
         # paging back by BYMD ends at the first bar, 20150102
         page = self.overseas_daily("NAS", "TSLA", "20150301")[1]
         self.assertEqual([r["xymd"] for r in page["output2"]], weekdays("20150102", "20150227"))
         self.assertEqual(page["output1"]["nrec"], str(len(page["output2"])))
         self.assertEqual(self.overseas_daily("NAS", "TSLA", "20141231")[1]["output2"], [])
+        first = page["output2"][-1]  # the first bar has no previous close: flat
+        self.assertEqual((first["xymd"], first["sign"], first["diff"], first["rate"]),
+                         ("20150102", "3", "0.0000", " 0.00"))
         months = self.overseas_daily("NAS", "TSLA", "20251231", gubn="2")[1]["output2"]
         self.assertEqual([r["xymd"] for r in months[:3]], ["20251230", "20251128", "20251031"])
         self.assertEqual([r["xymd"] for r in self.overseas_daily("NAS", "TSLA", "20251231", gubn="1")
@@ -581,7 +607,7 @@ class MockKisCase(unittest.TestCase):
 
     def test_config_and_flags(self):
         for bad in ({"today": "20251301"}, {"holdings": -1}, {"multprice_shape": "list"},
-                    {"nope": 1}):
+                    {"multprice_signs": "yes"}, {"nope": 1}):
             self.assertEqual(self.call("POST", "/__mock/config", bad)[0], 400, bad)
         s = self.stats()
         self.assertEqual((s["today"], s["holdings"], s["multprice_shape"]), ("20251230", 120, "array"))
