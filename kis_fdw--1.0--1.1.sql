@@ -2,3 +2,14 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION kis_fdw UPDATE TO '1.1'" to load this file. \quit
+
+-- Clear one app key's rate gate and token issuance wait (docs/tokens-and-rate.md)
+CREATE FUNCTION kis_fdw_reset_key(server name)
+RETURNS boolean
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION kis_fdw_reset_key(name) IS
+  'kis_fdw: forget the rate-gate schedule and token issuance wait of the app key in your user mapping for this server; true if the key had any';
+
+REVOKE ALL ON FUNCTION kis_fdw_reset_key(name) FROM PUBLIC;

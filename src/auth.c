@@ -5,13 +5,17 @@
  *	  sharing one token per app key among all sessions.
  *
  * KIS allows one issuance per minute per app key and notifies the user's
- * phone at each one (kis-api.md §4.1), so issuing is rationed: the token
+ * phone at each one (docs/tokens-and-rate.md), so issuing is rationed: the token
  * lives in the key's slot (shared by all sessions when preloaded, see
  * shmem.c); one session at a time issues (a claim in the slot) while the
  * others wait for its result; at most one issuance per
  * kis_fdw.token_issue_interval seconds per key; and a token rejected as
  * expired or invalid is replaced once for everyone (the generation number
  * tells a stale rejection from a fresh one).
+ *
+ * Every time kept in the slot is on kis_clock_now()'s monotonic clock
+ * (limiter.c), so that a wall-clock step can neither hold up an issuance
+ * nor a claim; only a token's expiry is read from the wall clock, once.
  *
  * The fetch engine performs the HTTP request; this file only knows what
  * to send and what the answer means.  Neither the app key, the secret nor
@@ -135,6 +139,22 @@ kis_token_release_claim(KisKeySlot *slot)
 	pg_atomic_compare_exchange_u32(&slot->issuing_pid, &mine, 0);
 }
 
+/*
+ * kis_fdw_reset_key: forget the issuing claim and when the key last asked
+ * for a token, so that the next scan may issue at once.  The token itself
+ * is kept: it is still good, and KIS would hand back the same one anyway
+ * (docs/tokens-and-rate.md).
+ */
+void
+kis_token_reset(KisKeySlot *slot)
+{
+	SpinLockAcquire(&slot->mutex);
+	pg_atomic_write_u32(&slot->issuing_pid, 0);
+	slot->claim_started = 0;
+	slot->last_attempt = 0;
+	SpinLockRelease(&slot->mutex);
+}
+
 /* KIS rejected the token of this generation: drop it, once for everyone */
 void
 kis_token_invalidate(KisKeySlot *slot, uint64 generation)
@@ -234,20 +254,25 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 	{
 		const char *exp_text = json_string_value(json_object_get(root, "access_token_token_expired"));
 		json_t	   *expires_in = json_object_get(root, "expires_in");
+		TimestampTz wall = GetCurrentTimestamp();
 
 		/*
-		 * Trust the expiry text (kis-api.md §4.1), then expires_in, each only
-		 * if it lies between a minute and a year ahead: a past expiry (clock
-		 * skew, a garbled answer) would make every scan issue again at once.
+		 * Trust the expiry text (docs/tokens-and-rate.md), then expires_in,
+		 * each only if it lies between a minute and a year ahead: a past
+		 * expiry (clock skew, a garbled answer) would make every scan issue
+		 * again at once.  The expiry is a wall-clock time; the slot keeps
+		 * the remaining life on the monotonic clock, so that a later clock
+		 * step does not change it.
 		 */
 		if (exp_text != NULL)
 			expires = parse_kst(exp_text);
-		if (!expiry_is_sane(expires, now) && json_is_number(expires_in) &&
+		if (!expiry_is_sane(expires, wall) && json_is_number(expires_in) &&
 			json_number_value(expires_in) >= KIS_TOKEN_MIN_LIFE_S &&
 			json_number_value(expires_in) <= KIS_TOKEN_MAX_LIFE_S)
-			expires = now + (int64) json_number_value(expires_in) * USECS_PER_SEC;
-		if (!expiry_is_sane(expires, now))
-			expires = now + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
+			expires = wall + (int64) json_number_value(expires_in) * USECS_PER_SEC;
+		if (!expiry_is_sane(expires, wall))
+			expires = wall + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
+		expires = now + (expires - wall);
 
 		SpinLockAcquire(&slot->mutex);
 		strlcpy(slot->token, token, KIS_TOKEN_MAX);

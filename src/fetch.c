@@ -201,7 +201,7 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0)
 		transport.timer_deadline = -1;
 	else
-		transport.timer_deadline = GetCurrentTimestamp() + (int64) timeout_ms * 1000;
+		transport.timer_deadline = kis_clock_now() + (int64) timeout_ms * 1000;
 	return 0;
 }
 
@@ -492,7 +492,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->errbuf[0] = '\0';
 	req->tr_cont[0] = '\0';
 	req->attempts++;
-	req->started_at = GetCurrentTimestamp();
+	req->started_at = kis_clock_now();
 
 	req->easy = easy = transport.neasy > 0 ?
 		transport.easy_pool[--transport.neasy] : curl_easy_init();
@@ -625,7 +625,7 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	memcpy(c->tr_cont, req->tr_cont, sizeof(c->tr_cont));
 	c->resp = *resp;
 	c->attempts = req->attempts;
-	c->completed_at = now;
+	c->completed_at = GetCurrentTimestamp();	/* the row's fetched_at */
 	if (resp->outcome != KIS_OUTCOME_OK && resp->outcome != KIS_OUTCOME_FAILED)
 	{
 		/* retries exhausted: report it as this key's failure */
@@ -817,7 +817,7 @@ drain_completions(void)
 		char	   *priv = NULL;
 		CURLcode	rc = msg->data.result;
 		long		status = 0;
-		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz now = kis_clock_now();
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -904,13 +904,15 @@ pump(KisFetcher *f, TimestampTz now)
 
 		/*
 		 * One reservation at a time: a cancelled scan wastes one slot at
-		 * most.  A reservation left unused for longer than one interval (a
-		 * cursor that paused) is stale: sending on it now could come too
-		 * close to another session's send, so it is renewed.
+		 * most.  One that went stale (a cursor paused) or lies further
+		 * ahead than the gate now justifies is renewed.
 		 */
-		if (f->has_reservation && f->config->rate_limit > 0 &&
-			now - f->reserved_at > (int64) (USECS_PER_SEC / f->config->rate_limit))
+		if (f->has_reservation &&
+			!kis_limiter_holds(f->slot, f->config->rate_limit, f->reserved_at, now))
+		{
+			kis_limiter_release(f->slot);
 			f->has_reservation = false;
+		}
 		if (!f->has_reservation)
 		{
 			f->reserved_at = kis_limiter_reserve(f->slot, f->config->rate_limit, now);
@@ -926,6 +928,7 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, f->reserved_at);
 			break;
 		}
+		kis_limiter_release(f->slot);
 		f->has_reservation = false;
 		req = dlist_container(KisRequest, node, dlist_pop_head_node(&f->ready));
 		req->token_generation = generation;
@@ -939,7 +942,7 @@ static void
 wait_and_work(TimestampTz wake)
 {
 	WaitEvent	events[16];
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = kis_clock_now();
 	TimestampTz deadline = earliest(wake, transport.timer_deadline);
 	long		timeout = KIS_MAX_IDLE_WAIT_MS;
 	int			n;
@@ -971,7 +974,7 @@ wait_and_work(TimestampTz wake)
 			transport_action(events[i].fd, mask);
 		}
 	}
-	if (transport.timer_deadline >= 0 && GetCurrentTimestamp() >= transport.timer_deadline)
+	if (transport.timer_deadline >= 0 && kis_clock_now() >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
 		transport_action(CURL_SOCKET_TIMEOUT, 0);
@@ -1013,6 +1016,8 @@ fetcher_cleanup(void *arg)
 	explicit_bzero(f->token, sizeof(f->token));
 	if (f->token_inflight)
 		kis_token_release_claim(f->slot);
+	if (f->has_reservation)
+		kis_limiter_release(f->slot);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -1095,7 +1100,7 @@ kis_fetch_next(KisFetcher *f)
 			 */
 			if (f->npending > 0)
 			{
-				TimestampTz now = GetCurrentTimestamp();
+				TimestampTz now = kis_clock_now();
 
 				(void) pump(f, now);
 				wait_and_work(now);
@@ -1104,7 +1109,7 @@ kis_fetch_next(KisFetcher *f)
 		}
 		if (f->npending == 0)
 			return NULL;
-		wake = pump(f, GetCurrentTimestamp());
+		wake = pump(f, kis_clock_now());
 		wait_and_work(wake);
 	}
 }

@@ -282,8 +282,14 @@ typedef struct KisKeySlot
 {
 	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key */
 
-	/* rate gate (limiter.c): theoretical arrival time, microseconds */
+	/*
+	 * rate gate (limiter.c), on kis_clock_now()'s clock: the theoretical
+	 * arrival time of the next send, the end of a back-off KIS asked for,
+	 * and how many reservations fetchers hold
+	 */
 	pg_atomic_uint64 tat;
+	pg_atomic_uint64 penalty_until;
+	pg_atomic_uint32 reservations;
 
 	/* access token (auth.c); the fields below mutex are under it */
 	pg_atomic_uint32 issuing_pid;	/* the backend issuing a token, or 0 */
@@ -291,6 +297,7 @@ typedef struct KisKeySlot
 	slock_t		mutex;
 	uint8		token_creds[KIS_KEY_HASH_LEN];	/* whose token (url, key, secret) */
 	char		token[KIS_TOKEN_MAX];	/* "" when none */
+	/* times on kis_clock_now()'s clock, never the wall clock */
 	TimestampTz issued_at;
 	TimestampTz expires_at;
 	TimestampTz last_attempt;	/* last tokenP call for this key */
@@ -303,6 +310,7 @@ typedef struct KisKeySlot
 extern void kis_shmem_init(void);
 extern bool kis_shmem_is_shared(void);
 extern KisKeySlot *kis_key_slot(const uint8 *key_hash);
+extern KisKeySlot *kis_key_slot_find(const uint8 *key_hash);
 extern KisKeySlot *kis_key_slot_at(int i);
 extern void kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us);
 
@@ -313,6 +321,8 @@ kis_slot_init(KisKeySlot *slot)
 	memset(slot, 0, sizeof(KisKeySlot));
 	SpinLockInit(&slot->mutex);
 	pg_atomic_init_u64(&slot->tat, 0);
+	pg_atomic_init_u64(&slot->penalty_until, 0);
+	pg_atomic_init_u32(&slot->reservations, 0);
 	pg_atomic_init_u32(&slot->issuing_pid, 0);
 	pg_atomic_init_u64(&slot->generation, 0);
 	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
@@ -327,11 +337,19 @@ kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 }
 
 /* ----------------------------------------------------------------
- * limiter.c: the rate gate of one app key
+ * limiter.c: the rate gate of one app key, and the clock of every schedule
  * ----------------------------------------------------------------
  */
+#define KIS_MIN_RATE 0.01		/* requests per second; rate_limit 0 = no gate */
+
+extern TimestampTz kis_clock_now(void);
+extern void kis_clock_check(void);
 extern TimestampTz kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now);
+extern bool kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserved_at,
+							  TimestampTz now);
+extern void kis_limiter_release(KisKeySlot *slot);
 extern void kis_limiter_back_off(KisKeySlot *slot, TimestampTz until);
+extern void kis_limiter_reset(KisKeySlot *slot);
 
 /* ----------------------------------------------------------------
  * auth.c: access tokens
@@ -354,6 +372,7 @@ extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
 									   TimestampTz now, char *token,
 									   uint64 *generation, TimestampTz *wake);
 extern void kis_token_release_claim(KisKeySlot *slot);
+extern void kis_token_reset(KisKeySlot *slot);
 extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
 
 typedef enum KisTokenResult

@@ -242,6 +242,19 @@ check_number(const KisOptionDef *opt, const char *value)
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("value %s for option \"%s\" is out of range", value, opt->name),
 				 errhint("Use a number between %g and %g.", opt->min, opt->max)));
+
+	/*
+	 * rate_limit 0 turns the client-side gate off; any other rate spaces
+	 * requests at most 1/KIS_MIN_RATE seconds apart, so that a typo cannot
+	 * hold a key for hours (docs/tokens-and-rate.md).
+	 */
+	if (strcmp(opt->name, "rate_limit") == 0 && d > 0 && d < KIS_MIN_RATE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("value %s for option \"rate_limit\" is below the minimum of %g requests per second",
+						value, KIS_MIN_RATE),
+				 errhint("Use 0 to turn the client-side rate limit off, or a rate of at least %g.",
+						 KIS_MIN_RATE)));
 }
 
 static void

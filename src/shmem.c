@@ -87,6 +87,7 @@ kis_shmem_startup(void)
 void
 kis_shmem_init(void)
 {
+	kis_clock_check();			/* slots keep times on this clock */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -132,18 +133,12 @@ KisKeySlot *
 kis_key_slot(const uint8 *key_hash)
 {
 	KisSlotTable *table = get_table();
-	KisKeySlot *slot = NULL;
-	int			nused;
+	KisKeySlot *slot;
 
-	/* slots are only ever added, so a lock-free look first is safe */
-	SpinLockAcquire(&table->mutex);
-	nused = table->nused;
-	SpinLockRelease(&table->mutex);
-	for (int i = 0; i < nused; i++)
-	{
-		if (memcmp(table->slots[i].key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
-			return &table->slots[i];
-	}
+	/* slots are only ever added, so a look without the lock first is safe */
+	slot = kis_key_slot_find(key_hash);
+	if (slot != NULL)
+		return slot;
 
 	SpinLockAcquire(&table->mutex);
 	for (int i = 0; i < table->nused; i++)
@@ -170,6 +165,24 @@ kis_key_slot(const uint8 *key_hash)
 				 errdetail("All %d slots are in use by other app keys.", table->nslots),
 				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL.")));
 	return slot;
+}
+
+/* The slot of one app key, or NULL if it has none (nothing is claimed) */
+KisKeySlot *
+kis_key_slot_find(const uint8 *key_hash)
+{
+	KisSlotTable *table = get_table();
+	int			nused;
+
+	SpinLockAcquire(&table->mutex);
+	nused = table->nused;
+	SpinLockRelease(&table->mutex);
+	for (int i = 0; i < nused; i++)
+	{
+		if (memcmp(table->slots[i].key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
+			return &table->slots[i];
+	}
+	return NULL;
 }
 
 /* For the statistics function: slot i, or NULL past the last one in use */

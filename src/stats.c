@@ -2,7 +2,8 @@
  *
  * stats.c
  *	  kis_fdw_stats(): the counters of every app-key slot, one row per key,
- *	  named by a short prefix of the key's SHA-256 (never the key).
+ *	  named by a short prefix of the key's SHA-256 (never the key); and
+ *	  kis_fdw_reset_key(): clear one key's rate gate and issuance wait.
  *
  * The counters are atomics in the slots (shmem.c), so reading them writes
  * nothing: the function works in read-only transactions and on standbys.
@@ -11,7 +12,11 @@
  */
 #include "postgres.h"
 
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "kis_fdw.h"
@@ -56,4 +61,54 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_reset_key);
+
+/*
+ * kis_fdw_reset_key(server name): the app key of the caller's user mapping
+ * for that server gets a fresh schedule: its rate gate, the back-off KIS
+ * asked for, the issuing claim and the token issuance interval are
+ * forgotten (the token stays).  For a key stuck behind a schedule that no
+ * longer applies, without a restart.  Returns whether the key had a slot.
+ * EXECUTE is revoked from PUBLIC; the key is never shown.
+ */
+Datum
+kis_fdw_reset_key(PG_FUNCTION_ARGS)
+{
+	char	   *servername = NameStr(*PG_GETARG_NAME(0));
+	ForeignServer *server = GetForeignServerByName(servername, false);
+	UserMapping *um;
+	AclResult	aclresult;
+	ListCell   *lc;
+	uint8		key_hash[KIS_KEY_HASH_LEN];
+	KisKeySlot *slot = NULL;
+	bool		have_key = false;
+
+	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+
+	um = GetUserMapping(GetUserId(), server->serverid);
+	foreach(lc, um->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "app_key") == 0)
+		{
+			kis_hash_app_key(defGetString(def), key_hash);
+			slot = kis_key_slot_find(key_hash);
+			have_key = true;
+		}
+	}
+	if (!have_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping for server \"%s\" has no app_key", server->servername)));
+	if (slot == NULL)
+		PG_RETURN_BOOL(false);
+
+	kis_limiter_reset(slot);
+	kis_token_reset(slot);
+	PG_RETURN_BOOL(true);
 }

@@ -858,6 +858,49 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log]
 
 
+# --------------------------------------------------------------------------- gate
+# The rate gate, the app-key slots and the tokens (issue 13 items 1, 2, 6, 7, 9;
+# issue 14 item 5).
+
+def gated_query(syms, timeout="30s"):
+    """One query over syms under a statement_timeout: a hang shows as its error."""
+    return run(f"SET statement_timeout = '{timeout}'; "
+               f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})")
+
+
+def test_rate_change_does_not_freeze_key():
+    """A query under rate_limit 0.01 puts the key's next send 100 s out; after the
+    rate goes back to 18, the next query must follow the new rate at once instead
+    of waiting out the old schedule.  A schedule that is still wanted (0.01/s
+    again) holds, and kis_fdw_reset_key clears it."""
+    check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the key has no slot")
+    set_server(rate_limit="0.01")
+    rows, err, rc = gated_query(symbols(1))
+    check(rc == 0 and len(rows) == 1, f"first query under 0.01/s: {err}")
+    set_server(rate_limit="18")
+    syms = symbols(5)
+    rows, err, rc = gated_query(syms)
+    check(rc == 0, f"after the rate went back to 18 the key was still frozen: {err}")
+    check_prices(rows, syms, "after the rate change")
+
+    set_server(rate_limit="0.01")
+    rows, err, rc = gated_query(symbols(1))
+    check(rc == 0, f"first query under 0.01/s again: {err}")
+    before = stats()["requests"]
+    _, err, rc = gated_query(symbols(1), timeout="1s")
+    check(rc != 0 and "statement timeout" in err,
+          f"a second send within 100 s at 0.01/s did not wait: rc {rc}, {err}")
+    check(stats()["requests"] == before, "the request that should wait was sent")
+    check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "reset found no slot")
+    syms = symbols(1)
+    rows, err, rc = gated_query(syms)
+    check(rc == 0, f"after kis_fdw_reset_key the key still waited: {err}")
+    check_prices(rows, syms, "after the reset")
+
+
+TESTS += [test_rate_change_does_not_freeze_key]
+
+
 def main():
     only = sys.argv[1:]
     setup_database()
