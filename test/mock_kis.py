@@ -9,7 +9,8 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--today YYYYMMDD]
                              [--holdings N] [--multprice-shape array|object]
-                             [--multprice-signs signed|unsigned] [--quiet]
+                             [--multprice-signs signed|unsigned]
+                             [--overseas-session open|closed] [--quiet]
 
 With --port 0 (the default) a free port is chosen; --port-file receives it (written
 atomically) once the server listens. SIGTERM or SIGINT stops the server within ~0.1 s.
@@ -114,6 +115,8 @@ GET /uapi/overseas-price/v1/quotations/price                        tr_id HHDFS0
         rate = round(diff * 100 / base, 2) as for prdy_ctrt, written as real answers write
                it: "+1.52" when positive, "-1.41" when negative, " 0.00" (leading blank)
     AAPL is down (sign "5", diff "6.5600", rate "-1.41"); AGO (NAS) is flat.
+    Config overseas_session "closed" (default "open") sends listed symbols with last ""
+    and every other field as usual, as real KIS does outside trading hours.
         pvol = h2 % 100000000;  tvol = h3 % 50000000;  tamt = tvol * last // 100 (integers)
     Not listed on that exchange (or SYMB blank): rt_cd "0", every output field "".
 
@@ -205,7 +208,8 @@ POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows
 POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
                       "today" ("YYYYMMDD"), "holdings" (0..100000),
                       "multprice_shape" ("array" | "object"),
-                      "multprice_signs" ("signed" | "unsigned")}
+                      "multprice_signs" ("signed" | "unsigned"),
+                      "overseas_session" ("open" | "closed")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow expire_token invalid_token (any /uapi endpoint, after the rate check) and egw00133
@@ -346,7 +350,8 @@ CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(fl
                 "token_ttl": _non_negative(float), "today": _yyyymmdd,
                 "holdings": _non_negative(int, MAX_HOLDINGS),
                 "multprice_shape": _multprice_shape,
-                "multprice_signs": _choice("multprice_signs", "signed", "unsigned")}
+                "multprice_signs": _choice("multprice_signs", "signed", "unsigned"),
+                "overseas_session": _choice("overseas_session", "open", "closed")}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -952,7 +957,10 @@ def overseas_price(call):
         return kis("OPSQ2001")
     if not is_listed(symbol, excd):
         return kis("MCA00000", output=dict.fromkeys(overseas_output("", excd), ""))
-    return kis("MCA00000", output=overseas_output(symbol, excd))
+    output = overseas_output(symbol, excd)
+    if call.state.setting("overseas_session") == "closed":
+        output["last"] = ""
+    return kis("MCA00000", output=output)
 
 
 def overseas_daily(call):
@@ -1576,6 +1584,8 @@ def parse_args(argv):
                    help="intstock-multprice output for a single symbol")
     p.add_argument("--multprice-signs", choices=("signed", "unsigned"), default="signed",
                    help="intstock-multprice change fields with or without their sign")
+    p.add_argument("--overseas-session", choices=("open", "closed"), default="open",
+                   help="closed: overseas price answers have an empty last for listed symbols")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):

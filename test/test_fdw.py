@@ -39,7 +39,8 @@ APP_SECRET = "behaviour-secret-93d1e0c7b5a24f68"
 SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3",
                    "timeout_ms": "30000"}
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
-                 "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed"}
+                 "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
+                 "overseas_session": "open"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
 
@@ -558,6 +559,30 @@ def test_multprice_unsigned_changes():
               f"{reading}: down days not negative: {rows}")
 
 
+def test_overseas_closed():
+    """Outside trading hours KIS sends an empty last for a listed symbol: a row
+    with a NULL price and its other fields; only an empty rsym is "not listed"."""
+    for mode in ("error", "row"):
+        sql = (f"CREATE FOREIGN TABLE IF NOT EXISTS overseas_{mode} (symbol text, exchange text, "
+               "price numeric, change numeric, base_price numeric, realtime_symbol text, "
+               f"error text) SERVER kis OPTIONS (endpoint 'overseas_price', on_error '{mode}')")
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+    mock_config(overseas_session="closed")
+    rows, err, rc = run("SELECT symbol, price, change, base_price, realtime_symbol, error "
+                        "FROM overseas_error WHERE symbol IN ('AAPL', 'MSFT') ORDER BY 1")
+    check(rc == 0, f"closed: listed symbols failed: {err}")
+    check(rows == [["AAPL", "", "-6.5600", "464.2600", "DNASAAPL", ""],
+                   ["MSFT", "", "5.3000", "349.0900", "DNASMSFT", ""]], f"closed: rows {rows}")
+    # a symbol not on the exchange is still not listed
+    rows, err, rc = run("SELECT symbol, price, error FROM overseas_row "
+                        "WHERE symbol IN ('AAPL', 'IBM') ORDER BY 1")
+    check(rc == 0, f"closed, on_error row: {err}")
+    check(rows == [["AAPL", "", ""], ["IBM", "", "not listed"]], f"closed, on_error row: {rows}")
+    _, err, rc = run("SELECT * FROM overseas_error WHERE symbol = 'IBM'")
+    check(rc != 0 and 'symbol "IBM" is not listed on exchange NAS' in err, f"IBM on NAS: {err}")
+
+
 def test_streaming():
     fast, slow = symbols(1)[0], symbols(1, "96")[0]
     with Session() as s:
@@ -851,7 +876,7 @@ def test_no_secret_in_log():
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
-         test_multprice_unsigned_changes, test_streaming,
+         test_multprice_unsigned_changes, test_overseas_closed, test_streaming,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,

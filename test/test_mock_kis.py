@@ -342,6 +342,12 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual((status, body["rt_cd"], body["msg_cd"]), (200, "1", "OPSQ2001"))
         self.assertEqual(price("NAS", "AAPL", tr_id="FHKST01010100")[1]["msg_cd"], "EGW00213")
         self.assertEqual(self.stats()["by_symbol"]["AAPL"], 5)
+        # outside trading hours a listed symbol has an empty last, its identity intact
+        self.control("config", {"overseas_session": "closed"})
+        closed = price("NAS", "AAPL")[1]["output"]
+        self.assertEqual((closed["last"], closed["rsym"], closed["diff"], closed["base"]),
+                         ("", "DNASAAPL", out["diff"], out["base"]))
+        self.assertEqual(price("NYS", "AAPL")[1]["output"]["rsym"], "")
 
     def test_overseas_signs(self):
         """Every overseas diff is unsigned; sign and rate agree with the signed difference."""
@@ -607,7 +613,7 @@ class MockKisCase(unittest.TestCase):
 
     def test_config_and_flags(self):
         for bad in ({"today": "20251301"}, {"holdings": -1}, {"multprice_shape": "list"},
-                    {"multprice_signs": "yes"}, {"nope": 1}):
+                    {"multprice_signs": "yes"}, {"overseas_session": "night"}, {"nope": 1}):
             self.assertEqual(self.call("POST", "/__mock/config", bad)[0], 400, bad)
         s = self.stats()
         self.assertEqual((s["today"], s["holdings"], s["multprice_shape"]), ("20251230", 120, "array"))
