@@ -66,7 +66,7 @@ GROUP BY symbol ORDER BY symbol;
 -- a year of bars: how many requests
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_daily WHERE symbol = '005930' AND date >= '2025-01-01' AND date <= '2025-12-30';
--- no date condition: the most recent page
+-- no date condition: every bar, back to the first
 SELECT count(*), max(date) FROM domestic_daily WHERE symbol = '005930';
 -- one day, an open range, a reversed range, a range after today
 SELECT date, close FROM domestic_daily WHERE symbol = '005930' AND date = '2025-06-02';

@@ -226,7 +226,7 @@ extern const char *const kis_key_column_names[KIS_NUM_KEYS];
 typedef enum KisQualOp
 {
 	KIS_OP_EQ,					/* key = expr */
-	KIS_OP_IN,					/* key IN (...), key = ANY(expr) */
+	KIS_OP_IN,					/* key IN (...), key = ANY(expr); dates too */
 	KIS_OP_LT,					/* date comparisons, key on the left */
 	KIS_OP_LE,
 	KIS_OP_GT,
@@ -484,13 +484,19 @@ typedef struct KisKey
 	char	   *venue;			/* market (domestic) or exchange (overseas) */
 } KisKey;
 
-/* A date range, julian days, inclusive; unset bounds are open */
+/*
+ * A date range, julian days, inclusive; unset bounds are open.  With
+ * ndates > 0 only those days are wanted ("date IN (...)"): dates holds
+ * them in ascending order, all within from..to, which then hug them.
+ */
 typedef struct KisRange
 {
 	bool		has_from;
 	bool		has_to;
 	int			from;
 	int			to;
+	int			ndates;
+	int		   *dates;
 } KisRange;
 
 /* One row of an answer, or a key that failed (problem set, row NULL) */

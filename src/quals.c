@@ -3,8 +3,8 @@
  * quals.c
  *	  Which WHERE and join conditions become request keys: "symbol = v",
  *	  "symbol IN (...)", "symbol = ANY(array)" (likewise for market and
- *	  exchange), and date comparisons (=, <, <=, >, >=, BETWEEN) that bound
- *	  a daily table's range, where
+ *	  exchange), and date comparisons (=, <, <=, >, >=, BETWEEN, IN) that
+ *	  bound a daily table's range, where
  *	  v is anything that does not read this table and is not volatile: a
  *	  constant, a prepared statement's parameter, an InitPlan's result
  *	  (ANY(ARRAY(SELECT ...))), or another table's column in a join, which
@@ -232,12 +232,19 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 			Node	   *l = linitial(saop->args);
 			Node	   *r = lsecond(saop->args);
 
-			if (k != KIS_KEY_DATE && saop->useOr && is_text_equality(saop->opno) &&
+			/*
+			 * "date IN (...)" bounds the range by its first and last day and
+			 * stays a local filter: the days between are read too when that
+			 * costs fewer requests than asking for each day alone.
+			 */
+			if (saop->useOr &&
+				(k == KIS_KEY_DATE ? get_opcode(saop->opno) == F_DATE_EQ :
+				 is_text_equality(saop->opno)) &&
 				is_column(l, relid, attnum) && is_key_value(r, relid))
 			{
 				out->key = k;
 				out->op = KIS_OP_IN;
-				out->loose = false;
+				out->loose = k == KIS_KEY_DATE;
 				out->expr = (Expr *) r;
 				out->nconst = count_values(r, true);
 				return true;

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include <jansson.h>
 
 #include "lib/stringinfo.h"
@@ -26,6 +28,13 @@
 
 #define KIS_MAX_PAGES		1000	/* pages of one call */
 #define KIS_EARLIEST_DATE	"19000101"	/* DATE_1 when no lower bound is given */
+
+/*
+ * Without a lower bound on "date", a daily call pages back until KIS runs
+ * out of rows, but no further than this many pages: a longer history is an
+ * ERROR asking for a lower bound (docs/daily.md).
+ */
+#define KIS_MAX_UNBOUNDED_PAGES 50
 
 /* One logical request: its keys and where its paging stands */
 typedef struct KisCall
@@ -189,8 +198,72 @@ new_call(const KisConfig *config, const KisRange *range, int today)
 	call->ep = config->endpoint;
 	call->config = config;
 	call->range = *range;
+	call->range.ndates = 0;		/* the IN list stays a local filter */
+	call->range.dates = NULL;
 	call->page_to = range->has_to ? range->to : today;
 	return call;
+}
+
+/*
+ * Pages one call over the range of an IN list takes, at most: bars per
+ * calendar day by period (weekdays only; holidays make it fewer).
+ */
+static double
+range_pages(const KisCall *call, int today)
+{
+	const char *period = call->config->period;
+	int			days = Min(call->range.to, today) - call->range.from + 1;
+	double		bars;
+
+	if (days <= 0)
+		return 1;
+	switch (period[0])
+	{
+		case 'W':
+			bars = days / 7.0 + 1;
+			break;
+		case 'M':
+			bars = days / 28.0 + 1;
+			break;
+		case 'Y':
+			bars = days / 365.0 + 1;
+			break;
+		default:
+			bars = days * 5.0 / 7.0 + 2;
+			break;
+	}
+	return Max(1, ceil(bars / call->ep->page_rows));
+}
+
+/*
+ * "date IN (...)": one call over the range from the first to the last day
+ * (the IN list filters its rows), or one call per day when those are fewer
+ * requests.  Returns the number of calls queued for key.
+ */
+static int
+start_dated_calls(KisFetcher *f, const KisConfig *config, KisKey *key,
+				  const KisRange *range, int today)
+{
+	KisCall    *call = new_call(config, range, today);
+	int			ncalls = 0;
+
+	call->keys = list_make1(key);
+	if (range->ndates == 0 || range->ndates >= range_pages(call, today))
+	{
+		send_call(f, call);
+		return 1;
+	}
+	pfree(call);
+	for (int i = 0; i < range->ndates && range->dates[i] <= today; i++)
+	{
+		KisRange	day = {true, true, range->dates[i], range->dates[i], 0, NULL};
+
+		call = new_call(config, &day, today);
+		call->keys = list_make1(key);
+		send_call(f, call);
+		ncalls++;
+	}
+	return ncalls;
 }
 
 static bool
@@ -230,6 +303,14 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	{
 		send_call(f, new_call(config, range, today));
 		return 1;
+	}
+
+	if (ep->paging == KIS_PAGING_DATE)
+	{
+		Assert(ep->batch_size == 1);
+		foreach(lc, keys)
+			ncalls += start_dated_calls(f, config, lfirst(lc), range, today);
+		return ncalls;
 	}
 
 	foreach(lc, keys)
@@ -362,9 +443,28 @@ check_page_count(const KisCall *call)
 }
 
 /*
+ * Paging back with no lower bound ends where KIS runs out of rows, or
+ * here: never a silent prefix of the history
+ */
+static void
+check_unbounded_pages(const KisCall *call)
+{
+	if (call->pages >= KIS_MAX_UNBOUNDED_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the history of symbol \"%s\" is longer than %d rows with no lower bound on \"date\"",
+						((KisKey *) linitial(call->keys))->symbol,
+						KIS_MAX_UNBOUNDED_PAGES * call->ep->page_rows),
+				 errdetail("Without a lower bound kis_fdw reads back to the first row KIS has, at most %d requests per symbol.",
+						   KIS_MAX_UNBOUNDED_PAGES),
+				 errhint("Add a lower bound, e.g. WHERE date >= '2015-01-01'; with one every row of the range is read.")));
+}
+
+/*
  * Rows of a dated page within the asked range, and the call's next page:
- * a full page whose oldest row is still after the lower bound continues
- * with the day before that row (kis-api.md §6.3, §6.6).
+ * a full page whose oldest row is still after the lower bound (or with no
+ * lower bound at all) continues with the day before that row (see
+ * docs/daily.md).  A short page is the last.
  */
 static List *
 dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
@@ -395,9 +495,12 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 		rows = lappend(rows, row_for(call, key, elem, extra, NULL));
 	}
 
-	if (call->range.has_from && json_array_size(member) >= (size_t) ep->page_rows &&
-		oldest != INT_MAX && oldest > call->range.from && oldest <= call->page_to)
+	if (json_array_size(member) >= (size_t) ep->page_rows &&
+		oldest != INT_MAX && oldest <= call->page_to &&
+		(!call->range.has_from || oldest > call->range.from))
 	{
+		if (!call->range.has_from)
+			check_unbounded_pages(call);
 		check_page_count(call);
 		call->page_to = oldest - 1;
 		send_call(f, call);

@@ -158,6 +158,52 @@ key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 	return kis_sort_unique_strings(values);
 }
 
+static int
+compare_ints(const void *a, const void *b)
+{
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * The days of a "date IN (...)" array, sorted and without repeats, kept
+ * only if also in the previous set (several IN conditions must all hold).
+ * NULL and infinite elements match no row.  Returns how many are left.
+ */
+static int
+date_set(Datum value, int **dates, int ndates, bool have_set)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int		   *set;
+	int			nset = 0;
+	int			kept = 0;
+
+	deconstruct_array(arr, DATEOID, sizeof(DateADT), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	set = palloc(sizeof(int) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (!nulls[i] && !DATE_NOT_FINITE(DatumGetDateADT(elems[i])))
+			set[nset++] = DatumGetDateADT(elems[i]) + POSTGRES_EPOCH_JDATE;
+	}
+	qsort(set, nset, sizeof(int), compare_ints);
+	for (int i = 0; i < nset; i++)
+	{
+		if (kept > 0 && set[kept - 1] == set[i])
+			continue;
+		if (have_set && bsearch(&set[i], *dates, ndates, sizeof(int), compare_ints) == NULL)
+			continue;
+		set[kept++] = set[i];
+	}
+	*dates = set;
+	return kept;
+}
+
 /*
  * The date range of the date conditions: each one narrows it.  Returns
  * false when no row can match: a comparison with NULL, or bounds that
@@ -165,12 +211,17 @@ key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
  * a mistake worth an ERROR; bounds that come from other rows (a join, a
  * correlated sub-select) just match nothing, as in any SQL.
  * A timestamp or timestamptz value bounds by its day, from outside (its
- * condition is also a local filter).
+ * condition is also a local filter).  "date IN (...)" gives a set of days
+ * (range->dates); bounds given elsewhere that exclude every one of them
+ * just match nothing.
  */
 static bool
 date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 {
 	bool		all_given = true;
+	bool		have_set = false;
+	int		   *dates = NULL;
+	int			ndates = 0;
 	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
@@ -192,6 +243,12 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 		value = eval_key_expr(node, st, pos, &isnull, &type);
 		if (isnull)
 			return false;
+		if (op == KIS_OP_IN)
+		{
+			ndates = date_set(value, &dates, ndates, have_set);
+			have_set = true;
+			continue;
+		}
 		if (type == TIMESTAMPOID || type == TIMESTAMPTZOID)
 		{
 			d = DatumGetDateADT(DirectFunctionCall1(type == TIMESTAMPOID ? timestamp_date :
@@ -238,6 +295,26 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->from - POSTGRES_EPOCH_JDATE))),
 						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->to - POSTGRES_EPOCH_JDATE)))),
 				 errhint("Check the order of the bounds, e.g. date BETWEEN '2025-01-01' AND '2025-06-30'.")));
+	}
+
+	/* the days of IN lists within the range; the range hugs them */
+	if (have_set)
+	{
+		int			kept = 0;
+
+		for (int i = 0; i < ndates; i++)
+		{
+			if ((!range->has_from || dates[i] >= range->from) &&
+				(!range->has_to || dates[i] <= range->to))
+				dates[kept++] = dates[i];
+		}
+		if (kept == 0)
+			return false;
+		range->has_from = range->has_to = true;
+		range->from = dates[0];
+		range->to = dates[kept - 1];
+		range->ndates = kept;
+		range->dates = dates;
 	}
 	return true;
 }

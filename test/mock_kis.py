@@ -160,8 +160,8 @@ GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 
 
 Bars (both daily endpoints)
 ---------------------------
-Trading days are Monday..Friday (no holidays) from DATA_START 20150102 up to today; there
-is no bar before 20150102, so paging back ends. A bar is dated on the last trading day of
+Trading days are Monday..Friday (no holidays) from data_start (config, default 20150102) up
+to today; there is no bar before data_start, so paging back ends. A bar is dated on the last trading day of
 its period: every trading day (D / GUBN 0), the ISO week (W / 1), the month (M / 2), the
 year (Y); the current period's bar is its latest trading day <= today. With g0..g3 the
 first four 8-hex-digit words of sha256(symbol + YYYYMMDD), as integers:
@@ -206,7 +206,8 @@ POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows
                                  times and balance cursors; issued tokens stay valid unless
                                  tokens=true; the config stays
 POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
-                      "today" ("YYYYMMDD"), "holdings" (0..100000),
+                      "today" ("YYYYMMDD"), "data_start" ("YYYYMMDD", the first bar),
+                      "holdings" (0..100000),
                       "multprice_shape" ("array" | "object"),
                       "multprice_signs" ("signed" | "unsigned"),
                       "overseas_session" ("open" | "closed")}
@@ -221,7 +222,7 @@ POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 |
     turns every output object into [] and every output array into {}.
 
 Counters: requests (API requests, rejected ones included), in_flight, max_in_flight,
-by_symbol, by_path (API requests by URL path, so its values sum to requests), pages
+by_symbol, by_appkey (by_symbol per appkey request header), by_path (API requests by URL path, so its values sum to requests), pages
 (inquire-balance pages served, by path), connections_accepted (every TCP accept),
 connections_opened (connections that carried at least one KIS request, so stats polling does
 not disturb it), tls_failures, tokens_issued, tokens_issued_by_appkey, token_rejections,
@@ -265,7 +266,7 @@ HUGE_BYTES = 20 * 1024 * 1024
 MAX_MULTPRICE = 30         # symbols per intstock-multprice call
 MAX_BARS = 100             # rows per daily-chart call
 MAX_HOLDINGS = 100_000
-DATA_START = datetime.date(2015, 1, 2)  # the first bar of every symbol
+DATA_START = "20150102"    # default data_start: the first bar of every symbol
 SPLIT_DATE = datetime.date(2025, 1, 1)  # original prices are doubled before it
 ONE_DAY = datetime.timedelta(days=1)
 CTX_WIDTH = 100            # ctx_area_fk100 / nk100 are space-padded to this
@@ -347,7 +348,7 @@ _multprice_shape = _choice("multprice_shape", "array", "object")
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
 CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
-                "token_ttl": _non_negative(float), "today": _yyyymmdd,
+                "token_ttl": _non_negative(float), "today": _yyyymmdd, "data_start": _yyyymmdd,
                 "holdings": _non_negative(int, MAX_HOLDINGS),
                 "multprice_shape": _multprice_shape,
                 "multprice_signs": _choice("multprice_signs", "signed", "unsigned"),
@@ -447,15 +448,15 @@ def _period_bounds(day, period):
     return day.replace(month=1, day=1), day.replace(month=12, day=31)
 
 
-def bar_dates(period, end, today, limit):
-    """Dates of the newest `limit` bars dated <= end, newest first (see "Bars")."""
+def bar_dates(period, end, today, limit, first_day):
+    """Dates of the newest `limit` bars dated <= end and >= first_day, newest first."""
     dates, cursor = [], min(end, today)
-    while cursor >= DATA_START and len(dates) < limit:
+    while cursor >= first_day and len(dates) < limit:
         start, stop = _period_bounds(cursor, period)
         day = min(stop, today)
         while day >= start and day.weekday() >= 5:
             day -= ONE_DAY
-        if start <= day <= cursor and day >= DATA_START:
+        if start <= day <= cursor and day >= first_day:
             dates.append(day)
         cursor = start - ONE_DAY
     return dates
@@ -694,8 +695,9 @@ def domestic_bar(symbol, day, original):
     return close * k, opn * k, high * k, low * k, g2 % 10_000_000
 
 
-def domestic_chart_rows(symbol, period, first, last, today, original):
-    dates = bar_dates(period, last, today, MAX_BARS + 1)  # one more for the oldest change
+def domestic_chart_rows(symbol, period, first, last, today, original, data_start):
+    # one more for the oldest change
+    dates = bar_dates(period, last, today, MAX_BARS + 1, data_start)
     bars = [domestic_bar(symbol, day, original) for day in dates]
     rows = []
     for i, day in enumerate(dates[:MAX_BARS]):
@@ -798,8 +800,8 @@ def overseas_bar(symbol, day, adjusted):
     return prices, (tvol, tvol * close // 100, 1 + g3 % 1000, 1 + (g3 >> 12) % 1000)
 
 
-def overseas_chart_rows(symbol, period, last, today, adjusted):
-    dates = bar_dates(period, last, today, MAX_BARS + 1)
+def overseas_chart_rows(symbol, period, last, today, adjusted, data_start):
+    dates = bar_dates(period, last, today, MAX_BARS + 1, data_start)
     bars = [overseas_bar(symbol, day, adjusted) for day in dates]
     rows = []
     for i, day in enumerate(dates[:MAX_BARS]):
@@ -947,7 +949,8 @@ def daily_chart(call):
         return kis("MCA00000", output1=zeroed(chart_summary(symbol, "J"),
                                               text=("hts_kor_isnm", "stck_shrn_iscd")),
                    output2=[])
-    rows = domestic_chart_rows(symbol, period, first, last, call.state.today(), adjust == "1")
+    rows = domestic_chart_rows(symbol, period, first, last, call.state.today(), adjust == "1",
+                               call.state.data_start())
     return kis("MCA00000", output1=chart_summary(symbol, market), output2=rows)
 
 
@@ -976,7 +979,7 @@ def overseas_daily(call):
     if not is_listed(symbol, excd):
         return kis("MCA00000", output1={"rsym": "", "zdiv": "", "nrec": "0"}, output2=[])
     rows = overseas_chart_rows(symbol, OVERSEAS_PERIODS[p["gubn"]], last, today,
-                               p.get("modp") == "1")
+                               p.get("modp") == "1", call.state.data_start())
     return kis("MCA00000", output1={"rsym": f"D{excd}{symbol}", "zdiv": "4",
                                     "nrec": str(len(rows))}, output2=rows)
 
@@ -1091,6 +1094,7 @@ class MockState:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.counters["max_in_flight"] = self.in_flight
         self.by_symbol, self.by_path, self.pages, self.tokens_by_appkey = {}, {}, {}, {}
+        self.by_appkey = {}     # appkey header -> {symbol: requests}
         self.faults_injected, self.errors = {}, {}
         self.timeline, self.faults = [], []
         self.rate_windows = {}  # appkey -> [window second, requests in it]
@@ -1119,6 +1123,9 @@ class MockState:
 
     def today(self):
         return parse_ymd(self.setting("today"))
+
+    def data_start(self):
+        return parse_ymd(self.setting("data_start"))
 
     def issue_cursor(self, fk, index):
         """The ctx_area_nk100 (unpadded) naming the page that starts at index."""
@@ -1227,9 +1234,13 @@ class MockState:
             self.counters["violations"] += 1
             return True
 
-    def begin_request(self, path, symbols):
+    def begin_request(self, path, symbols, appkey):
         """Account for an API request whose headers were read; return its arrival time."""
         with self.lock:
+            per_key = self.by_appkey.setdefault(appkey or "", {})
+            for symbol in symbols:
+                if symbol:
+                    self._inc(per_key, symbol)
             self.counters["requests"] += 1
             self._inc(self.by_path, path)
             self.in_flight += 1
@@ -1255,6 +1266,7 @@ class MockState:
         with self.lock:
             snap = dict(self.counters, in_flight=self.in_flight,
                         by_symbol=dict(self.by_symbol),
+                        by_appkey={k: dict(v) for k, v in self.by_appkey.items()},
                         by_path=dict(self.by_path),
                         pages=dict(self.pages),
                         tokens_issued_by_appkey=dict(self.tokens_by_appkey),
@@ -1421,7 +1433,7 @@ class KisHandler(BaseHTTPRequestHandler):
         endpoint = ENDPOINTS.get(url.path) if self.command == "GET" else None
         call = Call(state, url.path, params, self.headers,
                     endpoint.symbols(params) if endpoint else [])
-        arrival = state.begin_request(url.path, call.symbols)
+        arrival = state.begin_request(url.path, call.symbols, self.headers.get("appkey"))
         try:
             time.sleep(state.latency())
             if endpoint is None:
@@ -1578,6 +1590,8 @@ def parse_args(argv):
     p.add_argument("--token-ttl", type=float, default=86400, help="token lifetime, seconds")
     p.add_argument("--today", default="20251230",
                    help="the mock's today for every date-related answer (YYYYMMDD)")
+    p.add_argument("--data-start", default=DATA_START,
+                   help="the date of every symbol's first bar (YYYYMMDD)")
     p.add_argument("--holdings", type=int, default=120,
                    help="positions in every inquire-balance account")
     p.add_argument("--multprice-shape", choices=("array", "object"), default="array",
@@ -1590,7 +1604,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
-    for key in ("today", "holdings"):  # the older flags keep their historical leniency
+    for key in ("today", "holdings", "data_start"):  # checked like /__mock/config
         try:
             CONFIG_TYPES[key](getattr(args, key))
         except ValueError as exc:

@@ -17,6 +17,7 @@ exits 1 if any test failed.  Run as root (reads /proc/<backend>/fd and the
 server log).
 """
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -40,7 +41,7 @@ SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3"
                    "timeout_ms": "30000"}
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
-                 "overseas_session": "open"}
+                 "overseas_session": "open", "data_start": "20150102"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
 
@@ -924,6 +925,57 @@ def test_rate_change_does_not_freeze_key():
 
 
 TESTS += [test_rate_change_does_not_freeze_key]
+
+
+# --------------------------------------------------------------------------- daily
+# Daily tables read every bar their pushed-down range allows (issue 13 item 3).
+
+def weekdays(first, last):
+    """Weekdays from first to last (datetime.date), the mock's trading days."""
+    n, day = 0, first
+    while day <= last:
+        n += day.weekday() < 5
+        day += datetime.timedelta(days=1)
+    return n
+
+
+def test_daily_history_cap():
+    """No lower bound on date: page back to the first bar, or an ERROR past 50 pages."""
+    run("CREATE FOREIGN TABLE IF NOT EXISTS daily_bars (symbol text, date date, close numeric) "
+        "SERVER kis OPTIONS (endpoint 'domestic_daily')")
+    today = datetime.date(2025, 12, 30)
+    # 30 years of bars: 7,8xx rows, more than 50 pages
+    mock_config(data_start="19960102")
+    s = Session()
+    try:
+        rows, err = s.query("SELECT count(*) FROM daily_bars WHERE symbol = '005930'")
+        check(rows == [] and 'the history of symbol "005930" is longer than 5000 rows' in err
+              and "HINT:  Add a lower bound" in err, f"no cap ERROR: {rows} {err}")
+        check(stats()["by_symbol"].get("005930") == 50,
+              f"{stats()['by_symbol']} requests, expected 50 pages before the ERROR")
+        # the same history with a lower bound: all of it, one page past the first bar
+        reset_mock()
+        mock_config(data_start="19960102")
+        n = weekdays(datetime.date(1996, 1, 2), today)
+        rows = must(s.query("SELECT count(*), min(date) FROM daily_bars "
+                            "WHERE symbol = '005930' AND date >= '1990-01-01'"), "lower bound")
+        check(rows == [[str(n), "1996-01-02"]], f"{rows}, expected {n} bars from 1996-01-02")
+        check(stats()["by_symbol"].get("005930") == n // 100 + 1,
+              f"{stats()['by_symbol']} requests, expected {n // 100 + 1}")
+        # a history within the cap, no lower bound: every bar, then a short page ends it
+        reset_mock()
+        mock_config(data_start="20100104")
+        n = weekdays(datetime.date(2010, 1, 4), today)
+        rows = must(s.query("SELECT count(*), min(date) FROM daily_bars WHERE symbol = '000660'"),
+                    "no lower bound")
+        check(rows == [[str(n), "2010-01-04"]], f"{rows}, expected {n} bars from 2010-01-04")
+        check(stats()["by_symbol"].get("000660") == n // 100 + 1,
+              f"{stats()['by_symbol']} requests, expected {n // 100 + 1}")
+    finally:
+        s.close()
+
+
+TESTS += [test_daily_history_cap]
 
 
 def main():

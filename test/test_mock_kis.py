@@ -159,7 +159,8 @@ class MockKisCase(unittest.TestCase):
     def setUp(self):
         self.control("reset", {"tokens": True})
         self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
-                                "holdings": 120, "multprice_shape": "array"})
+                                "holdings": 120, "multprice_shape": "array",
+                                "data_start": "20150102"})
         status, body = self.token()
         self.assertEqual(status, 200, body)
         self.tok = body["access_token"]
@@ -418,6 +419,17 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual((body["rt_cd"], body["output2"], body["output1"]["stck_prpr"]), ("0", [], "0"))
         self.assertEqual(self.daily("980001", "20251201", "20251231")[1]["msg_cd"], "MCA05918")
         self.assertEqual(self.daily("005930", "20251201", "20251231", market="Q")[1]["msg_cd"], "OPSQ2001")
+        # config data_start: a longer (or shorter) history, paging back ends there
+        self.assertEqual(self.daily("005930", "19900101", "20150106")[1]["output2"][-1]["stck_bsop_date"],
+                         "20150102")
+        self.control("config", {"data_start": "19900102"})
+        self.assertEqual([r["stck_bsop_date"] for r in
+                          self.daily("005930", "19891225", "19900105")[1]["output2"]],
+                         ["19900105", "19900104", "19900103", "19900102"])
+        # requests are counted per appkey header too
+        by_appkey = self.stats()["by_appkey"]
+        self.assertEqual(set(by_appkey), {"AK"})
+        self.assertGreater(by_appkey["AK"]["005930"], 1)
         # --today / config today moves everything
         self.control("config", {"today": "20250103"})
         self.assertEqual([r["stck_bsop_date"] for r in
