@@ -66,6 +66,10 @@ kis_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = kisEndForeignScan;
 	routine->ExplainForeignScan = kisExplainForeignScan;
 	routine->ImportForeignSchema = kisImportForeignSchema;
+	routine->IsForeignPathAsyncCapable = kisIsForeignPathAsyncCapable;
+	routine->ForeignAsyncRequest = kisForeignAsyncRequest;
+	routine->ForeignAsyncConfigureWait = kisForeignAsyncConfigureWait;
+	routine->ForeignAsyncNotify = kisForeignAsyncNotify;
 
 	PG_RETURN_POINTER(routine);
 }

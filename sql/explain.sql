@@ -40,3 +40,21 @@ SELECT * FROM prices_explain WHERE symbol IN ('005930', '971234');
 -- JSON format carries the same properties
 EXPLAIN (FORMAT JSON, COSTS OFF)
 SELECT * FROM kis_prices WHERE symbol = '005930';
+
+-- a UNION ALL of foreign scans: the branches run at the same time (async)
+EXPLAIN (COSTS OFF)
+SELECT symbol, price FROM kis_prices WHERE symbol IN ('005930', '000660')
+UNION ALL
+SELECT symbol, price FROM prices_explain WHERE symbol = '035420';
+
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT symbol, price FROM kis_prices WHERE symbol IN ('005930', '000660')
+UNION ALL
+SELECT symbol, price FROM prices_explain WHERE symbol = '035420';
+
+-- async_capable 'false' on a table (or its server) keeps it synchronous
+ALTER FOREIGN TABLE prices_explain OPTIONS (ADD async_capable 'false');
+EXPLAIN (COSTS OFF)
+SELECT symbol, price FROM kis_prices WHERE symbol IN ('005930', '000660')
+UNION ALL
+SELECT symbol, price FROM prices_explain WHERE symbol = '035420';

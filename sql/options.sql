@@ -52,6 +52,8 @@ CREATE FOREIGN TABLE bad_t7 (symbol text) SERVER kis OPTIONS (endpoint 'domestic
 CREATE FOREIGN TABLE bad_t8 (symbol text) SERVER kis OPTIONS (endpoint 'domestic_price', period 'H');
 CREATE FOREIGN TABLE bad_t9 (symbol text) SERVER kis OPTIONS (endpoint 'domestic_price', adjusted 'maybe');
 CREATE FOREIGN TABLE bad_t10 (symbol text OPTIONS (field '')) SERVER kis OPTIONS (endpoint 'domestic_price');
+CREATE FOREIGN TABLE bad_t11 (symbol text) SERVER kis OPTIONS (endpoint 'domestic_price', async_capable 'sometimes');
+ALTER SERVER kis OPTIONS (ADD async_capable 'maybe');
 ALTER FOREIGN TABLE kis_prices OPTIONS (DROP endpoint);
 
 -- ca_file is for superusers; others must bring their own credentials

@@ -34,7 +34,9 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -58,6 +60,7 @@
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"
 #define KIS_MAX_TOKENS_PER_SCAN	3	/* more means KIS keeps rejecting them */
+#define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
 
 typedef enum KisRequestKind
 {
@@ -119,6 +122,8 @@ struct KisFetcher
 
 	bool		orderly;		/* kis_fetch_end ran */
 	bool		released;
+	TimestampTz wake;			/* pump's next time, for an async wait */
+	struct KisAsyncWait *async; /* the async wait's descriptors, or NULL */
 	dlist_node	active_node;	/* in transport.fetchers */
 	MemoryContextCallback cleanup;
 };
@@ -138,6 +143,7 @@ static struct
 	KisSocket	sockets[KIS_MAX_SOCKETS];
 	int			nsockets;
 	bool		sockets_changed;	/* a socket came or went: rebuild the set */
+	uint64		socket_gen;		/* bumped with sockets_changed (async waits) */
 	bool		events_dirty;	/* only interests changed: ModifyWaitEvent */
 	CURL	   *easy_pool[KIS_MAX_SOCKETS];	/* reset handles, reused */
 	int			neasy;
@@ -192,6 +198,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		return -1;
 	}
 	transport.sockets_changed = true;
+	transport.socket_gen++;
 	return 0;
 }
 
@@ -310,6 +317,7 @@ transport_multi(void)
 		transport.nsockets = 0;
 		transport.timer_deadline = -1;
 		transport.sockets_changed = true;
+		transport.socket_gen++;
 	}
 	return transport.multi;
 }
@@ -333,6 +341,7 @@ transport_teardown(void)
 	transport.nsockets = 0;
 	transport.timer_deadline = -1;
 	transport.sockets_changed = true;
+	transport.socket_gen++;
 	transport.events_dirty = false;
 	transport.socket_overflow = false;
 	transport.drop_pool = false;
@@ -989,6 +998,8 @@ wait_and_work(TimestampTz wake)
  * ----------------------------------------------------------------
  */
 
+static void async_wait_release(KisFetcher *f);
+
 /*
  * Memory-context reset callback: give back everything libcurl holds for
  * this fetcher.  Runs on normal end, rescan, ERROR and cancel alike; must
@@ -1018,6 +1029,7 @@ fetcher_cleanup(void *arg)
 		kis_token_release_claim(f->slot);
 	if (f->has_reservation)
 		kis_limiter_release(f->slot);
+	async_wait_release(f);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -1057,8 +1069,15 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 		f->token_body = kis_token_request_body(config);
 		MemoryContextSwitchTo(old);
 	}
-	curl_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS,
-					  (long) config->max_concurrency + 1);
+	/* room in the pool for every open scan's connections (async siblings) */
+	{
+		long		maxconnects = 1;
+		dlist_iter	it;
+
+		dlist_foreach(it, &transport.fetchers)
+			maxconnects += dlist_container(KisFetcher, active_node, it.cur)->config->max_concurrency;
+		curl_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS, maxconnects);
+	}
 	return f;
 }
 
@@ -1130,4 +1149,223 @@ void
 kis_fetch_end(KisFetcher *f)
 {
 	f->orderly = true;
+}
+
+/* ----------------------------------------------------------------
+ * Asynchronous use (the children of an Append)
+ *
+ * An async scan never waits here: the Append waits for all its children
+ * at once, on one descriptor per child, and calls back the child whose
+ * descriptor became readable.  A fetcher's descriptor is an epoll
+ * instance of its own holding curl's sockets (with the interest curl asked
+ * for) and a timerfd armed for the fetcher's next deadline: the gate's
+ * next slot, a backoff's end, a token wait, curl's timer, or "now" when
+ * an answer is already waiting for the scan.  So waits without a socket
+ * still wake the Append, which waits with no timeout of its own.
+ *
+ * Why one epoll per fetcher rather than one for the backend: the Append
+ * adds each child's descriptor to its wait set, and the same descriptor
+ * cannot be added twice; and a fetcher's deadlines are its own.  curl's
+ * sockets are shared (one multi handle), so each fetcher's epoll watches
+ * all of them: whichever child is called back services every transfer
+ * and routes the finished ones to their fetchers, whose timerfds then
+ * fire at once.
+ *
+ * The Append's wait set holds no latch, so the timer is never set further
+ * than KIS_ASYNC_TICK_MS ahead: a cancel is seen that often at least.
+ * docs/async.md describes the executor protocol this relies on.
+ * ----------------------------------------------------------------
+ */
+typedef struct KisAsyncWait
+{
+	int			epoll_fd;		/* -1 when closed */
+	int			timer_fd;
+	uint64		socket_gen;		/* transport.socket_gen the epoll was built for */
+	uint32		events[KIS_MAX_SOCKETS];	/* registered, per transport socket */
+} KisAsyncWait;
+
+/* Close the async wait's descriptors; never throws (the cleanup callback) */
+static void
+async_wait_release(KisFetcher *f)
+{
+	KisAsyncWait *w = f->async;
+
+	if (w == NULL)
+		return;
+	if (w->epoll_fd >= 0)
+	{
+		close(w->epoll_fd);
+		ReleaseExternalFD();
+		w->epoll_fd = -1;
+	}
+	if (w->timer_fd >= 0)
+	{
+		close(w->timer_fd);
+		ReleaseExternalFD();
+		w->timer_fd = -1;
+	}
+	f->async = NULL;
+}
+
+/* Account a descriptor about to be opened; ERROR when the budget is spent */
+static void
+async_acquire_fd(void)
+{
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("too many open files for an asynchronous KIS scan"),
+				 errhint("Raise max_files_per_process, or set the foreign table's async_capable option to false.")));
+}
+
+static void
+async_epoll_ctl(int epoll_fd, int op, int fd, uint32 events)
+{
+	struct epoll_event ev;
+
+	ev.events = events;
+	ev.data.fd = fd;
+	if (epoll_ctl(epoll_fd, op, fd, &ev) < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not watch a KIS connection for an asynchronous scan: %m")));
+}
+
+/* A fresh epoll instance holding the timerfd; curl's sockets come after */
+static void
+async_epoll_rebuild(KisAsyncWait *w)
+{
+	if (w->epoll_fd >= 0)
+	{
+		close(w->epoll_fd);
+		ReleaseExternalFD();
+		w->epoll_fd = -1;
+	}
+	async_acquire_fd();
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epoll_fd < 0)
+	{
+		ReleaseExternalFD();
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not create an epoll instance for an asynchronous KIS scan: %m")));
+	}
+	async_epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->timer_fd, EPOLLIN);
+	memset(w->events, 0, sizeof(w->events));
+	w->socket_gen = transport.socket_gen;
+}
+
+static KisAsyncWait *
+async_wait_create(KisFetcher *f)
+{
+	KisAsyncWait *w = MemoryContextAllocZero(f->cxt, sizeof(KisAsyncWait));
+
+	/* owned by the fetcher's cleanup callback from here on */
+	w->epoll_fd = -1;
+	w->timer_fd = -1;
+	f->async = w;
+
+	async_acquire_fd();
+	w->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->timer_fd < 0)
+	{
+		ReleaseExternalFD();
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not create a timer for an asynchronous KIS scan: %m")));
+	}
+	async_epoll_rebuild(w);
+	return w;
+}
+
+/*
+ * Make the epoll instance watch curl's sockets as curl wants them watched
+ * now.  Positions in transport.sockets are stable while socket_gen is, so
+ * only changed interests are modified; a socket that came or went means a
+ * new instance (a closed socket leaves epoll by itself, and its number may
+ * already belong to a new one).
+ */
+static void
+async_epoll_sync(KisAsyncWait *w)
+{
+	if (w->socket_gen != transport.socket_gen)
+		async_epoll_rebuild(w);
+	for (int i = 0; i < transport.nsockets; i++)
+	{
+		uint32		events = 0;
+
+		if (transport.sockets[i].what & CURL_POLL_IN)
+			events |= EPOLLIN;
+		if (transport.sockets[i].what & CURL_POLL_OUT)
+			events |= EPOLLOUT;
+		if (events == w->events[i])
+			continue;
+		async_epoll_ctl(w->epoll_fd,
+						w->events[i] == 0 ? EPOLL_CTL_ADD :
+						events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD,
+						transport.sockets[i].fd, events);
+		w->events[i] = events;
+	}
+}
+
+/*
+ * One step that never waits: start what may start, let curl work on what
+ * is ready, start what the finished transfers made room for, then hand
+ * back the next finished request if there is one.  KIS_POLL_END when
+ * every request has finished and been taken; KIS_POLL_WAIT when the scan
+ * must wait on kis_fetch_wait_fd.
+ */
+KisPoll
+kis_fetch_poll(KisFetcher *f, KisCompletion **completion)
+{
+	*completion = NULL;
+	raise_fatal(f);
+	if (f->npending > 0)
+	{
+		TimestampTz now = kis_clock_now();
+
+		(void) pump(f, now);
+		wait_and_work(now);		/* a timeout of 0: nothing waits */
+		raise_fatal(f);
+		f->wake = pump(f, kis_clock_now());
+	}
+	if (!dlist_is_empty(&f->done))
+	{
+		*completion = dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
+		return KIS_POLL_ROW;
+	}
+	return f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
+}
+
+/*
+ * The descriptor an async scan waits on after kis_fetch_poll said
+ * KIS_POLL_WAIT: it becomes readable when curl has something to do or the
+ * fetcher's next deadline comes (see above).  Valid until the next call.
+ */
+int
+kis_fetch_wait_fd(KisFetcher *f)
+{
+	KisAsyncWait *w = f->async != NULL ? f->async : async_wait_create(f);
+	TimestampTz now = kis_clock_now();
+	TimestampTz deadline = earliest(f->wake, transport.timer_deadline);
+	int64		delay_us;
+	struct itimerspec spec;
+
+	/* another scan's step may have finished our requests meanwhile */
+	if (!dlist_is_empty(&f->done) || f->fatal != NULL)
+		deadline = now;
+	delay_us = deadline < 0 ? KIS_ASYNC_TICK_MS * 1000 :
+		Min(deadline - now, KIS_ASYNC_TICK_MS * 1000);
+	delay_us = Max(delay_us, 1);	/* 0 would disarm the timer */
+
+	async_epoll_sync(w);
+	memset(&spec, 0, sizeof(spec));
+	spec.it_value.tv_sec = delay_us / USECS_PER_SEC;
+	spec.it_value.tv_nsec = (delay_us % USECS_PER_SEC) * 1000;
+	/* re-arming also forgets an expiry nobody read */
+	if (timerfd_settime(w->timer_fd, 0, &spec, NULL) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not arm the timer of an asynchronous KIS scan: %m")));
+	return w->epoll_fd;
 }

@@ -72,6 +72,7 @@ typedef struct KisConfig
 	char	   *exchange;		/* default EXCD */
 	char	   *period;			/* D W M Y, for daily tables */
 	bool		adjusted;		/* adjusted prices, for daily tables */
+	bool		async_capable;	/* may run as an async Append child */
 
 	/* user mapping: filled only at execution (kis_config_add_credentials) */
 	char	   *app_key;
@@ -440,6 +441,14 @@ extern void kis_json_use_palloc(void);
  */
 typedef struct KisFetcher KisFetcher;
 
+/* What a step that never waits found (async scans: fetch.c, run.c) */
+typedef enum KisPoll
+{
+	KIS_POLL_ROW,				/* something is ready */
+	KIS_POLL_END,				/* nothing more will come */
+	KIS_POLL_WAIT				/* not yet: wait on the scan's descriptor */
+} KisPoll;
+
 /* A finished request handed back to the scan, in completion order */
 typedef struct KisCompletion
 {
@@ -470,6 +479,8 @@ extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
 						  const char *tr_id, const char *header, void *arg);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
+extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);
+extern int	kis_fetch_wait_fd(KisFetcher *fetcher);
 extern void kis_fetch_end(KisFetcher *fetcher);
 
 /* ----------------------------------------------------------------
@@ -531,6 +542,8 @@ extern void kis_runner_start(KisRunner *runner, List *symbols, List *venues,
 							 const KisRange *range, bool can_match);
 extern bool kis_runner_started(const KisRunner *runner);
 extern bool kis_runner_next(KisRunner *runner, struct TupleTableSlot *slot);
+extern KisPoll kis_runner_poll(KisRunner *runner, struct TupleTableSlot *slot);
+extern int	kis_runner_wait_fd(KisRunner *runner);
 extern void kis_runner_end(KisRunner *runner);
 extern void kis_runner_explain(const KisRunner *runner, struct ExplainState *es);
 extern List *kis_sort_unique_strings(List *values);
@@ -539,6 +552,7 @@ extern List *kis_sort_unique_strings(List *values);
  * plan.c and scan.c: the foreign scan's callbacks
  * ----------------------------------------------------------------
  */
+struct AsyncRequest;
 struct ForeignPath;
 struct ForeignScan;
 struct ForeignScanState;
@@ -555,11 +569,15 @@ extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
 											 List *tlist, List *scan_clauses,
 											 struct Plan *outer_plan);
 extern double kis_planned_requests(const KisEndpoint *ep, double nkeys);
+extern bool kisIsForeignPathAsyncCapable(struct ForeignPath *path);
 
 extern void kisBeginForeignScan(struct ForeignScanState *node, int eflags);
 extern struct TupleTableSlot *kisIterateForeignScan(struct ForeignScanState *node);
 extern void kisReScanForeignScan(struct ForeignScanState *node);
 extern void kisEndForeignScan(struct ForeignScanState *node);
 extern void kisExplainForeignScan(struct ForeignScanState *node, struct ExplainState *es);
+extern void kisForeignAsyncRequest(struct AsyncRequest *areq);
+extern void kisForeignAsyncConfigureWait(struct AsyncRequest *areq);
+extern void kisForeignAsyncNotify(struct AsyncRequest *areq);
 
 #endif							/* KIS_FDW_H */

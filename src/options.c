@@ -77,6 +77,7 @@ static const KisOptionDef kis_options[] = {
 	{"max_retries", ON_SERVER, OPT_INT, NULL, 0, 10},
 	{"ca_file", ON_SERVER, OPT_TEXT, NULL, 0, 0, true},
 	{"on_error", ON_SERVER | ON_TABLE, OPT_CHOICE, on_error_choices},
+	{"async_capable", ON_SERVER | ON_TABLE, OPT_BOOL},
 	{"app_key", ON_MAPPING, OPT_TEXT},
 	{"app_secret", ON_MAPPING, OPT_TEXT},
 	{"account", ON_MAPPING, OPT_ACCOUNT},
@@ -443,6 +444,7 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	config->exchange = "NAS";
 	config->period = "D";
 	config->adjusted = true;
+	config->async_capable = true;
 
 	foreach(lc, server->options)
 	{
@@ -473,6 +475,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->ca_file = pstrdup(value);
 		else if (strcmp(def->defname, "on_error") == 0)
 			config->on_error = parse_on_error(value);
+		else if (strcmp(def->defname, "async_capable") == 0)
+			(void) parse_bool(value, &config->async_capable);
 	}
 	if (!have_url)
 		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
@@ -498,6 +502,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->period = pstrdup(value);
 		else if (strcmp(def->defname, "adjusted") == 0)
 			(void) parse_bool(value, &config->adjusted);
+		else if (strcmp(def->defname, "async_capable") == 0)
+			(void) parse_bool(value, &config->async_capable);
 	}
 
 	/* The validator requires it, but a table may predate a rename. */

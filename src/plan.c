@@ -113,6 +113,19 @@ kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	baserel->fdw_private = ps;
 }
 
+/*
+ * Whether an Append may run this scan alongside its siblings (scan.c's
+ * async callbacks): the async_capable option of the table, else of its
+ * server, true by default.
+ */
+bool
+kisIsForeignPathAsyncCapable(ForeignPath *path)
+{
+	KisPlanState *ps = (KisPlanState *) path->path.parent->fdw_private;
+
+	return ps->config.async_capable;
+}
+
 /* Requests of the first round: one per key, or per batch of keys */
 double
 kis_planned_requests(const KisEndpoint *ep, double nkeys)

@@ -486,13 +486,14 @@ warn_skipped(KisRunner *r)
 }
 
 /*
- * The next tuple of the run into slot; false (slot cleared) when the run
- * has no more.  Rows come from answers in completion order; an answer may
- * hold several rows (batches, pages), returned one per call before the
- * next answer is taken.
+ * The next tuple of the run into slot: KIS_POLL_ROW, or KIS_POLL_END (slot
+ * cleared) when the run has no more.  Rows come from answers in completion
+ * order; an answer may hold several rows (batches, pages), returned one
+ * per call before the next answer is taken.  Without wait, an answer not
+ * yet there is KIS_POLL_WAIT instead of a wait.
  */
-bool
-kis_runner_next(KisRunner *r, TupleTableSlot *slot)
+static KisPoll
+runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
 	ExecClearTuple(slot);
 	MemoryContextReset(r->row_cxt);
@@ -506,17 +507,21 @@ kis_runner_next(KisRunner *r, TupleTableSlot *slot)
 			if (row->problem == NULL)
 			{
 				store_row(r, slot, row, r->current);
-				return true;
+				return KIS_POLL_ROW;
 			}
 			if (handle_failure(r, slot, row, r->current))
-				return true;
+				return KIS_POLL_ROW;
 			continue;
 		}
 		if (r->current != NULL)
 			kis_fetch_forget(r->current);
+		r->current = NULL;
 		r->rows = NIL;
 		r->next_row = 0;
-		r->current = kis_fetch_next(r->fetcher);
+		if (wait)
+			r->current = kis_fetch_next(r->fetcher);
+		else if (kis_fetch_poll(r->fetcher, &r->current) == KIS_POLL_WAIT)
+			return KIS_POLL_WAIT;
 		if (r->current == NULL)
 			break;
 		r->rows = kis_requests_answer(r->fetcher, r->current);
@@ -524,7 +529,29 @@ kis_runner_next(KisRunner *r, TupleTableSlot *slot)
 
 	if (r->skipped != NIL)
 		warn_skipped(r);
-	return false;
+	return KIS_POLL_END;
+}
+
+/* The next tuple, waiting for it; false at the end of the run */
+bool
+kis_runner_next(KisRunner *r, TupleTableSlot *slot)
+{
+	return runner_step(r, slot, true) == KIS_POLL_ROW;
+}
+
+/* The next tuple if one is ready; never waits (async scans) */
+KisPoll
+kis_runner_poll(KisRunner *r, TupleTableSlot *slot)
+{
+	return runner_step(r, slot, false);
+}
+
+/* What to wait on after kis_runner_poll said KIS_POLL_WAIT */
+int
+kis_runner_wait_fd(KisRunner *r)
+{
+	Assert(r->fetcher != NULL);
+	return kis_fetch_wait_fd(r->fetcher);
 }
 
 /* EXPLAIN ANALYZE: what the runs did, over all runs */

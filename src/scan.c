@@ -16,10 +16,12 @@
 
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
+#include "executor/execAsync.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -45,6 +47,9 @@ typedef struct KisScanState
 	List	   *key_exprs;		/* ExprState per pushed-down qual */
 
 	KisRunner  *runner;			/* NULL under plain EXPLAIN */
+
+	bool		async;			/* an async child of an Append: never wait */
+	KisPoll		polled;			/* what the last async step found */
 } KisScanState;
 
 void
@@ -61,6 +66,7 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 
 	node->fdw_state = st;
 	st->rel = node->ss.ss_currentRelation;
+	st->async = node->ss.ps.async_capable;
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
 		st->qual_pos[k] = list_nth_int(keys, k * 3);
@@ -348,8 +354,61 @@ kisIterateForeignScan(ForeignScanState *node)
 
 	if (!kis_runner_started(st->runner))
 		start_run(node, st);
-	kis_runner_next(st->runner, slot);
+	if (st->async)
+		st->polled = kis_runner_poll(st->runner, slot);
+	else
+		kis_runner_next(st->runner, slot);
 	return slot;
+}
+
+/*
+ * Asynchronous execution, as a child of an Append: the Append asks for a
+ * tuple (Request), and while none is ready waits on the descriptor the
+ * scan gives it (ConfigureWait) along with its other children's, then
+ * calls the scan back (Notify).  A tuple goes through the node's ExecScan,
+ * so local conditions and projection apply as in a synchronous scan; our
+ * Iterate never waits in this mode and leaves in st->polled whether an
+ * empty slot means "not yet" or "no more".
+ */
+static void
+async_produce(AsyncRequest *areq)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KisScanState *st = (KisScanState *) node->fdw_state;
+	TupleTableSlot *result;
+
+	/* ExecAsyncRequest and ExecAsyncNotify do the node's instrumentation */
+	st->polled = KIS_POLL_END;
+	result = node->ss.ps.ExecProcNodeReal((PlanState *) node);
+	if (!TupIsNull(result))
+		ExecAsyncRequestDone(areq, result);
+	else if (st->polled == KIS_POLL_WAIT)
+		ExecAsyncRequestPending(areq);
+	else
+		ExecAsyncRequestDone(areq, NULL);
+}
+
+void
+kisForeignAsyncRequest(AsyncRequest *areq)
+{
+	async_produce(areq);
+}
+
+void
+kisForeignAsyncConfigureWait(AsyncRequest *areq)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KisScanState *st = (KisScanState *) node->fdw_state;
+	AppendState *requestor = (AppendState *) areq->requestor;
+
+	AddWaitEventToSet(requestor->as_eventset, WL_SOCKET_READABLE,
+					  kis_runner_wait_fd(st->runner), NULL, areq);
+}
+
+void
+kisForeignAsyncNotify(AsyncRequest *areq)
+{
+	async_produce(areq);
 }
 
 void
