@@ -179,6 +179,10 @@ def main():
                                 segments=[seg(*multi([(x, "J") for x in DOMESTIC[:3]]))])
         seeds["multi-object-1"] = seed("domestic_multi_price", 1,
                                        segments=[seg(*multi([("005930", "J")], "object"))])
+        m.control("/__mock/config", {"multprice_signs": "unsigned"})  # direction in the sign
+        seeds["multi-unsigned"] = seed("domestic_multi_price", 3,
+                                       segments=[seg(*multi([(x, "J") for x in DOMESTIC[:3]]))])
+        m.control("/__mock/config", {"multprice_signs": "signed"})
         seeds["multi-two-markets"] = seed(
             "domestic_multi_price", 2, flags=0x40,
             segments=[seg(*multi([("005930", "J"), ("005930", "NX"),
@@ -210,6 +214,10 @@ def main():
                                                                    seg(*ovs("MSFT", "NAS"))])
         seeds["overseas-unlisted"] = seed("overseas_price", 1, segments=[seg(*ovs("AAPL", "NYS"))])
         seeds["overseas-bad-excd"] = seed("overseas_price", 1, segments=[seg(*ovs("AAPL", "XXX"))])
+        m.control("/__mock/config", {"overseas_session": "closed"})  # last "" when closed
+        seeds["overseas-closed"] = seed("overseas_price", 2, segments=[seg(*ovs("AAPL", "NAS")),
+                                                                       seg(*ovs("MSFT", "NAS"))])
+        m.control("/__mock/config", {"overseas_session": "open"})
 
         # --- domestic_daily: date paging exactly as requests.c pages
         def ddaily(sym, period, start, end):
@@ -292,6 +300,10 @@ def main():
         seeds["holdings-empty"] = seed("domestic_holdings", 1, segments=holdings("00000000"))
         seeds["holdings-bad-account"] = seed("domestic_holdings", 1,
                                              segments=holdings("99999999"))
+        # SYDB0050 on page 2: the listing starts over from page 1
+        m.control("/__mock/faults", {"faults": [{"kind": "sydb0050", "symbol": "*", "times": 1}]})
+        seeds["holdings-restart"] = seed("domestic_holdings", 1,
+                                         segments=holdings("12345678") + holdings("12345678"))
 
         # --- tokenP answers
         s, b = m.post("/oauth2/tokenP", {"grant_type": "client_credentials",

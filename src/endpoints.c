@@ -210,6 +210,12 @@ static const KisParamDef domestic_holdings_params[] = {
 	{NULL}
 };
 
+/*
+ * SYDB0050 (rt_cd "7") "data changed since the query, query again" comes
+ * when the account changes between two pages (docs/kis-answers.md).
+ */
+static const char *const domestic_holdings_restart_codes[] = {"SYDB0050", NULL};
+
 static const KisColumnDef domestic_holdings_columns[] = {
 	{"symbol", "pdno", "text"},
 	{"name", "prdt_name", "text"},
@@ -339,6 +345,7 @@ const KisEndpoint kis_endpoints[] = {
 		.needs_account = true,
 		.batch_size = 1,
 		.paging = KIS_PAGING_CURSOR,
+		.restart_codes = domestic_holdings_restart_codes,
 		.columns = domestic_holdings_columns,
 	},
 	{NULL}

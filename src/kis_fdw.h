@@ -185,6 +185,8 @@ typedef struct KisEndpoint
 								 * be "" for a listed symbol) */
 	KisPaging	paging;
 	int			page_rows;		/* a full page (date paging) */
+	const char *const *restart_codes;	/* cursor paging: msg_cd that mean
+										 * "start the listing over" */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
 } KisEndpoint;
 
@@ -514,6 +516,7 @@ typedef struct KisRange
 typedef struct KisRow
 {
 	const KisEndpoint *ep;
+	const char *hint;			/* for a failure: what to do, or NULL */
 	KisKey	   *key;			/* NULL for account rows */
 	json_t	   *row;
 	json_t	   *extra;			/* fills fields the row lacks, or NULL */

@@ -47,6 +47,8 @@ typedef struct KisCall
 	char	   *ctx_fk;			/* cursor paging: keys from the last page */
 	char	   *ctx_nk;
 	int			pages;			/* answers received so far */
+	List	   *held;			/* cursor paging: rows of the earlier pages */
+	bool		restarted;		/* cursor paging: started over once already */
 } KisCall;
 
 /* YYYYMMDD <-> julian day */
@@ -341,6 +343,7 @@ row_for(const KisCall *call, KisKey *key, json_t *row, json_t *extra,
 	KisRow	   *r = palloc(sizeof(KisRow));
 
 	r->ep = call->ep;
+	r->hint = NULL;
 	r->key = key;
 	r->row = row;
 	r->extra = extra;
@@ -508,19 +511,98 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 	return rows;
 }
 
-/* Cursor paging: continue while KIS says more pages follow */
-static void
-next_cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c)
+/*
+ * Cursor paging: continue while KIS says more pages follow.  Only the
+ * tr_cont header says so: ctx_area_fk100 stays set on the last page, and a
+ * call made with it fails (docs/kis-answers.md).  The rows of a page are held
+ * back until the last page is in, so that a listing started over from its
+ * first page (restart_listing) never returns a row twice or a mix of two
+ * states of the account.  Returns the rows to return now.
+ */
+static List *
+cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows)
 {
+	MemoryContext call_cxt = GetMemoryChunkContext(call);
 	const char *fk = json_string_value(json_object_get(c->resp.root, "ctx_area_fk100"));
 	const char *nk = json_string_value(json_object_get(c->resp.root, "ctx_area_nk100"));
+	MemoryContext old;
+	json_t	   *extra = NULL;
+	ListCell   *lc;
 
 	if (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0)
-		return;
+	{
+		List	   *all = NIL;
+
+		/* in the answer's context, like the rows of any answer */
+		foreach(lc, call->held)
+			all = lappend(all, lfirst(lc));
+		foreach(lc, rows)
+			all = lappend(all, lfirst(lc));
+		call->held = NIL;
+		return all;
+	}
+
+	/* the answer goes away when its rows are returned: keep copies */
+	old = MemoryContextSwitchTo(call_cxt);
+	foreach(lc, rows)
+	{
+		KisRow	   *copy = palloc(sizeof(KisRow));
+
+		*copy = *(KisRow *) lfirst(lc);
+		if (copy->extra != NULL && extra == NULL)
+			extra = json_deep_copy(copy->extra);
+		copy->row = json_deep_copy(copy->row);
+		if (copy->row == NULL || (copy->extra != NULL && extra == NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Failed to keep a page of endpoint %s.", call->ep->name)));
+		copy->extra = extra;
+		call->held = lappend(call->held, copy);
+	}
+	MemoryContextSwitchTo(old);
+
 	check_page_count(call);
-	call->ctx_fk = MemoryContextStrdup(GetMemoryChunkContext(call), fk ? fk : "");
-	call->ctx_nk = MemoryContextStrdup(GetMemoryChunkContext(call), nk ? nk : "");
+	call->ctx_fk = MemoryContextStrdup(call_cxt, fk ? fk : "");
+	call->ctx_nk = MemoryContextStrdup(call_cxt, nk ? nk : "");
 	send_call(f, call);
+	return NIL;
+}
+
+/* Does KIS's answer say that the listing changed under it? */
+static bool
+is_restart_code(const KisCall *call, const KisResponse *resp)
+{
+	if (call->ep->paging != KIS_PAGING_CURSOR || resp->msg_cd == NULL)
+		return false;
+	for (const char *const *code = call->ep->restart_codes; code && *code; code++)
+	{
+		if (strcmp(*code, resp->msg_cd) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A cursor listing that KIS says changed under it (one of the endpoint's
+ * restart codes: the account moved between two pages) starts over from its
+ * first page, once, dropping the rows held so far.  Returns false when this
+ * answer is a failure to report.
+ */
+static bool
+restart_listing(KisFetcher *f, KisCall *call, const KisResponse *resp)
+{
+	if (!is_restart_code(call, resp))
+		return false;
+	call->held = NIL;
+	if (call->restarted)
+		return false;
+	call->restarted = true;
+	call->pages = 0;
+	call->ctx_fk = NULL;
+	call->ctx_nk = NULL;
+	send_call(f, call);
+	return true;
 }
 
 /*
@@ -568,7 +650,13 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	call->pages++;
 	if (c->resp.outcome != KIS_OUTCOME_OK)
 	{
-		rows = fail_all(call, kis_response_summary(&c->resp));
+		if (!restart_listing(f, call, &c->resp))
+		{
+			rows = fail_all(call, kis_response_summary(&c->resp));
+			if (is_restart_code(call, &c->resp))
+				((KisRow *) linitial(rows))->hint =
+					"The listing was started over once and KIS said so again. Run the query again later; KIS is reported to answer so on every retry for an account holding exactly one full page (50) of positions.";
+		}
 		MemoryContextSwitchTo(old);
 		return rows;
 	}
@@ -609,7 +697,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 				rows = lappend(rows, row_for(call, NULL, elem, extra, NULL));
 		}
 		if (ep->paging == KIS_PAGING_CURSOR)
-			next_cursor_page(f, call, c);
+			rows = cursor_page(f, call, c, rows);
 	}
 	MemoryContextSwitchTo(old);
 	return rows;

@@ -438,6 +438,7 @@ handle_failure(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("KIS request for %s failed", row_subject(r, row)),
 					 errdetail("%s", row->problem),
+					 row->hint ? errhint("%s", row->hint) :
 					 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
 			break;
 		case KIS_ON_ERROR_SKIP:

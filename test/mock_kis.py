@@ -38,7 +38,8 @@ Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   4. Injected faults: the first rule whose "symbol" is "*" or one of the request's
      symbols (account requests carry none, so only "*" rules reach them).
   5. The endpoint's own checks and answer, HTTP 200; rt_cd "0" always with msg_cd
-     MCA00000, failures rt_cd "1" with the msg_cd given below and no output.
+     MCA00000 (inquire-balance: see there), failures rt_cd "1" with the msg_cd given
+     below and no output.
 Parameter names in either case; of a repeated parameter the last wins. Any other path,
 or another method on these paths, is an HTTP 404 EGW00101 envelope (a bad_request).
 
@@ -146,10 +147,14 @@ GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 
     page that CTX_AREA_NK100 names; any other tr_cont, or an FK100/NK100 (compared without
     trailing spaces) that this server did not issue for the account: rt_cd "1" OPSQ2002.
     Page k holds positions [k*size, (k+1)*size). The answer carries body ctx_area_fk100 =
-    "CANO^ACNT_PRDT_CD" and ctx_area_nk100 = "CANO^ACNT_PRDT_CD^" + "%06d" % next index (""
-    on the last page), both space-padded to 100 characters like real KIS, so send them back
-    URL-encoded; RESPONSE HEADER tr_cont "M" when more pages follow, else "D" (also with no
-    positions). Cursors stay valid (retries may reuse them) until /__mock/reset.
+    FK = "CANO^ACNT_PRDT_CD^N^N^01^01^N^" on EVERY page, the last one too (as real KIS), and
+    ctx_area_nk100 = FK + "^" + "%06d" % next index ("" on the last page), both
+    space-padded to 100 characters like real KIS, so send them back URL-encoded; RESPONSE
+    HEADER tr_cont "M" when more pages follow, else "D" (also with no positions): only the
+    header says whether to go on. Cursors stay valid (retries may reuse them) until
+    /__mock/reset. rt_cd "0" with msg_cd KIOK0510 (real) or 20310000 (virtual), KIOK0560
+    for an account with no positions (output1 []), as real KIS; msg1 blank-padded to 80
+    bytes of CP949.
     output1: the page's positions (an array); output2: [one summary over ALL positions]:
         pchs_amt_smtl_amt / evlu_amt_smtl_amt / evlu_pfls_smtl_amt = sums; scts_evlu_amt =
         evlu sum; dnca_tot_amt = nxdy_excc_amt = prvs_rcdl_excc_amt = cash = 1000 * (h0 of
@@ -213,8 +218,11 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "overseas_session" ("open" | "closed")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow expire_token invalid_token (any /uapi endpoint, after the rate check) and egw00133
-    (the next tokenP). The first matching rule with times left fires and uses one up.
+    slow expire_token invalid_token (any /uapi endpoint, after the rate check), egw00133
+    (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N": HTTP 200
+    rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers when the
+    account changes while it is listed). The first matching rule with times left fires
+    and uses one up.
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
     inquire-price always the data of the symbol, or of 000000 when blank, whatever its
     prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
@@ -273,6 +281,10 @@ CTX_WIDTH = 100            # ctx_area_fk100 / nk100 are space-padded to this
 
 MESSAGES = {
     "MCA00000": "정상처리 되었습니다.",
+    "KIOK0510": "조회가 완료되었습니다",
+    "KIOK0560": "조회할 내용이 없습니다",
+    "20310000": "모의투자 조회가 완료되었습니다.",
+    "SYDB0050": "조회이후에 자료가 변경되었습니다.(다시 조회하세요)",
     "MCA05918": "종목코드 오류입니다.",
     "OPSQ2000": "유효하지 않은 계좌번호입니다.",
     "OPSQ2001": "시장분류코드 오류입니다.",
@@ -297,7 +309,13 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "expire_token", "invalid_token", "egw00133",
+    "sydb0050",
 ))
+# rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
+# 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
+SUCCESS_CODES = frozenset(("MCA00000", "KIOK0510", "KIOK0560", "20310000"))
+RT_CD = {"SYDB0050": "7"}
+MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
             "tls_failures", "tokens_issued", "token_rejections", "violations", "bad_requests")
 SECTORS = ("전기·전자", "화학", "서비스업", "금융업", "운수장비", "의약품", "유통업", "철강·금속")
@@ -832,10 +850,15 @@ class Reply(NamedTuple):
 HTML_500 = Reply(500, b"<html>Internal Server Error</html>", "text/html")
 
 
-def kis(msg_cd, status=200, headers=(), **outputs):
-    """A KIS envelope; rt_cd is "0" only for MCA00000."""
-    return Reply(status, {"rt_cd": "0" if msg_cd == "MCA00000" else "1", "msg_cd": msg_cd,
-                          "msg1": MESSAGES[msg_cd], **outputs}, JSON_TYPE, headers)
+def kis(msg_cd, status=200, headers=(), padded=False, **outputs):
+    """A KIS envelope; rt_cd "0" for the success codes, "7" for SYDB0050, else "1".
+    padded: msg1 blank-padded to 80 bytes of CP949, as account answers have it."""
+    msg1 = MESSAGES[msg_cd]
+    if padded:
+        msg1 += " " * (MSG1_BYTES - len(msg1.encode("cp949")))
+    rt_cd = "0" if msg_cd in SUCCESS_CODES else RT_CD.get(msg_cd, "1")
+    return Reply(status, {"rt_cd": rt_cd, "msg_cd": msg_cd, "msg1": msg1, **outputs},
+                 JSON_TYPE, headers)
 
 
 def _prefix_reply(symbol):
@@ -984,13 +1007,18 @@ def overseas_daily(call):
                                     "nrec": str(len(rows))}, output2=rows)
 
 
+def balance_fk(cano, product):
+    """ctx_area_fk100 of every page (unpadded), the last one too, as real KIS sends it."""
+    return f"{cano}^{product}^N^N^01^01^N^"
+
+
 def inquire_balance(call):
     p, state = call.params, call.state
     cano, product = p.get("cano", ""), p.get("acnt_prdt_cd", "")
     if not re.fullmatch(r"\d{8}", cano) or not re.fullmatch(r"\d{2}", product) \
             or cano == "99999999":
         return kis("OPSQ2000")
-    fk = f"{cano}^{product}"
+    fk = balance_fk(cano, product)
     tr_cont = (call.headers.get("tr_cont") or "").strip()
     if tr_cont == "N":
         start = state.cursor(fk, p.get("ctx_area_fk100", "").rstrip(),
@@ -1002,10 +1030,12 @@ def inquire_balance(call):
     else:
         start = 0
     count = 0 if cano == "00000000" else state.setting("holdings")
-    stop = min(count, start + BALANCE_PAGE_SIZE[call.headers.get("tr_id")])
+    tr_id = call.headers.get("tr_id")
+    stop = min(count, start + BALANCE_PAGE_SIZE[tr_id])
     nk = state.issue_cursor(fk, stop) if stop < count else ""
     state.count_page(call.path)
-    return kis("MCA00000", headers=(("tr_cont", "M" if nk else "D"),),
+    code = "KIOK0560" if count == 0 else "KIOK0510" if tr_id == "TTTC8434R" else "20310000"
+    return kis(code, padded=True, headers=(("tr_cont", "M" if nk else "D"),),
                ctx_area_fk100=fk.ljust(CTX_WIDTH), ctx_area_nk100=nk.ljust(CTX_WIDTH),
                output1=[holding(i) for i in range(start, stop)],
                output2=[balance_summary(cano, count)])
@@ -1167,14 +1197,17 @@ class MockState:
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
 
-    def take_fault(self, symbols, token_endpoint=False):
-        """Fire the first matching rule (egw00133 rules only match tokenP) and return it.
+    def take_fault(self, symbols, token_endpoint=False, next_page=False):
+        """Fire the first matching rule (egw00133 rules only match tokenP, sydb0050 rules
+        only follow-up pages, tr_cont "N") and return it.
 
         An API request matches rules for "*" and for any of its symbols.
         """
         with self.lock:
             for rule in self.faults:
                 if token_endpoint != (rule["kind"] == "egw00133"):
+                    continue
+                if rule["kind"] == "sydb0050" and not next_page:
                     continue
                 if not token_endpoint and rule["symbol"] != "*" and rule["symbol"] not in symbols:
                     continue
@@ -1473,7 +1506,8 @@ class KisHandler(BaseHTTPRequestHandler):
             return self._reply(kis(err, 500))
         if state.over_rate(appkey, arrival):
             return self._reply(kis("EGW00201", 500))
-        fault = state.take_fault(call.symbols)
+        fault = state.take_fault(call.symbols,
+                                 next_page=(self.headers.get("tr_cont") or "").strip() == "N")
         if fault and self._inject(fault, token, endpoint, call):
             return None
         return self._reply(endpoint.handler(call))
@@ -1493,6 +1527,8 @@ class KisHandler(BaseHTTPRequestHandler):
             self._reply(kis("EGW00123", 500))
         elif kind == "invalid_token":
             self._reply(kis("EGW00121", 500))
+        elif kind == "sydb0050":
+            self._reply(kis("SYDB0050", padded=True))
         elif kind == "drop":
             self._hang_up()
         elif kind == "garbage":

@@ -585,6 +585,47 @@ def test_overseas_closed():
     check(rc != 0 and 'symbol "IBM" is not listed on exchange NAS' in err, f"IBM on NAS: {err}")
 
 
+BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
+
+
+def test_holdings_restart():
+    """SYDB0050 (rt_cd "7", "data changed since the query") on a follow-up page:
+    the listing starts over once and gives every position once; a second
+    SYDB0050 fails with KIS's message and a hint.  An empty account (KIOK0560,
+    output1 []) is zero rows."""
+    for sql in ("DROP SERVER IF EXISTS kis_account CASCADE",
+                f"CREATE SERVER kis_account FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}')",
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_account OPTIONS "
+                f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+                "CREATE FOREIGN TABLE holdings (symbol text, qty bigint) "
+                "SERVER kis_account OPTIONS (endpoint 'domestic_holdings')"):
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+    query = "SELECT count(*), count(DISTINCT symbol), sum(qty) FROM holdings"
+    whole = [["120", "120", str(sum(1 + 37 * i % 500 for i in range(120)))]]
+    check(must(run(query)[:2], "no fault") == whole, "no fault: wrong holdings")
+    reset_mock()
+    inject(("sydb0050", "*", 1))
+    rows, err, rc = run(query)
+    check(rc == 0, f"one SYDB0050: {err}")
+    check(rows == whole, f"one SYDB0050: {rows}, expected {whole}")
+    st = stats()
+    check(st["errors"] == {"SYDB0050": 1} and st["pages"] == {BALANCE_PATH: 4},
+          f"one SYDB0050: expected pages 1, 2 (SYDB0050), then 1, 2, 3: {st['errors']} {st['pages']}")
+    reset_mock()
+    inject(("sydb0050", "*", 2))
+    rows, err, rc = run("SELECT symbol FROM holdings")
+    check(rc != 0 and rows == [], f"two SYDB0050: rows {len(rows)}, stderr {err}")
+    check("ERROR:  KIS request for endpoint domestic_holdings failed" in err and
+          "DETAIL:  SYDB0050: 조회이후에 자료가 변경되었습니다.(다시 조회하세요)\n" in err and
+          "HINT:  The listing was started over once" in err, f"two SYDB0050: {err}")
+    check(stats()["pages"] == {BALANCE_PATH: 2}, f"two SYDB0050: pages {stats()['pages']}")
+    # an account with no positions: KIOK0560 and output1 []
+    run("ALTER USER MAPPING FOR CURRENT_USER SERVER kis_account OPTIONS (SET account '00000000-01')")
+    check(must(run(query)[:2], "empty account") == [["0", "0", ""]], "empty account: rows")
+
+
 def test_streaming():
     fast, slow = symbols(1)[0], symbols(1, "96")[0]
     with Session() as s:
@@ -1096,7 +1137,8 @@ def test_async_rescan():
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
-         test_multprice_unsigned_changes, test_overseas_closed, test_streaming,
+         test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
+         test_streaming,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,

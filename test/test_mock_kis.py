@@ -525,6 +525,32 @@ class MockKisCase(unittest.TestCase):
             status, body, headers = self.balance(cano, tr_id, "N", body["ctx_area_fk100"],
                                                  body["ctx_area_nk100"])
 
+    def test_balance_real_shapes(self):
+        """Success codes other than MCA00000, msg1 padded to 80 CP949 bytes, ctx_area_fk100
+        set on the last page too, an empty account with KIOK0560, SYDB0050 mid-listing."""
+        pages = self.all_pages("TTTC8434R")
+        self.assertEqual({b["msg_cd"] for _, b in pages}, {"KIOK0510"})
+        self.assertEqual(len(pages[0][1]["msg1"].encode("cp949")), 80)
+        self.assertEqual(pages[0][1]["msg1"].rstrip(), "조회가 완료되었습니다")
+        last = pages[-1][1]
+        self.assertEqual((pages[-1][0], last["ctx_area_fk100"].rstrip(), last["ctx_area_nk100"].strip()),
+                         ("D", "12345678^01^N^N^01^01^N^", ""))
+        self.assertEqual({b["msg_cd"] for _, b in self.all_pages("VTTC8434R")}, {"20310000"})
+        empty = self.all_pages("TTTC8434R", "00000000")
+        self.assertEqual([(c, b["rt_cd"], b["msg_cd"], b["output1"]) for c, b in empty],
+                         [("D", "0", "KIOK0560", [])])
+        # sydb0050 skips first pages and hits the next follow-up page
+        self.control("faults", {"faults": [{"kind": "sydb0050"}]})
+        status, first, headers = self.balance()
+        self.assertEqual((status, first["rt_cd"], headers["tr_cont"]), (200, "0", "M"))
+        status, body, headers = self.balance("12345678", "TTTC8434R", "N", first["ctx_area_fk100"],
+                                             first["ctx_area_nk100"])
+        self.assertEqual((status, body["rt_cd"], body["msg_cd"], body["msg1"].rstrip()),
+                         (200, "7", "SYDB0050", "조회이후에 자료가 변경되었습니다.(다시 조회하세요)"))
+        self.assertNotIn("output1", body)
+        self.assertEqual(self.stats()["errors"], {"SYDB0050": 1})
+        self.assertEqual(len(self.all_pages("TTTC8434R")), 3)  # used up
+
     def test_balance_paging(self):
         pages = self.all_pages("TTTC8434R")
         self.assertEqual([(c, len(b["output1"])) for c, b in pages], [("M", 50), ("M", 50), ("D", 20)])
