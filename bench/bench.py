@@ -17,6 +17,9 @@ is reset before each and its timeline read after):
   overhead       no limit, no latency, 10,000 symbols, 3 times: backend CPU per row,
                  rows/s (and the same with domestic_multi_price, 30 symbols a request)
   cancel         2,000-symbol scan cancelled after 1 s, 20 times: pg_cancel_backend -> error
+  two-keys-*     two app keys (two servers), mock limit 20/s per key, rate_limit 19 each,
+                 2 x 95 symbols: through a UNION ALL of the two tables, and through a
+                 table hash-partitioned by symbol over them; rate / (2 x 19)
   seed-*         bench/seed_pattern.py (the Python pattern kis_fdw replaces) on the
                  rate-bound and latency-bound setups, with an app key of its own
 
@@ -33,6 +36,8 @@ scenario is sampled with perf: OUT/profile-overhead*.txt.
 
     python3 bench/bench.py OUT_DIR             measure, write, print
     python3 bench/bench.py OUT_DIR --replot    the same outputs again from OUT_DIR/results.json
+
+BENCH_ONLY="two-keys-union cancel" runs only the scenarios named (the table shows those).
 """
 
 import collections
@@ -309,6 +314,55 @@ def scenario_batched(first=130000, n=600):
     return r
 
 
+def two_keys_tables():
+    """Servers s_two_keys_a/_b (an app key each, rate_limit 19), their tables, and
+    two_keys, hash-partitioned by symbol over the two servers (created once)."""
+    if psql("SELECT 1 FROM pg_class WHERE relname = 'two_keys'"):
+        return
+    for side in ("a", "b"):
+        create_server(f"two-keys-{side}", rate_limit="19", max_concurrency="8")
+    psql(f"""
+CREATE TABLE two_keys ({COLUMNS}) PARTITION BY HASH (symbol);
+CREATE FOREIGN TABLE two_keys_0 PARTITION OF two_keys FOR VALUES WITH (MODULUS 2, REMAINDER 0)
+  SERVER s_two_keys_a OPTIONS (endpoint 'domestic_price');
+CREATE FOREIGN TABLE two_keys_1 PARTITION OF two_keys FOR VALUES WITH (MODULUS 2, REMAINDER 1)
+  SERVER s_two_keys_b OPTIONS (endpoint 'domestic_price');""")
+
+
+def symbol_list(first, n):
+    return ", ".join(f"'{c:06d}'" for c in range(first, first + n))
+
+
+def scenario_two_keys(kind, first, per_key=95):
+    """2 x per_key symbols on two keys at once: a UNION ALL of the two servers' tables,
+    or the hash-partitioned table (its partitions get the symbols that hash to them)."""
+    two_keys_tables()
+    mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
+    for side in ("a", "b"):
+        warm_token(f"p_two_keys_{side}", 900010)
+    mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
+    before = {side: fdw_key_stats(f"two-keys-{side}") for side in ("a", "b")}
+    if kind == "union":
+        sql = (f"SELECT * FROM p_two_keys_a WHERE symbol IN ({symbol_list(first, per_key)}) "
+               f"UNION ALL SELECT * FROM p_two_keys_b "
+               f"WHERE symbol IN ({symbol_list(first + per_key, per_key)})")
+    else:
+        sql = f"SELECT * FROM two_keys WHERE symbol IN ({symbol_list(first, 2 * per_key)})"
+    t0 = time.monotonic()
+    plan = json.loads("\n".join(psql(explain_cmd(sql))))[0]
+    wall = time.monotonic() - t0
+    r = timeline_figures(mock_stats(timeline=True))
+    share = {side: fdw_key_stats(f"two-keys-{side}").get("requests", 0) -
+             before[side].get("requests", 0) for side in ("a", "b")}
+    r.update(time_s=plan["Execution Time"] / 1000, wall_s=wall, rows=plan["Plan"]["Actual Rows"],
+             ideal_s=2 * per_key / 38, symbols=2 * per_key, requests_by_key=share,
+             async_scans=json.dumps(plan).count('"Async Capable": true'))
+    r["of_limit"] = (r["achieved_rate"] or 0) / 38
+    r["met"] = (r["of_limit"] >= 0.9 and r["violations"] == 0
+                and r["requests"] == 2 * per_key and r["rows"] == 2 * per_key)
+    return r
+
+
 def perf_start(pid, name):
     """With BENCH_PROFILE=1 and perf installed: sample the backend (call graphs) until stopped."""
     if os.environ.get("BENCH_PROFILE") != "1" or not shutil.which("perf"):
@@ -485,13 +539,10 @@ def plot(out_dir, results, panels):
 
 
 def table_rows(R):
-    """(scenario, setup, result, ideal / target, met) for the results table."""
+    """(scenario, setup, result, ideal / target, met) for the results table, in STEPS
+    order, for the scenarios in R (BENCH_ONLY may have left some out)."""
     def f(x, d=2):
         return f"{x:.{d}f}"
-    rb, lb, sh, ba, ov, ob, ca = (R[k] for k in ("rate-bound", "latency-bound", "shared",
-                                                 "batched", "overhead", "overhead-batched",
-                                                 "cancel"))
-    srb, slb = R["seed-rate-bound"], R["seed-latency-bound"]
 
     def yes(ok):
         return "yes" if ok else "**no**"
@@ -499,45 +550,68 @@ def table_rows(R):
     def spread(r):
         return f"{r['reps']}: " + " / ".join(f"{x:.1f}" for x in r["cpu_us_per_row_all"])
 
-    return [
-        ("rate-bound", "limit 20/s, rate_limit 19, 200 symbols, 30±10 ms",
-         f"{f(rb['achieved_rate'])}/s = {f(rb['of_limit'], 3)} of 19, {rb['violations']} "
-         f"violations; {f(rb['time_s'])} s", f"ideal {f(rb['ideal_s'])} s; ≥ 0.97, 0 violations",
-         yes(rb["met"])),
-        ("latency-bound", "no limit, 200 ms, max_concurrency 16, 320 symbols",
-         f"{f(lb['time_s'])} s = {f(lb['of_ideal'], 3)} of ideal; mock max in flight "
-         f"{lb['max_in_flight']}", f"ideal {f(lb['ideal_s'])} s; ≥ 0.90", yes(lb["met"])),
-        ("shared", "4 sessions, one key, limit 20/s, 60 symbols each",
-         f"{f(sh['achieved_rate'])}/s = {f(sh['of_limit'], 3)} of 19, {sh['violations']} "
-         f"violations, {sh['tokens_issued_mock']} token; wall {f(sh['wall_s'])} s",
-         f"ideal {f(sh['ideal_s'])} s; ≥ 0.90, 0 violations, 1 token", yes(sh["met"])),
-        ("batched", "domestic_multi_price, 600 symbols, limit 20/s",
-         f"{ba['requests']} requests, {f(ba['symbols_per_request'], 1)} symbols/request, "
-         f"{f(ba['time_s'])} s, {ba['violations']} violations",
-         f"ideal {ba['ideal_requests']} requests; ≥ 25 symbols/request", yes(ba["met"])),
-        ("overhead", "no limit, 0 ms, 10,000 symbols ×3, max_concurrency 8",
-         f"{f(ov['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ov)}), "
-         f"{ov['rows_per_s']:.0f} rows/s; CPU: backend {f(ov['backend_cpu_share'])}, "
-         f"mock {f(ov['mock_cpu_share'])} cores", "≤ 20 µs/row", yes(ov["met"])),
-        ("overhead, batched", "as overhead, domestic_multi_price",
-         f"{f(ob['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ob)}; "
-         f"{f(ob['cpu_us_per_request'], 0)} µs/request, {ob['requests']} requests), "
-         f"{ob['rows_per_s']:.0f} rows/s; CPU: backend "
-         f"{f(ob['backend_cpu_share'])}, mock {f(ob['mock_cpu_share'])} cores", "≤ 20 µs/row",
-         yes(ob["met"])),
-        ("cancel", "2,000 symbols, 50 ms, cancelled after 1 s, ×20",
-         f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "
-         f"ms", "p95 ≤ 20 ms", yes(ca["met"])),
-        ("seed, rate-bound", "as rate-bound; seed pattern, own key",
-         f"{f(srb['time_s'])} s ({f(srb['achieved_rate'])}/s, densest second "
-         f"{srb['densest_second']}), {srb['violations']} violations"
-         f"{', ABORTED' if srb['aborted'] else ''}; kis_fdw {f(srb['speedup'])}× faster",
-         "kis_fdw ≥ 1.5× faster", yes(srb["met"])),
-        ("seed, latency-bound", "as latency-bound; seed pattern, own key",
-         f"{f(slb['time_s'])} s, {slb['violations']} violations"
-         f"{', ABORTED' if slb['aborted'] else ''}; kis_fdw {f(slb['speedup'])}× faster",
-         "kis_fdw ≥ 5× faster", yes(slb["met"])),
-    ]
+    def two_keys(name, r):
+        how = "UNION ALL of two servers" if name.endswith("union") else \
+            "hash-partitioned over two servers"
+        return ("two keys, " + name.split("-")[-1],
+                how + ", a key each, limit 20/s each, rate_limit 19, 2 × 95 symbols",
+                f"{f(r['achieved_rate'] or 0)}/s = {f(r['of_limit'], 3)} of 2 × 19, "
+                f"{r['violations']} violations, {r['requests']} requests (a "
+                f"{r['requests_by_key']['a']}, b {r['requests_by_key']['b']}), {r['rows']} rows; "
+                f"{f(r['time_s'])} s",
+                f"ideal {f(r['ideal_s'])} s; ≥ 0.9, 0 violations, 190 requests", yes(r["met"]))
+
+    rows = {
+        "rate-bound": lambda rb: (
+            "rate-bound", "limit 20/s, rate_limit 19, 200 symbols, 30±10 ms",
+            f"{f(rb['achieved_rate'])}/s = {f(rb['of_limit'], 3)} of 19, {rb['violations']} "
+            f"violations; {f(rb['time_s'])} s", f"ideal {f(rb['ideal_s'])} s; ≥ 0.97, 0 violations",
+            yes(rb["met"])),
+        "latency-bound": lambda lb: (
+            "latency-bound", "no limit, 200 ms, max_concurrency 16, 320 symbols",
+            f"{f(lb['time_s'])} s = {f(lb['of_ideal'], 3)} of ideal; mock max in flight "
+            f"{lb['max_in_flight']}", f"ideal {f(lb['ideal_s'])} s; ≥ 0.90", yes(lb["met"])),
+        "shared": lambda sh: (
+            "shared", "4 sessions, one key, limit 20/s, 60 symbols each",
+            f"{f(sh['achieved_rate'])}/s = {f(sh['of_limit'], 3)} of 19, {sh['violations']} "
+            f"violations, {sh['tokens_issued_mock']} token; wall {f(sh['wall_s'])} s",
+            f"ideal {f(sh['ideal_s'])} s; ≥ 0.90, 0 violations, 1 token", yes(sh["met"])),
+        "batched": lambda ba: (
+            "batched", "domestic_multi_price, 600 symbols, limit 20/s",
+            f"{ba['requests']} requests, {f(ba['symbols_per_request'], 1)} symbols/request, "
+            f"{f(ba['time_s'])} s, {ba['violations']} violations",
+            f"ideal {ba['ideal_requests']} requests; ≥ 25 symbols/request", yes(ba["met"])),
+        "overhead": lambda ov: (
+            "overhead", "no limit, 0 ms, 10,000 symbols ×3, max_concurrency 8",
+            f"{f(ov['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ov)}), "
+            f"{ov['rows_per_s']:.0f} rows/s; CPU: backend {f(ov['backend_cpu_share'])}, "
+            f"mock {f(ov['mock_cpu_share'])} cores", "≤ 20 µs/row", yes(ov["met"])),
+        "overhead-batched": lambda ob: (
+            "overhead, batched", "as overhead, domestic_multi_price",
+            f"{f(ob['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ob)}; "
+            f"{f(ob['cpu_us_per_request'], 0)} µs/request, {ob['requests']} requests), "
+            f"{ob['rows_per_s']:.0f} rows/s; CPU: backend "
+            f"{f(ob['backend_cpu_share'])}, mock {f(ob['mock_cpu_share'])} cores", "≤ 20 µs/row",
+            yes(ob["met"])),
+        "cancel": lambda ca: (
+            "cancel", "2,000 symbols, 50 ms, cancelled after 1 s, ×20",
+            f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "
+            f"ms", "p95 ≤ 20 ms", yes(ca["met"])),
+        "two-keys-union": lambda r: two_keys("two-keys-union", r),
+        "two-keys-partitioned": lambda r: two_keys("two-keys-partitioned", r),
+        "seed-rate-bound": lambda srb: (
+            "seed, rate-bound", "as rate-bound; seed pattern, own key",
+            f"{f(srb['time_s'])} s ({f(srb['achieved_rate'])}/s, densest second "
+            f"{srb['densest_second']}), {srb['violations']} violations"
+            f"{', ABORTED' if srb['aborted'] else ''}; kis_fdw {f(srb.get('speedup', 0))}× faster",
+            "kis_fdw ≥ 1.5× faster", yes(srb["met"])),
+        "seed-latency-bound": lambda slb: (
+            "seed, latency-bound", "as latency-bound; seed pattern, own key",
+            f"{f(slb['time_s'])} s, {slb['violations']} violations"
+            f"{', ABORTED' if slb['aborted'] else ''}; kis_fdw {f(slb.get('speedup', 0))}× faster",
+            "kis_fdw ≥ 5× faster", yes(slb["met"])),
+    }
+    return [rows[name](R[name]) for name, _ in STEPS if name in R]
 
 
 def write_outputs(out_dir, R, meta):
@@ -585,7 +659,9 @@ PANELS = [("rate-bound", "kis_fdw, rate-bound", 20, 19, "rate_limit 19/s"),
           ("seed-rate-bound", "seed pattern, rate-bound setup", 20, 12,
            "seed limiter 12/s (sliding window)"),
           ("batched", "kis_fdw, domestic_multi_price (30 symbols a request)", 20, 19,
-           "rate_limit 19/s")]
+           "rate_limit 19/s"),
+          ("two-keys-union", "kis_fdw, UNION ALL over two keys (limit 20/s each)", 40, 38,
+           "2 x rate_limit 19/s")]
 
 STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency_bound),
          ("shared", scenario_shared), ("batched", scenario_batched),
@@ -593,6 +669,8 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("overhead-batched", lambda: scenario_overhead("overhead-batched",
                                                         "domestic_multi_price", 400000)),
          ("cancel", scenario_cancel),
+         ("two-keys-union", lambda: scenario_two_keys("union", 500000)),
+         ("two-keys-partitioned", lambda: scenario_two_keys("partitioned", 510000)),
          ("seed-rate-bound", lambda: run_seed(100000, 200, 20, 30, 10)),
          ("seed-latency-bound", lambda: run_seed(110000, 320, 0, 200, 0))]
 
@@ -601,13 +679,18 @@ def measure():
     """Run every scenario; returns {scenario: figures}."""
     setup_database()
     R = {}
+    only = os.environ.get("BENCH_ONLY", "").split()
     for name, fn in STEPS:
+        if only and name not in only:
+            continue
         t = time.monotonic()
         print(f"== {name}", end="", flush=True)
         R[name] = fn()
         print(f" ({time.monotonic() - t:.1f} s)", flush=True)
     for seed, fdw, want in (("seed-rate-bound", "rate-bound", 1.5),
                             ("seed-latency-bound", "latency-bound", 5.0)):
+        if seed not in R or fdw not in R:
+            continue
         R[seed]["kis_fdw_time_s"] = R[fdw]["time_s"]
         R[seed]["speedup"] = R[seed]["time_s"] / R[fdw]["time_s"]
         R[seed]["met"] = R[seed]["speedup"] >= want and not R[seed]["aborted"]
@@ -635,7 +718,7 @@ def main():
                 "python": platform.python_version(),
                 "suite_wall_s": time.time() - float(os.environ.get("BENCH_T0", time.time()))}
     text = write_outputs(out_dir, R, meta)
-    plot(out_dir, R, PANELS)
+    plot(out_dir, R, [p for p in PANELS if p[0] in R])
     print()
     print(text)
     print(f"wrote {out_dir}/results.json, results.md, timeline.png "
