@@ -14,6 +14,7 @@ OBJS = \
 	src/fetch.o \
 	src/limiter.o \
 	src/options.o \
+	src/partition.o \
 	src/plan.o \
 	src/quals.o \
 	src/requests.o \

@@ -552,6 +552,18 @@ extern void kis_runner_explain(const KisRunner *runner, struct ExplainState *es)
 extern List *kis_sort_unique_strings(List *values);
 
 /* ----------------------------------------------------------------
+ * partition.c: a partition's scan keeps to its partition bound
+ * ----------------------------------------------------------------
+ */
+typedef struct KisPartitionFilter KisPartitionFilter;
+
+extern KisPartitionFilter *kis_partition_filter_create(struct RelationData *rel,
+													   const KisEndpoint *ep);
+extern List *kis_partition_needed(const KisPartitionFilter *filter, List *needed);
+extern List *kis_partition_keys(KisPartitionFilter *filter, List *keys);
+extern bool kis_partition_row_ok(KisPartitionFilter *filter, struct TupleTableSlot *slot);
+
+/* ----------------------------------------------------------------
  * plan.c and scan.c: the foreign scan's callbacks
  * ----------------------------------------------------------------
  */

@@ -70,6 +70,7 @@ struct KisRunner
 	int			ncolumns;
 	KisColumn  *columns;
 	bool		has_error_column;
+	KisPartitionFilter *partition;	/* NULL unless rel is a partition */
 
 	/* the current run */
 	KisFetcher *fetcher;
@@ -191,7 +192,8 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 	r->cxt = cxt;
 	r->rel = rel;
 	r->config = config;
-	build_column_map(r, needed);
+	r->partition = kis_partition_filter_create(rel, config->endpoint);
+	build_column_map(r, kis_partition_needed(r->partition, list_copy(needed)));
 	r->row_cxt = AllocSetContextCreate(cxt, "kis_fdw row", ALLOCSET_SMALL_SIZES);
 	MemoryContextSwitchTo(old);
 
@@ -266,6 +268,8 @@ kis_runner_start(KisRunner *r, List *symbols, List *venues,
 		}
 	}
 
+	/* a partition asks only for the keys of its bound (partition.c) */
+	keys = kis_partition_keys(r->partition, keys);
 	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE ? 1 : list_length(keys);
 	if (can_match && r->nkeys > 0)
 	{
@@ -508,7 +512,12 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 			if (row->problem == NULL)
 			{
 				store_row(r, slot, row, r->current);
-				return KIS_POLL_ROW;
+				if (kis_partition_row_ok(r->partition, slot))
+					return KIS_POLL_ROW;
+				/* another partition's row */
+				ExecClearTuple(slot);
+				MemoryContextReset(r->row_cxt);
+				continue;
 			}
 			if (handle_failure(r, slot, row, r->current))
 				return KIS_POLL_ROW;

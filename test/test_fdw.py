@@ -1241,6 +1241,73 @@ def test_daily_history_cap():
 TESTS += [test_daily_history_cap]
 
 
+# --------------------------------------------------------------------------- partitions
+# A kis foreign table that is a partition asks only for its bound's keys (issue 11 item 1).
+
+APP_KEY_B = "PSbehaviourKeyB5d20a6c3e9f17b48c"
+
+
+def test_partitions_per_account():
+    """A table partitioned over two accounts (hash, list, range on symbol): each
+    symbol comes back once, and the mock saw it only under the app key of the
+    partition PostgreSQL routes it to."""
+    run("DROP SERVER IF EXISTS kis_b CASCADE")
+    setup = [f"CREATE SERVER kis_b FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+             f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_b "
+             f"OPTIONS (app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')"]
+    keys = {kind: symbols(60) for kind in ("hash", "list", "range")}
+    bounds = {"hash": ("HASH", "FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+                       "FOR VALUES WITH (MODULUS 2, REMAINDER 1)"),
+              "list": ("LIST", f"FOR VALUES IN ({sql_list(keys['list'][::3])})", "DEFAULT"),
+              "range": ("RANGE", f"FOR VALUES FROM (MINVALUE) TO ('{keys['range'][25]}')",
+                        f"FOR VALUES FROM ('{keys['range'][25]}') TO (MAXVALUE)")}
+    for kind, (method, bound_a, bound_b) in bounds.items():
+        setup += [f"DROP TABLE IF EXISTS parts_{kind}, route_{kind}",
+                  f"CREATE TABLE parts_{kind} (symbol text, price numeric) "
+                  f"PARTITION BY {method} (symbol)",
+                  f"CREATE FOREIGN TABLE parts_{kind}_a PARTITION OF parts_{kind} {bound_a} "
+                  f"SERVER kis OPTIONS (endpoint 'domestic_price')",
+                  f"CREATE FOREIGN TABLE parts_{kind}_b PARTITION OF parts_{kind} {bound_b} "
+                  f"SERVER kis_b OPTIONS (endpoint 'domestic_price')",
+                  # where PostgreSQL itself puts each symbol
+                  f"CREATE TABLE route_{kind} (symbol text) PARTITION BY {method} (symbol)",
+                  f"CREATE TABLE route_{kind}_a PARTITION OF route_{kind} {bound_a}",
+                  f"CREATE TABLE route_{kind}_b PARTITION OF route_{kind} {bound_b}"]
+    for sql in setup:
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+    try:
+        for kind in bounds:
+            reset_mock()
+            syms = keys[kind]
+            _, err, rc = run(f"INSERT INTO route_{kind} SELECT unnest(ARRAY[{sql_list(syms)}])")
+            check(rc == 0, f"route_{kind}: {err}")
+            routed, _, _ = run(f"SELECT symbol FROM route_{kind}_a")
+            in_a = {r[0] for r in routed}
+            check(0 < len(in_a) < len(syms), f"{kind}: a useless split {len(in_a)}/{len(syms)}")
+            rows, err, rc = run(f"SELECT symbol, price, tableoid::regclass FROM parts_{kind} "
+                                f"WHERE symbol IN ({sql_list(syms)})")
+            check(rc == 0, f"{kind}: {err}")
+            check_prices(rows, syms, kind)
+            wrong = [r for r in rows if (r[2] == f"parts_{kind}_a") != (r[0] in in_a)]
+            check(not wrong, f"{kind}: rows from the wrong partition: {wrong}")
+            st = stats()
+            by_key = st["by_appkey"]
+            check(by_key.get(APP_KEY, {}) == {s: 1 for s in in_a},
+                  f"{kind}: account A was asked {by_key.get(APP_KEY)}, expected {sorted(in_a)}")
+            check(by_key.get(APP_KEY_B, {}) == {s: 1 for s in syms if s not in in_a},
+                  f"{kind}: account B was asked {by_key.get(APP_KEY_B)}")
+            check(st["requests"] == len(syms), f"{kind}: {st['requests']} requests for {len(syms)}")
+    finally:
+        run("DROP TABLE IF EXISTS parts_hash, parts_list, parts_range, "
+            "route_hash, route_list, route_range")
+        run("DROP SERVER IF EXISTS kis_b CASCADE")
+
+
+TESTS += [test_partitions_per_account]
+
+
 def main():
     only = sys.argv[1:]
     setup_database()
