@@ -105,6 +105,13 @@ SELECT tableoid::regclass, date FROM bars
 WHERE symbol = '005930' AND date BETWEEN '2024-12-27' AND '2025-01-03' ORDER BY date;
 SELECT tableoid::regclass, count(*), count(DISTINCT date), min(date), max(date) FROM bars
 WHERE symbol = '005930' GROUP BY 1 ORDER BY 1;
+-- the partition's date bound is its range: a year of bars, 3 pages each,
+-- not the whole history
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
+SELECT * FROM bars WHERE symbol = '005930';
+-- a bound from the query that the partition's crosses: nothing asked
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
+SELECT * FROM bars_2024 WHERE symbol = '005930' AND date >= '2025-06-01';
 -- the date bound is read even when the query does not read the column
 SELECT tableoid::regclass, count(*) FROM bars WHERE symbol = '005930'
   AND close > 0 GROUP BY 1 ORDER BY 1;

@@ -246,6 +246,12 @@ typedef struct KisKeyQual
 	int			nconst;			/* values known at plan time, or -1 */
 } KisKeyQual;
 
+/*
+ * Where a date condition's value comes from, in the plan: from other rows
+ * (0), given in the query (1), or the partition's bound
+ */
+#define KIS_DATE_PARTITION_BOUND 2
+
 struct PlannerInfo;
 struct RelOptInfo;
 struct RestrictInfo;
@@ -560,6 +566,7 @@ typedef struct KisPartitionFilter KisPartitionFilter;
 extern KisPartitionFilter *kis_partition_filter_create(struct RelationData *rel,
 													   const KisEndpoint *ep);
 extern List *kis_partition_needed(const KisPartitionFilter *filter, List *needed);
+extern List *kis_partition_bound_clauses(Oid relid, Index varno);
 extern List *kis_partition_keys(KisPartitionFilter *filter, List *keys);
 extern bool kis_partition_row_ok(KisPartitionFilter *filter, struct TupleTableSlot *slot);
 

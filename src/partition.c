@@ -18,6 +18,9 @@
  *	    other partitions too.
  *
  * The foreign scan (run.c, for scan.c) and the batched join use it alike.
+ * The planner also narrows a partition's date range by its bound on
+ * "date" (plan.c), so that a table partitioned by date reads only its own
+ * dates.
  * See docs/partitions.md.
  *
  *-------------------------------------------------------------------------
@@ -25,11 +28,13 @@
 #include "postgres.h"
 
 #include "access/sysattr.h"
+#include "access/table.h"
 #include "access/tupdesc.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/lsyscache.h"
 #include "utils/partcache.h"
 #include "utils/rel.h"
@@ -72,6 +77,28 @@ flatten_ands(List *clauses)
 			result = lappend(result, clause);
 	}
 	return result;
+}
+
+/*
+ * The ANDed parts of the partition bound of foreign table relid (none if
+ * it is not a partition), as conditions on range table entry varno, for
+ * the planner to match against the key columns.  The caller holds a lock
+ * on the table.
+ */
+List *
+kis_partition_bound_clauses(Oid relid, Index varno)
+{
+	Relation	rel = table_open(relid, NoLock);
+	List	   *clauses = NIL;
+
+	if (rel->rd_rel->relispartition)
+	{
+		clauses = flatten_ands(RelationGetPartitionQual(rel));
+		if (varno != 1)
+			ChangeVarNodes((Node *) clauses, 1, varno, 0);
+	}
+	table_close(rel, NoLock);
+	return clauses;
 }
 
 static void

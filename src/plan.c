@@ -11,7 +11,8 @@
  *	           expression in fdw_exprs or -1, whether it is an array, and
  *	           how many values it has at plan time or -1
  *	  dates    per date condition: operator, position in fdw_exprs, and
- *	           whether the value is given in the query (not from rows)
+ *	           whether the value is given in the query (1, not from rows:
+ *	           0) or the partition's bound (KIS_DATE_PARTITION_BOUND)
  *	  needed   attribute numbers of the columns the query reads
  *
  *-------------------------------------------------------------------------
@@ -255,6 +256,28 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
+	}
+
+	/*
+	 * A partition's bound on "date" narrows its range too
+	 * (docs/partitions.md); crossing the query's bounds, it matches nothing.
+	 */
+	if (ps->key_attnums[KIS_KEY_DATE] != InvalidAttrNumber)
+	{
+		foreach(lc, kis_partition_bound_clauses(foreigntableid, baserel->relid))
+		{
+			KisKeyQual	q;
+
+			if (kis_match_key_clause(baserel, make_simple_restrictinfo(root, lfirst(lc)),
+									 ps->key_attnums, &q) &&
+				q.key == KIS_KEY_DATE && q.op != KIS_OP_IN)
+			{
+				dates = lappend_int(dates, q.op);
+				dates = lappend_int(dates, list_length(fdw_exprs));
+				dates = lappend_int(dates, KIS_DATE_PARTITION_BOUND);
+				fdw_exprs = lappend(fdw_exprs, q.expr);
+			}
+		}
 	}
 
 	if (ep->symbol_kind != KIS_SYMBOL_NONE && qual_pos[KIS_KEY_SYMBOL] < 0)

@@ -228,9 +228,11 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 	bool		have_set = false;
 	int		   *dates = NULL;
 	int			ndates = 0;
+	KisRange	bound;			/* the partition bound's */
 	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
+	memset(&bound, 0, sizeof(KisRange));
 	for (lc = list_head(st->date_quals); lc != NULL; lc = lnext(st->date_quals, lc))
 	{
 		KisQualOp	op = lfirst_int(lc);
@@ -240,11 +242,15 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 		Datum		value;
 		DateADT		d;
 		int			jd;
+		KisRange   *r = range;
 
 		lc = lnext(st->date_quals, lc);
 		pos = lfirst_int(lc);
 		lc = lnext(st->date_quals, lc);
-		all_given &= lfirst_int(lc);
+		if (lfirst_int(lc) == KIS_DATE_PARTITION_BOUND)
+			r = &bound;
+		else
+			all_given &= lfirst_int(lc);
 
 		value = eval_key_expr(node, st, pos, &isnull, &type);
 		if (isnull)
@@ -281,13 +287,13 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 			jd--;
 		if (op == KIS_OP_EQ || op == KIS_OP_GT || op == KIS_OP_GE)
 		{
-			range->from = range->has_from ? Max(range->from, jd) : jd;
-			range->has_from = true;
+			r->from = r->has_from ? Max(r->from, jd) : jd;
+			r->has_from = true;
 		}
 		if (op == KIS_OP_EQ || op == KIS_OP_LT || op == KIS_OP_LE)
 		{
-			range->to = range->has_to ? Min(range->to, jd) : jd;
-			range->has_to = true;
+			r->to = r->has_to ? Min(r->to, jd) : jd;
+			r->has_to = true;
 		}
 	}
 	if (range->has_from && range->has_to && range->from > range->to)
@@ -302,6 +308,20 @@ date_range(ForeignScanState *node, KisScanState *st, KisRange *range)
 						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->to - POSTGRES_EPOCH_JDATE)))),
 				 errhint("Check the order of the bounds, e.g. date BETWEEN '2025-01-01' AND '2025-06-30'.")));
 	}
+
+	/* a partition reads only the dates of its bound */
+	if (bound.has_from)
+	{
+		range->from = range->has_from ? Max(range->from, bound.from) : bound.from;
+		range->has_from = true;
+	}
+	if (bound.has_to)
+	{
+		range->to = range->has_to ? Min(range->to, bound.to) : bound.to;
+		range->has_to = true;
+	}
+	if (range->has_from && range->has_to && range->from > range->to)
+		return false;
 
 	/* the days of IN lists within the range; the range hugs them */
 	if (have_set)
