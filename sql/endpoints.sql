@@ -149,5 +149,8 @@ JOIN domestic_multi_price q ON q.symbol = h.symbol
 WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM domestic_holdings));
 ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (SET account '99999999-01');
 SELECT count(*) FROM domestic_holdings;
+-- an account with no positions: KIS answers KIOK0560 with output1 [], zero rows
+ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (SET account '00000000-01');
+SELECT count(*) FROM domestic_holdings;
 ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (DROP account);
 RESET search_path;
