@@ -567,20 +567,30 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 		uint64		gen0 = pg_atomic_read_u64(&slot->generation);
 		uint64		gen;
 		TimestampTz wake = 0;
+		uint64		claim = 0;
 		KisTokenResult res;
 		KisTokenState state;
 
+		/* no issuance interval or retry wait between answers */
+		kis_token_reset(slot);
+		state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
+		if (state == KIS_TOKEN_READY)
+		{
+			/* a token is there: drop it, as a rejection would */
+			kis_token_invalidate(slot, gen);
+			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
+		}
+		if (state != KIS_TOKEN_ISSUE)
+			harness_abort("no issuing claim for a slot without a token");
 		memcpy(before, slot->token, sizeof(before));
-		pg_atomic_write_u32(&slot->issuing_pid, (uint32) MyProcPid);
-		slot->claim_started = fuzz_now;
-		res = kis_token_accept(slot, creds, segs[i].status, body_copy(&segs[i]),
+		res = kis_token_accept(slot, creds, claim, segs[i].status, body_copy(&segs[i]),
 							   segs[i].len, fuzz_now, &detail);
 		if (verbose)
 			fprintf(stderr, "  token answer HTTP %ld: result %d, expires in %lld s, %s\n",
 					segs[i].status, (int) res,
 					res == KIS_TOKEN_OK ? (long long) ((slot->expires_at - fuzz_now) / USECS_PER_SEC) : 0LL,
 					res == KIS_TOKEN_OK ? "ok" : detail);
-		if (pg_atomic_read_u32(&slot->issuing_pid) != 0)
+		if (pg_atomic_read_u64(&slot->claim) != 0)
 			harness_abort("kis_token_accept kept the issuing claim");
 		if (res == KIS_TOKEN_OK)
 		{
@@ -592,7 +602,7 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 				harness_abort("an accepted token did not bump the generation");
 			if (memcmp(slot->token_creds, creds, sizeof(creds)) != 0)
 				harness_abort("an accepted token is not for these credentials");
-			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake);
+			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
 			if (state != KIS_TOKEN_READY)
 				semantic("token-unusable",
 						 "a token kis_token_accept took is not READY for kis_token_acquire at once");
@@ -612,6 +622,39 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	}
 }
 
+/*
+ * Not fuzzing, a fixed check at start: two fetchers of one backend (one
+ * pid) must not release each other's issuing claim.  A claims; A's claim
+ * goes stale and B takes it over; A's late release must leave B's claim
+ * in place, so that nobody else issues while B does.
+ */
+static void
+check_claims(void)
+{
+	static KisKeySlot slot;
+	uint8		creds[KIS_KEY_HASH_LEN];
+	char		token[KIS_TOKEN_MAX];
+	uint64		gen;
+	uint64		a = 0;
+	uint64		b = 0;
+	uint64		c = 0;
+	TimestampTz wake;
+	TimestampTz later = fuzz_now + (TimestampTz) 3600 * USECS_PER_SEC;
+
+	memset(creds, 0x5A, sizeof(creds));
+	kis_slot_init(&slot);
+	if (kis_token_acquire(&slot, creds, fuzz_now, token, &gen, &wake, &a) != KIS_TOKEN_ISSUE ||
+		kis_token_acquire(&slot, creds, later, token, &gen, &wake, &b) != KIS_TOKEN_ISSUE ||
+		a == b)
+		harness_abort("claims: no claim, or a stale one not taken over");
+	kis_token_release_claim(&slot, a);
+	if (kis_token_acquire(&slot, creds, later, token, &gen, &wake, &c) != KIS_TOKEN_WAIT)
+		harness_abort("claims: one fetcher released another's issuing claim");
+	kis_token_release_claim(&slot, b);
+	if (kis_token_acquire(&slot, creds, later, token, &gen, &wake, &c) != KIS_TOKEN_ISSUE)
+		harness_abort("claims: a released claim still holds");
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -625,6 +668,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	CurrentMemoryContext = TopMemoryContext;
 	kis_token_issue_interval = 0;
 	kis_json_use_palloc();
+	check_claims();
 	return 0;
 }
 

@@ -53,11 +53,12 @@ ALTER USER MAPPING FOR CURRENT_USER SERVER kis_badkey
 SELECT * FROM prices_badkey WHERE symbol IN ('005930', '000660');
 DROP SERVER kis_badkey CASCADE;
 
--- nothing listening: a clear error, not a hang
+-- nothing listening: a clear error, not a hang (a key of its own: the token
+-- is per credential, so the regression key would skip tokenP)
 CREATE SERVER kis_down FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (base_url 'https://127.0.0.1:1', connect_timeout_ms '1000');
 CREATE USER MAPPING FOR CURRENT_USER SERVER kis_down
-  OPTIONS (app_key 'PSregressAppKey000000000000000000000', app_secret 'regress-secret');
+  OPTIONS (app_key 'PSregressDownKey00000000000000000000', app_secret 'regress-secret');
 CREATE FOREIGN TABLE prices_down (symbol text, price numeric)
   SERVER kis_down OPTIONS (endpoint 'domestic_price');
 \set VERBOSITY terse

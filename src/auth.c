@@ -42,6 +42,11 @@ int			kis_token_issue_interval = 60;
 #define KIS_CLAIM_TIMEOUT_US	((int64) 30 * USECS_PER_SEC)
 /* How often a session waiting for another's issuance looks again */
 #define KIS_CLAIM_POLL_US		((int64) 10 * 1000)
+/* After an issuance failed for a passing reason (HTTP 5xx, garbage) */
+#define KIS_ISSUE_RETRY_US		((int64) 1 * USECS_PER_SEC)
+
+/* Numbers this backend's claims, so that two fetchers never share one */
+static uint32 claim_serial = 0;
 
 static void
 sha256(const void *data, size_t len, uint8 *out)
@@ -60,8 +65,11 @@ kis_hash_app_key(const char *app_key, uint8 *out)
 }
 
 /*
- * Whose token it is: a token belongs to an app key and secret pair on one
- * server (real, virtual and test servers each issue their own).
+ * Whose token it is: KIS issues a token to an app key and secret, and the
+ * real and virtual servers each take their own keys (docs/tokens-and-
+ * rate.md).  The server's URL plays no part, so that two servers naming
+ * one host differently (127.0.0.1 and localhost, a trailing slash, a
+ * default port) share the token instead of replacing each other's.
  */
 void
 kis_hash_credentials(const KisConfig *config, uint8 *out)
@@ -69,7 +77,8 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, config->base_url, strlen(config->base_url) + 1);
+	appendStringInfoString(&buf, config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real");
+	appendStringInfoChar(&buf, '\0');
 	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
 	appendBinaryStringInfo(&buf, config->app_secret, strlen(config->app_secret) + 1);
 	sha256(buf.data, buf.len, out);
@@ -80,25 +89,30 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 /*
  * Get the key's token for these credentials, or learn what to do instead.
  * READY: the token (and its generation) is copied out.  WAIT: another
- * session is issuing one, or the issuance interval has not passed; look
- * again at *wake.  ISSUE: this backend now holds the issuing claim and
+ * session is issuing one, or an issuance failed a moment ago; look again
+ * at *wake.  WAIT_INTERVAL: KIS's one-issuance-per-interval rule holds us
+ * until *wake.  ISSUE: the caller now holds the issuing claim *claim and
  * must call tokenP, then kis_token_accept (or kis_token_release_claim).
+ *
+ * Only issuances KIS accepted (or said it made, EGW00133) count toward
+ * the interval: a refused or cancelled one does not hold up the next.
  *
  * A token is replaced a little before it expires: 5 minutes, or a tenth
  * of its life when that is shorter.
  */
 KisTokenState
 kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
-				  char *token, uint64 *generation, TimestampTz *wake)
+				  char *token, uint64 *generation, TimestampTz *wake,
+				  uint64 *claim)
 {
 	KisTokenState state;
 	int64		margin;
-	TimestampTz next_issue;
+	TimestampTz interval_end;
 
 	SpinLockAcquire(&slot->mutex);
 	margin = Min((int64) 300 * USECS_PER_SEC, (slot->expires_at - slot->issued_at) / 10);
-	next_issue = slot->last_attempt == 0 ? 0 :
-		slot->last_attempt + (int64) kis_token_issue_interval * USECS_PER_SEC;
+	interval_end = slot->last_issued == 0 ? 0 :
+		slot->last_issued + (int64) kis_token_issue_interval * USECS_PER_SEC;
 
 	if (slot->token[0] != '\0' &&
 		memcmp(slot->token_creds, creds, KIS_KEY_HASH_LEN) == 0 &&
@@ -108,35 +122,41 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 		*generation = pg_atomic_read_u64(&slot->generation);
 		state = KIS_TOKEN_READY;
 	}
-	else if (pg_atomic_read_u32(&slot->issuing_pid) != 0 &&
+	else if (pg_atomic_read_u64(&slot->claim) != 0 &&
 			 now < slot->claim_started + KIS_CLAIM_TIMEOUT_US)
 	{
 		*wake = now + KIS_CLAIM_POLL_US;
 		state = KIS_TOKEN_WAIT;
 	}
-	else if (now < next_issue)
+	else if (now < slot->retry_after)
 	{
-		*wake = next_issue;
+		*wake = slot->retry_after;
 		state = KIS_TOKEN_WAIT;
+	}
+	else if (now < interval_end)
+	{
+		*wake = interval_end;
+		state = KIS_TOKEN_WAIT_INTERVAL;
 	}
 	else
 	{
-		pg_atomic_write_u32(&slot->issuing_pid, (uint32) MyProcPid);
+		if (++claim_serial == 0)
+			claim_serial = 1;
+		*claim = ((uint64) (uint32) MyProcPid << 32) | claim_serial;
+		pg_atomic_write_u64(&slot->claim, *claim);
 		slot->claim_started = now;
-		slot->last_attempt = now;
 		state = KIS_TOKEN_ISSUE;
 	}
 	SpinLockRelease(&slot->mutex);
 	return state;
 }
 
-/* Give up this backend's issuing claim, if it holds one; never waits */
+/* Give up the issuing claim "claim", if it is still held; never waits */
 void
-kis_token_release_claim(KisKeySlot *slot)
+kis_token_release_claim(KisKeySlot *slot, uint64 claim)
 {
-	uint32		mine = (uint32) MyProcPid;
-
-	pg_atomic_compare_exchange_u32(&slot->issuing_pid, &mine, 0);
+	if (claim != 0)
+		pg_atomic_compare_exchange_u64(&slot->claim, &claim, 0);
 }
 
 /*
@@ -149,20 +169,44 @@ void
 kis_token_reset(KisKeySlot *slot)
 {
 	SpinLockAcquire(&slot->mutex);
-	pg_atomic_write_u32(&slot->issuing_pid, 0);
+	pg_atomic_write_u64(&slot->claim, 0);
 	slot->claim_started = 0;
-	slot->last_attempt = 0;
+	slot->last_issued = 0;
+	slot->retry_after = 0;
 	SpinLockRelease(&slot->mutex);
 }
 
-/* KIS rejected the token of this generation: drop it, once for everyone */
+/*
+ * KIS rejected the token of this generation: drop it, once for everyone,
+ * and remember its hash, to tell if KIS hands the same one back.
+ */
 void
 kis_token_invalidate(KisKeySlot *slot, uint64 generation)
 {
 	SpinLockAcquire(&slot->mutex);
-	if (pg_atomic_read_u64(&slot->generation) == generation)
+	if (pg_atomic_read_u64(&slot->generation) == generation &&
+		slot->token[0] != '\0')
+	{
 		explicit_bzero(slot->token, sizeof(slot->token));
+		memcpy(slot->rejected_hash, slot->token_hash, KIS_KEY_HASH_LEN);
+	}
 	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Was the token of this generation the very one KIS had rejected before?
+ * Re-issuing within 6 hours hands back the same token (docs/tokens-and-
+ * rate.md), so a token KIS calls invalid cannot be replaced by issuing.
+ */
+bool
+kis_token_handed_back(KisKeySlot *slot, uint64 generation)
+{
+	bool		same;
+
+	SpinLockAcquire(&slot->mutex);
+	same = generation != 0 && slot->handed_back == generation;
+	SpinLockRelease(&slot->mutex);
+	return same;
 }
 
 /* A JSON string literal; the key and secret are printable ASCII in practice */
@@ -237,8 +281,9 @@ expiry_is_sane(TimestampTz expires, TimestampTz now)
  * credentials).
  */
 KisTokenResult
-kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
-				 const char *body, size_t len, TimestampTz now, char **errdetail)
+kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
+				 long http_status, const char *body, size_t len,
+				 TimestampTz now, char **errdetail)
 {
 	json_t	   *root = json_loadb(body, len, 0, NULL);
 	const char *token;
@@ -246,6 +291,8 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 	const char *text;
 	TimestampTz expires = 0;
 	KisTokenResult result;
+	uint8		token_hash[KIS_KEY_HASH_LEN];
+	uint64		generation;
 
 	*errdetail = NULL;
 	token = json_string_value(json_object_get(root, "access_token"));
@@ -274,19 +321,25 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 			expires = wall + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
 		expires = now + (expires - wall);
 
+		sha256(token, strlen(token), token_hash);
 		SpinLockAcquire(&slot->mutex);
 		strlcpy(slot->token, token, KIS_TOKEN_MAX);
 		memcpy(slot->token_creds, creds, KIS_KEY_HASH_LEN);
+		memcpy(slot->token_hash, token_hash, KIS_KEY_HASH_LEN);
 		slot->issued_at = now;
 		slot->expires_at = expires;
-		pg_atomic_fetch_add_u64(&slot->generation, 1);
+		slot->last_issued = now;
+		slot->retry_after = 0;
+		slot->earned = true;	/* the key now keeps its slot (shmem.c) */
+		generation = pg_atomic_add_fetch_u64(&slot->generation, 1);
+		if (memcmp(token_hash, slot->rejected_hash, KIS_KEY_HASH_LEN) == 0)
+			slot->handed_back = generation;
 		SpinLockRelease(&slot->mutex);
-		kis_token_release_claim(slot);
+		kis_token_release_claim(slot, claim);
 		kis_slot_count(slot, KIS_CTR_TOKENS_ISSUED, 1);
 		explicit_bzero((char *) token, strlen(token));	/* our parsed copy */
 		return KIS_TOKEN_OK;
 	}
-	kis_token_release_claim(slot);
 
 	/* tokenP errors come as {"error_code", "error_description"} */
 	code = json_string_value(json_object_get(root, "error_code"));
@@ -302,11 +355,26 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, long http_status,
 	else
 		*errdetail = psprintf("KIS answered HTTP %ld without an access token", http_status);
 
+	/*
+	 * Only what KIS counts holds up the next issuance: EGW00133 says an
+	 * issuance was made within the interval (by us or another client); a
+	 * passing failure waits a moment; a refusal (a mistyped secret) waits
+	 * not at all, so the corrected query can issue at once.
+	 */
+	SpinLockAcquire(&slot->mutex);
 	if (code != NULL && strcmp(code, "EGW00133") == 0)
+	{
+		slot->last_issued = now;
 		result = KIS_TOKEN_RETRY;
+	}
 	else if (http_status >= 500 || http_status == 429 || root == NULL)
+	{
+		slot->retry_after = now + KIS_ISSUE_RETRY_US;
 		result = KIS_TOKEN_RETRY;
+	}
 	else
 		result = KIS_TOKEN_FATAL;
+	SpinLockRelease(&slot->mutex);
+	kis_token_release_claim(slot, claim);
 	return result;
 }

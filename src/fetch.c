@@ -113,7 +113,8 @@ struct KisFetcher
 	dlist_head	done;			/* completions not yet taken */
 	int			ndata_inflight;
 	int			npending;		/* data requests not yet completed */
-	bool		token_inflight; /* we hold the key's issuing claim */
+	uint64		claim;			/* the key's issuing claim we hold, or 0 */
+	bool		told_wait;		/* the issuance-interval NOTICE was given */
 	int			token_failures;
 	int			tokens_issued;	/* by this fetcher */
 	ErrorData  *fatal;			/* an error for this scan, raised by its own
@@ -691,11 +692,12 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 {
 	char	   *detail;
 	KisTokenResult res;
+	uint64		claim = f->claim;
 
-	f->token_inflight = false;
+	f->claim = 0;
 	if (rc != CURLE_OK)
 	{
-		kis_token_release_claim(f->slot);
+		kis_token_release_claim(f->slot, claim);
 		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
 					 "could not reach KIS to obtain an access token",
 					 psprintf("%s (%s)", curl_error_text(req, rc), f->config->base_url),
@@ -705,8 +707,8 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		return;
 	}
 
-	res = kis_token_accept(f->slot, f->creds, status, req->body ? req->body : "",
-						   req->body_len, now, &detail);
+	res = kis_token_accept(f->slot, f->creds, claim, status,
+						   req->body ? req->body : "", req->body_len, now, &detail);
 	forget_body(req);
 	if (res == KIS_TOKEN_OK)
 	{
@@ -789,7 +791,17 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			break;
 		case KIS_OUTCOME_TOKEN:
 			/* replace the token once for everyone; resend without charge */
-			if (++req->token_rejections > 1)
+			if (++req->token_rejections > 1 &&
+				kis_token_handed_back(f->slot, req->token_generation))
+			{
+				/* KIS re-issues the same token for 6 hours (docs/tokens-and-rate.md) */
+				fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
+							 "KIS handed back the access token it had just rejected",
+							 kis_response_summary(&resp),
+							 "KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.");
+				break;
+			}
+			if (req->token_rejections > 1)
 			{
 				fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
 							 "KIS rejected a newly issued access token",
@@ -887,20 +899,32 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, req->not_before);
 	}
 
-	if (f->fatal != NULL || f->token_inflight || dlist_is_empty(&f->ready))
+	if (f->fatal != NULL || f->claim != 0 || dlist_is_empty(&f->ready))
 		return wake;
 
-	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation, &token_wake))
+	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation,
+							  &token_wake, &f->claim))
 	{
 		case KIS_TOKEN_READY:
 			break;
+		case KIS_TOKEN_WAIT_INTERVAL:
+			/* a wait of up to a minute: say so once (it stays cancellable) */
+			if (!f->told_wait)
+			{
+				f->told_wait = true;
+				ereport(NOTICE,
+						(errmsg("kis_fdw waits %d s before it may ask KIS for a new access token",
+								(int) ((token_wake - now + USECS_PER_SEC - 1) / USECS_PER_SEC)),
+						 errdetail("KIS issues one access token per app key per minute; kis_fdw.token_issue_interval is %d s.",
+								   kis_token_issue_interval)));
+			}
+			return earliest(wake, token_wake);
 		case KIS_TOKEN_WAIT:
 			return earliest(wake, token_wake);
 		case KIS_TOKEN_ISSUE:
 			{
 				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
 
-				f->token_inflight = true;
 				start_request(f, new_request(f, KIS_REQ_TOKEN, url, NULL, NULL), NULL);
 				return wake;
 			}
@@ -1025,11 +1049,11 @@ fetcher_cleanup(void *arg)
 	if (f->token_body != NULL)
 		explicit_bzero(f->token_body, strlen(f->token_body));
 	explicit_bzero(f->token, sizeof(f->token));
-	if (f->token_inflight)
-		kis_token_release_claim(f->slot);
+	kis_token_release_claim(f->slot, f->claim);
 	if (f->has_reservation)
 		kis_limiter_release(f->slot);
 	async_wait_release(f);
+	kis_key_slot_detach(f->slot);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -1053,11 +1077,11 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	dlist_init(&f->done);
 
 	kis_hash_app_key(config->app_key, key_hash);
-	f->slot = kis_key_slot(key_hash);
 	kis_hash_credentials(config, f->creds);
+	f->slot = kis_key_slot(key_hash);
 	kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
 
-	/* from here on, the callback owns what the fetcher opens */
+	/* from here on, the callback owns what the fetcher opens (and the slot) */
 	dlist_push_tail(&transport.fetchers, &f->active_node);
 	f->cleanup.func = fetcher_cleanup;
 	f->cleanup.arg = f;

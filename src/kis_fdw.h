@@ -300,16 +300,26 @@ typedef struct KisKeySlot
 	pg_atomic_uint64 penalty_until;
 	pg_atomic_uint32 reservations;
 
+	/* the slot table's (shmem.c), under its mutex */
+	bool		in_use;			/* holds key_hash's state */
+	bool		earned;			/* KIS issued this key a token (set by auth.c) */
+	int			users;			/* scans attached */
+	TimestampTz last_used;
+
 	/* access token (auth.c); the fields below mutex are under it */
-	pg_atomic_uint32 issuing_pid;	/* the backend issuing a token, or 0 */
+	pg_atomic_uint64 claim;		/* who is issuing a token (pid, serial), or 0 */
 	pg_atomic_uint64 generation;	/* bumped at each new token */
 	slock_t		mutex;
-	uint8		token_creds[KIS_KEY_HASH_LEN];	/* whose token (url, key, secret) */
+	uint8		token_creds[KIS_KEY_HASH_LEN];	/* whose token (env, key, secret) */
 	char		token[KIS_TOKEN_MAX];	/* "" when none */
+	uint8		token_hash[KIS_KEY_HASH_LEN];	/* SHA-256 of the token */
+	uint8		rejected_hash[KIS_KEY_HASH_LEN];	/* of the last one KIS rejected */
+	uint64		handed_back;	/* generation of a token equal to a rejected one */
 	/* times on kis_clock_now()'s clock, never the wall clock */
 	TimestampTz issued_at;
 	TimestampTz expires_at;
-	TimestampTz last_attempt;	/* last tokenP call for this key */
+	TimestampTz last_issued;	/* last issuance KIS made for this key */
+	TimestampTz retry_after;	/* after a passing tokenP failure */
 	TimestampTz claim_started;
 
 	pg_atomic_uint64 counters[KIS_NUM_COUNTERS];
@@ -319,6 +329,7 @@ typedef struct KisKeySlot
 extern void kis_shmem_init(void);
 extern bool kis_shmem_is_shared(void);
 extern KisKeySlot *kis_key_slot(const uint8 *key_hash);
+extern void kis_key_slot_detach(KisKeySlot *slot);
 extern KisKeySlot *kis_key_slot_find(const uint8 *key_hash);
 extern KisKeySlot *kis_key_slot_at(int i);
 extern void kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us);
@@ -332,7 +343,7 @@ kis_slot_init(KisKeySlot *slot)
 	pg_atomic_init_u64(&slot->tat, 0);
 	pg_atomic_init_u64(&slot->penalty_until, 0);
 	pg_atomic_init_u32(&slot->reservations, 0);
-	pg_atomic_init_u32(&slot->issuing_pid, 0);
+	pg_atomic_init_u64(&slot->claim, 0);
 	pg_atomic_init_u64(&slot->generation, 0);
 	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
 		pg_atomic_init_u64(&slot->counters[c], 0);
@@ -373,16 +384,19 @@ extern char *kis_token_request_body(const KisConfig *config);
 typedef enum KisTokenState
 {
 	KIS_TOKEN_READY,			/* copied out */
-	KIS_TOKEN_WAIT,				/* another session is issuing, or too soon */
-	KIS_TOKEN_ISSUE				/* this backend now holds the claim: issue */
+	KIS_TOKEN_WAIT,				/* another session is issuing, or a retry */
+	KIS_TOKEN_WAIT_INTERVAL,	/* the issuance interval has not passed */
+	KIS_TOKEN_ISSUE				/* the caller now holds the claim: issue */
 } KisTokenState;
 
 extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
 									   TimestampTz now, char *token,
-									   uint64 *generation, TimestampTz *wake);
-extern void kis_token_release_claim(KisKeySlot *slot);
+									   uint64 *generation, TimestampTz *wake,
+									   uint64 *claim);
+extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);
 extern void kis_token_reset(KisKeySlot *slot);
 extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
+extern bool kis_token_handed_back(KisKeySlot *slot, uint64 generation);
 
 typedef enum KisTokenResult
 {
@@ -392,9 +406,9 @@ typedef enum KisTokenResult
 } KisTokenResult;
 
 extern KisTokenResult kis_token_accept(KisKeySlot *slot, const uint8 *creds,
-									   long http_status, const char *body,
-									   size_t len, TimestampTz now,
-									   char **errdetail);
+									   uint64 claim, long http_status,
+									   const char *body, size_t len,
+									   TimestampTz now, char **errdetail);
 
 /* ----------------------------------------------------------------
  * response.c: the KIS envelope and its classification

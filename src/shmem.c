@@ -11,7 +11,18 @@
  * per session, and a NOTICE says so once.
  *
  * A slot is found by the SHA-256 of the app key; the key itself is never
- * stored.  Slots are never freed (a cluster uses a handful of keys).
+ * stored.  A scan attaches to its key's slot for as long as it runs.  A
+ * key that has no slot takes a free one, or else reclaims the least
+ * recently used slot that no scan holds: first among keys KIS never
+ * issued a token to (so cycling made-up keys through a user mapping
+ * cannot lock real keys out), then among keys idle for longer than any
+ * schedule they hold (KIS_SLOT_IDLE_S: the rate gate's longest interval
+ * and the token issuance interval have passed, so forgetting them breaks
+ * no rule; the token is lost, and KIS hands the same one back when asked
+ * again, docs/tokens-and-rate.md).
+ *
+ * The table is searched under its spinlock: a handful of 32-byte
+ * compares, once per scan.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,11 +37,15 @@
 
 #include "kis_fdw.h"
 
+/* An earned slot idle for this long may go to another key */
+#define KIS_SLOT_IDLE_S		300
+
 typedef struct KisSlotTable
 {
-	slock_t		mutex;			/* protects nused and slot claiming */
+	slock_t		mutex;			/* protects nused and every slot's key,
+								 * in_use, users and last_used */
 	int			nslots;
-	int			nused;
+	int			nused;			/* slots ever used: the rest are fresh */
 	bool		shared;			/* in shared memory */
 	KisKeySlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } KisSlotTable;
@@ -128,33 +143,80 @@ kis_shmem_is_shared(void)
 	return get_table()->shared;
 }
 
-/* The slot of one app key (by its hash), claimed on first use */
+/* The slot holding this key, or NULL; the caller holds the table's mutex */
+static KisKeySlot *
+lookup(KisSlotTable *table, const uint8 *key_hash)
+{
+	for (int i = 0; i < table->nused; i++)
+	{
+		KisKeySlot *slot = &table->slots[i];
+
+		if (slot->in_use && memcmp(slot->key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
+			return slot;
+	}
+	return NULL;
+}
+
+/*
+ * A slot for a key that has none (see the file header), or NULL; the
+ * caller holds the table's mutex.
+ */
+static KisKeySlot *
+reclaim(KisSlotTable *table, TimestampTz now)
+{
+	KisKeySlot *junk = NULL;
+	KisKeySlot *idle = NULL;
+
+	if (table->nused < table->nslots)
+		return &table->slots[table->nused++];
+	for (int i = 0; i < table->nslots; i++)
+	{
+		KisKeySlot *slot = &table->slots[i];
+
+		if (slot->users > 0)
+			continue;
+		if (!slot->in_use)
+			return slot;
+		if (!slot->earned)
+		{
+			if (junk == NULL || slot->last_used < junk->last_used)
+				junk = slot;
+		}
+		else if (now - slot->last_used > (int64) KIS_SLOT_IDLE_S * USECS_PER_SEC &&
+				 (idle == NULL || slot->last_used < idle->last_used))
+			idle = slot;
+	}
+	return junk != NULL ? junk : idle;
+}
+
+/*
+ * Attach to the slot of one app key (by its hash), taking one if it has
+ * none; kis_key_slot_detach gives it back.
+ */
 KisKeySlot *
 kis_key_slot(const uint8 *key_hash)
 {
 	KisSlotTable *table = get_table();
+	TimestampTz now = kis_clock_now();
 	KisKeySlot *slot;
 
-	/* slots are only ever added, so a look without the lock first is safe */
-	slot = kis_key_slot_find(key_hash);
-	if (slot != NULL)
-		return slot;
-
 	SpinLockAcquire(&table->mutex);
-	for (int i = 0; i < table->nused; i++)
+	slot = lookup(table, key_hash);
+	if (slot == NULL)
 	{
-		if (memcmp(table->slots[i].key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
+		slot = reclaim(table, now);
+		if (slot != NULL)
 		{
-			slot = &table->slots[i];
-			break;
+			/* no scan holds it: start it afresh (a memset, no call out) */
+			kis_slot_init(slot);
+			memcpy(slot->key_hash, key_hash, KIS_KEY_HASH_LEN);
+			slot->in_use = true;
 		}
 	}
-	if (slot == NULL && table->nused < table->nslots)
+	if (slot != NULL)
 	{
-		slot = &table->slots[table->nused];
-		memcpy(slot->key_hash, key_hash, KIS_KEY_HASH_LEN);
-		pg_write_barrier();
-		table->nused++;
+		slot->users++;
+		slot->last_used = now;
 	}
 	SpinLockRelease(&table->mutex);
 
@@ -162,30 +224,47 @@ kis_key_slot(const uint8 *key_hash)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("kis_fdw has no free app-key slot"),
-				 errdetail("All %d slots are in use by other app keys.", table->nslots),
-				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL.")));
+				 errdetail("All %d slots are held by running scans or by app keys used in the last %d seconds.",
+						   table->nslots, KIS_SLOT_IDLE_S),
+				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL, or try again later.")));
 	return slot;
 }
 
-/* The slot of one app key, or NULL if it has none (nothing is claimed) */
+/* A scan is done with its key's slot (never throws: cleanup calls it) */
+void
+kis_key_slot_detach(KisKeySlot *slot)
+{
+	KisSlotTable *table = get_table();
+
+	SpinLockAcquire(&table->mutex);
+	if (slot->users > 0)
+		slot->users--;
+	slot->last_used = kis_clock_now();
+	SpinLockRelease(&table->mutex);
+}
+
+/*
+ * Attach to the slot of one app key if it has one (else NULL): like
+ * kis_key_slot, but a key without a slot is not given one.
+ */
 KisKeySlot *
 kis_key_slot_find(const uint8 *key_hash)
 {
 	KisSlotTable *table = get_table();
-	int			nused;
+	KisKeySlot *slot;
 
 	SpinLockAcquire(&table->mutex);
-	nused = table->nused;
+	slot = lookup(table, key_hash);
+	if (slot != NULL)
+		slot->users++;
 	SpinLockRelease(&table->mutex);
-	for (int i = 0; i < nused; i++)
-	{
-		if (memcmp(table->slots[i].key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
-			return &table->slots[i];
-	}
-	return NULL;
+	return slot;
 }
 
-/* For the statistics function: slot i, or NULL past the last one in use */
+/*
+ * For the statistics function: slot i, or NULL past the last one ever
+ * used; the caller skips those not in use.
+ */
 KisKeySlot *
 kis_key_slot_at(int i)
 {

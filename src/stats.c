@@ -40,6 +40,9 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
 		int			n = 0;
 
+		if (!slot->in_use)
+			continue;
+
 		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
 			snprintf(prefix + b * 2, 3, "%02x", slot->key_hash[b]);
 
@@ -97,7 +100,6 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 		if (strcmp(def->defname, "app_key") == 0)
 		{
 			kis_hash_app_key(defGetString(def), key_hash);
-			slot = kis_key_slot_find(key_hash);
 			have_key = true;
 		}
 	}
@@ -105,10 +107,12 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("user mapping for server \"%s\" has no app_key", server->servername)));
+	slot = kis_key_slot_find(key_hash);
 	if (slot == NULL)
 		PG_RETURN_BOOL(false);
 
 	kis_limiter_reset(slot);
 	kis_token_reset(slot);
+	kis_key_slot_detach(slot);
 	PG_RETURN_BOOL(true);
 }

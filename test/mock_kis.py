@@ -7,7 +7,8 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
     python3 test/mock_kis.py [--host H] [--port P] [--port-file F] [--pid-file F]
                              [--cert PEM --key PEM] [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
-                             [--token-interval S] [--token-ttl S] [--today YYYYMMDD]
+                             [--token-interval S] [--token-ttl S] [--token-reuse S]
+                             [--today YYYYMMDD]
                              [--holdings N] [--multprice-shape array|object]
                              [--multprice-signs signed|unsigned]
                              [--overseas-session open|closed] [--quiet]
@@ -24,7 +25,9 @@ POST /oauth2/tokenP
     HTTP 403 {"error_code","error_description"}: unparsable body EGW00101, grant_type
     missing EGW00115 or wrong EGW00112, appkey missing EGW00102 or starting "BAD"
     EGW00103, appsecret missing EGW00104 or starting "BAD" EGW00105, a second issuance
-    for the same appkey within --token-interval seconds EGW00133.
+    for the same appkey within --token-interval seconds EGW00133. Within --token-reuse
+    seconds (0, the default: never) of an appkey's last new token, an issuance hands back
+    that same token, as KIS does for 6 hours.
 
 Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   1. Counted: requests, by_path[path], by_symbol[s] for each symbol the request carries
@@ -211,6 +214,7 @@ POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows
                                  times and balance cursors; issued tokens stay valid unless
                                  tokens=true; the config stays
 POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
+                      "token_reuse",
                       "today" ("YYYYMMDD"), "data_start" ("YYYYMMDD", the first bar),
                       "holdings" (0..100000),
                       "multprice_shape" ("array" | "object"),
@@ -366,7 +370,8 @@ _multprice_shape = _choice("multprice_shape", "array", "object")
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
 CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
-                "token_ttl": _non_negative(float), "today": _yyyymmdd, "data_start": _yyyymmdd,
+                "token_ttl": _non_negative(float), "token_reuse": _non_negative(float),
+                "today": _yyyymmdd, "data_start": _yyyymmdd,
                 "holdings": _non_negative(int, MAX_HOLDINGS),
                 "multprice_shape": _multprice_shape,
                 "multprice_signs": _choice("multprice_signs", "signed", "unsigned"),
@@ -1129,6 +1134,7 @@ class MockState:
         self.timeline, self.faults = [], []
         self.rate_windows = {}  # appkey -> [window second, requests in it]
         self.last_issue = {}    # appkey -> time.monotonic() of its last token issuance
+        self.last_new = {}      # appkey -> (its last new token, time.monotonic() of it)
         self.cursors = {}       # (ctx_area_fk100, ctx_area_nk100) stripped -> next index
 
     @staticmethod
@@ -1228,10 +1234,17 @@ class MockState:
                 self.counters["token_rejections"] += 1
                 return None
             self.last_issue[appkey] = now
+            token, since = self.last_new.get(appkey, (None, None))
+            if (token in self.tokens and now - since < self.config["token_reuse"]):
+                expires = self.tokens[token]["expires"]  # the same token, as KIS within 6 h
+                self.counters["tokens_issued"] += 1
+                self._inc(self.tokens_by_appkey, appkey)
+                return token, expires, max(0.0, round(expires - time.time()))
             ttl = self.config["token_ttl"]
             token = "eyJ" + secrets.token_urlsafe(222)  # opaque, ~300 chars like a KIS JWT
             expires = time.time() + ttl
             self.tokens[token] = {"appkey": appkey, "expires": expires, "expired": False}
+            self.last_new[appkey] = (token, now)
             self.counters["tokens_issued"] += 1
             self._inc(self.tokens_by_appkey, appkey)
             return token, expires, ttl
@@ -1624,6 +1637,8 @@ def parse_args(argv):
     p.add_argument("--token-interval", type=float, default=60,
                    help="minimum seconds between token issuances per appkey")
     p.add_argument("--token-ttl", type=float, default=86400, help="token lifetime, seconds")
+    p.add_argument("--token-reuse", type=float, default=0,
+                   help="seconds after a new token in which issuances hand it back (KIS: 6 h)")
     p.add_argument("--today", default="20251230",
                    help="the mock's today for every date-related answer (YYYYMMDD)")
     p.add_argument("--data-start", default=DATA_START,
