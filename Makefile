@@ -2,6 +2,10 @@
 #
 #   make && make install     build and install into the PostgreSQL that pg_config names
 #   make test                the whole test suite on a throwaway cluster and mock KIS server
+#   make test PG_MAJOR=18    the same against another PostgreSQL major (15, 17, 18), obtained
+#                            from Debian's archive and cached under .pg/ (scripts/get-pg.sh)
+#   make installcheck        the pg_regress tests against a running server that has kis_fdw
+#                            installed and a mock KIS server (docs/testing.md says how)
 #   make demo                the main job: a throwaway cluster, the mock (or real KIS), a few queries
 #   make bench               the benchmarks against the mock KIS server (bench/run.sh)
 
@@ -25,12 +29,20 @@ OBJS = \
 	src/stats.o
 
 EXTENSION = kis_fdw
+# make installcheck: the same tests and order as make test's pg_regress run
+REGRESS = $(shell sed -n 's/^test: *//p' $(srcdir)/test/schedule)
+REGRESS_OPTS = --dbname=kis_regress
 DATA = kis_fdw--1.0.sql kis_fdw--1.0--1.1.sql
 PGFILEDESC = "kis_fdw - foreign data wrapper for the KIS Open API"
 
 PG_CPPFLAGS = -I$(srcdir)/src
-PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
+# warnings are errors where the project asks (make test, CI), not in a
+# packager's build with a newer compiler
+ifeq ($(KIS_WERROR),1)
+PG_CFLAGS += -Werror
+endif
 SHLIB_LINK = -lcurl -ljansson -lcrypto
 
 PG_CONFIG ?= pg_config
@@ -46,11 +58,11 @@ all:
 endif
 
 # every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/kis_fdw.h
+$(OBJS): src/kis_fdw.h src/compat.h
 
 .PHONY: test demo bench
 test:
-	bash test/run-tests.sh
+	PG_MAJOR="$(PG_MAJOR)" bash test/run-tests.sh
 
 demo:
 	bash test/demo.sh

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 PG_MODULE_MAGIC;

@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
-# Installs the Debian packages kis_fdw needs to build and test, if any are
-# missing: PostgreSQL 15 server and headers, libcurl, jansson, OpenSSL,
-# Python 3 (the mock server), pg_cron (the scheduled-refresh recipe test),
-# clang with its libFuzzer runtime (the fuzz harness).
+# scripts/install-deps.sh [MAJOR]: installs the Debian packages kis_fdw needs
+# to build and test, if any are missing: PostgreSQL MAJOR's server and headers
+# (default 15; "-" for none, when PostgreSQL was built from source), libcurl,
+# jansson, OpenSSL, Python 3 (the mock server), clang with its libFuzzer
+# runtime (the fuzz harness), and pg_cron (the scheduled-refresh recipe test)
+# where the release has it for that major.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
+major="${1:-15}"
 
-packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev libjansson-dev
-          libssl-dev python3 openssl make gcc clang libclang-rt-14-dev)
+packages=(libcurl4-openssl-dev libjansson-dev libssl-dev python3 openssl make gcc clang libclang-rt-dev)
+[ "$major" = "-" ] || packages+=("postgresql-$major" "postgresql-server-dev-$major")
+optional=()
+[ "$major" = "-" ] || optional+=("postgresql-$major-cron")
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    installed "$p" || missing+=("$p")
+done
+for p in "${optional[@]}"; do
+    installed "$p" || missing+=("$p?")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "installing: ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+want=()
+for p in "${missing[@]}"; do
+    if [ "${p%\?}" != "$p" ]; then
+        # optional: only if this release has it
+        apt-cache show "${p%\?}" >/dev/null 2>&1 && want+=("${p%\?}")
+    else
+        want+=("$p")
+    fi
+done
+[ ${#want[@]} -eq 0 ] && exit 0
+echo "installing: ${want[*]}"
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${want[@]}"

@@ -18,8 +18,10 @@ WHERE symbol = '005930' AND extract(year FROM date) = 2020;
 SELECT count(*), min(date), max(date) FROM overseas_daily
 WHERE symbol = 'AAPL' AND date < '2016-01-01';
 -- 29 pages: the last one short
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT * FROM domestic_daily WHERE symbol = '005930' AND date <= '2025-12-30';
+SELECT * FROM domestic_daily WHERE symbol = '005930' AND date <= '2025-12-30'
+$$);
 -- weekly bars: the whole history, 6 pages
 CREATE FOREIGN TABLE daily_weekly_all (symbol text, date date, close numeric)
   SERVER kis OPTIONS (endpoint 'domestic_daily', period 'W');
@@ -30,15 +32,19 @@ SELECT count(*), min(date), max(date) FROM daily_weekly_all WHERE symbol = '0006
 -- IN list filtering it
 SELECT symbol, date, close FROM domestic_daily
 WHERE symbol = '005930' AND date IN ('2020-01-02', '2026-06-01');
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
 SELECT symbol, date FROM domestic_daily
-WHERE symbol IN ('005930', '000660') AND date IN ('2016-03-02', '2020-01-02', '2024-07-01');
+WHERE symbol IN ('005930', '000660') AND date IN ('2016-03-02', '2020-01-02', '2024-07-01')
+$$);
 SELECT symbol, date FROM domestic_daily
 WHERE symbol IN ('005930', '000660') AND date IN ('2016-03-02', '2020-01-02', '2024-07-01')
 ORDER BY 1, 2;
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
 SELECT date FROM domestic_daily
-WHERE symbol = '005930' AND date = ANY ('{2025-12-01,2025-12-03,2025-12-05,2025-12-06}');
+WHERE symbol = '005930' AND date = ANY ('{2025-12-01,2025-12-03,2025-12-05,2025-12-06}')
+$$);
 SELECT date FROM domestic_daily
 WHERE symbol = '005930' AND date = ANY ('{2025-12-01,2025-12-03,2025-12-05,2025-12-06}')
 ORDER BY date;

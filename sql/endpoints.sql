@@ -11,9 +11,11 @@ FROM domestic_multi_price m JOIN domestic_price p USING (symbol)
 WHERE m.symbol IN ('005930', '000660', '035420') AND p.symbol IN ('005930', '000660', '035420')
 ORDER BY 1;
 -- 90 symbols: 3 requests
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_multi_price
-WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i));
+WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i))
+$$);
 SELECT count(*), count(DISTINCT symbol)
 FROM domestic_multi_price
 WHERE symbol = ANY (ARRAY(SELECT lpad((100000 + 7 * i)::text, 6, '0') FROM generate_series(1, 90) i));
@@ -56,16 +58,20 @@ ORDER BY date;
 SELECT count(*) FROM domestic_daily
 WHERE symbol = '005930' AND date >= '2025-01-01' AND date < '2025-02-01';
 -- 300 weekdays: 3 pages of 100 for each symbol, no duplicates, all present
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_daily
-WHERE symbol IN ('005930', '000660') AND date BETWEEN '2024-11-04' AND '2025-12-26';
+WHERE symbol IN ('005930', '000660') AND date BETWEEN '2024-11-04' AND '2025-12-26'
+$$);
 SELECT symbol, count(*), count(DISTINCT date), min(date), max(date)
 FROM domestic_daily
 WHERE symbol IN ('005930', '000660') AND date BETWEEN '2024-11-04' AND '2025-12-26'
 GROUP BY symbol ORDER BY symbol;
 -- a year of bars: how many requests
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT * FROM domestic_daily WHERE symbol = '005930' AND date >= '2025-01-01' AND date <= '2025-12-30';
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_daily WHERE symbol = '005930' AND date >= '2025-01-01' AND date <= '2025-12-30'
+$$);
 -- no date condition: every bar, back to the first
 SELECT count(*), max(date) FROM domestic_daily WHERE symbol = '005930';
 -- one day, an open range, a reversed range, a range after today
@@ -139,7 +145,7 @@ SELECT symbol, ask1, bid1 FROM domestic_orderbook WHERE symbol = '991234';
 -- domestic_holdings: needs the mapping's account; pages of 50 until tr_cont says last
 SELECT count(*) FROM domestic_holdings;
 ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (ADD account '12345678-01');
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM domestic_holdings;
+SELECT neutral_explain($$EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM domestic_holdings$$);
 SELECT count(*), count(DISTINCT symbol), sum(qty) FROM domestic_holdings;
 SELECT symbol, name, qty, avg_price, price, value FROM domestic_holdings ORDER BY symbol LIMIT 3;
 -- reconcile: holdings valued at current quotes, in one batch

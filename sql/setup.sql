@@ -7,7 +7,7 @@
 \getenv mock_ca KIS_MOCK_CA
 
 CREATE EXTENSION kis_fdw;
-\dx kis_fdw
+SELECT extname, extversion FROM pg_extension WHERE extname = 'kis_fdw';
 
 CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
@@ -24,3 +24,20 @@ CREATE FOREIGN TABLE kis_prices (
 
 CREATE TABLE portfolio (symbol text PRIMARY KEY, qty int NOT NULL);
 INSERT INTO portfolio VALUES ('005930', 10), ('000660', 3), ('035420', 7);
+
+-- EXPLAIN as text that reads the same on every supported PostgreSQL major:
+-- 17 dropped "(returns $0)" from InitPlan headers, 18 prints actual row
+-- counts with two decimals and a "Disabled" property in structured formats
+CREATE FUNCTION neutral_explain(query text) RETURNS SETOF text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  line text;
+BEGIN
+  FOR line IN EXECUTE query LOOP
+    line := regexp_replace(line, '^(\s*InitPlan \d+) \(returns [^)]*\)$', '\1');
+    line := regexp_replace(line, '(rows=\d+)\.00\y', '\1', 'g');
+    CONTINUE WHEN line ~ '^\s*"Disabled": false,$';
+    RETURN NEXT line;
+  END LOOP;
+END
+$fn$;

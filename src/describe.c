@@ -12,6 +12,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 static const char *
@@ -46,7 +47,7 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	InitMaterializedSRF(fcinfo, 0);
+	kis_init_materialized_srf(fcinfo);
 	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
 	{
 		Datum		values[8];
@@ -72,7 +73,7 @@ kis_fdw_columns(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	InitMaterializedSRF(fcinfo, 0);
+	kis_init_materialized_srf(fcinfo);
 	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
 	{
 		int			position = 0;

@@ -41,7 +41,6 @@
 
 #include <curl/curl.h>
 
-#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
@@ -50,6 +49,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 #define KIS_MAX_RESPONSE_BYTES	(4 * 1024 * 1024)
@@ -312,8 +312,8 @@ transport_multi(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a libcurl multi handle")));
-		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		kis_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		kis_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 		transport.multi = multi;
 		transport.nsockets = 0;
 		transport.timer_deadline = -1;
@@ -369,7 +369,7 @@ transport_rebuild_wait_set(void)
 		FreeWaitEventSet(transport.wes);
 		transport.wes = NULL;
 	}
-	transport.wes = CreateWaitEventSet(TopMemoryContext, transport.nsockets + 2);
+	transport.wes = kis_create_wait_event_set(transport.nsockets + 2);
 	AddWaitEventToSet(transport.wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(transport.wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < transport.nsockets; i++)
@@ -511,35 +511,37 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
 
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	kis_easy_setopt(easy, CURLOPT_URL, req->url);
+	kis_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	kis_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	/* releasing a transfer that is still resolving must not wait for DNS */
-	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#ifdef KIS_HAVE_CURLOPT_QUICK_EXIT
+	kis_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	/* validated: plain http only to a loopback test server */
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	kis_easy_setopt(easy, kis_curl_protocols_option, kis_curl_protocols(!plain_http));
+	kis_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	kis_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	kis_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (config->ca_file)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, config->ca_file);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, KIS_USER_AGENT);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+		kis_easy_setopt(easy, CURLOPT_CAINFO, config->ca_file);
+	kis_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
+	kis_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
+	kis_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	kis_easy_setopt(easy, CURLOPT_USERAGENT, KIS_USER_AGENT);
+	kis_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	kis_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	kis_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	kis_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	kis_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	kis_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	kis_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
 
 	add_header(req, "content-type: application/json; charset=utf-8");
 	if (req->kind == KIS_REQ_TOKEN)
 	{
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, f->token_body);
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->token_body));
+		kis_easy_setopt(easy, CURLOPT_POSTFIELDS, f->token_body);
+		kis_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->token_body));
 	}
 	else
 	{
@@ -554,7 +556,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 		f->stats->requests++;
 		kis_slot_count(f->slot, KIS_CTR_REQUESTS, 1);
 	}
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	kis_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
 
 	mrc = curl_multi_add_handle(transport_multi(), easy);
 	if (mrc != CURLM_OK)
@@ -583,7 +585,7 @@ backoff_us(int attempts)
 	double		ms = KIS_BACKOFF_BASE_MS * pow(2.0, Max(attempts - 1, 0));
 
 	ms = Min(ms, KIS_BACKOFF_CAP_MS);
-	return (int64) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)) * 1000.0);
+	return (int64) (ms * (0.5 + 0.5 * kis_random_fraction()) * 1000.0);
 }
 
 /*
@@ -1100,7 +1102,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 
 		dlist_foreach(it, &transport.fetchers)
 			maxconnects += dlist_container(KisFetcher, active_node, it.cur)->config->max_concurrency;
-		curl_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS, maxconnects);
+		kis_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS, maxconnects);
 	}
 	return f;
 }

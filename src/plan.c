@@ -30,6 +30,7 @@
 #include "optimizer/restrictinfo.h"
 #include "utils/lsyscache.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 /*
@@ -164,9 +165,9 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		startup = total = KIS_NO_KEY_COST;
 
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup, total, NIL,
-									 baserel->lateral_relids, NULL, NIL));
+			 kis_create_foreignscan_path(root, baserel, NULL, baserel->rows,
+										 startup, total, NIL,
+										 baserel->lateral_relids, NULL, NIL));
 
 	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
 		return;
@@ -185,9 +186,9 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		/* one symbol per outer row: one request per rescan */
 		estimate_cost(&ps->config, 1, rows, &startup, &total);
 		add_path(baserel, (Path *)
-				 create_foreignscan_path(root, baserel, NULL, rows,
-										 startup, total, NIL,
-										 required_outer, NULL, NIL));
+				 kis_create_foreignscan_path(root, baserel, NULL, rows,
+											 startup, total, NIL,
+											 required_outer, NULL, NIL));
 	}
 }
 

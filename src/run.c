@@ -33,6 +33,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 #define KIS_MAX_SKIPPED_LISTED	10	/* symbols named in the skip WARNING */

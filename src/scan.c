@@ -30,6 +30,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 /* Executor state, in node->fdw_state */
@@ -61,7 +62,6 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	List	   *keys = (List *) linitial(fsplan->fdw_private);
 	List	   *needed = (List *) lthird(fsplan->fdw_private);
 	MemoryContext old;
-	RangeTblEntry *rte;
 	Oid			userid;
 
 	node->fdw_state = st;
@@ -85,8 +85,9 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
-	rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
-	userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	userid = kis_scan_check_as_user(fsplan, estate);
+	if (!OidIsValid(userid))
+		userid = GetUserId();
 
 	old = MemoryContextSwitchTo(st->scan_cxt);
 	kis_config_add_credentials(&st->config, userid);

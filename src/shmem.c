@@ -35,6 +35,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 /* An earned slot idle for this long may go to another key */
@@ -113,8 +114,7 @@ kis_shmem_init(void)
 							16, 1, 1024,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = kis_shmem_request;
+	kis_install_shmem_request_hook(prev_shmem_request_hook, kis_shmem_request);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kis_shmem_startup;
 }

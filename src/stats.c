@@ -19,6 +19,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "kis_fdw.h"
 
 #define KIS_HASH_PREFIX_BYTES	6	/* 12 hex digits name a key */
@@ -32,7 +33,7 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 	bool		shared = kis_shmem_is_shared();
 	KisKeySlot *slot;
 
-	InitMaterializedSRF(fcinfo, 0);
+	kis_init_materialized_srf(fcinfo);
 	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
 	{
 		Datum		values[14];

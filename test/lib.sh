@@ -6,7 +6,7 @@
 #   kis_workdir            a fresh directory the postgres user can use ($KIS_WORK)
 #   kis_make_certs         a CA and a server certificate for 127.0.0.1 (openssl CLI)
 #   kis_start_mock [args]  the mock KIS server over TLS ($KIS_MOCK_URL, $KIS_MOCK_CA)
-#   kis_start_cluster      a throwaway PostgreSQL 15 cluster run by the postgres user
+#   kis_start_cluster      a throwaway PostgreSQL cluster run by the postgres user
 #                          ($KIS_PGHOST, $KIS_PGPORT); extra config lines on stdin
 #   kis_psql ARGS...       psql against it as the postgres user
 #   kis_pg_regress         sql/ + expected/ by test/schedule against it, as the postgres
@@ -26,9 +26,17 @@ kis_as_postgres() {
 }
 
 kis_prepare() {
-    bash scripts/install-deps.sh
+    # the packages of $KIS_DEPS_MAJOR (default 15; "-": PostgreSQL built from source)
+    bash scripts/install-deps.sh "${KIS_DEPS_MAJOR:-15}"
     KIS_PGBIN="$("$KIS_PG_CONFIG" --bindir)"
-    make -s PG_CONFIG="$KIS_PG_CONFIG"
+    # objects built for another PostgreSQL are rebuilt (make sees no difference)
+    local built_for
+    built_for="$("$KIS_PG_CONFIG" --version) $("$KIS_PG_CONFIG" --includedir-server)"
+    if [ "$(cat .built-for 2>/dev/null)" != "$built_for" ]; then
+        make -s PG_CONFIG="$KIS_PG_CONFIG" clean fuzz-clean >/dev/null
+        echo "$built_for" >.built-for
+    fi
+    make -s PG_CONFIG="$KIS_PG_CONFIG" KIS_WERROR="${KIS_WERROR:-0}"
     make -s PG_CONFIG="$KIS_PG_CONFIG" install >/dev/null
     kis_workdir
     trap kis_stop_all EXIT INT TERM
@@ -44,11 +52,14 @@ kis_workdir() {
 kis_make_certs() {
     local d="$KIS_WORK/tls"
     mkdir -p "$d"
+    # key usage and key identifiers: Python 3.13 verifies strictly (X.509 profile)
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=kis_fdw test CA" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
         -keyout "$d/ca.key" -out "$d/ca.pem" >/dev/null 2>&1
     openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
         -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' > "$d/ext.cnf"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n%s\n' \
+        'authorityKeyIdentifier=keyid,issuer' > "$d/ext.cnf"
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
         -CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" >/dev/null 2>&1
     chmod 755 "$d"

@@ -675,11 +675,13 @@ def make_certs(directory, ca, cert, key):
     def openssl(*args):
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", ca,
-            "-days", "2", "-subj", "/CN=mock-kis test CA")
+            "-days", "2", "-subj", "/CN=mock-kis test CA",
+            # Python 3.13 verifies strictly: a CA needs its key usage
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "server.csr",
             "-subj", "/CN=localhost")
     with open(os.path.join(directory, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier=keyid,issuer\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", ca, "-CAkey", "ca.key",
             "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", "ext.cnf")
 

@@ -1,0 +1,199 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Every PostgreSQL-major and libcurl-version difference kis_fdw meets,
+ *		in one place, so that the rest of the code reads as one version.
+ *
+ * PostgreSQL 14 to 18 are supported by these guards (15, 17 and 18 are
+ * built and tested; docs/pg-versions.md says which API changed when).
+ * libcurl 7.62.0 or later is needed (the URL API); newer options are used
+ * where the headers have them.
+ *
+ * Include after postgres.h and the PostgreSQL headers a file uses, and after
+ * <curl/curl.h> in files that call libcurl: the parts for explain and
+ * libcurl are compiled only where those headers came first.
+ *
+ * src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_COMPAT_H
+#define KIS_COMPAT_H
+
+#if PG_VERSION_NUM < 140000
+#error "kis_fdw needs PostgreSQL 14 or later"
+#endif
+
+/*
+ * Planner: create_foreignscan_path() gained fdw_restrictinfo (17) and
+ * disabled_nodes (18).  kis_fdw passes neither: its paths are never
+ * disabled, and it keeps its own pushed-down clauses in fdw_private.
+ */
+#if PG_VERSION_NUM >= 180000
+#define kis_create_foreignscan_path(root, rel, target, rows, startup, total, \
+									pathkeys, required_outer, outerpath, priv) \
+	create_foreignscan_path((root), (rel), (target), (rows), 0, (startup), (total), \
+							(pathkeys), (required_outer), (outerpath), NIL, (priv))
+#elif PG_VERSION_NUM >= 170000
+#define kis_create_foreignscan_path(root, rel, target, rows, startup, total, \
+									pathkeys, required_outer, outerpath, priv) \
+	create_foreignscan_path((root), (rel), (target), (rows), (startup), (total), \
+							(pathkeys), (required_outer), (outerpath), NIL, (priv))
+#else
+#define kis_create_foreignscan_path create_foreignscan_path
+#endif
+
+/*
+ * The role a foreign scan runs as (for its user mapping): the plan's
+ * checkAsUser since 16, the range table entry's before.  InvalidOid means
+ * the current user.
+ */
+#if PG_VERSION_NUM >= 160000
+#define kis_scan_check_as_user(fsplan, estate) ((fsplan)->checkAsUser)
+#else
+#define kis_scan_check_as_user(fsplan, estate) \
+	(exec_rt_fetch((fsplan)->scan.scanrelid, (estate))->checkAsUser)
+#endif
+
+/* ExplainState and ExplainProperty*() left commands/explain.h in 18 */
+#if defined(EXPLAIN_H) && PG_VERSION_NUM >= 180000
+#include "commands/explain_format.h"
+#include "commands/explain_state.h"
+#endif
+
+/*
+ * A process-lifetime WaitEventSet, freed explicitly by its owner.  Since 17
+ * CreateWaitEventSet() takes a resource owner and allocates in
+ * TopMemoryContext; NULL means no resource owner releases it, which is
+ * what a set kept across transactions needs (an owner would free it at the
+ * end of the first one).  Before 17 the argument is the memory context.
+ */
+#if PG_VERSION_NUM >= 170000
+#define kis_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define kis_create_wait_event_set(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/* A uniform random double in [0, 1): pg_prng since 15 */
+#if PG_VERSION_NUM >= 150000
+#include "common/pg_prng.h"
+#define kis_random_fraction() pg_prng_double(&pg_global_prng_state)
+#else
+#define kis_random_fraction() ((double) random() / ((double) MAX_RANDOM_VALUE + 1))
+#endif
+
+/*
+ * Shared memory is requested from shmem_request_hook since 15; before, it
+ * was requested from _PG_init itself.
+ */
+#if PG_VERSION_NUM >= 150000
+#define kis_install_shmem_request_hook(prev, hook) \
+	((prev) = shmem_request_hook, shmem_request_hook = (hook))
+#else
+typedef void (*shmem_request_hook_type) (void);
+#define kis_install_shmem_request_hook(prev, hook) ((prev) = NULL, (hook) ())
+#endif
+
+/* Warn about unknown kis_fdw.* settings: renamed in 15 */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/*
+ * A set-returning function's tuplestore: InitMaterializedSRF() since 15.1,
+ * SetSingleFuncCall() in 15.0; kis_init_materialized_srf() before, which
+ * does the same for the functions' fixed result types.
+ */
+#if PG_VERSION_NUM >= 150001
+#define kis_init_materialized_srf(fcinfo) InitMaterializedSRF((fcinfo), 0)
+#elif PG_VERSION_NUM >= 150000
+#define kis_init_materialized_srf(fcinfo) SetSingleFuncCall((fcinfo), 0)
+#else
+#define kis_init_materialized_srf(fcinfo) kis_init_materialized_srf_14(fcinfo)
+#ifdef FUNCAPI_H
+static inline void
+kis_init_materialized_srf_14(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+	TupleDesc	tupdesc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(old);
+}
+#endif
+#endif
+
+/*
+ * libcurl: the oldest supported version, and options that newer versions
+ * have.  Compiled only in files that include <curl/curl.h> first.
+ */
+#ifdef LIBCURL_VERSION_NUM
+
+#if LIBCURL_VERSION_NUM < 0x073e00
+#error "kis_fdw needs libcurl 7.62.0 or later (the URL API, curl_url())"
+#endif
+
+/*
+ * Limit a transfer to one protocol ("http" or "https"): a string option
+ * since 7.85, which deprecated the bitmask one.
+ */
+#if LIBCURL_VERSION_NUM >= 0x075500
+#define kis_curl_protocols_option CURLOPT_PROTOCOLS_STR
+#define kis_curl_protocols(https) ((https) ? "https" : "http")
+#else
+#define kis_curl_protocols_option CURLOPT_PROTOCOLS
+#define kis_curl_protocols(https) ((long) ((https) ? CURLPROTO_HTTPS : CURLPROTO_HTTP))
+#endif
+
+/*
+ * CURLOPT_QUICK_EXIT (7.87): releasing a transfer that is still resolving
+ * does not wait for the resolver thread.  Older libcurl waits.
+ */
+#if LIBCURL_VERSION_NUM >= 0x075700
+#define KIS_HAVE_CURLOPT_QUICK_EXIT 1
+#endif
+
+/*
+ * curl_easy_setopt() and curl_multi_setopt() with their results checked: an
+ * option libcurl refuses (not built in, out of memory) is an error naming
+ * the option, never a transfer that silently runs without it.
+ */
+#define kis_easy_setopt(easy, option, value) \
+	do { \
+		CURLcode	kis_rc_ = curl_easy_setopt((easy), (option), (value)); \
+		if (kis_rc_ != CURLE_OK) \
+			kis_setopt_failed(#option, curl_easy_strerror(kis_rc_), \
+							  kis_rc_ == CURLE_OUT_OF_MEMORY); \
+	} while (0)
+
+#define kis_multi_setopt(multi, option, value) \
+	do { \
+		CURLMcode	kis_rc_ = curl_multi_setopt((multi), (option), (value)); \
+		if (kis_rc_ != CURLM_OK) \
+			kis_setopt_failed(#option, curl_multi_strerror(kis_rc_), \
+							  kis_rc_ == CURLM_OUT_OF_MEMORY); \
+	} while (0)
+
+static inline void
+kis_setopt_failed(const char *option, const char *why, bool out_of_memory)
+{
+	ereport(ERROR,
+			(errcode(out_of_memory ? ERRCODE_OUT_OF_MEMORY : ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("could not set libcurl option %s: %s", option, why),
+			 errdetail("libcurl version: %s.", curl_version())));
+}
+
+#endif							/* LIBCURL_VERSION_NUM */
+
+#endif							/* KIS_COMPAT_H */
