@@ -1,0 +1,52 @@
+--
+-- upgrade: kis_fdw installed at 1.0 and updated with ALTER EXTENSION gives
+-- the same answers before and after, and has the same objects as a fresh
+-- install of the current version (this database's, made by setup).
+--
+\getenv mock_url KIS_MOCK_URL
+\getenv mock_ca KIS_MOCK_CA
+\set regress_db :DBNAME
+
+-- an extension's member objects, one line each, with function and view
+-- definitions, so that an upgrade script that forgets or changes one differs
+\set members 'SELECT string_agg(d, E''\n'' ORDER BY d) FROM (SELECT pg_describe_object(classid, objid, objsubid) || CASE WHEN classid = ''pg_proc''::regclass THEN '' '' || md5(pg_get_functiondef(objid)) WHEN classid = ''pg_class''::regclass AND objsubid = 0 THEN '' '' || md5(coalesce(pg_get_viewdef(objid), '''')) ELSE '''' END AS d FROM pg_depend WHERE refclassid = ''pg_extension''::regclass AND refobjid = (SELECT oid FROM pg_extension WHERE extname = ''kis_fdw'') AND deptype = ''e'') m'
+:members \gset fresh_
+
+CREATE DATABASE kis_upgrade;
+\c kis_upgrade
+CREATE EXTENSION kis_fdw VERSION '1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
+CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw
+  OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
+           rate_limit '0', max_retries '1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER kis
+  OPTIONS (app_key 'PSregressAppKey000000000000000000000', app_secret 'regress-secret');
+CREATE FOREIGN TABLE prices (symbol text, name text, price numeric, raw jsonb)
+  SERVER kis OPTIONS (endpoint 'domestic_price');
+CREATE TABLE answers_1_0 AS
+  SELECT symbol, name, price, raw FROM prices WHERE symbol IN ('005930', '000660');
+SELECT symbol, name, price FROM answers_1_0 ORDER BY symbol;
+CREATE TABLE endpoints_1_0 AS SELECT * FROM kis_fdw_endpoints();
+
+ALTER EXTENSION kis_fdw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
+
+-- the same answers from the objects made under 1.0
+SELECT symbol, p.price, p.price = a.price AS same_price,
+       p.name IS NOT DISTINCT FROM a.name AS same_name, p.raw = a.raw AS same_raw
+FROM prices p JOIN answers_1_0 a USING (symbol)
+WHERE symbol IN ('005930', '000660') ORDER BY symbol;
+SELECT count(*) AS endpoints_gone FROM (TABLE endpoints_1_0 EXCEPT SELECT * FROM kis_fdw_endpoints()) e;
+
+-- the same objects as a fresh install: lines only one of them has
+:members \gset upgraded_
+(SELECT 'only after a fresh install' AS "where", d FROM unnest(string_to_array(:'fresh_string_agg', E'\n')) d
+ EXCEPT SELECT 'only after a fresh install', unnest(string_to_array(:'upgraded_string_agg', E'\n')))
+UNION ALL
+(SELECT 'only after the upgrade', d FROM unnest(string_to_array(:'upgraded_string_agg', E'\n')) d
+ EXCEPT SELECT 'only after the upgrade', unnest(string_to_array(:'fresh_string_agg', E'\n')))
+ORDER BY 1, 2;
+SELECT :'fresh_string_agg' = :'upgraded_string_agg' AS same_objects;
+
+\c :regress_db
+DROP DATABASE kis_upgrade;
