@@ -57,6 +57,12 @@ all:
 	@exit 1
 endif
 
+# an out-of-tree (VPATH) build, as pg_buildext makes for each major, needs
+# the objects' folder in the build tree
+ifdef VPATH
+$(shell mkdir -p src)
+endif
+
 # every object depends on the shared header (PGXS tracks no header dependencies)
 $(OBJS): src/kis_fdw.h src/compat.h
 
