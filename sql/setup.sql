@@ -36,7 +36,7 @@ BEGIN
   FOR line IN EXECUTE query LOOP
     line := regexp_replace(line, '^(\s*InitPlan \d+) \(returns [^)]*\)$', '\1');
     line := regexp_replace(line, '(rows=\d+)\.00\y', '\1', 'g');
-    CONTINUE WHEN line ~ '^\s*"Disabled": false,$';
+    line := regexp_replace(line, '\n\s*"Disabled": false,', '', 'g');
     RETURN NEXT line;
   END LOOP;
 END
