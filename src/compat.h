@@ -55,6 +55,18 @@
 	(exec_rt_fetch((fsplan)->scan.scanrelid, (estate))->checkAsUser)
 #endif
 
+/* Per-kind ACL checks became object_aclcheck() in 16 */
+#if PG_VERSION_NUM >= 160000
+#ifdef ACL_H
+#include "catalog/pg_foreign_server.h"
+#endif
+#define kis_foreign_server_aclcheck(serverid, roleid, mode) \
+	object_aclcheck(ForeignServerRelationId, (serverid), (roleid), (mode))
+#else
+#define kis_foreign_server_aclcheck(serverid, roleid, mode) \
+	pg_foreign_server_aclcheck((serverid), (roleid), (mode))
+#endif
+
 /* ExplainState and ExplainProperty*() left commands/explain.h in 18 */
 #if defined(EXPLAIN_H) && PG_VERSION_NUM >= 180000
 #include "commands/explain_format.h"

@@ -89,7 +89,7 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 	KisKeySlot *slot = NULL;
 	bool		have_key = false;
 
-	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	aclresult = kis_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 
