@@ -39,10 +39,12 @@ WHERE p.symbol IN ('005930', '000660', '035420', '051910', '005380',
                    '035720', '068270', '105560', '055550', '012330')
 ORDER BY p.symbol;
 -- each partition requests only its own keys
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
 SELECT * FROM prices_hash
 WHERE symbol IN ('005930', '000660', '035420', '051910', '005380',
-                 '035720', '068270', '105560', '055550', '012330');
+                 '035720', '068270', '105560', '055550', '012330')
+$$);
 SELECT count(*) FROM route_0;
 -- the same through a parameter (no pruning at plan time) and a generic plan
 PREPARE hashed(text[]) AS SELECT tableoid::regclass, symbol FROM prices_hash
@@ -60,8 +62,10 @@ CREATE FOREIGN TABLE prices_list_rest PARTITION OF prices_list
   DEFAULT SERVER kis_b OPTIONS (endpoint 'domestic_price');
 SELECT tableoid::regclass, symbol, price FROM prices_list
 WHERE symbol IN ('005930', '000660', '035420', '051910') ORDER BY symbol;
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT * FROM prices_list WHERE symbol = ANY (ARRAY(SELECT symbol FROM wanted));
+SELECT * FROM prices_list WHERE symbol = ANY (ARRAY(SELECT symbol FROM wanted))
+$$);
 
 -- RANGE (symbol)
 CREATE TABLE prices_range (symbol text, price numeric) PARTITION BY RANGE (symbol);
@@ -91,8 +95,10 @@ WHERE symbol IN ('005930', '000660') AND market IN ('J', 'NX', 'UN') ORDER BY sy
 CREATE TABLE quotes_by_market (symbol text, market text, price numeric) PARTITION BY LIST (market);
 CREATE FOREIGN TABLE quotes_by_market_nx PARTITION OF quotes_by_market
   FOR VALUES IN ('NX') SERVER kis OPTIONS (endpoint 'domestic_price');
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT * FROM quotes_by_market WHERE symbol = '005930';
+SELECT * FROM quotes_by_market WHERE symbol = '005930'
+$$);
 
 -- a partition key that is not a key column: every partition asks for the
 -- symbol, and each keeps only the rows of its bound
@@ -107,11 +113,15 @@ SELECT tableoid::regclass, count(*), count(DISTINCT date), min(date), max(date) 
 WHERE symbol = '005930' GROUP BY 1 ORDER BY 1;
 -- the partition's date bound is its range: a year of bars, 3 pages each,
 -- not the whole history
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT * FROM bars WHERE symbol = '005930';
+SELECT * FROM bars WHERE symbol = '005930'
+$$);
 -- a bound from the query that the partition's crosses: nothing asked
+SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT * FROM bars_2024 WHERE symbol = '005930' AND date >= '2025-06-01';
+SELECT * FROM bars_2024 WHERE symbol = '005930' AND date >= '2025-06-01'
+$$);
 -- the date bound is read even when the query does not read the column
 SELECT tableoid::regclass, count(*) FROM bars WHERE symbol = '005930'
   AND close > 0 GROUP BY 1 ORDER BY 1;
