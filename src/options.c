@@ -90,7 +90,7 @@ static const KisOptionDef kis_options[] = {
 	{NULL}
 };
 
-/* Defaults per environment (kis-api.md §1 and §8) */
+/* Defaults per environment (docs/tokens-and-rate.md) */
 #define KIS_REAL_URL		"https://openapi.koreainvestment.com:9443"
 #define KIS_VIRTUAL_URL		"https://openapivts.koreainvestment.com:29443"
 #define KIS_REAL_RATE		18.0	/* documented 20/s */

@@ -160,7 +160,7 @@ class MockKisCase(unittest.TestCase):
         self.control("reset", {"tokens": True})
         self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
                                 "holdings": 120, "multprice_shape": "array",
-                                "data_start": "20150102"})
+                                "data_start": "20150102", "token_reuse": 0})
         status, body = self.token()
         self.assertEqual(status, 200, body)
         self.tok = body["access_token"]
@@ -175,6 +175,20 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(self.token("AK3", "BADSECRET")[1]["error_code"], "EGW00105")
         s = self.stats()
         self.assertEqual((s["tokens_issued"], s["token_rejections"]), (2, 1))
+
+    def test_token_reuse(self):
+        """Within token_reuse seconds of an appkey's last new token, tokenP hands that
+        token back (KIS does for 6 hours); with 0, every issuance is a new token."""
+        self.control("config", {"token_interval": 0})
+        first = self.token("AK4")[1]["access_token"]
+        second = self.token("AK4")[1]["access_token"]
+        self.assertNotEqual(first, second)
+        self.control("config", {"token_reuse": 21600})
+        status, body = self.token("AK4")
+        self.assertEqual((status, body["access_token"]), (200, second))
+        self.assertGreater(body["expires_in"], 0)
+        self.assertNotEqual(self.token("AK5")[1]["access_token"], second)
+        self.assertEqual(self.stats()["tokens_issued_by_appkey"]["AK4"], 3)
 
     def test_quote_formula(self):
         for market in ("J", "NX", "UN"):
