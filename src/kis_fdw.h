@@ -607,6 +607,7 @@ extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
 extern double kis_planned_requests(const KisEndpoint *ep, double nkeys);
 extern bool kisIsForeignPathAsyncCapable(struct ForeignPath *path);
 
+extern List *kis_key_strings(Datum value, Oid type, bool is_array);
 extern void kisBeginForeignScan(struct ForeignScanState *node, int eflags);
 extern struct TupleTableSlot *kisIterateForeignScan(struct ForeignScanState *node);
 extern void kisReScanForeignScan(struct ForeignScanState *node);

@@ -21,6 +21,7 @@
 
 #include <math.h>
 
+#include "access/table.h"
 #include "foreign/fdwapi.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/cost.h"
@@ -79,6 +80,58 @@ planned_values(const KisPlanState *ps, KisKeyColumn key, double if_unknown)
 	return ps->quals[key].nconst >= 0 ? ps->quals[key].nconst : if_unknown;
 }
 
+/*
+ * A partition asks only for the keys its bound allows (partition.c): of
+ * symbols given as constants, count the ones that have a key there, so
+ * that EXPLAIN and the costs show this partition's share.
+ */
+static void
+count_partition_symbols(Oid relid, const KisPlanState *ps, KisKeyQual *quals,
+						const bool *has_qual)
+{
+	const KisEndpoint *ep = ps->config.endpoint;
+	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+	KisKeyQual *q = &quals[KIS_KEY_SYMBOL];
+	KisKeyQual *vq = &quals[venue_key];
+	Relation	rel;
+	KisPartitionFilter *filter;
+	List	   *venues;
+	ListCell   *ls;
+	int			count = 0;
+
+	if (!has_qual[KIS_KEY_SYMBOL] || !IsA(q->expr, Const) ||
+		((Const *) q->expr)->constisnull || !get_rel_relispartition(relid))
+		return;
+	if (!has_qual[venue_key])
+		venues = list_make1(ep->has_exchange ? ps->config.exchange : ps->config.market);
+	else if (IsA(vq->expr, Const) && !((Const *) vq->expr)->constisnull)
+		venues = kis_key_strings(((Const *) vq->expr)->constvalue,
+								 ((Const *) vq->expr)->consttype, vq->op == KIS_OP_IN);
+	else
+		return;
+
+	rel = table_open(relid, NoLock);
+	filter = kis_partition_filter_create(rel, ep);
+	foreach(ls, kis_key_strings(((Const *) q->expr)->constvalue,
+								((Const *) q->expr)->consttype, q->op == KIS_OP_IN))
+	{
+		ListCell   *lv;
+
+		foreach(lv, venues)
+		{
+			KisKey		key = {lfirst(ls), lfirst(lv)};
+
+			if (kis_partition_keys(filter, list_make1(&key)) != NIL)
+			{
+				count++;
+				break;
+			}
+		}
+	}
+	table_close(rel, NoLock);
+	q->nconst = count;
+}
+
 void
 kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
@@ -103,6 +156,7 @@ kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			ps->quals[q.key] = q;
 		}
 	}
+	count_partition_symbols(foreigntableid, ps, ps->quals, ps->has_qual);
 
 	nkeys = planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
 		planned_values(ps, KIS_KEY_MARKET, 1) * planned_values(ps, KIS_KEY_EXCHANGE, 1);
@@ -291,6 +345,13 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				 errdetail("KIS answers for given symbols only; kis_fdw never crawls a whole market."),
 				 errhint("Add WHERE symbol = '005930', symbol IN (...), symbol = ANY (ARRAY(SELECT symbol FROM ...)), or join on symbol.")));
 
+	{
+		bool		has_qual[KIS_NUM_LIST_KEYS];
+
+		for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
+			has_qual[k] = qual_pos[k] >= 0;
+		count_partition_symbols(foreigntableid, ps, quals, has_qual);
+	}
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
 		keys = lappend_int(keys, qual_pos[k]);

@@ -130,7 +130,6 @@ static List *
 key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 		   const char *default_value)
 {
-	List	   *values = NIL;
 	Datum		d;
 	bool		isnull;
 	Oid			type;
@@ -141,7 +140,19 @@ key_values(ForeignScanState *node, KisScanState *st, KisKeyColumn key,
 	d = eval_key_expr(node, st, st->qual_pos[key], &isnull, &type);
 	if (isnull)
 		return NIL;
-	if (!st->qual_is_array[key])
+	return kis_key_strings(d, type, st->qual_is_array[key]);
+}
+
+/*
+ * The distinct texts of a key value of type type, or of the elements of
+ * an array value; NULL elements match nothing.
+ */
+List *
+kis_key_strings(Datum d, Oid type, bool is_array)
+{
+	List	   *values = NIL;
+
+	if (!is_array)
 		values = list_make1(key_text(d, type));
 	else
 	{
