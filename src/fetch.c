@@ -29,6 +29,15 @@
  * cancel is seen within milliseconds.  Nothing here throws from inside a
  * libcurl callback: callbacks only record, and we act after curl returns.
  *
+ * Timeouts (timeout_ms, connect_timeout_ms) are ours, not libcurl's: curl
+ * counts wall time since a transfer started and checks it before reading
+ * the socket, so a cursor that paused between FETCHes (nothing drives curl
+ * then) would find its answers, already in the kernel, timed out.  A
+ * request's clock runs only while its scan waits in kis_fetch_next; the
+ * time the scan is away (with the executor, or a client between FETCHes)
+ * is not counted.  This also covers an answer larger than the socket
+ * buffer, which stalls while we are away.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -84,6 +93,7 @@ typedef struct KisRequest
 	uint64		token_generation;	/* of the token it was sent with */
 	TimestampTz not_before;		/* while delayed */
 	TimestampTz started_at;
+	int64		away_at_start;	/* the fetcher's away_us when it started */
 
 	/* owned while in flight; freed by release_request */
 	CURL	   *easy;
@@ -120,6 +130,8 @@ struct KisFetcher
 	ErrorData  *fatal;			/* an error for this scan, raised by its own
 								 * kis_fetch_next (another scan's wait loop
 								 * may have completed our request) */
+	TimestampTz away_since;		/* kis_fetch_next returned then; 0: inside */
+	int64		away_us;		/* time spent away before that */
 
 	bool		orderly;		/* kis_fetch_end ran */
 	bool		released;
@@ -503,6 +515,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->tr_cont[0] = '\0';
 	req->attempts++;
 	req->started_at = kis_clock_now();
+	req->away_at_start = f->away_us;
 
 	req->easy = easy = transport.neasy > 0 ?
 		transport.easy_pool[--transport.neasy] : curl_easy_init();
@@ -525,8 +538,9 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	kis_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (config->ca_file)
 		kis_easy_setopt(easy, CURLOPT_CAINFO, config->ca_file);
-	kis_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
-	kis_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
+	/* no wall-clock limits in curl: expire_requests applies ours */
+	kis_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
+	kis_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) INT_MAX);
 	kis_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	kis_easy_setopt(easy, CURLOPT_USERAGENT, KIS_USER_AGENT);
 	kis_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
@@ -825,6 +839,30 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	}
 }
 
+/* The earlier of two times, -1 meaning none */
+static TimestampTz
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return Min(a, b);
+}
+
+/* Act on a transfer that ended; curl no longer holds it */
+static void
+finish_request(KisRequest *req, CURLcode rc, long status, TimestampTz now)
+{
+	KisFetcher *f = req->fetcher;
+
+	f->stats->http_ms += (double) (now - req->started_at) / 1000.0;
+	if (req->kind == KIS_REQ_TOKEN)
+		finish_token_request(f, req, rc, status, now);
+	else
+		finish_data_request(f, req, rc, status, now);
+}
+
 /* Take curl's finished transfers and route them to their fetchers */
 static void
 drain_completions(void)
@@ -836,44 +874,89 @@ drain_completions(void)
 		   (msg = curl_multi_info_read(transport.multi, &left)) != NULL)
 	{
 		KisRequest *req;
-		KisFetcher *f;
 		char	   *priv = NULL;
 		CURLcode	rc = msg->data.result;
 		long		status = 0;
-		TimestampTz now = kis_clock_now();
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		req = (KisRequest *) priv;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-		f = req->fetcher;
 
 		dlist_delete(&req->node);
 		release_request(req);
-		f->stats->http_ms += (double) (now - req->started_at) / 1000.0;
-
-		if (req->kind == KIS_REQ_TOKEN)
-			finish_token_request(f, req, rc, status, now);
-		else
-			finish_data_request(f, req, rc, status, now);
+		finish_request(req, rc, status, kis_clock_now());
 	}
+}
+
+/*
+ * How long req's scan has waited for it: the time since it was sent, less
+ * the time the scan was away (see the file header).
+ */
+static int64
+waited_us(const KisFetcher *f, const KisRequest *req, TimestampTz now)
+{
+	int64		away = f->away_us - req->away_at_start;
+
+	if (f->away_since != 0)
+		away += now - f->away_since;
+	return now - req->started_at - away;
+}
+
+/*
+ * Give up on f's requests waited for longer than timeout_ms, or than
+ * connect_timeout_ms while still connecting (curl has not got as far as
+ * sending); they end as a network error, retried like any other.  Called
+ * after the sockets were read, so an answer that is there wins.  Returns
+ * when the next one would expire, or -1.
+ */
+static TimestampTz
+expire_requests(KisFetcher *f, TimestampTz now)
+{
+	TimestampTz next = -1;
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &f->inflight)
+	{
+		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
+		int64		waited = waited_us(f, req, now);
+		int64		limit = (int64) f->config->timeout_ms * 1000;
+		curl_off_t	sending_at = 0;
+		bool		connecting;
+		size_t		received = req->body_len;
+
+		if (req->easy == NULL)
+			continue;
+		curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &sending_at);
+		connecting = sending_at == 0;
+		if (connecting)
+			limit = Min(limit, (int64) f->config->connect_timeout_ms * 1000);
+		if (waited < limit)
+		{
+			next = earliest(next, now + (limit - waited));
+			continue;
+		}
+
+		dlist_delete(&req->node);
+		release_request(req);
+		if (connecting)
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "not connected within connect_timeout_ms (%d ms)",
+					 f->config->connect_timeout_ms);
+		else
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "no answer within timeout_ms (%d ms), %zu bytes received",
+					 f->config->timeout_ms, received);
+		finish_request(req, CURLE_OPERATION_TIMEDOUT, 0, now);
+	}
+	return next;
 }
 
 /* ----------------------------------------------------------------
  * The loop
  * ----------------------------------------------------------------
  */
-static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
-{
-	if (a < 0)
-		return b;
-	if (b < 0)
-		return a;
-	return Min(a, b);
-}
-
 /*
  * Start whatever may start now.  Returns when something of ours next
  * becomes possible (a backoff ends, our reserved send time comes, a token
@@ -1131,6 +1214,23 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 KisCompletion *
 kis_fetch_next(KisFetcher *f)
 {
+	KisCompletion *c = NULL;
+	TimestampTz expiry = -1;
+
+	/* back from the executor: first read what arrived meanwhile */
+	if (f->away_since != 0)
+	{
+		TimestampTz now = kis_clock_now();
+
+		f->away_us += now - f->away_since;
+		f->away_since = 0;
+		if (!dlist_is_empty(&f->inflight))
+		{
+			wait_and_work(now);
+			expiry = expire_requests(f, kis_clock_now());
+		}
+	}
+
 	for (;;)
 	{
 		TimestampTz wake;
@@ -1150,13 +1250,17 @@ kis_fetch_next(KisFetcher *f)
 				(void) pump(f, now);
 				wait_and_work(now);
 			}
-			return dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
+			c = dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
+			break;
 		}
 		if (f->npending == 0)
-			return NULL;
+			break;
 		wake = pump(f, kis_clock_now());
-		wait_and_work(wake);
+		wait_and_work(earliest(wake, expiry));
+		expiry = expire_requests(f, kis_clock_now());
 	}
+	f->away_since = kis_clock_now();
+	return c;
 }
 
 /* The scan has used a completion; free it and its parsed answer */

@@ -222,11 +222,12 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "overseas_session" ("open" | "closed")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow expire_token invalid_token (any /uapi endpoint, after the rate check), egw00133
-    (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N": HTTP 200
-    rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers when the
-    account changes while it is listed). The first matching rule with times left fires
-    and uses one up.
+    slow close expire_token invalid_token (any /uapi endpoint, after the rate check),
+    egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
+    HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
+    when the account changes while it is listed). The first matching rule with times left
+    fires and uses one up. close answers normally with "Connection: close" and then closes
+    the connection.
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
     inquire-price always the data of the symbol, or of 000000 when blank, whatever its
     prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
@@ -312,7 +313,7 @@ MESSAGES = {
 
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
-    "bad_shape", "numbers", "huge", "slow", "expire_token", "invalid_token", "egw00133",
+    "bad_shape", "numbers", "huge", "slow", "close", "expire_token", "invalid_token", "egw00133",
     "sydb0050",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
@@ -1530,6 +1531,9 @@ class KisHandler(BaseHTTPRequestHandler):
         kind = fault["kind"]
         if kind == "slow":
             time.sleep(fault["ms"] / 1000)
+            return False
+        if kind == "close":
+            self.close_connection = True  # _send says so in a header
             return False
         if kind == "http500":
             self._send(500, b"Internal Server Error", "text/plain; charset=utf-8")

@@ -659,6 +659,77 @@ def test_streaming():
                                   f"WHERE symbol IN ({sql_list(after)})"), "after"), after)
 
 
+def test_paused_cursor():
+    """A cursor paused longer than timeout_ms between FETCHes: the answers that
+    arrived meanwhile are read, not timed out and resent (issue 13, item 5).
+    A request's timeout counts only the time the scan waits for it."""
+    mock_config(latency_ms=300)
+    for retries in ("3", "0"):
+        reset_mock()
+        mock_config(latency_ms=300)
+        set_server(timeout_ms="1000", max_retries=retries)
+        syms = symbols(13)
+        with Session() as s:
+            must(s.query("BEGIN"), "begin")
+            must(s.query("DECLARE c CURSOR FOR SELECT symbol, price, error FROM "
+                         f"kis_prices_or_row WHERE symbol IN ({sql_list(syms)})"), "declare")
+            rows = must(s.query("FETCH 1 FROM c"), "fetch 1")
+            must(s.query("SELECT pg_sleep(2)"), "pause")  # twice timeout_ms
+            rows += must(s.query("FETCH 12 FROM c"), "fetch 12")
+            must(s.query("COMMIT"), "commit")
+        failed = [r for r in rows if r[2] != "<null>"]
+        check(not failed, f"max_retries {retries}: keys failed after the pause: {failed}")
+        check_prices([r[:2] for r in rows], syms, f"max_retries {retries}")
+        st = stats()
+        check(st["requests"] == len(syms),
+              f"max_retries {retries}: {st['requests']} requests for {len(syms)} symbols")
+
+
+def test_paused_cursor_connecting():
+    """The same for a request still connecting when the cursor pauses: the
+    first answer closes its connection, so the next request, started before
+    the row goes out, needs a new one (TLS handshake) across the pause."""
+    set_server(timeout_ms="1000", max_retries="0", max_concurrency="1")
+    syms = symbols(2)
+    inject(("close", "*"))
+    with Session() as s:
+        must(s.query("BEGIN"), "begin")
+        must(s.query("DECLARE c CURSOR FOR SELECT symbol, price, error FROM "
+                     f"kis_prices_or_row WHERE symbol IN ({sql_list(syms)})"), "declare")
+        rows = must(s.query("FETCH 1 FROM c"), "fetch 1")
+        must(s.query("SELECT pg_sleep(2)"), "pause")
+        rows += must(s.query("FETCH ALL FROM c"), "fetch all")
+        must(s.query("COMMIT"), "commit")
+    failed = [r for r in rows if r[2] != "<null>"]
+    check(not failed, f"the key connecting across the pause failed: {failed}")
+    check_prices([r[:2] for r in rows], syms)
+    st = stats()
+    check(st["faults_injected"] == {"close": 1} and st["requests"] == 2,
+          f"faults {st['faults_injected']}, {st['requests']} requests")
+
+
+def test_connect_timeout():
+    """connect_timeout_ms bounds the connection (TLS handshake included) on its
+    own: a server that accepts TCP but never answers the handshake fails the
+    key after connect_timeout_ms, not after timeout_ms."""
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the TCP handshake; nobody reads
+    port = silent.getsockname()[1]
+    try:
+        create_server("kis_silent", "kis_prices_silent",
+                      f"base_url 'https://127.0.0.1:{port}', ca_file '{MOCK_CA}', rate_limit '0', "
+                      "timeout_ms '600000', connect_timeout_ms '200', max_retries '0'")
+        rows, err, rc = run("SET statement_timeout = '30s'; "
+                            f"SELECT symbol, price FROM kis_prices_silent WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and "connect_timeout_ms (200 ms)" in err and "statement timeout" not in err,
+              f"expected the connect timeout: {err}")
+    finally:
+        silent.close()
+        run("DROP SERVER IF EXISTS kis_silent CASCADE")
+
+
 def _fd_check_after_abort(s, pid, baseline, what):
     n = backend_fds(pid)
     print(f"    ({what}: fds {n}, baseline {baseline})")
@@ -1151,7 +1222,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
-         test_streaming,
+         test_streaming, test_paused_cursor, test_paused_cursor_connecting, test_connect_timeout,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,

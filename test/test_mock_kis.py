@@ -235,6 +235,13 @@ class MockKisCase(unittest.TestCase):
         with self.assertRaises(http.client.IncompleteRead):
             self.quote("005930")
 
+    def test_close(self):
+        self.control("faults", {"faults": [{"kind": "close"}]})
+        status, body, headers = self.api(QUOTE, "FHKST01010100",
+                                         {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"})
+        self.assertEqual((status, body["rt_cd"], headers["Connection"]), (200, "0", "close"))
+        self.assertEqual(self.stats()["faults_injected"], {"close": 1})
+
     def test_rate_limit(self):
         self.control("config", {"rate_limit": 3})
         statuses = []
