@@ -11,6 +11,18 @@
  * whose keys come from the other side of the join.  It knows nothing of
  * plans or expressions.
  *
+ * Answers complete in no set order.  Under on_error 'skip' and 'row' rows
+ * go out as answers arrive.  Under 'error' the outcome must not depend on
+ * that order, or a consumer that stops early (LIMIT, EXISTS, SELECT INTO
+ * in PL/pgSQL, a cursor closed early) would get a row in one call and the
+ * error in the next.  So rows go out in waves: every request in flight is
+ * answered before any row of those answers goes out, and if a key failed
+ * the error (for the least failing key, so its text is stable too) comes
+ * instead of any row.  The next pages of paged endpoints form the next
+ * wave.  Whether a query errors then depends only on KIS's answers, not on
+ * their order; the price is that under 'error' the first row waits for the
+ * slowest request of its wave.
+ *
  * Memory and resources:
  *	  parent (the node's context)
  *	    "kis_fdw runner"  the column map, counters over all runs
@@ -80,11 +92,20 @@ struct KisRunner
 	KisCompletion *current;		/* the answer whose rows are being returned */
 	List	   *rows;			/* its KisRow *s */
 	int			next_row;
+	List	   *wave;			/* on_error 'error': KisHeldAnswer *s */
+	bool		wave_ready;		/* r->wave is whole and checked */
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
 	int64		keys_requested;
 };
+
+/* One answer of a wave held back under on_error 'error', and its rows */
+typedef struct KisHeldAnswer
+{
+	KisCompletion *completion;
+	List	   *rows;
+} KisHeldAnswer;
 
 /* What the error context callback needs to name a failing conversion */
 typedef struct KisConvContext
@@ -233,6 +254,8 @@ kis_runner_start(KisRunner *r, List *symbols, List *venues,
 	r->nkeys = 0;
 	r->skipped = NIL;
 	r->next_row = 0;
+	r->wave = NIL;
+	r->wave_ready = false;
 
 	foreach(ls, symbols)
 	{
@@ -308,6 +331,8 @@ kis_runner_end(KisRunner *r)
 	r->current = NULL;
 	r->rows = NIL;
 	r->next_row = 0;
+	r->wave = NIL;
+	r->wave_ready = false;
 }
 
 /*
@@ -418,6 +443,28 @@ store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 	ExecStoreVirtualTuple(slot);
 }
 
+/* on_error 'error': the ERROR for a failed key */
+static void
+raise_failure(KisRunner *r, const KisRow *row)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+
+	if (strcmp(row->problem, KIS_NOT_LISTED) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("symbol \"%s\" is not listed on %s %s", row->key->symbol,
+						ep->has_exchange ? "exchange" : "market", row->key->venue),
+				 errdetail("KIS answered without a price for it."),
+				 errhint("Check the symbol%s, or set the table's on_error option to 'skip' or 'row'.",
+						 ep->has_exchange ? " and the exchange" : "")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("KIS request for %s failed", row_subject(r, row)),
+			 errdetail("%s", row->problem),
+			 row->hint ? errhint("%s", row->hint) :
+			 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
+}
+
 /*
  * Apply on_error to a failed key.  Returns true when a row was stored
  * (mode 'row'); 'skip' remembers the key for the closing WARNING.
@@ -426,25 +473,10 @@ static bool
 handle_failure(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 			   const KisCompletion *c)
 {
-	const KisEndpoint *ep = r->config->endpoint;
-
 	switch (r->config->on_error)
 	{
 		case KIS_ON_ERROR_ERROR:
-			if (strcmp(row->problem, KIS_NOT_LISTED) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_ERROR),
-						 errmsg("symbol \"%s\" is not listed on %s %s", row->key->symbol,
-								ep->has_exchange ? "exchange" : "market", row->key->venue),
-						 errdetail("KIS answered without a price for it."),
-						 errhint("Check the symbol%s, or set the table's on_error option to 'skip' or 'row'.",
-								 ep->has_exchange ? " and the exchange" : "")));
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("KIS request for %s failed", row_subject(r, row)),
-					 errdetail("%s", row->problem),
-					 row->hint ? errhint("%s", row->hint) :
-					 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
+			raise_failure(r, row);
 			break;
 		case KIS_ON_ERROR_SKIP:
 			{
@@ -491,12 +523,119 @@ warn_skipped(KisRunner *r)
 	r->skipped = NIL;
 }
 
+/* Order of failed rows for the error of a wave: by symbol, then venue */
+static int
+compare_failed_rows(const KisRow *a, const KisRow *b)
+{
+	int			c;
+
+	if (a->key == NULL || b->key == NULL)
+		return (a->key != NULL) - (b->key != NULL);
+	c = strcmp(a->key->symbol, b->key->symbol);
+	return c != 0 ? c : strcmp(a->key->venue, b->key->venue);
+}
+
+/*
+ * on_error 'error': gather the answers of the requests in flight until the
+ * last is in (without wait, KIS_POLL_WAIT while one is still out), then
+ * read them all, which queues the next pages (the next wave), and raise the
+ * error of the least failed key, if any.  The answers go to r->wave;
+ * KIS_POLL_END when there were none (the run is complete).
+ */
+static KisPoll
+take_wave(KisRunner *r, bool wait)
+{
+	KisCompletion *c;
+	const KisRow *failed = NULL;
+	ListCell   *lc;
+
+	/* no answer is read before the last one is in: no new request joins */
+	for (;;)
+	{
+		MemoryContext old;
+		KisHeldAnswer *held;
+
+		if (wait)
+			c = kis_fetch_next(r->fetcher);
+		else if (kis_fetch_poll(r->fetcher, &c) == KIS_POLL_WAIT)
+			return KIS_POLL_WAIT;
+		if (c == NULL)
+			break;
+		old = MemoryContextSwitchTo(r->run_cxt);
+		held = palloc(sizeof(KisHeldAnswer));
+		held->completion = c;
+		held->rows = NIL;
+		r->wave = lappend(r->wave, held);
+		MemoryContextSwitchTo(old);
+	}
+
+	r->wave_ready = true;
+	foreach(lc, r->wave)
+	{
+		KisHeldAnswer *held = lfirst(lc);
+		ListCell   *lr;
+
+		held->rows = kis_requests_answer(r->fetcher, held->completion);
+		foreach(lr, held->rows)
+		{
+			const KisRow *row = lfirst(lr);
+
+			if (row->problem != NULL &&
+				(failed == NULL || compare_failed_rows(row, failed) < 0))
+				failed = row;
+		}
+	}
+	if (failed != NULL)
+		raise_failure(r, failed);
+	return r->wave == NIL ? KIS_POLL_END : KIS_POLL_ROW;
+}
+
+/*
+ * The next answer of the run into r->current and r->rows: KIS_POLL_ROW, or
+ * KIS_POLL_END when the run has no more; without wait, KIS_POLL_WAIT when
+ * it is not there yet.
+ */
+static KisPoll
+next_answer(KisRunner *r, bool wait)
+{
+	KisHeldAnswer *held;
+
+	if (r->config->on_error != KIS_ON_ERROR_ERROR)
+	{
+		if (wait)
+			r->current = kis_fetch_next(r->fetcher);
+		else if (kis_fetch_poll(r->fetcher, &r->current) == KIS_POLL_WAIT)
+			return KIS_POLL_WAIT;
+		if (r->current == NULL)
+			return KIS_POLL_END;
+		r->rows = kis_requests_answer(r->fetcher, r->current);
+		return KIS_POLL_ROW;
+	}
+
+	if (!r->wave_ready)
+	{
+		KisPoll		p = take_wave(r, wait);
+
+		if (p != KIS_POLL_ROW)
+			return p;
+	}
+	held = linitial(r->wave);
+	r->wave = list_delete_first(r->wave);
+	if (r->wave == NIL)
+		r->wave_ready = false;	/* the next call gathers the next wave */
+	r->current = held->completion;
+	r->rows = held->rows;
+	pfree(held);
+	return KIS_POLL_ROW;
+}
+
 /*
  * The next tuple of the run into slot: KIS_POLL_ROW, or KIS_POLL_END (slot
  * cleared) when the run has no more.  Rows come from answers in completion
- * order; an answer may hold several rows (batches, pages), returned one
- * per call before the next answer is taken.  Without wait, an answer not
- * yet there is KIS_POLL_WAIT instead of a wait.
+ * order (in waves under on_error 'error', see the file header); an answer
+ * may hold several rows (batches, pages), returned one per call before the
+ * next answer is taken.  Without wait, an answer not yet there is
+ * KIS_POLL_WAIT instead of a wait.
  */
 static KisPoll
 runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
@@ -529,13 +668,16 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 		r->current = NULL;
 		r->rows = NIL;
 		r->next_row = 0;
-		if (wait)
-			r->current = kis_fetch_next(r->fetcher);
-		else if (kis_fetch_poll(r->fetcher, &r->current) == KIS_POLL_WAIT)
-			return KIS_POLL_WAIT;
-		if (r->current == NULL)
-			break;
-		r->rows = kis_requests_answer(r->fetcher, r->current);
+		switch (next_answer(r, wait))
+		{
+			case KIS_POLL_ROW:
+				continue;
+			case KIS_POLL_WAIT:
+				return KIS_POLL_WAIT;
+			case KIS_POLL_END:
+				break;
+		}
+		break;
 	}
 
 	if (r->skipped != NIL)

@@ -634,7 +634,49 @@ def test_holdings_restart():
     check(must(run(query)[:2], "empty account") == [["0", "0", ""]], "empty account: rows")
 
 
+def test_on_error_deterministic():
+    """on_error 'error' gives the same outcome whatever order the answers
+    arrive in, also when the consumer stops at the first row: LIMIT 1, EXISTS,
+    PL/pgSQL SELECT INTO (issue 13, item 10).  With two failing keys the error
+    names the same one every time."""
+    set_server(max_retries="0")
+    good = symbols(3)
+    bad, bad2 = sorted(symbols(2, "98"))  # MCA05918 (종목코드 오류), not retried
+    where = f"WHERE symbol IN ({sql_list(good + [bad])})"
+    queries = {
+        "LIMIT 1": f"SELECT symbol, price FROM kis_prices {where} LIMIT 1",
+        "EXISTS": f"SELECT EXISTS (SELECT 1 FROM kis_prices {where})",
+        "SELECT INTO": "DO $$DECLARE p numeric; BEGIN "
+                       f"SELECT price INTO p FROM kis_prices {where}; END$$",
+    }
+
+    def slow(*syms):
+        mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": sym, "times": -1, "ms": 300}
+                                           for sym in syms]})
+    orders = {"failure first": lambda: slow(*good), "failure last": lambda: slow(bad)}
+    with Session() as s:
+        for order, arrange in orders.items():
+            for name, sql in queries.items():
+                for attempt in range(3):
+                    reset_mock()
+                    arrange()
+                    rows, err = s.query(sql)
+                    check(f'KIS request for symbol "{bad}" failed' in err,
+                          f"{order}, {name}, run {attempt + 1}: no error for {bad}: {rows} {err!r}")
+        # two failing keys: the error names the least, whichever fails first
+        where2 = f"WHERE symbol IN ({sql_list(good + [bad, bad2])})"
+        for arrange in (lambda: slow(bad), lambda: slow(bad2)):
+            reset_mock()
+            arrange()
+            rows, err = s.query(f"SELECT symbol, price FROM kis_prices {where2} LIMIT 1")
+            check(f'KIS request for symbol "{bad}" failed' in err,
+                  f"two failing keys: expected the error for {bad}: {rows} {err!r}")
+        check(s.alive, "psql died")
+
+
 def test_streaming():
+    """Rows go out as answers arrive (under on_error 'row' and 'skip'; under
+    'error' a row waits for its whole wave, see test_on_error_deterministic)."""
     fast, slow = symbols(1)[0], symbols(1, "96")[0]
     with Session() as s:
         # Warm the pool first: a request that still needs a new connection is
@@ -644,7 +686,7 @@ def test_streaming():
                                   f"WHERE symbol IN ({sql_list(warm)})"), "warm"), warm)
         check(stats()["connections_opened"] >= 2, "warm-up left fewer than 2 connections")
         must(s.query("BEGIN"), "begin")
-        must(s.query(f"DECLARE c CURSOR FOR SELECT symbol, price FROM kis_prices "
+        must(s.query(f"DECLARE c CURSOR FOR SELECT symbol, price FROM kis_prices_or_row "
                      f"WHERE symbol IN ('{fast}', '{slow}')"), "declare")
         rows = must(s.query("FETCH 1 FROM c"), "fetch")
         st = stats()
@@ -1222,7 +1264,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
-         test_streaming, test_paused_cursor, test_paused_cursor_connecting, test_connect_timeout,
+         test_on_error_deterministic, test_streaming, test_paused_cursor,
+         test_paused_cursor_connecting, test_connect_timeout,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
