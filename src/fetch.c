@@ -33,10 +33,15 @@
  * counts wall time since a transfer started and checks it before reading
  * the socket, so a cursor that paused between FETCHes (nothing drives curl
  * then) would find its answers, already in the kernel, timed out.  A
- * request's clock runs only while its scan waits in kis_fetch_next; the
- * time the scan is away (with the executor, or a client between FETCHes)
- * is not counted.  This also covers an answer larger than the socket
- * buffer, which stalls while we are away.
+ * request's clock runs only while its scan waits for answers: inside
+ * kis_fetch_next, or for an asynchronous scan from kis_fetch_wait_fd (the
+ * executor is about to wait on us) to the next kis_fetch_poll.  The time
+ * the scan is away (with the executor, or a client between FETCHes) is not
+ * counted, and sockets are read before anything expires.  This also covers
+ * an answer larger than the socket buffer, or a TLS handshake, stalled
+ * while we are away.  (An asynchronous Append woken by another branch may
+ * return rows while our clock runs; answers that arrived meanwhile are
+ * still read first.)
  *
  *-------------------------------------------------------------------------
  */
@@ -953,6 +958,21 @@ expire_requests(KisFetcher *f, TimestampTz now)
 	return next;
 }
 
+/*
+ * The scan is back (or, for an asynchronous scan, the executor is about to
+ * wait for it): stop counting time away.  True if it had been away while
+ * requests were in flight.
+ */
+static bool
+end_away(KisFetcher *f)
+{
+	if (f->away_since == 0)
+		return false;
+	f->away_us += kis_clock_now() - f->away_since;
+	f->away_since = 0;
+	return !dlist_is_empty(&f->inflight);
+}
+
 /* ----------------------------------------------------------------
  * The loop
  * ----------------------------------------------------------------
@@ -1218,17 +1238,10 @@ kis_fetch_next(KisFetcher *f)
 	TimestampTz expiry = -1;
 
 	/* back from the executor: first read what arrived meanwhile */
-	if (f->away_since != 0)
+	if (end_away(f))
 	{
-		TimestampTz now = kis_clock_now();
-
-		f->away_us += now - f->away_since;
-		f->away_since = 0;
-		if (!dlist_is_empty(&f->inflight))
-		{
-			wait_and_work(now);
-			expiry = expire_requests(f, kis_clock_now());
-		}
+		wait_and_work(kis_clock_now());
+		expiry = expire_requests(f, kis_clock_now());
 	}
 
 	for (;;)
@@ -1440,31 +1453,39 @@ async_epoll_sync(KisAsyncWait *w)
 
 /*
  * One step that never waits: start what may start, let curl work on what
- * is ready, start what the finished transfers made room for, then hand
- * back the next finished request if there is one.  KIS_POLL_END when
- * every request has finished and been taken; KIS_POLL_WAIT when the scan
- * must wait on kis_fetch_wait_fd.
+ * is ready, give up on what waited too long, start what the finished
+ * transfers made room for, then hand back the next finished request if
+ * there is one.  KIS_POLL_END when every request has finished and been
+ * taken; KIS_POLL_WAIT when the scan must wait on kis_fetch_wait_fd.
  */
 KisPoll
 kis_fetch_poll(KisFetcher *f, KisCompletion **completion)
 {
+	KisPoll		result;
+
 	*completion = NULL;
+	(void) end_away(f);
 	raise_fatal(f);
 	if (f->npending > 0)
 	{
 		TimestampTz now = kis_clock_now();
+		TimestampTz expiry;
 
 		(void) pump(f, now);
 		wait_and_work(now);		/* a timeout of 0: nothing waits */
+		expiry = expire_requests(f, kis_clock_now());
 		raise_fatal(f);
-		f->wake = pump(f, kis_clock_now());
+		f->wake = earliest(pump(f, kis_clock_now()), expiry);
 	}
 	if (!dlist_is_empty(&f->done))
 	{
 		*completion = dlist_container(KisCompletion, node, dlist_pop_head_node(&f->done));
-		return KIS_POLL_ROW;
+		result = KIS_POLL_ROW;
 	}
-	return f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
+	else
+		result = f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
+	f->away_since = kis_clock_now();
+	return result;
 }
 
 /*
@@ -1480,6 +1501,8 @@ kis_fetch_wait_fd(KisFetcher *f)
 	TimestampTz deadline = earliest(f->wake, transport.timer_deadline);
 	int64		delay_us;
 	struct itimerspec spec;
+
+	(void) end_away(f);			/* the executor waits for us from here */
 
 	/* another scan's step may have finished our requests meanwhile */
 	if (!dlist_is_empty(&f->done) || f->fatal != NULL)
