@@ -1167,6 +1167,29 @@ def test_async_rate_gates():
         drop_two_keys()
 
 
+def test_async_timeout():
+    """timeout_ms holds for asynchronous branches too: a request KIS sits on is
+    given up after timeout_ms of waiting and fails per on_error, while the other
+    branch's rows come through."""
+    two_keys(", rate_limit '0'", on_error=("row", "row"))
+    for server in ("kis_a", "kis_b"):
+        set_server(server, timeout_ms="500", max_retries="0")
+    a_syms, b_syms = symbols(2), symbols(2)
+    stuck = a_syms[0]
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": stuck, "times": 1, "ms": 5000}]})
+    try:
+        sql = union_all(a_syms, b_syms, "symbol, price, error")
+        check(plan_nodes(sql) == (2, 0), f"not an async plan: {plan_nodes(sql)}")
+        rows, err, rc = run(sql)
+        check(rc == 0, f"async timeout: {err}")
+        failed = {r[0]: r[2] for r in rows if r[2]}
+        check(list(failed) == [stuck] and "timeout_ms (500 ms)" in failed[stuck],
+              f"expected only {stuck} to fail on timeout_ms: {rows}")
+        check_prices([r[:2] for r in rows if r[0] != stuck], a_syms[1:] + b_syms, "async timeout")
+    finally:
+        drop_two_keys()
+
+
 def test_async_on_error_and_faults():
     """Async branches under on_error skip, row and error, with faults that are
     retried; an ERROR leaves no descriptor behind."""
@@ -1271,7 +1294,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
          test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log,
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
-         test_async_on_error_and_faults, test_async_cancel, test_async_rescan]
+         test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan]
 
 
 # --------------------------------------------------------------------------- gate
