@@ -19,6 +19,7 @@ server log).
 """
 
 import datetime
+import hashlib
 import os
 import re
 import shutil
@@ -1283,6 +1284,53 @@ def test_async_rescan():
         drop_two_keys()
 
 
+def key_requests():
+    """requests per app key (kis_fdw_stats), by which of the two keys it is."""
+    names = {hashlib.sha256(k.encode()).hexdigest()[:12]: side
+             for side, k in (("a", APP_KEY), ("b", APP_KEY_B))}
+    rows, err, rc = run("SELECT key_hash, requests FROM kis_fdw_stats")
+    check(rc == 0, f"kis_fdw_stats: {err}")
+    return {names[h]: int(n) for h, n in rows if h in names}
+
+
+def test_several_accounts_as_one_table():
+    """The README recipe: a table hash-partitioned by symbol over two servers, an app
+    key each: every symbol once, asked of the key whose partition holds it, both keys
+    at once and each within its own limit; kis_fdw_stats shows each key's share."""
+    two_keys(", rate_limit '5', max_concurrency '4'")
+    run("CREATE TABLE quotes (symbol text, price numeric) PARTITION BY HASH (symbol)")
+    run("CREATE FOREIGN TABLE quotes_a PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+        "REMAINDER 0) SERVER kis_a OPTIONS (endpoint 'domestic_price')")
+    run("CREATE FOREIGN TABLE quotes_b PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+        "REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price')")
+    mock_config(rate_limit=6)
+    syms = symbols(24)
+    try:
+        check(plan_nodes(f"SELECT * FROM quotes WHERE symbol IN ({sql_list(syms)})") == (2, 0),
+              "the partitions are not async scans")
+        before = key_requests()
+        rows, err, rc = run("SELECT symbol, price, tableoid::regclass FROM quotes "
+                            f"WHERE symbol IN ({sql_list(syms)})")
+        check(rc == 0, f"query failed: {err}")
+        check_prices(rows, syms, "partitioned")
+        after = key_requests()
+        share = {side: after.get(side, 0) - before.get(side, 0) for side in ("a", "b")}
+        held = {side: sum(1 for r in rows if r[2] == f"quotes_{side}") for side in ("a", "b")}
+        st = stats()
+        print(f"    (requests by key {share}, rows by partition {held}, "
+              f"max_in_flight {st['max_in_flight']})")
+        check(share == held and min(held.values()) > 0,
+              f"requests by key {share} differ from rows by partition {held}")
+        check(st["requests"] == len(syms), f"{st['requests']} requests for {len(syms)} symbols")
+        check(st["violations"] == 0, f"{st['violations']} rate violations")
+        check(set(st["by_symbol"]) == set(syms) and set(st["by_symbol"].values()) == {1},
+              f"a symbol was asked more than once: {st['by_symbol']}")
+        check(st["max_in_flight"] >= 2, "the two keys did not run at the same time")
+    finally:
+        run("DROP TABLE IF EXISTS quotes")
+        drop_two_keys()
+
+
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
@@ -1294,7 +1342,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
          test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log,
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
-         test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan]
+         test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
+         test_several_accounts_as_one_table]
 
 
 # --------------------------------------------------------------------------- gate
