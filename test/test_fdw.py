@@ -1568,8 +1568,7 @@ TESTS += [test_daily_history_cap]
 
 # --------------------------------------------------------------------------- partitions
 # A kis foreign table that is a partition asks only for its bound's keys (issue 11 item 1).
-
-APP_KEY_B = "PSbehaviourKeyB5d20a6c3e9f17b48c"
+# (APP_KEY_B, the second account, is defined with the async tests.)
 
 
 def test_partitions_per_account():
