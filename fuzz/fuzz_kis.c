@@ -16,9 +16,11 @@
  * the error text.
  *
  * Input layout (every byte value is meaningful, so mutations stay valid):
- *	 byte 0   mode: % 8 -> kis_endpoints[0..6], 7 = the tokenP answer
+ *	 byte 0   mode: b % 8 == 7 the tokenP answer, else the endpoint
+ *	          kis_endpoints[b % 8 + 7 * (b / 8 % 2)], wrapping past the last
+ *	          (the seeds' bytes below 8 keep their first seven endpoints)
  *	 byte 1   number of symbols: 1 + b % 40 (two batches of multprice)
- *	 byte 2   bit 0 virtual environment, bit 1 adjusted, bits 2-3 period
+ *	 byte 2   bit 0 virtual environment (real for real-only endpoints), bit 1 adjusted, bits 2-3 period
  *	          D/W/M/Y, bit 4 a lower date bound, bit 5 an upper bound,
  *	          bit 6 every symbol on two markets/exchanges
  *	 byte 3   lower bound: today - 7 * b days
@@ -152,7 +154,8 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f)
 			harness_abort("request URL holds a byte that is not URL-safe");
 	}
-	if (strcmp(tr_id, f->ep->tr_id_real) != 0 && strcmp(tr_id, f->ep->tr_id_virtual) != 0)
+	if (strcmp(tr_id, f->ep->tr_id_real) != 0 &&
+		(f->ep->tr_id_virtual == NULL || strcmp(tr_id, f->ep->tr_id_virtual) != 0))
 		harness_abort("tr_id is not the endpoint's");
 	if (header != NULL && strcmp(header, "tr_cont: N") != 0)
 		harness_abort("unexpected extra header");
@@ -494,11 +497,22 @@ build_keys(const KisEndpoint *ep, int nsym, bool two_venues, List **keys)
 	}
 }
 
+/* The endpoint that mode byte b names (see the input layout above) */
+static const KisEndpoint *
+fuzz_endpoint(uint8_t b)
+{
+	int			n = 0;
+
+	while (kis_endpoints[n].name)
+		n++;
+	return &kis_endpoints[(b % 8 + 7 * (b / 8 % 2)) % n];
+}
+
 static void
 run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 {
 	static const char *const periods[] = {"D", "W", "M", "Y"};
-	const KisEndpoint *ep = &kis_endpoints[data[0] % 8];
+	const KisEndpoint *ep = fuzz_endpoint(data[0]);
 	KisConfig  *config;
 	KisRange	range;
 	List	   *keys;
@@ -508,7 +522,8 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	int			today = kis_today_kst();
 
 	config = palloc0(sizeof(KisConfig));
-	config->environment = (data[2] & 1) ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
+	/* options.c refuses the virtual environment for real-only endpoints */
+	config->environment = (data[2] & 1) && ep->tr_id_virtual ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
 	config->base_url = pstrdup("https://127.0.0.1:1");
 	config->max_concurrency = 8;
 	config->max_retries = MAX_RETRIES;
@@ -529,6 +544,9 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	range.to = today - data[4];
 	if (range.has_from && range.has_to && range.from > range.to)
 		range.has_from = false; /* kis_fdw.c refuses an empty range */
+	if (ep->paging == KIS_PAGING_CURSOR && ep->has_date && !range.has_from &&
+		range.has_to && range.to < today)
+		range.has_to = false;	/* requests.c refuses a calendar before today */
 
 	build_keys(ep, 1 + data[1] % 40, (data[2] & 0x40) != 0, &keys);
 

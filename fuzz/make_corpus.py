@@ -30,7 +30,9 @@ STATUS = {200: 0, 500: 1, 403: 2, 401: 3, 404: 4, 429: 5, 408: 6, 502: 7, 503: 8
 TR_CONT = {"": 0, "M": 1, "F": 2, "D": 3, "E": 4, "N": 5}
 MODES = {"domestic_price": 0, "domestic_multi_price": 1, "overseas_price": 2,
          "domestic_daily": 3, "overseas_daily": 4, "domestic_orderbook": 5,
-         "domestic_holdings": 6, "token": 7}
+         "domestic_holdings": 6, "token": 7,
+         # fuzz_kis.c: b % 8 + 7 * (b / 8 % 2) for the endpoints after the seventh
+         "domestic_minute": 8, "market_holidays": 9}
 DOMESTIC = ["005930", "000660", "035420", "051910", "006400", "035720", "068270",
             "207940", "005380", "000270", "105560", "055550", "012330", "028260",
             "066570", "003550", "017670", "015760", "034730", "032830", "096770",
@@ -52,6 +54,9 @@ PATHS = {
     "domestic_orderbook": ("/uapi/domestic-stock/v1/quotations/inquire-asking-price-exp-ccn",
                            "FHKST01010200"),
     "domestic_holdings": ("/uapi/domestic-stock/v1/trading/inquire-balance", "TTTC8434R"),
+    "domestic_minute": ("/uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice",
+                        "FHKST03010200"),
+    "market_holidays": ("/uapi/domestic-stock/v1/quotations/chk-holiday", "CTCA0903R"),
 }
 
 
@@ -278,21 +283,26 @@ def main():
         seeds["book-ok"] = seed("domestic_orderbook", 1, segments=[seg(*book("005930"))])
         seeds["book-notlisted"] = seed("domestic_orderbook", 1, segments=[seg(*book("990001"))])
 
-        # --- domestic_holdings: cursor paging by tr_cont and ctx_area_*
-        def holdings(cano, tr_id="TTTC8434R"):
+        # --- cursor paging by tr_cont and ctx_area_* (suffix: "100" for holdings)
+        def cursor_pages(endpoint, params, suffix, tr_id=None, limit=20):
             pages, cont, fk, nk = [], None, "", ""
-            for _ in range(20):
-                s, b, tr = m.get("domestic_holdings", {
-                    "CANO": cano, "ACNT_PRDT_CD": "01", "AFHR_FLPR_YN": "N", "OFL_YN": "",
-                    "INQR_DVSN": "02", "UNPR_DVSN": "01", "FUND_STTL_ICLD_YN": "N",
-                    "FNCG_AMT_AUTO_RDPT_YN": "N", "PRCS_DVSN": "00",
-                    "CTX_AREA_FK100": fk, "CTX_AREA_NK100": nk}, tr_cont=cont, tr_id=tr_id)
+            for _ in range(limit):
+                s, b, tr = m.get(endpoint, dict(params, **{
+                    "CTX_AREA_FK" + suffix: fk, "CTX_AREA_NK" + suffix: nk}),
+                    tr_cont=cont, tr_id=tr_id)
                 pages.append(seg(s, compact(b), tr))
                 if tr not in ("M", "F"):
                     return pages
                 doc = json.loads(b)
-                fk, nk, cont = doc["ctx_area_fk100"], doc["ctx_area_nk100"], "N"
+                fk, nk, cont = doc["ctx_area_fk" + suffix], doc["ctx_area_nk" + suffix], "N"
             return pages
+
+        # --- domestic_holdings
+        def holdings(cano, tr_id="TTTC8434R"):
+            return cursor_pages("domestic_holdings", {
+                "CANO": cano, "ACNT_PRDT_CD": "01", "AFHR_FLPR_YN": "N", "OFL_YN": "",
+                "INQR_DVSN": "02", "UNPR_DVSN": "01", "FUND_STTL_ICLD_YN": "N",
+                "FNCG_AMT_AUTO_RDPT_YN": "N", "PRCS_DVSN": "00"}, "100", tr_id)
 
         seeds["holdings-3-pages"] = seed("domestic_holdings", 1, segments=holdings("12345678"))
         seeds["holdings-virtual"] = seed("domestic_holdings", 1, flags=0x01,
@@ -304,6 +314,40 @@ def main():
         m.control("/__mock/faults", {"faults": [{"kind": "sydb0050", "symbol": "*", "times": 1}]})
         seeds["holdings-restart"] = seed("domestic_holdings", 1,
                                          segments=holdings("12345678") + holdings("12345678"))
+
+        # --- domestic_minute: time paging from 10:00 (the harness's clock) back
+        def minute(sym, session="0900-1530"):
+            m.control("/__mock/config", {"minute_session": session})
+            pages, hour = [], "100000"
+            while True:
+                s, b, _ = m.get("domestic_minute", {
+                    "FID_ETC_CLS_CODE": "", "FID_COND_MRKT_DIV_CODE": "J",
+                    "FID_INPUT_ISCD": sym, "FID_INPUT_HOUR_1": hour,
+                    "FID_PW_DATA_INCU_YN": "N"})
+                pages.append(seg(s, compact(b)))
+                rows = json.loads(b).get("output2") or []
+                if len(rows) < 30:
+                    return pages
+                oldest = rows[-1]["stck_cntg_hour"]
+                t = int(oldest[:2]) * 3600 + int(oldest[2:4]) * 60 + int(oldest[4:]) - 1
+                if t < 0:
+                    return pages
+                hour = "%02d%02d%02d" % (t // 3600, t // 60 % 60, t % 60)
+
+        seeds["minute-paged"] = seed("domestic_minute", 1, segments=minute("005930"))
+        seeds["minute-whole-day"] = seed("domestic_minute", 2,
+                                         segments=minute("000660", "0000-2359"))
+        seeds["minute-notlisted"] = seed("domestic_minute", 1, segments=minute("990001"))
+
+        # --- market_holidays: cursor paging with ctx_area_fk / ctx_area_nk
+        def holidays(start):
+            return cursor_pages("market_holidays", {"BASS_DT": start}, "", limit=30)
+
+        # flags bit 4: from = today - 7 * 10 days; bit 5: to = today
+        seeds["holidays-range"] = seed("market_holidays", 1, flags=0x30, from_off=10,
+                                       segments=holidays(jd_minus(70).strftime("%Y%m%d")))
+        seeds["holidays-open-end"] = seed("market_holidays", 1, flags=0x00,
+                                          segments=holidays(TODAY.strftime("%Y%m%d")))
 
         # --- tokenP answers
         s, b = m.post("/oauth2/tokenP", {"grant_type": "client_credentials",

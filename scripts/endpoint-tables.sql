@@ -9,7 +9,8 @@ SELECT '| `endpoint` | what it reads | KIS API, tr_id (real / virtual) | keys pu
 SELECT '|---|---|---|---|---|---|';
 SELECT format('| `%s` | %s | `%s` %s%s | %s | %s | %s |', endpoint, description,
               regexp_replace(path, '^.*/', ''), tr_id_real,
-              CASE WHEN tr_id_virtual <> tr_id_real THEN ' / ' || tr_id_virtual ELSE '' END,
+              CASE WHEN tr_id_virtual IS NULL THEN ' (real accounts only)'
+                   WHEN tr_id_virtual <> tr_id_real THEN ' / ' || tr_id_virtual ELSE '' END,
               CASE WHEN key_columns = '' THEN 'none (the mapping''s account)' ELSE key_columns END,
               symbols_per_request, paging)
 FROM kis_fdw_endpoints();

@@ -19,7 +19,7 @@ static const char *
 key_columns(const KisEndpoint *ep)
 {
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
-		return "";
+		return ep->has_date ? "date" : ep->has_market ? "market" : "";
 	if (ep->has_date)
 		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
 	return ep->has_exchange ? "symbol, exchange" : "symbol, market";
@@ -36,6 +36,8 @@ paging_name(KisPaging paging)
 			return "by date";
 		case KIS_PAGING_CURSOR:
 			return "by continuation key";
+		case KIS_PAGING_TIME:
+			return "by time";
 	}
 	return "none";
 }
@@ -57,7 +59,10 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 		values[1] = CStringGetTextDatum(ep->description);
 		values[2] = CStringGetTextDatum(ep->path);
 		values[3] = CStringGetTextDatum(ep->tr_id_real);
-		values[4] = CStringGetTextDatum(ep->tr_id_virtual);
+		if (ep->tr_id_virtual != NULL)
+			values[4] = CStringGetTextDatum(ep->tr_id_virtual);
+		else
+			nulls[4] = true;	/* real accounts only */
 		values[5] = CStringGetTextDatum(key_columns(ep));
 		values[6] = Int32GetDatum(ep->batch_size);
 		values[7] = CStringGetTextDatum(paging_name(ep->paging));

@@ -231,6 +231,57 @@ static const KisColumnDef domestic_holdings_columns[] = {
 	{NULL}
 };
 
+/*
+ * ---- domestic_minute: inquire-time-itemchartprice FHKST03010200 ----
+ * Today's 1-minute bars, newest first, 30 per answer; the next page asks
+ * again with FID_INPUT_HOUR_1 before the oldest bar's time.  A time later
+ * than now is answered with bars filled at the current price, so the first
+ * page asks for now (docs/new-tables.md).
+ */
+static const KisParamDef domestic_minute_params[] = {
+	{"FID_ETC_CLS_CODE", KIS_PARAM_LITERAL, ""},
+	{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
+	{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
+	{"FID_INPUT_HOUR_1", KIS_PARAM_TIME_TO},
+	{"FID_PW_DATA_INCU_YN", KIS_PARAM_LITERAL, "N"},
+	{NULL}
+};
+
+static const KisColumnDef domestic_minute_columns[] = {
+	{"date", "stck_bsop_date", "date"},
+	{"time", "stck_cntg_hour", "time"},
+	{"open", "stck_oprc", "numeric"},
+	{"high", "stck_hgpr", "numeric"},
+	{"low", "stck_lwpr", "numeric"},
+	{"close", "stck_prpr", "numeric"},
+	{"volume", "cntg_vol", "bigint"},
+	{"trade_value", "acml_tr_pbmn", "numeric"},	/* accumulated over the day */
+	{NULL}
+};
+
+/*
+ * ---- market_holidays: chk-holiday CTCA0903R (real accounts only) ----
+ * The calendar from BASS_DT on, paged by tr_cont and ctx_area_fk/nk (no
+ * "100" in these names).  KIS asks that it be called rarely, about once a
+ * day (docs/new-tables.md).
+ */
+static const KisParamDef market_holidays_params[] = {
+	{"BASS_DT", KIS_PARAM_DATE_START},
+	{"CTX_AREA_FK", KIS_PARAM_CTX_FK},
+	{"CTX_AREA_NK", KIS_PARAM_CTX_NK},
+	{NULL}
+};
+
+static const KisColumnDef market_holidays_columns[] = {
+	{"date", "bass_dt", "date"},
+	{"weekday", "wday_dvsn_cd", "text"},
+	{"business_day", "bzdy_yn", "boolean"},
+	{"trading_day", "tr_day_yn", "boolean"},
+	{"market_open", "opnd_yn", "boolean"},
+	{"settlement_day", "sttl_day_yn", "boolean"},
+	{NULL}
+};
+
 const KisEndpoint kis_endpoints[] = {
 	{
 		.name = "domestic_price",
@@ -347,6 +398,43 @@ const KisEndpoint kis_endpoints[] = {
 		.paging = KIS_PAGING_CURSOR,
 		.restart_codes = domestic_holdings_restart_codes,
 		.columns = domestic_holdings_columns,
+	},
+	{
+		.name = "domestic_minute",
+		.description = "today's 1-minute bars of a domestic symbol, 30 per request, paged back by time",
+		.path = "/uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice",
+		.tr_id_real = "FHKST03010200",
+		.tr_id_virtual = "FHKST03010200",
+		.params = domestic_minute_params,
+		.rows_member = "output2",
+		.rows_shape = KIS_ROWS_ARRAY,
+		.extra_member = "output1",
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.has_market = true,
+		.batch_size = 1,
+		.row_date_field = "stck_bsop_date",
+		.row_time_field = "stck_cntg_hour",
+		.paging = KIS_PAGING_TIME,
+		.page_rows = 30,
+		.columns = domestic_minute_columns,
+	},
+	{
+		.name = "market_holidays",
+		.description = "the domestic business-day calendar from a given day on; KIS asks for about one call a day",
+		.path = "/uapi/domestic-stock/v1/quotations/chk-holiday",
+		.tr_id_real = "CTCA0903R",
+		.tr_id_virtual = NULL,
+		.params = market_holidays_params,
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_ANY,
+		.symbol_kind = KIS_SYMBOL_NONE,
+		.has_date = true,
+		.batch_size = 1,
+		.row_date_field = "bass_dt",
+		.paging = KIS_PAGING_CURSOR,
+		.ctx_fk_member = "ctx_area_fk",
+		.ctx_nk_member = "ctx_area_nk",
+		.columns = market_holidays_columns,
 	},
 	{NULL}
 };

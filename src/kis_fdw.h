@@ -101,6 +101,8 @@ typedef enum KisParamSource
 	KIS_PARAM_BATCH_SYMBOL,		/* name_n = symbol of the n-th key */
 	KIS_PARAM_DATE_FROM,		/* YYYYMMDD */
 	KIS_PARAM_DATE_TO,			/* YYYYMMDD, the current page's end */
+	KIS_PARAM_DATE_START,		/* YYYYMMDD, the range's first day, else today */
+	KIS_PARAM_TIME_TO,			/* HHMMSS, the current page's end (KST) */
 	KIS_PARAM_PERIOD,			/* D W M Y */
 	KIS_PARAM_PERIOD_NUMBER,	/* 0 1 2 for D W M (overseas GUBN) */
 	KIS_PARAM_ORIGINAL_PRICE,	/* 0 adjusted, 1 original (FID_ORG_ADJ_PRC) */
@@ -156,7 +158,9 @@ typedef enum KisPaging
 {
 	KIS_PAGING_NONE,
 	KIS_PAGING_DATE,			/* ask again with the end date before the oldest row */
-	KIS_PAGING_CURSOR			/* tr_cont header and ctx_area_* keys */
+	KIS_PAGING_CURSOR,			/* tr_cont header and ctx_area_* keys */
+	KIS_PAGING_TIME				/* today's bars: ask again before the oldest
+								 * row's time */
 } KisPaging;
 
 typedef struct KisEndpoint
@@ -165,7 +169,7 @@ typedef struct KisEndpoint
 	const char *description;
 	const char *path;
 	const char *tr_id_real;
-	const char *tr_id_virtual;
+	const char *tr_id_virtual;	/* NULL: KIS offers it to real accounts only */
 	const KisParamDef *params;	/* terminated by name == NULL */
 
 	const char *rows_member;	/* the answer member holding the rows */
@@ -180,6 +184,7 @@ typedef struct KisEndpoint
 	int			batch_size;		/* keys per request */
 	const char *row_symbol_field;	/* in batched answers: whose row it is */
 	const char *row_date_field; /* YYYYMMDD of a dated row */
+	const char *row_time_field; /* HHMMSS of a row (time paging) */
 	const char *notfound_field; /* "0" or "" here means: not listed */
 	const char *identity_field; /* "" here means: not listed (the price may
 								 * be "" for a listed symbol) */
@@ -187,6 +192,8 @@ typedef struct KisEndpoint
 	int			page_rows;		/* a full page (date paging) */
 	const char *const *restart_codes;	/* cursor paging: msg_cd that mean
 										 * "start the listing over" */
+	const char *ctx_fk_member;	/* cursor paging: the answer's keys (NULL: */
+	const char *ctx_nk_member;	/* ctx_area_fk100, ctx_area_nk100) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
 } KisEndpoint;
 

@@ -513,6 +513,13 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 				 errmsg("foreign table \"%s\" has no valid \"endpoint\" option",
 						get_rel_name(foreigntableid)),
 				 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
+	if (config->environment == KIS_ENV_VIRTUAL && config->endpoint->tr_id_virtual == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("endpoint %s is available on real accounts only", config->endpoint->name),
+				 errdetail("KIS offers %s (tr_id %s) to real accounts, not in the virtual environment of server \"%s\".",
+						   config->endpoint->path, config->endpoint->tr_id_real, server->servername),
+				 errhint("Read it through a server with environment 'real'.")));
 	if (config->endpoint->paging == KIS_PAGING_DATE &&
 		config->endpoint->has_exchange && strcmp(config->period, "Y") == 0)
 		ereport(ERROR,

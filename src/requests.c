@@ -44,6 +44,9 @@ typedef struct KisCall
 	List	   *keys;			/* KisKey *: 1, or up to batch_size */
 	KisRange	range;			/* as the query asked */
 	int			page_to;		/* end date (julian) of the next page */
+	int			page_time;		/* time paging: end of the next page, seconds
+								 * of the day in Korea */
+	int			day;			/* time paging: the day of the bars (julian) */
 	char	   *ctx_fk;			/* cursor paging: keys from the last page */
 	char	   *ctx_nk;
 	int			pages;			/* answers received so far */
@@ -83,6 +86,29 @@ kis_today_kst(void)
 	TimestampTz kst = GetCurrentTimestamp() + (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
 
 	return (int) (kst / USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
+}
+
+/* The time of day in Korea, in seconds */
+static int
+now_kst_seconds(void)
+{
+	TimestampTz kst = GetCurrentTimestamp() + (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
+
+	return (int) ((kst % USECS_PER_DAY) / USECS_PER_SEC);
+}
+
+/* HHMMSS -> seconds of the day, or -1 */
+static int
+text_seconds(const char *text)
+{
+	int			h,
+				m,
+				sec;
+
+	if (text == NULL || strlen(text) != 6 || strspn(text, "0123456789") != 6 ||
+		sscanf(text, "%2d%2d%2d", &h, &m, &sec) != 3 || h > 23 || m > 59 || sec > 59)
+		return -1;
+	return h * 3600 + m * 60 + sec;
 }
 
 /* RFC 3986 percent-encoding of a query value */
@@ -135,6 +161,11 @@ param_value(const KisCall *call, const KisParamDef *p)
 			return call->range.has_from ? jd_text(call->range.from) : KIS_EARLIEST_DATE;
 		case KIS_PARAM_DATE_TO:
 			return jd_text(call->page_to);
+		case KIS_PARAM_DATE_START:
+			return jd_text(call->range.has_from ? call->range.from : kis_today_kst());
+		case KIS_PARAM_TIME_TO:
+			return psprintf("%02d%02d%02d", call->page_time / 3600,
+							call->page_time / 60 % 60, call->page_time % 60);
 		case KIS_PARAM_PERIOD:
 			return config->period;
 		case KIS_PARAM_PERIOD_NUMBER:
@@ -203,6 +234,7 @@ new_call(const KisConfig *config, const KisRange *range, int today)
 	call->range.ndates = 0;		/* the IN list stays a local filter */
 	call->range.dates = NULL;
 	call->page_to = range->has_to ? range->to : today;
+	call->page_time = now_kst_seconds();
 	return call;
 }
 
@@ -298,8 +330,19 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	ListCell   *lc;
 
 	/* an open upper bound ends today: a range starting later has no rows */
-	if (ep->has_date && !range->has_to && range->has_from && range->from > today)
+	if (ep->paging == KIS_PAGING_DATE && !range->has_to && range->has_from &&
+		range->from > today)
 		return 0;
+
+	/* a calendar starts at its lower bound, else today (docs/new-tables.md) */
+	if (ep->paging == KIS_PAGING_CURSOR && ep->has_date && !range->has_from &&
+		range->has_to && range->to < today)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("a scan of endpoint %s before today needs a lower bound on \"date\"",
+						ep->name),
+				 errdetail("Without a lower bound the calendar starts today."),
+				 errhint("Add a lower bound, e.g. WHERE date >= '2025-01-01'.")));
 
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
 	{
@@ -512,6 +555,84 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
 }
 
 /*
+ * Rows of a page of today's bars (time paging), and the call's next page:
+ * a full page continues one second before its oldest bar, until the first
+ * bar of the day.  The bars are of one day, the newest KIS has: a row of
+ * an earlier day (an answer reaching past the open) is dropped and ends
+ * the paging, as is a row after the page's end (see docs/new-tables.md).
+ */
+static List *
+timed_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
+{
+	const KisEndpoint *ep = call->ep;
+	KisKey	   *key = linitial(call->keys);
+	List	   *rows = NIL;
+	int			oldest = INT_MAX;
+	bool		earlier_day = false;
+	size_t		i;
+	json_t	   *elem;
+
+	/* the first page names the day: its newest date */
+	json_array_foreach(member, i, elem)
+	{
+		int			jd;
+
+		if (call->pages == 1 && json_is_object(elem) &&
+			text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd))
+			call->day = Max(call->day, jd);
+	}
+	json_array_foreach(member, i, elem)
+	{
+		int			jd;
+		int			secs;
+
+		if (!json_is_object(elem))
+			continue;
+		secs = text_seconds(json_string_value(json_object_get(elem, ep->row_time_field)));
+		if (!text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd) ||
+			secs < 0)
+		{
+			rows = lappend(rows, row_for(call, key, NULL, NULL, "a row without a valid date and time"));
+			continue;
+		}
+		if (jd != call->day)
+		{
+			earlier_day = true;
+			continue;
+		}
+		if (secs > call->page_time)
+			continue;
+		oldest = Min(oldest, secs);
+		rows = lappend(rows, row_for(call, key, elem, extra, NULL));
+	}
+
+	if (!earlier_day && json_array_size(member) >= (size_t) ep->page_rows &&
+		oldest != INT_MAX && oldest > 0)
+	{
+		check_page_count(call);
+		call->page_time = oldest - 1;
+		send_call(f, call);
+	}
+	return rows;
+}
+
+/* A row of a dated listing outside the asked range, or past its end */
+static bool
+row_outside_range(const KisCall *call, json_t *elem, bool *past_end)
+{
+	int			jd;
+
+	if (call->ep->row_date_field == NULL || !call->ep->has_date)
+		return false;
+	if (!text_jd(json_string_value(json_object_get(elem, call->ep->row_date_field)), &jd))
+		return false;			/* its date column reports it */
+	if (call->range.has_to && jd > call->range.to)
+		*past_end = true;
+	return (call->range.has_from && jd < call->range.from) ||
+		(call->range.has_to && jd > call->range.to);
+}
+
+/*
  * Cursor paging: continue while KIS says more pages follow.  Only the
  * tr_cont header says so: ctx_area_fk100 stays set on the last page, and a
  * call made with it fails (docs/kis-answers.md).  The rows of a page are held
@@ -520,16 +641,20 @@ dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
  * states of the account.  Returns the rows to return now.
  */
 static List *
-cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows)
+cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows,
+			bool past_end)
 {
 	MemoryContext call_cxt = GetMemoryChunkContext(call);
-	const char *fk = json_string_value(json_object_get(c->resp.root, "ctx_area_fk100"));
-	const char *nk = json_string_value(json_object_get(c->resp.root, "ctx_area_nk100"));
+	const char *fk_member = call->ep->ctx_fk_member ? call->ep->ctx_fk_member : "ctx_area_fk100";
+	const char *nk_member = call->ep->ctx_nk_member ? call->ep->ctx_nk_member : "ctx_area_nk100";
+	const char *fk = json_string_value(json_object_get(c->resp.root, fk_member));
+	const char *nk = json_string_value(json_object_get(c->resp.root, nk_member));
 	MemoryContext old;
 	json_t	   *extra = NULL;
 	ListCell   *lc;
 
-	if (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0)
+	/* a dated listing past the range's end has all the rows it needs */
+	if (past_end || (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0))
 	{
 		List	   *all = NIL;
 
@@ -563,6 +688,13 @@ cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows)
 	MemoryContextSwitchTo(old);
 
 	check_page_count(call);
+	if (call->ep->has_date && !call->range.has_to &&
+		call->pages >= KIS_MAX_UNBOUNDED_PAGES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s with no upper bound on \"date\"",
+						call->pages, call->ep->name),
+				 errhint("Add an upper bound, e.g. WHERE date < current_date + 60.")));
 	call->ctx_fk = MemoryContextStrdup(call_cxt, fk ? fk : "");
 	call->ctx_nk = MemoryContextStrdup(call_cxt, nk ? nk : "");
 	send_call(f, call);
@@ -686,18 +818,21 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	}
 	else if (ep->paging == KIS_PAGING_DATE)
 		rows = dated_rows(f, call, member, extra);
+	else if (ep->paging == KIS_PAGING_TIME)
+		rows = timed_rows(f, call, member, extra);
 	else
 	{
 		size_t		i;
 		json_t	   *elem;
+		bool		past_end = false;
 
 		json_array_foreach(member, i, elem)
 		{
-			if (json_is_object(elem))
+			if (json_is_object(elem) && !row_outside_range(call, elem, &past_end))
 				rows = lappend(rows, row_for(call, NULL, elem, extra, NULL));
 		}
 		if (ep->paging == KIS_PAGING_CURSOR)
-			rows = cursor_page(f, call, c, rows);
+			rows = cursor_page(f, call, c, rows, past_end);
 	}
 	MemoryContextSwitchTo(old);
 	return rows;

@@ -490,6 +490,7 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (ep->paging != KIS_PAGING_NONE)
 		ExplainPropertyText("KIS Paging",
 							ep->paging == KIS_PAGING_DATE ? "by date, 100 rows per request" :
+							ep->paging == KIS_PAGING_TIME ? "by time, 30 rows per request" :
 							"by continuation key", es);
 	if (st->date_quals != NIL)
 		ExplainPropertyInteger("KIS Date Conditions", NULL, list_length(st->date_quals) / 3, es);

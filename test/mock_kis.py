@@ -166,6 +166,28 @@ GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 
         the other documented fields "0"/"".
     Every page served counts in pages[path].
 
+GET /uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice  tr_id FHKST03010200
+    FID_ETC_CLS_CODE (ignored), FID_COND_MRKT_DIV_CODE, FID_INPUT_ISCD, FID_INPUT_HOUR_1
+    (HHMMSS), FID_PW_DATA_INCU_YN Y/N; a bad time or flag: OPSQ2002. Prefixes as above
+    (99: output2 []). output1: as inquire-daily-itemchartprice's. output2: today's minute
+    bars from the first minute of config minute_session ("HHMM-HHMM", default
+    "0900-1530") to min(its last, the asked time), newest first, at most 30 (page back with
+    an earlier time). Row: stck_bsop_date today, stck_cntg_hour "HHMM00", with g0..g2 the
+    words of sha256(symbol + YYYYMMDD + HHMM): stck_prpr close = (1000 + g0 % 99000) // 10
+    * 10, stck_oprc/hgpr/lwpr as for daily bars, cntg_vol = g2 % 100000, acml_tr_pbmn the
+    day's sum of vol * close up to that bar. Each asked [symbol, time] is listed in stats
+    "asked"[path].
+
+GET /uapi/domestic-stock/v1/quotations/chk-holiday                   tr_id CTCA0903R
+    BASS_DT (YYYYMMDD, else OPSQ2002), CTX_AREA_FK, CTX_AREA_NK. The calendar from BASS_DT
+    to December 31 of the year after today, 20 days a page: output [{bass_dt,
+    wday_dvsn_cd 01 Sunday..07 Saturday, bzdy_yn, tr_day_yn, opnd_yn, sttl_day_yn}];
+    weekends and 01-01 03-01 05-05 06-06 08-15 10-03 10-09 12-25 all "N"; 12-31 a business
+    day without trading. Body ctx_area_fk = BASS_DT, ctx_area_nk = the next page's first
+    day ("" on the last), both space-padded to 100; response header tr_cont "M" when more
+    follow, else "D". Request tr_cont "N" needs CTX_AREA_FK = BASS_DT and CTX_AREA_NK a
+    day after it, else OPSQ2002. Every page served counts in pages[path].
+
 Bars (both daily endpoints)
 ---------------------------
 Trading days are Monday..Friday (no holidays) from data_start (config, default 20150102) up
@@ -219,7 +241,8 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "holdings" (0..100000),
                       "multprice_shape" ("array" | "object"),
                       "multprice_signs" ("signed" | "unsigned"),
-                      "overseas_session" ("open" | "closed")}
+                      "overseas_session" ("open" | "closed"),
+                      "minute_session" ("HHMM-HHMM")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow close expire_token invalid_token (any /uapi endpoint, after the rate check),
@@ -269,6 +292,8 @@ DAILY_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 OVERSEAS_PATH = "/uapi/overseas-price/v1/quotations/price"
 OVERSEAS_DAILY_PATH = "/uapi/overseas-price/v1/quotations/dailyprice"
 BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
+MINUTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice"
+HOLIDAY_PATH = "/uapi/domestic-stock/v1/quotations/chk-holiday"
 QUOTE_TR_ID = "FHKST01010100"
 MARKET_OFFSET = {"J": 0, "NX": 10, "UN": 5}
 KST = datetime.timezone(datetime.timedelta(hours=9))  # Korea: UTC+9, no DST
@@ -335,6 +360,12 @@ LISTING = {"AAPL": "NAS", "MSFT": "NAS", "TSLA": "NAS", "NVDA": "NAS", "AMZN": "
 PERIODS = {"D", "W", "M", "Y"}
 OVERSEAS_PERIODS = {"0": "D", "1": "W", "2": "M"}
 BALANCE_PAGE_SIZE = {"TTTC8434R": 50, "VTTC8434R": 20}
+MAX_MINUTE_BARS = 30       # rows per inquire-time-itemchartprice call
+HOLIDAY_PAGE = 20          # days per chk-holiday page (KIS's size is not documented)
+# Fixed closed days of the mock's calendar (MMDD), and the KRX year-end closing day
+# (a business day without trading).
+CLOSED_DAYS = frozenset(("0101", "0301", "0505", "0606", "0815", "1003", "1009", "1225"))
+YEAR_END = "1231"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -368,6 +399,14 @@ def _choice(key, *values):
 _multprice_shape = _choice("multprice_shape", "array", "object")
 
 
+def _hhmm_range(value):
+    """ "HHMM-HHMM": the first and last minute bar of the day."""
+    match = re.fullmatch(r"([01]\d|2[0-3])([0-5]\d)-([01]\d|2[0-3])([0-5]\d)", str(value))
+    if not match or match.group(1) + match.group(2) > match.group(3) + match.group(4):
+        raise ValueError(f"not a HHMM-HHMM range: {value!r}")
+    return str(value)
+
+
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
 CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
@@ -376,7 +415,8 @@ CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(fl
                 "holdings": _non_negative(int, MAX_HOLDINGS),
                 "multprice_shape": _multprice_shape,
                 "multprice_signs": _choice("multprice_signs", "signed", "unsigned"),
-                "overseas_session": _choice("overseas_session", "open", "closed")}
+                "overseas_session": _choice("overseas_session", "open", "closed"),
+                "minute_session": _hhmm_range}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -962,11 +1002,23 @@ def asking_price(call):
     return kis("MCA00000", output1=book, output2=expected)
 
 
-def daily_chart(call):
-    symbol, market, p = call.symbols[0], _market(call), call.params
+def chart_prelude(call):
+    """(symbol, market, the answer a bad market or the symbol's prefix selects or None) of
+    the domestic chart endpoints (99 is answered later: after the parameter checks)."""
+    symbol, market = call.symbols[0], _market(call)
     if market is None:
-        return kis("OPSQ2001")
-    special = _prefix_reply(symbol) if symbol[:2] != "99" else None
+        return symbol, market, kis("OPSQ2001")
+    return symbol, market, _prefix_reply(symbol) if symbol[:2] != "99" else None
+
+
+def unlisted_chart(symbol):
+    """A domestic chart's answer for a 99 symbol: output1 zeroed, output2 []."""
+    return kis("MCA00000", output1=zeroed(chart_summary(symbol, "J"),
+                                          text=("hts_kor_isnm", "stck_shrn_iscd")), output2=[])
+
+
+def daily_chart(call):
+    (symbol, market, special), p = chart_prelude(call), call.params
     if special:
         return special
     first, last = parse_ymd(p.get("fid_input_date_1")), parse_ymd(p.get("fid_input_date_2"))
@@ -975,9 +1027,7 @@ def daily_chart(call):
             or adjust not in ("", "0", "1"):
         return kis("OPSQ2002")
     if symbol[:2] == "99":
-        return kis("MCA00000", output1=zeroed(chart_summary(symbol, "J"),
-                                              text=("hts_kor_isnm", "stck_shrn_iscd")),
-                   output2=[])
+        return unlisted_chart(symbol)
     rows = domestic_chart_rows(symbol, period, first, last, call.state.today(), adjust == "1",
                                call.state.data_start())
     return kis("MCA00000", output1=chart_summary(symbol, market), output2=rows)
@@ -1047,6 +1097,81 @@ def inquire_balance(call):
                output2=[balance_summary(cano, count)])
 
 
+def minute_bars(symbol, day, session, until):
+    """inquire-time-itemchartprice output2: the minute bars of day from the session's
+    first minute up to `until` (seconds of the day), newest first, at most 30."""
+    first = int(session[:2]) * 60 + int(session[2:4])
+    last = int(session[5:7]) * 60 + int(session[7:9])
+    last = min(last, until // 60)
+    rows, value = [], 0
+    for minute in range(first, last + 1):
+        hhmm = f"{minute // 60:02d}{minute % 60:02d}"
+        g0, g1, g2, _ = _words(f"{symbol}{ymd(day)}{hhmm}", 4)
+        close = (1000 + g0 % 99000) // 10 * 10
+        opn = max(10, close + (g1 % 21 - 10) * 10)
+        high = max(opn, close) + (g1 >> 8) % 11 * 10
+        low = max(10, min(opn, close) - (g1 >> 16) % 11 * 10)
+        vol = g2 % 100_000
+        value += vol * close
+        rows.append({"stck_bsop_date": ymd(day), "stck_cntg_hour": hhmm + "00",
+                     "stck_prpr": str(close), "stck_oprc": str(opn), "stck_hgpr": str(high),
+                     "stck_lwpr": str(low), "cntg_vol": str(vol), "acml_tr_pbmn": str(value)})
+    return rows[::-1][:MAX_MINUTE_BARS]
+
+
+def minute_chart(call):
+    (symbol, market, special), p = chart_prelude(call), call.params
+    if special:
+        return special
+    hour = p.get("fid_input_hour_1", "")
+    if not re.fullmatch(r"([01]\d|2[0-3])[0-5]\d[0-5]\d", hour) \
+            or p.get("fid_pw_data_incu_yn", "") not in ("Y", "N"):
+        return kis("OPSQ2002")
+    call.state.note_asked(call.path, [symbol, hour])
+    if symbol[:2] == "99":
+        return unlisted_chart(symbol)
+    until = int(hour[:2]) * 3600 + int(hour[2:4]) * 60 + int(hour[4:])
+    rows = minute_bars(symbol, call.state.today(), call.state.setting("minute_session"), until)
+    return kis("MCA00000", output1=chart_summary(symbol, market), output2=rows)
+
+
+def calendar_day(day):
+    """One chk-holiday row: weekends and CLOSED_DAYS closed, YEAR_END no trading."""
+    mmdd = day.strftime("%m%d")
+    weekday = day.isoweekday() % 7 + 1      # 01 Sunday .. 07 Saturday
+    business = weekday not in (1, 7) and mmdd not in CLOSED_DAYS
+    trading = business and mmdd != YEAR_END
+    yn = lambda b: "Y" if b else "N"
+    return {"bass_dt": ymd(day), "wday_dvsn_cd": f"{weekday:02d}", "bzdy_yn": yn(business),
+            "tr_day_yn": yn(trading), "opnd_yn": yn(trading), "sttl_day_yn": yn(trading)}
+
+
+def chk_holiday(call):
+    p, state = call.params, call.state
+    first = parse_ymd(p.get("bass_dt"))
+    if first is None:
+        return kis("OPSQ2002")
+    tr_cont = (call.headers.get("tr_cont") or "").strip()
+    start = first
+    if tr_cont == "N":
+        start = parse_ymd(p.get("ctx_area_nk", "").strip())
+        if p.get("ctx_area_fk", "").strip() != ymd(first) or start is None or start <= first:
+            return kis("OPSQ2002")
+    elif tr_cont:
+        return kis("OPSQ2002")
+    end = datetime.date(state.today().year + 1, 12, 31)   # the calendar's last day
+    days = []
+    day = start
+    while day <= end and len(days) < HOLIDAY_PAGE:
+        days.append(calendar_day(day))
+        day += ONE_DAY
+    more = day <= end
+    state.count_page(call.path)
+    return kis("MCA00000", headers=(("tr_cont", "M" if more else "D"),),
+               ctx_area_fk=ymd(first).ljust(CTX_WIDTH),
+               ctx_area_nk=(ymd(day) if more else "").ljust(CTX_WIDTH), output=days)
+
+
 # --------------------------------------------------------------------------- endpoint table
 
 def _one(name):
@@ -1087,6 +1212,10 @@ ENDPOINTS = {
     BALANCE_PATH: Endpoint(
         frozenset(BALANCE_PAGE_SIZE), inquire_balance, lambda params: [],
         ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt")),
+    MINUTE_PATH: Endpoint(
+        frozenset({"FHKST03010200"}), minute_chart, _one("fid_input_iscd"),
+        ("stck_prpr", "stck_oprc", "stck_hgpr", "stck_lwpr", "cntg_vol")),
+    HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: []),
 }
 
 
@@ -1137,6 +1266,7 @@ class MockState:
         self.last_issue = {}    # appkey -> time.monotonic() of its last token issuance
         self.last_new = {}      # appkey -> (its last new token, time.monotonic() of it)
         self.cursors = {}       # (ctx_area_fk100, ctx_area_nk100) stripped -> next index
+        self.asked = {}         # path -> [symbol, FID_INPUT_HOUR_1] asked, in order
 
     @staticmethod
     def _inc(table, key):
@@ -1153,6 +1283,10 @@ class MockState:
     def count_page(self, path):
         with self.lock:
             self._inc(self.pages, path)
+
+    def note_asked(self, path, value):
+        with self.lock:
+            self.asked.setdefault(path, []).append(value)
 
     def setting(self, key):
         with self.lock:
@@ -1316,6 +1450,7 @@ class MockState:
                         by_appkey={k: dict(v) for k, v in self.by_appkey.items()},
                         by_path=dict(self.by_path),
                         pages=dict(self.pages),
+                        asked={k: list(v) for k, v in self.asked.items()},
                         tokens_issued_by_appkey=dict(self.tokens_by_appkey),
                         faults_injected=dict(self.faults_injected),
                         errors=dict(self.errors),
@@ -1655,6 +1790,8 @@ def parse_args(argv):
                    help="intstock-multprice change fields with or without their sign")
     p.add_argument("--overseas-session", choices=("open", "closed"), default="open",
                    help="closed: overseas price answers have an empty last for listed symbols")
+    p.add_argument("--minute-session", default="0900-1530",
+                   help="HHMM-HHMM: the first and last minute bar of the day")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):

@@ -44,7 +44,8 @@ SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3"
                    "timeout_ms": "30000"}
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
-                 "overseas_session": "open", "data_start": "20150102", "token_reuse": 0}
+                 "overseas_session": "open", "data_start": "20150102", "token_reuse": 0,
+                 "minute_session": "0900-1530"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
 
@@ -877,6 +878,26 @@ def test_terminate():
     check_prices(rows, c_syms, "fresh session")
 
 
+def run_with_pg_cron(name, sql):
+    """Schedule sql in our database with pg_cron (1.4: once a minute at the minute), wait
+    for its first run, which must succeed, and unschedule it."""
+    run("CREATE EXTENSION IF NOT EXISTS pg_cron", db="postgres")
+    body = sql.replace("'", "''")
+    rows, err, rc = run(f"SELECT cron.schedule_in_database('{name}', '* * * * *', "
+                        f"'{body}', '{DB}')", db="postgres")
+    check(rc == 0, f"cron.schedule_in_database: {err}")
+    job = rows[0][0]
+    try:
+        def ran():
+            r, _, _ = run(f"SELECT status, return_message FROM cron.job_run_details "
+                          f"WHERE jobid = {job} AND status IN ('succeeded', 'failed')", db="postgres")
+            return r
+        wait_until(ran, f"pg_cron to run {name}", limit=90)
+        check(ran()[0][0] == "succeeded", f"the scheduled {name} failed: {ran()}")
+    finally:
+        run(f"SELECT cron.unschedule({job})", db="postgres")
+
+
 def test_mv_refresh_with_pg_cron():
     """The README's recipe: a quotes materialized view refreshed by pg_cron;
     a failed refresh (KIS down, on_error 'error') keeps the previous rows."""
@@ -901,25 +922,14 @@ def test_mv_refresh_with_pg_cron():
 
     if os.environ.get("KIS_PG_CRON") != "1":
         raise Skipped("no pg_cron for this PostgreSQL major (the failed-refresh half passed)")
-    # pg_cron runs the refresh (pg_cron 1.4: once a minute at the minute)
-    run("CREATE EXTENSION IF NOT EXISTS pg_cron", db="postgres")
-    rows, err, rc = run(f"SELECT cron.schedule_in_database('kis_quotes', '* * * * *', "
-                        f"'REFRESH MATERIALIZED VIEW CONCURRENTLY quotes', '{DB}')", db="postgres")
-    check(rc == 0, f"cron.schedule_in_database: {err}")
-    job = rows[0][0]
+    # pg_cron runs the refresh
     try:
-        def ran():
-            r, _, _ = run(f"SELECT status, return_message FROM cron.job_run_details "
-                          f"WHERE jobid = {job} AND status IN ('succeeded', 'failed')", db="postgres")
-            return r
-        wait_until(ran, "pg_cron to run the refresh", limit=90)
-        check(ran()[0][0] == "succeeded", f"the scheduled refresh failed: {ran()}")
+        run_with_pg_cron("kis_quotes", "REFRESH MATERIALIZED VIEW CONCURRENTLY quotes")
         after, _, _ = run("SELECT symbol, price, fetched_at > "
                           f"'{before[0][2]}'::timestamptz FROM quotes ORDER BY symbol")
         check_prices([r[:2] for r in after], syms, "quotes after the scheduled refresh")
         check(all(r[2] == "t" for r in after), f"pg_cron's refresh did not refetch: {after}")
     finally:
-        run(f"SELECT cron.unschedule({job})", db="postgres")
         run("DROP MATERIALIZED VIEW quotes")
 
 
@@ -1331,6 +1341,128 @@ def test_several_accounts_as_one_table():
         drop_two_keys()
 
 
+# --------------------------------------------------------------------------- new tables
+# issue 14 items 8 and 9: domestic_minute (time paging), market_holidays (cursor
+# paging over a date range).
+
+MINUTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice"
+HOLIDAY_PATH = "/uapi/domestic-stock/v1/quotations/chk-holiday"
+MOCK_TODAY = "2025-12-30"
+
+
+def minute_close(symbol, hhmm):
+    """The close of the mock's minute bar of its today (test/mock_kis.py minute_bars)."""
+    g0 = int(hashlib.sha256(f"{symbol}20251230{hhmm}".encode()).hexdigest()[0:8], 16)
+    return (1000 + g0 % 99000) // 10 * 10
+
+
+def first_asked(symbol):
+    """The FID_INPUT_HOUR_1 of the first minute request for symbol, in seconds."""
+    hours = [h for s, h in stats()["asked"].get(MINUTE_PATH, []) if s == symbol]
+    check(hours, f"no minute request for {symbol}")
+    return int(hours[0][:2]) * 3600 + int(hours[0][2:4]) * 60 + int(hours[0][4:])
+
+
+def check_minute_bars(rows, symbol, asked):
+    """rows [time, close]: every minute bar from 00:00 to the asked time, once, right."""
+    minutes = asked // 60 + 1
+    want = {f"{m // 60:02d}:{m % 60:02d}:00": str(minute_close(symbol, f"{m // 60:02d}{m % 60:02d}"))
+            for m in range(minutes)}
+    got = dict((r[0], r[1]) for r in rows)
+    check(len(rows) == minutes and got == want,
+          f"{symbol}: {len(rows)} bars, expected {minutes}; wrong: "
+          f"{[(t, got.get(t), c) for t, c in want.items() if got.get(t) != c][:5]}")
+
+
+def test_minute_paging():
+    """domestic_minute pages back 30 bars a request, asking again one second before the
+    oldest bar, to the first bar of the day: every bar once, ceil(bars / 30) requests,
+    each asking before the last page's oldest bar."""
+    mock_config(minute_session="0000-2359")
+    for sql in ("DROP FOREIGN TABLE IF EXISTS minute",
+                "CREATE FOREIGN TABLE minute (symbol text, date date, time time, close numeric) "
+                "SERVER kis OPTIONS (endpoint 'domestic_minute')"):
+        must(run(sql)[:2], sql)
+    syms = symbols(2)
+    rows = must(run(f"SELECT symbol, time, close, date FROM minute "
+                    f"WHERE symbol IN ({sql_list(syms)}) ORDER BY 1, 2")[:2], "minute bars")
+    st = stats()
+    requests = 0
+    for s in syms:
+        asked = first_asked(s)
+        check_minute_bars([r[1:3] for r in rows if r[0] == s], s, asked)
+        check(all(r[3] == MOCK_TODAY for r in rows if r[0] == s), f"{s}: dates {rows[:2]}")
+        pages = -(-(asked // 60 + 1) // 30)
+        hours = [h for x, h in st["asked"][MINUTE_PATH] if x == s]
+        check(len(hours) == pages and all(h.endswith("59") for h in hours[1:]),
+              f"{s}: asked {hours}, expected {pages} pages each one second before the last")
+        requests += pages
+    check(st["by_path"] == {MINUTE_PATH: requests}, f"requests {st['by_path']}, expected {requests}")
+
+
+def test_holidays_paging():
+    """market_holidays follows the tr_cont cursor (ctx_area_fk/nk sent back) from the
+    lower bound, and stops at the page that passes the upper bound; with no upper
+    bound, at KIS's last page."""
+    for sql in ("DROP FOREIGN TABLE IF EXISTS holidays",
+                "CREATE FOREIGN TABLE holidays (date date, market_open boolean) "
+                "SERVER kis OPTIONS (endpoint 'market_holidays')"):
+        must(run(sql)[:2], sql)
+    rows = must(run("SELECT count(*), min(date), max(date) FROM holidays "
+                    "WHERE date BETWEEN '2025-01-01' AND '2025-01-25'")[:2], "25 days")
+    check(rows == [["25", "2025-01-01", "2025-01-25"]], f"25 days: {rows}")
+    check(stats()["pages"] == {HOLIDAY_PATH: 2}, f"25 days: pages {stats()['pages']}")
+    reset_mock()
+    # the mock's calendar ends 2026-12-31: 61 days, pages of 20
+    rows = must(run("SELECT count(*), count(*) FILTER (WHERE market_open) FROM holidays "
+                    "WHERE date >= '2026-11-01'")[:2], "no upper bound")
+    check(rows == [["61", "42"]], f"no upper bound: {rows}")
+    check(stats()["pages"] == {HOLIDAY_PATH: 4} and stats()["errors"] == {},
+          f"no upper bound: pages {stats()['pages']}, errors {stats()['errors']}")
+
+
+def readme_minute_recipe():
+    """(CREATE TABLE statement, the scheduled INSERT) of the README's minute-bar recipe."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```sql\n(.*?)```", f.read(), re.S)
+    block = next(b for b in blocks if "CREATE TABLE minute_bars" in b)
+    create = block.split(";", 1)[0]
+    match = re.search(r"SELECT cron\.schedule\('minute_bars', '[^']*', \$\$(.*?)\$\$\);", block, re.S)
+    check(match, f"the README's minute-bar recipe has no cron.schedule: {block}")
+    return create, match.group(1)
+
+
+def test_minute_bars_with_pg_cron():
+    """The README's minute-bar recipe as written: its table, and its INSERT scheduled by
+    pg_cron after the same INSERT stored part of the day: every bar of the day up to the
+    scheduled run is stored once."""
+    mock_config(minute_session="0000-2359")
+    create, insert = readme_minute_recipe()
+    syms = symbols(2)
+    for sql in ("DROP TABLE IF EXISTS minute_bars", "DROP TABLE IF EXISTS watchlist",
+                "DROP FOREIGN TABLE IF EXISTS domestic_minute",
+                "IMPORT FOREIGN SCHEMA kis LIMIT TO (domestic_minute) FROM SERVER kis INTO public",
+                "CREATE TABLE watchlist (symbol text PRIMARY KEY)",
+                f"INSERT INTO watchlist VALUES ({'), ('.join(map(repr, syms))})",
+                create, insert):
+        must(run(sql)[:2], sql)
+    first = int(run("SELECT count(*) FROM minute_bars")[0][0][0])
+    check(first > 0 or first_asked(syms[0]) < 60, f"the first INSERT stored nothing")
+    if os.environ.get("KIS_PG_CRON") != "1":
+        raise Skipped("no pg_cron for this PostgreSQL major (the recipe's table and INSERT passed)")
+    reset_mock()
+    mock_config(minute_session="0000-2359")
+    run_with_pg_cron("kis_minute_bars", insert)
+    for s in syms:
+        rows = must(run(f"SELECT to_char(time, 'HH24:MI:SS'), close FROM minute_bars "
+                        f"WHERE symbol = '{s}' AND market = 'J' AND date = '{MOCK_TODAY}' "
+                        f"ORDER BY 1")[:2], "stored bars")
+        check_minute_bars(rows, s, first_asked(s))
+    for sql in ("DROP TABLE minute_bars", "DROP TABLE watchlist", "DROP FOREIGN TABLE domestic_minute"):
+        run(sql)
+
+
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
@@ -1343,7 +1475,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log,
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
-         test_several_accounts_as_one_table]
+         test_several_accounts_as_one_table,
+         test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron]
 
 
 # --------------------------------------------------------------------------- gate

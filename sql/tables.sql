@@ -1,0 +1,56 @@
+--
+-- tables: the tables of issue 14 part 2, as IMPORT FOREIGN SCHEMA makes
+-- them: market_holidays (chk-holiday, real accounts only), domestic_minute
+-- (today's minute bars).  The mock's calendar closes weekends, 01-01, 03-01,
+-- 05-05, 06-06, 08-15, 10-03, 10-09, 12-25, and does not trade on 12-31
+-- (test/mock_kis.py).
+--
+CREATE SCHEMA kis_new;
+IMPORT FOREIGN SCHEMA kis LIMIT TO (market_holidays, domestic_minute)
+  FROM SERVER kis INTO kis_new;
+\d kis_new.market_holidays
+\d kis_new.domestic_minute
+SET search_path = kis_new, public;
+
+-- market_holidays: a date range; 20 days a page in the mock, so 3 pages
+SELECT date, weekday, business_day, trading_day, market_open, settlement_day
+FROM market_holidays WHERE date BETWEEN '2025-12-24' AND '2026-01-05' ORDER BY date;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM market_holidays WHERE date >= '2025-01-01' AND date < '2025-03-01';
+SELECT count(*), count(*) FILTER (WHERE market_open) AS open_days
+FROM market_holidays WHERE date >= '2025-01-01' AND date < '2025-03-01';
+-- the days the market is closed in a year (no weekends)
+SELECT date FROM market_holidays
+WHERE date >= '2025-01-01' AND date <= '2025-12-31' AND NOT market_open
+  AND extract(isodow FROM date) < 6
+ORDER BY date;
+-- date IN: the range from the first to the last, filtered
+SELECT date, market_open FROM market_holidays
+WHERE date IN ('2025-12-25', '2025-12-26', '2026-01-01') ORDER BY date;
+-- a reversed range is an error, as for daily tables
+SELECT count(*) FROM market_holidays WHERE date > '2026-01-10' AND date < '2026-01-05';
+-- before today without a lower bound: the calendar starts today
+SELECT count(*) FROM market_holidays WHERE date < '2020-01-01';
+-- the virtual environment has no holiday inquiry
+CREATE SERVER kis_virtual FOREIGN DATA WRAPPER kis_fdw
+  OPTIONS (environment 'virtual', base_url 'http://127.0.0.1:1');
+CREATE FOREIGN TABLE virtual_holidays (date date, market_open boolean)
+  SERVER kis_virtual OPTIONS (endpoint 'market_holidays');
+SELECT * FROM virtual_holidays WHERE date >= '2025-01-01' AND date < '2025-02-01';
+DROP SERVER kis_virtual CASCADE;
+
+-- domestic_minute: a symbol is needed; bars depend on the time of day, so
+-- only their shape is checked here (test/test_fdw.py counts the pages)
+SELECT * FROM domestic_minute;
+EXPLAIN (COSTS OFF) SELECT * FROM domestic_minute WHERE symbol = '005930';
+SELECT count(*) = count(DISTINCT time) AS one_bar_a_minute,
+       bool_and(low <= least(open, close) AND high >= greatest(open, close)) AS bars_consistent,
+       bool_and(symbol = '005930' AND market = 'J') AS keys,
+       count(DISTINCT date) <= 1 AS one_day
+FROM domestic_minute WHERE symbol = '005930';
+SELECT count(*) FROM domestic_minute WHERE symbol = '991234';
+SELECT symbol FROM domestic_minute WHERE symbol = '981234';
+SELECT * FROM domestic_minute WHERE symbol = '005930' AND market = 'X';
+
+RESET search_path;
+DROP SCHEMA kis_new CASCADE;
