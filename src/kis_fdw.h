@@ -557,19 +557,58 @@ extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion)
 extern char *kis_row_value(const KisRow *row, const char *field);
 
 /* ----------------------------------------------------------------
+ * keys.c: the pushed-down key conditions, evaluated (scan and join)
+ * ----------------------------------------------------------------
+ */
+struct PlanState;
+struct ExprContext;
+struct RelationData;
+
+/* The key conditions of a plan, ready to evaluate */
+typedef struct KisKeyExprs
+{
+	int			qual_pos[KIS_NUM_LIST_KEYS];	/* index into exprs, or -1 */
+	bool		qual_is_array[KIS_NUM_LIST_KEYS];
+	int			planned[KIS_NUM_LIST_KEYS]; /* values known at plan time, or -1 */
+	bool		from_rows[KIS_NUM_LIST_KEYS];	/* values come from table data */
+	List	   *date_quals;		/* (op, index into exprs, given in the query) */
+	List	   *exprs;			/* ExprState per pushed-down condition */
+} KisKeyExprs;
+
+/* What one run asks for: every (symbol, venue) pair, in one date range */
+typedef struct KisRunKeys
+{
+	List	   *symbols;		/* distinct, sorted */
+	List	   *venues;			/* distinct, sorted */
+	KisRange	range;
+	bool		can_match;		/* false: nothing to ask (empty range) */
+	bool		from_rows;		/* values come from table data, not the query */
+} KisRunKeys;
+
+extern void kis_keys_init(KisKeyExprs *ke, List *keys, List *dates, List *exprs,
+						  struct PlanState *parent);
+extern char *kis_key_text(Datum value, Oid type);
+extern List *kis_key_strings(Datum value, Oid type, bool is_array);
+extern void kis_keys_eval(const KisKeyExprs *ke, struct ExprContext *econtext,
+						  struct RelationData *rel, const KisConfig *config,
+						  bool with_symbols, KisRunKeys *out);
+extern bool kis_run_keys_equal(const KisRunKeys *a, const KisRunKeys *b);
+extern void kis_run_keys_copy(KisRunKeys *dst, const KisRunKeys *src);
+
+/* ----------------------------------------------------------------
  * run.c: one run of requests, from keys to tuples (scan and join)
  * ----------------------------------------------------------------
  */
 typedef struct KisRunner KisRunner;
 
-struct RelationData;
 struct TupleTableSlot;
 struct ExplainState;
 
 extern KisRunner *kis_runner_create(struct RelationData *rel, const KisConfig *config,
 									List *needed, MemoryContext parent);
-extern void kis_runner_start(KisRunner *runner, List *symbols, List *venues,
-							 const KisRange *range, bool can_match);
+extern void kis_runner_start(KisRunner *runner, const KisRunKeys *keys);
+extern void kis_runner_start_keys(KisRunner *runner, List *keys, const KisRange *range,
+								  bool can_match, bool from_rows);
 extern bool kis_runner_started(const KisRunner *runner);
 extern bool kis_runner_next(KisRunner *runner, struct TupleTableSlot *slot);
 extern KisPoll kis_runner_poll(KisRunner *runner, struct TupleTableSlot *slot);
@@ -613,8 +652,11 @@ extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
 											 struct Plan *outer_plan);
 extern double kis_planned_requests(const KisEndpoint *ep, double nkeys);
 extern bool kisIsForeignPathAsyncCapable(struct ForeignPath *path);
+extern List *kis_plan_keys(struct RelOptInfo *baserel, Oid relid, List *clauses,
+						   List **exprs, List **keys, List **dates, bool *has_symbol);
+extern void kis_plan_partition_dates(struct PlannerInfo *root, struct RelOptInfo *baserel,
+									 Oid relid, List **exprs, List **dates);
 
-extern List *kis_key_strings(Datum value, Oid type, bool is_array);
 extern void kisBeginForeignScan(struct ForeignScanState *node, int eflags);
 extern struct TupleTableSlot *kisIterateForeignScan(struct ForeignScanState *node);
 extern void kisReScanForeignScan(struct ForeignScanState *node);

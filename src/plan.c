@@ -261,30 +261,33 @@ needed_attnums(RelOptInfo *baserel, List *local_quals)
 	return result;
 }
 
-ForeignScan *
-kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
-				  ForeignPath *best_path, List *tlist, List *scan_clauses,
-				  Plan *outer_plan)
+/*
+ * Split clauses (RestrictInfos of baserel, foreign table relid) into
+ * pushed-down key conditions
+ * and local filters.  The first condition on a list key is pushed down
+ * (others stay local filters); every date comparison narrows the date
+ * range.  Fills *exprs with the pushed expressions, *keys and *dates with
+ * the integer lists described at the top of this file, and returns the
+ * local filters (bare clauses).  *has_symbol says whether a symbol
+ * condition was found.
+ */
+List *
+kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, List **exprs,
+			  List **keys, List **dates, bool *has_symbol)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
-	const KisEndpoint *ep = ps->config.endpoint;
 	List	   *local_quals = NIL;
-	List	   *fdw_exprs = NIL;
-	List	   *keys = NIL;
-	List	   *dates = NIL;
 	int			qual_pos[KIS_NUM_LIST_KEYS];
 	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
 	ListCell   *lc;
 
+	*exprs = NIL;
+	*keys = NIL;
+	*dates = NIL;
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 		qual_pos[k] = -1;
 
-	/*
-	 * scan_clauses has the join clauses too when the path is parameterized.
-	 * The first condition on a list key is pushed down (others stay local
-	 * filters); every date comparison narrows the date range.
-	 */
-	foreach(lc, scan_clauses)
+	foreach(lc, clauses)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		KisKeyQual	q;
@@ -296,46 +299,89 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 		{
 			if (q.key == KIS_KEY_DATE)
 			{
-				dates = lappend_int(dates, q.op);
-				dates = lappend_int(dates, list_length(fdw_exprs));
-				dates = lappend_int(dates, !kis_depends_on_rows((Node *) q.expr));
+				*dates = lappend_int(*dates, q.op);
+				*dates = lappend_int(*dates, list_length(*exprs));
+				*dates = lappend_int(*dates, !kis_depends_on_rows((Node *) q.expr));
 				if (q.loose)
 					local_quals = lappend(local_quals, rinfo->clause);
 			}
 			else
 			{
-				qual_pos[q.key] = list_length(fdw_exprs);
+				qual_pos[q.key] = list_length(*exprs);
 				quals[q.key] = q;
 			}
-			fdw_exprs = lappend(fdw_exprs, q.expr);
+			*exprs = lappend(*exprs, q.expr);
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
 	}
 
-	/*
-	 * A partition's bound on "date" narrows its range too
-	 * (docs/partitions.md); crossing the query's bounds, it matches nothing.
-	 */
-	if (ps->key_attnums[KIS_KEY_DATE] != InvalidAttrNumber)
 	{
-		foreach(lc, kis_partition_bound_clauses(foreigntableid, baserel->relid))
-		{
-			KisKeyQual	q;
+		bool		has_qual[KIS_NUM_LIST_KEYS];
 
-			if (kis_match_key_clause(baserel, make_simple_restrictinfo(root, lfirst(lc)),
-									 ps->key_attnums, &q) &&
-				q.key == KIS_KEY_DATE && q.op != KIS_OP_IN)
-			{
-				dates = lappend_int(dates, q.op);
-				dates = lappend_int(dates, list_length(fdw_exprs));
-				dates = lappend_int(dates, KIS_DATE_PARTITION_BOUND);
-				fdw_exprs = lappend(fdw_exprs, q.expr);
-			}
+		for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
+			has_qual[k] = qual_pos[k] >= 0;
+		count_partition_symbols(relid, ps, quals, has_qual);
+	}
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
+	{
+		*keys = lappend_int(*keys, qual_pos[k]);
+		*keys = lappend_int(*keys, qual_pos[k] >= 0 && quals[k].op == KIS_OP_IN);
+		*keys = lappend_int(*keys, qual_pos[k] >= 0 ? quals[k].nconst : -1);
+	}
+	*has_symbol = qual_pos[KIS_KEY_SYMBOL] >= 0;
+	return local_quals;
+}
+
+/*
+ * A partition's bound on "date" narrows its range too (docs/partitions.md);
+ * crossing the query's bounds, it matches nothing.  Appends to *exprs and
+ * *dates as kis_plan_keys lays them out.
+ */
+void
+kis_plan_partition_dates(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
+						 List **exprs, List **dates)
+{
+	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	ListCell   *lc;
+
+	if (ps->key_attnums[KIS_KEY_DATE] == InvalidAttrNumber)
+		return;
+	foreach(lc, kis_partition_bound_clauses(relid, baserel->relid))
+	{
+		KisKeyQual	q;
+
+		if (kis_match_key_clause(baserel, make_simple_restrictinfo(root, lfirst(lc)),
+								 ps->key_attnums, &q) &&
+			q.key == KIS_KEY_DATE && q.op != KIS_OP_IN)
+		{
+			*dates = lappend_int(*dates, q.op);
+			*dates = lappend_int(*dates, list_length(*exprs));
+			*dates = lappend_int(*dates, KIS_DATE_PARTITION_BOUND);
+			*exprs = lappend(*exprs, q.expr);
 		}
 	}
+}
 
-	if (ep->symbol_kind != KIS_SYMBOL_NONE && qual_pos[KIS_KEY_SYMBOL] < 0)
+ForeignScan *
+kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+				  ForeignPath *best_path, List *tlist, List *scan_clauses,
+				  Plan *outer_plan)
+{
+	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
+	List	   *local_quals;
+	List	   *fdw_exprs;
+	List	   *keys;
+	List	   *dates;
+	bool		has_symbol;
+
+	/* scan_clauses has the join clauses too when the path is parameterized */
+	local_quals = kis_plan_keys(baserel, foreigntableid, scan_clauses, &fdw_exprs, &keys,
+								&dates, &has_symbol);
+	kis_plan_partition_dates(root, baserel, foreigntableid, &fdw_exprs, &dates);
+
+	if (ep->symbol_kind != KIS_SYMBOL_NONE && !has_symbol)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("a scan of foreign table \"%s\" needs a condition on \"symbol\"",
@@ -344,20 +390,6 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				 errdetail("The table has no column named \"symbol\".") :
 				 errdetail("KIS answers for given symbols only; kis_fdw never crawls a whole market."),
 				 errhint("Add WHERE symbol = '005930', symbol IN (...), symbol = ANY (ARRAY(SELECT symbol FROM ...)), or join on symbol.")));
-
-	{
-		bool		has_qual[KIS_NUM_LIST_KEYS];
-
-		for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
-			has_qual[k] = qual_pos[k] >= 0;
-		count_partition_symbols(foreigntableid, ps, quals, has_qual);
-	}
-	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
-	{
-		keys = lappend_int(keys, qual_pos[k]);
-		keys = lappend_int(keys, qual_pos[k] >= 0 && quals[k].op == KIS_OP_IN);
-		keys = lappend_int(keys, qual_pos[k] >= 0 ? quals[k].nconst : -1);
-	}
 
 	return make_foreignscan(tlist, local_quals, baserel->relid, fdw_exprs,
 							list_make3(keys, dates, needed_attnums(baserel, local_quals)),

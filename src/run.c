@@ -89,6 +89,7 @@ struct KisRunner
 	KisFetcher *fetcher;
 	int			nkeys;
 	List	   *skipped;		/* "symbol: reason" of skipped keys */
+	List	   *invalid;		/* KisRow *s of keys not sent (bad values) */
 	KisCompletion *current;		/* the answer whose rows are being returned */
 	List	   *rows;			/* its KisRow *s */
 	int			next_row;
@@ -230,21 +231,78 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 }
 
 /*
- * Start a run over every (symbol, venue) pair of the two lists of
- * strings (symbols is ignored by account endpoints); the run keeps
- * copies.  A bad symbol or
- * venue is an ERROR naming it, before anything is sent.  With
- * can_match false (an empty date range) nothing is sent and the run
- * returns no rows.
+ * Start a run over every (symbol, venue) pair of keys (symbols is ignored
+ * by account endpoints); the run keeps copies.
  */
 void
-kis_runner_start(KisRunner *r, List *symbols, List *venues,
-				 const KisRange *range, bool can_match)
+kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 {
-	const KisEndpoint *ep = r->config->endpoint;
-	List	   *keys = NIL;
+	List	   *pairs = NIL;
 	ListCell   *ls;
 	ListCell   *lv;
+
+	if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	{
+		foreach(ls, keys->symbols)
+		{
+			foreach(lv, keys->venues)
+			{
+				KisKey	   *key = palloc(sizeof(KisKey));
+
+				key->symbol = lfirst(ls);
+				key->venue = lfirst(lv);
+				pairs = lappend(pairs, key);
+			}
+		}
+	}
+	kis_runner_start_keys(r, pairs, &keys->range, keys->can_match, keys->from_rows);
+}
+
+/* Why a key cannot be sent, or NULL */
+static const char *
+invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
+{
+	if (!kis_symbol_is_valid(ep->symbol_kind, key->symbol))
+		return "invalid symbol";
+	if (ep->has_exchange ? !kis_exchange_is_valid(key->venue) :
+		!kis_market_is_valid(key->venue))
+		return ep->has_exchange ? "invalid exchange" : "invalid market";
+	return NULL;
+}
+
+/* The ERROR for a key that cannot be sent */
+static void
+report_invalid_key(const KisEndpoint *ep, const KisKey *key)
+{
+	if (!kis_symbol_is_valid(ep->symbol_kind, key->symbol))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid symbol \"%s\"", key->symbol),
+				 errhint("%s", kis_symbol_hint(ep->symbol_kind))));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s \"%s\"", ep->has_exchange ? "exchange" : "market",
+					key->venue),
+			 ep->has_exchange ?
+			 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
+			 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
+}
+
+/*
+ * Start a run over a list of KisKey (distinct; NIL for account
+ * endpoints); the run keeps copies.  A bad symbol or venue is an ERROR
+ * naming it, before anything is sent, unless it comes from table data
+ * (from_rows) and on_error is 'skip' or 'row': then it is a failed key
+ * like one KIS refused, and the others are asked for.  With can_match
+ * false (an empty date range) nothing is sent and the run returns no rows.
+ */
+void
+kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
+					  bool can_match, bool from_rows)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+	List	   *valid = NIL;
+	ListCell   *lc;
 	MemoryContext old;
 
 	Assert(r->run_cxt == NULL);
@@ -256,52 +314,60 @@ kis_runner_start(KisRunner *r, List *symbols, List *venues,
 	r->next_row = 0;
 	r->wave = NIL;
 	r->wave_ready = false;
+	r->invalid = NIL;
 
-	foreach(ls, symbols)
+	/*
+	 * A bad key is an ERROR unless it comes from table data and on_error
+	 * says otherwise; symbols first, then venues: the first bad one is
+	 * named.
+	 */
+	if (!from_rows || r->config->on_error == KIS_ON_ERROR_ERROR)
 	{
-		if (!kis_symbol_is_valid(ep->symbol_kind, lfirst(ls)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid symbol \"%s\"", (char *) lfirst(ls)),
-					 errhint("%s", kis_symbol_hint(ep->symbol_kind))));
-	}
-	foreach(lv, venues)
-	{
-		if (ep->has_exchange ? !kis_exchange_is_valid(lfirst(lv)) :
-			!kis_market_is_valid(lfirst(lv)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid %s \"%s\"", ep->has_exchange ? "exchange" : "market",
-							(char *) lfirst(lv)),
-					 ep->has_exchange ?
-					 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
-					 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
-	}
-	if (ep->symbol_kind != KIS_SYMBOL_NONE)
-	{
-		foreach(ls, symbols)
+		foreach(lc, keys)
 		{
-			foreach(lv, venues)
-			{
-				KisKey	   *key = palloc(sizeof(KisKey));
-
-				key->symbol = pstrdup(lfirst(ls));
-				key->venue = pstrdup(lfirst(lv));
-				keys = lappend(keys, key);
-			}
+			if (!kis_symbol_is_valid(ep->symbol_kind, ((KisKey *) lfirst(lc))->symbol))
+				report_invalid_key(ep, lfirst(lc));
+		}
+		foreach(lc, keys)
+		{
+			if (invalid_key_problem(ep, lfirst(lc)) != NULL)
+				report_invalid_key(ep, lfirst(lc));
 		}
 	}
 
 	/* a partition asks only for the keys of its bound (partition.c) */
 	keys = kis_partition_keys(r->partition, keys);
+	foreach(lc, keys)
+	{
+		KisKey	   *key = lfirst(lc);
+		KisKey	   *copy = palloc(sizeof(KisKey));
+		const char *problem = invalid_key_problem(ep, key);
+
+		copy->symbol = pstrdup(key->symbol);
+		copy->venue = pstrdup(key->venue);
+		if (problem == NULL)
+			valid = lappend(valid, copy);
+		else
+		{
+			KisRow	   *row = palloc0(sizeof(KisRow));
+
+			row->key = copy;
+			row->problem = pstrdup(problem);
+			r->invalid = lappend(r->invalid, row);
+		}
+	}
+
 	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE ? 1 : list_length(keys);
-	if (can_match && r->nkeys > 0)
+	if (!can_match)
+		r->invalid = NIL;
+	if (can_match && r->nkeys > 0 && (valid != NIL || ep->symbol_kind == KIS_SYMBOL_NONE))
 	{
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
-		if (kis_requests_start(r->fetcher, r->config, keys, range) == 0)
+		if (kis_requests_start(r->fetcher, r->config, valid, range) == 0 &&
+			r->invalid == NIL)
 			r->nkeys = 0;
 	}
-	r->keys_requested += ep->symbol_kind == KIS_SYMBOL_NONE ? 0 : list_length(keys);
+	r->keys_requested += ep->symbol_kind == KIS_SYMBOL_NONE ? 0 : list_length(valid);
 	MemoryContextSwitchTo(old);
 }
 
@@ -330,6 +396,7 @@ kis_runner_end(KisRunner *r)
 	r->run_cxt = NULL;
 	r->current = NULL;
 	r->rows = NIL;
+	r->invalid = NIL;
 	r->next_row = 0;
 	r->wave = NIL;
 	r->wave_ready = false;
@@ -393,6 +460,8 @@ column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
 		case KIS_COL_VENUE:
 			return row->key ? row->key->venue : NULL;
 		case KIS_COL_FETCHED_AT:
+			if (c == NULL)		/* a key never sent */
+				return NULL;
 			return DatumGetCString(DirectFunctionCall1(timestamptz_out,
 													   TimestampTzGetDatum(c->completed_at)));
 		case KIS_COL_ERROR:
@@ -642,6 +711,16 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
 	ExecClearTuple(slot);
 	MemoryContextReset(r->row_cxt);
+
+	/* keys from table data that could not be sent fail first */
+	while (r->invalid != NIL)
+	{
+		KisRow	   *row = linitial(r->invalid);
+
+		r->invalid = list_delete_first(r->invalid);
+		if (handle_failure(r, slot, row, NULL))
+			return KIS_POLL_ROW;
+	}
 
 	while (r->fetcher != NULL)
 	{

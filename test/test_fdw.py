@@ -774,6 +774,37 @@ def test_connect_timeout():
         run("DROP SERVER IF EXISTS kis_silent CASCADE")
 
 
+def test_rescan_same_keys():
+    """A correlated sub-select run once per outer row asks KIS once per
+    distinct run of equal symbols, not once per row."""
+    sym, other = symbols(2)
+    run("DROP TABLE IF EXISTS rescan_rows")
+    run(f"CREATE TABLE rescan_rows AS SELECT g AS n, '{sym}'::text AS symbol "
+        f"FROM generate_series(1, 20) g")
+    rows, err, rc = run("SELECT n, (SELECT price FROM kis_prices q WHERE q.symbol = r.symbol) "
+                        "FROM rescan_rows r ORDER BY n")
+    check(rc == 0 and "WARNING" not in err, f"query failed: {err}")
+    check(len(rows) == 20 and all(r[1] == str(price(sym)) for r in rows), f"rows: {rows}")
+    s = stats()
+    check(s["requests"] == 1, f"mock saw {s['requests']} requests for one symbol, expected 1")
+    # a changed key is asked again; returning to an old key asks again too
+    run(f"UPDATE rescan_rows SET symbol = '{other}' WHERE n BETWEEN 8 AND 12")
+    reset_mock()
+    rows, err, rc = run("SELECT n, (SELECT price FROM kis_prices q WHERE q.symbol = r.symbol) "
+                        "FROM (SELECT * FROM rescan_rows ORDER BY n) r")
+    check(rc == 0, f"query failed: {err}")
+    got = {int(r[0]): r[1] for r in rows}
+    check(all(got[n] == str(price(other if 8 <= n <= 12 else sym)) for n in range(1, 21)),
+          f"rows: {rows}")
+    check(stats()["requests"] == 3, f"mock saw {stats()['requests']} requests, expected 3")
+    # a sub-select left early (LIMIT 1) still completes its run once and replays it
+    reset_mock()
+    rows, err, rc = run("SELECT n, (SELECT price FROM kis_prices q WHERE q.symbol = r.symbol "
+                        "LIMIT 1) FROM rescan_rows r WHERE n < 8 ORDER BY n")
+    check(rc == 0 and len(rows) == 7, f"query failed: {err} {rows}")
+    check(stats()["requests"] == 1, f"LIMIT 1: mock saw {stats()['requests']} requests, expected 1")
+
+
 def _fd_check_after_abort(s, pid, baseline, what):
     n = backend_fds(pid)
     print(f"    ({what}: fds {n}, baseline {baseline})")
@@ -1476,7 +1507,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
          test_several_accounts_as_one_table,
-         test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron]
+         test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
+         test_rescan_same_keys]
 
 
 # --------------------------------------------------------------------------- gate
