@@ -16,6 +16,7 @@ OBJS = \
 	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \
+	src/join.o \
 	src/keys.o \
 	src/limiter.o \
 	src/options.o \

@@ -4,7 +4,8 @@
  *	  The registry of kis_fdw: the FDW handler naming each callback, the
  *	  module's GUCs and start-up, and IMPORT FOREIGN SCHEMA.  The callbacks
  *	  live with the capability they belong to: planning in src/plan.c, the
- *	  scan's execution in src/scan.c, keys to tuples in src/run.c, HTTP in
+ *	  scan's execution in src/scan.c, the batched join (its planner hook and
+ *	  node) in src/join.c, keys to tuples in src/run.c, HTTP in
  *	  src/fetch.c, JSON in src/response.c, options in src/options.c.
  *
  *-------------------------------------------------------------------------
@@ -90,6 +91,7 @@ _PG_init(void)
 							60, 0, 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	kis_join_init();
 	kis_shmem_init();
 	MarkGUCPrefixReserved("kis_fdw");
 }

@@ -14,11 +14,11 @@ EXPLAIN (COSTS OFF)
 SELECT * FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio))
 $$);
 
--- a join: parameterized nested loop (one request per outer row)
+-- a join: the portfolio is read first, its symbols fetched in one batch
 EXPLAIN (COSTS OFF)
 SELECT p.symbol, q.price FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol;
 
--- with symbols given, the join reads them in one batch instead
+-- with symbols given, the scan reads them in one batch itself
 EXPLAIN (COSTS OFF)
 SELECT p.symbol, q.price FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol
 WHERE q.symbol IN ('005930', '000660');

@@ -18,7 +18,7 @@ SELECT count(*) FROM kis_prices WHERE symbol = NULL;
 SELECT q.symbol, q.price
 FROM kis_prices q WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM portfolio)) ORDER BY 1;
 
--- a join: a parameterized nested loop, one request per portfolio row
+-- a join: the portfolio's symbols in one batch (join.sql has every shape)
 SELECT p.symbol, p.qty, q.price, p.qty * q.price AS value
 FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol ORDER BY 1;
 SELECT p.symbol, q.price

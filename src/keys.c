@@ -329,8 +329,15 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 	out->from_rows = ke->from_rows[KIS_KEY_SYMBOL] || ke->from_rows[venue_key];
 }
 
-static bool
-equal_strings(List *a, List *b)
+static int
+compare_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/* Do two lists hold equal elements in the same order? */
+bool
+kis_lists_equal(List *a, List *b, list_sort_comparator cmp)
 {
 	ListCell   *la;
 	ListCell   *lb;
@@ -339,7 +346,7 @@ equal_strings(List *a, List *b)
 		return false;
 	forboth(la, a, lb, b)
 	{
-		if (strcmp(lfirst(la), lfirst(lb)) != 0)
+		if (cmp(la, lb) != 0)
 			return false;
 	}
 	return true;
@@ -353,8 +360,8 @@ kis_run_keys_equal(const KisRunKeys *a, const KisRunKeys *b)
 		return false;
 	if (!a->can_match)
 		return true;
-	return equal_strings(a->symbols, b->symbols) &&
-		equal_strings(a->venues, b->venues) &&
+	return kis_lists_equal(a->symbols, b->symbols, compare_strings) &&
+		kis_lists_equal(a->venues, b->venues, compare_strings) &&
 		a->range.has_from == b->range.has_from &&
 		a->range.has_to == b->range.has_to &&
 		(!a->range.has_from || a->range.from == b->range.from) &&

@@ -593,6 +593,7 @@ extern void kis_keys_eval(const KisKeyExprs *ke, struct ExprContext *econtext,
 						  struct RelationData *rel, const KisConfig *config,
 						  bool with_symbols, KisRunKeys *out);
 extern bool kis_run_keys_equal(const KisRunKeys *a, const KisRunKeys *b);
+extern bool kis_lists_equal(List *a, List *b, list_sort_comparator cmp);
 extern void kis_run_keys_copy(KisRunKeys *dst, const KisRunKeys *src);
 
 /* ----------------------------------------------------------------
@@ -631,6 +632,15 @@ extern List *kis_partition_keys(KisPartitionFilter *filter, List *keys);
 extern bool kis_partition_row_ok(KisPartitionFilter *filter, struct TupleTableSlot *slot);
 
 /* ----------------------------------------------------------------
+ * join.c: the batched join
+ * ----------------------------------------------------------------
+ */
+extern bool kis_enable_batched_join;	/* GUC */
+extern int	kis_batched_join_max_keys;	/* GUC */
+
+extern void kis_join_init(void);
+
+/* ----------------------------------------------------------------
  * plan.c and scan.c: the foreign scan's callbacks
  * ----------------------------------------------------------------
  */
@@ -650,8 +660,22 @@ extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
 											 struct ForeignPath *best_path,
 											 List *tlist, List *scan_clauses,
 											 struct Plan *outer_plan);
+
+/* Planner state of a kis foreign table, in its RelOptInfo's fdw_private */
+typedef struct KisPlanState
+{
+	KisConfig	config;
+	AttrNumber	key_attnums[KIS_NUM_KEYS];
+	bool		has_qual[KIS_NUM_LIST_KEYS];
+	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
+} KisPlanState;
+
 extern double kis_planned_requests(const KisEndpoint *ep, double nkeys);
 extern bool kisIsForeignPathAsyncCapable(struct ForeignPath *path);
+extern double kis_planned_values(const KisPlanState *ps, KisKeyColumn key,
+								 double if_unknown);
+extern void kis_estimate_cost(const KisConfig *config, double nrequests, double rows,
+							  Cost *startup, Cost *total);
 extern List *kis_plan_keys(struct RelOptInfo *baserel, Oid relid, List *clauses,
 						   List **exprs, List **keys, List **dates, bool *has_symbol);
 extern void kis_plan_partition_dates(struct PlannerInfo *root, struct RelOptInfo *baserel,

@@ -47,19 +47,10 @@
 #define KIS_NO_KEY_COST			1.0e10	/* a path that must not be chosen */
 #define KIS_ACCOUNT_ROWS		50	/* holdings of an account, a guess */
 
-/* Planner state, in baserel->fdw_private */
-typedef struct KisPlanState
-{
-	KisConfig	config;
-	AttrNumber	key_attnums[KIS_NUM_KEYS];
-	bool		has_qual[KIS_NUM_LIST_KEYS];
-	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
-} KisPlanState;
-
 /* Time a scan of nrequests takes, as startup and total cost */
-static void
-estimate_cost(const KisConfig *config, double nrequests, double rows,
-			  Cost *startup, Cost *total)
+void
+kis_estimate_cost(const KisConfig *config, double nrequests, double rows,
+				  Cost *startup, Cost *total)
 {
 	double		rounds = ceil(nrequests / config->max_concurrency);
 	double		ms = rounds * KIS_ASSUMED_LATENCY_MS;
@@ -71,9 +62,24 @@ estimate_cost(const KisConfig *config, double nrequests, double rows,
 	*total = KIS_STARTUP_COST + ms * KIS_COST_PER_MS + rows * cpu_tuple_cost;
 }
 
+/*
+ * One request per rescan of a parameterized path: a nested loop sends
+ * them one after another, each waiting for the rate gate.
+ */
+static void
+estimate_rescan_cost(const KisConfig *config, double rows, Cost *startup, Cost *total)
+{
+	double		ms = KIS_ASSUMED_LATENCY_MS;
+
+	if (config->rate_limit > 0)
+		ms = Max(ms, 1000.0 / config->rate_limit);
+	*startup = KIS_STARTUP_COST + ms * KIS_COST_PER_MS;
+	*total = *startup + rows * cpu_tuple_cost;
+}
+
 /* How many values a list key gives: its known count, or a guess */
-static double
-planned_values(const KisPlanState *ps, KisKeyColumn key, double if_unknown)
+double
+kis_planned_values(const KisPlanState *ps, KisKeyColumn key, double if_unknown)
 {
 	if (!ps->has_qual[key])
 		return key == KIS_KEY_SYMBOL ? if_unknown : 1;
@@ -158,8 +164,8 @@ kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	}
 	count_partition_symbols(foreigntableid, ps, ps->quals, ps->has_qual);
 
-	nkeys = planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
-		planned_values(ps, KIS_KEY_MARKET, 1) * planned_values(ps, KIS_KEY_EXCHANGE, 1);
+	nkeys = kis_planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
+		kis_planned_values(ps, KIS_KEY_MARKET, 1) * kis_planned_values(ps, KIS_KEY_EXCHANGE, 1);
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
 		baserel->rows = KIS_ACCOUNT_ROWS;
 	else if (ep->paging == KIS_PAGING_DATE)
@@ -213,8 +219,8 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	if (ep->paging == KIS_PAGING_DATE)
 		nkeys = baserel->rows / ep->page_rows;
 	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
-		estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), baserel->rows,
-					  &startup, &total);
+		kis_estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), baserel->rows,
+						  &startup, &total);
 	else
 		startup = total = KIS_NO_KEY_COST;
 
@@ -238,7 +244,7 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			continue;
 
 		/* one symbol per outer row: one request per rescan */
-		estimate_cost(&ps->config, 1, rows, &startup, &total);
+		estimate_rescan_cost(&ps->config, rows, &startup, &total);
 		add_path(baserel, (Path *)
 				 kis_create_foreignscan_path(root, baserel, NULL, rows,
 											 startup, total, NIL,

@@ -805,6 +805,140 @@ def test_rescan_same_keys():
     check(stats()["requests"] == 1, f"LIMIT 1: mock saw {stats()['requests']} requests, expected 1")
 
 
+def _join_table(name, syms):
+    run(f"DROP TABLE IF EXISTS {name}")
+    _, err, rc = run(f"CREATE TABLE {name} (id serial, symbol text, qty int)")
+    check(rc == 0, f"create {name}: {err}")
+    values = ", ".join(f"('{sym}', {i + 1})" for i, sym in enumerate(syms))
+    _, err, rc = run(f"INSERT INTO {name} (symbol, qty) VALUES {values}; ANALYZE {name}")
+    check(rc == 0, f"fill {name}: {err}")
+
+
+def test_join_batches():
+    """A plain join, LEFT JOIN, IN, EXISTS and LATERAL each ask the mock once
+    per distinct symbol of the other side, concurrently; domestic_multi_price
+    once per 30."""
+    mock_config(latency_ms=100)
+    syms = symbols(40)
+    _join_table("join_pf", syms + syms[:5] + ["NULL"])  # duplicates and a NULL
+    run("UPDATE join_pf SET symbol = NULL WHERE symbol = 'NULL'")
+    shapes = {
+        "join": "SELECT p.symbol, q.price FROM join_pf p JOIN kis_prices q ON q.symbol = p.symbol",
+        "left join": "SELECT p.symbol, q.price FROM join_pf p LEFT JOIN kis_prices q "
+                     "ON q.symbol = p.symbol WHERE p.symbol IS NOT NULL",
+        "in": "SELECT q.symbol, q.price FROM kis_prices q WHERE q.symbol IN (SELECT symbol FROM join_pf)",
+        "exists": "SELECT p.symbol, (SELECT 1) FROM join_pf p WHERE EXISTS "
+                  "(SELECT 1 FROM kis_prices q WHERE q.symbol = p.symbol)",
+        "lateral": "SELECT p.symbol, l.price FROM join_pf p, "
+                   "LATERAL (SELECT price FROM kis_prices q WHERE q.symbol = p.symbol) l",
+    }
+    for shape, sql in shapes.items():
+        reset_mock()
+        mock_config(latency_ms=100)
+        rows, err, rc = run(sql)
+        check(rc == 0 and "WARNING" not in err, f"{shape}: {err}")
+        distinct = {r[0]: r for r in rows}
+        check(set(distinct) == set(syms), f"{shape}: symbols {sorted(distinct)}")
+        if shape != "exists":
+            check(all(r[1] == str(price(r[0])) for r in rows), f"{shape}: wrong prices {rows}")
+        s = stats()
+        print(f"    ({shape}: requests {s['requests']}, max_in_flight {s['max_in_flight']})")
+        check(s["requests"] == 40, f"{shape}: mock saw {s['requests']} requests, expected 40")
+        check(s["max_in_flight"] > 1, f"{shape}: one request at a time")
+
+    reset_mock()
+    mock_config(latency_ms=100)
+    many = symbols(60)
+    _join_table("join_many", many)
+    run("DROP FOREIGN TABLE IF EXISTS join_multi")
+    run("CREATE FOREIGN TABLE join_multi (symbol text, price numeric) "
+        "SERVER kis OPTIONS (endpoint 'domestic_multi_price')")
+    rows, err, rc = run("SELECT p.symbol, q.price FROM join_many p JOIN join_multi q USING (symbol)")
+    check(rc == 0, f"multi: {err}")
+    check_prices(rows, many, "multi")
+    check(stats()["requests"] == 2, f"multi: mock saw {stats()['requests']} requests, expected 2")
+
+
+def test_join_cancel_frees_descriptors():
+    """A batched join cancelled while its requests are out leaves no
+    descriptor behind, and the session goes on."""
+    slow = symbols(3, "96") + symbols(5)
+    _join_table("join_slow", slow)
+    with Session() as s:
+        pid = s.pid()
+        must(s.query("EXPLAIN SELECT * FROM kis_prices WHERE symbol = '005930'"), "warm")
+        baseline = backend_fds(pid)
+        join = "SELECT p.symbol, q.price FROM join_slow p JOIN kis_prices q USING (symbol)"
+        plan = must(s.query("EXPLAIN (COSTS OFF) " + join), "explain")
+        check(any("KIS Batched Join" in r[0] for r in plan), f"not a batched join: {plan}")
+        bg = s.background(join)
+        wait_active(pid)
+        cancel_backend(pid, bg)
+        _fd_check_after_abort(s, pid, baseline, "cancelled join")
+        fast = symbols(4)
+        _join_table("join_fast", fast)
+        check_prices(must(s.query("SELECT p.symbol, q.price FROM join_fast p "
+                                  "JOIN kis_prices q USING (symbol)"), "join after"), fast)
+
+
+def _anon_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def _peak_while(s, pid, sql):
+    """Run sql in session s; (rows, growth of private memory at its peak, kB)."""
+    before = peak = _anon_kb(pid)
+    bg = s.background(sql)
+    while bg.is_alive():
+        peak = max(peak, _anon_kb(pid))
+        time.sleep(0.01)
+    bg.join(WAIT)
+    return must(bg.result, sql[:60]), peak - before
+
+
+def test_join_large_outer():
+    """100,000 outer rows holding 2,000 distinct symbols: one request per
+    symbol, and the backend's private memory at its peak grows little more
+    than for the ANY form (the outer rows go to a tuplestore of work_mem,
+    then disk)."""
+    syms = symbols(2000)
+    run("DROP TABLE IF EXISTS join_big")
+    arr = "ARRAY[" + sql_list(syms) + "]"
+    _, err, rc = run(f"CREATE TABLE join_big AS SELECT g AS id, ({arr})[1 + g % 2000] AS symbol, "
+                     f"repeat('x', 200) AS pad FROM generate_series(1, 100000) g; ANALYZE join_big")
+    check(rc == 0, f"create: {err}")
+    expected = [["100000", str(50 * sum(price(sym) for sym in syms)), "200"]]
+    with Session() as s:
+        pid = s.pid()
+        must(s.query("SET work_mem = '4MB'"), "work_mem")
+        # warm caches and connections with a scan of the same symbols
+        must(s.query("SELECT count(*) FROM kis_prices WHERE symbol = ANY "
+                     "(ARRAY(SELECT DISTINCT symbol FROM join_big))"), "warm-up")
+        rows, any_growth = _peak_while(
+            s, pid, "SELECT count(*), sum(q.price), min(length(b.pad)) "
+            "FROM join_big b JOIN (SELECT * FROM kis_prices WHERE symbol = ANY "
+            "(ARRAY(SELECT symbol FROM join_big))) q USING (symbol)")
+        check(rows == expected, f"ANY form rows: {rows}")
+        reset_mock()
+        mock_config(latency_ms=5)
+        rows, join_growth = _peak_while(
+            s, pid, "SELECT count(*), sum(q.price), min(length(b.pad)) "
+            "FROM join_big b JOIN kis_prices q USING (symbol)")
+    print(f"    (private memory at the peak: ANY form +{any_growth} kB, "
+          f"join +{join_growth} kB; requests {stats()['requests']})")
+    check(rows == expected, f"rows: {rows}")
+    check(stats()["requests"] == 2000, f"mock saw {stats()['requests']} requests, expected 2000")
+    check(stats()["max_in_flight"] > 1, "one request at a time")
+    # the outer rows alone are 25 MB: held in memory, they would show
+    check(join_growth <= any_growth + 12 * 1024,
+          f"the join's private memory grew by {join_growth} kB, the ANY form's by "
+          f"{any_growth} kB (allowed: 12 MB more, 3 x work_mem)")
+
+
 def _fd_check_after_abort(s, pid, baseline, what):
     n = backend_fds(pid)
     print(f"    ({what}: fds {n}, baseline {baseline})")
@@ -1508,7 +1642,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
          test_several_accounts_as_one_table,
          test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
-         test_rescan_same_keys]
+         test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
+         test_join_large_outer]
 
 
 # --------------------------------------------------------------------------- gate

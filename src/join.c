@@ -1,0 +1,1127 @@
+/*-------------------------------------------------------------------------
+ *
+ * join.c
+ *	  The batched join: a kis foreign table joined on its key columns to
+ *	  any other relation reads the other side first, collects its distinct
+ *	  keys, fetches them as one concurrent, rate-gated run (run.c), and
+ *	  joins locally.  Without it, such a join is a parameterized nested
+ *	  loop: one request per outer row, one after another.
+ *
+ * Planning: set_join_pathlist_hook offers a CustomPath for joins whose
+ * inner side is a kis foreign table (a base relation) and whose join
+ * clauses include "kis.symbol = <expression of the other side>" (and
+ * likewise market or exchange).  Join types: INNER, LEFT (the kis side
+ * nullable), SEMI and ANTI, and an inner join over the unique-ified other
+ * side of an IN (SELECT ...).  The plan is a CustomScan over one child
+ * plan, the other side; its scan tuple (custom_scan_tlist) is the child's
+ * columns followed by the kis table's columns the join needs, so that the
+ * join conditions, the filters and the target list all read that one
+ * tuple.
+ *
+ * Execution: the first call reads the child into a tuplestore (work_mem,
+ * then disk) and its distinct non-NULL keys into a hash table (at most
+ * kis_fdw.batched_join_max_keys), starts one run over them and keeps the
+ * fetched rows in memory, indexed by symbol.  Then it reads the stored
+ * child rows again and, for each, tries the fetched rows of its symbol
+ * against the join conditions.  A rescan whose parameters did not change
+ * reads the stored rows again; one whose keys turn out the same keeps the
+ * fetched rows.
+ *
+ * The kis table's own conditions (date ranges, a market) are pushed down
+ * as in a scan (kis_plan_keys) and checked again on each row.  All join
+ * conditions are checked on each pair, so the result never depends on
+ * what was pushed down.
+ *
+ * Memory of a join node (es_query_cxt):
+ *	  "kis_fdw join"        config, expressions, runner (run.c), tuplestore
+ *	    "kis_fdw join keys" the current batch's keys and fetched rows;
+ *	                        reset when the keys change
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "commands/explain.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "optimizer/tlist.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/selfuncs.h"
+#include "utils/tuplestore.h"
+
+#include "compat.h"
+#include "kis_fdw.h"
+
+#define KIS_JOIN_NAME	"KIS Batched Join"
+
+/*
+ * Setting up a batch (tuplestore, hash tables) costs a little more than
+ * one request of a nested loop, so that one outer row keeps the
+ * parameterized path, and two rows or more batch.
+ */
+#define KIS_JOIN_STARTUP_COST	200.0
+
+/* GUCs */
+bool		kis_enable_batched_join = true;
+int			kis_batched_join_max_keys = 10000;
+
+static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
+
+/*
+ * custom_private of the plan, a list of:
+ *	  jointype      JOIN_INNER, JOIN_LEFT, JOIN_SEMI or JOIN_ANTI
+ *	  relid         the kis foreign table
+ *	  userid        the role whose user mapping it uses (InvalidOid: the
+ *	                current user)
+ *	  nouter        columns of the child's tuple (first in the scan tuple)
+ *	  inner_attnos  the kis table's attnum of each following column
+ *	  keys, dates   the kis table's own key conditions (plan.c)
+ *	  key_names     "symbol", and "market" or "exchange" when joined on it
+ * custom_exprs: join conditions, other conditions (outer joins: applied
+ * after the join), the other side's symbol expression and venue
+ * expression (or NULL), and the kis table's own key expressions.
+ */
+enum
+{
+	PRIV_JOINTYPE,
+	PRIV_RELID,
+	PRIV_USERID,
+	PRIV_NOUTER,
+	PRIV_INNER_ATTNOS,
+	PRIV_KEYS,
+	PRIV_DATES,
+	PRIV_KEY_NAMES
+};
+
+enum
+{
+	EXPRS_JOIN_QUALS,
+	EXPRS_OTHER_QUALS,
+	EXPRS_SYMBOL,
+	EXPRS_VENUE,
+	EXPRS_KIS_KEYS
+};
+
+/* What the path carries to PlanCustomPath */
+typedef struct KisJoinInfo
+{
+	JoinType	jointype;
+	RelOptInfo *kisrel;
+	RestrictInfo *symbol_clause;
+	RestrictInfo *venue_clause; /* or NULL */
+	Expr	   *symbol_expr;	/* the other side's value */
+	Expr	   *venue_expr;
+	List	   *restrictlist;
+} KisJoinInfo;
+
+/* A key of the batch: a symbol and, when the join gives it, a venue */
+typedef struct KisJoinKey
+{
+	KisKey		key;			/* venue NULL when not joined on it */
+} KisJoinKey;
+
+/* The fetched rows of one symbol */
+typedef struct KisJoinRows
+{
+	char	   *symbol;			/* hash key */
+	List	   *rows;			/* MinimalTuples */
+} KisJoinRows;
+
+typedef struct KisJoinState
+{
+	CustomScanState css;
+	MemoryContext cxt;
+	MemoryContext batch_cxt;
+
+	JoinType	jointype;
+	int			nouter;
+	int			ninner;
+	AttrNumber *inner_attnos;
+	List	   *key_names;
+	ExprState  *join_qual;
+	ExprState  *other_qual;
+	ExprState  *symbol_expr;
+	ExprState  *venue_expr;
+	Oid			symbol_type;
+	Oid			venue_type;
+	AttrNumber	symbol_attno;	/* in the kis table */
+
+	KisConfig	config;
+	Relation	rel;
+	KisKeyExprs keys;
+	KisRunner  *runner;			/* NULL under plain EXPLAIN */
+
+	Tuplestorestate *outer_rows;
+	TupleTableSlot *outer_slot; /* reads them back */
+	TupleTableSlot *fetch_slot; /* the runner's tuples */
+	TupleTableSlot *inner_slot; /* a fetched row */
+
+	/* the batch */
+	bool		fetched;		/* outer rows read, keys fetched */
+	bool		have_last;		/* last_* describe the fetched rows */
+	KisRunKeys	last;			/* its keys (venues from the kis table) */
+	List	   *last_pairs;		/* or, joined on the venue, its KisKeys */
+	HTAB	   *rows_by_symbol;
+
+	/* the join */
+	bool		have_outer;
+	bool		matched;
+	List	   *candidates;
+	int			next_candidate;
+
+	/* EXPLAIN ANALYZE */
+	int64		batches;
+	int64		batches_reused;
+	int64		outer_total;
+	int64		keys_total;
+} KisJoinState;
+
+static CustomPathMethods kis_join_path_methods;
+static CustomScanMethods kis_join_scan_methods;
+static CustomExecMethods kis_join_exec_methods;
+
+/* ----------------------------------------------------------------
+ * Planning
+ * ----------------------------------------------------------------
+ */
+
+/* Is rel a kis foreign table, a plain base relation? */
+static bool
+is_kis_baserel(PlannerInfo *root, RelOptInfo *rel)
+{
+	return rel->reloptkind == RELOPT_BASEREL &&
+		rel->rtekind == RTE_RELATION &&
+		rel->fdwroutine != NULL &&
+		rel->fdwroutine->GetForeignRelSize == kisGetForeignRelSize &&
+		!planner_rt_fetch(rel->relid, root)->inh;
+}
+
+/*
+ * A join clause "kis.<key> = <expression of the other side>", as a join
+ * condition (not a filter above an outer join); its other side in *value.
+ */
+static RestrictInfo *
+find_key_clause(RelOptInfo *kisrel, List *joinclauses, AttrNumber attnum,
+				Relids outer_relids, Expr **value)
+{
+	AttrNumber	attnums[KIS_NUM_KEYS];
+	ListCell   *lc;
+
+	if (attnum == InvalidAttrNumber)
+		return NULL;
+	for (int k = 0; k < KIS_NUM_KEYS; k++)
+		attnums[k] = InvalidAttrNumber;
+	attnums[KIS_KEY_SYMBOL] = attnum;
+	foreach(lc, joinclauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		KisKeyQual	q;
+
+		if (kis_match_key_clause(kisrel, rinfo, attnums, &q) &&
+			q.op == KIS_OP_EQ &&
+			bms_is_subset(pull_varnos(NULL, (Node *) q.expr), outer_relids))
+		{
+			*value = q.expr;
+			return rinfo;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The kis side is read as plain columns: what it gives the join (no
+ * placeholders) and what its own conditions read (no whole row, no system
+ * column).
+ */
+static bool
+plain_columns(RelOptInfo *rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, rel->reltarget->exprs)
+	{
+		Node	   *expr = lfirst(lc);
+
+		if (!IsA(expr, Var) || ((Var *) expr)->varattno <= 0)
+			return false;
+	}
+	foreach(lc, rel->baserestrictinfo)
+	{
+		ListCell   *lv;
+		List	   *vars = pull_var_clause((Node *) lfirst_node(RestrictInfo, lc)->clause,
+										   PVC_RECURSE_PLACEHOLDERS);
+
+		foreach(lv, vars)
+		{
+			if (!IsA(lfirst(lv), Var) || ((Var *) lfirst(lv))->varattno <= 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Cost: the other side, then one batch of requests for its distinct keys,
+ * then a pass over the stored rows.  Nothing is returned before the batch
+ * is complete.
+ */
+static void
+cost_batched_join(PlannerInfo *root, CustomPath *cpath, Path *outer_path,
+				  const KisPlanState *ps, KisJoinInfo *info, double rows)
+{
+	const KisEndpoint *ep = ps->config.endpoint;
+	double		nouter = Max(outer_path->rows, 1);
+	double		ndistinct;
+	double		nkeys;
+	double		fetched;
+	Cost		fetch_startup;
+	Cost		fetch_total;
+	QualCost	quals;
+	Cost		per_outer;
+
+	ndistinct = estimate_num_groups(root, list_make1(info->symbol_expr), nouter,
+									NULL, NULL);
+	nkeys = Max(ndistinct, 1);
+	if (info->venue_clause == NULL)
+		nkeys *= kis_planned_values(ps, ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET, 1);
+	fetched = ep->paging == KIS_PAGING_DATE ? nkeys * ep->page_rows : nkeys;
+	kis_estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), fetched,
+					  &fetch_startup, &fetch_total);
+	cost_qual_eval(&quals, info->restrictlist, root);
+
+	/* store and re-read each outer row; try the rows of its symbol */
+	per_outer = 2 * cpu_tuple_cost + quals.per_tuple * Max(fetched / nkeys, 1);
+	cpath->path.rows = rows;
+	cpath->path.startup_cost = KIS_JOIN_STARTUP_COST + outer_path->total_cost + fetch_total +
+		quals.startup + nouter * cpu_tuple_cost;
+	cpath->path.total_cost = cpath->path.startup_cost + nouter * per_outer +
+		rows * cpu_tuple_cost;
+}
+
+/*
+ * set_join_pathlist_hook: offer the batched join where it applies.  The
+ * hook sees each join twice (both orders); only the order with the kis
+ * table inside matches.
+ */
+static void
+kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
+				  RelOptInfo *innerrel, JoinType jointype, JoinPathExtraData *extra)
+{
+	KisPlanState *ps;
+	KisJoinInfo *info;
+	CustomPath *cpath;
+	Path	   *outer_path;
+	List	   *joinclauses;
+	ListCell   *lc;
+
+	if (prev_join_pathlist_hook)
+		prev_join_pathlist_hook(root, joinrel, outerrel, innerrel, jointype, extra);
+
+	if (!kis_enable_batched_join || !is_kis_baserel(root, innerrel))
+		return;
+	if (jointype != JOIN_INNER && jointype != JOIN_LEFT && jointype != JOIN_SEMI &&
+		jointype != JOIN_ANTI && jointype != JOIN_UNIQUE_OUTER)
+		return;
+	ps = (KisPlanState *) innerrel->fdw_private;
+	if (ps->config.endpoint->symbol_kind == KIS_SYMBOL_NONE || ps->has_qual[KIS_KEY_SYMBOL])
+		return;					/* a scan needs no keys from the join */
+
+	/* an unparameterized join over an unparameterized other side */
+	if (!bms_is_empty(joinrel->lateral_relids) || !bms_is_empty(innerrel->lateral_relids))
+		return;
+	outer_path = outerrel->cheapest_total_path;
+	if (outer_path == NULL || outer_path->param_info != NULL)
+		return;
+	if (jointype == JOIN_UNIQUE_OUTER)
+	{
+		outer_path = (Path *) create_unique_path(root, outerrel, outer_path, extra->sjinfo);
+		if (outer_path == NULL)
+			return;
+		jointype = JOIN_INNER;
+	}
+	if (!plain_columns(innerrel))
+		return;
+	foreach(lc, extra->restrictlist)
+	{
+		if (lfirst_node(RestrictInfo, lc)->pseudoconstant)
+			return;
+	}
+
+	/* the key must be a join condition, not a filter above an outer join */
+	if (IS_OUTER_JOIN(jointype))
+	{
+		joinclauses = NIL;
+		foreach(lc, extra->restrictlist)
+		{
+			RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+			if (!RINFO_IS_PUSHED_DOWN(rinfo, joinrel->relids))
+				joinclauses = lappend(joinclauses, rinfo);
+		}
+	}
+	else
+		joinclauses = extra->restrictlist;
+
+	info = palloc0(sizeof(KisJoinInfo));
+	info->jointype = jointype;
+	info->kisrel = innerrel;
+	info->restrictlist = extra->restrictlist;
+	info->symbol_clause = find_key_clause(innerrel, joinclauses,
+										  ps->key_attnums[KIS_KEY_SYMBOL],
+										  outerrel->relids, &info->symbol_expr);
+	if (info->symbol_clause == NULL)
+		return;
+	info->venue_clause = find_key_clause(innerrel, joinclauses,
+										 ps->key_attnums[ps->config.endpoint->has_exchange ?
+														 KIS_KEY_EXCHANGE : KIS_KEY_MARKET],
+										 outerrel->relids, &info->venue_expr);
+
+	/* more keys than a batch may hold: not a run-time surprise */
+	if (estimate_num_groups(root, list_make1(info->symbol_expr),
+							Max(outer_path->rows, 1), NULL, NULL) > kis_batched_join_max_keys)
+		return;
+
+	cpath = makeNode(CustomPath);
+	cpath->path.pathtype = T_CustomScan;
+	cpath->path.parent = joinrel;
+	cpath->path.pathtarget = joinrel->reltarget;
+	cpath->path.param_info = NULL;
+	cpath->path.parallel_aware = false;
+	cpath->path.parallel_safe = false;
+	cpath->path.parallel_workers = 0;
+	cpath->path.pathkeys = NIL;
+	cpath->custom_paths = list_make1(outer_path);
+	cpath->custom_private = list_make1(info);
+	cpath->methods = &kis_join_path_methods;
+	cost_batched_join(root, cpath, outer_path, ps, info, joinrel->rows);
+
+	add_path(joinrel, (Path *) cpath);
+}
+
+/* The scan tuple's entry for expr, added at the end if missing */
+static int
+scan_column(List **tlist, Expr *expr)
+{
+	TargetEntry *tle = tlist_member(expr, *tlist);
+
+	if (tle == NULL)
+	{
+		tle = makeTargetEntry(copyObject(expr), list_length(*tlist) + 1, NULL, false);
+		*tlist = lappend(*tlist, tle);
+	}
+	return tle->resno;
+}
+
+static Plan *
+kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+			  List *tlist, List *clauses, List *custom_plans)
+{
+	KisJoinInfo *info = linitial(best_path->custom_private);
+	RelOptInfo *kisrel = info->kisrel;
+	KisPlanState *ps = (KisPlanState *) kisrel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
+	Oid			relid = planner_rt_fetch(kisrel->relid, root)->relid;
+	Plan	   *outer_plan = linitial(custom_plans);
+	CustomScan *cscan = makeNode(CustomScan);
+	List	   *scan_tlist = NIL;
+	List	   *inner_attnos = NIL;
+	List	   *join_quals;
+	List	   *other_quals;
+	List	   *kis_quals = NIL;
+	List	   *kis_exprs;
+	List	   *keys;
+	List	   *dates;
+	List	   *key_names;
+	List	   *vars;
+	bool		has_symbol;
+	int			nouter;
+	ListCell   *lc;
+
+	/* the child's columns, in its order */
+	foreach(lc, outer_plan->targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry(copyObject(tle->expr),
+											 list_length(scan_tlist) + 1, NULL, false));
+	}
+	nouter = list_length(scan_tlist);
+
+	/* the join's conditions, and the kis table's own, checked on each pair */
+	if (IS_OUTER_JOIN(info->jointype))
+		extract_actual_join_clauses(info->restrictlist, rel->relids,
+									&join_quals, &other_quals);
+	else
+	{
+		join_quals = extract_actual_clauses(info->restrictlist, false);
+		other_quals = NIL;
+	}
+	foreach(lc, kisrel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		if (!rinfo->pseudoconstant)
+			kis_quals = lappend(kis_quals, rinfo->clause);
+	}
+	/* the kis table's own conditions first: they may be security barriers */
+	join_quals = list_concat(kis_quals, join_quals);
+	(void) kis_plan_keys(kisrel, relid, kisrel->baserestrictinfo, &kis_exprs, &keys, &dates,
+						 &has_symbol);
+	Assert(!has_symbol);
+	kis_plan_partition_dates(root, kisrel, relid, &kis_exprs, &dates);
+
+	/*
+	 * The kis table's columns: what is needed above, and what is checked.
+	 * The join's own target list is read too: since PostgreSQL 16 its
+	 * columns of a nullable side are Vars of their own (varnullingrels).
+	 */
+	vars = pull_var_clause((Node *) kisrel->reltarget->exprs, 0);
+	vars = list_concat(vars, pull_var_clause((Node *) rel->reltarget->exprs,
+											 PVC_RECURSE_PLACEHOLDERS));
+	vars = list_concat(vars, pull_var_clause((Node *) join_quals, PVC_RECURSE_PLACEHOLDERS));
+	vars = list_concat(vars, pull_var_clause((Node *) other_quals, PVC_RECURSE_PLACEHOLDERS));
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst_node(Var, lc);
+
+		if (var->varno != kisrel->relid)
+			continue;
+		if (scan_column(&scan_tlist, (Expr *) var) > nouter + list_length(inner_attnos))
+			inner_attnos = lappend_int(inner_attnos, var->varattno);
+	}
+	/* the symbol column itself, by which fetched rows are found */
+	{
+		AttrNumber	attno = ps->key_attnums[KIS_KEY_SYMBOL];
+		Oid			type;
+		int32		typmod;
+		Oid			collid;
+		Var		   *symbol;
+
+		get_atttypetypmodcoll(relid, attno, &type, &typmod, &collid);
+		symbol = makeVar(kisrel->relid, attno, type, typmod, collid, 0);
+		if (scan_column(&scan_tlist, (Expr *) symbol) > nouter + list_length(inner_attnos))
+			inner_attnos = lappend_int(inner_attnos, symbol->varattno);
+	}
+
+	key_names = list_make1(makeString(pstrdup("symbol")));
+	if (info->venue_clause != NULL)
+		key_names = lappend(key_names,
+							makeString(pstrdup(ep->has_exchange ? "exchange" : "market")));
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = NIL;
+	cscan->scan.scanrelid = 0;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = custom_plans;
+	cscan->custom_exprs = list_make5(join_quals, other_quals, info->symbol_expr,
+									 info->venue_expr, kis_exprs);
+	cscan->custom_private = list_make5(makeInteger(info->jointype),
+									   makeInteger(relid),
+									   makeInteger(kisrel->userid),
+									   makeInteger(nouter), inner_attnos);
+	cscan->custom_private = lappend(cscan->custom_private, keys);
+	cscan->custom_private = lappend(cscan->custom_private, dates);
+	cscan->custom_private = lappend(cscan->custom_private, key_names);
+	cscan->custom_scan_tlist = scan_tlist;
+	cscan->custom_relids = bms_copy(rel->relids);
+	cscan->methods = &kis_join_scan_methods;
+	return &cscan->scan.plan;
+}
+
+/* ----------------------------------------------------------------
+ * Execution
+ * ----------------------------------------------------------------
+ */
+
+static Node *
+kis_join_create_state(CustomScan *cscan)
+{
+	KisJoinState *st = palloc0(sizeof(KisJoinState));
+
+	NodeSetTag(st, T_CustomScanState);
+	st->css.methods = &kis_join_exec_methods;
+	return (Node *) st;
+}
+
+static void
+kis_join_begin(CustomScanState *node, EState *estate, int eflags)
+{
+	KisJoinState *st = (KisJoinState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	List	   *priv = cscan->custom_private;
+	Oid			relid = intVal(list_nth(priv, PRIV_RELID));
+	Oid			userid = intVal(list_nth(priv, PRIV_USERID));
+	PlanState  *outer;
+	AttrNumber	key_attnums[KIS_NUM_KEYS];
+	List	   *inner_attnos = list_nth(priv, PRIV_INNER_ATTNOS);
+	MemoryContext old;
+	int			i = 0;
+	ListCell   *lc;
+
+	st->jointype = intVal(list_nth(priv, PRIV_JOINTYPE));
+	st->nouter = intVal(list_nth(priv, PRIV_NOUTER));
+	st->key_names = list_nth(priv, PRIV_KEY_NAMES);
+	st->ninner = list_length(inner_attnos);
+	st->inner_attnos = palloc(sizeof(AttrNumber) * Max(st->ninner, 1));
+	foreach(lc, inner_attnos)
+		st->inner_attnos[i++] = lfirst_int(lc);
+
+	/* locked already as the query's relation; closed at the node's end */
+	st->rel = table_open(relid, AccessShareLock);
+	st->cxt = AllocSetContextCreate(estate->es_query_cxt, "kis_fdw join",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->cxt);
+	kis_config_for_table(relid, &st->config);
+	MemoryContextSwitchTo(old);
+	kis_key_attnums(relid, st->config.endpoint, key_attnums);
+	st->symbol_attno = key_attnums[KIS_KEY_SYMBOL];
+
+	outer = ExecInitNode(linitial(cscan->custom_plans), estate, eflags);
+	node->custom_ps = list_make1(outer);
+
+	kis_keys_init(&st->keys, list_nth(priv, PRIV_KEYS), list_nth(priv, PRIV_DATES),
+				  list_nth(cscan->custom_exprs, EXPRS_KIS_KEYS),
+				  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	st->join_qual = ExecInitQual(list_nth(cscan->custom_exprs, EXPRS_JOIN_QUALS),
+								 (PlanState *) node);
+	st->other_qual = ExecInitQual(list_nth(cscan->custom_exprs, EXPRS_OTHER_QUALS),
+								  (PlanState *) node);
+	st->symbol_expr = ExecInitExpr(list_nth(cscan->custom_exprs, EXPRS_SYMBOL),
+								   (PlanState *) node);
+	st->symbol_type = exprType(list_nth(cscan->custom_exprs, EXPRS_SYMBOL));
+	if (list_nth(cscan->custom_exprs, EXPRS_VENUE) != NULL)
+	{
+		st->venue_expr = ExecInitExpr(list_nth(cscan->custom_exprs, EXPRS_VENUE),
+									  (PlanState *) node);
+		st->venue_type = exprType(list_nth(cscan->custom_exprs, EXPRS_VENUE));
+	}
+
+	old = MemoryContextSwitchTo(st->cxt);
+	kis_config_add_credentials(&st->config, OidIsValid(userid) ? userid : GetUserId());
+	st->runner = kis_runner_create(st->rel, &st->config, inner_attnos, st->cxt);
+	st->batch_cxt = AllocSetContextCreate(st->cxt, "kis_fdw join keys",
+										  ALLOCSET_DEFAULT_SIZES);
+	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(old);
+	st->outer_slot = ExecInitExtraTupleSlot(estate, ExecGetResultType(outer),
+											&TTSOpsMinimalTuple);
+	st->fetch_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(st->rel),
+											&TTSOpsVirtual);
+	st->inner_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(st->rel),
+											&TTSOpsMinimalTuple);
+}
+
+/*
+ * The scan tuple of a pair: the outer row's columns, then the kis row's
+ * (all NULL without one).
+ */
+static TupleTableSlot *
+pair_tuple(KisJoinState *st, TupleTableSlot *outer, TupleTableSlot *inner)
+{
+	TupleTableSlot *pair = st->css.ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(pair);
+	slot_getallattrs(outer);
+	memcpy(pair->tts_values, outer->tts_values, sizeof(Datum) * st->nouter);
+	memcpy(pair->tts_isnull, outer->tts_isnull, sizeof(bool) * st->nouter);
+	if (inner != NULL)
+		slot_getallattrs(inner);
+	for (int i = 0; i < st->ninner; i++)
+	{
+		int			attno = st->inner_attnos[i];
+
+		pair->tts_values[st->nouter + i] = inner ? inner->tts_values[attno - 1] : (Datum) 0;
+		pair->tts_isnull[st->nouter + i] = inner ? inner->tts_isnull[attno - 1] : true;
+	}
+	return ExecStoreVirtualTuple(pair);
+}
+
+/* An outer row's key value as text, or NULL */
+static char *
+outer_key(KisJoinState *st, ExprState *expr, Oid type)
+{
+	ExprContext *econtext = st->css.ss.ps.ps_ExprContext;
+	bool		isnull;
+	Datum		value;
+
+	MemoryContext old;
+	char	   *text = NULL;
+
+	econtext->ecxt_scantuple = st->css.ss.ss_ScanTupleSlot;
+	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	value = ExecEvalExpr(expr, econtext, &isnull);
+	if (!isnull)
+		text = kis_key_text(value, type);
+	MemoryContextSwitchTo(old);
+	return text;
+}
+
+/* Fetched rows: hashed by their symbol string */
+static uint32
+symbol_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return string_hash(s, strlen(s) + 1);
+}
+
+static int
+symbol_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(char *const *) key1, *(char *const *) key2);
+}
+
+/* Batch keys: hashed by their strings, compared by them */
+static uint32
+join_key_hash(const void *key, Size keysize)
+{
+	const KisKey *k = *(KisKey *const *) key;
+	uint32		h = string_hash(k->symbol, strlen(k->symbol) + 1);
+
+	if (k->venue != NULL)
+		h = hash_combine(h, string_hash(k->venue, strlen(k->venue) + 1));
+	return h;
+}
+
+static int
+join_key_match(const void *key1, const void *key2, Size keysize)
+{
+	const KisKey *a = *(KisKey *const *) key1;
+	const KisKey *b = *(KisKey *const *) key2;
+
+	if (strcmp(a->symbol, b->symbol) != 0)
+		return 1;
+	if (a->venue == NULL || b->venue == NULL)
+		return a->venue != b->venue;
+	return strcmp(a->venue, b->venue);
+}
+
+static int
+compare_keys(const ListCell *a, const ListCell *b)
+{
+	const KisKey *ka = lfirst(a);
+	const KisKey *kb = lfirst(b);
+	int			c = strcmp(ka->symbol, kb->symbol);
+
+	if (c != 0 || ka->venue == NULL)
+		return c;
+	return strcmp(ka->venue, kb->venue);
+}
+
+/*
+ * Read the other side into the tuplestore and its distinct keys into a
+ * sorted list of KisKey, in keys_cxt.
+ */
+static List *
+read_outer(KisJoinState *st, MemoryContext keys_cxt)
+{
+	PlanState  *outer = linitial(st->css.custom_ps);
+	HASHCTL		ctl;
+	HTAB	   *seen;
+	List	   *keys = NIL;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(KisKey *);
+	ctl.entrysize = sizeof(KisKey *);
+	ctl.hash = join_key_hash;
+	ctl.match = join_key_match;
+	ctl.hcxt = keys_cxt;
+	seen = hash_create("kis_fdw join keys", 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	tuplestore_clear(st->outer_rows);
+	for (;;)
+	{
+		TupleTableSlot *slot = ExecProcNode(outer);
+		KisKey		probe;
+		KisKey	   *probep = &probe;
+		bool		found;
+
+		if (TupIsNull(slot))
+			break;
+		tuplestore_puttupleslot(st->outer_rows, slot);
+		st->outer_total++;
+
+		ResetExprContext(st->css.ss.ps.ps_ExprContext);
+		pair_tuple(st, slot, NULL);
+		probe.symbol = outer_key(st, st->symbol_expr, st->symbol_type);
+		if (probe.symbol == NULL)
+			continue;
+		probe.venue = NULL;
+		if (st->venue_expr != NULL)
+		{
+			probe.venue = outer_key(st, st->venue_expr, st->venue_type);
+			if (probe.venue == NULL)
+				continue;
+		}
+		hash_search(seen, &probep, HASH_FIND, &found);
+		if (found)
+			continue;
+		if (list_length(keys) >= kis_batched_join_max_keys)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("batched join of foreign table \"%s\" has more than %d distinct keys",
+							RelationGetRelationName(st->rel), kis_batched_join_max_keys),
+					 errdetail("The other side of the join holds more distinct symbols than one batch may fetch."),
+					 errhint("Raise kis_fdw.batched_join_max_keys, or narrow the other side of the join.")));
+		{
+			MemoryContext old = MemoryContextSwitchTo(keys_cxt);
+			KisKey	   *key = palloc(sizeof(KisKey));
+
+			key->symbol = pstrdup(probe.symbol);
+			key->venue = probe.venue ? pstrdup(probe.venue) : NULL;
+			keys = lappend(keys, key);
+			hash_search(seen, &key, HASH_ENTER, NULL);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	hash_destroy(seen);
+	list_sort(keys, compare_keys);
+	return keys;
+}
+
+/* Fetch the keys and index the rows by symbol, in batch_cxt */
+static void
+fetch_rows(KisJoinState *st, const KisRunKeys *run, List *pairs)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(KisJoinRows);
+	ctl.hash = symbol_hash;
+	ctl.match = symbol_match;
+	ctl.hcxt = st->batch_cxt;
+	st->rows_by_symbol = hash_create("kis_fdw join rows", Max(list_length(run->symbols), 16),
+									 &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	if (pairs != NULL)
+		kis_runner_start_keys(st->runner, pairs, &run->range, run->can_match, true);
+	else
+		kis_runner_start(st->runner, run);
+	while (kis_runner_next(st->runner, st->fetch_slot))
+	{
+		MemoryContext old = MemoryContextSwitchTo(st->batch_cxt);
+		bool		isnull;
+		Datum		d = slot_getattr(st->fetch_slot, st->symbol_attno, &isnull);
+		char	   *symbol;
+		KisJoinRows *entry;
+		bool		found;
+
+		if (!isnull)
+		{
+			symbol = TextDatumGetCString(d);
+			entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
+			if (!found)
+				entry->rows = NIL;
+			entry->rows = lappend(entry->rows, ExecCopySlotMinimalTuple(st->fetch_slot));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	kis_runner_end(st->runner);
+}
+
+/*
+ * The first call, and the first after a rescan whose parameters changed:
+ * read the other side, then fetch its keys unless they are the last
+ * batch's.
+ */
+static void
+start_batch(KisJoinState *st)
+{
+	MemoryContext old;
+	MemoryContext tmp = AllocSetContextCreate(st->cxt, "kis_fdw join outer keys",
+											  ALLOCSET_DEFAULT_SIZES);
+	KisRunKeys	run;
+	List	   *keys;
+	List	   *pairs = NIL;
+	ListCell   *lc;
+
+	keys = read_outer(st, tmp);
+	old = MemoryContextSwitchTo(tmp);
+	kis_keys_eval(&st->keys, st->css.ss.ps.ps_ExprContext, st->rel, &st->config,
+				  false, &run);
+	run.from_rows = true;
+	if (st->venue_expr != NULL)
+		pairs = keys;
+	else
+	{
+		foreach(lc, keys)
+			run.symbols = lappend(run.symbols, ((KisKey *) lfirst(lc))->symbol);
+	}
+	st->batches++;
+	st->keys_total += list_length(keys);
+
+	if (st->have_last && kis_run_keys_equal(&run, &st->last) &&
+		kis_lists_equal(pairs, st->last_pairs, compare_keys))
+		st->batches_reused++;
+	else
+	{
+		MemoryContextReset(st->batch_cxt);
+		st->have_last = false;
+		MemoryContextSwitchTo(st->batch_cxt);
+		kis_run_keys_copy(&st->last, &run);
+		st->last_pairs = NIL;
+		foreach(lc, pairs)
+		{
+			KisKey	   *key = palloc(sizeof(KisKey));
+
+			key->symbol = pstrdup(((KisKey *) lfirst(lc))->symbol);
+			key->venue = pstrdup(((KisKey *) lfirst(lc))->venue);
+			st->last_pairs = lappend(st->last_pairs, key);
+		}
+		MemoryContextSwitchTo(tmp);
+		fetch_rows(st, &run, pairs);
+		st->have_last = true;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+
+	tuplestore_rescan(st->outer_rows);
+	st->fetched = true;
+	st->have_outer = false;
+}
+
+/* Project the current pair (or return it as it is) */
+static TupleTableSlot *
+emit(KisJoinState *st)
+{
+	ProjectionInfo *proj = st->css.ss.ps.ps_ProjInfo;
+
+	if (proj == NULL)
+		return st->css.ss.ss_ScanTupleSlot;
+	return ExecProject(proj);
+}
+
+static TupleTableSlot *
+kis_join_exec(CustomScanState *node)
+{
+	KisJoinState *st = (KisJoinState *) node;
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+
+	if (!st->fetched)
+		start_batch(st);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		ResetExprContext(econtext);
+		econtext->ecxt_scantuple = node->ss.ss_ScanTupleSlot;
+
+		if (!st->have_outer)
+		{
+			char	   *symbol;
+			KisJoinRows *entry = NULL;
+
+			if (!tuplestore_gettupleslot(st->outer_rows, true, false, st->outer_slot))
+				return NULL;
+			st->have_outer = true;
+			st->matched = false;
+			st->next_candidate = 0;
+			pair_tuple(st, st->outer_slot, NULL);
+			symbol = outer_key(st, st->symbol_expr, st->symbol_type);
+			if (symbol != NULL)
+				entry = hash_search(st->rows_by_symbol, &symbol, HASH_FIND, NULL);
+			st->candidates = entry ? entry->rows : NIL;
+		}
+
+		while (st->next_candidate < list_length(st->candidates))
+		{
+			MinimalTuple row = list_nth(st->candidates, st->next_candidate++);
+
+			ExecStoreMinimalTuple(row, st->inner_slot, false);
+			pair_tuple(st, st->outer_slot, st->inner_slot);
+			if (!ExecQual(st->join_qual, econtext))
+			{
+				ResetExprContext(econtext);
+				continue;
+			}
+			st->matched = true;
+			if (st->jointype == JOIN_ANTI)
+				break;
+			if (st->jointype == JOIN_SEMI)
+			{
+				st->have_outer = false;
+				return emit(st);
+			}
+			if (st->other_qual == NULL || ExecQual(st->other_qual, econtext))
+				return emit(st);
+			ResetExprContext(econtext);
+		}
+
+		/* the outer row's candidates are done */
+		st->have_outer = false;
+		if (!st->matched && (st->jointype == JOIN_LEFT || st->jointype == JOIN_ANTI))
+		{
+			pair_tuple(st, st->outer_slot, NULL);
+			if (st->other_qual == NULL || ExecQual(st->other_qual, econtext))
+				return emit(st);
+		}
+	}
+}
+
+/*
+ * A rescan with the same parameters reads the stored rows again; with
+ * changed ones, the other side is read again at the next call, and its
+ * keys fetched unless they are the last batch's.
+ */
+static void
+kis_join_rescan(CustomScanState *node)
+{
+	KisJoinState *st = (KisJoinState *) node;
+	PlanState  *outer = linitial(node->custom_ps);
+
+	st->have_outer = false;
+	if (!st->fetched)
+		return;
+	if (node->ss.ps.chgParam == NULL)
+	{
+		tuplestore_rescan(st->outer_rows);
+		return;
+	}
+	st->fetched = false;
+	if (outer->chgParam == NULL)
+		ExecReScan(outer);
+}
+
+static void
+kis_join_end(CustomScanState *node)
+{
+	KisJoinState *st = (KisJoinState *) node;
+
+	ExecEndNode(linitial(node->custom_ps));
+	if (st->runner != NULL && kis_runner_started(st->runner))
+		kis_runner_end(st->runner);
+	if (st->outer_rows != NULL)
+		tuplestore_end(st->outer_rows);
+	if (st->cxt != NULL)
+		MemoryContextDelete(st->cxt);
+	if (st->rel != NULL)
+		table_close(st->rel, AccessShareLock);
+}
+
+static const char *
+join_type_name(JoinType jointype)
+{
+	switch (jointype)
+	{
+		case JOIN_INNER:
+			return "Inner";
+		case JOIN_LEFT:
+			return "Left";
+		case JOIN_SEMI:
+			return "Semi";
+		case JOIN_ANTI:
+			return "Anti";
+		default:
+			return "?";
+	}
+}
+
+/*
+ * EXPLAIN: endpoint, join type, key columns and the join conditions; with
+ * ANALYZE, the batches and the request counters.
+ */
+static void
+kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	KisJoinState *st = (KisJoinState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	List	   *join_quals = list_nth(cscan->custom_exprs, EXPRS_JOIN_QUALS);
+	List	   *other_quals = list_nth(cscan->custom_exprs, EXPRS_OTHER_QUALS);
+	StringInfoData keys;
+	ListCell   *lc;
+	List	   *context;
+
+	initStringInfo(&keys);
+	foreach(lc, st->key_names)
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", strVal(lfirst(lc)));
+
+	ExplainPropertyText("KIS Endpoint", st->config.endpoint->name, es);
+	ExplainPropertyText("KIS Join Type", join_type_name(st->jointype), es);
+	ExplainPropertyText("KIS Join Keys", keys.data, es);
+
+	context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan, ancestors);
+	if (join_quals != NIL)
+		ExplainPropertyText("Join Filter",
+							deparse_expression((Node *) make_ands_explicit(join_quals),
+											   context, es->verbose || list_length(es->rtable) > 1,
+											   false), es);
+	if (other_quals != NIL)
+		ExplainPropertyText("Filter",
+							deparse_expression((Node *) make_ands_explicit(other_quals),
+											   context, es->verbose || list_length(es->rtable) > 1,
+											   false), es);
+
+	if (es->analyze && st->runner != NULL)
+	{
+		ExplainPropertyInteger("KIS Batches", NULL, st->batches, es);
+		if (st->batches_reused > 0)
+			ExplainPropertyInteger("KIS Batches Reused", NULL, st->batches_reused, es);
+		ExplainPropertyInteger("KIS Outer Rows", NULL, st->outer_total, es);
+		kis_runner_explain(st->runner, es);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Registration
+ * ----------------------------------------------------------------
+ */
+
+void
+kis_join_init(void)
+{
+	kis_join_path_methods.CustomName = KIS_JOIN_NAME;
+	kis_join_path_methods.PlanCustomPath = kis_join_plan;
+
+	kis_join_scan_methods.CustomName = KIS_JOIN_NAME;
+	kis_join_scan_methods.CreateCustomScanState = kis_join_create_state;
+	RegisterCustomScanMethods(&kis_join_scan_methods);
+
+	kis_join_exec_methods.CustomName = KIS_JOIN_NAME;
+	kis_join_exec_methods.BeginCustomScan = kis_join_begin;
+	kis_join_exec_methods.ExecCustomScan = kis_join_exec;
+	kis_join_exec_methods.EndCustomScan = kis_join_end;
+	kis_join_exec_methods.ReScanCustomScan = kis_join_rescan;
+	kis_join_exec_methods.ExplainCustomScan = kis_join_explain;
+
+	DefineCustomBoolVariable("kis_fdw.enable_batched_join",
+							 "Lets the planner join kis foreign tables in one batch of requests.",
+							 "Like enable_hashjoin: turn it off to compare plans.",
+							 &kis_enable_batched_join,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("kis_fdw.batched_join_max_keys",
+							"Most distinct keys one batched join fetches.",
+							"A join whose other side holds more ends with an error.",
+							&kis_batched_join_max_keys,
+							10000, 1, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	prev_join_pathlist_hook = set_join_pathlist_hook;
+	set_join_pathlist_hook = kis_join_pathlist;
+}
