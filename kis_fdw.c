@@ -81,7 +81,8 @@ _PG_init(void)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		ereport(ERROR,
-				(errmsg("kis_fdw could not initialize libcurl")));
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("kis_fdw could not initialize libcurl")));
 	kis_json_use_palloc();
 
 	DefineCustomIntVariable("kis_fdw.token_issue_interval",

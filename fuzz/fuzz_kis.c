@@ -634,7 +634,7 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 			check_text(detail);
 			if (memcmp(before, slot->token, sizeof(before)) != 0)
 				harness_abort("a refused token answer changed the slot's token");
-			if (res != KIS_TOKEN_RETRY && res != KIS_TOKEN_FATAL)
+			if (res != KIS_TOKEN_RETRY && res != KIS_TOKEN_TOO_SOON && res != KIS_TOKEN_FATAL)
 				harness_abort("kis_token_accept returned no known result");
 		}
 	}
@@ -673,6 +673,125 @@ check_claims(void)
 		harness_abort("claims: a released claim still holds");
 }
 
+/*
+ * Self-tests run once at start, for shapes the fuzzer alone would never
+ * reach.  selftest_answer hands the oldest queued request a 200 answer
+ * and returns its rows (they live until run_cxt goes).
+ */
+static List *
+selftest_answer(KisFetcher *f, MemoryContext run_cxt, const char *body)
+{
+	KisCompletion *c = palloc0(sizeof(KisCompletion));
+	FuzzRequest req = f->queue[f->head++];
+
+	c->cxt = run_cxt;
+	c->arg = req.arg;
+	c->completed_at = fuzz_now;
+	kis_response_read(&c->resp, 200, body, strlen(body));
+	return kis_requests_answer(f, c);
+}
+
+static KisConfig *
+selftest_config(const KisEndpoint *ep)
+{
+	KisConfig  *config = palloc0(sizeof(KisConfig));
+
+	config->endpoint = ep;
+	config->base_url = pstrdup("https://127.0.0.1:1");
+	config->max_retries = MAX_RETRIES;
+	config->market = pstrdup("J");
+	config->exchange = pstrdup("NAS");
+	config->period = pstrdup("D");
+	return config;
+}
+
+/*
+ * An endpoint without symbols whose parameters name the key's symbol and
+ * market, and whose one row is an object: requests.c must not assume a
+ * key where the catalogue has none (no endpoint of today's catalogue is
+ * shaped like this).
+ */
+static void
+check_symbolless_endpoint(KisRange *range)
+{
+	static const KisParamDef params[] = {
+		{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
+		{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
+		{NULL}
+	};
+	static const KisColumnDef columns[] = {{NULL}};
+	KisEndpoint *ep = palloc0(sizeof(KisEndpoint));
+	KisFetcher *f = palloc0(sizeof(KisFetcher));
+	List	   *rows;
+
+	ep->name = "selftest";
+	ep->path = "/uapi/selftest";
+	ep->tr_id_real = ep->tr_id_virtual = "SELFTEST";
+	ep->params = params;
+	ep->rows_member = "output";
+	ep->rows_shape = KIS_ROWS_OBJECT;
+	ep->symbol_kind = KIS_SYMBOL_NONE;
+	ep->batch_size = 1;
+	ep->columns = columns;
+	f->ep = ep;
+	if (kis_requests_start(f, selftest_config(ep), NIL, range) != 1 || f->tail != 1)
+		harness_abort("self-test: an endpoint without symbols did not ask once");
+	rows = selftest_answer(f, CurrentMemoryContext,
+						   "{\"rt_cd\":\"0\",\"output\":{\"x\":\"1\"}}");
+	if (list_length(rows) != 1 || ((KisRow *) linitial(rows))->key != NULL ||
+		((KisRow *) linitial(rows))->problem != NULL)
+		harness_abort("self-test: an endpoint without symbols did not give its row");
+}
+
+/* A dated row's date is exactly YYYYMMDD and a real day, or the row fails */
+static void
+check_row_dates(KisRange *range)
+{
+	const KisEndpoint *ep = kis_endpoint_lookup("domestic_daily");
+	KisFetcher *f = palloc0(sizeof(KisFetcher));
+	KisKey	   *key = palloc(sizeof(KisKey));
+	List	   *rows;
+	ListCell   *lc;
+	int			good = 0;
+
+	key->symbol = pstrdup("005930");
+	key->venue = pstrdup("J");
+	f->ep = ep;
+	kis_requests_start(f, selftest_config(ep), list_make1(key), range);
+	rows = selftest_answer(f, CurrentMemoryContext,
+						   "{\"rt_cd\":\"0\",\"output2\":["
+						   "{\"stck_bsop_date\":\"2025-1-1\"},"
+						   "{\"stck_bsop_date\":\"20250231\"},"
+						   "{\"stck_bsop_date\":\" 2025123\"},"
+						   "{\"stck_bsop_date\":\"20251230\"}]}");
+	foreach(lc, rows)
+	{
+		KisRow	   *row = lfirst(lc);
+
+		if (row->problem == NULL)
+			good++;
+		else if (strcmp(row->problem, "a row without a valid date") != 0)
+			harness_abort("self-test: a dated row failed for another reason");
+	}
+	if (list_length(rows) != 4 || good != 1)
+		harness_abort("self-test: a date that is not exactly YYYYMMDD was taken");
+}
+
+static void
+run_self_tests(void)
+{
+	MemoryContext run_cxt = AllocSetContextCreate(TopMemoryContext, "kis_fdw run",
+												  ALLOCSET_DEFAULT_SIZES);
+	KisRange	range;
+
+	memset(&range, 0, sizeof(range));
+	CurrentMemoryContext = run_cxt;
+	check_symbolless_endpoint(&range);
+	check_row_dates(&range);
+	CurrentMemoryContext = TopMemoryContext;
+	MemoryContextDelete(run_cxt);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -687,6 +806,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	kis_token_issue_interval = 0;
 	kis_json_use_palloc();
 	check_claims();
+	run_self_tests();
 	return 0;
 }
 

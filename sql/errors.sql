@@ -48,9 +48,11 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER kis_badkey
 CREATE FOREIGN TABLE prices_badkey (symbol text, price numeric)
   SERVER kis_badkey OPTIONS (endpoint 'domestic_price', on_error 'skip');
 SELECT * FROM prices_badkey WHERE symbol IN ('005930', '000660');
+\echo :LAST_ERROR_SQLSTATE
 ALTER USER MAPPING FOR CURRENT_USER SERVER kis_badkey
   OPTIONS (SET app_key 'PSregressAppKey000000000000000000000', SET app_secret 'BADsecret');
 SELECT * FROM prices_badkey WHERE symbol IN ('005930', '000660');
+\echo :LAST_ERROR_SQLSTATE
 DROP SERVER kis_badkey CASCADE;
 
 -- nothing listening: a clear error, not a hang (a key of its own: the token
@@ -65,3 +67,18 @@ CREATE FOREIGN TABLE prices_down (symbol text, price numeric)
 SELECT * FROM prices_down WHERE symbol = '005930';
 \set VERBOSITY default
 DROP SERVER kis_down CASCADE;
+
+-- a failed key's NULLs still meet the column's domain, as COPY checks them
+CREATE DOMAIN kis_price_nn AS numeric NOT NULL;
+CREATE DOMAIN kis_price_checked AS numeric CHECK (VALUE IS NOT NULL AND VALUE > 0);
+CREATE FOREIGN TABLE prices_nn (symbol text, price kis_price_nn, error text)
+  SERVER kis OPTIONS (endpoint 'domestic_price', on_error 'row');
+CREATE FOREIGN TABLE prices_checked (symbol text, price kis_price_checked, error text)
+  SERVER kis OPTIONS (endpoint 'domestic_price', on_error 'row');
+SELECT symbol, price FROM prices_nn WHERE symbol = '005930';
+SELECT symbol, price, error FROM prices_nn WHERE symbol = '981234';
+SELECT symbol, price, error FROM prices_checked WHERE symbol = '981234';
+-- a query that does not read the column does not check it
+SELECT symbol, error FROM prices_nn WHERE symbol = '981234';
+DROP FOREIGN TABLE prices_nn, prices_checked;
+DROP DOMAIN kis_price_nn, kis_price_checked;

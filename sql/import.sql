@@ -32,3 +32,10 @@ ORDER BY a.attnum;
 -- the imported tables work as they are
 SELECT symbol, market, price FROM kis_all.domestic_price WHERE symbol = '005930';
 DROP SCHEMA kis_some CASCADE;
+
+-- kis_fdw_comment() finds the catalogue functions in the extension's schema,
+-- so the extension stays where it was installed
+CREATE SCHEMA kis_elsewhere;
+ALTER EXTENSION kis_fdw SET SCHEMA kis_elsewhere;
+SELECT kis_fdw_comment('kis_all');
+DROP SCHEMA kis_elsewhere;

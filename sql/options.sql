@@ -30,6 +30,15 @@ CREATE SERVER bad13 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://opena
 CREATE SERVER bad14 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://127.0.0.1@example.com/');
 CREATE SERVER bad15 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://127.example.com:9443');
 CREATE SERVER bad16 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://localhost.example.com');
+-- paths are appended to base_url: no query string or fragment
+CREATE SERVER bad17 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'https://example.com/?x=1');
+CREATE SERVER bad18 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'https://example.com/api#top');
+CREATE SERVER bad19 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'https://example.com?');
+-- the scheme in any case (requests then use it in lower case)
+CREATE SERVER ok4 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'HTTPS://example.com');
+CREATE SERVER ok5 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'HTTP://127.0.0.1:8080');
+DROP SERVER ok4;
+DROP SERVER ok5;
 CREATE SERVER ok2 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://localhost:8080');
 CREATE SERVER ok3 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'http://[::1]:8080/');
 DROP SERVER ok2;
@@ -93,3 +102,18 @@ SELECT umoptions FROM pg_user_mappings WHERE srvname = 'kis';
 RESET ROLE;
 DROP OWNED BY regress_kis_user;
 DROP ROLE regress_kis_user;
+
+-- SQLSTATEs: a misspelt or misplaced option is HV00D, a bad value 22023
+\set VERBOSITY sqlstate
+CREATE SERVER bad_code1 FOREIGN DATA WRAPPER kis_fdw OPTIONS (enviroment 'real');
+CREATE USER MAPPING FOR PUBLIC SERVER kis OPTIONS (rate_limit '5');
+CREATE SERVER bad_code2 FOREIGN DATA WRAPPER kis_fdw OPTIONS (environment 'paper');
+CREATE SERVER bad_code3 FOREIGN DATA WRAPPER kis_fdw OPTIONS (max_retries '-1');
+CREATE SERVER bad_code4 FOREIGN DATA WRAPPER kis_fdw OPTIONS (max_concurrency 'many');
+CREATE SERVER bad_code5 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'ftp://example.com');
+CREATE SERVER bad_code6 FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'https://example.com/?x');
+CREATE FOREIGN TABLE bad_code7 (symbol text) SERVER kis OPTIONS (endpoint 'no_such');
+CREATE FOREIGN TABLE bad_code8 (symbol text) SERVER kis OPTIONS (endpoint 'domestic_price', market 'KQ');
+CREATE FOREIGN TABLE bad_code9 (symbol text) SERVER kis OPTIONS (endpoint 'domestic_price', adjusted 'maybe');
+CREATE USER MAPPING FOR PUBLIC SERVER kis OPTIONS (account '1234567801');
+\set VERBOSITY default

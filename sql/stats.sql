@@ -29,3 +29,10 @@ BEGIN READ ONLY;
 SELECT count(*) > 0 AS has_rows FROM kis_fdw_stats;
 SELECT symbol, price FROM kis_prices WHERE symbol = '005930';
 COMMIT;
+
+-- who may read the counters: superusers and pg_read_all_stats, through the
+-- function as through the view
+SELECT has_function_privilege('public', 'kis_fdw_stats()', 'EXECUTE') AS public_function,
+       has_table_privilege('public', 'kis_fdw_stats', 'SELECT') AS public_view,
+       has_function_privilege('pg_read_all_stats', 'kis_fdw_stats()', 'EXECUTE') AS stats_function,
+       has_table_privilege('pg_read_all_stats', 'kis_fdw_stats', 'SELECT') AS stats_view;

@@ -365,7 +365,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	if (code != NULL && strcmp(code, "EGW00133") == 0)
 	{
 		slot->last_issued = now;
-		result = KIS_TOKEN_RETRY;
+		result = KIS_TOKEN_TOO_SOON;
 	}
 	else if (http_status >= 500 || http_status == 429 || root == NULL)
 	{

@@ -9,7 +9,7 @@
  *	  SCHEMA emits for each entry.
  *
  * Adding an endpoint means adding an entry here, not code elsewhere.
- * Field names and tr_ids come from kis-api.md (section numbers below).
+ * Field names and tr_ids come from docs/kis-api.md §6.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,7 +20,7 @@
 
 #include "kis_fdw.h"
 
-/* ---- domestic_price: inquire-price FHKST01010100 (§6.1) ---- */
+/* ---- domestic_price: inquire-price FHKST01010100 ---- */
 static const KisParamDef domestic_price_params[] = {
 	{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
 	{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
@@ -55,7 +55,7 @@ static const KisColumnDef domestic_price_columns[] = {
 };
 
 /*
- * ---- domestic_multi_price: intstock-multprice FHKST11300006 (§6.1) ----
+ * ---- domestic_multi_price: intstock-multprice FHKST11300006 ----
  * Change and change rate are reported to come unsigned at times, with the
  * direction in prdy_vrss_sign (docs/kis-answers.md).
  */
@@ -83,7 +83,7 @@ static const KisColumnDef domestic_multi_price_columns[] = {
 };
 
 /*
- * ---- overseas_price: price HHDFS00000300 (§6.4) ----
+ * ---- overseas_price: price HHDFS00000300 ----
  * Real answers send diff without its sign ("sign" and "rate" carry the
  * direction), and an empty "last" for a listed symbol outside trading hours;
  * only an empty "rsym" means no such listing (docs/kis-answers.md).
@@ -110,7 +110,7 @@ static const KisColumnDef overseas_price_columns[] = {
 	{NULL}
 };
 
-/* ---- domestic_daily: inquire-daily-itemchartprice FHKST03010100 (§6.3) ---- */
+/* ---- domestic_daily: inquire-daily-itemchartprice FHKST03010100 ---- */
 static const KisParamDef domestic_daily_params[] = {
 	{"FID_COND_MRKT_DIV_CODE", KIS_PARAM_MARKET},
 	{"FID_INPUT_ISCD", KIS_PARAM_SYMBOL},
@@ -137,7 +137,7 @@ static const KisColumnDef domestic_daily_columns[] = {
 	{NULL}
 };
 
-/* ---- overseas_daily: dailyprice HHDFS76240000 (§6.6); diff unsigned too ---- */
+/* ---- overseas_daily: dailyprice HHDFS76240000; diff unsigned too ---- */
 static const KisParamDef overseas_daily_params[] = {
 	{"AUTH", KIS_PARAM_LITERAL, ""},
 	{"EXCD", KIS_PARAM_EXCHANGE},
@@ -163,7 +163,7 @@ static const KisColumnDef overseas_daily_columns[] = {
 	{NULL}
 };
 
-/* ---- domestic_orderbook: inquire-asking-price-exp-ccn FHKST01010200 (§6.2) ---- */
+/* ---- domestic_orderbook: inquire-asking-price-exp-ccn FHKST01010200 ---- */
 static const KisColumnDef domestic_orderbook_columns[] = {
 	{"quote_time", "aspr_acpt_hour", "text"},
 	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"},
@@ -194,7 +194,7 @@ static const KisColumnDef domestic_orderbook_columns[] = {
 	{NULL}
 };
 
-/* ---- domestic_holdings: inquire-balance TTTC8434R / VTTC8434R (§6.5) ---- */
+/* ---- domestic_holdings: inquire-balance TTTC8434R / VTTC8434R ---- */
 static const KisParamDef domestic_holdings_params[] = {
 	{"CANO", KIS_PARAM_CANO},
 	{"ACNT_PRDT_CD", KIS_PARAM_ACNT_PRDT_CD},
@@ -503,8 +503,8 @@ all_chars(const char *s, const char *allowed)
 
 /*
  * Domestic short codes are 6 characters (digits, and upper-case letters in
- * the newer codes); ETNs are 'Q' followed by 6 digits (kis-api.md §6.1).
- * Overseas tickers are up to 16 characters (§6.4).
+ * the newer codes); ETNs are 'Q' followed by 6 digits (docs/kis-api.md §6).
+ * Overseas tickers are up to 16 characters (docs/kis-api.md §6).
  */
 bool
 kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
@@ -550,7 +550,7 @@ kis_market_is_valid(const char *market)
 		strcmp(market, "UN") == 0;
 }
 
-/* EXCD quotation codes (kis-api.md §6.4) */
+/* EXCD quotation codes (docs/kis-api.md §6) */
 const char *const kis_exchange_codes[] = {
 	"NAS", "NYS", "AMS", "BAQ", "BAY", "BAA", "HKS", "TSE",
 	"SHS", "SZS", "SHI", "SZI", "HSX", "HNX", NULL

@@ -610,35 +610,41 @@ backoff_us(int attempts)
 /*
  * Keep an error that ends this fetcher's scan, to be raised by the scan's
  * own kis_fetch_next: the request may have been completed while another
- * scan (another cursor, say) was waiting.  The first error wins.
+ * scan (another cursor, say) was waiting.  The first error wins.  The
+ * error is built by a real ereport (constant, translatable texts) and
+ * caught at once; nothing between here and the throw holds a resource.
  */
-static void
-fail_fetcher(KisFetcher *f, int sqlerrcode, const char *msg, const char *detail,
-			 const char *hint)
-{
-	MemoryContext old;
+#define FAIL_FETCHER(f, rest) \
+	do { \
+		if ((f)->fatal == NULL) \
+		{ \
+			MemoryContext fail_cxt = CurrentMemoryContext; \
+			PG_TRY(); \
+			{ \
+				ereport(ERROR, rest); \
+			} \
+			PG_CATCH(); \
+			{ \
+				keep_fatal(f, fail_cxt); \
+			} \
+			PG_END_TRY(); \
+		} \
+	} while (0)
 
-	if (f->fatal != NULL)
-		return;
-	old = MemoryContextSwitchTo(f->cxt);
-	f->fatal = palloc0(sizeof(ErrorData));
-	f->fatal->elevel = ERROR;
-	f->fatal->sqlerrcode = sqlerrcode;
-	f->fatal->message = pstrdup(msg);
-	f->fatal->detail = detail ? pstrdup(detail) : NULL;
-	f->fatal->hint = hint ? pstrdup(hint) : NULL;
-	MemoryContextSwitchTo(old);
+static void
+keep_fatal(KisFetcher *f, MemoryContext back_to)
+{
+	MemoryContextSwitchTo(f->cxt);
+	f->fatal = CopyErrorData();
+	FlushErrorState();
+	MemoryContextSwitchTo(back_to);
 }
 
 static void
 raise_fatal(KisFetcher *f)
 {
 	if (f->fatal != NULL)
-		ereport(ERROR,
-				(errcode(f->fatal->sqlerrcode),
-				 errmsg_internal("%s", f->fatal->message),
-				 f->fatal->detail ? errdetail_internal("%s", f->fatal->detail) : 0,
-				 f->fatal->hint ? errhint("%s", f->fatal->hint) : 0));
+		ReThrowError(f->fatal);
 }
 
 /*
@@ -719,12 +725,12 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	if (rc != CURLE_OK)
 	{
 		kis_token_release_claim(f->slot, claim);
-		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-					 "could not reach KIS to obtain an access token",
-					 psprintf("%s (%s)", curl_error_text(req, rc), f->config->base_url),
-					 curl_error_is_tls_trust(rc) ?
-					 "The server's certificate was not trusted: check the server's ca_file option, and that base_url names the host the certificate is for." :
-					 "Check the server's base_url option and the network.");
+		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+						 errmsg("could not reach KIS to obtain an access token"),
+						 errdetail("%s (%s)", curl_error_text(req, rc), f->config->base_url),
+						 curl_error_is_tls_trust(rc) ?
+						 errhint("The server's certificate was not trusted: check the server's ca_file option, and that base_url names the host the certificate is for.") :
+						 errhint("Check the server's base_url option and the network.")));
 		return;
 	}
 
@@ -735,22 +741,27 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	{
 		f->token_failures = 0;
 		if (++f->tokens_issued > KIS_MAX_TOKENS_PER_SCAN)
-			fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-						 psprintf("KIS rejected %d access tokens in one scan", KIS_MAX_TOKENS_PER_SCAN),
-						 NULL,
-						 "Check this machine's clock, and whether another client keeps revoking the app key's tokens.");
+			FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+							 errmsg("KIS rejected %d access tokens in one scan",
+									KIS_MAX_TOKENS_PER_SCAN),
+							 errhint("Check this machine's clock, and whether another client keeps revoking the app key's tokens.")));
 		f->stats->tokens_issued++;
 		return;
 	}
-	if (res == KIS_TOKEN_RETRY && ++f->token_failures <= f->config->max_retries)
+	if (res != KIS_TOKEN_FATAL && ++f->token_failures <= f->config->max_retries)
 		return;					/* pump asks again once the interval allows */
 
 	kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-	fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-				 "KIS did not issue an access token", detail,
-				 res == KIS_TOKEN_RETRY ?
-				 "KIS issues one token per minute per app key; another client may be using this key. Try again in a minute." :
-				 "Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.");
+	FAIL_FETCHER(f, (errcode(res == KIS_TOKEN_FATAL ?
+							 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
+							 ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("KIS did not issue an access token"),
+					 errdetail("%s", detail),
+					 res == KIS_TOKEN_TOO_SOON ?
+					 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
+					 res == KIS_TOKEN_RETRY ?
+					 errhint("KIS's token service failed; try again later.") :
+					 errhint("Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.")));
 }
 
 static void
@@ -764,10 +775,10 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	f->ndata_inflight--;
 	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
 	{
-		fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-					 "could not verify the TLS certificate of the KIS server",
-					 curl_error_text(req, rc),
-					 "Check the server's ca_file option, and that base_url names the host the certificate is for.");
+		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+						 errmsg("could not verify the TLS certificate of the KIS server"),
+						 errdetail("%s", curl_error_text(req, rc)),
+						 errhint("Check the server's ca_file option, and that base_url names the host the certificate is for.")));
 		return;
 	}
 
@@ -816,17 +827,17 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 				kis_token_handed_back(f->slot, req->token_generation))
 			{
 				/* KIS re-issues the same token for 6 hours (docs/tokens-and-rate.md) */
-				fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-							 "KIS handed back the access token it had just rejected",
-							 kis_response_summary(&resp),
-							 "KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.");
+				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+								 errmsg("KIS handed back the access token it had just rejected"),
+								 errdetail("%s", kis_response_summary(&resp)),
+								 errhint("KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.")));
 				break;
 			}
 			if (req->token_rejections > 1)
 			{
-				fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-							 "KIS rejected a newly issued access token",
-							 kis_response_summary(&resp), NULL);
+				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+								 errmsg("KIS rejected a newly issued access token"),
+								 errdetail("%s", kis_response_summary(&resp))));
 				break;
 			}
 			MemoryContextDelete(rcxt);
@@ -837,9 +848,10 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			break;
 		case KIS_OUTCOME_FATAL:
 			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-			fail_fetcher(f, ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
-						 "KIS refused the request", kis_response_summary(&resp),
-						 "Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).");
+			FAIL_FETCHER(f, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+							 errmsg("KIS refused the request"),
+							 errdetail("%s", kis_response_summary(&resp)),
+							 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).")));
 			break;
 	}
 }

@@ -6,7 +6,7 @@
  *	  rate gate, the token cache and the response reader.
  *
  * The FDW callbacks (kis_fdw.c) are glue over these pieces; each src/ file
- * owns one of them (see DESIGN.md §4).
+ * owns one of them (see docs/design.md).
  *
  *-------------------------------------------------------------------------
  */
@@ -408,7 +408,8 @@ extern bool kis_token_handed_back(KisKeySlot *slot, uint64 generation);
 typedef enum KisTokenResult
 {
 	KIS_TOKEN_OK,
-	KIS_TOKEN_RETRY,			/* EGW00133 or transient: try again later */
+	KIS_TOKEN_TOO_SOON,			/* EGW00133: one token a minute; try later */
+	KIS_TOKEN_RETRY,			/* transient (5xx, no answer): try again later */
 	KIS_TOKEN_FATAL				/* credentials refused */
 } KisTokenResult;
 

@@ -183,44 +183,65 @@ account_is_valid(const char *s)
 	return true;
 }
 
+/* What is wrong with a base_url */
+typedef enum KisUrlProblem
+{
+	KIS_URL_OK,
+	KIS_URL_INSECURE,			/* not https, http beyond loopback, a user name */
+	KIS_URL_SUFFIX				/* a query string or fragment */
+} KisUrlProblem;
+
 /*
  * https:// to any host; plain http:// only to this machine (a local test
  * server), so credentials and tokens never cross a network unencrypted.
  * The URL is parsed by libcurl, as it will be used: a prefix test would
  * take "http://127.0.0.1@elsewhere/" or "http://127.example.com/".
+ * libcurl reads the scheme in any case; kis_config_for_table writes it in
+ * lower case.  Request paths are appended to base_url, so it may not end
+ * in a query string or fragment.
  */
-static bool
-url_is_acceptable(const char *url)
+static KisUrlProblem
+url_problem(const char *url)
 {
 	CURLU	   *u = curl_url();
 	char	   *scheme = NULL;
 	char	   *host = NULL;
 	char	   *user = NULL;
-	bool		ok = false;
+	char	   *query = NULL;
+	char	   *fragment = NULL;
+	KisUrlProblem problem = KIS_URL_INSECURE;
 
 	if (u == NULL)
-		return false;
+		return problem;
 	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER)
 	{
-		if (strcmp(scheme, "https") == 0)
-			ok = true;
-		else if (strcmp(scheme, "http") == 0)
+		if (pg_strcasecmp(scheme, "https") == 0)
+			problem = KIS_URL_OK;
+		else if (pg_strcasecmp(scheme, "http") == 0)
 		{
 			struct in_addr addr;
 
-			ok = strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+			if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
 				(inet_pton(AF_INET, host, &addr) == 1 &&
-				 (ntohl(addr.s_addr) >> 24) == 127);
+				 (ntohl(addr.s_addr) >> 24) == 127))
+				problem = KIS_URL_OK;
 		}
+		if (problem == KIS_URL_OK &&
+			(curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
+			 curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) != CURLUE_NO_FRAGMENT ||
+			 strpbrk(url, "?#") != NULL))
+			problem = KIS_URL_SUFFIX;
 	}
 	curl_free(scheme);
 	curl_free(host);
 	curl_free(user);
+	curl_free(query);
+	curl_free(fragment);
 	curl_url_cleanup(u);
-	return ok;
+	return problem;
 }
 
 static void
@@ -234,13 +255,13 @@ check_number(const KisOptionDef *opt, const char *value)
 	if (errno != 0 || end == value || *end != '\0' || isnan(d) ||
 		(opt->type == OPT_INT && d != floor(d)))
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
 				 errhint("Use %s number between %g and %g.",
 						 opt->type == OPT_INT ? "a whole" : "a", opt->min, opt->max)));
 	if (d < opt->min || d > opt->max)
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value %s for option \"%s\" is out of range", value, opt->name),
 				 errhint("Use a number between %g and %g.", opt->min, opt->max)));
 
@@ -266,7 +287,7 @@ check_value(const KisOptionDef *opt, const char *value)
 		case OPT_TEXT:
 			if (value[0] == '\0')
 				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("option \"%s\" must not be empty", opt->name)));
 			break;
 		case OPT_CHOICE:
@@ -276,7 +297,7 @@ check_value(const KisOptionDef *opt, const char *value)
 					return;
 			}
 			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
 					 errhint("Valid values are: %s.", choice_names(opt->choices))));
 			break;
@@ -290,23 +311,31 @@ check_value(const KisOptionDef *opt, const char *value)
 
 				if (!parse_bool(value, &b))
 					ereport(ERROR,
-							(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
 							 errhint("Use true or false.")));
 			}
 			break;
 		case OPT_URL:
-			if (!url_is_acceptable(value))
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
-						 errdetail("kis_fdw talks to KIS over https://; plain http:// is allowed only to a loopback address, and a URL may not carry a user name."),
-						 errhint("Use an https:// URL such as %s.", KIS_REAL_URL)));
+			{
+				KisUrlProblem problem = url_problem(value);
+
+				if (problem != KIS_URL_OK)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+							 problem == KIS_URL_SUFFIX ?
+							 errdetail("kis_fdw appends each request's path and query to base_url, so it may not carry a query string or fragment.") :
+							 errdetail("kis_fdw talks to KIS over https://; plain http:// is allowed only to a loopback address, and a URL may not carry a user name."),
+							 problem == KIS_URL_SUFFIX ?
+							 errhint("Use only the scheme, host, port and an optional path, such as %s.", KIS_REAL_URL) :
+							 errhint("Use an https:// URL such as %s.", KIS_REAL_URL)));
+			}
 			break;
 		case OPT_ACCOUNT:
 			if (!account_is_valid(value))
 				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid value for option \"account\""),
 						 errdetail("An account is 8 digits, a hyphen and the 2-digit product code."),
 						 errhint("Write it as in the KIS app, e.g. '12345678-01'.")));
@@ -314,21 +343,21 @@ check_value(const KisOptionDef *opt, const char *value)
 		case OPT_ENDPOINT:
 			if (kis_endpoint_lookup(value) == NULL)
 				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unknown endpoint \"%s\"", value),
 						 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
 			break;
 		case OPT_EXCHANGE:
 			if (!kis_exchange_is_valid(value))
 				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid value for option \"exchange\": \"%s\"", value),
 						 errhint("Valid exchanges are: %s.", choice_names(kis_exchange_codes))));
 			break;
 		case OPT_MARKET:
 			if (!kis_market_is_valid(value))
 				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid value for option \"market\": \"%s\"", value),
 						 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
 			break;
@@ -408,6 +437,15 @@ kis_on_error_name(KisOnError mode)
 	return on_error_choices[mode];
 }
 
+/* "HTTP://..." as "http://...": fetch.c and the token cache compare schemes */
+static char *
+lower_scheme(char *url)
+{
+	for (char *c = url; *c && *c != ':'; c++)
+		*c = pg_ascii_tolower((unsigned char) *c);
+	return url;
+}
+
 static char *
 strip_trailing_slash(char *url)
 {
@@ -455,7 +493,7 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->environment = strcmp(value, "virtual") == 0 ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
 		else if (strcmp(def->defname, "base_url") == 0)
 		{
-			config->base_url = strip_trailing_slash(pstrdup(value));
+			config->base_url = strip_trailing_slash(lower_scheme(pstrdup(value)));
 			have_url = true;
 		}
 		else if (strcmp(def->defname, "rate_limit") == 0)
@@ -523,7 +561,7 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	if (config->endpoint->paging == KIS_PAGING_DATE &&
 		config->endpoint->has_exchange && strcmp(config->period, "Y") == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("endpoint %s has no yearly bars", config->endpoint->name),
 				 errhint("Set the table's period option to D, W or M.")));
 }

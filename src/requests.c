@@ -54,7 +54,7 @@ typedef struct KisCall
 	bool		restarted;		/* cursor paging: started over once already */
 } KisCall;
 
-/* YYYYMMDD <-> julian day */
+/* YYYYMMDD (exactly 8 digits, a real date) <-> julian day */
 static char *
 jd_text(int jd)
 {
@@ -71,12 +71,22 @@ text_jd(const char *text, int *jd)
 {
 	int			y,
 				m,
-				d;
+				d,
+				ry,
+				rm,
+				rd;
 
-	if (text == NULL || strlen(text) != 8 || sscanf(text, "%4d%2d%2d", &y, &m, &d) != 3)
+	if (text == NULL || strspn(text, "0123456789") != 8 || text[8] != '\0')
+		return false;
+	y = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
+	m = (text[4] - '0') * 10 + (text[5] - '0');
+	d = (text[6] - '0') * 10 + (text[7] - '0');
+	if (m < 1 || m > 12 || d < 1 || d > 31)
 		return false;
 	*jd = date2j(y, m, d);
-	return true;
+	/* 20250231 is no date: it would come back as another day */
+	j2date(*jd, &ry, &rm, &rd);
+	return ry == y && rm == m && rd == d;
 }
 
 /* Today in Korea (UTC+9, no daylight saving), as a julian day */
@@ -153,10 +163,10 @@ param_value(const KisCall *call, const KisParamDef *p)
 		case KIS_PARAM_LITERAL:
 			return p->literal;
 		case KIS_PARAM_SYMBOL:
-			return key->symbol;
+			return key ? key->symbol : "";
 		case KIS_PARAM_MARKET:
 		case KIS_PARAM_EXCHANGE:
-			return key->venue;
+			return key ? key->venue : "";
 		case KIS_PARAM_DATE_FROM:
 			return call->range.has_from ? jd_text(call->range.from) : KIS_EARLIEST_DATE;
 		case KIS_PARAM_DATE_TO:
@@ -810,7 +820,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		rows = batched_rows(call, member);
 	else if (ep->rows_shape == KIS_ROWS_OBJECT)
 	{
-		KisKey	   *key = linitial(call->keys);
+		KisKey	   *key = call->keys ? linitial(call->keys) : NULL;
 
 		rows = list_make1(row_not_listed(ep, member, extra) ?
 						  row_for(call, key, NULL, NULL, KIS_NOT_LISTED) :

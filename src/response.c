@@ -6,7 +6,7 @@
  *	  scan, fail this key), and JSON values as text for input functions.
  *
  * KIS sends business errors with HTTP 200 and with HTTP 500 alike
- * (kis-api.md §3), so the body is read whatever the status, and the status
+ * (docs/kis-api.md §3), so the body is read whatever the status, and the status
  * only decides when there is no envelope.
  *
  * jansson allocates through palloc in the current memory context
@@ -23,7 +23,7 @@
 
 #include "kis_fdw.h"
 
-/* What a msg_cd means when rt_cd is not "0" (kis-api.md §7) */
+/* What a msg_cd means when rt_cd is not "0" (docs/kis-api.md §7) */
 typedef struct KisCodeClass
 {
 	const char *msg_cd;

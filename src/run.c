@@ -502,8 +502,14 @@ store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 
 		cc.column = col;		/* before anything that can fail */
 		text = column_text(col, row, c);
+
+		/*
+		 * NULL goes through the input function too, as in COPY: a domain's
+		 * input function checks its NOT NULL and CHECK constraints there.
+		 * Unused columns stay NULL without a check: the query reads none.
+		 */
 		slot->tts_isnull[i] = (text == NULL);
-		slot->tts_values[i] = text == NULL ? (Datum) 0 :
+		slot->tts_values[i] = col->source == KIS_COL_UNUSED ? (Datum) 0 :
 			InputFunctionCall((FmgrInfo *) &col->input, text, col->ioparam, col->typmod);
 	}
 

@@ -131,7 +131,8 @@ get_table(void)
 		init_table(table, kis_max_app_keys, false);
 		slot_table = table;
 		ereport(NOTICE,
-				(errmsg("kis_fdw is not in shared_preload_libraries: the rate limit and the access token are per session"),
+				(errcode(ERRCODE_WARNING),
+				 errmsg("kis_fdw is not in shared_preload_libraries: the rate limit and the access token are per session"),
 				 errhint("Add kis_fdw to shared_preload_libraries and restart PostgreSQL so that all sessions share one rate limit and one token per app key.")));
 	}
 	return slot_table;

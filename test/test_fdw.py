@@ -1115,23 +1115,30 @@ def test_readme_tables_in_sync():
           "psql -X -q -f scripts/endpoint-tables.sql")
 
 
+def encoded_database(db, encoding, *statements):
+    """A fresh database in that encoding with the extension, server kis (the mock),
+    our user mapping, then the given statements."""
+    run(f"DROP DATABASE IF EXISTS {db}", db="postgres")
+    _, err, rc = run(f"CREATE DATABASE {db} ENCODING '{encoding}' LOCALE 'C' TEMPLATE template0",
+                     db="postgres")
+    check(rc == 0, f"CREATE DATABASE: {err}")
+    for sql in ("CREATE EXTENSION kis_fdw",
+                f"CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0', max_retries '0')",
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
+                f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+                *statements):
+        _, err, rc = run(sql, db=db)
+        check(rc == 0, f"{encoding}: {sql}: {err}")
+
+
 def test_encoding_error_names_column():
     """A value the database encoding cannot hold (a Korean name in a LATIN1
     database) is an error naming the column, not a crash."""
-    run("DROP DATABASE IF EXISTS kis_latin1", db="postgres")
-    _, err, rc = run("CREATE DATABASE kis_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-                     "TEMPLATE template0", db="postgres")
-    check(rc == 0, f"CREATE DATABASE: {err}")
     try:
-        for sql in ("CREATE EXTENSION kis_fdw",
-                    f"CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw "
-                    f"OPTIONS (base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
-                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
-                    f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
-                    "CREATE FOREIGN TABLE m (name text, symbol text, market text) "
-                    "SERVER kis OPTIONS (endpoint 'domestic_multi_price')"):
-            _, err, rc = run(sql, db="kis_latin1")
-            check(rc == 0, f"{sql}: {err}")
+        encoded_database("kis_latin1", "LATIN1",
+                         "CREATE FOREIGN TABLE m (name text, symbol text, market text) "
+                         "SERVER kis OPTIONS (endpoint 'domestic_multi_price')")
         sym = symbols(1)[0]
         _, err, rc = run(f"SELECT * FROM m WHERE symbol = '{sym}'", db="kis_latin1")
         check(rc != 0 and 'column "name"' in err and "terminated" not in err,
@@ -1205,6 +1212,105 @@ def test_wrong_host_name():
         proc.terminate()
         proc.wait(timeout=10)
         run("DROP SERVER IF EXISTS kis_wronghost CASCADE")
+
+
+class PlainMock:
+    """A second mock KIS server over plain HTTP (loopback only), for base_url tests."""
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="plainmock.", dir=WORK)
+        portfile = os.path.join(self.dir, "port")
+        mock_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mock_kis.py")
+        self.proc = subprocess.Popen([sys.executable, mock_py, "--quiet", "--port-file", portfile,
+                                      "--token-interval", "0"])
+        wait_until(lambda: os.path.exists(portfile) and open(portfile).read().strip(), "plain mock")
+        self.port = open(portfile).read().strip()
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_upper_case_scheme():
+    """base_url 'HTTP://...' passes the validator, so requests must work with it too."""
+    with PlainMock() as plain:
+        try:
+            create_server("kis_upper", "kis_prices_upper",
+                          f"base_url 'HTTP://127.0.0.1:{plain.port}', rate_limit '0'")
+            syms = symbols(2)
+            rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_upper "
+                                f"WHERE symbol IN ({sql_list(syms)})")
+            check(rc == 0, f"a server with base_url 'HTTP://...' failed: {err}")
+            check_prices(rows, syms)
+        finally:
+            run("DROP SERVER IF EXISTS kis_upper CASCADE")
+
+
+def test_token_5xx_hint():
+    """A token endpoint failing with HTTP 503 is not blamed on the once-a-minute rule."""
+    import http.server
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "11")
+            self.end_headers()
+            self.wfile.write(b"unavailable")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        create_server("kis_503", "kis_prices_503",
+                      f"base_url 'http://127.0.0.1:{httpd.server_port}', rate_limit '0', "
+                      f"max_retries '0'")
+        rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_503 WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and "KIS did not issue an access token" in err and "HTTP 503" in err,
+              f"expected a token error naming HTTP 503: {err}")
+        check("per minute" not in err and "EGW00133" not in err,
+              f"a 503 got the once-a-minute hint: {err}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        run("DROP SERVER IF EXISTS kis_503 CASCADE")
+
+
+def test_host_name():
+    """base_url with a host name (resolved by libcurl's resolver), not only an IP address."""
+    port = MOCK_URL.rsplit(":", 1)[1].rstrip("/")
+    try:
+        create_server("kis_byname", "kis_prices_byname",
+                      f"base_url 'https://localhost:{port}', ca_file '{MOCK_CA}', rate_limit '0'")
+        syms = symbols(3)
+        with Session() as s:
+            check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices_byname "
+                                      f"WHERE symbol IN ({sql_list(syms)})"), "by name"), syms)
+            check(s.alive, "the backend died")
+    finally:
+        run("DROP SERVER IF EXISTS kis_byname CASCADE")
+
+
+def test_docs_cited_exist():
+    """Source comments cite the project's own docs/ files, and those files exist."""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cited, stray = set(), []
+    for d in ("", "src", "fuzz", "test"):
+        for name in sorted(os.listdir(os.path.join(root, d))):
+            if not name.endswith((".c", ".h", ".sql", ".py", ".sh")):
+                continue
+            with open(os.path.join(root, d, name), encoding="utf-8") as f:
+                text = f.read()
+            cited.update(re.findall(r"docs/([\w.-]+\.md)", text))
+            stray += [f"{d}/{name}: {m}" for m in re.findall(r"(?<!docs/)\b(DESIGN\.md|kis-api\.md)", text)]
+    check(not stray, f"comments cite files outside docs/: {stray}")
+    missing = [c for c in sorted(cited) if not os.path.exists(os.path.join(root, "docs", c))]
+    check(cited and not missing, f"cited docs missing: {missing} (cited: {sorted(cited)})")
 
 
 def test_no_secret_in_log():
@@ -1643,7 +1749,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_several_accounts_as_one_table,
          test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
-         test_join_large_outer]
+         test_join_large_outer,
+         test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist]
 
 
 # --------------------------------------------------------------------------- gate
