@@ -28,7 +28,8 @@ OBJS = \
 	src/run.o \
 	src/scan.o \
 	src/shmem.o \
-	src/stats.o
+	src/stats.o \
+	src/text.o
 
 EXTENSION = kis_fdw
 # make installcheck: the same tests and order as make test's pg_regress run

@@ -756,7 +756,7 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 							 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
 							 ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("KIS did not issue an access token"),
-					 errdetail("%s", detail),
+					 errdetail("%s", kis_server_message(detail)),
 					 res == KIS_TOKEN_TOO_SOON ?
 					 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
 					 res == KIS_TOKEN_RETRY ?
@@ -837,7 +837,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			{
 				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 								 errmsg("KIS rejected a newly issued access token"),
-								 errdetail("%s", kis_response_summary(&resp))));
+								 errdetail("%s", kis_server_message(kis_response_summary(&resp)))));
 				break;
 			}
 			MemoryContextDelete(rcxt);
@@ -850,7 +850,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
 			FAIL_FETCHER(f, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 							 errmsg("KIS refused the request"),
-							 errdetail("%s", kis_response_summary(&resp)),
+							 errdetail("%s", kis_server_message(kis_response_summary(&resp))),
 							 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).")));
 			break;
 	}

@@ -466,6 +466,13 @@ extern char *kis_row_raw_text(json_t *row);
 extern void kis_json_use_palloc(void);
 
 /* ----------------------------------------------------------------
+ * text.c: KIS text (UTF-8) in the database encoding
+ * ----------------------------------------------------------------
+ */
+extern char *kis_server_text(const char *utf8);
+extern char *kis_server_message(const char *utf8);
+
+/* ----------------------------------------------------------------
  * fetch.c: the concurrent, rate-gated request engine
  * ----------------------------------------------------------------
  */

@@ -38,7 +38,6 @@
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "executor/tuptable.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -465,17 +464,16 @@ column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
 			return DatumGetCString(DirectFunctionCall1(timestamptz_out,
 													   TimestampTzGetDatum(c->completed_at)));
 		case KIS_COL_ERROR:
-			return row->problem;
+			return kis_server_message(row->problem);
 		case KIS_COL_RAW:
+			/* JSON: what the encoding lacks stays a valid \u escape */
 			text = row->row ? kis_row_raw_text(row->row) : NULL;
-			break;
+			return kis_server_message(text);
 		case KIS_COL_FIELD:
 			text = row->row ? kis_row_value(row, col->field) : NULL;
 			break;
 	}
-	if (text != NULL && GetDatabaseEncoding() != PG_UTF8)
-		text = pg_any_to_server(text, strlen(text), PG_UTF8);
-	return text;
+	return kis_server_text(text);
 }
 
 /* Fill the slot from one row (a failed key under on_error 'row' has no data) */
@@ -535,7 +533,7 @@ raise_failure(KisRunner *r, const KisRow *row)
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("KIS request for %s failed", row_subject(r, row)),
-			 errdetail("%s", row->problem),
+			 errdetail("%s", kis_server_message(row->problem)),
 			 row->hint ? errhint("%s", row->hint) :
 			 errhint("Set the table's on_error option to 'skip' or 'row' to keep the other rows.")));
 }
@@ -560,7 +558,7 @@ handle_failure(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 
 				r->skipped = lappend(r->skipped,
 									 psprintf("%s: %s", key_label(r, row->key),
-											  row->problem));
+											  kis_server_message(row->problem)));
 				MemoryContextSwitchTo(old);
 			}
 			return false;
