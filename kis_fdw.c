@@ -83,7 +83,6 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("kis_fdw could not initialize libcurl")));
-	kis_json_use_palloc();
 
 	DefineCustomIntVariable("kis_fdw.token_issue_interval",
 							"Minimum time between two access-token issuances for one app key.",

@@ -804,7 +804,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	TopMemoryContext = AllocSetContextCreate(NULL, "TopMemoryContext", ALLOCSET_DEFAULT_SIZES);
 	CurrentMemoryContext = TopMemoryContext;
 	kis_token_issue_interval = 0;
-	kis_json_use_palloc();
 	check_claims();
 	run_self_tests();
 	return 0;

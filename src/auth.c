@@ -285,7 +285,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 				 long http_status, const char *body, size_t len,
 				 TimestampTz now, char **errdetail)
 {
-	json_t	   *root = json_loadb(body, len, 0, NULL);
+	json_t	   *root = kis_json_parse(body, len);
 	const char *token;
 	const char *code;
 	const char *text;

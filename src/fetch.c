@@ -48,6 +48,8 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -422,13 +424,33 @@ transport_update_wait_set(void)
 	}
 }
 
-/* Tell curl about one socket event or its timer; never throws */
+/*
+ * Tell curl about one socket event or its timer; never throws.
+ *
+ * This is where libcurl starts its work, and so its threaded resolver: a
+ * host name is resolved by getaddrinfo on a short-lived thread, while this
+ * backend keeps waiting on its latch (cancellable, bounded by
+ * connect_timeout_ms).  The thread calls no PostgreSQL code; so that no
+ * PostgreSQL signal handler ever runs on it either, it is started with
+ * every asynchronous signal blocked (a thread inherits its creator's mask).
+ * Signals arriving meanwhile are delivered when the mask is restored.
+ * See docs/design.md, "Name resolution".
+ */
 static void
 transport_action(curl_socket_t fd, int mask)
 {
+	sigset_t	blocked;
+	sigset_t	saved;
 	int			running;
 
+	sigfillset(&blocked);
+	sigdelset(&blocked, SIGSEGV);
+	sigdelset(&blocked, SIGBUS);
+	sigdelset(&blocked, SIGFPE);
+	sigdelset(&blocked, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &blocked, &saved);
 	curl_multi_socket_action(transport.multi, fd, mask, &running);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 /* ----------------------------------------------------------------

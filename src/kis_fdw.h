@@ -445,6 +445,9 @@ typedef struct KisResponse
 	char	   *problem;		/* our words for what went wrong, or NULL */
 } KisResponse;
 
+extern json_t *kis_json_parse(const char *body, size_t len);
+extern json_t *kis_json_new_array(void);
+extern json_t *kis_json_copy(json_t *value);
 extern void kis_response_read(KisResponse *resp, long http_status,
 							  const char *body, size_t len);
 extern char *kis_response_summary(const KisResponse *resp);
@@ -463,7 +466,6 @@ extern KisDirection kis_sign_code_direction(const char *code);
 extern KisDirection kis_signed_text_direction(const char *text);
 extern char *kis_text_with_direction(char *text, KisDirection dir);
 extern char *kis_row_raw_text(json_t *row);
-extern void kis_json_use_palloc(void);
 
 /* ----------------------------------------------------------------
  * text.c: KIS text (UTF-8) in the database encoding

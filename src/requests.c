@@ -685,8 +685,8 @@ cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows,
 
 		*copy = *(KisRow *) lfirst(lc);
 		if (copy->extra != NULL && extra == NULL)
-			extra = json_deep_copy(copy->extra);
-		copy->row = json_deep_copy(copy->row);
+			extra = kis_json_copy(copy->extra);
+		copy->row = kis_json_copy(copy->row);
 		if (copy->row == NULL || (copy->extra != NULL && extra == NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -806,7 +806,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	member = json_object_get(c->resp.root, ep->rows_member);
 	if (ep->rows_shape == KIS_ROWS_ANY && json_is_object(member))
 	{
-		json_t	   *array = json_array();
+		json_t	   *array = kis_json_new_array();
 
 		json_array_append(array, member);
 		member = array;

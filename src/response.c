@@ -9,9 +9,13 @@
  * (docs/kis-api.md §3), so the body is read whatever the status, and the status
  * only decides when there is no envelope.
  *
- * jansson allocates through palloc in the current memory context
- * (kis_json_use_palloc), so parsed documents belong to the scan's memory
- * and go away with it, also on ERROR.
+ * jansson keeps its own (default) allocator: kis_fdw never calls
+ * json_set_alloc_funcs, a process-wide setting that would change the
+ * allocator of every other module of the backend using jansson.  Each
+ * document is owned instead by the memory context that was current when
+ * it was made: a reset callback releases it with that context, also on
+ * ERROR (docs/design.md, "Resource ownership").  Text jansson writes is
+ * copied into palloc'd memory at once.
  *
  *-------------------------------------------------------------------------
  */
@@ -68,6 +72,89 @@ classify_code(const char *msg_cd)
 	return KIS_OUTCOME_FAILED;
 }
 
+/* ----------------------------------------------------------------
+ * Documents owned by memory contexts
+ * ----------------------------------------------------------------
+ */
+static void
+release_document(void *arg)
+{
+	json_decref((json_t *) arg);
+}
+
+/*
+ * Hand doc (a new reference, or NULL) to the current memory context.  The
+ * callback is allocated by the caller before doc exists, so that nothing
+ * can fail between making the document and owning it.
+ */
+static json_t *
+own_document(json_t *doc, MemoryContextCallback *cb)
+{
+	if (doc == NULL)
+	{
+		pfree(cb);
+		return NULL;
+	}
+	cb->func = release_document;
+	cb->arg = doc;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return doc;
+}
+
+/* Parse a body; the document lives as long as the current memory context */
+json_t *
+kis_json_parse(const char *body, size_t len)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	return own_document(json_loadb(body, len, 0, NULL), cb);
+}
+
+/* An empty array owned like kis_json_parse's documents */
+json_t *
+kis_json_new_array(void)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+	json_t	   *array = own_document(json_array(), cb);
+
+	if (array == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return array;
+}
+
+/* A deep copy of value (or NULL when out of memory), owned likewise */
+json_t *
+kis_json_copy(json_t *value)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	return own_document(json_deep_copy(value), cb);
+}
+
+/* jansson's text of a value, in palloc'd memory */
+static char *
+dump_text(json_t *value, size_t flags)
+{
+	char	   *text = json_dumps(value, flags);
+	char	   *copy;
+
+	if (text == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	copy = palloc_extended(strlen(text) + 1, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+	if (copy != NULL)
+		strcpy(copy, text);
+	free(text);
+	if (copy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return copy;
+}
+
 /* A status that says "try again" when no envelope tells us more */
 static bool
 status_is_transient(long http_status)
@@ -86,7 +173,7 @@ kis_response_read(KisResponse *resp, long http_status, const char *body, size_t 
 
 	memset(resp, 0, sizeof(KisResponse));
 	resp->http_status = http_status;
-	resp->root = json_loadb(body, len, 0, NULL);
+	resp->root = kis_json_parse(body, len);
 
 	if (resp->root == NULL || !json_is_object(resp->root))
 	{
@@ -170,7 +257,7 @@ json_value_text(json_t *value)
 			return NULL;
 		case JSON_OBJECT:
 		case JSON_ARRAY:
-			return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+			return dump_text(value, JSON_COMPACT | JSON_ENCODE_ANY);
 	}
 	return NULL;
 }
@@ -256,30 +343,5 @@ kis_text_with_direction(char *text, KisDirection dir)
 char *
 kis_row_raw_text(json_t *row)
 {
-	return json_dumps(row, JSON_COMPACT);
-}
-
-/*
- * jansson's allocator: palloc in whatever context is current.  NO_OOM
- * makes an allocation failure a NULL that jansson handles, instead of an
- * ERROR thrown through jansson's frames.
- */
-static void *
-kis_json_alloc(size_t size)
-{
-	return MemoryContextAllocExtended(CurrentMemoryContext, size,
-									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
-}
-
-static void
-kis_json_free(void *ptr)
-{
-	if (ptr != NULL)
-		pfree(ptr);
-}
-
-void
-kis_json_use_palloc(void)
-{
-	json_set_alloc_funcs(kis_json_alloc, kis_json_free);
+	return dump_text(row, JSON_COMPACT);
 }

@@ -1359,6 +1359,31 @@ def test_host_name():
         run("DROP SERVER IF EXISTS kis_byname CASCADE")
 
 
+def test_jansson_untouched():
+    """kis_fdw leaves jansson's process-wide allocator to other modules: a module
+    using jansson in a backend that ran kis_fdw scans still gets malloc and free."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    pg_config = os.environ.get("PG_CONFIG") or os.path.join(os.environ["KIS_PGBIN"], "pg_config")
+    include = subprocess.run([pg_config, "--includedir-server"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    build = tempfile.mkdtemp(prefix="jansson_probe.", dir=WORK)
+    lib = os.path.join(build, "jansson_probe.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-I", include, "-o", lib,
+                    os.path.join(here, "jansson_probe.c"), "-ljansson"], check=True)
+    os.chmod(build, 0o755)
+    syms = symbols(3)
+    try:
+        with Session() as s:
+            check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices "
+                                      f"WHERE symbol IN ({sql_list(syms)})"), "scan"), syms)
+            must(s.query(f"CREATE FUNCTION jansson_probe_allocator() RETURNS boolean "
+                         f"AS '{lib}' LANGUAGE C STRICT"), "create probe")
+            rows = must(s.query("SELECT jansson_probe_allocator()"), "probe")
+            check(rows == [["t"]], f"jansson's allocator was changed in this backend: {rows}")
+    finally:
+        run("DROP FUNCTION IF EXISTS jansson_probe_allocator()")
+
+
 def test_docs_cited_exist():
     """Source comments cite the project's own docs/ files, and those files exist."""
     import re
@@ -1815,7 +1840,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
          test_join_large_outer,
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
-         test_encoding_messages]
+         test_encoding_messages,
+         test_jansson_untouched]
 
 
 # --------------------------------------------------------------------------- gate
