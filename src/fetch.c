@@ -851,7 +851,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 				/* KIS re-issues the same token for 6 hours (docs/tokens-and-rate.md) */
 				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 								 errmsg("KIS handed back the access token it had just rejected"),
-								 errdetail("%s", kis_response_summary(&resp)),
+								 errdetail("%s", kis_server_message(kis_response_summary(&resp))),
 								 errhint("KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.")));
 				break;
 			}
