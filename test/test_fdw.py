@@ -1330,9 +1330,16 @@ def test_token_5xx_hint():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        create_server("kis_503", "kis_prices_503",
-                      f"base_url 'http://127.0.0.1:{httpd.server_port}', rate_limit '0', "
-                      f"max_retries '0'")
+        # a key of its own: a token another test's server got for APP_KEY would be shared
+        run("DROP SERVER IF EXISTS kis_503 CASCADE")
+        for sql in (f"CREATE SERVER kis_503 FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                    f"(base_url 'http://127.0.0.1:{httpd.server_port}', rate_limit '0', max_retries '0')",
+                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_503 "
+                    f"OPTIONS (app_key 'PS503only{time.time_ns()}', app_secret '{APP_SECRET}')",
+                    "CREATE FOREIGN TABLE kis_prices_503 (symbol text, price numeric) "
+                    "SERVER kis_503 OPTIONS (endpoint 'domestic_price')"):
+            _, err, rc = run(sql)
+            check(rc == 0, f"{sql}: {err}")
         rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_503 WHERE symbol = '{symbols(1)[0]}'")
         check(rc != 0 and "KIS did not issue an access token" in err and "HTTP 503" in err,
               f"expected a token error naming HTTP 503: {err}")
