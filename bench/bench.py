@@ -360,6 +360,53 @@ def scenario_two_keys(kind, first, per_key=95):
     r["of_limit"] = (r["achieved_rate"] or 0) / 38
     r["met"] = (r["of_limit"] >= 0.9 and r["violations"] == 0
                 and r["requests"] == 2 * per_key and r["rows"] == 2 * per_key)
+
+
+def plan_has(node, provider):
+    """Does an EXPLAIN (FORMAT JSON) plan tree hold a Custom Scan of provider?"""
+    if node.get("Custom Plan Provider") == provider:
+        return True
+    return any(plan_has(child, provider) for child in node.get("Plans", []))
+
+
+# the setups of the join scenarios: (server options, mock settings), as rate- and latency-bound
+JOIN_SETUPS = {"rate-bound": ({"rate_limit": "19", "max_concurrency": "8"},
+                              {"rate_limit": 20, "latency_ms": 30, "jitter_ms": 10}),
+               "latency-bound": ({"rate_limit": "0", "max_concurrency": "16"},
+                                 {"rate_limit": 0, "latency_ms": 200, "jitter_ms": 0})}
+
+
+def scenario_join(setup, first, n=200):
+    """A portfolio of n symbols joined to the quotes: the plain join (batched), the
+    README's former ANY idiom, and the seed pattern on the same symbols."""
+    options, mock_cfg = JOIN_SETUPS[setup]
+    name = f"join-{setup}"
+    table = create_server(name, **options)
+    pf = f"pf_{name.replace('-', '_')}"
+    psql(f"CREATE TABLE {pf} AS SELECT lpad(g::text, 6, '0') AS symbol, g % 100 + 1 AS qty "
+         f"FROM generate_series({first}, {first + n - 1}) g; ANALYZE {pf}")
+    plain = (f"SELECT p.symbol, p.qty * q.price AS value FROM {pf} p "
+             f"JOIN {table} q ON q.symbol = p.symbol")
+    any_form = plain + f" WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM {pf}))"
+    mock_setup(**mock_cfg)
+    warm_token(table, 900003)
+    r = {}
+    for label, sql in (("join", plain), ("any", any_form)):
+        mock_setup(**mock_cfg)
+        text = "\n".join(psql(explain_cmd(sql)))
+        plan = json.loads(text)[0]
+        st = mock_stats()
+        r[label] = {"time_s": plan["Execution Time"] / 1000, "rows": plan["Plan"]["Actual Rows"],
+                    "requests": st["requests"], "max_in_flight": st["max_in_flight"],
+                    "violations": st["violations"],
+                    "batched_join": plan_has(plan["Plan"], "KIS Batched Join")}
+    seed = run_seed(first, n, mock_cfg["rate_limit"], mock_cfg["latency_ms"],
+                    mock_cfg["jitter_ms"])
+    r["seed"] = {k: seed[k] for k in ("time_s", "rows", "requests", "violations", "aborted")}
+    r["join_vs_any"] = r["join"]["time_s"] / r["any"]["time_s"]
+    r["seed_vs_join"] = seed["time_s"] / r["join"]["time_s"]
+    r["met"] = (r["join_vs_any"] <= 1.1 and r["join"]["batched_join"] and
+                r["join"]["rows"] == n and r["join"]["requests"] == n)
     return r
 
 
@@ -504,7 +551,10 @@ def write_timelines(out_dir, results, panels):
 
 
 def plot(out_dir, results, panels):
-    """OUT/timeline.png via gnuplot: one panel per scenario, limit drawn on both axes."""
+    """OUT/timeline.png via gnuplot: one panel per scenario, limit drawn on both axes
+    (nothing when BENCH_ONLY left no scenario with a panel)."""
+    if not panels:
+        return
     write_timelines(out_dir, results, panels)
     gp = [f"set terminal pngcairo noenhanced size 1100,{330 * len(panels)} font ',10'",
           "set output 'timeline.png'",
@@ -599,6 +649,10 @@ def table_rows(R):
             f"ms", "p95 ≤ 20 ms", yes(ca["met"])),
         "two-keys-union": lambda r: two_keys("two-keys-union", r),
         "two-keys-partitioned": lambda r: two_keys("two-keys-partitioned", r),
+        "join-rate-bound": lambda r: join_row("join, rate-bound", r,
+                                              "limit 20/s, rate_limit 19, 30±10 ms"),
+        "join-latency-bound": lambda r: join_row("join, latency-bound", r,
+                                                 "no limit, 200 ms, max_concurrency 16"),
         "seed-rate-bound": lambda srb: (
             "seed, rate-bound", "as rate-bound; seed pattern, own key",
             f"{f(srb['time_s'])} s ({f(srb['achieved_rate'])}/s, densest second "
@@ -612,6 +666,17 @@ def table_rows(R):
             "kis_fdw ≥ 5× faster", yes(slb["met"])),
     }
     return [rows[name](R[name]) for name, _ in STEPS if name in R]
+
+
+def join_row(title, j, setup):
+    """The results table's row of a join scenario."""
+    return (title, f"200 symbols in a table joined on symbol; {setup}",
+            f"plain join {j['join']['time_s']:.2f} s ({j['join']['requests']} requests, "
+            f"max {j['join']['max_in_flight']} in flight"
+            f"{'' if j['join']['batched_join'] else ', NOT batched'}), ANY form "
+            f"{j['any']['time_s']:.2f} s: join/ANY = {j['join_vs_any']:.2f}; seed pattern "
+            f"{j['seed']['time_s']:.2f} s ({j['seed_vs_join']:.1f}× the join)",
+            "join ≤ 1.1× ANY", "yes" if j["met"] else "**no**")
 
 
 def write_outputs(out_dir, R, meta):
@@ -671,6 +736,8 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("cancel", scenario_cancel),
          ("two-keys-union", lambda: scenario_two_keys("union", 500000)),
          ("two-keys-partitioned", lambda: scenario_two_keys("partitioned", 510000)),
+         ("join-rate-bound", lambda: scenario_join("rate-bound", 600000)),
+         ("join-latency-bound", lambda: scenario_join("latency-bound", 610000)),
          ("seed-rate-bound", lambda: run_seed(100000, 200, 20, 30, 10)),
          ("seed-latency-bound", lambda: run_seed(110000, 320, 0, 200, 0))]
 

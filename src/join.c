@@ -32,6 +32,9 @@
  * conditions are checked on each pair, so the result never depends on
  * what was pushed down.
  *
+ * What this relies on in PostgreSQL's planner and executor, and why the
+ * design is a CustomScan from set_join_pathlist_hook: docs/batched-join.md.
+ *
  * Memory of a join node (es_query_cxt):
  *	  "kis_fdw join"        config, expressions, runner (run.c), tuplestore
  *	    "kis_fdw join keys" the current batch's keys and fetched rows;

@@ -55,18 +55,16 @@ SELECT p.symbol, p.qty, q.price, p.qty * q.price AS value
 FROM portfolio p JOIN kis_prices q ON q.symbol = p.symbol ORDER BY value DESC;
 
 SELECT sum(p.qty * q.price) AS portfolio_value
-FROM portfolio p
-JOIN kis_prices q ON q.symbol = p.symbol
-WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+FROM portfolio p JOIN kis_prices q USING (symbol);
 
--- the batching shape: one scan, all symbols concurrently, with its counters
+-- the join batches: the portfolio first, then all its symbols concurrently, with the counters
 EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF)
-SELECT * FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+SELECT p.symbol, p.qty * q.price AS value FROM portfolio p JOIN kis_prices q USING (symbol);
 
 -- a materialized view of quotes, refreshed (e.g. by cron or pg_cron)
 CREATE MATERIALIZED VIEW quotes AS
-  SELECT symbol, price, change_rate, fetched_at
-  FROM kis_prices WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio));
+  SELECT q.symbol, q.price, q.change_rate, q.fetched_at
+  FROM portfolio p JOIN kis_prices q USING (symbol);
 CREATE UNIQUE INDEX ON quotes (symbol);
 SELECT symbol, price, change_rate FROM quotes ORDER BY symbol;
 SELECT max(fetched_at) AS last_fetch FROM quotes \gset
