@@ -406,6 +406,13 @@ def test_no_preload_notice():
         check_prices(lines[:2], syms, "first query")
         check_prices(lines[2:4], syms, "second query")
         check(lines[4:] == [["f"]], f"kis_fdw_stats says shared: {lines[4:]}")
+        # the NOTICE has a SQLSTATE of its own (warning, 01000), not 00000
+        p = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", PGHOST,
+                            "-p", port, "-U", "postgres", "-d", "postgres", "-c",
+                            f"SELECT count(*) FROM p WHERE symbol = '{syms[0]}'"],
+                           capture_output=True, text=True, timeout=WAIT)
+        check("NOTICE:  01000: kis_fdw is not in shared_preload_libraries" in p.stderr,
+              f"expected the NOTICE with SQLSTATE 01000: {p.stderr}")
     finally:
         subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
                        capture_output=True)
