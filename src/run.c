@@ -21,14 +21,18 @@
  * instead of any row.  The next pages of paged endpoints form the next
  * wave.  Whether a query errors then depends only on KIS's answers, not on
  * their order; the price is that under 'error' the first row waits for the
- * slowest request of its wave.
+ * slowest request of its wave.  A wave's rows wait in a tuplestore (in
+ * memory up to work_mem, then in a temporary file), converted, so a value
+ * a column cannot take also fails before any row of its wave goes out.
  *
  * Memory and resources:
  *	  parent (the node's context)
  *	    "kis_fdw runner"  the column map, counters over all runs
  *	      "kis_fdw run"   one run's keys and fetcher; its reset callback
  *	                      frees every libcurl handle (fetch.c).  Ending a
- *	                      run deletes it.
+ *	                      run deletes it.  Also the wave's tuplestore,
+ *	                      whose temporary file the resource owner closes
+ *	                      if the run does not end normally.
  *	      "kis_fdw row"   the current tuple's values, reset per tuple
  *
  *-------------------------------------------------------------------------
@@ -38,11 +42,13 @@
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "compat.h"
 #include "kis_fdw.h"
@@ -92,20 +98,14 @@ struct KisRunner
 	KisCompletion *current;		/* the answer whose rows are being returned */
 	List	   *rows;			/* its KisRow *s */
 	int			next_row;
-	List	   *wave;			/* on_error 'error': KisHeldAnswer *s */
-	bool		wave_ready;		/* r->wave is whole and checked */
+	List	   *gathered;		/* on_error 'error': the wave's answers so far */
+	Tuplestorestate *wave;		/* the rows of the wave going out, or NULL */
+	TupleTableSlot *wave_slot;	/* reads r->wave */
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
 	int64		keys_requested;
 };
-
-/* One answer of a wave held back under on_error 'error', and its rows */
-typedef struct KisHeldAnswer
-{
-	KisCompletion *completion;
-	List	   *rows;
-} KisHeldAnswer;
 
 /* What the error context callback needs to name a failing conversion */
 typedef struct KisConvContext
@@ -217,6 +217,10 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 	r->partition = kis_partition_filter_create(rel, config->endpoint);
 	build_column_map(r, kis_partition_needed(r->partition, list_copy(needed)));
 	r->row_cxt = AllocSetContextCreate(cxt, "kis_fdw row", ALLOCSET_SMALL_SIZES);
+	/* a copy of the descriptor: the slot then pins no relcache entry */
+	if (config->on_error == KIS_ON_ERROR_ERROR)
+		r->wave_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+												&TTSOpsMinimalTuple);
 	MemoryContextSwitchTo(old);
 
 	if (config->on_error == KIS_ON_ERROR_ROW && !r->has_error_column)
@@ -311,8 +315,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	r->nkeys = 0;
 	r->skipped = NIL;
 	r->next_row = 0;
-	r->wave = NIL;
-	r->wave_ready = false;
+	r->gathered = NIL;
 	r->invalid = NIL;
 
 	/*
@@ -389,6 +392,12 @@ kis_runner_end(KisRunner *r)
 		warn_skipped(r);
 	if (r->fetcher != NULL)
 		kis_fetch_end(r->fetcher);
+	if (r->wave != NULL)
+	{
+		ExecClearTuple(r->wave_slot);
+		tuplestore_end(r->wave);	/* its temporary file, if any */
+		r->wave = NULL;
+	}
 	if (r->run_cxt != NULL)
 		MemoryContextDelete(r->run_cxt);
 	r->fetcher = NULL;
@@ -397,8 +406,7 @@ kis_runner_end(KisRunner *r)
 	r->rows = NIL;
 	r->invalid = NIL;
 	r->next_row = 0;
-	r->wave = NIL;
-	r->wave_ready = false;
+	r->gathered = NIL;
 }
 
 /*
@@ -611,22 +619,23 @@ compare_failed_rows(const KisRow *a, const KisRow *b)
 /*
  * on_error 'error': gather the answers of the requests in flight until the
  * last is in (without wait, KIS_POLL_WAIT while one is still out), then
- * read them all, which queues the next pages (the next wave), and raise the
- * error of the least failed key, if any.  The answers go to r->wave;
- * KIS_POLL_END when there were none (the run is complete).
+ * read them all, which queues the next pages (the next wave), raise the
+ * error of the least failed key if any, and put the rows into r->wave
+ * through slot.  KIS_POLL_END when there was no answer: the run is done.
  */
 static KisPoll
-take_wave(KisRunner *r, bool wait)
+take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
-	KisCompletion *c;
+	List	   *rows = NIL;
 	const KisRow *failed = NULL;
 	ListCell   *lc;
+	ListCell   *lr;
+	MemoryContext old;
 
 	/* no answer is read before the last one is in: no new request joins */
 	for (;;)
 	{
-		MemoryContext old;
-		KisHeldAnswer *held;
+		KisCompletion *c;
 
 		if (wait)
 			c = kis_fetch_next(r->fetcher);
@@ -635,21 +644,17 @@ take_wave(KisRunner *r, bool wait)
 		if (c == NULL)
 			break;
 		old = MemoryContextSwitchTo(r->run_cxt);
-		held = palloc(sizeof(KisHeldAnswer));
-		held->completion = c;
-		held->rows = NIL;
-		r->wave = lappend(r->wave, held);
+		r->gathered = lappend(r->gathered, c);
 		MemoryContextSwitchTo(old);
 	}
+	if (r->gathered == NIL)
+		return KIS_POLL_END;
 
-	r->wave_ready = true;
-	foreach(lc, r->wave)
+	foreach(lc, r->gathered)
 	{
-		KisHeldAnswer *held = lfirst(lc);
-		ListCell   *lr;
+		List	   *answer_rows = kis_requests_answer(r->fetcher, lfirst(lc));
 
-		held->rows = kis_requests_answer(r->fetcher, held->completion);
-		foreach(lr, held->rows)
+		foreach(lr, answer_rows)
 		{
 			const KisRow *row = lfirst(lr);
 
@@ -657,49 +662,70 @@ take_wave(KisRunner *r, bool wait)
 				(failed == NULL || compare_failed_rows(row, failed) < 0))
 				failed = row;
 		}
+		rows = lappend(rows, answer_rows);
 	}
 	if (failed != NULL)
 		raise_failure(r, failed);
-	return r->wave == NIL ? KIS_POLL_END : KIS_POLL_ROW;
+
+	old = MemoryContextSwitchTo(r->run_cxt);
+	r->wave = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(old);
+	forboth(lc, r->gathered, lr, rows)
+	{
+		KisCompletion *c = lfirst(lc);
+		ListCell   *lt;
+
+		foreach(lt, (List *) lfirst(lr))
+		{
+			store_row(r, slot, lfirst(lt), c);
+			if (kis_partition_row_ok(r->partition, slot))
+				tuplestore_puttupleslot(r->wave, slot);
+			ExecClearTuple(slot);
+			MemoryContextReset(r->row_cxt);
+		}
+		kis_fetch_forget(c);
+	}
+	list_free(rows);
+	list_free(r->gathered);
+	r->gathered = NIL;
+	return KIS_POLL_ROW;
 }
 
 /*
- * The next answer of the run into r->current and r->rows: KIS_POLL_ROW, or
- * KIS_POLL_END when the run has no more; without wait, KIS_POLL_WAIT when
- * it is not there yet.
+ * on_error 'error': the next row of the current wave into slot, taking the
+ * next wave when this one is done (see the file header).
  */
 static KisPoll
-next_answer(KisRunner *r, bool wait)
+wave_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
-	KisHeldAnswer *held;
-
-	if (r->config->on_error != KIS_ON_ERROR_ERROR)
+	while (r->fetcher != NULL)
 	{
-		if (wait)
-			r->current = kis_fetch_next(r->fetcher);
-		else if (kis_fetch_poll(r->fetcher, &r->current) == KIS_POLL_WAIT)
-			return KIS_POLL_WAIT;
-		if (r->current == NULL)
-			return KIS_POLL_END;
-		r->rows = kis_requests_answer(r->fetcher, r->current);
-		return KIS_POLL_ROW;
-	}
+		if (r->wave != NULL)
+		{
+			/* a tuple read back from the file is palloc'd: as long as the slot */
+			MemoryContext old = MemoryContextSwitchTo(r->run_cxt);
+			bool		got = tuplestore_gettupleslot(r->wave, true, false, r->wave_slot);
 
-	if (!r->wave_ready)
-	{
-		KisPoll		p = take_wave(r, wait);
-
-		if (p != KIS_POLL_ROW)
-			return p;
+			MemoryContextSwitchTo(old);
+			if (got)
+			{
+				ExecCopySlot(slot, r->wave_slot);
+				return KIS_POLL_ROW;
+			}
+			tuplestore_end(r->wave);
+			r->wave = NULL;
+		}
+		switch (take_wave(r, slot, wait))
+		{
+			case KIS_POLL_ROW:
+				break;
+			case KIS_POLL_WAIT:
+				return KIS_POLL_WAIT;
+			case KIS_POLL_END:
+				return KIS_POLL_END;
+		}
 	}
-	held = linitial(r->wave);
-	r->wave = list_delete_first(r->wave);
-	if (r->wave == NIL)
-		r->wave_ready = false;	/* the next call gathers the next wave */
-	r->current = held->completion;
-	r->rows = held->rows;
-	pfree(held);
-	return KIS_POLL_ROW;
+	return KIS_POLL_END;
 }
 
 /*
@@ -726,6 +752,9 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 			return KIS_POLL_ROW;
 	}
 
+	if (r->config->on_error == KIS_ON_ERROR_ERROR)
+		return wave_step(r, slot, wait);
+
 	while (r->fetcher != NULL)
 	{
 		if (r->next_row < list_length(r->rows))
@@ -751,16 +780,13 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 		r->current = NULL;
 		r->rows = NIL;
 		r->next_row = 0;
-		switch (next_answer(r, wait))
-		{
-			case KIS_POLL_ROW:
-				continue;
-			case KIS_POLL_WAIT:
-				return KIS_POLL_WAIT;
-			case KIS_POLL_END:
-				break;
-		}
-		break;
+		if (wait)
+			r->current = kis_fetch_next(r->fetcher);
+		else if (kis_fetch_poll(r->fetcher, &r->current) == KIS_POLL_WAIT)
+			return KIS_POLL_WAIT;
+		if (r->current == NULL)
+			break;
+		r->rows = kis_requests_answer(r->fetcher, r->current);
 	}
 
 	if (r->skipped != NIL)

@@ -2078,6 +2078,32 @@ def test_daily_history_cap():
 TESTS += [test_daily_history_cap]
 
 
+def test_wave_spills():
+    """Under on_error 'error' a wave's rows wait in a tuplestore: past work_mem
+    they go to a temporary file, and the rows are the same as in memory."""
+    run("CREATE FOREIGN TABLE IF NOT EXISTS daily_bars (symbol text, date date, close numeric) "
+        "SERVER kis OPTIONS (endpoint 'domestic_daily')")
+    syms = symbols(20)
+    n = weekdays(datetime.date(2024, 1, 1), datetime.date(2025, 12, 30))
+    with Session() as s:
+        rows, err = s.query("SET work_mem = '64kB'; SET log_temp_files = 0; "
+                            "SET client_min_messages = log; "
+                            "SELECT count(*), sum(close) FROM daily_bars "
+                            f"WHERE symbol IN ({sql_list(syms)}) "
+                            "AND date BETWEEN '2024-01-01' AND '2025-12-30'")
+    # no sort or hash in this plan: a temporary file can only be the wave's
+    check("LOG:  temporary file" in err, f"the wave did not spill past work_mem: {err!r}")
+    rows_again = must(run("SELECT count(*), sum(close) FROM daily_bars "
+                          f"WHERE symbol IN ({sql_list(syms)}) "
+                          "AND date BETWEEN '2024-01-01' AND '2025-12-30'")[:2], "in memory")
+    check(rows == rows_again == [[str(20 * n), rows_again[0][1]]],
+          f"spilled {rows}, in memory {rows_again}, expected {20 * n} bars")
+    check("ERROR" not in err, err)
+
+
+TESTS += [test_wave_spills]
+
+
 # --------------------------------------------------------------------------- partitions
 # A kis foreign table that is a partition asks only for its bound's keys (issue 11 item 1).
 # (APP_KEY_B, the second account, is defined with the async tests.)
