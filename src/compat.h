@@ -123,6 +123,8 @@ typedef void (*shmem_request_hook_type) (void);
 #else
 #define kis_init_materialized_srf(fcinfo) kis_init_materialized_srf_14(fcinfo)
 #ifdef FUNCAPI_H
+#include "miscadmin.h"
+#include "utils/tuplestore.h"
 static inline void
 kis_init_materialized_srf_14(FunctionCallInfo fcinfo)
 {
