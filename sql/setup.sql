@@ -27,15 +27,22 @@ INSERT INTO portfolio VALUES ('005930', 10), ('000660', 3), ('035420', 7);
 
 -- EXPLAIN as text that reads the same on every supported PostgreSQL major:
 -- 17 dropped "(returns $0)" from InitPlan headers, 18 prints actual row
--- counts with two decimals and a "Disabled" property in structured formats
+-- counts with two decimals (rounded before) and a "Disabled" property in
+-- structured formats
 CREATE FUNCTION neutral_explain(query text) RETURNS SETOF text
 LANGUAGE plpgsql AS $fn$
 DECLARE
   line text;
+  m text[];
 BEGIN
   FOR line IN EXECUTE query LOOP
     line := regexp_replace(line, '^(\s*InitPlan \d+) \(returns [^)]*\)$', '\1');
-    line := regexp_replace(line, '(rows=\d+)\.00\y', '\1', 'g');
+    LOOP
+      m := regexp_match(line, 'rows=(\d+)\.(\d+)');
+      EXIT WHEN m IS NULL;
+      line := regexp_replace(line, 'rows=\d+\.\d+',
+                             'rows=' || round((m[1] || '.' || m[2])::numeric));
+    END LOOP;
     line := regexp_replace(line, '\n\s*"Disabled": false,', '', 'g');
     RETURN NEXT line;
   END LOOP;

@@ -15,8 +15,10 @@ SET search_path = kis_new, public;
 -- market_holidays: a date range; 20 days a page in the mock, so 3 pages
 SELECT date, weekday, business_day, trading_day, market_open, settlement_day
 FROM market_holidays WHERE date BETWEEN '2025-12-24' AND '2026-01-05' ORDER BY date;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT * FROM market_holidays WHERE date >= '2025-01-01' AND date < '2025-03-01';
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM market_holidays WHERE date >= '2025-01-01' AND date < '2025-03-01'
+$$);
 SELECT count(*), count(*) FILTER (WHERE market_open) AS open_days
 FROM market_holidays WHERE date >= '2025-01-01' AND date < '2025-03-01';
 -- the days the market is closed in a year (no weekends)

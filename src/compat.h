@@ -55,6 +55,18 @@
 	(exec_rt_fetch((fsplan)->scan.scanrelid, (estate))->checkAsUser)
 #endif
 
+/*
+ * Since 16 a Var above an outer join that can null it names that join
+ * (varnullingrels); before, there is nothing to name.
+ */
+#if PG_VERSION_NUM >= 160000
+#define kis_var_nullingrels(var) ((var)->varnullingrels)
+#define kis_set_var_nullingrels(var, relids) ((var)->varnullingrels = (relids))
+#else
+#define kis_var_nullingrels(var) ((Relids) NULL)
+#define kis_set_var_nullingrels(var, relids) ((void) (relids))
+#endif
+
 /* Per-kind ACL checks became object_aclcheck() in 16 */
 #if PG_VERSION_NUM >= 160000
 #ifdef ACL_H

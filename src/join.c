@@ -419,6 +419,41 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	add_path(joinrel, (Path *) cpath);
 }
 
+/*
+ * expr with each Var of the kis table as the join's output has it: since
+ * PostgreSQL 16 a column of an outer join's nullable side above the join is
+ * a Var naming that join (varnullingrels), while the join's conditions use
+ * the plain Var.  The scan tuple holds one entry per column, so the
+ * conditions take the output's version (the values are the same: they are
+ * checked on each pair before any null-extension).
+ */
+static Node *
+as_output_vars(Node *node, List *output_vars)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+		ListCell   *lc;
+
+		foreach(lc, output_vars)
+		{
+			Var		   *out = lfirst_node(Var, lc);
+
+			if (out->varno == var->varno && out->varattno == var->varattno &&
+				out->varlevelsup == var->varlevelsup)
+			{
+				var = copyObject(var);
+				kis_set_var_nullingrels(var, bms_copy(kis_var_nullingrels(out)));
+				return (Node *) var;
+			}
+		}
+		return node;
+	}
+	return expression_tree_mutator(node, as_output_vars, output_vars);
+}
+
 /* The scan tuple's entry for expr, added at the end if missing */
 static int
 scan_column(List **tlist, Expr *expr)
@@ -454,6 +489,7 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	List	   *dates;
 	List	   *key_names;
 	List	   *vars;
+	List	   *output_vars;
 	bool		has_symbol;
 	int			nouter;
 	ListCell   *lc;
@@ -497,9 +533,18 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	 * The join's own target list is read too: since PostgreSQL 16 its
 	 * columns of a nullable side are Vars of their own (varnullingrels).
 	 */
+	output_vars = NIL;
+	foreach(lc, pull_var_clause((Node *) tlist, PVC_RECURSE_PLACEHOLDERS))
+	{
+		if (lfirst_node(Var, lc)->varno == kisrel->relid)
+			output_vars = lappend(output_vars, lfirst(lc));
+	}
+	join_quals = (List *) as_output_vars((Node *) join_quals, output_vars);
+	other_quals = (List *) as_output_vars((Node *) other_quals, output_vars);
 	vars = pull_var_clause((Node *) kisrel->reltarget->exprs, 0);
 	vars = list_concat(vars, pull_var_clause((Node *) rel->reltarget->exprs,
 											 PVC_RECURSE_PLACEHOLDERS));
+	vars = (List *) as_output_vars((Node *) vars, output_vars);
 	vars = list_concat(vars, pull_var_clause((Node *) join_quals, PVC_RECURSE_PLACEHOLDERS));
 	vars = list_concat(vars, pull_var_clause((Node *) other_quals, PVC_RECURSE_PLACEHOLDERS));
 	foreach(lc, vars)
@@ -520,7 +565,8 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 		Var		   *symbol;
 
 		get_atttypetypmodcoll(relid, attno, &type, &typmod, &collid);
-		symbol = makeVar(kisrel->relid, attno, type, typmod, collid, 0);
+		symbol = (Var *) as_output_vars((Node *) makeVar(kisrel->relid, attno, type, typmod,
+														 collid, 0), output_vars);
 		if (scan_column(&scan_tlist, (Expr *) symbol) > nouter + list_length(inner_attnos))
 			inner_attnos = lappend_int(inner_attnos, symbol->varattno);
 	}
