@@ -1528,7 +1528,10 @@ def test_async_rate_gates():
     two_keys(", rate_limit '5', max_concurrency '4'")
     run("CREATE FOREIGN TABLE prices_a2 (symbol text, price numeric) SERVER kis_a "
         "OPTIONS (endpoint 'domestic_price')")
-    mock_config(rate_limit=6)
+    # 150 ms answers at 5/s: one key alone never has two in flight (its sends are
+    # 200 ms apart), while two keys that run together are each in flight 3/4 of the
+    # time, so their requests must overlap: no timing luck either way.
+    mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
     a_syms, b_syms, c_syms = symbols(8), symbols(8), symbols(8)
     try:
         st = fetch_union(a_syms, b_syms, "two keys")
