@@ -69,3 +69,14 @@ SET plan_cache_mode = force_generic_plan;
 EXECUTE days('{2015-01-02,2025-12-30}');
 RESET plan_cache_mode;
 DEALLOCATE days;
+
+-- strict bounds with no day between them match nothing, as when they are
+-- not pushed down; only bounds that cross as written are an ERROR
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date > '2024-01-05' AND date < '2024-01-06';
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date > '2024-01-05' AND date + 0 < '2024-01-06';
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date >= '2024-01-05' AND date < '2024-01-05';
+SELECT count(*) FROM domestic_daily
+WHERE symbol = '005930' AND date > '2024-01-06' AND date < '2024-01-05';

@@ -169,12 +169,31 @@ date_set(Datum value, int **dates, int ndates, bool have_set)
 	return kept;
 }
 
+/* Narrow a range by "date op jd" (op one of =, <, <=, >, >=) */
+static void
+narrow_range(KisRange *r, KisQualOp op, int jd)
+{
+	if (op == KIS_OP_EQ || op == KIS_OP_GT || op == KIS_OP_GE)
+	{
+		r->from = r->has_from ? Max(r->from, jd) : jd;
+		r->has_from = true;
+	}
+	if (op == KIS_OP_EQ || op == KIS_OP_LT || op == KIS_OP_LE)
+	{
+		r->to = r->has_to ? Min(r->to, jd) : jd;
+		r->has_to = true;
+	}
+}
+
 /*
  * The date range of the date conditions: each one narrows it.  Returns
  * false when no row can match: a comparison with NULL, or bounds that
- * cross.  Crossing bounds given in the query (constants, parameters) are
- * a mistake worth an ERROR; bounds that come from other rows (a join, a
- * correlated sub-select) just match nothing, as in any SQL.
+ * cross.  Bounds given in the query (constants, parameters) whose days
+ * cross as written (BETWEEN '2025-02-01' AND '2025-01-01') are a mistake
+ * worth an ERROR; strict bounds that leave no day between them (date >
+ * '2024-01-05' AND date < '2024-01-06'), like bounds that come from other
+ * rows (a join, a correlated sub-select), just match nothing, as in any
+ * SQL.
  * A timestamp or timestamptz value bounds by its day, from outside (its
  * condition is also a local filter).  "date IN (...)" gives a set of days
  * (range->dates); bounds given elsewhere that exclude every one of them
@@ -189,10 +208,12 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 	int		   *dates = NULL;
 	int			ndates = 0;
 	KisRange	bound;			/* the partition bound's */
+	KisRange	written;		/* the query's, before > and < */
 	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
 	memset(&bound, 0, sizeof(KisRange));
+	memset(&written, 0, sizeof(KisRange));
 	for (lc = list_head(ke->date_quals); lc != NULL; lc = lnext(ke->date_quals, lc))
 	{
 		KisQualOp	op = lfirst_int(lc);
@@ -241,24 +262,17 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 			return false;
 		}
 		jd = d + POSTGRES_EPOCH_JDATE;
+		if (r == range)
+			narrow_range(&written, op, jd);
 		if (op == KIS_OP_GT)
 			jd++;
 		else if (op == KIS_OP_LT)
 			jd--;
-		if (op == KIS_OP_EQ || op == KIS_OP_GT || op == KIS_OP_GE)
-		{
-			r->from = r->has_from ? Max(r->from, jd) : jd;
-			r->has_from = true;
-		}
-		if (op == KIS_OP_EQ || op == KIS_OP_LT || op == KIS_OP_LE)
-		{
-			r->to = r->has_to ? Min(r->to, jd) : jd;
-			r->has_to = true;
-		}
+		narrow_range(r, op, jd);
 	}
 	if (range->has_from && range->has_to && range->from > range->to)
 	{
-		if (!all_given)
+		if (!all_given || written.from <= written.to)
 			return false;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
