@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/seed_pattern.py: the seed's Python client pattern, re-implemented for comparison.
 
-kis_fdw replaces a pattern that quants write by hand (shared/origin-threadpool-pattern.md,
-the "current pattern" there): a ThreadPoolExecutor fed in batches of 5 symbols, each batch
+kis_fdw replaces a pattern that quants write by hand (the client the project started
+from): a ThreadPoolExecutor fed in batches of 5 symbols, each batch
 submitted at once and then collected in submit order (future.result() one after the other),
 a 200 ms pause between batches, a separate 12-calls-per-second sliding-window rate limiter
 that the batch's threads race on, and no error handling: the first exception aborts the
