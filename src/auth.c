@@ -160,6 +160,20 @@ kis_token_release_claim(KisKeySlot *slot, uint64 claim)
 }
 
 /*
+ * The issuance under "claim" got no answer at all (the network): like a
+ * passing failure of KIS's, the next one waits a moment; then the claim
+ * is given up.  Nothing was issued, so the interval does not start.
+ */
+void
+kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->retry_after = now + KIS_ISSUE_RETRY_US;
+	SpinLockRelease(&slot->mutex);
+	kis_token_release_claim(slot, claim);
+}
+
+/*
  * kis_fdw_reset_key: forget the issuing claim and when the key last asked
  * for a token, so that the next scan may issue at once.  The token itself
  * is kept: it is still good, and KIS would hand back the same one anyway

@@ -746,6 +746,16 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	f->claim = 0;
 	if (rc != CURLE_OK)
 	{
+		/*
+		 * No answer (the connection dropped, timeout_ms passed): a passing
+		 * failure like a data request's, asked again after a moment, up to
+		 * max_retries times.  An untrusted certificate will not pass.
+		 */
+		if (!curl_error_is_tls_trust(rc) && ++f->token_failures <= f->config->max_retries)
+		{
+			kis_token_unanswered(f->slot, claim, now);
+			return;
+		}
 		kis_token_release_claim(f->slot, claim);
 		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 						 errmsg("could not reach KIS to obtain an access token"),

@@ -401,6 +401,7 @@ extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
 									   uint64 *generation, TimestampTz *wake,
 									   uint64 *claim);
 extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);
+extern void kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now);
 extern void kis_token_reset(KisKeySlot *slot);
 extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
 extern bool kis_token_handed_back(KisKeySlot *slot, uint64 generation);

@@ -19,6 +19,7 @@ server log).
 """
 
 import datetime
+import contextlib
 import hashlib
 import os
 import re
@@ -1318,6 +1319,25 @@ def test_upper_case_scheme():
             run("DROP SERVER IF EXISTS kis_upper CASCADE")
 
 
+@contextlib.contextmanager
+def local_kis(name, handler, max_retries):
+    """A plain-http stand-in for KIS on loopback (handler: its request handler
+    class) behind server kis_{name}, with table kis_prices_{name} and a key of
+    its own (a token another test's server got for APP_KEY would be shared)."""
+    import http.server
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        create_server(f"kis_{name}", f"kis_prices_{name}",
+                      f"base_url 'http://127.0.0.1:{httpd.server_port}', rate_limit '0', "
+                      f"max_retries '{max_retries}'", app_key=f"PS{name}only{time.time_ns()}")
+        yield
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        run(f"DROP SERVER IF EXISTS kis_{name} CASCADE")
+
+
 def test_token_5xx_hint():
     """A token endpoint failing with HTTP 503 is not blamed on the once-a-minute rule."""
     import http.server
@@ -1333,29 +1353,12 @@ def test_token_5xx_hint():
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        # a key of its own: a token another test's server got for APP_KEY would be shared
-        run("DROP SERVER IF EXISTS kis_503 CASCADE")
-        for sql in (f"CREATE SERVER kis_503 FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-                    f"(base_url 'http://127.0.0.1:{httpd.server_port}', rate_limit '0', max_retries '0')",
-                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_503 "
-                    f"OPTIONS (app_key 'PS503only{time.time_ns()}', app_secret '{APP_SECRET}')",
-                    "CREATE FOREIGN TABLE kis_prices_503 (symbol text, price numeric) "
-                    "SERVER kis_503 OPTIONS (endpoint 'domestic_price')"):
-            _, err, rc = run(sql)
-            check(rc == 0, f"{sql}: {err}")
+    with local_kis("503", Unavailable, 0):
         rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_503 WHERE symbol = '{symbols(1)[0]}'")
         check(rc != 0 and "KIS did not issue an access token" in err and "HTTP 503" in err,
               f"expected a token error naming HTTP 503: {err}")
         check("per minute" not in err and "EGW00133" not in err,
               f"a 503 got the once-a-minute hint: {err}")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        run("DROP SERVER IF EXISTS kis_503 CASCADE")
 
 
 def test_host_name():
@@ -2172,6 +2175,60 @@ def test_partitions_per_account():
 
 
 TESTS += [test_partitions_per_account]
+
+
+def test_token_network_failure_retried():
+    """A tokenP request that gets no answer (the connection drops) is a passing
+    network failure like any other: retried up to max_retries, not the end of
+    the scan; with max_retries 0 it fails with "could not reach KIS"."""
+    import http.server
+    import json as json_mod
+
+    seen = {"token": 0, "data": 0}
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen["token"] += 1
+            if seen["token"] % 2 == 1:  # every other issuance: hang up without an answer
+                self.close_connection = True
+                return
+            self._json({"access_token": "flaky-token", "token_type": "Bearer",
+                        "expires_in": 86400})
+
+        def do_GET(self):
+            seen["data"] += 1
+            self._json({"rt_cd": "0", "msg_cd": "KIOK0510", "msg1": "ok",
+                        "output": {"stck_prpr": "70000"}})
+
+        def _json(self, body):
+            data = json_mod.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    sym = symbols(1)[0]
+    with local_kis("flaky", Flaky, 1):
+        rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_flaky WHERE symbol = '{sym}'")
+        check(rc == 0 and rows == [[sym, "70000"]],
+              f"a dropped tokenP connection was not retried: {rows} {err}")
+        check(seen == {"token": 2, "data": 1}, f"expected 2 tokenP requests and 1 data request: {seen}")
+
+        # no retries allowed: the failure ends the scan, and says so
+        run("ALTER SERVER kis_flaky OPTIONS (SET max_retries '0')")
+        run(f"ALTER USER MAPPING FOR CURRENT_USER SERVER kis_flaky "
+            f"OPTIONS (SET app_key 'PSflaky{time.time_ns()}')")
+        rows, err, rc = run(f"SELECT symbol, price FROM kis_prices_flaky WHERE symbol = '{sym}'")
+        check(rc != 0 and "could not reach KIS to obtain an access token" in err,
+              f"max_retries 0: expected the token error: {rows} {err}")
+        check(seen["token"] == 3 and seen["data"] == 1, f"max_retries 0: {seen}")
+
+
+TESTS += [test_token_network_failure_retried]
 
 
 def main():
