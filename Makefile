@@ -13,6 +13,7 @@ MODULE_big = kis_fdw
 OBJS = \
 	kis_fdw.o \
 	src/auth.o \
+	src/cache.o \
 	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \

@@ -26,3 +26,58 @@ ALTER FUNCTION kis_fdw_comment(regnamespace) SET search_path = @extschema@;
 REVOKE ALL ON FUNCTION kis_fdw_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kis_fdw_stats() TO pg_read_all_stats;
 GRANT SELECT ON kis_fdw_stats TO pg_read_all_stats;
+
+-- Shared answers (docs/cache.md).  kis_fdw_stats gains the cache's columns;
+-- a function's OUT columns cannot change in place, so the view and the
+-- function are dropped and made again, with the privileges granted on them.
+SELECT set_config('kis_fdw_upgrade.stats_grants', coalesce(string_agg(
+         format('GRANT %s ON %s TO %s', a.privilege_type, t.what,
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END),
+         '; '), ''), true)
+FROM (SELECT 'TABLE kis_fdw_stats' AS what, relacl AS acl, relowner AS owner
+        FROM pg_class WHERE oid = 'kis_fdw_stats'::regclass
+      UNION ALL
+      SELECT 'FUNCTION kis_fdw_stats()', proacl, proowner
+        FROM pg_proc WHERE oid = 'kis_fdw_stats()'::regprocedure) t
+     CROSS JOIN LATERAL aclexplode(t.acl) a
+     LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE a.grantee <> t.owner;
+
+DROP VIEW kis_fdw_stats;
+DROP FUNCTION kis_fdw_stats();
+
+CREATE FUNCTION kis_fdw_stats(
+  OUT key_hash text, OUT shared boolean, OUT scans bigint, OUT requests bigint,
+  OUT retries bigint, OUT rate_limited bigint, OUT errors_transient bigint,
+  OUT errors_token bigint, OUT errors_fatal bigint, OUT errors_symbol bigint,
+  OUT tokens_issued bigint, OUT rate_wait_ms double precision,
+  OUT rate_wait_max_ms double precision, OUT bytes_received bigint,
+  OUT cache_hits bigint, OUT shared_waits bigint, OUT cache_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION kis_fdw_stats() IS
+  'kis_fdw counters per app key since server start (shared when preloaded, else this session''s); cache_bytes is the whole answer cache''s';
+
+CREATE VIEW kis_fdw_stats AS SELECT * FROM kis_fdw_stats();
+COMMENT ON VIEW kis_fdw_stats IS 'kis_fdw counters per app key; see kis_fdw_stats()';
+
+DO $$
+BEGIN
+  IF current_setting('kis_fdw_upgrade.stats_grants') <> '' THEN
+    EXECUTE current_setting('kis_fdw_upgrade.stats_grants');
+  END IF;
+END
+$$;
+
+-- Empty the answer cache (docs/cache.md)
+CREATE FUNCTION kis_fdw_cache_reset()
+RETURNS bigint
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION kis_fdw_cache_reset() IS
+  'kis_fdw: forget every answer in the answer cache (requests in flight finish); returns how many were dropped';
+
+REVOKE ALL ON FUNCTION kis_fdw_cache_reset() FROM PUBLIC;

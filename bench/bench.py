@@ -299,6 +299,56 @@ def scenario_shared(first=120000, per_session=60, sessions=4):
     return r
 
 
+def sessions_at_once(sql_per_session):
+    """One psql per statement, all started at once; wall seconds until the last ends."""
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(
+        [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PGHOST, "-p", PGPORT,
+         "-U", "postgres", "-d", DB, "-c", sql],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for sql in sql_per_session]
+    outs = [p.communicate(timeout=WAIT) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0:
+            raise RuntimeError(f"a session failed: {err}")
+    return time.monotonic() - t0
+
+
+def scenario_same_symbols(first=140000, n=40, sessions=4, rounds=2):
+    """Four sessions x two rounds asking the same 40 symbols at once (a dashboard, a cron
+    fan-out), limit 20/s, rate_limit 19: without sharing (each session-round its own 40
+    symbols, the same work as before shared answers), with in-flight sharing only (the
+    cache off), and with cache_ttl_ms 5000.  Requests sent per distinct key, wall time."""
+    table = create_server("same-symbols", rate_limit="19", max_concurrency="8")
+    cached = table + "_cached"
+    psql(f"CREATE FOREIGN TABLE {cached} ({COLUMNS}) SERVER s_same_symbols "
+         f"OPTIONS (endpoint 'domestic_price', cache_ttl_ms '5000')")
+    mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
+    warm_token(table, 900002)
+    r = {}
+    for variant, tab, distinct in (("unshared", table, True), ("in_flight", table, False),
+                                   ("cached", cached, False)):
+        psql("SELECT kis_fdw_cache_reset()")
+        mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
+        base = first + {"unshared": 0, "in_flight": 1000, "cached": 2000}[variant]
+        wall = 0.0
+        keys = set()
+        for rnd in range(rounds):
+            starts = [base + (rnd * sessions + i) * n if distinct else base
+                      for i in range(sessions)]
+            for s in starts:
+                keys.update(range(s, s + n))
+            wall += sessions_at_once([select(tab, s, n) for s in starts])
+        nkeys = len(keys)
+        st = mock_stats()
+        r[variant] = {"requests": st["requests"], "distinct_keys": nkeys,
+                      "per_key": st["requests"] / nkeys, "wall_s": wall,
+                      "violations": st["violations"]}
+    r["ideal_unshared_s"] = sessions * rounds * n / 19
+    r["speedup"] = r["unshared"]["wall_s"] / r["cached"]["wall_s"]
+    r["met"] = r["cached"]["per_key"] <= 1.1 and r["cached"]["violations"] == 0
+    return r
+
+
 def scenario_batched(first=130000, n=600):
     """domestic_multi_price: 30 symbols a request, paced like rate-bound."""
     table = create_server("batched", endpoint="domestic_multi_price", rate_limit="19",
@@ -626,6 +676,15 @@ def table_rows(R):
             f"{f(sh['achieved_rate'])}/s = {f(sh['of_limit'], 3)} of 19, {sh['violations']} "
             f"violations, {sh['tokens_issued_mock']} token; wall {f(sh['wall_s'])} s",
             f"ideal {f(sh['ideal_s'])} s; ≥ 0.90, 0 violations, 1 token", yes(sh["met"])),
+        "same-symbols": lambda ss: (
+            "same symbols, many sessions", "4 sessions × 2 rounds, the same 40 symbols, "
+            "limit 20/s, rate_limit 19, 30±10 ms",
+            f"cache_ttl_ms 5000: {ss['cached']['requests']} requests = "
+            f"{f(ss['cached']['per_key'])} per distinct key, {f(ss['cached']['wall_s'])} s; "
+            f"cache off (in-flight sharing): {ss['in_flight']['requests']} requests, "
+            f"{f(ss['in_flight']['wall_s'])} s; no sharing: {ss['unshared']['requests']} "
+            f"requests, {f(ss['unshared']['wall_s'])} s ({f(ss['speedup'], 1)}× the cached time)",
+            "≤ 1.1 requests per distinct key", yes(ss["met"])),
         "batched": lambda ba: (
             "batched", "domestic_multi_price, 600 symbols, limit 20/s",
             f"{ba['requests']} requests, {f(ba['symbols_per_request'], 1)} symbols/request, "
@@ -729,7 +788,8 @@ PANELS = [("rate-bound", "kis_fdw, rate-bound", 20, 19, "rate_limit 19/s"),
            "2 x rate_limit 19/s")]
 
 STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency_bound),
-         ("shared", scenario_shared), ("batched", scenario_batched),
+         ("shared", scenario_shared), ("same-symbols", scenario_same_symbols),
+         ("batched", scenario_batched),
          ("overhead", scenario_overhead),
          ("overhead-batched", lambda: scenario_overhead("overhead-batched",
                                                         "domestic_multi_price", 400000)),
@@ -785,7 +845,9 @@ def main():
                 "python": platform.python_version(),
                 "suite_wall_s": time.time() - float(os.environ.get("BENCH_T0", time.time()))}
     text = write_outputs(out_dir, R, meta)
-    plot(out_dir, R, [p for p in PANELS if p[0] in R])
+    panels = [p for p in PANELS if p[0] in R]
+    if panels:
+        plot(out_dir, R, panels)
     print()
     print(text)
     print(f"wrote {out_dir}/results.json, results.md, timeline.png "

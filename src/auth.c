@@ -57,6 +57,13 @@ sha256(const void *data, size_t len, uint8 *out)
 		elog(ERROR, "kis_fdw: SHA-256 failed");
 }
 
+/* SHA-256 for the other parts (cache keys) */
+void
+kis_sha256(const void *data, size_t len, uint8 *out)
+{
+	sha256(data, len, out);
+}
+
 /* The key by which rate gates and statistics know an app key */
 void
 kis_hash_app_key(const char *app_key, uint8 *out)

@@ -77,12 +77,22 @@
 #define KIS_USER_AGENT			"kis_fdw/1.0"
 #define KIS_MAX_TOKENS_PER_SCAN	3	/* more means KIS keeps rejecting them */
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
+#define KIS_SHARE_POLL_MS		50	/* a waiter looks again even unwoken */
 
 typedef enum KisRequestKind
 {
 	KIS_REQ_DATA,
 	KIS_REQ_TOKEN
 } KisRequestKind;
+
+/* Where a data request stands with shared answers (cache.c) */
+typedef enum KisShare
+{
+	KIS_SHARE_UNASKED,			/* not looked up yet */
+	KIS_SHARE_OWNER,			/* ours to send; others may wait for it */
+	KIS_SHARE_WAITING,			/* waiting for another's send */
+	KIS_SHARE_ALONE				/* sent unshared */
+} KisShare;
 
 /* One HTTP exchange, possibly sent several times */
 typedef struct KisRequest
@@ -101,6 +111,14 @@ typedef struct KisRequest
 	TimestampTz not_before;		/* while delayed */
 	TimestampTz started_at;
 	int64		away_at_start;	/* the fetcher's away_us when it started */
+	TimestampTz answered_at;	/* wall clock: the rows' fetched_at */
+
+	/* shared answers: see share_lookup */
+	KisShare	share;
+	uint8		share_key[KIS_KEY_HASH_LEN];
+	uint64		share_serial;
+	TimestampTz share_until;	/* a waiter gives up and sends then */
+	dlist_node	owned_node;		/* in the fetcher's owned list */
 
 	/* owned while in flight; freed by release_request */
 	CURL	   *easy;
@@ -128,6 +146,8 @@ struct KisFetcher
 	dlist_head	delayed;		/* backing off until not_before */
 	dlist_head	inflight;		/* added to the multi handle */
 	dlist_head	done;			/* completions not yet taken */
+	dlist_head	sharing;		/* waiting for another's send */
+	dlist_head	owned;			/* requests others may be waiting for */
 	int			ndata_inflight;
 	int			npending;		/* data requests not yet completed */
 	uint64		claim;			/* the key's issuing claim we hold, or 0 */
@@ -629,6 +649,166 @@ backoff_us(int attempts)
 	return (int64) (ms * (0.5 + 0.5 * kis_random_fraction()) * 1000.0);
 }
 
+/* ----------------------------------------------------------------
+ * Shared answers (cache.c).  A request is looked up before it goes to the
+ * rate gate, so neither a cached answer nor waiting for another session's
+ * send of the same request costs a slot.  docs/cache.md has the rules.
+ * ----------------------------------------------------------------
+ */
+
+/* The owner is done with a request: waiters stop waiting; never throws */
+static void
+share_done(KisRequest *req)
+{
+	if (req->share == KIS_SHARE_OWNER)
+	{
+		kis_cache_abandon(req->share_key, req->share_serial);
+		dlist_delete(&req->owned_node);
+		req->share = KIS_SHARE_ALONE;
+	}
+}
+
+/*
+ * Whether an answer may be shared.  A cursor-paged listing is shared only
+ * when it fits in one page: its pages are never mixed with another
+ * moment's pages of the same account.
+ */
+static bool
+share_storable(KisFetcher *f, KisRequest *req)
+{
+	if (f->config->endpoint->paging != KIS_PAGING_CURSOR)
+		return true;
+	return req->header == NULL &&
+		strcmp(req->tr_cont, "M") != 0 && strcmp(req->tr_cont, "F") != 0;
+}
+
+/* A successful answer arrived: keep it for those waiting and the cache */
+static void
+share_answer(KisFetcher *f, KisRequest *req, long http_status)
+{
+	req->answered_at = GetCurrentTimestamp();
+	if (req->share == KIS_SHARE_OWNER && share_storable(f, req))
+		kis_cache_store(req->share_key, req->share_serial,
+						req->body ? req->body : "", req->body_len,
+						req->tr_cont, http_status, req->answered_at);
+}
+
+/* How long a waiter waits for another's send: its own request's worst case */
+static int64
+share_patience_us(const KisConfig *config)
+{
+	return (int64) (config->timeout_ms + KIS_BACKOFF_CAP_MS) *
+		(config->max_retries + 1) * 1000;
+}
+
+static void complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
+							 MemoryContext rcxt, TimestampTz now);
+
+/* Complete a request with a shared answer (from the cache, or another's send) */
+static void
+complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hit)
+{
+	MemoryContext rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(rcxt);
+	KisResponse resp;
+
+	kis_response_read(&resp, answer->http_status, answer->body, answer->len);
+	MemoryContextSwitchTo(old);
+	pfree(answer->body);
+	memcpy(req->tr_cont, answer->tr_cont, sizeof(req->tr_cont));
+	req->answered_at = answer->answered_at;
+	if (hit)
+	{
+		f->stats->cache_hits++;
+		kis_slot_count(f->slot, KIS_CTR_CACHE_HITS, 1);
+	}
+	else
+	{
+		f->stats->shared_waits++;
+		kis_slot_count(f->slot, KIS_CTR_SHARED_WAITS, 1);
+	}
+	complete_request(f, req, &resp, rcxt, kis_clock_now());
+}
+
+/*
+ * The request at the head of the ready queue, before the gate: answered
+ * from the cache, or set waiting for another's send (true: it left the
+ * queue), or to be sent, perhaps as the send others wait for.
+ */
+static bool
+share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
+{
+	const KisConfig *config = f->config;
+	KisCachedAnswer answer;
+
+	if (req->share != KIS_SHARE_UNASKED)
+		return false;
+	req->share = KIS_SHARE_ALONE;
+	if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
+		return false;			/* a continuation page (share_storable) */
+
+	kis_cache_key(config, req->url, req->tr_id, req->header, req->share_key);
+	switch (kis_cache_lookup(req->share_key, config->cache_ttl_ms, now,
+							 &req->share_serial, &answer, f->cxt))
+	{
+		case KIS_CACHE_SEND:
+			break;
+		case KIS_CACHE_OWNER:
+			req->share = KIS_SHARE_OWNER;
+			dlist_push_tail(&f->owned, &req->owned_node);
+			break;
+		case KIS_CACHE_HIT:
+			dlist_delete(&req->node);
+			complete_shared(f, req, &answer, true);
+			return true;
+		case KIS_CACHE_WAIT:
+			dlist_delete(&req->node);
+			req->share = KIS_SHARE_WAITING;
+			req->share_until = now + share_patience_us(config);
+			dlist_push_tail(&f->sharing, &req->node);
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Look at the requests waiting for others' sends: take the answers that
+ * came, send those whose sender gave up (or that waited long enough).
+ * Returns when to look again.
+ */
+static TimestampTz
+share_poll(KisFetcher *f, TimestampTz now)
+{
+	TimestampTz wake = -1;
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &f->sharing)
+	{
+		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
+		KisCachedAnswer answer;
+		KisCacheResult r;
+
+		r = kis_cache_poll(req->share_key, req->share_serial, &answer, f->cxt);
+		if (r == KIS_CACHE_WAIT && now < req->share_until)
+		{
+			TimestampTz next = Min(req->share_until, now + KIS_SHARE_POLL_MS * 1000);
+
+			wake = wake < 0 ? next : Min(wake, next);
+			continue;
+		}
+		dlist_delete(&req->node);
+		if (r == KIS_CACHE_HIT)
+			complete_shared(f, req, &answer, false);
+		else
+		{
+			req->share = KIS_SHARE_ALONE;
+			dlist_push_head(&f->ready, &req->node);
+		}
+	}
+	return wake;
+}
+
 /*
  * Keep an error that ends this fetcher's scan, to be raised by the scan's
  * own kis_fetch_next: the request may have been completed while another
@@ -684,7 +864,9 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	memcpy(c->tr_cont, req->tr_cont, sizeof(c->tr_cont));
 	c->resp = *resp;
 	c->attempts = req->attempts;
-	c->completed_at = GetCurrentTimestamp();	/* the row's fetched_at */
+	/* the row's fetched_at: when KIS answered, a shared answer too */
+	c->completed_at = req->answered_at != 0 ? req->answered_at : GetCurrentTimestamp();
+	share_done(req);
 	if (resp->outcome != KIS_OUTCOME_OK && resp->outcome != KIS_OUTCOME_FAILED)
 	{
 		/* retries exhausted: report it as this key's failure */
@@ -835,6 +1017,8 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		}
 	}
 	MemoryContextSwitchTo(old);
+	if (rc == CURLE_OK && resp.outcome == KIS_OUTCOME_OK)
+		share_answer(f, req, status);
 	forget_body(req);
 
 	switch (resp.outcome)
@@ -1047,6 +1231,7 @@ pump(KisFetcher *f, TimestampTz now)
 		else
 			wake = earliest(wake, req->not_before);
 	}
+	wake = earliest(wake, share_poll(f, now));
 
 	if (f->fatal != NULL || f->claim != 0 || dlist_is_empty(&f->ready))
 		return wake;
@@ -1083,6 +1268,10 @@ pump(KisFetcher *f, TimestampTz now)
 		   f->ndata_inflight < f->config->max_concurrency)
 	{
 		KisRequest *req;
+
+		req = dlist_container(KisRequest, node, dlist_head_node(&f->ready));
+		if (share_lookup(f, req, now))
+			continue;
 
 		/*
 		 * One reservation at a time: a cancelled scan wastes one slot at
@@ -1195,6 +1384,8 @@ fetcher_cleanup(void *arg)
 		dlist_delete(&req->node);
 		release_request(req);
 	}
+	dlist_foreach_modify(iter, &f->owned)
+		share_done(dlist_container(KisRequest, owned_node, iter.cur));
 	if (f->token_body != NULL)
 		explicit_bzero(f->token_body, strlen(f->token_body));
 	explicit_bzero(f->token, sizeof(f->token));
@@ -1224,6 +1415,8 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	dlist_init(&f->delayed);
 	dlist_init(&f->inflight);
 	dlist_init(&f->done);
+	dlist_init(&f->sharing);
+	dlist_init(&f->owned);
 
 	kis_hash_app_key(config->app_key, key_hash);
 	kis_hash_credentials(config, f->creds);
@@ -1313,6 +1506,8 @@ kis_fetch_next(KisFetcher *f)
 		if (f->npending == 0)
 			break;
 		wake = pump(f, kis_clock_now());
+		if (!dlist_is_empty(&f->done))
+			continue;			/* answered from the cache */
 		wait_and_work(earliest(wake, expiry));
 		expiry = expire_requests(f, kis_clock_now());
 	}

@@ -73,6 +73,7 @@ typedef struct KisConfig
 	char	   *period;			/* D W M Y, for daily tables */
 	bool		adjusted;		/* adjusted prices, for daily tables */
 	bool		async_capable;	/* may run as an async Append child */
+	int			cache_ttl_ms;	/* serve answers this young from the cache */
 
 	/* user mapping: filled only at execution (kis_config_add_credentials) */
 	char	   *app_key;
@@ -291,6 +292,8 @@ typedef enum KisCounter
 	KIS_CTR_WAIT_US,			/* total time requests waited for the gate */
 	KIS_CTR_BYTES,				/* response bytes received */
 	KIS_CTR_SCANS,
+	KIS_CTR_CACHE_HITS,			/* answers served by the answer cache */
+	KIS_CTR_SHARED_WAITS,		/* requests that waited for another's send */
 	KIS_NUM_COUNTERS
 } KisCounter;
 
@@ -384,6 +387,7 @@ extern void kis_limiter_reset(KisKeySlot *slot);
  */
 extern int	kis_token_issue_interval;	/* GUC, seconds */
 
+extern void kis_sha256(const void *data, size_t len, uint8 *out);
 extern void kis_hash_app_key(const char *app_key, uint8 *out);
 extern void kis_hash_credentials(const KisConfig *config, uint8 *out);
 extern char *kis_token_request_body(const KisConfig *config);
@@ -418,6 +422,44 @@ extern KisTokenResult kis_token_accept(KisKeySlot *slot, const uint8 *creds,
 									   uint64 claim, long http_status,
 									   const char *body, size_t len,
 									   TimestampTz now, char **errdetail);
+
+/* ----------------------------------------------------------------
+ * cache.c: shared answers (in-flight sharing and the answer cache)
+ * ----------------------------------------------------------------
+ */
+typedef enum KisCacheResult
+{
+	KIS_CACHE_SEND,				/* nothing to share: send it */
+	KIS_CACHE_OWNER,			/* send it; others may wait for it */
+	KIS_CACHE_HIT,				/* the answer is here */
+	KIS_CACHE_WAIT				/* another send of it is in flight */
+} KisCacheResult;
+
+/* An answer copied out of the store */
+typedef struct KisCachedAnswer
+{
+	char	   *body;
+	size_t		len;
+	long		http_status;
+	char		tr_cont[4];
+	TimestampTz answered_at;	/* when KIS answered (wall clock) */
+} KisCachedAnswer;
+
+extern void kis_cache_define_gucs(void);
+extern void kis_cache_shmem_request(void);
+extern void kis_cache_shmem_startup(void);
+extern void kis_cache_key(const KisConfig *config, const char *url, const char *tr_id,
+						  const char *header, uint8 *key);
+extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
+									   uint64 *serial, KisCachedAnswer *answer,
+									   MemoryContext cxt);
+extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 serial,
+									 KisCachedAnswer *answer, MemoryContext cxt);
+extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
+							const char *tr_cont, long http_status, TimestampTz answered_at);
+extern void kis_cache_abandon(const uint8 *key, uint64 serial);
+extern int64 kis_cache_bytes(void);
+extern int64 kis_cache_reset(void);
 
 /* ----------------------------------------------------------------
  * response.c: the KIS envelope and its classification
@@ -509,6 +551,8 @@ typedef struct KisFetchStats
 	int64		failures;		/* keys that ended failed */
 	int64		rate_limited;	/* EGW00201 answers */
 	int64		tokens_issued;
+	int64		cache_hits;		/* answers served by the answer cache */
+	int64		shared_waits;	/* requests answered by another's send */
 	double		rate_wait_ms;	/* time spent with work blocked by the gate */
 	double		http_ms;		/* sum of request durations */
 } KisFetchStats;

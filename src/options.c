@@ -78,6 +78,7 @@ static const KisOptionDef kis_options[] = {
 	{"ca_file", ON_SERVER, OPT_TEXT, NULL, 0, 0, true},
 	{"on_error", ON_SERVER | ON_TABLE, OPT_CHOICE, on_error_choices},
 	{"async_capable", ON_SERVER | ON_TABLE, OPT_BOOL},
+	{"cache_ttl_ms", ON_SERVER | ON_TABLE, OPT_INT, NULL, 0, 86400000},
 	{"app_key", ON_MAPPING, OPT_TEXT},
 	{"app_secret", ON_MAPPING, OPT_TEXT},
 	{"account", ON_MAPPING, OPT_ACCOUNT},
@@ -257,13 +258,13 @@ check_number(const KisOptionDef *opt, const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
-				 errhint("Use %s number between %g and %g.",
+				 errhint("Use %s number between %.15g and %.15g.",
 						 opt->type == OPT_INT ? "a whole" : "a", opt->min, opt->max)));
 	if (d < opt->min || d > opt->max)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value %s for option \"%s\" is out of range", value, opt->name),
-				 errhint("Use a number between %g and %g.", opt->min, opt->max)));
+				 errhint("Use a number between %.15g and %.15g.", opt->min, opt->max)));
 
 	/*
 	 * rate_limit 0 turns the client-side gate off; any other rate spaces
@@ -515,6 +516,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->on_error = parse_on_error(value);
 		else if (strcmp(def->defname, "async_capable") == 0)
 			(void) parse_bool(value, &config->async_capable);
+		else if (strcmp(def->defname, "cache_ttl_ms") == 0)
+			config->cache_ttl_ms = atoi(value);
 	}
 	if (!have_url)
 		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
@@ -542,6 +545,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			(void) parse_bool(value, &config->adjusted);
 		else if (strcmp(def->defname, "async_capable") == 0)
 			(void) parse_bool(value, &config->async_capable);
+		else if (strcmp(def->defname, "cache_ttl_ms") == 0)
+			config->cache_ttl_ms = atoi(value);
 	}
 
 	/* The validator requires it, but a table may predate a rename. */

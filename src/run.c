@@ -826,6 +826,11 @@ kis_runner_explain(const KisRunner *r, ExplainState *es)
 	ExplainPropertyInteger("KIS Retries", NULL, r->stats.retries, es);
 	ExplainPropertyInteger("KIS Failures", NULL, r->stats.failures, es);
 	ExplainPropertyInteger("KIS Tokens Issued", NULL, r->stats.tokens_issued, es);
+	/* only where sharing happened or was asked for: plans elsewhere unchanged */
+	if (r->config->cache_ttl_ms > 0 || r->stats.cache_hits > 0)
+		ExplainPropertyInteger("KIS Cache Hits", NULL, r->stats.cache_hits, es);
+	if (r->stats.shared_waits > 0)
+		ExplainPropertyInteger("KIS Shared In-Flight", NULL, r->stats.shared_waits, es);
 	if (es->timing)
 	{
 		ExplainPropertyFloat("KIS Rate Wait", "ms", r->stats.rate_wait_ms, 1, es);

@@ -80,6 +80,7 @@ kis_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(table_size(kis_max_app_keys));
+	kis_cache_shmem_request();
 }
 
 static void
@@ -95,6 +96,7 @@ kis_shmem_startup(void)
 	table = ShmemInitStruct("kis_fdw app-key slots", table_size(kis_max_app_keys), &found);
 	if (!found)
 		init_table(table, kis_max_app_keys, true);
+	kis_cache_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	slot_table = table;
 }
@@ -114,6 +116,7 @@ kis_shmem_init(void)
 							16, 1, 1024,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
+	kis_cache_define_gucs();
 	kis_install_shmem_request_hook(prev_shmem_request_hook, kis_shmem_request);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kis_shmem_startup;
@@ -132,8 +135,8 @@ get_table(void)
 		slot_table = table;
 		ereport(NOTICE,
 				(errcode(ERRCODE_WARNING),
-				 errmsg("kis_fdw is not in shared_preload_libraries: the rate limit and the access token are per session"),
-				 errhint("Add kis_fdw to shared_preload_libraries and restart PostgreSQL so that all sessions share one rate limit and one token per app key.")));
+				 errmsg("kis_fdw is not in shared_preload_libraries: the rate limit, the access token and shared answers are per session"),
+				 errhint("Add kis_fdw to shared_preload_libraries and restart PostgreSQL so that all sessions share one rate limit and one token per app key, and each other's answers.")));
 	}
 	return slot_table;
 }

@@ -2,8 +2,9 @@
  *
  * stats.c
  *	  kis_fdw_stats(): the counters of every app-key slot, one row per key,
- *	  named by a short prefix of the key's SHA-256 (never the key); and
- *	  kis_fdw_reset_key(): clear one key's rate gate and issuance wait.
+ *	  named by a short prefix of the key's SHA-256 (never the key);
+ *	  kis_fdw_reset_key(): clear one key's rate gate and issuance wait;
+ *	  and kis_fdw_cache_reset(): empty the answer cache (cache.c).
  *
  * The counters are atomics in the slots (shmem.c), so reading them writes
  * nothing: the function works in read-only transactions and on standbys.
@@ -32,12 +33,13 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bool		shared = kis_shmem_is_shared();
 	KisKeySlot *slot;
+	int64		cache_bytes = kis_cache_bytes();
 
 	kis_init_materialized_srf(fcinfo);
 	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
 	{
-		Datum		values[14];
-		bool		nulls[14] = {0};
+		Datum		values[17];
+		bool		nulls[17] = {0};
 		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
 		int			n = 0;
 
@@ -61,6 +63,9 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_WAIT_US]) / 1000.0);
 		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->wait_max_us) / 1000.0);
 		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_BYTES]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_CACHE_HITS]));
+		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_SHARED_WAITS]));
+		values[n++] = Int64GetDatum(cache_bytes);	/* the whole store's */
 		Assert(n == lengthof(values));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -116,4 +121,17 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 	kis_token_reset(slot);
 	kis_key_slot_detach(slot);
 	PG_RETURN_BOOL(true);
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_cache_reset);
+
+/*
+ * kis_fdw_cache_reset(): forget every cached answer (requests in flight
+ * are left to finish).  Returns how many answers were dropped.  EXECUTE is
+ * revoked from PUBLIC.
+ */
+Datum
+kis_fdw_cache_reset(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(kis_cache_reset());
 }

@@ -64,6 +64,8 @@ kis_start_cluster <<CONF
 $preload
 log_min_messages = debug1
 kis_fdw.token_issue_interval = 0
+# small, so that the behaviour tests can flood it (test_cache_bounded)
+kis_fdw.cache_size = '1MB'
 CONF
 server_version="$(kis_psql -Atc 'SELECT version()' postgres)"
 echo "== server: $server_version"

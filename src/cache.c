@@ -1,0 +1,683 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.c
+ *	  Shared answers: a request another session has sent and not yet had
+ *	  answered is waited for instead of sent again (in-flight sharing), and
+ *	  a successful answer younger than the table's cache_ttl_ms is served
+ *	  without a request (the answer cache).  docs/cache.md describes both.
+ *
+ * One store holds both: an entry per request key (the SHA-256 of the
+ * environment, base URL, path and query, tr_id, extra header and, for
+ * account endpoints, app key and account: no secret is kept in the
+ * clear).  An entry is either in flight, owned by the session that sent
+ * the request, or ready, holding the answer's bytes.  Waiters register on
+ * the entry and have their latch set when the owner stores the answer or
+ * gives the request up; they also look again every KIS_CACHE_POLL_MS, so
+ * a missed wake-up costs a little time, never a hang.
+ *
+ * The bytes live in fixed-size chunks chained per entry, so the store is
+ * one block of exactly kis_fdw.cache_size, carved at startup: no
+ * allocation after that, and ready entries are evicted least recently
+ * used first when chunks or entries run out.  In-flight entries are never
+ * evicted; when every entry is in flight, a request is simply sent
+ * unshared.
+ *
+ * With shared_preload_libraries the store is in shared memory under one
+ * LWLock; without it the same store lives in this backend's memory
+ * (allocated at first use), so scans of one session still share.  The
+ * layout is private to this file: the fetch engine sees keys, serials and
+ * copied-out answers only.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "compat.h"
+#include "kis_fdw.h"
+
+#define CACHE_CHUNK			1024	/* bytes of answer per chunk */
+#define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */
+#define CACHE_TRANCHE		"kis_fdw answer cache"
+
+typedef enum EntryState
+{
+	ENTRY_FREE,
+	ENTRY_INFLIGHT,
+	ENTRY_READY
+} EntryState;
+
+typedef struct CacheEntry
+{
+	uint8		key[KIS_KEY_HASH_LEN];
+	EntryState	state;
+	int			bucket_next;	/* next in its hash bucket, or -1 */
+	int			lru_prev;		/* ready: LRU neighbours; free: next free */
+	int			lru_next;
+	uint64		serial;			/* of the claim that owns or filled it */
+	int			owner_pid;		/* in flight: the sender */
+	int			nwaiters;
+	int			waiters[CACHE_MAX_WAITERS]; /* PGPROC numbers */
+	TimestampTz stored_at;		/* kis_clock_now() */
+	TimestampTz answered_at;	/* wall clock: the rows' fetched_at */
+	long		http_status;
+	char		tr_cont[4];
+	uint32		len;
+	int			first_chunk;	/* chained through chunk_next, -1 ends */
+	int			nchunks;
+} CacheEntry;
+
+typedef struct CacheStore
+{
+	LWLock	   *lock;			/* NULL in a backend's own store */
+	bool		shared;
+	int			nbuckets;
+	int			nentries;
+	int			nchunks;
+	int			free_entry;
+	int			free_chunk;
+	int			nfree_chunks;
+	int			lru_head;		/* most recently used */
+	int			lru_tail;
+	uint64		next_serial;
+	/* followed by buckets, entries, chunk_next, chunk data */
+} CacheStore;
+
+static int	kis_cache_size_kb = 16 * 1024;
+static CacheStore *store = NULL;
+static bool exit_registered = false;
+
+#define STORE_HEADER		MAXALIGN(sizeof(CacheStore))
+#define BUCKETS(s)			((int *) ((char *) (s) + STORE_HEADER))
+#define ENTRIES(s)			((CacheEntry *) ((char *) BUCKETS(s) + MAXALIGN(sizeof(int) * (s)->nbuckets)))
+#define CHUNK_NEXT(s)		((int *) ((char *) ENTRIES(s) + MAXALIGN(sizeof(CacheEntry) * (s)->nentries)))
+#define CHUNK_DATA(s)		((char *) CHUNK_NEXT(s) + MAXALIGN(sizeof(int) * (s)->nchunks))
+
+static Size
+layout_size(int nchunks, int nentries)
+{
+	return STORE_HEADER + MAXALIGN(sizeof(int) * nentries) +	/* as many buckets */
+		MAXALIGN(sizeof(CacheEntry) * nentries) +
+		MAXALIGN(sizeof(int) * nchunks) + (Size) nchunks * CACHE_CHUNK;
+}
+
+/* How many chunks and entries fit in size bytes: about one entry per two chunks */
+static void
+plan_layout(Size size, int *nchunks, int *nentries)
+{
+	Size		per_chunk = CACHE_CHUNK + sizeof(int) + (sizeof(CacheEntry) + sizeof(int)) / 2 + 1;
+	int			n = (int) Min((size - STORE_HEADER - 64) / per_chunk, (Size) INT_MAX / 2);
+
+	while (n > 1 && layout_size(n, n / 2 + 1) > size)
+		n--;
+	*nchunks = n;
+	*nentries = n / 2 + 1;
+}
+
+static Size
+store_size(void)
+{
+	return (Size) kis_cache_size_kb * 1024;
+}
+
+static void
+init_store(CacheStore *s, Size size, bool shared)
+{
+	int			nchunks;
+	int			nentries;
+	CacheEntry *entries;
+	int		   *next;
+
+	plan_layout(size, &nchunks, &nentries);
+	memset(s, 0, STORE_HEADER);
+	s->shared = shared;
+	s->nbuckets = nentries;
+	s->nentries = nentries;
+	s->nchunks = nchunks;
+	s->lru_head = s->lru_tail = -1;
+	s->next_serial = 1;
+	for (int i = 0; i < s->nbuckets; i++)
+		BUCKETS(s)[i] = -1;
+	entries = ENTRIES(s);
+	for (int i = 0; i < nentries; i++)
+	{
+		memset(&entries[i], 0, sizeof(CacheEntry));
+		entries[i].state = ENTRY_FREE;
+		entries[i].bucket_next = -1;
+		entries[i].first_chunk = -1;
+		entries[i].lru_next = i + 1 < nentries ? i + 1 : -1;
+	}
+	s->free_entry = 0;
+	next = CHUNK_NEXT(s);
+	for (int i = 0; i < nchunks; i++)
+		next[i] = i + 1 < nchunks ? i + 1 : -1;
+	s->free_chunk = 0;
+	s->nfree_chunks = nchunks;
+}
+
+/* ----------------------------------------------------------------
+ * Setup: called from shmem.c's hooks and _PG_init
+ * ----------------------------------------------------------------
+ */
+void
+kis_cache_define_gucs(void)
+{
+	DefineCustomIntVariable("kis_fdw.cache_size",
+							"Shared memory for kis_fdw's answer cache and in-flight sharing.",
+							"Least recently used answers are evicted when it is full.",
+							&kis_cache_size_kb,
+							16 * 1024, 256, INT_MAX / 1024,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+}
+
+void
+kis_cache_shmem_request(void)
+{
+	RequestAddinShmemSpace(store_size());
+	RequestNamedLWLockTranche(CACHE_TRANCHE, 1);
+}
+
+void
+kis_cache_shmem_startup(void)
+{
+	bool		found;
+	CacheStore *s;
+
+	s = ShmemInitStruct("kis_fdw answer cache", store_size(), &found);
+	if (!found)
+	{
+		init_store(s, store_size(), true);
+		s->lock = &(GetNamedLWLockTranche(CACHE_TRANCHE))->lock;
+	}
+	store = s;
+}
+
+/* The store: shared if preloaded, else this backend's own */
+static CacheStore *
+get_store(void)
+{
+	if (store == NULL)
+	{
+		(void) kis_shmem_is_shared();	/* says once that sharing is per session */
+		if (store == NULL)
+		{
+			CacheStore *s = MemoryContextAllocHuge(TopMemoryContext, store_size());
+
+			init_store(s, store_size(), false);
+			store = s;
+		}
+	}
+	return store;
+}
+
+static void
+lock_store(CacheStore *s)
+{
+	if (s->lock)
+		LWLockAcquire(s->lock, LW_EXCLUSIVE);
+}
+
+static void
+unlock_store(CacheStore *s)
+{
+	if (s->lock)
+		LWLockRelease(s->lock);
+}
+
+/* ----------------------------------------------------------------
+ * Entries, under the lock
+ * ----------------------------------------------------------------
+ */
+static int
+bucket_of(CacheStore *s, const uint8 *key)
+{
+	uint32		h;
+
+	memcpy(&h, key, sizeof(h));
+	return (int) (h % (uint32) s->nbuckets);
+}
+
+static CacheEntry *
+find_entry(CacheStore *s, const uint8 *key)
+{
+	CacheEntry *entries = ENTRIES(s);
+
+	for (int i = BUCKETS(s)[bucket_of(s, key)]; i >= 0; i = entries[i].bucket_next)
+	{
+		if (memcmp(entries[i].key, key, KIS_KEY_HASH_LEN) == 0)
+			return &entries[i];
+	}
+	return NULL;
+}
+
+static void
+lru_unlink(CacheStore *s, CacheEntry *e)
+{
+	CacheEntry *entries = ENTRIES(s);
+	int			i = e - entries;
+
+	if (e->lru_prev >= 0)
+		entries[e->lru_prev].lru_next = e->lru_next;
+	else if (s->lru_head == i)
+		s->lru_head = e->lru_next;
+	if (e->lru_next >= 0)
+		entries[e->lru_next].lru_prev = e->lru_prev;
+	else if (s->lru_tail == i)
+		s->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = -1;
+}
+
+static void
+lru_push_head(CacheStore *s, CacheEntry *e)
+{
+	CacheEntry *entries = ENTRIES(s);
+	int			i = e - entries;
+
+	e->lru_prev = -1;
+	e->lru_next = s->lru_head;
+	if (s->lru_head >= 0)
+		entries[s->lru_head].lru_prev = i;
+	s->lru_head = i;
+	if (s->lru_tail < 0)
+		s->lru_tail = i;
+}
+
+static void
+free_chunks(CacheStore *s, CacheEntry *e)
+{
+	int		   *next = CHUNK_NEXT(s);
+
+	while (e->first_chunk >= 0)
+	{
+		int			c = e->first_chunk;
+
+		e->first_chunk = next[c];
+		next[c] = s->free_chunk;
+		s->free_chunk = c;
+		s->nfree_chunks++;
+	}
+	e->nchunks = 0;
+	e->len = 0;
+}
+
+/* Set the latches of the entry's waiters (they look at the store again) */
+static void
+wake_waiters(CacheStore *s, CacheEntry *e)
+{
+	if (s->shared)
+	{
+		for (int i = 0; i < e->nwaiters; i++)
+			SetLatch(&ProcGlobal->allProcs[e->waiters[i]].procLatch);
+	}
+	e->nwaiters = 0;
+}
+
+/* Take an entry out of the store altogether */
+static void
+remove_entry(CacheStore *s, CacheEntry *e)
+{
+	CacheEntry *entries = ENTRIES(s);
+	int			i = e - entries;
+	int		   *link = &BUCKETS(s)[bucket_of(s, e->key)];
+
+	while (*link >= 0 && *link != i)
+		link = &entries[*link].bucket_next;
+	if (*link == i)
+		*link = e->bucket_next;
+	if (e->state == ENTRY_READY)
+		lru_unlink(s, e);
+	wake_waiters(s, e);
+	free_chunks(s, e);
+	e->state = ENTRY_FREE;
+	e->bucket_next = -1;
+	e->lru_prev = -1;
+	e->lru_next = s->free_entry;
+	s->free_entry = i;
+}
+
+/* Evict the least recently used ready entry; false if there is none */
+static bool
+evict_one(CacheStore *s)
+{
+	if (s->lru_tail < 0)
+		return false;
+	remove_entry(s, &ENTRIES(s)[s->lru_tail]);
+	return true;
+}
+
+static int
+my_procno(void)
+{
+	return (int) (MyProc - ProcGlobal->allProcs);
+}
+
+static void
+add_waiter(CacheStore *s, CacheEntry *e)
+{
+	int			me;
+
+	if (!s->shared || MyProc == NULL)
+		return;
+	me = my_procno();
+	for (int i = 0; i < e->nwaiters; i++)
+		if (e->waiters[i] == me)
+			return;
+	if (e->nwaiters < CACHE_MAX_WAITERS)
+		e->waiters[e->nwaiters++] = me;
+}
+
+/* Has the sender of an in-flight entry gone without giving it back? */
+static bool
+owner_gone(CacheStore *s, CacheEntry *e)
+{
+	return s->shared && e->owner_pid != MyProcPid &&
+		kill(e->owner_pid, 0) < 0 && errno == ESRCH;
+}
+
+static void give_back_mine(int code, Datum arg);
+
+/* Make e an in-flight entry owned by this backend; returns its serial */
+static uint64
+claim(CacheStore *s, CacheEntry *e)
+{
+	if (e->state == ENTRY_READY)
+	{
+		lru_unlink(s, e);
+		free_chunks(s, e);
+	}
+	e->state = ENTRY_INFLIGHT;
+	e->owner_pid = MyProcPid;
+	e->serial = s->next_serial++;
+	return e->serial;
+}
+
+static void
+copy_out(CacheStore *s, CacheEntry *e, KisCachedAnswer *answer, MemoryContext cxt)
+{
+	int		   *next = CHUNK_NEXT(s);
+	char	   *data = CHUNK_DATA(s);
+	uint32		done = 0;
+
+	answer->body = MemoryContextAlloc(cxt, e->len + 1);
+	for (int c = e->first_chunk; c >= 0 && done < e->len; c = next[c])
+	{
+		uint32		n = Min(CACHE_CHUNK, e->len - done);
+
+		memcpy(answer->body + done, data + (Size) c * CACHE_CHUNK, n);
+		done += n;
+	}
+	answer->body[e->len] = '\0';
+	answer->len = e->len;
+	answer->http_status = e->http_status;
+	answer->answered_at = e->answered_at;
+	memcpy(answer->tr_cont, e->tr_cont, sizeof(answer->tr_cont));
+}
+
+/* ----------------------------------------------------------------
+ * The interface of the fetch engine
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The key of one request.  The app key and account are part of it only
+ * for account endpoints: quotes are the same whoever asks, an account's
+ * answer belongs to its user mapping.
+ */
+void
+kis_cache_key(const KisConfig *config, const char *url, const char *tr_id,
+			  const char *header, uint8 *key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s%c%s%c%s%c%s%c",
+					 config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real", '\0',
+					 url, '\0', tr_id ? tr_id : "", '\0', header ? header : "", '\0');
+	if (config->endpoint == NULL || config->endpoint->needs_account)
+	{
+		appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
+		if (config->account)
+			appendBinaryStringInfo(&buf, config->account, strlen(config->account) + 1);
+	}
+	kis_sha256(buf.data, buf.len, key);
+	explicit_bzero(buf.data, buf.len);
+	pfree(buf.data);
+}
+
+/*
+ * Before a request goes to the rate gate.  HIT: a ready answer younger
+ * than ttl_ms, copied into answer (body allocated in cxt).  WAIT: another
+ * send of it is in flight; poll with kis_cache_poll(*serial).  OWNER: the
+ * caller now owns the request (*serial): it must end with kis_cache_store
+ * or kis_cache_abandon.  SEND: nothing to share; send it unshared.
+ */
+KisCacheResult
+kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
+				 KisCachedAnswer *answer, MemoryContext cxt)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+	KisCacheResult result;
+
+	if (s->shared && !exit_registered)
+	{
+		on_shmem_exit(give_back_mine, (Datum) 0);
+		exit_registered = true;
+	}
+	lock_store(s);
+	e = find_entry(s, key);
+	if (e != NULL && e->state == ENTRY_READY && ttl_ms > 0 &&
+		now - e->stored_at < (int64) ttl_ms * 1000)
+	{
+		copy_out(s, e, answer, cxt);
+		lru_unlink(s, e);
+		lru_push_head(s, e);
+		result = KIS_CACHE_HIT;
+	}
+	else if (e != NULL && e->state == ENTRY_INFLIGHT && !owner_gone(s, e))
+	{
+		add_waiter(s, e);
+		*serial = e->serial;
+		result = KIS_CACHE_WAIT;
+	}
+	else if (e != NULL)
+	{
+		/* stale, or its sender died: ours now (waiters adopt the new send) */
+		*serial = claim(s, e);
+		result = KIS_CACHE_OWNER;
+	}
+	else if (s->free_entry >= 0 || evict_one(s))
+	{
+		int			i = s->free_entry;
+
+		e = &ENTRIES(s)[i];
+		s->free_entry = e->lru_next;
+		memcpy(e->key, key, KIS_KEY_HASH_LEN);
+		e->nwaiters = 0;
+		e->first_chunk = -1;
+		e->lru_prev = e->lru_next = -1;
+		e->bucket_next = BUCKETS(s)[bucket_of(s, key)];
+		BUCKETS(s)[bucket_of(s, key)] = i;
+		*serial = claim(s, e);
+		result = KIS_CACHE_OWNER;
+	}
+	else
+		result = KIS_CACHE_SEND;	/* every entry is in flight */
+	unlock_store(s);
+	return result;
+}
+
+/*
+ * A waiter looks again.  HIT: the answer it waited for (or a later one)
+ * is in.  WAIT: still in flight (perhaps sent again by another).  SEND:
+ * the sender gave it up, failed or is gone: send it yourself.
+ */
+KisCacheResult
+kis_cache_poll(const uint8 *key, uint64 serial, KisCachedAnswer *answer,
+			   MemoryContext cxt)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+	KisCacheResult result = KIS_CACHE_SEND;
+
+	lock_store(s);
+	e = find_entry(s, key);
+	if (e != NULL && e->state == ENTRY_READY && e->serial >= serial)
+	{
+		copy_out(s, e, answer, cxt);
+		lru_unlink(s, e);
+		lru_push_head(s, e);
+		result = KIS_CACHE_HIT;
+	}
+	else if (e != NULL && e->state == ENTRY_INFLIGHT)
+	{
+		if (owner_gone(s, e))
+			remove_entry(s, e);
+		else
+		{
+			add_waiter(s, e);
+			result = KIS_CACHE_WAIT;
+		}
+	}
+	unlock_store(s);
+	return result;
+}
+
+/*
+ * The owner's request succeeded: keep the answer and wake the waiters.
+ * An answer larger than the whole store is not kept (the waiters send
+ * their own).
+ */
+void
+kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
+				const char *tr_cont, long http_status, TimestampTz answered_at)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+	int			need = (int) ((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
+
+	lock_store(s);
+	e = find_entry(s, key);
+	if (e == NULL || e->state != ENTRY_INFLIGHT || e->serial != serial)
+	{
+		unlock_store(s);
+		return;
+	}
+	if (len > (size_t) s->nchunks * CACHE_CHUNK)
+	{
+		remove_entry(s, e);
+		unlock_store(s);
+		return;
+	}
+	while (s->nfree_chunks < need && evict_one(s))
+		;
+	{
+		int		   *next = CHUNK_NEXT(s);
+		char	   *data = CHUNK_DATA(s);
+		int		   *link = &e->first_chunk;
+		size_t		done = 0;
+
+		for (int n = 0; n < need; n++)
+		{
+			int			c = s->free_chunk;
+			size_t		part = Min(CACHE_CHUNK, len - done);
+
+			s->free_chunk = next[c];
+			s->nfree_chunks--;
+			memcpy(data + (Size) c * CACHE_CHUNK, body + done, part);
+			done += part;
+			*link = c;
+			link = &next[c];
+		}
+		*link = -1;
+	}
+	e->nchunks = need;
+	e->len = (uint32) len;
+	e->http_status = http_status;
+	e->answered_at = answered_at;
+	e->stored_at = kis_clock_now();
+	strlcpy(e->tr_cont, tr_cont, sizeof(e->tr_cont));
+	e->state = ENTRY_READY;
+	lru_push_head(s, e);
+	wake_waiters(s, e);
+	unlock_store(s);
+}
+
+/*
+ * The owner gives a request up (failed, cancelled, not to be shared):
+ * the waiters are woken and send their own.  Never throws: the fetcher's
+ * cleanup calls it.
+ */
+void
+kis_cache_abandon(const uint8 *key, uint64 serial)
+{
+	CacheStore *s = store;
+	CacheEntry *e;
+
+	if (s == NULL)
+		return;
+	lock_store(s);
+	e = find_entry(s, key);
+	if (e != NULL && e->state == ENTRY_INFLIGHT && e->serial == serial)
+		remove_entry(s, e);
+	unlock_store(s);
+}
+
+/* At backend exit: give back whatever this backend still has in flight */
+static void
+give_back_mine(int code, Datum arg)
+{
+	CacheStore *s = store;
+	CacheEntry *entries;
+
+	if (s == NULL)
+		return;
+	if (s->lock && LWLockHeldByMe(s->lock))
+		LWLockRelease(s->lock);
+	lock_store(s);
+	entries = ENTRIES(s);
+	for (int i = 0; i < s->nentries; i++)
+	{
+		if (entries[i].state == ENTRY_INFLIGHT && entries[i].owner_pid == MyProcPid)
+			remove_entry(s, &entries[i]);
+	}
+	unlock_store(s);
+}
+
+/* Bytes of answers held (whole chunks), for kis_fdw_stats */
+int64
+kis_cache_bytes(void)
+{
+	CacheStore *s = get_store();
+	int64		bytes;
+
+	lock_store(s);
+	bytes = (int64) (s->nchunks - s->nfree_chunks) * CACHE_CHUNK;
+	unlock_store(s);
+	return bytes;
+}
+
+/* Forget every ready answer (in-flight requests stay); how many were dropped */
+int64
+kis_cache_reset(void)
+{
+	CacheStore *s = get_store();
+	int64		n = 0;
+
+	lock_store(s);
+	while (evict_one(s))
+		n++;
+	unlock_store(s);
+	return n;
+}
