@@ -30,18 +30,23 @@ GRANT SELECT ON kis_fdw_stats TO pg_read_all_stats;
 -- Shared answers (docs/cache.md).  kis_fdw_stats gains the cache's columns;
 -- a function's OUT columns cannot change in place, so the view and the
 -- function are dropped and made again, with the privileges granted on them.
-SELECT set_config('kis_fdw_upgrade.stats_grants', coalesce(string_agg(
-         format('GRANT %s ON %s TO %s', a.privilege_type, t.what,
-                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END),
-         '; '), ''), true)
-FROM (SELECT 'TABLE kis_fdw_stats' AS what, relacl AS acl, relowner AS owner
-        FROM pg_class WHERE oid = 'kis_fdw_stats'::regclass
+SELECT set_config('kis_fdw_upgrade.stats_grants', coalesce(string_agg(stmt, '; '), ''), true)
+FROM (SELECT format('GRANT %s ON %s TO %s', a.privilege_type, t.what,
+                    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END) AS stmt
+      FROM (SELECT 'TABLE kis_fdw_stats' AS what, relacl AS acl, relowner AS owner
+              FROM pg_class WHERE oid = 'kis_fdw_stats'::regclass
+            UNION ALL
+            SELECT 'FUNCTION kis_fdw_stats()', proacl, proowner
+              FROM pg_proc WHERE oid = 'kis_fdw_stats()'::regprocedure) t
+           CROSS JOIN LATERAL aclexplode(t.acl) a
+           LEFT JOIN pg_roles r ON r.oid = a.grantee
+      WHERE a.grantee <> t.owner
       UNION ALL
-      SELECT 'FUNCTION kis_fdw_stats()', proacl, proowner
-        FROM pg_proc WHERE oid = 'kis_fdw_stats()'::regprocedure) t
-     CROSS JOIN LATERAL aclexplode(t.acl) a
-     LEFT JOIN pg_roles r ON r.oid = a.grantee
-WHERE a.grantee <> t.owner;
+      -- EXECUTE taken from PUBLIC stays taken (a new function has it)
+      SELECT 'REVOKE EXECUTE ON FUNCTION kis_fdw_stats() FROM PUBLIC'
+      FROM pg_proc p
+      WHERE p.oid = 'kis_fdw_stats()'::regprocedure AND p.proacl IS NOT NULL
+        AND NOT EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0)) s;
 
 DROP VIEW kis_fdw_stats;
 DROP FUNCTION kis_fdw_stats();

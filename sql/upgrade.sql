@@ -27,9 +27,22 @@ CREATE TABLE answers_1_0 AS
   SELECT symbol, name, price, raw FROM prices WHERE symbol IN ('005930', '000660');
 SELECT symbol, name, price FROM answers_1_0 ORDER BY symbol;
 CREATE TABLE endpoints_1_0 AS SELECT * FROM kis_fdw_endpoints();
+-- privileges on kis_fdw_stats, which 1.1 makes anew
+CREATE ROLE kis_upgrade_reader;
+GRANT SELECT ON kis_fdw_stats TO kis_upgrade_reader;
+REVOKE EXECUTE ON FUNCTION kis_fdw_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION kis_fdw_stats() TO kis_upgrade_reader;
 
 ALTER EXTENSION kis_fdw UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
+
+-- kis_fdw_stats has the cache's columns, and its privileges are kept
+SELECT count(*) AS cache_columns FROM pg_attribute
+WHERE attrelid = 'kis_fdw_stats'::regclass AND attname IN ('cache_hits', 'shared_waits', 'cache_bytes');
+SELECT has_table_privilege('kis_upgrade_reader', 'kis_fdw_stats', 'SELECT') AS reader_selects,
+       has_function_privilege('kis_upgrade_reader', 'kis_fdw_stats()', 'EXECUTE') AS reader_executes,
+       EXISTS (SELECT FROM pg_proc p, aclexplode(p.proacl) a
+               WHERE p.oid = 'kis_fdw_stats()'::regprocedure AND a.grantee = 0) AS public_executes;
 
 -- the same answers from the objects made under 1.0
 SELECT symbol, p.price, p.price = a.price AS same_price,
@@ -50,3 +63,4 @@ SELECT :'fresh_string_agg' = :'upgraded_string_agg' AS same_objects;
 
 \c :regress_db
 DROP DATABASE kis_upgrade;
+DROP ROLE kis_upgrade_reader;
