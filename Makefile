@@ -20,6 +20,7 @@ OBJS = \
 	src/join.o \
 	src/keys.o \
 	src/limiter.o \
+	src/master.o \
 	src/options.o \
 	src/partition.o \
 	src/plan.o \
@@ -47,7 +48,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 ifeq ($(KIS_WERROR),1)
 PG_CFLAGS += -Werror
 endif
-SHLIB_LINK = -lcurl -ljansson -lcrypto
+SHLIB_LINK = -lcurl -ljansson -lcrypto -lz
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -82,7 +83,7 @@ bench:
 
 # ---------------------------------------------------------------------------
 # libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
-# endpoints.c and auth.c built outside the server with fuzz/shims.c.
+# endpoints.c, master.c and auth.c built outside the server with fuzz/shims.c.
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
 #   make fuzz-build / fuzz-clean
 FUZZ_SECONDS ?= 60
@@ -92,7 +93,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 	-fno-sanitize-recover=all -D_GNU_SOURCE -Wno-ignored-attributes \
 	-I$(includedir_server) -I$(srcdir)/src -I$(srcdir)/fuzz
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
-	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o
+	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o
 
 fuzz/build/%.o: src/%.c src/kis_fdw.h fuzz/shims.h
 	@mkdir -p fuzz/build
@@ -108,7 +109,7 @@ fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c src/kis_fdw.h fuzz/shims.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 fuzz/kis_fuzz: $(FUZZ_OBJS)
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_OBJS) -L$(pkglibdir) -lpgport -ljansson -lcrypto -lm -o $@
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_OBJS) -L$(pkglibdir) -lpgcommon -lpgport -ljansson -lcrypto -lz -lm -o $@
 
 .PHONY: fuzz fuzz-build fuzz-clean
 fuzz-build: fuzz/kis_fuzz

@@ -4,7 +4,9 @@
  *	  libFuzzer harness over kis_fdw's answer handling: the KIS envelope
  *	  (src/response.c), what each answer yields for every endpoint of the
  *	  catalogue (src/requests.c with src/endpoints.c: batched, object rows,
- *	  date paging, cursor paging) and the tokenP answer (src/auth.c).
+ *	  date paging, time paging, cursor paging), the stock master files
+ *	  (src/master.c: the zip archive and its lines) and the tokenP answer
+ *	  (src/auth.c).
  *
  * One input is one scan.  The fetch engine (src/fetch.c) is replaced by a
  * queue: kis_fetch_add() records each request, and each segment of the
@@ -19,7 +21,8 @@
  *	 byte 0   mode: b % 8 == 7 the tokenP answer, else the endpoint
  *	          kis_endpoints[b % 8 + 7 * (b / 8 % 2)], wrapping past the last
  *	          (the seeds' bytes below 8 keep their first seven endpoints)
- *	 byte 1   number of symbols: 1 + b % 40 (two batches of multprice)
+ *	 byte 1   number of symbols: 1 + b % 40 (two batches of multprice);
+ *	          domestic_symbols: markets KOSPI, KOSDAQ, KONEX, the first b % 3 + 1
  *	 byte 2   bit 0 virtual environment (real for real-only endpoints), bit 1 adjusted, bits 2-3 period
  *	          D/W/M/Y, bit 4 a lower date bound, bit 5 an upper bound,
  *	          bit 6 every symbol on two markets/exchanges
@@ -171,6 +174,32 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	f->added++;
 }
 
+/* A download (domestic_symbols): a master file under the server's master_url */
+void
+kis_fetch_add_file(KisFetcher *f, const char *url, void *arg)
+{
+	static const char prefix[] = "https://127.0.0.1:1/common/master/";
+
+	if (url == NULL || arg == NULL)
+		harness_abort("kis_fetch_add_file given NULL");
+	if (f->ep->source != KIS_SOURCE_MASTER_FILE)
+		harness_abort("a download for an API endpoint");
+	if (strncmp(url, prefix, strlen(prefix)) != 0 ||
+		(strcmp(url + strlen(prefix), "kospi_code.mst.zip") != 0 &&
+		 strcmp(url + strlen(prefix), "kosdaq_code.mst.zip") != 0 &&
+		 strcmp(url + strlen(prefix), "konex_code.mst.zip") != 0))
+		harness_abort("a download that is not a master file");
+	if (f->tail >= MAX_REQUESTS)
+		harness_abort("a scan queued more than MAX_REQUESTS requests");
+	if (verbose)
+		fprintf(stderr, "  download %s\n", url);
+	f->queue[f->tail].arg = arg;
+	f->queue[f->tail].attempts = 0;
+	f->queue[f->tail].token_rejections = 0;
+	f->tail++;
+	f->added++;
+}
+
 /* ----------------------------------------------------------------
  * Checks
  * ----------------------------------------------------------------
@@ -243,7 +272,12 @@ consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
 		harness_abort("NULL row in the list");
 	if (row->ep != ep)
 		harness_abort("a row does not name its endpoint");
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	if (ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets != NULL)
+	{
+		if (row->key == NULL || !list_member_ptr(call_keys, row->key))
+			harness_abort("a listing's row is not of its call's market");
+	}
+	else if (ep->symbol_kind == KIS_SYMBOL_NONE)
 	{
 		if (row->key != NULL)
 			harness_abort("an account row has a key");
@@ -354,6 +388,29 @@ error_is_deliberate(void)
 }
 
 /*
+ * A download's answer as fetch.c's finish_file_request makes it: 200 hands
+ * the body over, a 5xx (or no answer) is retried, anything else fails.
+ */
+static void
+read_file_answer(KisResponse *resp, const Segment *seg)
+{
+	memset(resp, 0, sizeof(*resp));
+	resp->http_status = seg->status;
+	if (seg->status == 200)
+	{
+		resp->outcome = KIS_OUTCOME_OK;
+		resp->body = body_copy(seg);
+		resp->body_len = seg->len;
+	}
+	else
+	{
+		resp->outcome = seg->status >= 500 || seg->status == 0 ?
+			KIS_OUTCOME_RETRY : KIS_OUTCOME_FAILED;
+		resp->problem = psprintf("HTTP %ld", seg->status);
+	}
+}
+
+/*
  * The answer of one request, as finish_data_request and complete_request
  * treat it; returns false when the scan ends here (an ERROR in fetch.c).
  */
@@ -373,11 +430,15 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 
 	rcxt = AllocSetContextCreate(run_cxt, "kis_fdw response", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(rcxt);
-	kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
+	if (f->ep->source == KIS_SOURCE_MASTER_FILE)
+		read_file_answer(&resp, seg);
+	else
+		kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
 	summary = kis_response_summary(&resp);
 	check_text(summary);
 	MemoryContextSwitchTo(old);
-	if (resp.outcome == KIS_OUTCOME_OK && resp.root == NULL)
+	if (resp.outcome == KIS_OUTCOME_OK && resp.root == NULL &&
+		f->ep->source != KIS_SOURCE_MASTER_FILE)
 		harness_abort("an OK answer without a document");
 
 	switch (resp.outcome)
@@ -482,6 +543,19 @@ build_keys(const KisEndpoint *ep, int nsym, bool two_venues, List **keys)
 	venues[0] = ep->has_exchange ? "NAS" : "J";
 	venues[1] = ep->has_exchange ? "NYS" : "NX";
 	*keys = NIL;
+	if (ep->markets != NULL)
+	{
+		/* a listing per market: the market is the key (run.c) */
+		for (int i = 0; i < 1 + (nsym - 1) % 3 && ep->markets[i]; i++)
+		{
+			KisKey	   *key = palloc(sizeof(KisKey));
+
+			key->symbol = pstrdup(ep->markets[i]);
+			key->venue = key->symbol;
+			*keys = lappend(*keys, key);
+		}
+		return;
+	}
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
 		return;
 	for (int i = 0; i < nsym && symbols[i]; i++)
@@ -525,6 +599,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	/* options.c refuses the virtual environment for real-only endpoints */
 	config->environment = (data[2] & 1) && ep->tr_id_virtual ? KIS_ENV_VIRTUAL : KIS_ENV_REAL;
 	config->base_url = pstrdup("https://127.0.0.1:1");
+	config->master_url = pstrdup("https://127.0.0.1:1/common/master");
 	config->max_concurrency = 8;
 	config->max_retries = MAX_RETRIES;
 	config->endpoint = ep;

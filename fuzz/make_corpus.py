@@ -32,7 +32,7 @@ MODES = {"domestic_price": 0, "domestic_multi_price": 1, "overseas_price": 2,
          "domestic_daily": 3, "overseas_daily": 4, "domestic_orderbook": 5,
          "domestic_holdings": 6, "token": 7,
          # fuzz_kis.c: b % 8 + 7 * (b / 8 % 2) for the endpoints after the seventh
-         "domestic_minute": 8, "market_holidays": 9}
+         "domestic_minute": 8, "market_holidays": 9, "domestic_symbols": 10}
 DOMESTIC = ["005930", "000660", "035420", "051910", "006400", "035720", "068270",
             "207940", "005380", "000270", "105560", "055550", "012330", "028260",
             "066570", "003550", "017670", "015760", "034730", "032830", "096770",
@@ -93,6 +93,11 @@ class Mock:
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         status, data, _ = self._open(req)
+        return status, data
+
+    def download(self, name):
+        """A master file as the mock serves it: (status, bytes)."""
+        status, data, _ = self._open(urllib.request.Request(self.url + "/common/master/" + name))
         return status, data
 
     def control(self, path, body):
@@ -348,6 +353,17 @@ def main():
                                        segments=holidays(jd_minus(70).strftime("%Y%m%d")))
         seeds["holidays-open-end"] = seed("market_holidays", 1, flags=0x00,
                                           segments=holidays(TODAY.strftime("%Y%m%d")))
+
+        # --- domestic_symbols: the master files (zip archives); nkeys 1 KOSPI, 3 all
+        files = {m: m + "_code.mst.zip" for m in ("kospi", "kosdaq", "konex")}
+        seeds["symbols-kospi"] = seed("domestic_symbols", 1,
+                                      segments=[seg(*m.download(files["kospi"]))])
+        seeds["symbols-all"] = seed("domestic_symbols", 3, segments=[
+            seg(*m.download(files[k])) for k in ("kospi", "kosdaq", "konex")])
+        m.control("/__mock/faults", {"faults": [
+            {"kind": "http500", "symbol": files["kospi"], "times": 1}]})
+        seeds["symbols-500-then-ok"] = seed("domestic_symbols", 1, segments=[
+            seg(*m.download(files["kospi"])), seg(*m.download(files["kospi"]))])
 
         # --- tokenP answers
         s, b = m.post("/oauth2/tokenP", {"grant_type": "client_credentials",

@@ -56,3 +56,39 @@ SELECT * FROM domestic_minute WHERE symbol = '005930' AND market = 'X';
 
 RESET search_path;
 DROP SCHEMA kis_new CASCADE;
+
+-- domestic_symbols: the stock master files, one download per market (the
+-- mock serves them under the same URL, /common/master)
+\getenv mock_url KIS_MOCK_URL
+\set master_url :mock_url '/common/master'
+ALTER SERVER kis OPTIONS (ADD master_url :'master_url');
+CREATE SCHEMA kis_sym;
+IMPORT FOREIGN SCHEMA kis LIMIT TO (domestic_symbols) FROM SERVER kis INTO kis_sym;
+\d kis_sym.domestic_symbols
+SET search_path = kis_sym, public;
+SELECT market, count(*), count(DISTINCT symbol), min(symbol), max(symbol)
+FROM domestic_symbols GROUP BY market ORDER BY market;
+-- names in the database encoding; useful flags
+SELECT symbol, standard_code, name, market, group_code, base_price, lot_size, halted,
+       administrative, par_value, preferred_code
+FROM domestic_symbols WHERE name LIKE '삼성%' ORDER BY symbol;
+-- a market condition limits the downloads
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols WHERE market = 'KOSDAQ';
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols;
+SELECT market, count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSDAQ')
+GROUP BY market ORDER BY market;
+SELECT symbol, name FROM domestic_symbols WHERE market = 'KONEX' AND symbol = '217320';
+-- names joined to quotes (domestic_price has no name)
+SELECT s.symbol, s.name, p.price > 0 AS priced
+FROM domestic_symbols s JOIN kis_all.domestic_price p ON p.symbol = s.symbol
+WHERE s.market = 'KOSPI' AND s.name LIKE '삼성%'
+  AND p.symbol = ANY (ARRAY(SELECT symbol FROM domestic_symbols
+                            WHERE market = 'KOSPI' AND name LIKE '삼성%'))
+ORDER BY 1;
+SELECT * FROM domestic_symbols WHERE market = 'J';
+ALTER SERVER kis OPTIONS (SET master_url 'http://example.com/master');
+ALTER SERVER kis OPTIONS (DROP master_url);
+RESET search_path;
+DROP SCHEMA kis_sym CASCADE;

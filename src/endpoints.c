@@ -282,6 +282,29 @@ static const KisColumnDef market_holidays_columns[] = {
 	{NULL}
 };
 
+/*
+ * ---- domestic_symbols: the stock master files (master.c) ----
+ * Not an API: one zip archive per market under master_url, published
+ * daily; each line becomes an object with these KIS field names.
+ */
+static const KisColumnDef domestic_symbols_columns[] = {
+	{"symbol", "mksc_shrn_iscd", "text"},
+	{"standard_code", "stnd_iscd", "text"},
+	{"name", "hts_kor_isnm", "text"},
+	{"group_code", "scrt_grp_cls_code", "text"},
+	{"base_price", "stck_sdpr", "numeric"},
+	{"lot_size", "frml_mrkt_deal_qty_unit", "int"},
+	{"halted", "trht_yn", "boolean"},
+	{"liquidation", "sltr_yn", "boolean"},
+	{"administrative", "mang_issu_yn", "boolean"},
+	{"warning_code", "mrkt_alrm_cls_code", "text"},
+	{"par_value", "stck_fcam", "numeric"},
+	{"listed_on", "stck_lstn_date", "date"},
+	{"preferred_code", "prst_cls_code", "text"},
+	{"market_cap", "prdy_avls_scal", "numeric"},
+	{NULL}
+};
+
 const KisEndpoint kis_endpoints[] = {
 	{
 		.name = "domestic_price",
@@ -436,6 +459,20 @@ const KisEndpoint kis_endpoints[] = {
 		.ctx_nk_member = "ctx_area_nk",
 		.columns = market_holidays_columns,
 	},
+	{
+		.name = "domestic_symbols",
+		.description = "every KOSPI, KOSDAQ and KONEX listing, from KIS's daily stock master files, one download per market",
+		.source = KIS_SOURCE_MASTER_FILE,
+		.path = "/common/master/{kospi,kosdaq,konex}_code.mst.zip",
+		.tr_id_real = "(a download)",
+		.tr_id_virtual = "(a download)",
+		.symbol_kind = KIS_SYMBOL_NONE,
+		.has_market = true,
+		.markets = kis_master_markets,
+		.batch_size = 1,
+		.row_symbol_field = "mksc_shrn_iscd",
+		.columns = domestic_symbols_columns,
+	},
 	{NULL}
 };
 
@@ -548,6 +585,36 @@ kis_market_is_valid(const char *market)
 {
 	return strcmp(market, "J") == 0 || strcmp(market, "NX") == 0 ||
 		strcmp(market, "UN") == 0;
+}
+
+/* A value of an endpoint's "market" key */
+bool
+kis_endpoint_market_is_valid(const KisEndpoint *ep, const char *market)
+{
+	if (ep->markets == NULL)
+		return kis_market_is_valid(market);
+	for (const char *const *m = ep->markets; *m; m++)
+	{
+		if (strcmp(*m, market) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* "Valid markets are: ..." for an endpoint's "market" key */
+char *
+kis_endpoint_market_hint(const KisEndpoint *ep)
+{
+	StringInfoData buf;
+
+	if (ep->markets == NULL)
+		return pstrdup("Valid markets are: J (KRX), NX (Nextrade), UN (both).");
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "Valid markets are: ");
+	for (const char *const *m = ep->markets; *m; m++)
+		appendStringInfo(&buf, "%s%s", m == ep->markets ? "" : ", ", *m);
+	appendStringInfoChar(&buf, '.');
+	return buf.data;
 }
 
 /* EXCD quotation codes (docs/kis-api.md §6) */

@@ -82,7 +82,9 @@
 typedef enum KisRequestKind
 {
 	KIS_REQ_DATA,
-	KIS_REQ_TOKEN
+	KIS_REQ_TOKEN,
+	KIS_REQ_FILE				/* a download outside the API: no token, no
+								 * gate, the body handed over as received */
 } KisRequestKind;
 
 /* Where a data request stands with shared answers (cache.c) */
@@ -553,7 +555,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	const KisConfig *config = f->config;
 	CURL	   *easy;
 	CURLMcode	mrc;
-	bool		plain_http = strncmp(config->base_url, "http://", 7) == 0;
+	bool		plain_http = strncmp(req->url, "http://", 7) == 0;
 
 	dlist_push_tail(&f->inflight, &req->node);
 	req->body_len = 0;
@@ -598,14 +600,20 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	kis_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	kis_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
 
-	add_header(req, "content-type: application/json; charset=utf-8");
-	if (req->kind == KIS_REQ_TOKEN)
+	if (req->kind == KIS_REQ_FILE)
 	{
+		f->ndata_inflight++;
+		f->stats->requests++;
+	}
+	else if (req->kind == KIS_REQ_TOKEN)
+	{
+		add_header(req, "content-type: application/json; charset=utf-8");
 		kis_easy_setopt(easy, CURLOPT_POSTFIELDS, f->token_body);
 		kis_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->token_body));
 	}
 	else
 	{
+		add_header(req, "content-type: application/json; charset=utf-8");
 		add_header_value(req, "authorization: Bearer ", token);
 		add_header_value(req, "appkey: ", config->app_key);
 		add_header_value(req, "appsecret: ", config->app_secret);
@@ -1072,6 +1080,70 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	}
 }
 
+/*
+ * A download: HTTP 200 hands the body over (resp.body); a network error or
+ * a 5xx is retried, any other status is the key's failure.
+ */
+static void
+finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
+					TimestampTz now)
+{
+	MemoryContext rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+	KisResponse resp;
+
+	f->ndata_inflight--;
+	memset(&resp, 0, sizeof(resp));
+	resp.http_status = status;
+	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
+	{
+		MemoryContextDelete(rcxt);
+		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+						 errmsg("could not verify the TLS certificate of the download server"),
+						 errdetail("%s", curl_error_text(req, rc)),
+						 errhint("Check the server's ca_file and master_url options.")));
+		return;
+	}
+	old = MemoryContextSwitchTo(rcxt);
+	if (rc == CURLE_OK && status == 200)
+	{
+		char	   *body = MemoryContextAllocExtended(rcxt, req->body_len + 1, MCXT_ALLOC_NO_OOM);
+
+		if (body != NULL)
+		{
+			memcpy(body, req->body ? req->body : "", req->body_len);
+			body[req->body_len] = '\0';
+			resp.outcome = KIS_OUTCOME_OK;
+			resp.body = body;
+			resp.body_len = req->body_len;
+		}
+		else
+		{
+			resp.outcome = KIS_OUTCOME_FAILED;
+			resp.problem = pstrdup("out of memory");
+		}
+	}
+	else if (rc == CURLE_OK)
+	{
+		resp.outcome = status >= 500 ? KIS_OUTCOME_RETRY : KIS_OUTCOME_FAILED;
+		resp.problem = psprintf("HTTP %ld", status);
+	}
+	else
+	{
+		resp.outcome = req->body_too_large ? KIS_OUTCOME_FAILED : KIS_OUTCOME_RETRY;
+		resp.problem = req->body_too_large ?
+			psprintf("download larger than %d bytes", KIS_MAX_RESPONSE_BYTES) :
+			psprintf("network error: %s", curl_error_text(req, rc));
+	}
+	MemoryContextSwitchTo(old);
+	forget_body(req);
+	if (resp.outcome == KIS_OUTCOME_RETRY)
+		retry_or_complete(f, req, &resp, rcxt, now);
+	else
+		complete_request(f, req, &resp, rcxt, now);
+}
+
 /* The earlier of two times, -1 meaning none */
 static TimestampTz
 earliest(TimestampTz a, TimestampTz b)
@@ -1092,6 +1164,8 @@ finish_request(KisRequest *req, CURLcode rc, long status, TimestampTz now)
 	f->stats->http_ms += (double) (now - req->started_at) / 1000.0;
 	if (req->kind == KIS_REQ_TOKEN)
 		finish_token_request(f, req, rc, status, now);
+	else if (req->kind == KIS_REQ_FILE)
+		finish_file_request(f, req, rc, status, now);
 	else
 		finish_data_request(f, req, rc, status, now);
 }
@@ -1232,6 +1306,19 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, req->not_before);
 	}
 	wake = earliest(wake, share_poll(f, now));
+
+	/* downloads need neither a token nor the API's gate */
+	dlist_foreach_modify(iter, &f->ready)
+	{
+		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
+
+		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
+			break;
+		if (req->kind != KIS_REQ_FILE)
+			continue;
+		dlist_delete(&req->node);
+		start_request(f, req, NULL);
+	}
 
 	if (f->fatal != NULL || f->claim != 0 || dlist_is_empty(&f->ready))
 		return wake;
@@ -1462,6 +1549,16 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
 	pfree(url);
+}
+
+/* Queue one download of url (outside the API: no token, no rate gate) */
+void
+kis_fetch_add_file(KisFetcher *f, const char *url, void *arg)
+{
+	KisRequest *req = new_request(f, KIS_REQ_FILE, url, NULL, arg);
+
+	dlist_push_tail(&f->ready, &req->node);
+	f->npending++;
 }
 
 /*

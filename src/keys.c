@@ -340,6 +340,14 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 		out->venues = key_values(ke, econtext, venue_key,
 								 ep->has_exchange ? config->exchange : config->market);
 	}
+	else if (ep->markets != NULL)
+	{
+		/* a listing per market: those asked for, else all */
+		out->venues = key_values(ke, econtext, KIS_KEY_MARKET, NULL);
+		if (ke->qual_pos[KIS_KEY_MARKET] < 0)
+			for (const char *const *m = ep->markets; *m; m++)
+				out->venues = lappend(out->venues, pstrdup(*m));
+	}
 	out->from_rows = ke->from_rows[KIS_KEY_SYMBOL] || ke->from_rows[venue_key];
 }
 

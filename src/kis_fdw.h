@@ -58,6 +58,7 @@ typedef struct KisConfig
 	Oid			serverid;
 	KisEnvironment environment;
 	char	   *base_url;		/* no trailing slash */
+	char	   *master_url;		/* where the stock master files are */
 	double		rate_limit;		/* requests per second; 0 = no client gate */
 	int			max_concurrency;
 	int			timeout_ms;
@@ -154,6 +155,14 @@ typedef enum KisRowShape
 	KIS_ROWS_ANY				/* either (the documents disagree) */
 } KisRowShape;
 
+/* Where an endpoint's rows come from */
+typedef enum KisSource
+{
+	KIS_SOURCE_API,				/* a KIS API answer (JSON) */
+	KIS_SOURCE_MASTER_FILE		/* a stock master file: one download per
+								 * market from master_url (master.c) */
+} KisSource;
+
 /* How an endpoint continues past one answer */
 typedef enum KisPaging
 {
@@ -168,6 +177,7 @@ typedef struct KisEndpoint
 {
 	const char *name;			/* the table option value, the imported table */
 	const char *description;
+	KisSource	source;
 	const char *path;
 	const char *tr_id_real;
 	const char *tr_id_virtual;	/* NULL: KIS offers it to real accounts only */
@@ -179,6 +189,9 @@ typedef struct KisEndpoint
 
 	KisSymbolKind symbol_kind;
 	bool		has_market;		/* "market" is a key column */
+	const char *const *markets; /* its values, all asked for without a
+								 * condition (NULL: J, NX, UN; the default
+								 * market) */
 	bool		has_exchange;	/* "exchange" is a key column */
 	bool		has_date;		/* "date" conditions become the date range */
 	bool		needs_account;	/* reads the user mapping's account */
@@ -210,6 +223,16 @@ extern const char *kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env)
 extern bool kis_symbol_is_valid(KisSymbolKind kind, const char *symbol);
 extern const char *kis_symbol_hint(KisSymbolKind kind);
 extern bool kis_market_is_valid(const char *market);
+extern bool kis_endpoint_market_is_valid(const KisEndpoint *ep, const char *market);
+extern char *kis_endpoint_market_hint(const KisEndpoint *ep);
+
+/* master.c: the stock master files */
+extern const char *const kis_master_markets[];
+extern const char *kis_master_file(const char *market);
+extern char *kis_zip_member(const char *data, size_t size, const char *suffix,
+							size_t *len, const char **problem);
+extern json_t *kis_master_rows(const char *market, const char *zip, size_t zip_len,
+							   List **line_problems, const char **problem);
 extern bool kis_exchange_is_valid(const char *exchange);
 extern char *kis_endpoint_table_ddl(const KisEndpoint *ep, const char *server_name);
 
@@ -486,6 +509,8 @@ typedef struct KisResponse
 	const char *msg_cd;			/* points into root, or NULL */
 	const char *msg1;
 	char	   *problem;		/* our words for what went wrong, or NULL */
+	const char *body;			/* a download's bytes (root is NULL) */
+	size_t		body_len;
 } KisResponse;
 
 extern json_t *kis_json_parse(const char *body, size_t len);
@@ -561,6 +586,7 @@ extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const KisConfig *confi
 								   KisFetchStats *stats);
 extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
 						  const char *tr_id, const char *header, void *arg);
+extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url, void *arg);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
 extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);

@@ -70,6 +70,7 @@ static const char *const period_choices[] = {"D", "W", "M", "Y", NULL};
 static const KisOptionDef kis_options[] = {
 	{"environment", ON_SERVER, OPT_CHOICE, environment_choices},
 	{"base_url", ON_SERVER, OPT_URL},
+	{"master_url", ON_SERVER, OPT_URL},
 	{"rate_limit", ON_SERVER, OPT_REAL, NULL, 0, 1000},
 	{"max_concurrency", ON_SERVER, OPT_INT, NULL, 1, 64},
 	{"timeout_ms", ON_SERVER, OPT_INT, NULL, 100, 600000},
@@ -94,6 +95,7 @@ static const KisOptionDef kis_options[] = {
 /* Defaults per environment (docs/tokens-and-rate.md) */
 #define KIS_REAL_URL		"https://openapi.koreainvestment.com:9443"
 #define KIS_VIRTUAL_URL		"https://openapivts.koreainvestment.com:29443"
+#define KIS_MASTER_URL		"https://new.real.download.dws.co.kr/common/master"	/* docs/new-tables.md */
 #define KIS_REAL_RATE		18.0	/* documented 20/s */
 #define KIS_VIRTUAL_RATE	1.8		/* documented ~2/s */
 
@@ -497,6 +499,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			config->base_url = strip_trailing_slash(lower_scheme(pstrdup(value)));
 			have_url = true;
 		}
+		else if (strcmp(def->defname, "master_url") == 0)
+			config->master_url = strip_trailing_slash(pstrdup(value));
 		else if (strcmp(def->defname, "rate_limit") == 0)
 		{
 			config->rate_limit = strtod(value, NULL);
@@ -522,6 +526,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	if (!have_url)
 		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
 								   KIS_VIRTUAL_URL : KIS_REAL_URL);
+	if (config->master_url == NULL)
+		config->master_url = pstrdup(KIS_MASTER_URL);
 	if (!have_rate)
 		config->rate_limit = config->environment == KIS_ENV_VIRTUAL ?
 			KIS_VIRTUAL_RATE : KIS_REAL_RATE;

@@ -354,6 +354,22 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 				 errdetail("Without a lower bound the calendar starts today."),
 				 errhint("Add a lower bound, e.g. WHERE date >= '2025-01-01'.")));
 
+	if (ep->source == KIS_SOURCE_MASTER_FILE)
+	{
+		/* one download per market: the keys are markets */
+		foreach(lc, keys)
+		{
+			KisKey	   *key = lfirst(lc);
+
+			call = new_call(config, range, today);
+			call->keys = list_make1(key);
+			kis_fetch_add_file(f, psprintf("%s/%s", config->master_url,
+										   kis_master_file(key->venue)), call);
+			ncalls++;
+		}
+		return ncalls;
+	}
+
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
 	{
 		send_call(f, new_call(config, range, today));
@@ -775,6 +791,38 @@ kis_row_value(const KisRow *row, const char *field)
 }
 
 /*
+ * The listings of a market's master file: one row per line, a failed row
+ * for each line that cannot be read (on_error decides), or the market's
+ * failure when the archive cannot be read.
+ */
+static List *
+master_answer(KisCall *call, KisCompletion *c)
+{
+	KisKey	   *key = linitial(call->keys);
+	const char *problem = NULL;
+	List	   *line_problems;
+	List	   *rows = NIL;
+	json_t	   *listings;
+	size_t		i;
+	json_t	   *elem;
+	ListCell   *lc;
+
+	if (c->resp.outcome != KIS_OUTCOME_OK)
+		return fail_all(call, kis_response_summary(&c->resp));
+	listings = kis_master_rows(key->venue, c->resp.body, c->resp.body_len,
+							   &line_problems, &problem);
+	if (listings == NULL)
+		return fail_all(call, psprintf("the master file of %s: %s", key->venue, problem));
+	json_array_foreach(listings, i, elem)
+		rows = lappend(rows, row_for(call, key, elem, NULL, NULL));
+	foreach(lc, line_problems)
+		rows = lappend(rows, row_for(call, key, NULL, NULL,
+									 psprintf("the master file of %s, %s", key->venue,
+											  (char *) lfirst(lc))));
+	return rows;
+}
+
+/*
  * The rows of one answer (a list of KisRow *, allocated in the answer's
  * memory context; failed keys have problem set), and queue the call's next
  * page if there is one.
@@ -790,6 +838,12 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	json_t	   *extra;
 
 	call->pages++;
+	if (ep->source == KIS_SOURCE_MASTER_FILE)
+	{
+		rows = master_answer(call, c);
+		MemoryContextSwitchTo(old);
+		return rows;
+	}
 	if (c->resp.outcome != KIS_OUTCOME_OK)
 	{
 		if (!restart_listing(f, call, &c->resp))

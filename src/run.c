@@ -244,7 +244,20 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 	ListCell   *ls;
 	ListCell   *lv;
 
-	if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	if (r->config->endpoint->symbol_kind == KIS_SYMBOL_NONE &&
+		r->config->endpoint->markets != NULL)
+	{
+		/* a listing per market (domestic_symbols): the market is the key */
+		foreach(lv, keys->venues)
+		{
+			KisKey	   *key = palloc(sizeof(KisKey));
+
+			key->symbol = lfirst(lv);
+			key->venue = lfirst(lv);
+			pairs = lappend(pairs, key);
+		}
+	}
+	else if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
 	{
 		foreach(ls, keys->symbols)
 		{
@@ -261,14 +274,21 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 	kis_runner_start_keys(r, pairs, &keys->range, keys->can_match, keys->from_rows);
 }
 
+/* Is the key's symbol one its endpoint takes? (a market's listing has none) */
+static bool
+key_symbol_is_valid(const KisEndpoint *ep, const KisKey *key)
+{
+	return ep->symbol_kind == KIS_SYMBOL_NONE || kis_symbol_is_valid(ep->symbol_kind, key->symbol);
+}
+
 /* Why a key cannot be sent, or NULL */
 static const char *
 invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 {
-	if (!kis_symbol_is_valid(ep->symbol_kind, key->symbol))
+	if (!key_symbol_is_valid(ep, key))
 		return "invalid symbol";
 	if (ep->has_exchange ? !kis_exchange_is_valid(key->venue) :
-		!kis_market_is_valid(key->venue))
+		!kis_endpoint_market_is_valid(ep, key->venue))
 		return ep->has_exchange ? "invalid exchange" : "invalid market";
 	return NULL;
 }
@@ -277,7 +297,7 @@ invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 static void
 report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 {
-	if (!kis_symbol_is_valid(ep->symbol_kind, key->symbol))
+	if (!key_symbol_is_valid(ep, key))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid symbol \"%s\"", key->symbol),
@@ -288,7 +308,7 @@ report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 					key->venue),
 			 ep->has_exchange ?
 			 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
-			 errhint("Valid markets are: J (KRX), NX (Nextrade), UN (both).")));
+			 errhint("%s", kis_endpoint_market_hint(ep))));
 }
 
 /*
@@ -327,7 +347,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	{
 		foreach(lc, keys)
 		{
-			if (!kis_symbol_is_valid(ep->symbol_kind, ((KisKey *) lfirst(lc))->symbol))
+			if (!key_symbol_is_valid(ep, lfirst(lc)))
 				report_invalid_key(ep, lfirst(lc));
 		}
 		foreach(lc, keys)
@@ -359,7 +379,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 		}
 	}
 
-	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE ? 1 : list_length(keys);
+	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets == NULL ? 1 :
+		list_length(keys);
 	if (!can_match)
 		r->invalid = NIL;
 	if (can_match && r->nkeys > 0 && (valid != NIL || ep->symbol_kind == KIS_SYMBOL_NONE))
@@ -421,6 +442,8 @@ key_label(const KisRunner *r, const KisKey *key)
 
 	if (key == NULL)
 		return pstrdup(ep->name);
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return pstrdup(key->venue); /* a market's listing */
 	if (ep->has_market && strcmp(key->venue, r->config->market) == 0)
 		return pstrdup(key->symbol);
 	return psprintf("%s (%s)", key->symbol, key->venue);
@@ -431,7 +454,8 @@ static const char *
 row_subject(const KisRunner *r, const KisRow *row)
 {
 	if (row->key != NULL)
-		return psprintf("symbol \"%s\"", row->key->symbol);
+		return psprintf("%s \"%s\"", r->config->endpoint->symbol_kind == KIS_SYMBOL_NONE ?
+						"market" : "symbol", row->key->symbol);
 	return psprintf("endpoint %s", r->config->endpoint->name);
 }
 
@@ -440,9 +464,14 @@ conversion_error_callback(void *arg)
 {
 	KisConvContext *cc = (KisConvContext *) arg;
 	const char *subject = cc->row->key ? cc->row->key->symbol : "(account)";
+	const char *own;
 
 	if (cc->column == NULL)
 		return;
+	/* a row that names its symbol (a listing of a market) */
+	if (cc->row->row != NULL && cc->row->ep->row_symbol_field != NULL &&
+		(own = kis_row_field_text(cc->row->row, NULL, cc->row->ep->row_symbol_field)) != NULL)
+		subject = own;
 	if (cc->column->source == KIS_COL_FIELD)
 		errcontext("column \"%s\" of foreign table \"%s\", KIS field \"%s\", symbol \"%s\"",
 				   cc->column->name, RelationGetRelationName(cc->rel),

@@ -302,7 +302,19 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		else
 			ExplainPropertyText("KIS Symbols", "computed at scan start", es);
 	}
-	if (ep->symbol_kind == KIS_SYMBOL_NONE || (nsym >= 0 && nven >= 0))
+	if (ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets != NULL)
+	{
+		/* a download per market: those of the condition, else all */
+		int			nmarkets = 0;
+
+		while (ep->markets[nmarkets])
+			nmarkets++;
+		if (st->keys.qual_pos[KIS_KEY_MARKET] >= 0)
+			nmarkets = st->keys.planned[KIS_KEY_MARKET];
+		if (nmarkets >= 0)
+			ExplainPropertyInteger("KIS Planned Requests", NULL, nmarkets, es);
+	}
+	else if (ep->symbol_kind == KIS_SYMBOL_NONE || (nsym >= 0 && nven >= 0))
 		ExplainPropertyInteger("KIS Planned Requests", NULL,
 							   (int64) kis_planned_requests(ep, (double) Max(nsym, 0) * nven), es);
 	if (ep->paging != KIS_PAGING_NONE)

@@ -188,6 +188,19 @@ GET /uapi/domestic-stock/v1/quotations/chk-holiday                   tr_id CTCA0
     follow, else "D". Request tr_cont "N" needs CTX_AREA_FK = BASS_DT and CTX_AREA_NK a
     day after it, else OPSQ2002. Every page served counts in pages[path].
 
+GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limited)
+    KIS's stock master files: a zip archive (deflate) of {market}_code.mst, one CP949 line
+    per listing, CRLF-terminated: short code (9), standard code (12: "KR7" + code + "000"
+    + a check digit), the name padded to 40, then the fixed tail of 227 (kospi), 221
+    (kosdaq) or 184 (konex) bytes with the fields kis_fdw reads at the offsets of the real
+    files (MASTER_OFFSETS; numbers zero-padded, the rest blank). Listings: MASTER_NAMED
+    (e.g. 005930 삼성전자) then MASTER_COUNT generated ones "{MARKET}종목NNNN" from
+    MASTER_FIRST. stck_sdpr is inquire-price's base price (J); trht_yn "Y" when h0 % 50
+    == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of sha256(code + ":master")); a
+    code ending in 5 is a preferred share (prst_cls_code "1", par 100). Faults with
+    "symbol" the file name (or "*"): http500, garbage (not a zip), truncate (half the
+    archive). Counted in stats "downloads" by file name, not in requests.
+
 Bars (both daily endpoints)
 ---------------------------
 Trading days are Monday..Friday (no holidays) from data_start (config, default 20150102) up
@@ -269,6 +282,7 @@ error_code).
 import argparse
 import datetime
 import hashlib
+import io
 import json
 import os
 import random
@@ -281,6 +295,7 @@ import ssl
 import sys
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
@@ -294,6 +309,7 @@ OVERSEAS_DAILY_PATH = "/uapi/overseas-price/v1/quotations/dailyprice"
 BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
 MINUTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice"
 HOLIDAY_PATH = "/uapi/domestic-stock/v1/quotations/chk-holiday"
+MASTER_DIR = "/common/master/"
 QUOTE_TR_ID = "FHKST01010100"
 MARKET_OFFSET = {"J": 0, "NX": 10, "UN": 5}
 KST = datetime.timezone(datetime.timedelta(hours=9))  # Korea: UTC+9, no DST
@@ -1172,6 +1188,86 @@ def chk_holiday(call):
                ctx_area_nk=(ymd(day) if more else "").ljust(CTX_WIDTH), output=days)
 
 
+# --------------------------------------------------------------------------- master files
+# KIS's stock master files (docs/new-tables.md): a zip archive per market holding one
+# CP949 line per listing: short code (9), standard code (12), the name, then a fixed
+# tail of MASTER_TAIL[market] bytes whose fields kis_fdw reads sit at these offsets.
+
+MASTER_TAIL = {"kospi": 227, "kosdaq": 221, "konex": 184}
+MASTER_OFFSETS = {   # field -> (offset in the tail by market, width)
+    "scrt_grp_cls_code": ({"kospi": 0, "kosdaq": 0, "konex": 0}, 2),
+    "stck_sdpr": ({"kospi": 41, "kosdaq": 36, "konex": 2}, 9),
+    "frml_mrkt_deal_qty_unit": ({"kospi": 50, "kosdaq": 45, "konex": 11}, 5),
+    "trht_yn": ({"kospi": 60, "kosdaq": 55, "konex": 21}, 1),
+    "sltr_yn": ({"kospi": 61, "kosdaq": 56, "konex": 22}, 1),
+    "mang_issu_yn": ({"kospi": 62, "kosdaq": 57, "konex": 23}, 1),
+    "mrkt_alrm_cls_code": ({"kospi": 63, "kosdaq": 58, "konex": 24}, 2),
+    "stck_fcam": ({"kospi": 93, "kosdaq": 88, "konex": 54}, 12),
+    "stck_lstn_date": ({"kospi": 105, "kosdaq": 100, "konex": 66}, 8),
+    "lstn_stcn": ({"kospi": 113, "kosdaq": 108, "konex": 74}, 15),
+    "prst_cls_code": ({"kospi": 158, "kosdaq": 153, "konex": 119}, 1),
+    "prdy_avls_scal": ({"kospi": 212, "kosdaq": 206, "konex": 172}, 9),
+}
+# Listings: (short code, name). Every market also lists MASTER_COUNT generated ones.
+MASTER_NAMED = {
+    "kospi": [("005930", "삼성전자"), ("005935", "삼성전자우"), ("000660", "SK하이닉스"),
+              ("035420", "NAVER"), ("207940", "삼성바이오로직스")],
+    "kosdaq": [("247540", "에코프로비엠"), ("091990", "셀트리온헬스케어"), ("035900", "JYP Ent.")],
+    "konex": [("217320", "썬테크")],
+}
+MASTER_COUNT = {"kospi": 800, "kosdaq": 1600, "konex": 120}
+MASTER_FIRST = {"kospi": 300000, "kosdaq": 400000, "konex": 500000}
+
+
+def master_listings(market):
+    """[(short code, name)] of a market's master file, in file order."""
+    first = MASTER_FIRST[market]
+    return MASTER_NAMED[market] + [(f"{first + i:06d}", f"{market.upper()}종목{i:04d}")
+                                   for i in range(MASTER_COUNT[market])]
+
+
+def master_fields(market, code):
+    """The tail fields of a listing, by KIS field name (values as the file holds them)."""
+    h = _words(code + ":master", 3)
+    preferred = code.endswith("5")
+    return {"scrt_grp_cls_code": "ST", "stck_sdpr": str(mock_base(code)),
+            "frml_mrkt_deal_qty_unit": "1", "trht_yn": "Y" if h[0] % 50 == 0 else "N",
+            "sltr_yn": "N", "mang_issu_yn": "Y" if h[1] % 40 == 0 else "N",
+            "mrkt_alrm_cls_code": "00", "stck_fcam": "100" if preferred else "500",
+            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(1000000 + h[0] % 1000000000),
+            "prst_cls_code": "1" if preferred else "0",
+            "prdy_avls_scal": str(mock_base(code) * (1000000 + h[0] % 1000000000) // 100000000)}
+
+
+def mock_base(code):
+    """stck_sdpr of a listing: inquire-price's base price on market J."""
+    return quote_numbers(code, "J").base
+
+
+def master_line(market, code, name):
+    """One line of a master file, CP949 bytes without the line end."""
+    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (the real
+    # files end in flags, so KONEX's trailing blanks can be dropped as OTA does)
+    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + b"NYN")
+    for field, value in master_fields(market, code).items():
+        offsets, width = MASTER_OFFSETS[field]
+        # numbers are right-aligned with zeros, text left-aligned with blanks
+        text = value.rjust(width, "0") if value.isdigit() else value.ljust(width)
+        tail[offsets[market]:offsets[market] + width] = text.encode()
+    isin = "KR7" + code + "00" + str(sum(map(ord, code)) % 10)
+    return (code.ljust(9) + isin.ljust(12) + name.ljust(40)).encode("cp949") + bytes(tail)
+
+
+def master_zip(market):
+    """The zip archive of a market's master file (deflated, CRLF line ends)."""
+    body = b"".join(master_line(market, code, name) + b"\r\n"
+                    for code, name in master_listings(market))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{market}_code.mst", body)
+    return buf.getvalue()
+
+
 # --------------------------------------------------------------------------- endpoint table
 
 def _one(name):
@@ -1267,6 +1363,7 @@ class MockState:
         self.last_new = {}      # appkey -> (its last new token, time.monotonic() of it)
         self.cursors = {}       # (ctx_area_fk100, ctx_area_nk100) stripped -> next index
         self.asked = {}         # path -> [symbol, FID_INPUT_HOUR_1] asked, in order
+        self.downloads = {}     # master file name -> downloads
 
     @staticmethod
     def _inc(table, key):
@@ -1283,6 +1380,10 @@ class MockState:
     def count_page(self, path):
         with self.lock:
             self._inc(self.pages, path)
+
+    def count_download(self, name):
+        with self.lock:
+            self._inc(self.downloads, name)
 
     def note_asked(self, path, value):
         with self.lock:
@@ -1451,6 +1552,7 @@ class MockState:
                         by_path=dict(self.by_path),
                         pages=dict(self.pages),
                         asked={k: list(v) for k, v in self.asked.items()},
+                        downloads=dict(self.downloads),
                         tokens_issued_by_appkey=dict(self.tokens_by_appkey),
                         faults_injected=dict(self.faults_injected),
                         errors=dict(self.errors),
@@ -1493,6 +1595,8 @@ class KisHandler(BaseHTTPRequestHandler):
             self.server.state.bump("connections_opened")
         if url.path == "/oauth2/tokenP" and self.command == "POST":
             self._token(body)
+        elif url.path.startswith(MASTER_DIR):
+            self._master(url)
         else:
             self._api(url)
 
@@ -1605,6 +1709,26 @@ class KisHandler(BaseHTTPRequestHandler):
             "access_token_token_expired":
                 datetime.datetime.fromtimestamp(expires, KST).strftime("%Y-%m-%d %H:%M:%S"),
         })
+
+    # ---- master files (/common/master/...): no auth, not rate limited
+
+    def _master(self, url):
+        state = self.server.state
+        name = url.path[len(MASTER_DIR):]
+        state.count_download(name)
+        fault = state.take_fault([name])
+        market = name[:-len("_code.mst.zip")] if name.endswith("_code.mst.zip") else None
+        if self.command != "GET" or market not in MASTER_TAIL:
+            self._send(404, b"Not Found", "text/plain")
+        elif fault and fault["kind"] == "http500":
+            self._send(500, b"Internal Server Error", "text/plain")
+        elif fault and fault["kind"] == "garbage":
+            self._send(200, b"PK\x03\x04 not a zip archive", "application/zip")
+        else:
+            data = master_zip(market)
+            if fault and fault["kind"] == "truncate":
+                data = data[:len(data) // 2]
+            self._send(200, data, "application/zip")
 
     # ---- API requests (/uapi/...): one pipeline for every endpoint
 

@@ -1857,6 +1857,90 @@ def test_minute_bars_with_pg_cron():
         run(sql)
 
 
+# --------------------------------------------------------------------------- domestic_symbols
+# issue 14 item 7: the stock master files, one download per market.
+
+MASTER_FILES = {"KOSPI": "kospi_code.mst.zip", "KOSDAQ": "kosdaq_code.mst.zip",
+                "KONEX": "konex_code.mst.zip"}
+MASTER_ROWS = {"KOSPI": 805, "KOSDAQ": 1603, "KONEX": 121}   # test/mock_kis.py
+APP_KEY_SYMBOLS = "PSsymbolsKeyNeverIssuedAToken0000000"  # a key with no token anywhere
+
+
+def symbols_table(db=DB):
+    for sql in ("DROP SERVER IF EXISTS kis_master CASCADE",
+                f"CREATE SERVER kis_master FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url "
+                f"'{MOCK_URL}', ca_file '{MOCK_CA}', master_url '{MOCK_URL}/common/master', "
+                f"max_retries '1')",
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_master "
+                f"OPTIONS (app_key '{APP_KEY_SYMBOLS}', app_secret '{APP_SECRET}')",
+                "IMPORT FOREIGN SCHEMA kis LIMIT TO (domestic_symbols) FROM SERVER kis_master "
+                "INTO public"):
+        must(run(sql, db=db)[:2], sql)
+
+
+def test_symbols_downloads():
+    """domestic_symbols downloads each market's master file once per scan (a market
+    condition limits which), asks KIS for no token, retries a failed download, and
+    reports an archive it cannot read as that market's failure (on_error applies)."""
+    symbols_table()
+    query = "SELECT market, count(*), count(DISTINCT symbol) FROM domestic_symbols GROUP BY 1 ORDER BY 1"
+    rows = must(run(query)[:2], "all markets")
+    check(rows == [[m, str(n), str(n)] for m, n in sorted(MASTER_ROWS.items())], f"rows {rows}")
+    st = stats()
+    check(st["downloads"] == {f: 1 for f in MASTER_FILES.values()},
+          f"downloads {st['downloads']}, expected one per market")
+    check(st["tokens_issued"] == 0 and st["requests"] == 0,
+          f"a download needs no token: tokens {st['tokens_issued']}, requests {st['requests']}")
+    rows, err, rc = run(f"SELECT count(*) FROM kis_fdw_stats WHERE key_hash = "
+                        f"left(encode(sha256('{APP_KEY_SYMBOLS}'), 'hex'), 12) AND tokens_issued > 0")
+    check(rc == 0 and rows == [["0"]], f"kis_fdw_stats: {rows} {err}")
+    reset_mock()
+    rows = must(run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KOSDAQ', 'KONEX') "
+                    "AND name LIKE '%종목%'")[:2], "two markets")
+    check(rows == [[str(1600 + 120)]], f"two markets: {rows}")
+    check(stats()["downloads"] == {MASTER_FILES["KOSDAQ"]: 1, MASTER_FILES["KONEX"]: 1},
+          f"two markets: downloads {stats()['downloads']}")
+    # a failed download is retried
+    reset_mock()
+    inject(("http500", MASTER_FILES["KOSPI"], 1))
+    rows = must(run("SELECT count(*) FROM domestic_symbols WHERE market = 'KOSPI'")[:2], "retry")
+    check(rows == [[str(MASTER_ROWS["KOSPI"])]] and
+          stats()["downloads"] == {MASTER_FILES["KOSPI"]: 2}, f"retry: {rows} {stats()['downloads']}")
+    # an archive that cannot be read: the market's failure
+    for kind, problem in (("garbage", "not a zip archive"),
+                          ("truncate", "not a zip archive")):
+        reset_mock()
+        inject((kind, MASTER_FILES["KONEX"], -1))
+        _, err, rc = run("SELECT count(*) FROM domestic_symbols")
+        check(rc != 0 and 'KIS request for market "KONEX" failed' in err and problem in err,
+              f"{kind}: {err}")
+        rows, err, rc = run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (ADD on_error 'skip'); "
+                            "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1")
+        check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "WARNING" in err
+              and "KONEX" in err, f"{kind} under on_error skip: {rows} {err}")
+        run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (DROP on_error)")
+    run("DROP SERVER kis_master CASCADE")
+
+
+def test_symbols_in_euc_kr():
+    """Names arrive in CP949 and are converted to the database encoding: in an EUC_KR
+    database they can be searched and read back as the same text."""
+    run("DROP DATABASE IF EXISTS kis_euckr", db="postgres")
+    _, err, rc = run("CREATE DATABASE kis_euckr ENCODING 'EUC_KR' LC_COLLATE 'C' LC_CTYPE 'C' "
+                     "TEMPLATE template0", db="postgres")
+    check(rc == 0, f"CREATE DATABASE: {err}")
+    try:
+        must(run("CREATE EXTENSION kis_fdw", db="kis_euckr")[:2], "extension")
+        symbols_table(db="kis_euckr")
+        rows = must(run("SELECT symbol, name, convert_to(name, 'EUC_KR') = "
+                        "convert_to('삼성전자', 'EUC_KR') FROM domestic_symbols "
+                        "WHERE market = 'KOSPI' AND name LIKE '삼성전자%' ORDER BY 1",
+                        db="dbname=kis_euckr client_encoding=UTF8")[:2], "EUC_KR")
+        check(rows == [["005930", "삼성전자", "t"], ["005935", "삼성전자우", "f"]], f"EUC_KR: {rows}")
+    finally:
+        run("DROP DATABASE IF EXISTS kis_euckr", db="postgres")
+
+
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
@@ -1875,7 +1959,8 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_join_large_outer,
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
-         test_jansson_untouched]
+         test_jansson_untouched,
+         test_symbols_downloads, test_symbols_in_euc_kr]
 
 
 # --------------------------------------------------------------------------- gate

@@ -684,6 +684,42 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(self.call("GET", "/uapi/nowhere")[0], 404)
         self.assertEqual(self.stats()["by_path"], {"/uapi/nowhere": 1})
 
+    def test_master_files(self):
+        """The master files: zip archives of CP949 lines, read here as OTA's parsers read
+        them (the tail sliced from the end), one download counted per file, faults."""
+        import io
+        import zipfile
+        tails = {"kospi": 227, "kosdaq": 221, "konex": 184}
+        for market, tail in tails.items():
+            status, data = self.call("GET", f"/common/master/{market}_code.mst.zip")
+            self.assertEqual(status, 200)
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                self.assertEqual(z.namelist(), [f"{market}_code.mst"])
+                self.assertEqual(z.getinfo(f"{market}_code.mst").compress_type, zipfile.ZIP_DEFLATED)
+                lines = z.read(f"{market}_code.mst").decode("cp949").split("\r\n")
+            self.assertEqual(lines[-1], "")
+            rows = [(line[0:9].rstrip(), line[9:21].rstrip(), line[21:-tail].strip(), line[-tail:])
+                    for line in lines[:-1]]
+            self.assertTrue(all(len(r[3].encode()) == tail for r in rows))
+            codes = [r[0] for r in rows]
+            self.assertEqual(len(codes), len(set(codes)))
+            if market == "kospi":
+                code, isin, name, fields = rows[0]
+                self.assertEqual((code, name), ("005930", "삼성전자"))
+                self.assertRegex(isin, r"^KR7005930\d{3}$")
+                # base price at 41 (9), listed date at 105 (8), market cap at 212 (9)
+                self.assertEqual(int(fields[41:50]), expected_price("005930")[2])
+                self.assertRegex(fields[105:113], r"^2025\d{4}$")
+                self.assertEqual(fields[0:2], "ST")
+        self.assertEqual(len(rows), 121)   # konex: 1 named + 120
+        self.assertEqual(self.stats()["downloads"],
+                         {f"{m}_code.mst.zip": 1 for m in tails})
+        self.assertEqual(self.stats()["requests"], 0)
+        self.assertEqual(self.call("GET", "/common/master/nyse_code.mst.zip")[0], 404)
+        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"}]})
+        self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 500)
+        self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 200)
+
     def test_zz_sigterm(self):
         started = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)

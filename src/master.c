@@ -1,0 +1,443 @@
+/*-------------------------------------------------------------------------
+ *
+ * master.c
+ *	  KIS's stock master files (domestic_symbols): the zip archive KIS
+ *	  publishes for each market, and the fixed-width CP949 lines inside it,
+ *	  turned into one JSON object per listing so that the rest of the FDW
+ *	  reads them like any answer (friendly columns, field options, raw).
+ *
+ * The archive is untrusted input: every offset and size is checked against
+ * the bytes received, the member may be stored or deflated (zlib, raw
+ * inflate) and must inflate to exactly its declared size and CRC, within
+ * KIS_MASTER_MAX_BYTES.  zlib allocates through palloc (without throwing),
+ * and the rows are one jansson document owned by the current memory
+ * context (kis_json_new_array), so nothing outlives the answer's context.
+ *
+ * Layouts, their sources and what is uncertain: docs/new-tables.md.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <zlib.h>
+
+#include <jansson.h>
+
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+
+#include "kis_fdw.h"
+
+#define KIS_MASTER_MAX_BYTES	(64 * 1024 * 1024)	/* an inflated member */
+#define KIS_MASTER_MAX_LINE		4096
+
+#define ZIP_LOCAL_SIG		0x04034b50
+#define ZIP_CENTRAL_SIG		0x02014b50
+#define ZIP_END_SIG			0x06054b50
+#define ZIP_END_LEN			22
+#define ZIP_CENTRAL_LEN		46
+#define ZIP_LOCAL_LEN		30
+
+static uint32
+get_u16(const unsigned char *p)
+{
+	return (uint32) p[0] | ((uint32) p[1] << 8);
+}
+
+static uint32
+get_u32(const unsigned char *p)
+{
+	return (uint32) p[0] | ((uint32) p[1] << 8) | ((uint32) p[2] << 16) |
+		((uint32) p[3] << 24);
+}
+
+/* zlib's allocator: the current memory context, NULL rather than ERROR */
+static voidpf
+zalloc_palloc(voidpf opaque, uInt items, uInt size)
+{
+	if (size != 0 && items > MaxAllocSize / size)
+		return Z_NULL;
+	return MemoryContextAllocExtended(CurrentMemoryContext, (Size) items * size,
+									  MCXT_ALLOC_NO_OOM);
+}
+
+static void
+zfree_palloc(voidpf opaque, voidpf address)
+{
+	if (address != NULL)
+		pfree(address);
+}
+
+/* Raw deflate data into exactly out_len bytes; false if it does not fit */
+static bool
+inflate_exactly(const unsigned char *in, size_t in_len, char *out, size_t out_len)
+{
+	z_stream	zs;
+	int			rc;
+
+	memset(&zs, 0, sizeof(zs));
+	zs.zalloc = zalloc_palloc;
+	zs.zfree = zfree_palloc;
+	if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
+		return false;
+	zs.next_in = (Bytef *) in;
+	zs.avail_in = (uInt) in_len;
+	zs.next_out = (Bytef *) out;
+	zs.avail_out = (uInt) out_len;
+	rc = inflate(&zs, Z_FINISH);
+	inflateEnd(&zs);
+	return rc == Z_STREAM_END && zs.total_out == out_len;
+}
+
+/*
+ * The member of a zip archive whose name ends in suffix (the first, if
+ * suffix is NULL), as a palloc'd buffer of *len bytes plus a terminating
+ * zero.  NULL with *problem set when the archive is not what it should be.
+ */
+char *
+kis_zip_member(const char *data, size_t size, const char *suffix,
+			   size_t *len, const char **problem)
+{
+	const unsigned char *p = (const unsigned char *) data;
+	size_t		end = 0;
+	bool		found_end = false;
+	uint32		entries;
+	size_t		cd_off;
+	size_t		cd_size;
+	size_t		pos;
+
+	*len = 0;
+	/* the end record: in the last 22 + 65535 bytes (its comment) */
+	if (size >= ZIP_END_LEN)
+	{
+		size_t		lowest = size - ZIP_END_LEN > 65535 ? size - ZIP_END_LEN - 65535 : 0;
+
+		for (end = size - ZIP_END_LEN + 1; end-- > lowest;)
+		{
+			if (get_u32(p + end) == ZIP_END_SIG &&
+				end + ZIP_END_LEN + get_u16(p + end + 20) == size)
+			{
+				found_end = true;
+				break;
+			}
+		}
+	}
+	if (!found_end)
+	{
+		*problem = "not a zip archive (no end of central directory)";
+		return NULL;
+	}
+	entries = get_u16(p + end + 10);
+	cd_size = get_u32(p + end + 12);
+	cd_off = get_u32(p + end + 16);
+	if (cd_off > end || cd_size > end - cd_off)
+	{
+		*problem = "a zip archive whose central directory lies outside it";
+		return NULL;
+	}
+
+	pos = cd_off;
+	for (uint32 i = 0; i < entries; i++)
+	{
+		uint32		method,
+					crc,
+					csize,
+					usize,
+					name_len,
+					extra_len,
+					comment_len,
+					local;
+		const char *name;
+		size_t		data_off;
+		char	   *out;
+
+		if (cd_off + cd_size - pos < ZIP_CENTRAL_LEN || get_u32(p + pos) != ZIP_CENTRAL_SIG)
+			break;
+		method = get_u16(p + pos + 10);
+		crc = get_u32(p + pos + 16);
+		csize = get_u32(p + pos + 20);
+		usize = get_u32(p + pos + 24);
+		name_len = get_u16(p + pos + 28);
+		extra_len = get_u16(p + pos + 30);
+		comment_len = get_u16(p + pos + 32);
+		local = get_u32(p + pos + 42);
+		name = data + pos + ZIP_CENTRAL_LEN;
+		if (cd_off + cd_size - pos - ZIP_CENTRAL_LEN < (size_t) name_len + extra_len + comment_len)
+			break;
+		pos += ZIP_CENTRAL_LEN + name_len + extra_len + comment_len;
+
+		if (suffix != NULL &&
+			(name_len < strlen(suffix) ||
+			 memcmp(name + name_len - strlen(suffix), suffix, strlen(suffix)) != 0))
+			continue;
+
+		/* the local header says where the data starts */
+		if (local > cd_off || cd_off - local < ZIP_LOCAL_LEN ||
+			get_u32(p + local) != ZIP_LOCAL_SIG)
+		{
+			*problem = "a zip member whose local header is missing";
+			return NULL;
+		}
+		data_off = (size_t) local + ZIP_LOCAL_LEN + get_u16(p + local + 26) +
+			get_u16(p + local + 28);
+		if (data_off > cd_off || csize > cd_off - data_off)
+		{
+			*problem = "a zip member that lies outside the archive";
+			return NULL;
+		}
+		if (usize > KIS_MASTER_MAX_BYTES)
+		{
+			*problem = psprintf("a zip member larger than %d bytes", KIS_MASTER_MAX_BYTES);
+			return NULL;
+		}
+		out = MemoryContextAllocExtended(CurrentMemoryContext, (Size) usize + 1,
+										 MCXT_ALLOC_NO_OOM);
+		if (out == NULL)
+		{
+			*problem = "out of memory while reading a zip member";
+			return NULL;
+		}
+		if (method == 0)
+		{
+			if (csize != usize)
+			{
+				*problem = "a stored zip member whose sizes differ";
+				return NULL;
+			}
+			memcpy(out, data + data_off, usize);
+		}
+		else if (method == 8)
+		{
+			if (!inflate_exactly(p + data_off, csize, out, usize))
+			{
+				*problem = "a zip member that does not inflate to its declared size";
+				return NULL;
+			}
+		}
+		else
+		{
+			*problem = psprintf("a zip member compressed with method %u (only stored and deflate are read)",
+								method);
+			return NULL;
+		}
+		if (crc32(0L, (const Bytef *) out, usize) != crc)
+		{
+			*problem = "a zip member whose CRC-32 does not match";
+			return NULL;
+		}
+		out[usize] = '\0';
+		*len = usize;
+		return out;
+	}
+	*problem = suffix ? psprintf("the zip archive has no member named *%s", suffix) :
+		"the zip archive has no member";
+	return NULL;
+}
+
+/* ----------------------------------------------------------------
+ * The fixed-width lines
+ * ----------------------------------------------------------------
+ */
+
+/* One field of a line's fixed tail: KIS's field name, offset, width */
+typedef struct KisMasterField
+{
+	const char *field;
+	int			offset;
+	int			width;
+} KisMasterField;
+
+/*
+ * A market's file: its name, the length of the fixed tail that ends each
+ * line (after the short code, standard code and name), and where the
+ * fields read are in that tail.  Offsets from OTA's parsers
+ * (docs/new-tables.md); the head is the same in every file: short code
+ * (9 bytes), standard code (12), then the name up to the tail.
+ */
+typedef struct KisMasterLayout
+{
+	const char *market;
+	const char *file;
+	int			tail;
+	bool		strip_blanks;	/* trailing blanks are not part of the tail */
+	int			offsets[12];
+} KisMasterLayout;
+
+static const char *const master_fields[12] = {
+	"scrt_grp_cls_code", "stck_sdpr", "frml_mrkt_deal_qty_unit", "trht_yn",
+	"sltr_yn", "mang_issu_yn", "mrkt_alrm_cls_code", "stck_fcam",
+	"stck_lstn_date", "lstn_stcn", "prst_cls_code", "prdy_avls_scal"
+};
+static const int master_widths[12] = {2, 9, 5, 1, 1, 1, 2, 12, 8, 15, 1, 9};
+
+static const KisMasterLayout master_layouts[] = {
+	{"KOSPI", "kospi_code.mst.zip", 227, false,
+	{0, 41, 50, 60, 61, 62, 63, 93, 105, 113, 158, 212}},
+	{"KOSDAQ", "kosdaq_code.mst.zip", 221, false,
+	{0, 36, 45, 55, 56, 57, 58, 88, 100, 108, 153, 206}},
+	{"KONEX", "konex_code.mst.zip", 184, true,
+	{0, 2, 11, 21, 22, 23, 24, 54, 66, 74, 119, 172}},
+	{NULL}
+};
+
+/* The markets of the master files, for the "market" key */
+const char *const kis_master_markets[] = {"KOSPI", "KOSDAQ", "KONEX", NULL};
+
+static const KisMasterLayout *
+master_layout(const char *market)
+{
+	for (const KisMasterLayout *l = master_layouts; l->market; l++)
+	{
+		if (strcmp(l->market, market) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+/* The file name of a market's master file, or NULL */
+const char *
+kis_master_file(const char *market)
+{
+	const KisMasterLayout *l = master_layout(market);
+
+	return l ? l->file : NULL;
+}
+
+/*
+ * An empty JSON object.  jansson's json_object() cannot be called from a
+ * backend: the server's own json_object (an SQL function) takes its name
+ * when the library is loaded.  jansson's parser makes one for us.
+ */
+static json_t *
+new_object(void)
+{
+	return json_loadb("{}", 2, 0, NULL);
+}
+
+/* A field's bytes without surrounding blanks, as a JSON string */
+static bool
+set_trimmed(json_t *obj, const char *name, const char *s, int len)
+{
+	while (len > 0 && *s == ' ')
+		s++, len--;
+	while (len > 0 && s[len - 1] == ' ')
+		len--;
+	return json_object_set_new(obj, name, json_stringn(s, len)) == 0;
+}
+
+/*
+ * One line as a JSON object (UTF-8), or NULL with *problem set.  The name
+ * is CP949 (PostgreSQL's UHC); the other fields are ASCII.
+ */
+static json_t *
+master_row(const KisMasterLayout *l, const char *line, int len, const char **problem)
+{
+	json_t	   *row;
+	const char *tail;
+	int			name_len;
+	char	   *name;
+
+	if (l->strip_blanks)
+		while (len > 0 && line[len - 1] == ' ')
+			len--;
+	if (len < 21 + l->tail)
+	{
+		*problem = "a line shorter than its market's layout";
+		return NULL;
+	}
+	tail = line + len - l->tail;
+	for (const char *c = line; c < line + len; c++)
+	{
+		/* only the name may hold bytes past ASCII */
+		if ((c < line + 21 || c >= tail) && (*c & 0x80 || *c == '\0'))
+		{
+			*problem = "a line with non-ASCII bytes outside the name";
+			return NULL;
+		}
+	}
+	name_len = (int) (tail - line) - 21;
+	if (pg_encoding_verifymbstr(PG_UHC, line + 21, name_len) != name_len)
+	{
+		*problem = "a name that is not CP949";
+		return NULL;
+	}
+	name = (char *) pg_do_encoding_conversion((unsigned char *) line + 21, name_len,
+											  PG_UHC, PG_UTF8);
+	if (name == line + 21)		/* nothing to convert: not terminated */
+		name = pnstrdup(line + 21, name_len);
+
+	/* from here to the caller's append only jansson runs: no ERROR leaks it */
+	row = new_object();
+	if (row == NULL ||
+		!set_trimmed(row, "mksc_shrn_iscd", line, 9) ||
+		!set_trimmed(row, "stnd_iscd", line + 9, 12) ||
+		!set_trimmed(row, "hts_kor_isnm", name, (int) strlen(name)))
+	{
+		json_decref(row);
+		*problem = "out of memory";
+		return NULL;
+	}
+	for (int i = 0; i < lengthof(master_fields); i++)
+	{
+		if (!set_trimmed(row, master_fields[i], tail + l->offsets[i], master_widths[i]))
+		{
+			json_decref(row);
+			*problem = "out of memory";
+			return NULL;
+		}
+	}
+	return row;
+}
+
+/*
+ * The listings of a market's master file (the zip archive as received): a
+ * JSON array of row objects, and a list of the problems of lines that
+ * could not be read (char *, "line N: ...").  NULL with *problem set when
+ * the archive itself cannot be read.
+ */
+json_t *
+kis_master_rows(const char *market, const char *zip, size_t zip_len,
+				List **line_problems, const char **problem)
+{
+	const KisMasterLayout *l = master_layout(market);
+	size_t		len;
+	char	   *text;
+	json_t	   *rows;
+	int			lineno = 0;
+
+	*line_problems = NIL;
+	if (l == NULL)
+	{
+		*problem = "no master file for this market";
+		return NULL;
+	}
+	/* the member is kospi_code.mst in kospi_code.mst.zip */
+	text = kis_zip_member(zip, zip_len, pnstrdup(l->file, strlen(l->file) - 4), &len, problem);
+	if (text == NULL)
+		return NULL;
+	rows = kis_json_new_array();
+	for (size_t pos = 0; pos < len;)
+	{
+		const char *line = text + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		int			line_len = nl ? (int) (nl - line) : (int) (len - pos);
+		const char *line_problem = NULL;
+		json_t	   *row;
+
+		pos += line_len + (nl ? 1 : 0);
+		lineno++;
+		if (line_len > 0 && line[line_len - 1] == '\r')
+			line_len--;
+		if (line_len == 0)
+			continue;
+		if (line_len > KIS_MASTER_MAX_LINE)
+			line_problem = "a line longer than any layout";
+		else if ((row = master_row(l, line, line_len, &line_problem)) != NULL &&
+				 json_array_append_new(rows, row) != 0)
+			line_problem = "out of memory";
+		if (line_problem != NULL)
+			*line_problems = lappend(*line_problems,
+									 psprintf("line %d: %s", lineno, line_problem));
+	}
+	return rows;
+}
