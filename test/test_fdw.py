@@ -473,19 +473,20 @@ def test_faults_recovered():
 def test_fault_matrix_rest():
     """The other fault kinds, each with its outcome: retried to the right value,
     or failed per on_error with the reason; never a wrong row."""
-    set_server(max_retries="2", timeout_ms="1000")
-    sym = dict(zip(("egw00002", "slow", "invalid_token", "numbers", "bad_shape", "huge"), symbols(6)))
+    # Every kind but slow under the default timeout_ms (30 s): a tight one timed
+    # out the 20 MiB answer and even the token request on a loaded machine.
+    set_server(max_retries="2")
+    sym = dict(zip(("egw00002", "invalid_token", "numbers", "bad_shape", "huge"), symbols(5)))
     inject(("egw00002", sym["egw00002"]), ("invalid_token", sym["invalid_token"]),
            ("numbers", sym["numbers"]), ("bad_shape", sym["bad_shape"], -1),
            ("huge", sym["huge"], -1))
-    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": sym["slow"], "times": 1, "ms": 3000}]})
     rows, err, rc = run("SELECT symbol, price, error FROM kis_prices_or_row "
                         f"WHERE symbol IN ({sql_list(sym.values())})")
     check(rc == 0, f"query failed: {err}")
     got = {r[0]: r[1:] for r in rows}
     check(len(rows) == len(sym), f"expected one row per symbol: {rows}")
     # retried or tolerated: the right price, no error
-    for kind in ("egw00002", "slow", "invalid_token", "numbers"):
+    for kind in ("egw00002", "invalid_token", "numbers"):
         check(got[sym[kind]] == [str(price(sym[kind])), ""], f"{kind}: {got[sym[kind]]}")
     # not retryable: NULL data and the reason
     check(got[sym["bad_shape"]][0] == "" and "no \"output\" object" in got[sym["bad_shape"]][1],
@@ -494,6 +495,21 @@ def test_fault_matrix_rest():
     st = stats()
     check(st["by_symbol"].get(sym["bad_shape"]) == 1 and st["by_symbol"].get(sym["huge"]) == 1,
           f"non-retryable answers were retried: {st['by_symbol']}")
+
+    # slow: an answer held past timeout_ms is given up and asked again.  The mock
+    # holds it 15 s, three times timeout_ms, so the timeout always fires first,
+    # and 5 s is ample for the token and the retry's normal answer under load.
+    reset_mock()
+    set_server(max_retries="1", timeout_ms="5000")
+    slow = symbols(1)[0]
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": slow, "times": 1, "ms": 15000}]})
+    rows, err, rc = run("SELECT symbol, price, error FROM kis_prices_or_row "
+                        f"WHERE symbol = '{slow}'")
+    check(rc == 0 and rows == [[slow, str(price(slow)), ""]], f"slow: {rows} {err}")
+    st = stats()
+    check(st["faults_injected"] == {"slow": 1} and st["by_symbol"].get(slow) == 2,
+          f"slow: faults {st['faults_injected']}, asked {st['by_symbol'].get(slow)} times, expected 2")
+    wait_until(lambda: stats()["in_flight"] == 0, "the held answer to end", 30)
 
     # EGW00133 on token issuance: asked again after the interval, then the scan goes on
     reset_mock(forget_tokens=True)
