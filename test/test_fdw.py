@@ -716,7 +716,7 @@ def test_on_error_deterministic():
 def test_streaming():
     """Rows go out as answers arrive (under on_error 'row' and 'skip'; under
     'error' a row waits for its whole wave, see test_on_error_deterministic)."""
-    fast, slow = symbols(1)[0], symbols(1, "96")[0]
+    fast, slow = symbols(2)
     with Session() as s:
         # Warm the pool first: a request that still needs a new connection is
         # not sent while the backend idles between FETCHes (see the report).
@@ -724,20 +724,26 @@ def test_streaming():
         check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices "
                                   f"WHERE symbol IN ({sql_list(warm)})"), "warm"), warm)
         check(stats()["connections_opened"] >= 2, "warm-up left fewer than 2 connections")
+        # The mock holds slow's answer 15 s, far longer than the first FETCH
+        # takes even on a loaded machine (a 3 s pause was not always enough).
+        mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": slow, "times": 1,
+                                            "ms": 15000}]})
         must(s.query("BEGIN"), "begin")
         must(s.query(f"DECLARE c CURSOR FOR SELECT symbol, price FROM kis_prices_or_row "
                      f"WHERE symbol IN ('{fast}', '{slow}')"), "declare")
         rows = must(s.query("FETCH 1 FROM c"), "fetch")
-        st = stats()
         check(rows == [[fast, str(price(fast))]], f"first row {rows}, expected {fast}")
-        check(st["in_flight"] == 1 and st["by_symbol"].get(slow) == 1,
-              f"right after the first row: mock in_flight {st['in_flight']}, {slow} asked "
-              f"{st['by_symbol'].get(slow)} times; expected the slow request still out")
+        # The mock ends fast's request just after its answer went out, and may
+        # read slow's only now: both settle in milliseconds, well inside the
+        # hold.  Had the row waited for slow's answer, in_flight would stay 0.
+        wait_until(lambda: stats()["in_flight"] == 1 and stats()["by_symbol"].get(slow) == 1,
+                   f"slow's request ({slow}) alone still out after the first row", 8)
         must(s.query("CLOSE c"), "close")  # with the slow request still out
         must(s.query("COMMIT"), "commit")
         after = symbols(2)
         check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices "
                                   f"WHERE symbol IN ({sql_list(after)})"), "after"), after)
+    wait_until(lambda: stats()["in_flight"] == 0, "the held answer to end", 30)
 
 
 def test_paused_cursor():
