@@ -73,10 +73,14 @@ SELECT symbol, standard_code, name, market, group_code, base_price, lot_size, ha
        administrative, par_value, preferred_code
 FROM domestic_symbols WHERE name LIKE '삼성%' ORDER BY symbol;
 -- a market condition limits the downloads
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT * FROM domestic_symbols WHERE market = 'KOSDAQ';
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT * FROM domestic_symbols;
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols WHERE market = 'KOSDAQ'
+$$);
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols
+$$);
 SELECT market, count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSDAQ')
 GROUP BY market ORDER BY market;
 SELECT symbol, name FROM domestic_symbols WHERE market = 'KONEX' AND symbol = '217320';
