@@ -171,6 +171,13 @@ class Session(PsqlPipe):
         self.close()
 
 
+def run_all(*sqls):
+    """Run each statement; every one must succeed."""
+    for sql in sqls:
+        _, err, rc = run(sql)
+        check(rc == 0, f"{sql}: {err}")
+
+
 def must(result, what):
     """A query result that must have no ERROR or WARNING on stderr."""
     rows, err = result
@@ -181,13 +188,11 @@ def must(result, what):
 def create_server(server, table, options, app_key=APP_KEY, table_options=""):
     """A server (dropped first if it exists), our user mapping and a price table on it."""
     run(f"DROP SERVER IF EXISTS {server} CASCADE")
-    for sql in (f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS ({options})",
-                f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} "
-                f"OPTIONS (app_key '{app_key}', app_secret '{APP_SECRET}')",
-                f"CREATE FOREIGN TABLE {table} (symbol text, price numeric, error text) "
-                f"SERVER {server} OPTIONS (endpoint 'domestic_price'{table_options})"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all(f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS ({options})",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} "
+            f"OPTIONS (app_key '{app_key}', app_secret '{APP_SECRET}')",
+            f"CREATE FOREIGN TABLE {table} (symbol text, price numeric, error text) "
+            f"SERVER {server} OPTIONS (endpoint 'domestic_price'{table_options})")
 
 
 def set_server(server="kis", **options):
@@ -585,13 +590,11 @@ def test_on_error_modes():
 def test_multprice_unsigned_changes():
     """intstock-multprice may send change and change rate without their sign
     (docs/kis-answers.md): both readings give inquire-price's signed values."""
-    for sql in ("CREATE FOREIGN TABLE IF NOT EXISTS multi_changes (symbol text, change numeric, "
-                "change_rate numeric, change_sign text) SERVER kis "
-                "OPTIONS (endpoint 'domestic_multi_price')",
-                "CREATE FOREIGN TABLE IF NOT EXISTS single_changes (symbol text, change numeric, "
-                "change_rate numeric) SERVER kis OPTIONS (endpoint 'domestic_price')"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all("CREATE FOREIGN TABLE IF NOT EXISTS multi_changes (symbol text, change numeric, "
+            "change_rate numeric, change_sign text) SERVER kis "
+            "OPTIONS (endpoint 'domestic_multi_price')",
+            "CREATE FOREIGN TABLE IF NOT EXISTS single_changes (symbol text, change numeric, "
+            "change_rate numeric) SERVER kis OPTIONS (endpoint 'domestic_price')")
     syms = ["000660", "035720", "005930", "035420"]  # two down days, two up days
     query = ("SELECT m.symbol, m.change, m.change_rate, m.change_sign, "
              "m.change = s.change AND m.change_rate = s.change_rate "
@@ -615,8 +618,7 @@ def test_overseas_closed():
         sql = (f"CREATE FOREIGN TABLE IF NOT EXISTS overseas_{mode} (symbol text, exchange text, "
                "price numeric, change numeric, base_price numeric, realtime_symbol text, "
                f"error text) SERVER kis OPTIONS (endpoint 'overseas_price', on_error '{mode}')")
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+        run_all(sql)
     mock_config(overseas_session="closed")
     rows, err, rc = run("SELECT symbol, price, change, base_price, realtime_symbol, error "
                         "FROM overseas_error WHERE symbol IN ('AAPL', 'MSFT') ORDER BY 1")
@@ -640,15 +642,13 @@ def test_holdings_restart():
     the listing starts over once and gives every position once; a second
     SYDB0050 fails with KIS's message and a hint.  An empty account (KIOK0560,
     output1 []) is zero rows."""
-    for sql in ("DROP SERVER IF EXISTS kis_account CASCADE",
-                f"CREATE SERVER kis_account FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}')",
-                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_account OPTIONS "
-                f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
-                "CREATE FOREIGN TABLE holdings (symbol text, qty bigint) "
-                "SERVER kis_account OPTIONS (endpoint 'domestic_holdings')"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all("DROP SERVER IF EXISTS kis_account CASCADE",
+            f"CREATE SERVER kis_account FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_account OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+            "CREATE FOREIGN TABLE holdings (symbol text, qty bigint) "
+            "SERVER kis_account OPTIONS (endpoint 'domestic_holdings')")
     query = "SELECT count(*), count(DISTINCT symbol), sum(qty) FROM holdings"
     whole = [["120", "120", str(sum(1 + 37 * i % 500 for i in range(120)))]]
     check(must(run(query)[:2], "no fault") == whole, "no fault: wrong holdings")
@@ -1110,13 +1110,11 @@ def test_mv_refresh_with_pg_cron():
     """The README's recipe: a quotes materialized view refreshed by pg_cron;
     a failed refresh (KIS down, on_error 'error') keeps the previous rows."""
     syms = symbols(3)
-    for sql in ("DROP MATERIALIZED VIEW IF EXISTS quotes",
-                f"CREATE MATERIALIZED VIEW quotes AS SELECT symbol, price, fetched_at "
-                f"FROM kis_prices WHERE symbol = ANY (ARRAY[{sql_list(syms)}])",
-                "CREATE UNIQUE INDEX ON quotes (symbol)",
-                "REFRESH MATERIALIZED VIEW CONCURRENTLY quotes"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all("DROP MATERIALIZED VIEW IF EXISTS quotes",
+            f"CREATE MATERIALIZED VIEW quotes AS SELECT symbol, price, fetched_at "
+            f"FROM kis_prices WHERE symbol = ANY (ARRAY[{sql_list(syms)}])",
+            "CREATE UNIQUE INDEX ON quotes (symbol)",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY quotes")
     before, _, _ = run("SELECT symbol, price, fetched_at FROM quotes ORDER BY symbol")
     check_prices([r[:2] for r in before], syms, "materialized quotes")
 
@@ -1728,13 +1726,11 @@ def test_several_accounts_as_one_table():
     at once and each within its own limit; kis_fdw_stats shows each key's share."""
     two_keys(", rate_limit '5', max_concurrency '4'")
     run("DROP TABLE IF EXISTS quotes")
-    for sql in ("CREATE TABLE quotes (symbol text, price numeric) PARTITION BY HASH (symbol)",
-                "CREATE FOREIGN TABLE quotes_a PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
-                "REMAINDER 0) SERVER kis_a OPTIONS (endpoint 'domestic_price')",
-                "CREATE FOREIGN TABLE quotes_b PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
-                "REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price')"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all("CREATE TABLE quotes (symbol text, price numeric) PARTITION BY HASH (symbol)",
+            "CREATE FOREIGN TABLE quotes_a PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+            "REMAINDER 0) SERVER kis_a OPTIONS (endpoint 'domestic_price')",
+            "CREATE FOREIGN TABLE quotes_b PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+            "REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price')")
     # as in async_rate_gates: 150 ms answers at 5/s, so only two keys at once overlap
     mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
     syms = symbols(24)
@@ -2270,9 +2266,7 @@ def test_partitions_per_account():
                   f"CREATE TABLE route_{kind} (symbol text) PARTITION BY {method} (symbol)",
                   f"CREATE TABLE route_{kind}_a PARTITION OF route_{kind} {bound_a}",
                   f"CREATE TABLE route_{kind}_b PARTITION OF route_{kind} {bound_b}"]
-    for sql in setup:
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all(*setup)
     try:
         for kind in bounds:
             reset_mock()
@@ -2363,13 +2357,11 @@ TESTS += [test_token_network_failure_retried]
 
 def cached_table(ttl_ms, name="kis_prices_cached"):
     """A price table with cache_ttl_ms (dropped first), and an empty cache."""
-    for sql in (f"DROP FOREIGN TABLE IF EXISTS {name}",
-                f"CREATE FOREIGN TABLE {name} (symbol text, price numeric, error text, "
-                f"fetched_at timestamptz) SERVER kis OPTIONS (endpoint 'domestic_price', "
-                f"cache_ttl_ms '{ttl_ms}')",
-                "SELECT kis_fdw_cache_reset()"):
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all(f"DROP FOREIGN TABLE IF EXISTS {name}",
+            f"CREATE FOREIGN TABLE {name} (symbol text, price numeric, error text, "
+            f"fetched_at timestamptz) SERVER kis OPTIONS (endpoint 'domestic_price', "
+            f"cache_ttl_ms '{ttl_ms}')",
+            "SELECT kis_fdw_cache_reset()")
 
 
 def sessions_at_once(n, sql):
@@ -2443,9 +2435,7 @@ def test_cache_holdings_per_mapping():
                   f"CREATE USER MAPPING FOR {role} SERVER kis_hold OPTIONS "
                   f"(app_key '{key}', app_secret '{APP_SECRET}', account '{account}')"]
     setup.append("SELECT kis_fdw_cache_reset()")
-    for sql in setup:
-        _, err, rc = run(sql)
-        check(rc == 0, f"{sql}: {err}")
+    run_all(*setup)
     try:
         seen = {}
         for role in ("kis_h1", "kis_h1", "kis_h2", "kis_h3", "kis_h2"):
