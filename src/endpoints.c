@@ -466,6 +466,7 @@ const KisEndpoint kis_endpoints[] = {
 		.path = "/common/master/{kospi,kosdaq,konex}_code.mst.zip",
 		.tr_id_real = "(a download)",
 		.tr_id_virtual = "(a download)",
+		.is_public = true,
 		.symbol_kind = KIS_SYMBOL_NONE,
 		.has_market = true,
 		.markets = kis_master_markets,

@@ -137,7 +137,9 @@ struct KisFetcher
 	MemoryContext cxt;
 	const KisConfig *config;
 	KisFetchStats *stats;
-	KisKeySlot *slot;			/* the app key's gate, token and counters */
+	KisKeySlot *slot;			/* the app key's gate, token and counters;
+								 * NULL without an app key (public
+								 * downloads only) */
 	uint8		creds[KIS_KEY_HASH_LEN];	/* whose token we need */
 	char	   *token_body;		/* tokenP JSON; holds the secret */
 	char		token[KIS_TOKEN_MAX];	/* our copy of the key's token */
@@ -1292,6 +1294,7 @@ pump(KisFetcher *f, TimestampTz now)
 	TimestampTz token_wake = -1;
 	dlist_mutable_iter iter;
 	uint64		generation = 0;
+	bool		api_ready = false;
 
 	dlist_foreach_modify(iter, &f->delayed)
 	{
@@ -1307,20 +1310,26 @@ pump(KisFetcher *f, TimestampTz now)
 	}
 	wake = earliest(wake, share_poll(f, now));
 
-	/* downloads need neither a token nor the API's gate */
+	/*
+	 * Downloads need neither a token nor the API's gate; those that must
+	 * wait for max_concurrency wait here, not at the token below.
+	 */
 	dlist_foreach_modify(iter, &f->ready)
 	{
 		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
 
-		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
-			break;
 		if (req->kind != KIS_REQ_FILE)
+		{
+			api_ready = true;
+			continue;
+		}
+		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
 			continue;
 		dlist_delete(&req->node);
 		start_request(f, req, NULL);
 	}
 
-	if (f->fatal != NULL || f->claim != 0 || dlist_is_empty(&f->ready))
+	if (f->fatal != NULL || f->claim != 0 || !api_ready)
 		return wake;
 
 	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation,
@@ -1480,7 +1489,8 @@ fetcher_cleanup(void *arg)
 	if (f->has_reservation)
 		kis_limiter_release(f->slot);
 	async_wait_release(f);
-	kis_key_slot_detach(f->slot);
+	if (f->slot != NULL)
+		kis_key_slot_detach(f->slot);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -1505,10 +1515,13 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	dlist_init(&f->sharing);
 	dlist_init(&f->owned);
 
-	kis_hash_app_key(config->app_key, key_hash);
-	kis_hash_credentials(config, f->creds);
-	f->slot = kis_key_slot(key_hash);
-	kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
+	if (config->app_key != NULL)
+	{
+		kis_hash_app_key(config->app_key, key_hash);
+		kis_hash_credentials(config, f->creds);
+		f->slot = kis_key_slot(key_hash);
+		kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
+	}
 
 	/* from here on, the callback owns what the fetcher opens (and the slot) */
 	dlist_push_tail(&transport.fetchers, &f->active_node);
@@ -1516,6 +1529,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	f->cleanup.arg = f;
 	MemoryContextRegisterResetCallback(run_cxt, &f->cleanup);
 
+	if (config->app_key != NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run_cxt);
 
@@ -1545,6 +1559,7 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	char	   *url = psprintf("%s%s", f->config->base_url, path_and_query);
 	KisRequest *req = new_request(f, KIS_REQ_DATA, url, tr_id, arg);
 
+	Assert(f->slot != NULL);	/* an API request needs an app key */
 	req->header = header;		/* a string constant */
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;

@@ -195,6 +195,8 @@ typedef struct KisEndpoint
 	bool		has_exchange;	/* "exchange" is a key column */
 	bool		has_date;		/* "date" conditions become the date range */
 	bool		needs_account;	/* reads the user mapping's account */
+	bool		is_public;		/* published to anyone: read without a user
+								 * mapping (its credentials unused) */
 	int			batch_size;		/* keys per request */
 	const char *row_symbol_field;	/* in batched answers: whose row it is */
 	const char *row_date_field; /* YYYYMMDD of a dated row */
@@ -383,10 +385,12 @@ kis_slot_init(KisKeySlot *slot)
 	pg_atomic_init_u64(&slot->wait_max_us, 0);
 }
 
+/* slot is NULL for a scan without an app key (a public download) */
 static inline void
 kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 {
-	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+	if (slot != NULL)
+		pg_atomic_fetch_add_u64(&slot->counters[counter], n);
 }
 
 /* ----------------------------------------------------------------

@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "kis_fdw.h"
 
@@ -577,15 +578,31 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 				 errhint("Set the table's period option to D, W or M.")));
 }
 
+/* Whether GetUserMapping would find a mapping (the user's, or PUBLIC's) */
+static bool
+user_mapping_exists(Oid userid, Oid serverid)
+{
+	return SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+								 ObjectIdGetDatum(serverid)) ||
+		SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							  ObjectIdGetDatum(serverid));
+}
+
 /*
  * Add the user mapping's credentials.  A missing mapping is reported by
- * GetUserMapping itself; missing options get a hint naming the fix.
+ * GetUserMapping itself; missing options get a hint naming the fix.  A
+ * public endpoint needs no mapping: without one, app_key stays NULL and
+ * the scan runs without a key (no token, no key slot).
  */
 void
 kis_config_add_credentials(KisConfig *config, Oid userid)
 {
-	UserMapping *um = GetUserMapping(userid, config->serverid);
+	UserMapping *um;
 	ListCell   *lc;
+
+	if (config->endpoint->is_public && !user_mapping_exists(userid, config->serverid))
+		return;
+	um = GetUserMapping(userid, config->serverid);
 
 	foreach(lc, um->options)
 	{

@@ -1947,6 +1947,57 @@ def test_symbols_downloads():
     run("DROP SERVER kis_master CASCADE")
 
 
+def test_symbols_without_mapping():
+    """The master files are public downloads: a role with no user mapping reads
+    domestic_symbols, and no token is asked for; a credentialed table on the same
+    server still fails with the core's "user mapping not found", and a mapping
+    without app_key still gets its error.  With a mapping the rows are the same and
+    still no token is asked for, also when max_concurrency 1 makes the markets'
+    downloads wait for one another (which once sent them through the token and
+    the rate gate)."""
+    role = "kis_no_mapping"
+    symbols_table()
+    run(f"DROP OWNED BY {role}; DROP ROLE {role}")  # a leftover of an earlier run
+    run_all(f"CREATE ROLE {role}", f"GRANT SELECT ON domestic_symbols TO {role}",
+            "CREATE FOREIGN TABLE nomap_price (symbol text, price numeric) "
+            "SERVER kis_master OPTIONS (endpoint 'domestic_price')",
+            f"GRANT SELECT ON nomap_price TO {role}",
+            "ALTER SERVER kis_master OPTIONS (ADD max_concurrency '8')",
+            f"ALTER USER MAPPING FOR CURRENT_USER SERVER kis_master "
+            f"OPTIONS (SET app_key '{APP_KEY_SYMBOLS}NoMap')")
+    want = [[m, str(n)] for m, n in sorted(MASTER_ROWS.items())]
+    query = "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1"
+    try:
+        # SET ROLE NONE: the session's own role, whose mapping has credentials
+        for who, concurrency in ((role, "8"), (role, "1"), ("NONE", "1"), ("NONE", "8")):
+            run_all(f"ALTER SERVER kis_master OPTIONS (SET max_concurrency '{concurrency}')")
+            reset_mock()
+            what = f"{who}, max_concurrency {concurrency}"
+            rows = must(run(f"SET ROLE {who}; {query}")[:2], what)
+            st = stats()
+            check(rows == want, f"{what}: rows {rows}")
+            check(st["downloads"] == {f: 1 for f in MASTER_FILES.values()},
+                  f"{what}: downloads {st['downloads']}")
+            check(st["tokens_issued"] == 0 and st["token_rejections"] == 0 and st["requests"] == 0,
+                  f"{what}: a download asks for no token: tokens {st['tokens_issued']}, "
+                  f"rejections {st['token_rejections']}, requests {st['requests']}")
+        rows, err, rc = run("SELECT count(*) FROM kis_fdw_stats WHERE key_hash = left(encode("
+                            f"sha256('{APP_KEY_SYMBOLS}NoMap'), 'hex'), 12) AND tokens_issued > 0")
+        check(rc == 0 and rows == [["0"]], f"kis_fdw_stats: {rows} {err}")
+        # a table that needs credentials: the core's error, unchanged
+        _, err, rc = run(f"SET ROLE {role}; SELECT * FROM nomap_price WHERE symbol = '005930'")
+        check(rc != 0 and "user mapping not found" in err, f"domestic_price, no mapping: {err}")
+        # a mapping without credentials: its error, also for domestic_symbols
+        run_all(f"CREATE USER MAPPING FOR {role} SERVER kis_master OPTIONS (account '12345678-01')")
+        for table in ("domestic_symbols", "nomap_price WHERE symbol = '005930'"):
+            _, err, rc = run(f"SET ROLE {role}; SELECT count(*) FROM {table}")
+            check(rc != 0 and 'user mapping for server "kis_master" has no app_key' in err,
+                  f"{table}, mapping without app_key: {err}")
+    finally:
+        run("DROP SERVER kis_master CASCADE")
+        run(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
 def test_symbols_in_euc_kr():
     """Names arrive in CP949 and are converted to the database encoding: in an EUC_KR
     database they can be searched and read back as the same text."""
@@ -1985,7 +2036,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
          test_jansson_untouched,
-         test_symbols_downloads, test_symbols_in_euc_kr]
+         test_symbols_downloads, test_symbols_without_mapping, test_symbols_in_euc_kr]
 
 
 # --------------------------------------------------------------------------- gate
