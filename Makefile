@@ -68,8 +68,9 @@ ifdef VPATH
 $(shell mkdir -p src)
 endif
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/kis_fdw.h src/compat.h
+# every object depends on the headers (PGXS tracks no header dependencies)
+KIS_HEADERS = $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(KIS_HEADERS)
 
 .PHONY: test demo bench
 test:
@@ -95,7 +96,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
 	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o
 
-fuzz/build/%.o: src/%.c src/kis_fdw.h fuzz/shims.h
+fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
@@ -104,7 +105,7 @@ fuzz/build/shims.o: fuzz/shims.c fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fwrapv -c $< -o $@
 
-fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c src/kis_fdw.h fuzz/shims.h
+fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 

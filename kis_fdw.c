@@ -19,8 +19,13 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "auth.h"
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "join.h"
+#include "plan.h"
+#include "scan.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
 

@@ -34,7 +34,11 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
-#include "kis_fdw.h"
+#include "auth.h"
+#include "options.h"
+#include "response.h"
+#include "shmem.h"
+#include "shmem_internal.h"
 
 int			kis_token_issue_interval = 60;
 

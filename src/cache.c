@@ -43,8 +43,13 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "auth.h"
+#include "cache.h"
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "limiter.h"
+#include "options.h"
+#include "shmem.h"
 
 #define CACHE_CHUNK			1024	/* bytes of answer per chunk */
 #define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */

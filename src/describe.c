@@ -13,7 +13,7 @@
 #include "utils/builtins.h"
 
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
 
 static const char *
 key_columns(const KisEndpoint *ep)

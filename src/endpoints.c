@@ -18,7 +18,9 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "master.h"
+#include "options.h"
 
 /* ---- domestic_price: inquire-price FHKST01010100 ---- */
 static const KisParamDef domestic_price_params[] = {

@@ -65,8 +65,16 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "auth.h"
+#include "cache.h"
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "fetch.h"
+#include "limiter.h"
+#include "options.h"
+#include "response.h"
+#include "shmem.h"
+#include "text.h"
 
 #define KIS_MAX_RESPONSE_BYTES	(4 * 1024 * 1024)
 #define KIS_MAX_SOCKETS			256

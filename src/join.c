@@ -71,7 +71,14 @@
 #include "utils/tuplestore.h"
 
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "join.h"
+#include "keys.h"
+#include "options.h"
+#include "plan.h"
+#include "quals.h"
+#include "requests.h"
+#include "run.h"
 
 #define KIS_JOIN_NAME	"KIS Batched Join"
 
@@ -83,8 +90,8 @@
 #define KIS_JOIN_STARTUP_COST	200.0
 
 /* GUCs */
-bool		kis_enable_batched_join = true;
-int			kis_batched_join_max_keys = 10000;
+static bool kis_enable_batched_join = true;
+static int	kis_batched_join_max_keys = 10000;
 
 static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
 

@@ -21,7 +21,12 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "keys.h"
+#include "options.h"
+#include "quals.h"
+#include "requests.h"
+#include "run.h"
 
 /*
  * Prepare the key conditions of a plan: keys and dates are the integer

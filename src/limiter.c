@@ -36,7 +36,9 @@
 #include <math.h>
 #include <time.h>
 
-#include "kis_fdw.h"
+#include "limiter.h"
+#include "shmem.h"
+#include "shmem_internal.h"
 
 /*
  * Microseconds on the monotonic clock; see the file header.  Never throws

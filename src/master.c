@@ -26,7 +26,8 @@
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
-#include "kis_fdw.h"
+#include "master.h"
+#include "response.h"
 
 #define KIS_MASTER_MAX_BYTES	(64 * 1024 * 1024)	/* an inflated member */
 #define KIS_MASTER_MAX_LINE		4096

@@ -31,7 +31,9 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "limiter.h"
+#include "options.h"
 
 /* Which catalog an option may appear in (a bit mask) */
 #define ON_SERVER	0x01

@@ -39,7 +39,10 @@
 #include "utils/partcache.h"
 #include "utils/rel.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "partition.h"
+#include "quals.h"
+#include "requests.h"
 
 /* A key column of the check slot: where it is and how its text is read */
 typedef struct KisPartitionColumn

@@ -32,7 +32,13 @@
 #include "utils/lsyscache.h"
 
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "keys.h"
+#include "options.h"
+#include "partition.h"
+#include "plan.h"
+#include "quals.h"
+#include "requests.h"
 
 /*
  * Cost model, in the planner's units.  A request is assumed to take

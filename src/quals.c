@@ -28,7 +28,9 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "options.h"
+#include "quals.h"
 
 const char *const kis_key_column_names[KIS_NUM_KEYS] = {
 	"symbol", "market", "exchange", "date"

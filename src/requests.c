@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
 #include <math.h>
 
 #include <jansson.h>
@@ -24,7 +25,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "fetch.h"
+#include "master.h"
+#include "options.h"
+#include "requests.h"
+#include "response.h"
 
 #define KIS_MAX_PAGES		1000	/* pages of one call */
 #define KIS_EARLIEST_DATE	"19000101"	/* DATE_1 when no lower bound is given */

@@ -25,7 +25,7 @@
 
 #include "utils/memutils.h"
 
-#include "kis_fdw.h"
+#include "response.h"
 
 /* What a msg_cd means when rt_cd is not "0" (docs/kis-api.md §7) */
 typedef struct KisCodeClass

@@ -51,7 +51,15 @@
 #include "utils/tuplestore.h"
 
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "fetch.h"
+#include "keys.h"
+#include "options.h"
+#include "partition.h"
+#include "requests.h"
+#include "response.h"
+#include "run.h"
+#include "text.h"
 
 #define KIS_MAX_SKIPPED_LISTED	10	/* symbols named in the skip WARNING */
 

@@ -36,7 +36,14 @@
 #include "utils/tuplestore.h"
 
 #include "compat.h"
-#include "kis_fdw.h"
+#include "endpoints.h"
+#include "fetch.h"
+#include "keys.h"
+#include "options.h"
+#include "plan.h"
+#include "quals.h"
+#include "run.h"
+#include "scan.h"
 
 /* Executor state, in node->fdw_state */
 typedef struct KisScanState

@@ -35,8 +35,11 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "cache.h"
 #include "compat.h"
-#include "kis_fdw.h"
+#include "limiter.h"
+#include "shmem.h"
+#include "shmem_internal.h"
 
 /* An earned slot idle for this long may go to another key */
 #define KIS_SLOT_IDLE_S		300
@@ -279,6 +282,33 @@ kis_key_slot_at(int i)
 	nused = table->nused;
 	SpinLockRelease(&table->mutex);
 	return i < nused ? &table->slots[i] : NULL;
+}
+
+/*
+ * Copy out what kis_fdw_stats shows of a slot; false if the slot holds no
+ * key.  The counters are atomics, read without the table's lock.
+ */
+bool
+kis_key_slot_stats(KisKeySlot *slot, KisSlotStats *stats)
+{
+	if (!slot->in_use)
+		return false;
+	memcpy(stats->key_hash, slot->key_hash, KIS_KEY_HASH_LEN);
+	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
+		stats->counters[c] = pg_atomic_read_u64(&slot->counters[c]);
+	stats->wait_max_us = pg_atomic_read_u64(&slot->wait_max_us);
+	return true;
+}
+
+/*
+ * Add n to one of the slot's counters.  slot is NULL for a scan without an
+ * app key (a public download).
+ */
+void
+kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
+{
+	if (slot != NULL)
+		pg_atomic_fetch_add_u64(&slot->counters[counter], n);
 }
 
 /* Add one rate-gate wait to the slot's total and maximum */

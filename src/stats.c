@@ -20,8 +20,11 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
+#include "auth.h"
+#include "cache.h"
 #include "compat.h"
-#include "kis_fdw.h"
+#include "limiter.h"
+#include "shmem.h"
 
 #define KIS_HASH_PREFIX_BYTES	6	/* 12 hex digits name a key */
 
@@ -41,30 +44,31 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 		Datum		values[17];
 		bool		nulls[17] = {0};
 		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
+		KisSlotStats st;
 		int			n = 0;
 
-		if (!slot->in_use)
+		if (!kis_key_slot_stats(slot, &st))
 			continue;
 
 		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
-			snprintf(prefix + b * 2, 3, "%02x", slot->key_hash[b]);
+			snprintf(prefix + b * 2, 3, "%02x", st.key_hash[b]);
 
 		values[n++] = CStringGetTextDatum(prefix);
 		values[n++] = BoolGetDatum(shared);
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_SCANS]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_REQUESTS]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_RETRIES]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_RATE_LIMITED]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_TRANSIENT]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_TOKEN]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_FATAL]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_ERR_KEY]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_TOKENS_ISSUED]));
-		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_WAIT_US]) / 1000.0);
-		values[n++] = Float8GetDatum(pg_atomic_read_u64(&slot->wait_max_us) / 1000.0);
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_BYTES]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_CACHE_HITS]));
-		values[n++] = Int64GetDatum(pg_atomic_read_u64(&slot->counters[KIS_CTR_SHARED_WAITS]));
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_SCANS]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_REQUESTS]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_RETRIES]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_RATE_LIMITED]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_ERR_TRANSIENT]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_ERR_TOKEN]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_ERR_FATAL]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_ERR_KEY]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_TOKENS_ISSUED]);
+		values[n++] = Float8GetDatum(st.counters[KIS_CTR_WAIT_US] / 1000.0);
+		values[n++] = Float8GetDatum(st.wait_max_us / 1000.0);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_BYTES]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_CACHE_HITS]);
+		values[n++] = Int64GetDatum(st.counters[KIS_CTR_SHARED_WAITS]);
 		values[n++] = Int64GetDatum(cache_bytes);	/* the whole store's */
 		Assert(n == lengthof(values));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

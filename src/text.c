@@ -29,7 +29,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
-#include "kis_fdw.h"
+#include "text.h"
 
 /* Data: the database encoding or an ERROR */
 char *

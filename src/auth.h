@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.h
+ *	  Access tokens: one per app key, issued at most once per interval and
+ *	  shared through the key's slot; and the hashes that name keys and
+ *	  credentials (auth.c).
+ *
+ * src/auth.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_AUTH_H
+#define KIS_AUTH_H
+
+#include "datatype/timestamp.h"
+
+#include "shmem.h"
+
+#define KIS_TOKEN_MAX 1024		/* KIS documents up to 350 characters */
+
+struct KisConfig;
+
+extern int	kis_token_issue_interval;	/* GUC, seconds */
+
+extern void kis_sha256(const void *data, size_t len, uint8 *out);
+extern void kis_hash_app_key(const char *app_key, uint8 *out);
+extern void kis_hash_credentials(const struct KisConfig *config, uint8 *out);
+extern char *kis_token_request_body(const struct KisConfig *config);
+
+typedef enum KisTokenState
+{
+	KIS_TOKEN_READY,			/* copied out */
+	KIS_TOKEN_WAIT,				/* another session is issuing, or a retry */
+	KIS_TOKEN_WAIT_INTERVAL,	/* the issuance interval has not passed */
+	KIS_TOKEN_ISSUE				/* the caller now holds the claim: issue */
+} KisTokenState;
+
+extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
+									   TimestampTz now, char *token,
+									   uint64 *generation, TimestampTz *wake,
+									   uint64 *claim);
+extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);
+extern void kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now);
+extern void kis_token_reset(KisKeySlot *slot);
+extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
+extern bool kis_token_handed_back(KisKeySlot *slot, uint64 generation);
+
+typedef enum KisTokenResult
+{
+	KIS_TOKEN_OK,
+	KIS_TOKEN_TOO_SOON,			/* EGW00133: one token a minute; try later */
+	KIS_TOKEN_RETRY,			/* transient (5xx, no answer): try again later */
+	KIS_TOKEN_FATAL				/* credentials refused */
+} KisTokenResult;
+
+extern KisTokenResult kis_token_accept(KisKeySlot *slot, const uint8 *creds,
+									   uint64 claim, long http_status,
+									   const char *body, size_t len,
+									   TimestampTz now, char **errdetail);
+
+#endif							/* KIS_AUTH_H */

@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.h
+ *	  Shared answers: a request in flight shared by every session asking the
+ *	  same, and the answer cache (cache.c).
+ *
+ * src/cache.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_CACHE_H
+#define KIS_CACHE_H
+
+#include "datatype/timestamp.h"
+#include "utils/palloc.h"
+
+struct KisConfig;
+
+typedef enum KisCacheResult
+{
+	KIS_CACHE_SEND,				/* nothing to share: send it */
+	KIS_CACHE_OWNER,			/* send it; others may wait for it */
+	KIS_CACHE_HIT,				/* the answer is here */
+	KIS_CACHE_WAIT				/* another send of it is in flight */
+} KisCacheResult;
+
+/* An answer copied out of the store */
+typedef struct KisCachedAnswer
+{
+	char	   *body;
+	size_t		len;
+	long		http_status;
+	char		tr_cont[4];
+	TimestampTz answered_at;	/* when KIS answered (wall clock) */
+} KisCachedAnswer;
+
+extern void kis_cache_define_gucs(void);
+extern void kis_cache_shmem_request(void);
+extern void kis_cache_shmem_startup(void);
+extern void kis_cache_key(const struct KisConfig *config, const char *url, const char *tr_id,
+						  const char *header, uint8 *key);
+extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
+									   uint64 *serial, KisCachedAnswer *answer,
+									   MemoryContext cxt);
+extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 serial,
+									 KisCachedAnswer *answer, MemoryContext cxt);
+extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
+							const char *tr_cont, long http_status, TimestampTz answered_at);
+extern void kis_cache_abandon(const uint8 *key, uint64 serial);
+extern int64 kis_cache_bytes(void);
+extern int64 kis_cache_reset(void);
+
+#endif							/* KIS_CACHE_H */

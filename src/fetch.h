@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * fetch.h
+ *	  The fetch engine: a scan's requests, concurrent and rate-gated over
+ *	  libcurl, handed back in completion order (fetch.c).  It knows nothing
+ *	  of tuples, plans or the executor (test/headerscheck.sh checks it).
+ *
+ * src/fetch.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_FETCH_H
+#define KIS_FETCH_H
+
+#include "datatype/timestamp.h"
+#include "lib/ilist.h"
+#include "utils/palloc.h"
+
+#include "response.h"
+
+struct KisConfig;
+
+typedef struct KisFetcher KisFetcher;
+
+/* What a step that never waits found (async scans: fetch.c, run.c) */
+typedef enum KisPoll
+{
+	KIS_POLL_ROW,				/* something is ready */
+	KIS_POLL_END,				/* nothing more will come */
+	KIS_POLL_WAIT				/* not yet: wait on the scan's descriptor */
+} KisPoll;
+
+/* A finished request handed back to the scan, in completion order */
+typedef struct KisCompletion
+{
+	dlist_node	node;
+	MemoryContext cxt;			/* holds this and the parsed answer */
+	void	   *arg;			/* what kis_fetch_add was given */
+	KisResponse resp;
+	char		tr_cont[4];		/* the answer's tr_cont header, or "" */
+	int			attempts;
+	TimestampTz completed_at;
+} KisCompletion;
+
+/* Counters of one scan; EXPLAIN ANALYZE shows them */
+typedef struct KisFetchStats
+{
+	int64		requests;		/* HTTP requests sent, token requests included */
+	int64		retries;
+	int64		failures;		/* keys that ended failed */
+	int64		rate_limited;	/* EGW00201 answers */
+	int64		tokens_issued;
+	int64		cache_hits;		/* answers served by the answer cache */
+	int64		shared_waits;	/* requests answered by another's send */
+	double		rate_wait_ms;	/* time spent with work blocked by the gate */
+	double		http_ms;		/* sum of request durations */
+} KisFetchStats;
+
+extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const struct KisConfig *config,
+								   KisFetchStats *stats);
+extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
+						  const char *tr_id, const char *header, void *arg);
+extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url, void *arg);
+extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
+extern void kis_fetch_forget(KisCompletion *completion);
+extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);
+extern int	kis_fetch_wait_fd(KisFetcher *fetcher);
+extern void kis_fetch_end(KisFetcher *fetcher);
+
+#endif							/* KIS_FETCH_H */

@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ *
+ * limiter.h
+ *	  The rate gate of one app key, and the clock every schedule runs on
+ *	  (limiter.c).
+ *
+ * src/limiter.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_LIMITER_H
+#define KIS_LIMITER_H
+
+#include "datatype/timestamp.h"
+
+#include "shmem.h"
+
+#define KIS_MIN_RATE 0.01		/* requests per second; rate_limit 0 = no gate */
+
+extern TimestampTz kis_clock_now(void);
+extern void kis_clock_check(void);
+extern TimestampTz kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now);
+extern bool kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserved_at,
+							  TimestampTz now);
+extern void kis_limiter_release(KisKeySlot *slot);
+extern void kis_limiter_back_off(KisKeySlot *slot, TimestampTz until);
+extern void kis_limiter_reset(KisKeySlot *slot);
+
+#endif							/* KIS_LIMITER_H */

@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * requests.h
+ *	  What a scan asks KIS for (keys, a date range) and what each answer
+ *	  yields (rows, or a key that failed) (requests.c).
+ *
+ * src/requests.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_REQUESTS_H
+#define KIS_REQUESTS_H
+
+#include "nodes/pg_list.h"
+
+#include "fetch.h"
+#include "response.h"
+
+struct KisConfig;
+struct KisEndpoint;
+
+/* One request key: a symbol and its market or exchange */
+typedef struct KisKey
+{
+	char	   *symbol;
+	char	   *venue;			/* market (domestic) or exchange (overseas) */
+} KisKey;
+
+/*
+ * A date range, julian days, inclusive; unset bounds are open.  With
+ * ndates > 0 only those days are wanted ("date IN (...)"): dates holds
+ * them in ascending order, all within from..to, which then hug them.
+ */
+typedef struct KisRange
+{
+	bool		has_from;
+	bool		has_to;
+	int			from;
+	int			to;
+	int			ndates;
+	int		   *dates;
+} KisRange;
+
+/* One row of an answer, or a key that failed (problem set, row NULL) */
+typedef struct KisRow
+{
+	const struct KisEndpoint *ep;
+	const char *hint;			/* for a failure: what to do, or NULL */
+	KisKey	   *key;			/* NULL for account rows */
+	json_t	   *row;
+	json_t	   *extra;			/* fills fields the row lacks, or NULL */
+	char	   *problem;
+} KisRow;
+
+extern int	kis_today_kst(void);
+extern int	kis_requests_start(KisFetcher *fetcher, const struct KisConfig *config,
+							   List *keys, const KisRange *range);
+extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
+extern char *kis_row_value(const KisRow *row, const char *field);
+
+#endif							/* KIS_REQUESTS_H */
