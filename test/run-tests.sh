@@ -11,6 +11,7 @@
 #   4. the fuzz harness (fuzz/): past findings' reproducers, then 20 s of fuzzing
 #   5. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
+# Before any suite, make headerscheck checks the rules of src/'s headers.
 #
 # While working on one part: KIS_ONLY="regress behaviour" runs only those
 # suites (of: mock regress behaviour soak fuzz demo), and
@@ -77,6 +78,16 @@ skipped=0
 count() {   # count "N passed, M failed[, K skipped]" style results of one suite
     passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0}))
 }
+
+# not a suite: the header rules hold in every run (a few seconds)
+echo "== headerscheck: each src/*.h alone after postgres.h, the private slot layout, fetch.h"
+if make -s PG_CONFIG="$KIS_PG_CONFIG" headerscheck >"$KIS_WORK/headerscheck.log" 2>&1; then
+    tail -1 "$KIS_WORK/headerscheck.log"
+    count 1 0
+else
+    echo "FAIL headerscheck"; cat "$KIS_WORK/headerscheck.log"
+    count 0 1; status=1
+fi
 
 if want mock; then
 echo "== mock server self-check"
