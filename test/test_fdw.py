@@ -1720,6 +1720,57 @@ def key_requests():
     return {names[h]: int(n) for h, n in rows if h in names}
 
 
+def key_tokens():
+    """tokens_issued per app key (kis_fdw_stats), by which of the two keys it is."""
+    names = {hashlib.sha256(k.encode()).hexdigest()[:12]: side
+             for side, k in (("a", APP_KEY), ("b", APP_KEY_B))}
+    rows, err, rc = run("SELECT key_hash, tokens_issued FROM kis_fdw_stats")
+    check(rc == 0, f"kis_fdw_stats: {err}")
+    got = {names[h]: int(n) for h, n in rows if h in names}
+    return {side: got.get(side, 0) for side in ("a", "b")}
+
+
+def test_stats_tokens_match_mock():
+    """kis_fdw_stats counts a token for the key the mock issued it to, once, whatever
+    the order the two keys are used in: one after the other, the second key first, a
+    key twice, both in one query (async), in one session or in several.  Each round
+    starts with the mock forgetting its tokens, so every key used needs a new one;
+    in the last, b's new token expires before b's second query ("b2"), so b needs two."""
+    two_keys()
+    a, b, b2 = symbols(1), symbols(1), symbols(1)
+    steps = {"a": f"SELECT symbol, price FROM prices_a WHERE symbol IN ({sql_list(a)})",
+             "b": f"SELECT symbol, price FROM prices_b WHERE symbol IN ({sql_list(b)})",
+             "b2": f"SELECT symbol, price FROM prices_b WHERE symbol IN ({sql_list(b2)})",
+             "ab": union_all(a, b)}
+    want = {"a": a, "b": b, "b2": b2, "ab": a + b}
+    try:
+        for order, one_session, b_rejected in (
+                (("a", "b"), False, 0), (("b", "a"), False, 0), (("b", "b", "a"), False, 0),
+                (("ab",), False, 0), (("a", "ab", "b"), True, 0),
+                (("b", "a", "b", "a"), True, 0), (("a", "b"), False, 0),
+                (("b", "b2", "a"), True, 1)):
+            reset_mock(forget_tokens=True)
+            if b_rejected:
+                inject(("expire_token", b2[0], 1))
+            before = key_tokens()
+            with contextlib.ExitStack() as stack:
+                s = stack.enter_context(Session()) if one_session else None
+                for step in order:
+                    rows, err = s.query(steps[step]) if s else run(steps[step])[:2]
+                    check_prices(must((rows, err), f"{order} {step}"), want[step],
+                                 f"{order} {step}")
+            after = key_tokens()
+            counted = {side: after[side] - before[side] for side in ("a", "b")}
+            issued = {"a": issued_to(APP_KEY), "b": issued_to(APP_KEY_B)}
+            print(f"    ({'one session' if one_session else 'sessions'} {order}: "
+                  f"kis_fdw_stats {counted}, mock {issued})")
+            expected = {"a": int("a" in "".join(order)), "b": 1 + b_rejected}
+            check(counted == issued and issued == expected,
+                  f"order {order}: kis_fdw_stats counted {counted}, the mock issued {issued}")
+    finally:
+        drop_two_keys()
+
+
 def test_several_accounts_as_one_table():
     """The README recipe: a table hash-partitioned by symbol over two servers, an app
     key each: every symbol once, asked of the key whose partition holds it, both keys
@@ -2202,6 +2253,8 @@ def test_junk_keys_do_not_lock_out():
     finally:
         run("DROP SERVER kis_g CASCADE")
 
+
+TESTS += [test_stats_tokens_match_mock]
 
 TESTS += [test_rate_change_does_not_freeze_key, test_refused_issuance_does_not_count,
           test_token_wait_says_so, test_one_token_per_credential, test_handed_back_token,
