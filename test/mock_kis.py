@@ -258,12 +258,16 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "minute_session" ("HHMM-HHMM")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow close expire_token invalid_token (any /uapi endpoint, after the rate check),
+    slow overlap close expire_token invalid_token (any /uapi endpoint, after the rate
+    check),
     egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
     when the account changes while it is listed). The first matching rule with times left
     fires and uses one up. close answers normally with "Connection: close" and then closes
-    the connection.
+    the connection. slow holds the answer ms; overlap holds it until another API request is
+    in flight beside it (then answers at once), at most ms: a client that sends requests
+    concurrently then shows max_in_flight >= 2 for certain, one that sends them one at a
+    time shows 1.
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
     inquire-price always the data of the symbol, or of 000000 when blank, whatever its
     prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
@@ -354,7 +358,7 @@ MESSAGES = {
 
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
-    "bad_shape", "numbers", "huge", "slow", "close", "expire_token", "invalid_token", "egw00133",
+    "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
     "sydb0050",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
@@ -1534,6 +1538,15 @@ class MockState:
                 self.timeline.append(time.monotonic() - self.t0)
         return time.time()
 
+    def wait_for_company(self, timeout):
+        """Wait until another API request is in flight beside ours, at most timeout s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.in_flight >= 2:
+                    return
+            time.sleep(0.001)
+
     def end_request(self):
         with self.lock:
             self.in_flight -= 1
@@ -1790,6 +1803,9 @@ class KisHandler(BaseHTTPRequestHandler):
         kind = fault["kind"]
         if kind == "slow":
             time.sleep(fault["ms"] / 1000)
+            return False
+        if kind == "overlap":
+            self.server.state.wait_for_company(fault["ms"] / 1000)
             return False
         if kind == "close":
             self.close_connection = True  # _send says so in a header

@@ -968,6 +968,10 @@ def test_join_large_outer():
         check(rows == expected, f"ANY form rows: {rows}")
         reset_mock()
         mock_config(latency_ms=5)
+        # the first answer waits until a second request is in flight: overlap is
+        # certain if the join sends concurrently (the hold ends at once), and
+        # impossible if it sends one at a time (the hold gives up after 30 s)
+        mock("/__mock/faults", {"faults": [{"kind": "overlap", "symbol": "*", "ms": 30000}]})
         rows, join_growth = _peak_while(
             s, pid, "SELECT count(*), sum(q.price), min(length(b.pad)) "
             "FROM join_big b JOIN kis_prices q USING (symbol)")
@@ -975,6 +979,7 @@ def test_join_large_outer():
           f"join +{join_growth} kB; requests {stats()['requests']})")
     check(rows == expected, f"rows: {rows}")
     check(stats()["requests"] == 2000, f"mock saw {stats()['requests']} requests, expected 2000")
+    check(stats()["faults_injected"] == {"overlap": 1}, f"faults {stats()['faults_injected']}")
     check(stats()["max_in_flight"] > 1, "one request at a time")
     # the outer rows alone are 25 MB: held in memory, they would show
     check(join_growth <= any_growth + 12 * 1024,

@@ -270,6 +270,27 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(self.stats()["in_flight"], 1)
         slow.join()
 
+    def test_overlap_fault(self):
+        """overlap holds an answer until a second request is in flight, then answers;
+        alone, it answers after ms."""
+        self.control("faults", {"faults": [{"kind": "overlap", "ms": 30000}]})
+        held = threading.Thread(target=self.quote, args=("005930",))
+        held.start()
+        wait = time.monotonic() + 10
+        while self.stats()["in_flight"] < 1 and time.monotonic() < wait:
+            time.sleep(0.01)
+        self.assertEqual(self.stats()["in_flight"], 1)
+        time.sleep(0.3)
+        self.assertTrue(held.is_alive())  # held: nothing else is in flight
+        self.assertEqual(self.quote("000660")[0], 200)  # the second one releases both
+        held.join(10)
+        self.assertFalse(held.is_alive())
+        self.assertEqual(self.stats()["max_in_flight"], 2)
+        self.control("faults", {"faults": [{"kind": "overlap", "ms": 200}]})
+        started = time.monotonic()
+        self.assertEqual(self.quote("005930")[0], 200)  # alone: answered after ms
+        self.assertGreaterEqual(time.monotonic() - started, 0.2)
+
     # ---- endpoints beyond inquire-price
 
     def multprice(self, pairs, start=1, **override):
