@@ -99,6 +99,9 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=all -D_GNU_SOURCE -Wno-ignored-attributes \
 	-I$(includedir_server) -I$(srcdir)/src -I$(srcdir)/fuzz
+# fuzz/build/pg-version: the PostgreSQL the objects were built against;
+# another one rebuilds them
+FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
 	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o
 
@@ -115,10 +118,16 @@ fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-fuzz/kis_fuzz: $(FUZZ_OBJS)
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_OBJS) -L$(pkglibdir) -lpgcommon -lpgport -ljansson -lcrypto -lz -lm -o $@
+$(FUZZ_OBJS): $(FUZZ_STAMP)
+$(FUZZ_STAMP): fuzz-stamp-check
+	@mkdir -p fuzz/build
+	@echo $(VERSION_NUM) | cmp -s - $@ || echo $(VERSION_NUM) > $@
 
-.PHONY: fuzz fuzz-build fuzz-clean
+# libpgcommon.a is in pkglibdir in Debian's packages, in libdir in a source build
+fuzz/kis_fuzz: $(FUZZ_OBJS)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_OBJS) -L$(pkglibdir) -L$(libdir) -lpgcommon -lpgport -ljansson -lcrypto -lz -lm -o $@
+
+.PHONY: fuzz fuzz-build fuzz-clean fuzz-stamp-check
 fuzz-build: fuzz/kis_fuzz
 
 fuzz: fuzz/kis_fuzz

@@ -3,16 +3,19 @@
  * shims.c
  *	  The few backend symbols that src/response.c, src/requests.c,
  *	  src/endpoints.c and src/auth.c need, so that they can be built and
- *	  fuzzed outside the server, against the real PostgreSQL 15 server
- *	  headers.
+ *	  fuzzed outside the server, against the real server headers of
+ *	  PostgreSQL 15 to 18.  What differs between majors is decided in one
+ *	  place, "Version differences" below.
  *
  * Memory contexts are real trees whose every chunk is its own malloc()
  * block: AddressSanitizer then sees each palloc chunk with its own red
  * zones, a pfree is a real free (use after free is caught), and deleting a
  * context frees all it holds (so LeakSanitizer reports only what escaped
- * the contexts).  Like AllocSet, the owning context is stored in the word
- * just before each chunk, so GetMemoryChunkContext() (an inline in
- * utils/memutils.h) works unchanged.
+ * the contexts).  The owning context is stored in the word just before
+ * each chunk, as AllocSet did up to 15, so that 15's inline
+ * GetMemoryChunkContext() (utils/memutils.h) works unchanged; from 16 on
+ * chunk headers are MemoryChunks that only mcxt.c reads, and the shims
+ * define GetMemoryChunkContext() themselves.
  *
  * ereport(ERROR) longjmps to PG_exception_stack like the backend does; the
  * harness decides whether that ERROR was a deliberate one.  An ERROR with
@@ -41,6 +44,19 @@
 #include "utils/timestamp.h"
 
 #include "shims.h"
+
+/* ----------------------------------------------------------------
+ * Version differences (the only place that tests PG_VERSION_NUM)
+ * ----------------------------------------------------------------
+ */
+#if PG_VERSION_NUM >= 160000
+/* 16: GetMemoryChunkContext() became a function of mcxt.c (MemoryChunk) */
+#define FUZZ_DEFINE_GET_MEMORY_CHUNK_CONTEXT
+/* 16: appendBinaryStringInfo() takes its data as const void * */
+typedef const void *FuzzBinaryData;
+#else
+typedef const char *FuzzBinaryData;
+#endif
 
 /* ----------------------------------------------------------------
  * Globals the headers declare
@@ -313,6 +329,14 @@ pfree(void *pointer)
 	chunk_free(chunk_of(pointer));
 }
 
+#ifdef FUZZ_DEFINE_GET_MEMORY_CHUNK_CONTEXT
+MemoryContext
+GetMemoryChunkContext(void *pointer)
+{
+	return chunk_of(pointer)->context;
+}
+#endif
+
 void *
 repalloc(void *pointer, Size size)
 {
@@ -490,7 +514,7 @@ appendStringInfo(StringInfo str, const char *fmt,...)
 }
 
 void
-appendBinaryStringInfo(StringInfo str, const char *data, int datalen)
+appendBinaryStringInfo(StringInfo str, FuzzBinaryData data, int datalen)
 {
 	enlargeStringInfo(str, datalen);
 	memcpy(str->data + str->len, data, datalen);
@@ -515,7 +539,7 @@ appendStringInfoChar(StringInfo str, char ch)
 }
 
 /* ----------------------------------------------------------------
- * Lists (PostgreSQL 15's array-based List, enough for lappend)
+ * Lists (the array-based List of 13 and later, enough for lappend)
  * ----------------------------------------------------------------
  */
 static List *
