@@ -654,6 +654,9 @@ kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
 }
 
+/* How long a claim lasts in the harness: far beyond 30 s, as a long timeout_ms */
+#define FUZZ_CLAIM_US	((int64) 600 * USECS_PER_SEC)
+
 /* The tokenP answer: kis_token_accept, then whether the token is usable */
 static void
 run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
@@ -680,12 +683,12 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 		/* no issuance interval or retry wait between answers */
 		kis_token_reset(slot);
-		state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
+		state = kis_token_acquire(slot, creds, fuzz_now, FUZZ_CLAIM_US, token, &gen, &wake, &claim);
 		if (state == KIS_TOKEN_READY)
 		{
 			/* a token is there: drop it, as a rejection would */
 			kis_token_invalidate(slot, gen);
-			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
+			state = kis_token_acquire(slot, creds, fuzz_now, FUZZ_CLAIM_US, token, &gen, &wake, &claim);
 		}
 		if (state != KIS_TOKEN_ISSUE)
 			harness_abort("no issuing claim for a slot without a token");
@@ -709,7 +712,7 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 				harness_abort("an accepted token did not bump the generation");
 			if (memcmp(slot->token_creds, creds, sizeof(creds)) != 0)
 				harness_abort("an accepted token is not for these credentials");
-			state = kis_token_acquire(slot, creds, fuzz_now, token, &gen, &wake, &claim);
+			state = kis_token_acquire(slot, creds, fuzz_now, FUZZ_CLAIM_US, token, &gen, &wake, &claim);
 			if (state != KIS_TOKEN_READY)
 				semantic("token-unusable",
 						 "a token kis_token_accept took is not READY for kis_token_acquire at once");
@@ -731,8 +734,8 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 /*
  * Not fuzzing, a fixed check at start: two fetchers of one backend (one
- * pid) must not release each other's issuing claim.  A claims; A's claim
- * goes stale and B takes it over; A's late release must leave B's claim
+ * pid) must not release each other's issuing claim.  A claims; nobody
+ * takes it over before its deadline; then it goes stale and B takes it over; A's late release must leave B's claim
  * in place, so that nobody else issues while B does.
  */
 static void
@@ -750,15 +753,16 @@ check_claims(void)
 
 	memset(creds, 0x5A, sizeof(creds));
 	kis_slot_init(&slot);
-	if (kis_token_acquire(&slot, creds, fuzz_now, token, &gen, &wake, &a) != KIS_TOKEN_ISSUE ||
-		kis_token_acquire(&slot, creds, later, token, &gen, &wake, &b) != KIS_TOKEN_ISSUE ||
+	if (kis_token_acquire(&slot, creds, fuzz_now, FUZZ_CLAIM_US, token, &gen, &wake, &a) != KIS_TOKEN_ISSUE ||
+		kis_token_acquire(&slot, creds, fuzz_now + FUZZ_CLAIM_US - 1, FUZZ_CLAIM_US, token, &gen, &wake, &c) != KIS_TOKEN_WAIT_CLAIM ||
+		kis_token_acquire(&slot, creds, later, FUZZ_CLAIM_US, token, &gen, &wake, &b) != KIS_TOKEN_ISSUE ||
 		a == b)
-		harness_abort("claims: no claim, or a stale one not taken over");
+		harness_abort("claims: no claim, one taken over before its deadline, or a stale one not taken over");
 	kis_token_release_claim(&slot, a);
-	if (kis_token_acquire(&slot, creds, later, token, &gen, &wake, &c) != KIS_TOKEN_WAIT)
+	if (kis_token_acquire(&slot, creds, later, FUZZ_CLAIM_US, token, &gen, &wake, &c) != KIS_TOKEN_WAIT_CLAIM)
 		harness_abort("claims: one fetcher released another's issuing claim");
 	kis_token_release_claim(&slot, b);
-	if (kis_token_acquire(&slot, creds, later, token, &gen, &wake, &c) != KIS_TOKEN_ISSUE)
+	if (kis_token_acquire(&slot, creds, later, FUZZ_CLAIM_US, token, &gen, &wake, &c) != KIS_TOKEN_ISSUE)
 		harness_abort("claims: a released claim still holds");
 }
 

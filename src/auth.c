@@ -42,8 +42,6 @@
 
 int			kis_token_issue_interval = 60;
 
-/* A claim older than this is taken over: its holder is gone or stuck */
-#define KIS_CLAIM_TIMEOUT_US	((int64) 30 * USECS_PER_SEC)
 /* How often a session waiting for another's issuance looks again */
 #define KIS_CLAIM_POLL_US		((int64) 10 * 1000)
 /* After an issuance failed for a passing reason (HTTP 5xx, garbage) */
@@ -99,11 +97,17 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 
 /*
  * Get the key's token for these credentials, or learn what to do instead.
- * READY: the token (and its generation) is copied out.  WAIT: another
- * session is issuing one, or an issuance failed a moment ago; look again
- * at *wake.  WAIT_INTERVAL: KIS's one-issuance-per-interval rule holds us
- * until *wake.  ISSUE: the caller now holds the issuing claim *claim and
- * must call tokenP, then kis_token_accept (or kis_token_release_claim).
+ * READY: the token (and its generation) is copied out.  WAIT_CLAIM:
+ * another session is issuing one; look again at *wake.  WAIT: an issuance
+ * failed a moment ago; look again at *wake.  WAIT_INTERVAL: KIS's
+ * one-issuance-per-interval rule holds us until *wake.  ISSUE: the caller
+ * now holds the issuing claim *claim and must call tokenP, then
+ * kis_token_accept (or kis_token_release_claim).
+ *
+ * The claim lasts claim_us: the caller's worst case for the request it is
+ * about to make.  Until then nobody takes it over, however long KIS takes
+ * to answer, since KIS may still issue under it; the claimant gives up its
+ * request by then too (fetch.c), so the two never both ask.
  *
  * Only issuances KIS accepted (or said it made, EGW00133) count toward
  * the interval: a refused or cancelled one does not hold up the next.
@@ -113,8 +117,8 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
  */
 KisTokenState
 kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
-				  char *token, uint64 *generation, TimestampTz *wake,
-				  uint64 *claim)
+				  int64 claim_us, char *token, uint64 *generation,
+				  TimestampTz *wake, uint64 *claim)
 {
 	KisTokenState state;
 	int64		margin;
@@ -134,10 +138,10 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 		state = KIS_TOKEN_READY;
 	}
 	else if (pg_atomic_read_u64(&slot->claim) != 0 &&
-			 now < slot->claim_started + KIS_CLAIM_TIMEOUT_US)
+			 now < slot->claim_deadline)
 	{
-		*wake = now + KIS_CLAIM_POLL_US;
-		state = KIS_TOKEN_WAIT;
+		*wake = Min(now + KIS_CLAIM_POLL_US, slot->claim_deadline);
+		state = KIS_TOKEN_WAIT_CLAIM;
 	}
 	else if (now < slot->retry_after)
 	{
@@ -155,7 +159,7 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 			claim_serial = 1;
 		*claim = ((uint64) (uint32) MyProcPid << 32) | claim_serial;
 		pg_atomic_write_u64(&slot->claim, *claim);
-		slot->claim_started = now;
+		slot->claim_deadline = now + claim_us;
 		state = KIS_TOKEN_ISSUE;
 	}
 	SpinLockRelease(&slot->mutex);
@@ -195,7 +199,7 @@ kis_token_reset(KisKeySlot *slot)
 {
 	SpinLockAcquire(&slot->mutex);
 	pg_atomic_write_u64(&slot->claim, 0);
-	slot->claim_started = 0;
+	slot->claim_deadline = 0;
 	slot->last_issued = 0;
 	slot->retry_after = 0;
 	SpinLockRelease(&slot->mutex);

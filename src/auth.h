@@ -30,13 +30,14 @@ extern char *kis_token_request_body(const struct KisConfig *config);
 typedef enum KisTokenState
 {
 	KIS_TOKEN_READY,			/* copied out */
-	KIS_TOKEN_WAIT,				/* another session is issuing, or a retry */
+	KIS_TOKEN_WAIT,				/* an issuance failed a moment ago */
+	KIS_TOKEN_WAIT_CLAIM,		/* another session is issuing */
 	KIS_TOKEN_WAIT_INTERVAL,	/* the issuance interval has not passed */
 	KIS_TOKEN_ISSUE				/* the caller now holds the claim: issue */
 } KisTokenState;
 
 extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
-									   TimestampTz now, char *token,
+									   TimestampTz now, int64 claim_us, char *token,
 									   uint64 *generation, TimestampTz *wake,
 									   uint64 *claim);
 extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);

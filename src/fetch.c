@@ -41,7 +41,9 @@
  * an answer larger than the socket buffer, or a TLS handshake, stalled
  * while we are away.  (An asynchronous Append woken by another branch may
  * return rows while our clock runs; answers that arrived meanwhile are
- * still read first.)
+ * still read first.)  A tokenP request is the exception: it holds the
+ * key's issuing claim, which other sessions respect for timeout_ms of the
+ * wall clock only (token_claim_us), so its clock never stops.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,6 +86,8 @@
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"
 #define KIS_MAX_TOKENS_PER_SCAN	3	/* more means KIS keeps rejecting them */
+/* Waiting this long for another session's issuance is worth a NOTICE */
+#define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
 #define KIS_SHARE_POLL_MS		50	/* a waiter looks again even unwoken */
 
@@ -164,6 +168,8 @@ struct KisFetcher
 	int			npending;		/* data requests not yet completed */
 	uint64		claim;			/* the key's issuing claim we hold, or 0 */
 	bool		told_wait;		/* the issuance-interval NOTICE was given */
+	bool		told_claim_wait;	/* the other-session NOTICE was given */
+	TimestampTz claim_wait_since;	/* waiting for another's issuance, or 0 */
 	int			token_failures;
 	int			tokens_issued;	/* by this fetcher */
 	ErrorData  *fatal;			/* an error for this scan, raised by its own
@@ -711,6 +717,20 @@ share_answer(KisFetcher *f, KisRequest *req, long http_status)
 						req->tr_cont, http_status, req->answered_at);
 }
 
+/*
+ * How long our issuing claim lasts: a tokenP request gives up after
+ * timeout_ms of the wall clock (waited_us), and we notice it at most a
+ * moment later.  Nobody takes the claim over before, since KIS may still
+ * issue under it (docs/tokens-and-rate.md).
+ */
+#define KIS_CLAIM_MARGIN_US		((int64) 5 * USECS_PER_SEC)
+
+static int64
+token_claim_us(const KisConfig *config)
+{
+	return (int64) config->timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
+}
+
 /* How long a waiter waits for another's send: its own request's worst case */
 static int64
 share_patience_us(const KisConfig *config)
@@ -1216,6 +1236,14 @@ waited_us(const KisFetcher *f, const KisRequest *req, TimestampTz now)
 {
 	int64		away = f->away_us - req->away_at_start;
 
+	/*
+	 * Except a tokenP request's: it holds the key's issuing claim, which
+	 * other sessions take over after token_claim_us of the wall clock, so
+	 * its own clock must not stop either.
+	 */
+	if (req->kind == KIS_REQ_TOKEN)
+		return now - req->started_at;
+
 	if (f->away_since != 0)
 		away += now - f->away_since;
 	return now - req->started_at - away;
@@ -1303,6 +1331,7 @@ pump(KisFetcher *f, TimestampTz now)
 	dlist_mutable_iter iter;
 	uint64		generation = 0;
 	bool		api_ready = false;
+	KisTokenState state;
 
 	dlist_foreach_modify(iter, &f->delayed)
 	{
@@ -1340,11 +1369,27 @@ pump(KisFetcher *f, TimestampTz now)
 	if (f->fatal != NULL || f->claim != 0 || !api_ready)
 		return wake;
 
-	switch (kis_token_acquire(f->slot, f->creds, now, f->token, &generation,
-							  &token_wake, &f->claim))
+	state = kis_token_acquire(f->slot, f->creds, now, token_claim_us(f->config),
+							  f->token, &generation, &token_wake, &f->claim);
+	if (state != KIS_TOKEN_WAIT_CLAIM)
+		f->claim_wait_since = 0;
+	switch (state)
 	{
 		case KIS_TOKEN_READY:
 			break;
+		case KIS_TOKEN_WAIT_CLAIM:
+			/* usually a moment; up to the other's timeout_ms: say so once */
+			if (f->claim_wait_since == 0)
+				f->claim_wait_since = now;
+			else if (!f->told_claim_wait &&
+					 now - f->claim_wait_since >= KIS_CLAIM_NOTICE_US)
+			{
+				f->told_claim_wait = true;
+				ereport(NOTICE,
+						(errmsg("kis_fdw waits for another session's request for an access token"),
+						 errdetail("KIS issues one access token per app key per minute, so one session at a time asks for it; that request may take up to its server's timeout_ms.")));
+			}
+			return earliest(wake, token_wake);
 		case KIS_TOKEN_WAIT_INTERVAL:
 			/* a wait of up to a minute: say so once (it stays cancellable) */
 			if (!f->told_wait)

@@ -55,7 +55,7 @@ struct KisKeySlot
 	TimestampTz expires_at;
 	TimestampTz last_issued;	/* last issuance KIS made for this key */
 	TimestampTz retry_after;	/* after a passing tokenP failure */
-	TimestampTz claim_started;
+	TimestampTz claim_deadline; /* the claim may be taken over after it */
 
 	pg_atomic_uint64 counters[KIS_NUM_COUNTERS];
 	pg_atomic_uint64 wait_max_us;

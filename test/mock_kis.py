@@ -8,6 +8,7 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
                              [--cert PEM --key PEM] [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--token-reuse S]
+                             [--token-latency-ms N]
                              [--today YYYYMMDD]
                              [--holdings N] [--multprice-shape array|object]
                              [--multprice-signs signed|unsigned]
@@ -27,7 +28,8 @@ POST /oauth2/tokenP
     EGW00103, appsecret missing EGW00104 or starting "BAD" EGW00105, a second issuance
     for the same appkey within --token-interval seconds EGW00133. Within --token-reuse
     seconds (0, the default: never) of an appkey's last new token, an issuance hands back
-    that same token, as KIS does for 6 hours.
+    that same token, as KIS does for 6 hours. Each request takes --token-latency-ms (0)
+    before anything is decided or counted but token_requests (counted on arrival).
 
 Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   1. Counted: requests, by_path[path], by_symbol[s] for each symbol the request carries
@@ -249,7 +251,7 @@ POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows
                                  times and balance cursors; issued tokens stay valid unless
                                  tokens=true; the config stays
 POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
-                      "token_reuse",
+                      "token_reuse", "token_latency_ms",
                       "today" ("YYYYMMDD"), "data_start" ("YYYYMMDD", the first bar),
                       "holdings" (0..100000),
                       "multprice_shape" ("array" | "object"),
@@ -278,8 +280,8 @@ Counters: requests (API requests, rejected ones included), in_flight, max_in_fli
 by_symbol, by_appkey (by_symbol per appkey request header), by_path (API requests by URL path, so its values sum to requests), pages
 (inquire-balance pages served, by path), connections_accepted (every TCP accept),
 connections_opened (connections that carried at least one KIS request, so stats polling does
-not disturb it), tls_failures, tokens_issued, tokens_issued_by_appkey, token_rejections,
-violations, bad_requests, faults_injected (by kind), errors (error answers by msg_cd /
+not disturb it), tls_failures, token_requests (tokenP requests received), tokens_issued,
+tokens_issued_by_appkey, token_rejections, violations, bad_requests, faults_injected (by kind), errors (error answers by msg_cd /
 error_code).
 """
 
@@ -367,7 +369,8 @@ SUCCESS_CODES = frozenset(("MCA00000", "KIOK0510", "KIOK0560", "20310000"))
 RT_CD = {"SYDB0050": "7"}
 MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
-            "tls_failures", "tokens_issued", "token_rejections", "violations", "bad_requests")
+            "tls_failures", "token_requests", "tokens_issued", "token_rejections", "violations",
+            "bad_requests")
 SECTORS = ("전기·전자", "화학", "서비스업", "금융업", "운수장비", "의약품", "유통업", "철강·금속")
 NUMERIC = re.compile(r"-?\d+(\.\d+)?")
 # Overseas quotation exchange codes (EXCD) -> the exchange a symbol is listed on.
@@ -431,6 +434,7 @@ def _hhmm_range(value):
 CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
                 "token_ttl": _non_negative(float), "token_reuse": _non_negative(float),
+                "token_latency_ms": _non_negative(float),
                 "today": _yyyymmdd, "data_start": _yyyymmdd,
                 "holdings": _non_negative(int, MAX_HOLDINGS),
                 "multprice_shape": _multprice_shape,
@@ -1607,6 +1611,7 @@ class KisHandler(BaseHTTPRequestHandler):
             self.counted = True
             self.server.state.bump("connections_opened")
         if url.path == "/oauth2/tokenP" and self.command == "POST":
+            self.server.state.bump("token_requests")
             self._token(body)
         elif url.path.startswith(MASTER_DIR):
             self._master(url)
@@ -1699,6 +1704,9 @@ class KisHandler(BaseHTTPRequestHandler):
         if not isinstance(req, dict):
             return self._token_error("EGW00101")
         appkey, appsecret = req.get("appkey"), req.get("appsecret")
+        with state.lock:
+            delay = state.config["token_latency_ms"] / 1000
+        time.sleep(delay)  # KIS working on it: nothing is decided before the answer
         if not req.get("grant_type"):
             return self._token_error("EGW00115")
         if req["grant_type"] != "client_credentials":
@@ -1918,6 +1926,8 @@ def parse_args(argv):
     p.add_argument("--token-ttl", type=float, default=86400, help="token lifetime, seconds")
     p.add_argument("--token-reuse", type=float, default=0,
                    help="seconds after a new token in which issuances hand it back (KIS: 6 h)")
+    p.add_argument("--token-latency-ms", type=float, default=0,
+                   help="milliseconds every tokenP request takes before it is decided")
     p.add_argument("--today", default="20251230",
                    help="the mock's today for every date-related answer (YYYYMMDD)")
     p.add_argument("--data-start", default=DATA_START,

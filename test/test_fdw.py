@@ -46,6 +46,7 @@ SERVER_DEFAULTS = {"rate_limit": "0", "max_concurrency": "8", "max_retries": "3"
 MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
                  "overseas_session": "open", "data_start": "20150102", "token_reuse": 0,
+                 "token_latency_ms": 0,
                  "minute_session": "0900-1530"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
@@ -2261,9 +2262,42 @@ def test_junk_keys_do_not_lock_out():
 
 TESTS += [test_stats_tokens_match_mock]
 
+
+def test_slow_issuance_not_taken_over():
+    """A tokenP request that KIS takes long to answer, but within the server's
+    timeout_ms, still holds the issuing claim: a second session waits for its
+    token, saying so, instead of issuing a second one.  The mock answers tokenP
+    after 33 s, longer than the fixed 30 s after which a claim used to be taken
+    over, and shorter than timeout_ms (40 s)."""
+    key = "PSgateSlowIssueKey0000000000000001"
+    key_server("kis_g", key)
+    run_all("ALTER SERVER kis_g OPTIONS (ADD timeout_ms '40000')")
+    mock_config(token_latency_ms=33000)
+    try:
+        with Session() as a:
+            syms = symbols(2)
+            first = a.background(f"SELECT symbol, price FROM kis_g_prices WHERE symbol = '{syms[0]}'")
+            wait_until(lambda: stats()["token_requests"] >= 1, "the first session's tokenP request")
+            rows, err, rc = key_query("kis_g", syms[1:], "SET statement_timeout = '50s';")
+            first.join(WAIT)
+            check(first.result is not None, "the first session did not finish")
+            check_prices(must(first.result, "first session"), syms[:1], "first session")
+            check(rc == 0, f"the second session: {err}")
+            check_prices(rows, syms[1:], "second session")
+            check("NOTICE:  kis_fdw waits for another session's request for an access token" in err,
+                  f"the second session did not say what it waited for: {err}")
+        s = stats()
+        check(s["token_requests"] == 1 and issued_to(key) == 1,
+              f"{s['token_requests']} tokenP requests, {issued_to(key)} issuances; expected one")
+    finally:
+        mock_config(token_latency_ms=0)
+        run("DROP SERVER kis_g CASCADE")
+
+
 TESTS += [test_rate_change_does_not_freeze_key, test_refused_issuance_does_not_count,
           test_token_wait_says_so, test_one_token_per_credential, test_handed_back_token,
-          test_junk_keys_do_not_lock_out]
+          test_junk_keys_do_not_lock_out,
+          test_slow_issuance_not_taken_over]
 
 
 # --------------------------------------------------------------------------- daily

@@ -160,7 +160,8 @@ class MockKisCase(unittest.TestCase):
         self.control("reset", {"tokens": True})
         self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
                                 "holdings": 120, "multprice_shape": "array",
-                                "data_start": "20150102", "token_reuse": 0})
+                                "data_start": "20150102", "token_reuse": 0,
+                                "token_latency_ms": 0})
         status, body = self.token()
         self.assertEqual(status, 200, body)
         self.tok = body["access_token"]
@@ -189,6 +190,19 @@ class MockKisCase(unittest.TestCase):
         self.assertGreater(body["expires_in"], 0)
         self.assertNotEqual(self.token("AK5")[1]["access_token"], second)
         self.assertEqual(self.stats()["tokens_issued_by_appkey"]["AK4"], 3)
+
+    def test_token_latency(self):
+        """token_latency_ms holds every tokenP answer; token_requests counts each
+        request on arrival, tokens_issued only what was issued after the wait."""
+        self.control("config", {"token_latency_ms": 300})
+        before = self.stats()
+        start = time.monotonic()
+        status, _ = self.token("AK6")
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(time.monotonic() - start, 0.3)
+        after = self.stats()
+        self.assertEqual((after["token_requests"] - before["token_requests"],
+                          after["tokens_issued"] - before["tokens_issued"]), (1, 1))
 
     def test_quote_formula(self):
         for market in ("J", "NX", "UN"):
