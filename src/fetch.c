@@ -34,8 +34,9 @@
  * the socket, so a cursor that paused between FETCHes (nothing drives curl
  * then) would find its answers, already in the kernel, timed out.  A
  * request's clock runs only while its scan waits for answers: inside
- * kis_fetch_next, or for an asynchronous scan from kis_fetch_wait_fd (the
- * executor is about to wait on us) to the next kis_fetch_poll.  The time
+ * kis_fetch_next or kis_fetch_wait_any, or for an asynchronous scan from
+ * kis_fetch_wait_fd (the executor is about to wait on us) to the next
+ * kis_fetch_poll.  The time
  * the scan is away (with the executor, or a client between FETCHes) is not
  * counted, and sockets are read before anything expires.  This also covers
  * an answer larger than the socket buffer, or a TLS handshake, stalled
@@ -1890,6 +1891,32 @@ kis_fetch_poll(KisFetcher *f, KisCompletion **completion)
 		result = f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
 	f->away_since = kis_clock_now();
 	return result;
+}
+
+/*
+ * Wait until one of several fetchers may move on, after kis_fetch_poll
+ * said KIS_POLL_WAIT for each (the partitions of a batched join, each with
+ * its own gate).  curl's sockets are shared, so one wait serves them all;
+ * it ends at the earliest of their deadlines, and their requests' clocks
+ * run meanwhile.  The next kis_fetch_poll of each does the work.
+ */
+void
+kis_fetch_wait_any(KisFetcher **fetchers, int nfetchers)
+{
+	TimestampTz wake = -1;
+	bool		ready = false;
+
+	for (int i = 0; i < nfetchers; i++)
+	{
+		KisFetcher *f = fetchers[i];
+
+		(void) end_away(f);
+		if (!dlist_is_empty(&f->done) || f->fatal != NULL)
+			ready = true;
+		wake = earliest(wake, f->wake);
+	}
+	if (!ready)
+		wait_and_work(wake);
 }
 
 /*

@@ -65,6 +65,7 @@ extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
 extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);
 extern int	kis_fetch_wait_fd(KisFetcher *fetcher);
+extern void kis_fetch_wait_any(KisFetcher **fetchers, int nfetchers);
 extern void kis_fetch_end(KisFetcher *fetcher);
 
 #endif							/* KIS_FETCH_H */

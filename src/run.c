@@ -853,24 +853,79 @@ kis_runner_wait_fd(KisRunner *r)
 	return kis_fetch_wait_fd(r->fetcher);
 }
 
+/*
+ * Wait until one of several runners, each of which kis_runner_poll left
+ * at KIS_POLL_WAIT, may go on (the partitions of a batched join).
+ */
+void
+kis_runner_wait_any(KisRunner **runners, int nrunners)
+{
+	KisFetcher **fetchers = palloc(sizeof(KisFetcher *) * Max(nrunners, 1));
+	int			n = 0;
+
+	for (int i = 0; i < nrunners; i++)
+	{
+		if (runners[i]->fetcher != NULL)
+			fetchers[n++] = runners[i]->fetcher;
+	}
+	if (n > 0)
+		kis_fetch_wait_any(fetchers, n);
+	pfree(fetchers);
+}
+
+/* Keys its runs asked for, over all runs */
+int64
+kis_runner_keys_requested(const KisRunner *r)
+{
+	return r->keys_requested;
+}
+
 /* EXPLAIN ANALYZE: what the runs did, over all runs */
 void
 kis_runner_explain(const KisRunner *r, ExplainState *es)
 {
-	if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
-		ExplainPropertyInteger("KIS Keys Requested", NULL, r->keys_requested, es);
-	ExplainPropertyInteger("KIS Requests", NULL, r->stats.requests, es);
-	ExplainPropertyInteger("KIS Retries", NULL, r->stats.retries, es);
-	ExplainPropertyInteger("KIS Failures", NULL, r->stats.failures, es);
-	ExplainPropertyInteger("KIS Tokens Issued", NULL, r->stats.tokens_issued, es);
+	kis_runners_explain(&r, 1, es);
+}
+
+/* The same, summed over several runners (the partitions of a join) */
+void
+kis_runners_explain(const KisRunner *const *runners, int nrunners, ExplainState *es)
+{
+	const KisRunner *first = runners[0];
+	KisFetchStats sum;
+	int64		keys_requested = 0;
+	bool		cache = false;
+
+	memset(&sum, 0, sizeof(sum));
+	for (int i = 0; i < nrunners; i++)
+	{
+		const KisRunner *r = runners[i];
+
+		keys_requested += r->keys_requested;
+		sum.requests += r->stats.requests;
+		sum.retries += r->stats.retries;
+		sum.failures += r->stats.failures;
+		sum.tokens_issued += r->stats.tokens_issued;
+		sum.cache_hits += r->stats.cache_hits;
+		sum.shared_waits += r->stats.shared_waits;
+		sum.rate_wait_ms += r->stats.rate_wait_ms;
+		sum.http_ms += r->stats.http_ms;
+		cache |= r->config->cache_ttl_ms > 0;
+	}
+	if (first->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+		ExplainPropertyInteger("KIS Keys Requested", NULL, keys_requested, es);
+	ExplainPropertyInteger("KIS Requests", NULL, sum.requests, es);
+	ExplainPropertyInteger("KIS Retries", NULL, sum.retries, es);
+	ExplainPropertyInteger("KIS Failures", NULL, sum.failures, es);
+	ExplainPropertyInteger("KIS Tokens Issued", NULL, sum.tokens_issued, es);
 	/* only where sharing happened or was asked for: plans elsewhere unchanged */
-	if (r->config->cache_ttl_ms > 0 || r->stats.cache_hits > 0)
-		ExplainPropertyInteger("KIS Cache Hits", NULL, r->stats.cache_hits, es);
-	if (r->stats.shared_waits > 0)
-		ExplainPropertyInteger("KIS Shared In-Flight", NULL, r->stats.shared_waits, es);
+	if (cache || sum.cache_hits > 0)
+		ExplainPropertyInteger("KIS Cache Hits", NULL, sum.cache_hits, es);
+	if (sum.shared_waits > 0)
+		ExplainPropertyInteger("KIS Shared In-Flight", NULL, sum.shared_waits, es);
 	if (es->timing)
 	{
-		ExplainPropertyFloat("KIS Rate Wait", "ms", r->stats.rate_wait_ms, 1, es);
-		ExplainPropertyFloat("KIS HTTP Time", "ms", r->stats.http_ms, 1, es);
+		ExplainPropertyFloat("KIS Rate Wait", "ms", sum.rate_wait_ms, 1, es);
+		ExplainPropertyFloat("KIS HTTP Time", "ms", sum.http_ms, 1, es);
 	}
 }

@@ -36,7 +36,11 @@ extern bool kis_runner_next(KisRunner *runner, struct TupleTableSlot *slot);
 extern KisPoll kis_runner_poll(KisRunner *runner, struct TupleTableSlot *slot);
 extern int	kis_runner_wait_fd(KisRunner *runner);
 extern void kis_runner_end(KisRunner *runner);
+extern void kis_runner_wait_any(KisRunner **runners, int nrunners);
+extern int64 kis_runner_keys_requested(const KisRunner *runner);
 extern void kis_runner_explain(const KisRunner *runner, struct ExplainState *es);
+extern void kis_runners_explain(const KisRunner *const *runners, int nrunners,
+								struct ExplainState *es);
 extern List *kis_sort_unique_strings(List *values);
 
 #endif							/* KIS_RUN_H */
