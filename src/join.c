@@ -8,7 +8,8 @@
  *	  loop: one request per outer row, one after another.
  *
  * Planning: set_join_pathlist_hook offers a CustomPath for joins whose
- * inner side is a kis foreign table (a base relation) and whose join
+ * inner side is a kis foreign table (a base relation), or a partitioned
+ * table whose every remaining leaf partition is one, and whose join
  * clauses include "kis.symbol = <expression of the other side>" (and
  * likewise market or exchange).  Join types: INNER, LEFT (the kis side
  * nullable), SEMI and ANTI, and an inner join over the unique-ified other
@@ -27,6 +28,14 @@
  * reads the stored rows again; one whose keys turn out the same keeps the
  * fetched rows.
  *
+ * Into a partitioned table, the run is one per leaf partition, each over
+ * the keys its partition bound admits (partition.c: a partition never
+ * asks for another's key), and the runs are driven together, so that the
+ * requests of partitions on different servers, app keys and rate gates
+ * overlap.  A fetched row keeps only the columns the join reads, in the
+ * scan tuple's order, so partitions whose columns are numbered unlike
+ * their parent's need no conversion later.
+ *
  * The kis table's own conditions (date ranges, a market) are pushed down
  * as in a scan (kis_plan_keys) and checked again on each row.  All join
  * conditions are checked on each pair, so the result never depends on
@@ -36,7 +45,8 @@
  * design is a CustomScan from set_join_pathlist_hook: docs/batched-join.md.
  *
  * Memory of a join node (es_query_cxt):
- *	  "kis_fdw join"        config, expressions, runner (run.c), tuplestore
+ *	  "kis_fdw join"        config, expressions, a runner (run.c) per
+ *	                        kis table or leaf partition, tuplestore
  *	    "kis_fdw join keys" the current batch's keys and fetched rows;
  *	                        reset when the keys change
  *
@@ -44,6 +54,7 @@
  */
 #include "postgres.h"
 
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "commands/explain.h"
 #include "common/hashfn.h"
@@ -98,16 +109,19 @@ static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
 /*
  * custom_private of the plan, a list of:
  *	  jointype      JOIN_INNER, JOIN_LEFT, JOIN_SEMI or JOIN_ANTI
- *	  relid         the kis foreign table
+ *	  relid         the kis foreign table, or the partitioned table
  *	  userid        the role whose user mapping it uses (InvalidOid: the
  *	                current user)
  *	  nouter        columns of the child's tuple (first in the scan tuple)
- *	  inner_attnos  the kis table's attnum of each following column
- *	  keys, dates   the kis table's own key conditions (plan.c)
+ *	  ninner        columns of the kis table following them
  *	  key_names     "symbol", and "market" or "exchange" when joined on it
+ *	  parts         per kis foreign table (the table itself, or each leaf
+ *	                partition): a list of its relid, its attnum of each
+ *	                inner column of the scan tuple, and its own key
+ *	                conditions, keys and dates (plan.c)
  * custom_exprs: join conditions, other conditions (outer joins: applied
  * after the join), the other side's symbol expression and venue
- * expression (or NULL), and the kis table's own key expressions.
+ * expression (or NULL), and per part its own key expressions.
  */
 enum
 {
@@ -115,10 +129,17 @@ enum
 	PRIV_RELID,
 	PRIV_USERID,
 	PRIV_NOUTER,
-	PRIV_INNER_ATTNOS,
-	PRIV_KEYS,
-	PRIV_DATES,
-	PRIV_KEY_NAMES
+	PRIV_NINNER,
+	PRIV_KEY_NAMES,
+	PRIV_PARTS
+};
+
+enum
+{
+	PART_RELID,
+	PART_ATTNOS,
+	PART_KEYS,
+	PART_DATES
 };
 
 enum
@@ -127,14 +148,15 @@ enum
 	EXPRS_OTHER_QUALS,
 	EXPRS_SYMBOL,
 	EXPRS_VENUE,
-	EXPRS_KIS_KEYS
+	EXPRS_PARTS
 };
 
 /* What the path carries to PlanCustomPath */
 typedef struct KisJoinInfo
 {
 	JoinType	jointype;
-	RelOptInfo *kisrel;
+	RelOptInfo *kisrel;			/* the kis table, or the partitioned table */
+	List	   *leaves;			/* kis tables: kisrel, or its leaf partitions */
 	RestrictInfo *symbol_clause;
 	RestrictInfo *venue_clause; /* or NULL */
 	Expr	   *symbol_expr;	/* the other side's value */
@@ -155,6 +177,23 @@ typedef struct KisJoinRows
 	List	   *rows;			/* MinimalTuples */
 } KisJoinRows;
 
+/*
+ * One kis foreign table the join fetches from: the table itself, or one
+ * leaf partition of a partitioned table.
+ */
+typedef struct KisJoinPart
+{
+	Relation	rel;
+	KisConfig	config;
+	KisKeyExprs keys;
+	AttrNumber *attnos;			/* its column of each inner scan column */
+	AttrNumber	symbol_attno;
+	KisRunner  *runner;			/* NULL under plain EXPLAIN */
+	TupleTableSlot *fetch_slot; /* the runner's tuples */
+	KisRunKeys	last;			/* the fetched rows' keys (its venues) */
+	bool		running;		/* in fetch_rows: its run not yet ended */
+} KisJoinPart;
+
 typedef struct KisJoinState
 {
 	CustomScanState css;
@@ -164,7 +203,6 @@ typedef struct KisJoinState
 	JoinType	jointype;
 	int			nouter;
 	int			ninner;
-	AttrNumber *inner_attnos;
 	List	   *key_names;
 	ExprState  *join_qual;
 	ExprState  *other_qual;
@@ -172,23 +210,21 @@ typedef struct KisJoinState
 	ExprState  *venue_expr;
 	Oid			symbol_type;
 	Oid			venue_type;
-	AttrNumber	symbol_attno;	/* in the kis table */
 
-	KisConfig	config;
-	Relation	rel;
-	KisKeyExprs keys;
-	KisRunner  *runner;			/* NULL under plain EXPLAIN */
+	char	   *relname;		/* the kis table, or the partitioned table */
+	bool		partitioned;
+	int			nparts;
+	KisJoinPart *parts;
 
 	Tuplestorestate *outer_rows;
 	TupleTableSlot *outer_slot; /* reads them back */
-	TupleTableSlot *fetch_slot; /* the runner's tuples */
-	TupleTableSlot *inner_slot; /* a fetched row */
+	TupleTableSlot *build_slot; /* a fetched row's inner columns, built */
+	TupleTableSlot *inner_slot; /* a fetched row's inner columns, stored */
 
 	/* the batch */
 	bool		fetched;		/* outer rows read, keys fetched */
-	bool		have_last;		/* last_* describe the fetched rows */
-	KisRunKeys	last;			/* its keys (venues from the kis table) */
-	List	   *last_pairs;		/* or, joined on the venue, its KisKeys */
+	bool		have_last;		/* parts' last and last_pairs are valid */
+	List	   *last_pairs;		/* joined on the venue: the fetched KisKeys */
 	HTAB	   *rows_by_symbol;
 
 	/* the join */
@@ -213,15 +249,88 @@ static CustomExecMethods kis_join_exec_methods;
  * ----------------------------------------------------------------
  */
 
-/* Is rel a kis foreign table, a plain base relation? */
+/*
+ * Is rel a kis foreign table, a plain base relation?  A leaf partition
+ * counts too: a partitionwise join joins it on its own.
+ */
 static bool
 is_kis_baserel(PlannerInfo *root, RelOptInfo *rel)
 {
-	return rel->reloptkind == RELOPT_BASEREL &&
+	return (rel->reloptkind == RELOPT_BASEREL ||
+			rel->reloptkind == RELOPT_OTHER_MEMBER_REL) &&
 		rel->rtekind == RTE_RELATION &&
 		rel->fdwroutine != NULL &&
 		rel->fdwroutine->GetForeignRelSize == kisGetForeignRelSize &&
 		!planner_rt_fetch(rel->relid, root)->inh;
+}
+
+/*
+ * Add the leaf partitions of partitioned table rel that survived pruning
+ * to *leaves; false if one is not a kis foreign table (a local partition:
+ * the nested loop answers).  Sub-partitions are walked down.
+ */
+static bool
+add_kis_leaves(PlannerInfo *root, RelOptInfo *rel, List **leaves)
+{
+	ListCell   *lc;
+
+	foreach(lc, root->append_rel_list)
+	{
+		AppendRelInfo *appinfo = lfirst_node(AppendRelInfo, lc);
+		RelOptInfo *child;
+		RangeTblEntry *rte;
+
+		if (appinfo->parent_relid != rel->relid)
+			continue;
+		child = root->simple_rel_array[appinfo->child_relid];
+		if (child == NULL || IS_DUMMY_REL(child))
+			continue;			/* pruned */
+		rte = planner_rt_fetch(child->relid, root);
+		if (rte->inh)
+		{
+			if (rte->relkind != RELKIND_PARTITIONED_TABLE ||
+				!add_kis_leaves(root, child, leaves))
+				return false;
+		}
+		else if (child->fdwroutine == NULL ||
+				 child->fdwroutine->GetForeignRelSize != kisGetForeignRelSize)
+			return false;
+		else
+			*leaves = lappend(*leaves, child);
+	}
+	return true;
+}
+
+/*
+ * The kis foreign tables a join into rel fetches from: rel itself, or the
+ * remaining leaf partitions of a partitioned table, all of one endpoint;
+ * NIL when the batched join does not apply.
+ */
+static List *
+kis_join_leaves(PlannerInfo *root, RelOptInfo *rel)
+{
+	RangeTblEntry *rte;
+	List	   *leaves = NIL;
+	const KisEndpoint *ep = NULL;
+	ListCell   *lc;
+
+	if (is_kis_baserel(root, rel))
+		return list_make1(rel);
+	if (rel->reloptkind != RELOPT_BASEREL || rel->rtekind != RTE_RELATION)
+		return NIL;
+	rte = planner_rt_fetch(rel->relid, root);
+	if (!rte->inh || rte->relkind != RELKIND_PARTITIONED_TABLE ||
+		!add_kis_leaves(root, rel, &leaves))
+		return NIL;
+	foreach(lc, leaves)
+	{
+		KisPlanState *ps = (KisPlanState *) ((RelOptInfo *) lfirst(lc))->fdw_private;
+
+		if (ep != NULL && strcmp(ps->config.endpoint->name, ep->name) != 0)
+			return NIL;
+		ep = ps->config.endpoint;
+	}
+	return leaves;
 }
 
 /*
@@ -257,9 +366,21 @@ find_key_clause(RelOptInfo *kisrel, List *joinclauses, AttrNumber attnum,
 }
 
 /*
+ * A column the node can fill: a user column, or tableoid (which partition
+ * a row came from)
+ */
+static bool
+plain_column(Node *node)
+{
+	return IsA(node, Var) &&
+		(((Var *) node)->varattno > 0 ||
+		 ((Var *) node)->varattno == TableOidAttributeNumber);
+}
+
+/*
  * The kis side is read as plain columns: what it gives the join (no
- * placeholders) and what its own conditions read (no whole row, no system
- * column).
+ * placeholders) and what its own conditions read (no whole row, no other
+ * system column).
  */
 static bool
 plain_columns(RelOptInfo *rel)
@@ -268,9 +389,7 @@ plain_columns(RelOptInfo *rel)
 
 	foreach(lc, rel->reltarget->exprs)
 	{
-		Node	   *expr = lfirst(lc);
-
-		if (!IsA(expr, Var) || ((Var *) expr)->varattno <= 0)
+		if (!plain_column(lfirst(lc)))
 			return false;
 	}
 	foreach(lc, rel->baserestrictinfo)
@@ -281,7 +400,7 @@ plain_columns(RelOptInfo *rel)
 
 		foreach(lv, vars)
 		{
-			if (!IsA(lfirst(lv), Var) || ((Var *) lfirst(lv))->varattno <= 0)
+			if (!plain_column(lfirst(lv)))
 				return false;
 		}
 	}
@@ -340,19 +459,33 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	CustomPath *cpath;
 	Path	   *outer_path;
 	List	   *joinclauses;
+	List	   *leaves;
+	AttrNumber	key_attnums[KIS_NUM_KEYS];
 	ListCell   *lc;
 
 	if (prev_join_pathlist_hook)
 		prev_join_pathlist_hook(root, joinrel, outerrel, innerrel, jointype, extra);
 
-	if (!kis_enable_batched_join || !is_kis_baserel(root, innerrel))
+	if (!kis_enable_batched_join)
 		return;
 	if (jointype != JOIN_INNER && jointype != JOIN_LEFT && jointype != JOIN_SEMI &&
 		jointype != JOIN_ANTI && jointype != JOIN_UNIQUE_OUTER)
 		return;
-	ps = (KisPlanState *) innerrel->fdw_private;
-	if (ps->config.endpoint->symbol_kind == KIS_SYMBOL_NONE || ps->has_qual[KIS_KEY_SYMBOL])
-		return;					/* a scan needs no keys from the join */
+	leaves = kis_join_leaves(root, innerrel);
+	if (leaves == NIL)
+		return;
+	foreach(lc, leaves)
+	{
+		ps = (KisPlanState *) ((RelOptInfo *) lfirst(lc))->fdw_private;
+		if (ps->config.endpoint->symbol_kind == KIS_SYMBOL_NONE ||
+			ps->has_qual[KIS_KEY_SYMBOL] ||
+			ps->key_attnums[KIS_KEY_SYMBOL] == InvalidAttrNumber)
+			return;				/* a scan needs no keys from the join */
+	}
+	ps = (KisPlanState *) ((RelOptInfo *) linitial(leaves))->fdw_private;
+	/* the key columns as the join's clauses name them (a partition's parent) */
+	kis_key_attnums(planner_rt_fetch(innerrel->relid, root)->relid, ps->config.endpoint,
+					key_attnums);
 
 	/* an unparameterized join over an unparameterized other side */
 	if (!bms_is_empty(joinrel->lateral_relids) || !bms_is_empty(innerrel->lateral_relids))
@@ -393,15 +526,16 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	info = palloc0(sizeof(KisJoinInfo));
 	info->jointype = jointype;
 	info->kisrel = innerrel;
+	info->leaves = leaves;
 	info->restrictlist = extra->restrictlist;
 	info->symbol_clause = find_key_clause(innerrel, joinclauses,
-										  ps->key_attnums[KIS_KEY_SYMBOL],
+										  key_attnums[KIS_KEY_SYMBOL],
 										  outerrel->relids, &info->symbol_expr);
 	if (info->symbol_clause == NULL)
 		return;
 	info->venue_clause = find_key_clause(innerrel, joinclauses,
-										 ps->key_attnums[ps->config.endpoint->has_exchange ?
-														 KIS_KEY_EXCHANGE : KIS_KEY_MARKET],
+										 key_attnums[ps->config.endpoint->has_exchange ?
+													 KIS_KEY_EXCHANGE : KIS_KEY_MARKET],
 										 outerrel->relids, &info->venue_expr);
 
 	/* more keys than a batch may hold: not a run-time surprise */
@@ -481,7 +615,7 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 {
 	KisJoinInfo *info = linitial(best_path->custom_private);
 	RelOptInfo *kisrel = info->kisrel;
-	KisPlanState *ps = (KisPlanState *) kisrel->fdw_private;
+	KisPlanState *ps = (KisPlanState *) ((RelOptInfo *) linitial(info->leaves))->fdw_private;
 	const KisEndpoint *ep = ps->config.endpoint;
 	Oid			relid = planner_rt_fetch(kisrel->relid, root)->relid;
 	Plan	   *outer_plan = linitial(custom_plans);
@@ -491,13 +625,12 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	List	   *join_quals;
 	List	   *other_quals;
 	List	   *kis_quals = NIL;
-	List	   *kis_exprs;
-	List	   *keys;
-	List	   *dates;
+	List	   *parts = NIL;
+	List	   *part_exprs = NIL;
 	List	   *key_names;
 	List	   *vars;
 	List	   *output_vars;
-	bool		has_symbol;
+	AttrNumber	key_attnums[KIS_NUM_KEYS];
 	int			nouter;
 	ListCell   *lc;
 
@@ -530,10 +663,6 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	}
 	/* the kis table's own conditions first: they may be security barriers */
 	join_quals = list_concat(kis_quals, join_quals);
-	(void) kis_plan_keys(kisrel, relid, kisrel->baserestrictinfo, &kis_exprs, &keys, &dates,
-						 &has_symbol);
-	Assert(!has_symbol);
-	kis_plan_partition_dates(root, kisrel, relid, &kis_exprs, &dates);
 
 	/*
 	 * The kis table's columns: what is needed above, and what is checked.
@@ -564,8 +693,9 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 			inner_attnos = lappend_int(inner_attnos, var->varattno);
 	}
 	/* the symbol column itself, by which fetched rows are found */
+	kis_key_attnums(relid, ep, key_attnums);
 	{
-		AttrNumber	attno = ps->key_attnums[KIS_KEY_SYMBOL];
+		AttrNumber	attno = key_attnums[KIS_KEY_SYMBOL];
 		Oid			type;
 		int32		typmod;
 		Oid			collid;
@@ -576,6 +706,35 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 														 collid, 0), output_vars);
 		if (scan_column(&scan_tlist, (Expr *) symbol) > nouter + list_length(inner_attnos))
 			inner_attnos = lappend_int(inner_attnos, symbol->varattno);
+	}
+
+	/*
+	 * Each kis table fetched from: its columns (a partition's may be
+	 * numbered unlike its parent's) and its own key conditions, translated
+	 * to it by the planner.
+	 */
+	foreach(lc, info->leaves)
+	{
+		RelOptInfo *leaf = lfirst(lc);
+		Oid			leaf_relid = planner_rt_fetch(leaf->relid, root)->relid;
+		List	   *attnos = NIL;
+		List	   *exprs;
+		List	   *keys;
+		List	   *dates;
+		bool		has_symbol;
+		ListCell   *la;
+
+		foreach(la, inner_attnos)
+			attnos = lappend_int(attnos, leaf_relid == relid || lfirst_int(la) < 0 ?
+								 lfirst_int(la) :
+								 get_attnum(leaf_relid,
+											get_attname(relid, lfirst_int(la), false)));
+		(void) kis_plan_keys(leaf, leaf_relid, leaf->baserestrictinfo, &exprs, &keys, &dates,
+							 &has_symbol);
+		Assert(!has_symbol);
+		kis_plan_partition_dates(root, leaf, leaf_relid, &exprs, &dates);
+		parts = lappend(parts, list_make4(makeInteger(leaf_relid), attnos, keys, dates));
+		part_exprs = lappend(part_exprs, exprs);
 	}
 
 	key_names = list_make1(makeString(pstrdup("symbol")));
@@ -589,14 +748,14 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	cscan->flags = best_path->flags;
 	cscan->custom_plans = custom_plans;
 	cscan->custom_exprs = list_make5(join_quals, other_quals, info->symbol_expr,
-									 info->venue_expr, kis_exprs);
+									 info->venue_expr, part_exprs);
 	cscan->custom_private = list_make5(makeInteger(info->jointype),
 									   makeInteger(relid),
 									   makeInteger(kisrel->userid),
-									   makeInteger(nouter), inner_attnos);
-	cscan->custom_private = lappend(cscan->custom_private, keys);
-	cscan->custom_private = lappend(cscan->custom_private, dates);
+									   makeInteger(nouter),
+									   makeInteger(list_length(inner_attnos)));
 	cscan->custom_private = lappend(cscan->custom_private, key_names);
+	cscan->custom_private = lappend(cscan->custom_private, parts);
 	cscan->custom_scan_tlist = scan_tlist;
 	cscan->custom_relids = bms_copy(rel->relids);
 	cscan->methods = &kis_join_scan_methods;
@@ -626,37 +785,53 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 	List	   *priv = cscan->custom_private;
 	Oid			relid = intVal(list_nth(priv, PRIV_RELID));
 	Oid			userid = intVal(list_nth(priv, PRIV_USERID));
+	List	   *parts = list_nth(priv, PRIV_PARTS);
+	List	   *part_exprs = list_nth(cscan->custom_exprs, EXPRS_PARTS);
+	TupleDesc	scan_desc = node->ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+	TupleDesc	inner_desc;
 	PlanState  *outer;
-	AttrNumber	key_attnums[KIS_NUM_KEYS];
-	List	   *inner_attnos = list_nth(priv, PRIV_INNER_ATTNOS);
 	MemoryContext old;
-	int			i = 0;
 	ListCell   *lc;
+	ListCell   *le;
+	int			n = 0;
 
 	st->jointype = intVal(list_nth(priv, PRIV_JOINTYPE));
 	st->nouter = intVal(list_nth(priv, PRIV_NOUTER));
+	st->ninner = intVal(list_nth(priv, PRIV_NINNER));
 	st->key_names = list_nth(priv, PRIV_KEY_NAMES);
-	st->ninner = list_length(inner_attnos);
-	st->inner_attnos = palloc(sizeof(AttrNumber) * Max(st->ninner, 1));
-	foreach(lc, inner_attnos)
-		st->inner_attnos[i++] = lfirst_int(lc);
-
-	/* locked already as the query's relation; closed at the node's end */
-	st->rel = table_open(relid, AccessShareLock);
 	st->cxt = AllocSetContextCreate(estate->es_query_cxt, "kis_fdw join",
 									ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->cxt);
-	kis_config_for_table(relid, &st->config);
-	MemoryContextSwitchTo(old);
-	kis_key_attnums(relid, st->config.endpoint, key_attnums);
-	st->symbol_attno = key_attnums[KIS_KEY_SYMBOL];
+	st->relname = MemoryContextStrdup(st->cxt, get_rel_name(relid));
+	st->partitioned = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE;
+	st->nparts = list_length(parts);
+	st->parts = MemoryContextAllocZero(st->cxt, sizeof(KisJoinPart) * st->nparts);
 
 	outer = ExecInitNode(linitial(cscan->custom_plans), estate, eflags);
 	node->custom_ps = list_make1(outer);
 
-	kis_keys_init(&st->keys, list_nth(priv, PRIV_KEYS), list_nth(priv, PRIV_DATES),
-				  list_nth(cscan->custom_exprs, EXPRS_KIS_KEYS),
-				  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
+	forboth(lc, parts, le, part_exprs)
+	{
+		List	   *part = lfirst(lc);
+		KisJoinPart *p = &st->parts[n++];
+		Oid			part_relid = intVal(list_nth(part, PART_RELID));
+		AttrNumber	key_attnums[KIS_NUM_KEYS];
+		int			i = 0;
+		ListCell   *la;
+
+		/* locked already as the query's relation; closed at the node's end */
+		p->rel = table_open(part_relid, AccessShareLock);
+		old = MemoryContextSwitchTo(st->cxt);
+		kis_config_for_table(part_relid, &p->config);
+		p->attnos = palloc(sizeof(AttrNumber) * Max(st->ninner, 1));
+		foreach(la, list_nth(part, PART_ATTNOS))
+			p->attnos[i++] = lfirst_int(la);
+		MemoryContextSwitchTo(old);
+		kis_key_attnums(part_relid, p->config.endpoint, key_attnums);
+		p->symbol_attno = key_attnums[KIS_KEY_SYMBOL];
+		kis_keys_init(&p->keys, list_nth(part, PART_KEYS), list_nth(part, PART_DATES),
+					  lfirst(le),
+					  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
+	}
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -675,18 +850,33 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 	}
 
 	old = MemoryContextSwitchTo(st->cxt);
-	kis_config_add_credentials(&st->config, OidIsValid(userid) ? userid : GetUserId());
-	st->runner = kis_runner_create(st->rel, &st->config, inner_attnos, st->cxt);
+	for (int i = 0; i < st->nparts; i++)
+	{
+		KisJoinPart *p = &st->parts[i];
+		List	   *needed = NIL;
+
+		for (int c = 0; c < st->ninner; c++)
+		{
+			if (p->attnos[c] > 0)
+				needed = lappend_int(needed, p->attnos[c]);
+		}
+		kis_config_add_credentials(&p->config, OidIsValid(userid) ? userid : GetUserId());
+		p->runner = kis_runner_create(p->rel, &p->config, needed, st->cxt);
+		p->fetch_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(p->rel),
+											   &TTSOpsVirtual);
+	}
 	st->batch_cxt = AllocSetContextCreate(st->cxt, "kis_fdw join keys",
 										  ALLOCSET_DEFAULT_SIZES);
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
+	/* a fetched row keeps only the inner columns of the scan tuple */
+	inner_desc = CreateTemplateTupleDesc(st->ninner);
+	for (int i = 0; i < st->ninner; i++)
+		TupleDescCopyEntry(inner_desc, i + 1, scan_desc, st->nouter + i + 1);
 	MemoryContextSwitchTo(old);
 	st->outer_slot = ExecInitExtraTupleSlot(estate, ExecGetResultType(outer),
 											&TTSOpsMinimalTuple);
-	st->fetch_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(st->rel),
-											&TTSOpsVirtual);
-	st->inner_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(st->rel),
-											&TTSOpsMinimalTuple);
+	st->build_slot = ExecInitExtraTupleSlot(estate, inner_desc, &TTSOpsVirtual);
+	st->inner_slot = ExecInitExtraTupleSlot(estate, inner_desc, &TTSOpsMinimalTuple);
 }
 
 /*
@@ -706,10 +896,8 @@ pair_tuple(KisJoinState *st, TupleTableSlot *outer, TupleTableSlot *inner)
 		slot_getallattrs(inner);
 	for (int i = 0; i < st->ninner; i++)
 	{
-		int			attno = st->inner_attnos[i];
-
-		pair->tts_values[st->nouter + i] = inner ? inner->tts_values[attno - 1] : (Datum) 0;
-		pair->tts_isnull[st->nouter + i] = inner ? inner->tts_isnull[attno - 1] : true;
+		pair->tts_values[st->nouter + i] = inner ? inner->tts_values[i] : (Datum) 0;
+		pair->tts_isnull[st->nouter + i] = inner ? inner->tts_isnull[i] : true;
 	}
 	return ExecStoreVirtualTuple(pair);
 }
@@ -839,7 +1027,7 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("batched join of foreign table \"%s\" has more than %d distinct keys",
-							RelationGetRelationName(st->rel), kis_batched_join_max_keys),
+							st->relname, kis_batched_join_max_keys),
 					 errdetail("The other side of the join holds more distinct symbols than one batch may fetch."),
 					 errhint("Raise kis_fdw.batched_join_max_keys, or narrow the other side of the join.")));
 		{
@@ -858,11 +1046,58 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 	return keys;
 }
 
-/* Fetch the keys and index the rows by symbol, in batch_cxt */
+/* Keep the fetched row of part p in batch_cxt, under its symbol */
+static void
+keep_row(KisJoinState *st, KisJoinPart *p)
+{
+	MemoryContext old;
+	TupleTableSlot *slot = p->fetch_slot;
+	TupleTableSlot *row = st->build_slot;
+	bool		isnull;
+	Datum		d = slot_getattr(slot, p->symbol_attno, &isnull);
+	char	   *symbol;
+	KisJoinRows *entry;
+	bool		found;
+
+	if (isnull)
+		return;
+	slot_getallattrs(slot);
+	ExecClearTuple(row);
+	for (int i = 0; i < st->ninner; i++)
+	{
+		if (p->attnos[i] == TableOidAttributeNumber)
+		{
+			row->tts_values[i] = ObjectIdGetDatum(RelationGetRelid(p->rel));
+			row->tts_isnull[i] = false;
+			continue;
+		}
+		row->tts_values[i] = slot->tts_values[p->attnos[i] - 1];
+		row->tts_isnull[i] = slot->tts_isnull[p->attnos[i] - 1];
+	}
+	ExecStoreVirtualTuple(row);
+
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	symbol = TextDatumGetCString(d);
+	entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
+	if (!found)
+		entry->rows = NIL;
+	entry->rows = lappend(entry->rows, ExecCopySlotMinimalTuple(row));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Fetch the keys, run[i] for part i (pairs instead when joined on the
+ * venue), and index the rows by symbol, in batch_cxt.  Every part's run
+ * starts at once (each sends only the keys its partition bound admits),
+ * and the runs are driven together, so that the requests of partitions on
+ * different servers and rate gates overlap.
+ */
 static void
 fetch_rows(KisJoinState *st, const KisRunKeys *run, List *pairs)
 {
 	HASHCTL		ctl;
+	KisRunner **waiting = palloc(sizeof(KisRunner *) * st->nparts);
+	int			nrunning = st->nparts;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(char *);
@@ -870,33 +1105,45 @@ fetch_rows(KisJoinState *st, const KisRunKeys *run, List *pairs)
 	ctl.hash = symbol_hash;
 	ctl.match = symbol_match;
 	ctl.hcxt = st->batch_cxt;
-	st->rows_by_symbol = hash_create("kis_fdw join rows", Max(list_length(run->symbols), 16),
+	st->rows_by_symbol = hash_create("kis_fdw join rows", Max(list_length(run[0].symbols), 16),
 									 &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	if (pairs != NULL)
-		kis_runner_start_keys(st->runner, pairs, &run->range, run->can_match, true);
-	else
-		kis_runner_start(st->runner, run);
-	while (kis_runner_next(st->runner, st->fetch_slot))
+	for (int i = 0; i < st->nparts; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(st->batch_cxt);
-		bool		isnull;
-		Datum		d = slot_getattr(st->fetch_slot, st->symbol_attno, &isnull);
-		char	   *symbol;
-		KisJoinRows *entry;
-		bool		found;
+		KisJoinPart *p = &st->parts[i];
 
-		if (!isnull)
-		{
-			symbol = TextDatumGetCString(d);
-			entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
-			if (!found)
-				entry->rows = NIL;
-			entry->rows = lappend(entry->rows, ExecCopySlotMinimalTuple(st->fetch_slot));
-		}
-		MemoryContextSwitchTo(old);
+		if (pairs != NULL)
+			kis_runner_start_keys(p->runner, pairs, &run[i].range, run[i].can_match, true);
+		else
+			kis_runner_start(p->runner, &run[i]);
+		p->running = true;
 	}
-	kis_runner_end(st->runner);
+	while (nrunning > 0)
+	{
+		int			nwaiting = 0;
+
+		for (int i = 0; i < st->nparts; i++)
+		{
+			KisJoinPart *p = &st->parts[i];
+			KisPoll		poll;
+
+			if (!p->running)
+				continue;
+			while ((poll = kis_runner_poll(p->runner, p->fetch_slot)) == KIS_POLL_ROW)
+				keep_row(st, p);
+			if (poll == KIS_POLL_WAIT)
+				waiting[nwaiting++] = p->runner;
+			else
+			{
+				kis_runner_end(p->runner);
+				p->running = false;
+				nrunning--;
+			}
+		}
+		if (nwaiting > 0)
+			kis_runner_wait_any(waiting, nwaiting);
+	}
+	pfree(waiting);
 }
 
 /*
@@ -910,35 +1157,46 @@ start_batch(KisJoinState *st)
 	MemoryContext old;
 	MemoryContext tmp = AllocSetContextCreate(st->cxt, "kis_fdw join outer keys",
 											  ALLOCSET_DEFAULT_SIZES);
-	KisRunKeys	run;
+	KisRunKeys *run;
 	List	   *keys;
+	List	   *symbols = NIL;
 	List	   *pairs = NIL;
+	bool		same;
 	ListCell   *lc;
 
 	keys = read_outer(st, tmp);
 	old = MemoryContextSwitchTo(tmp);
-	kis_keys_eval(&st->keys, st->css.ss.ps.ps_ExprContext, st->rel, &st->config,
-				  false, &run);
-	run.from_rows = true;
 	if (st->venue_expr != NULL)
 		pairs = keys;
 	else
 	{
 		foreach(lc, keys)
-			run.symbols = lappend(run.symbols, ((KisKey *) lfirst(lc))->symbol);
+			symbols = lappend(symbols, ((KisKey *) lfirst(lc))->symbol);
+	}
+	run = palloc0(sizeof(KisRunKeys) * st->nparts);
+	same = st->have_last && kis_lists_equal(pairs, st->last_pairs, compare_keys);
+	for (int i = 0; i < st->nparts; i++)
+	{
+		KisJoinPart *p = &st->parts[i];
+
+		kis_keys_eval(&p->keys, st->css.ss.ps.ps_ExprContext, p->rel, &p->config,
+					  false, &run[i]);
+		run[i].from_rows = true;
+		run[i].symbols = symbols;
+		same = same && kis_run_keys_equal(&run[i], &p->last);
 	}
 	st->batches++;
 	st->keys_total += list_length(keys);
 
-	if (st->have_last && kis_run_keys_equal(&run, &st->last) &&
-		kis_lists_equal(pairs, st->last_pairs, compare_keys))
+	if (same)
 		st->batches_reused++;
 	else
 	{
 		MemoryContextReset(st->batch_cxt);
 		st->have_last = false;
 		MemoryContextSwitchTo(st->batch_cxt);
-		kis_run_keys_copy(&st->last, &run);
+		for (int i = 0; i < st->nparts; i++)
+			kis_run_keys_copy(&st->parts[i].last, &run[i]);
 		st->last_pairs = NIL;
 		foreach(lc, pairs)
 		{
@@ -949,7 +1207,7 @@ start_batch(KisJoinState *st)
 			st->last_pairs = lappend(st->last_pairs, key);
 		}
 		MemoryContextSwitchTo(tmp);
-		fetch_rows(st, &run, pairs);
+		fetch_rows(st, run, pairs);
 		st->have_last = true;
 	}
 	MemoryContextSwitchTo(old);
@@ -1068,14 +1326,22 @@ kis_join_end(CustomScanState *node)
 	KisJoinState *st = (KisJoinState *) node;
 
 	ExecEndNode(linitial(node->custom_ps));
-	if (st->runner != NULL && kis_runner_started(st->runner))
-		kis_runner_end(st->runner);
+	for (int i = 0; i < st->nparts; i++)
+	{
+		KisJoinPart *p = &st->parts[i];
+
+		if (p->runner != NULL && kis_runner_started(p->runner))
+			kis_runner_end(p->runner);
+	}
 	if (st->outer_rows != NULL)
 		tuplestore_end(st->outer_rows);
+	for (int i = 0; i < st->nparts; i++)
+	{
+		if (st->parts[i].rel != NULL)
+			table_close(st->parts[i].rel, AccessShareLock);
+	}
 	if (st->cxt != NULL)
 		MemoryContextDelete(st->cxt);
-	if (st->rel != NULL)
-		table_close(st->rel, AccessShareLock);
 }
 
 static const char *
@@ -1115,9 +1381,19 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 	foreach(lc, st->key_names)
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", strVal(lfirst(lc)));
 
-	ExplainPropertyText("KIS Endpoint", st->config.endpoint->name, es);
+	ExplainPropertyText("KIS Endpoint", st->parts[0].config.endpoint->name, es);
 	ExplainPropertyText("KIS Join Type", join_type_name(st->jointype), es);
 	ExplainPropertyText("KIS Join Keys", keys.data, es);
+	if (st->partitioned)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		for (int i = 0; i < st->nparts; i++)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 RelationGetRelationName(st->parts[i].rel));
+		ExplainPropertyText("KIS Partitions", names.data, es);
+	}
 
 	context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan, ancestors);
 	if (join_quals != NIL)
@@ -1131,13 +1407,29 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 											   context, es->verbose || list_length(es->rtable) > 1,
 											   false), es);
 
-	if (es->analyze && st->runner != NULL)
+	if (es->analyze && st->parts[0].runner != NULL)
 	{
+		const KisRunner **runners = palloc(sizeof(KisRunner *) * st->nparts);
+
 		ExplainPropertyInteger("KIS Batches", NULL, st->batches, es);
 		if (st->batches_reused > 0)
 			ExplainPropertyInteger("KIS Batches Reused", NULL, st->batches_reused, es);
 		ExplainPropertyInteger("KIS Outer Rows", NULL, st->outer_total, es);
-		kis_runner_explain(st->runner, es);
+		for (int i = 0; i < st->nparts; i++)
+			runners[i] = st->parts[i].runner;
+		kis_runners_explain(runners, st->nparts, es);
+		if (st->partitioned)
+		{
+			StringInfoData shares;
+
+			/* which partition asked for how many keys */
+			initStringInfo(&shares);
+			for (int i = 0; i < st->nparts; i++)
+				appendStringInfo(&shares, "%s%s %lld", i > 0 ? ", " : "",
+								 RelationGetRelationName(st->parts[i].rel),
+								 (long long) kis_runner_keys_requested(st->parts[i].runner));
+			ExplainPropertyText("KIS Partition Keys", shares.data, es);
+		}
 	}
 }
 

@@ -1777,17 +1777,23 @@ def test_stats_tokens_match_mock():
         drop_two_keys()
 
 
-def test_several_accounts_as_one_table():
-    """The README recipe: a table hash-partitioned by symbol over two servers, an app
-    key each: every symbol once, asked of the key whose partition holds it, both keys
-    at once and each within its own limit; kis_fdw_stats shows each key's share."""
-    two_keys(", rate_limit '5', max_concurrency '4'")
+def accounts_table():
+    """quotes: the README's several-accounts table, hash-partitioned by symbol over the
+    servers of two_keys()."""
     run("DROP TABLE IF EXISTS quotes")
     run_all("CREATE TABLE quotes (symbol text, price numeric) PARTITION BY HASH (symbol)",
             "CREATE FOREIGN TABLE quotes_a PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
             "REMAINDER 0) SERVER kis_a OPTIONS (endpoint 'domestic_price')",
             "CREATE FOREIGN TABLE quotes_b PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
             "REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price')")
+
+
+def test_several_accounts_as_one_table():
+    """The README recipe: a table hash-partitioned by symbol over two servers, an app
+    key each: every symbol once, asked of the key whose partition holds it, both keys
+    at once and each within its own limit; kis_fdw_stats shows each key's share."""
+    two_keys(", rate_limit '5', max_concurrency '4'")
+    accounts_table()
     # as in async_rate_gates: 150 ms answers at 5/s, so only two keys at once overlap
     mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
     syms = symbols(24)
@@ -1814,6 +1820,47 @@ def test_several_accounts_as_one_table():
         check(st["max_in_flight"] >= 2, "the two keys did not run at the same time")
     finally:
         run("DROP TABLE IF EXISTS quotes")
+        drop_two_keys()
+
+
+def test_join_into_partitions():
+    """A join into the several-accounts table (HASH (symbol) over two servers, an app
+    key each) is one batched join over both partitions: each key is asked only for the
+    symbols of its own partition, each symbol once, and the two keys' batches overlap
+    (at 5 requests a second and 150 ms answers one key never holds two at once)."""
+    two_keys(", rate_limit '5', max_concurrency '4'")
+    accounts_table()
+    syms = symbols(24)
+    _join_table("join_accounts", syms + syms[:6] + ["NULL"])  # duplicates and a NULL
+    run("UPDATE join_accounts SET symbol = NULL WHERE symbol = 'NULL'")
+    sql = ("SELECT p.symbol, q.price, q.tableoid::regclass FROM join_accounts p "
+           "JOIN quotes q USING (symbol)")
+    try:
+        plan = "\n".join("|".join(r) for r in must(run("EXPLAIN (COSTS OFF) " + sql)[:2], "EXPLAIN"))
+        check("KIS Batched Join" in plan and "KIS Partitions: quotes_a, quotes_b" in plan,
+              f"not one batched join over both partitions:\n{plan}")
+        reset_mock()
+        mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
+        rows, err, rc = run(sql)
+        check(rc == 0 and "WARNING" not in err, f"query failed: {err}")
+        distinct = {r[0]: r for r in rows}
+        check(len(rows) == len(syms) + 6, f"{len(rows)} rows for {len(syms) + 6} outer rows")
+        check_prices(list(distinct.values()), syms, "joined")
+        st = stats()
+        asked = {side: st["by_appkey"].get(key, {}) for side, key in (("a", APP_KEY), ("b", APP_KEY_B))}
+        held = {side: {r[0] for r in rows if r[2] == f"quotes_{side}"} for side in ("a", "b")}
+        print(f"    (requests {st['requests']}, by key { {k: len(v) for k, v in asked.items()} }, "
+              f"max_in_flight {st['max_in_flight']}, violations {st['violations']})")
+        for side in ("a", "b"):
+            check(set(asked[side]) == held[side] and set(asked[side].values()) <= {1},
+                  f"key {side} was asked for {sorted(asked[side])}, its partition holds "
+                  f"{sorted(held[side])}")
+        check(min(len(h) for h in held.values()) > 0, f"a partition holds nothing: {held}")
+        check(st["requests"] == len(syms), f"{st['requests']} requests for {len(syms)} symbols")
+        check(st["violations"] == 0, f"{st['violations']} rate violations")
+        check(st["max_in_flight"] >= 2, "the two keys' batches did not overlap")
+    finally:
+        run("DROP TABLE IF EXISTS quotes, join_accounts")
         drop_two_keys()
 
 
@@ -2086,7 +2133,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_bad_tls_trust, test_wrong_host_name, test_no_secret_in_log,
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
-         test_several_accounts_as_one_table,
+         test_several_accounts_as_one_table, test_join_into_partitions,
          test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
          test_join_large_outer,
