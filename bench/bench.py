@@ -460,6 +460,39 @@ def scenario_join(setup, first, n=200):
     return r
 
 
+def scenario_join_two_keys(first=620000, per_key=95):
+    """A portfolio of 2 x per_key symbols joined to two_keys (hash-partitioned over two
+    keys, rate_limit 19 each): the plain join (one batched join over both partitions)
+    against the ANY form (an async Append of the two partitions)."""
+    two_keys_tables()
+    n = 2 * per_key
+    pf = "pf_join_two_keys"
+    psql(f"DROP TABLE IF EXISTS {pf}; CREATE TABLE {pf} AS SELECT lpad(g::text, 6, '0') AS symbol, "
+         f"g % 100 + 1 AS qty FROM generate_series({first}, {first + n - 1}) g; ANALYZE {pf}")
+    plain = (f"SELECT p.symbol, p.qty * q.price AS value FROM {pf} p "
+             f"JOIN two_keys q ON q.symbol = p.symbol")
+    any_form = plain + f" WHERE q.symbol = ANY (ARRAY(SELECT symbol FROM {pf}))"
+    mock_cfg = {"rate_limit": 20, "latency_ms": 30, "jitter_ms": 10}
+    mock_setup(**mock_cfg)
+    for side in ("a", "b"):
+        warm_token(f"p_two_keys_{side}", 900010)
+    r = {}
+    for label, sql in (("join", plain), ("any", any_form)):
+        mock_setup(**mock_cfg)
+        plan = json.loads("\n".join(psql(explain_cmd(sql))))[0]
+        st = mock_stats()
+        r[label] = {"time_s": plan["Execution Time"] / 1000, "rows": plan["Plan"]["Actual Rows"],
+                    "requests": st["requests"], "max_in_flight": st["max_in_flight"],
+                    "violations": st["violations"],
+                    "batched_join": plan_has(plan["Plan"], "KIS Batched Join")}
+    r["symbols"] = n
+    r["join_vs_any"] = r["join"]["time_s"] / r["any"]["time_s"]
+    r["met"] = (r["join_vs_any"] <= 1.1 and r["join"]["batched_join"] and
+                r["join"]["rows"] == n and r["join"]["requests"] == n and
+                r["join"]["violations"] == 0)
+    return r
+
+
 def perf_start(pid, name):
     """With BENCH_PROFILE=1 and perf installed: sample the backend (call graphs) until stopped."""
     if os.environ.get("BENCH_PROFILE") != "1" or not shutil.which("perf"):
@@ -712,6 +745,14 @@ def table_rows(R):
                                               "limit 20/s, rate_limit 19, 30±10 ms"),
         "join-latency-bound": lambda r: join_row("join, latency-bound", r,
                                                  "no limit, 200 ms, max_concurrency 16"),
+        "join-two-keys": lambda j: (
+            "join, two keys", f"{j['symbols']} symbols joined to the table hash-partitioned "
+            "over two keys; limit 20/s each, rate_limit 19, 30±10 ms",
+            f"plain join {j['join']['time_s']:.2f} s ({j['join']['requests']} requests, "
+            f"max {j['join']['max_in_flight']} in flight, {j['join']['violations']} violations"
+            f"{'' if j['join']['batched_join'] else ', NOT batched'}), ANY form "
+            f"{j['any']['time_s']:.2f} s: join/ANY = {j['join_vs_any']:.2f}",
+            "join ≤ 1.1× ANY", yes(j["met"])),
         "seed-rate-bound": lambda srb: (
             "seed, rate-bound", "as rate-bound; seed pattern, own key",
             f"{f(srb['time_s'])} s ({f(srb['achieved_rate'])}/s, densest second "
@@ -798,6 +839,7 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("two-keys-partitioned", lambda: scenario_two_keys("partitioned", 510000)),
          ("join-rate-bound", lambda: scenario_join("rate-bound", 600000)),
          ("join-latency-bound", lambda: scenario_join("latency-bound", 610000)),
+         ("join-two-keys", scenario_join_two_keys),
          ("seed-rate-bound", lambda: run_seed(100000, 200, 20, 30, 10)),
          ("seed-latency-bound", lambda: run_seed(110000, 320, 0, 200, 0))]
 
