@@ -166,6 +166,26 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 	return state;
 }
 
+/*
+ * When the key's issuance schedule is over: its last issuance plus
+ * kis_fdw.token_issue_interval, a passing failure's wait, a claim.  Before
+ * then a fresh slot for the key (shmem.c) would let it issue too soon.
+ * The caller holds the slot table's mutex and no scan holds the slot, so
+ * that nothing changes these fields under us (and we take no second lock).
+ */
+TimestampTz
+kis_token_schedule_end(KisKeySlot *slot)
+{
+	TimestampTz end = slot->retry_after;
+
+	if (slot->last_issued != 0)
+		end = Max(end, slot->last_issued +
+				  (int64) kis_token_issue_interval * USECS_PER_SEC);
+	if (pg_atomic_read_u64(&slot->claim) != 0)
+		end = Max(end, slot->claim_deadline);
+	return end;
+}
+
 /* Give up the issuing claim "claim", if it is still held; never waits */
 void
 kis_token_release_claim(KisKeySlot *slot, uint64 claim)

@@ -40,6 +40,7 @@ extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
 									   TimestampTz now, int64 claim_us, char *token,
 									   uint64 *generation, TimestampTz *wake,
 									   uint64 *claim);
+extern TimestampTz kis_token_schedule_end(KisKeySlot *slot);
 extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);
 extern void kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now);
 extern void kis_token_reset(KisKeySlot *slot);

@@ -164,6 +164,18 @@ kis_limiter_back_off(KisKeySlot *slot, TimestampTz until)
 		;
 }
 
+/*
+ * When the key's schedule is over: before then, a send on a fresh gate
+ * (the key's slot forgotten and taken again, shmem.c) could come too close
+ * to its last one or break a back-off.
+ */
+TimestampTz
+kis_limiter_schedule_end(KisKeySlot *slot)
+{
+	return (TimestampTz) Max(pg_atomic_read_u64(&slot->tat),
+							 pg_atomic_read_u64(&slot->penalty_until));
+}
+
 /* Forget the key's schedule (kis_fdw_reset_key): the next send goes at once */
 void
 kis_limiter_reset(KisKeySlot *slot)

@@ -25,5 +25,6 @@ extern bool kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserve
 extern void kis_limiter_release(KisKeySlot *slot);
 extern void kis_limiter_back_off(KisKeySlot *slot, TimestampTz until);
 extern void kis_limiter_reset(KisKeySlot *slot);
+extern TimestampTz kis_limiter_schedule_end(KisKeySlot *slot);
 
 #endif							/* KIS_LIMITER_H */

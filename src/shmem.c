@@ -15,11 +15,13 @@
  * key that has no slot takes a free one, or else reclaims the least
  * recently used slot that no scan holds: first among keys KIS never
  * issued a token to (so cycling made-up keys through a user mapping
- * cannot lock real keys out), then among keys idle for longer than any
- * schedule they hold (KIS_SLOT_IDLE_S: the rate gate's longest interval
- * and the token issuance interval have passed, so forgetting them breaks
- * no rule; the token is lost, and KIS hands the same one back when asked
- * again, docs/tokens-and-rate.md).
+ * cannot lock real keys out), then among keys every schedule of which is
+ * over: the current kis_fdw.token_issue_interval since their last token,
+ * and their rate gate's next send.  Forgetting those breaks no rule; the
+ * token is lost, and KIS hands the same one back when asked again
+ * (docs/tokens-and-rate.md).  A key within its schedule keeps its slot
+ * however long it is idle, since a fresh slot would let it issue or send
+ * too soon; a new key then finds no slot, and is told when one frees.
  *
  * The table is searched under its spinlock: a handful of 32-byte
  * compares, once per scan.
@@ -35,14 +37,12 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "auth.h"
 #include "cache.h"
 #include "compat.h"
 #include "limiter.h"
 #include "shmem.h"
 #include "shmem_internal.h"
-
-/* An earned slot idle for this long may go to another key */
-#define KIS_SLOT_IDLE_S		300
 
 typedef struct KisSlotTable
 {
@@ -165,20 +165,34 @@ lookup(KisSlotTable *table, const uint8 *key_hash)
 }
 
 /*
- * A slot for a key that has none (see the file header), or NULL; the
- * caller holds the table's mutex.
+ * When the schedules of an earned slot are over (see the file header).
+ * No scan holds it and the caller holds the table's mutex, so nobody can
+ * attach and change them meanwhile.
+ */
+static TimestampTz
+schedule_end(KisKeySlot *slot)
+{
+	return Max(kis_token_schedule_end(slot), kis_limiter_schedule_end(slot));
+}
+
+/*
+ * A slot for a key that has none (see the file header), or NULL; then
+ * *free_at is when the first earned slot no scan holds will be free, or
+ * 0 if scans hold them all.  The caller holds the table's mutex.
  */
 static KisKeySlot *
-reclaim(KisSlotTable *table, TimestampTz now)
+reclaim(KisSlotTable *table, TimestampTz now, TimestampTz *free_at)
 {
 	KisKeySlot *junk = NULL;
 	KisKeySlot *idle = NULL;
 
+	*free_at = 0;
 	if (table->nused < table->nslots)
 		return &table->slots[table->nused++];
 	for (int i = 0; i < table->nslots; i++)
 	{
 		KisKeySlot *slot = &table->slots[i];
+		TimestampTz end;
 
 		if (slot->users > 0)
 			continue;
@@ -188,9 +202,15 @@ reclaim(KisSlotTable *table, TimestampTz now)
 		{
 			if (junk == NULL || slot->last_used < junk->last_used)
 				junk = slot;
+			continue;
 		}
-		else if (now - slot->last_used > (int64) KIS_SLOT_IDLE_S * USECS_PER_SEC &&
-				 (idle == NULL || slot->last_used < idle->last_used))
+		end = schedule_end(slot);
+		if (end > now)
+		{
+			if (*free_at == 0 || end < *free_at)
+				*free_at = end;
+		}
+		else if (idle == NULL || slot->last_used < idle->last_used)
 			idle = slot;
 	}
 	return junk != NULL ? junk : idle;
@@ -205,13 +225,14 @@ kis_key_slot(const uint8 *key_hash)
 {
 	KisSlotTable *table = get_table();
 	TimestampTz now = kis_clock_now();
+	TimestampTz free_at = 0;
 	KisKeySlot *slot;
 
 	SpinLockAcquire(&table->mutex);
 	slot = lookup(table, key_hash);
 	if (slot == NULL)
 	{
-		slot = reclaim(table, now);
+		slot = reclaim(table, now, &free_at);
 		if (slot != NULL)
 		{
 			/* no scan holds it: start it afresh (a memset, no call out) */
@@ -227,13 +248,20 @@ kis_key_slot(const uint8 *key_hash)
 	}
 	SpinLockRelease(&table->mutex);
 
+	if (slot == NULL && free_at == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("kis_fdw has no free app-key slot"),
+				 errdetail("All %d slots are held by running scans.", table->nslots),
+				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL, or try again later.")));
 	if (slot == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("kis_fdw has no free app-key slot"),
-				 errdetail("All %d slots are held by running scans or by app keys used in the last %d seconds.",
-						   table->nslots, KIS_SLOT_IDLE_S),
-				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL, or try again later.")));
+				 errdetail("All %d slots are held by running scans or by app keys that KIS issued a token to less than kis_fdw.token_issue_interval (%d s) ago, or whose rate limit still spaces their requests; the first is free in %d s.",
+						   table->nslots, kis_token_issue_interval,
+						   (int) ((free_at - now + USECS_PER_SEC - 1) / USECS_PER_SEC)),
+				 errhint("Raise kis_fdw.max_app_keys and restart PostgreSQL, or try again then.  A key keeps its slot until it may ask KIS for a token again, so that it never does so too soon.")));
 	return slot;
 }
 

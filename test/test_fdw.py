@@ -2310,6 +2310,46 @@ def test_junk_keys_do_not_lock_out():
 TESTS += [test_stats_tokens_match_mock]
 
 
+def test_slot_kept_for_issue_interval():
+    """A key KIS issued a token to keeps its app-key slot until every schedule
+    it holds has passed (its kis_fdw.token_issue_interval, its rate gate), so
+    that it never forgets its last issuance and issues again within the
+    interval.  With the interval raised to an hour, one key more than there
+    are slots is refused, by an error naming the settings, and every key that
+    got a slot still has its token; once the interval is over (here: set to
+    0), the least recently used earned slot goes to the new key at once,
+    without a fixed idle time."""
+    rows, err, _ = run("SHOW kis_fdw.max_app_keys")
+    check(rows and rows[0][0].isdigit(), f"SHOW kis_fdw.max_app_keys: {rows} {err}")
+    keys = [f"PSslotKeepKey{i:04d}0000000000000001" for i in range(int(rows[0][0]) + 1)]
+    hour = "SET kis_fdw.token_issue_interval = 3600;"
+    key_server("kis_g", keys[0])
+    try:
+        refused = None
+        for i, key in enumerate(keys):
+            set_mapping("kis_g", app_key=key)
+            rows, err, rc = key_query("kis_g", symbols(1), hour)
+            if rc != 0:
+                refused = i
+                break
+            check(issued_to(key) == 1, f"key {i}: {issued_to(key)} issuances")
+        check(refused is not None, f"{len(keys)} keys all had a slot of their own")
+        check("kis_fdw has no free app-key slot" in err and "kis_fdw.max_app_keys" in err
+              and "kis_fdw.token_issue_interval" in err, f"not the slot error: {err}")
+        for i, key in enumerate(keys[:refused]):
+            set_mapping("kis_g", app_key=key)
+            rows, err, rc = key_query("kis_g", symbols(1), hour)
+            check(rc == 0 and issued_to(key) == 1,
+                  f"key {i} lost its slot within the interval: {issued_to(key)} issuances, {err}")
+        set_mapping("kis_g", app_key=keys[refused])
+        syms = symbols(1)
+        rows, err, rc = key_query("kis_g", syms, "SET kis_fdw.token_issue_interval = 0;")
+        check(rc == 0, f"no slot for a new key once the interval was over: {err}")
+        check_prices(rows, syms, "new key")
+    finally:
+        run("DROP SERVER kis_g CASCADE")
+
+
 def test_slow_issuance_not_taken_over():
     """A tokenP request that KIS takes long to answer, but within the server's
     timeout_ms, still holds the issuing claim: a second session waits for its
@@ -2344,7 +2384,7 @@ def test_slow_issuance_not_taken_over():
 TESTS += [test_rate_change_does_not_freeze_key, test_refused_issuance_does_not_count,
           test_token_wait_says_so, test_one_token_per_credential, test_handed_back_token,
           test_junk_keys_do_not_lock_out,
-          test_slow_issuance_not_taken_over]
+          test_slot_kept_for_issue_interval, test_slow_issuance_not_taken_over]
 
 
 # --------------------------------------------------------------------------- daily
