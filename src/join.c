@@ -1026,6 +1026,9 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 		if (list_length(keys) >= kis_batched_join_max_keys)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 st->partitioned ?
+					 errmsg("batched join of partitioned table \"%s\" has more than %d distinct keys",
+							st->relname, kis_batched_join_max_keys) :
 					 errmsg("batched join of foreign table \"%s\" has more than %d distinct keys",
 							st->relname, kis_batched_join_max_keys),
 					 errdetail("The other side of the join holds more distinct symbols than one batch may fetch."),
