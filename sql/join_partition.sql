@@ -166,5 +166,56 @@ SELECT r.symbol, q.tableoid::regclass, q.price IS NOT NULL AS priced
 FROM pj_route r JOIN pj_skip q USING (symbol) ORDER BY 1;
 RESET enable_partitionwise_join;
 
-DROP TABLE pj_skip, pj_row, pj_error, pj_route, pj_list, pj_sym, pj_deep, pj_venues, pj_mixed;
+-- a correlated sub-select: the join runs again per outer row, and keys that
+-- did not change are not fetched again from any partition
+SELECT n, (SELECT sum(h.qty * q.price) FROM holdings h JOIN pj_skip q ON q.symbol = h.symbol
+           WHERE h.qty > n AND h.id < 6) AS value
+FROM generate_series(0, 6) n ORDER BY n;
+SELECT n, (SELECT sum(h.qty * q.price) FROM holdings h
+           JOIN (SELECT * FROM pj_skip WHERE symbol = ANY (ARRAY(SELECT symbol FROM holdings WHERE id < 6))) q
+           ON q.symbol = h.symbol WHERE h.qty > n AND h.id < 6) AS value
+FROM generate_series(0, 6) n ORDER BY n;
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT n, (SELECT sum(h.qty * q.price) FROM holdings h JOIN pj_skip q ON q.symbol = h.symbol
+           WHERE h.qty > n AND h.id < 6) AS value
+FROM generate_series(0, 6) n
+$$);
+
+-- the cap on distinct keys: a clear error naming the partitioned table
+SET plan_cache_mode = force_generic_plan;
+PREPARE held_p(int) AS
+  SELECT count(*) FROM holdings h JOIN pj_skip q ON q.symbol = h.symbol WHERE h.qty > $1;
+SELECT uses_batched_join('EXECUTE held_p(0)');
+SET kis_fdw.batched_join_max_keys = 2;
+EXECUTE held_p(0);
+RESET kis_fdw.batched_join_max_keys;
+DEALLOCATE held_p;
+RESET plan_cache_mode;
+
+-- RANGE (date) of daily bars: every partition gets every symbol, each reads
+-- only its own dates (its bound narrows its range), rows are checked on it;
+-- the cap counts distinct keys, not (key, partition) pairs
+CREATE TABLE pj_bars (symbol text, date date, close numeric) PARTITION BY RANGE (date);
+CREATE FOREIGN TABLE pj_bars_2024 PARTITION OF pj_bars
+  FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') SERVER kis OPTIONS (endpoint 'domestic_daily');
+CREATE FOREIGN TABLE pj_bars_2025 PARTITION OF pj_bars
+  FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') SERVER kis_b OPTIONS (endpoint 'domestic_daily');
+SET kis_fdw.batched_join_max_keys = 3;
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT p.symbol, d.date, d.close FROM portfolio p JOIN pj_bars d ON d.symbol = p.symbol
+WHERE d.date BETWEEN '2024-12-30' AND '2025-01-03'
+$$);
+RESET kis_fdw.batched_join_max_keys;
+SELECT p.symbol, d.tableoid::regclass, d.date, d.close FROM portfolio p
+JOIN pj_bars d ON d.symbol = p.symbol
+WHERE d.date BETWEEN '2024-12-30' AND '2025-01-03' ORDER BY 1, 3;
+SELECT p.symbol, d.tableoid::regclass, d.date, d.close FROM portfolio p
+JOIN (SELECT tableoid, * FROM pj_bars WHERE symbol = ANY (ARRAY(SELECT symbol FROM portfolio))) d
+  ON d.symbol = p.symbol
+WHERE d.date BETWEEN '2024-12-30' AND '2025-01-03' ORDER BY 1, 3;
+
+DROP TABLE pj_skip, pj_row, pj_error, pj_route, pj_list, pj_sym, pj_deep, pj_venues, pj_mixed,
+  pj_bars;
 DROP SERVER kis_b CASCADE;

@@ -906,13 +906,31 @@ def test_join_batches():
 def test_join_cancel_frees_descriptors():
     """A batched join cancelled while its requests are out leaves no
     descriptor behind, and the session goes on."""
-    slow = symbols(3, "96") + symbols(5)
+    _join_cancel("kis_prices")
+
+
+def test_join_into_partitions_cancel():
+    """The same for a batched join into a partitioned table, cancelled while the
+    runs of both partitions are out."""
+    run("DROP TABLE IF EXISTS parted_prices")
+    run_all("CREATE TABLE parted_prices (symbol text, price numeric) PARTITION BY HASH (symbol)",
+            *(f"CREATE FOREIGN TABLE parted_prices_{r} PARTITION OF parted_prices FOR VALUES "
+              f"WITH (MODULUS 2, REMAINDER {r}) SERVER kis OPTIONS (endpoint 'domestic_price')"
+              for r in (0, 1)))
+    try:
+        _join_cancel("parted_prices")
+    finally:
+        run("DROP TABLE IF EXISTS parted_prices")
+
+
+def _join_cancel(table):
+    slow = symbols(6, "96") + symbols(5)
     _join_table("join_slow", slow)
     with Session() as s:
         pid = s.pid()
         must(s.query("EXPLAIN SELECT * FROM kis_prices WHERE symbol = '005930'"), "warm")
         baseline = backend_fds(pid)
-        join = "SELECT p.symbol, q.price FROM join_slow p JOIN kis_prices q USING (symbol)"
+        join = f"SELECT p.symbol, q.price FROM join_slow p JOIN {table} q USING (symbol)"
         plan = must(s.query("EXPLAIN (COSTS OFF) " + join), "explain")
         check(any("KIS Batched Join" in r[0] for r in plan), f"not a batched join: {plan}")
         bg = s.background(join)
@@ -921,8 +939,8 @@ def test_join_cancel_frees_descriptors():
         _fd_check_after_abort(s, pid, baseline, "cancelled join")
         fast = symbols(4)
         _join_table("join_fast", fast)
-        check_prices(must(s.query("SELECT p.symbol, q.price FROM join_fast p "
-                                  "JOIN kis_prices q USING (symbol)"), "join after"), fast)
+        check_prices(must(s.query(f"SELECT p.symbol, q.price FROM join_fast p "
+                                  f"JOIN {table} q USING (symbol)"), "join after"), fast)
 
 
 def _anon_kb(pid):
@@ -2136,6 +2154,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_several_accounts_as_one_table, test_join_into_partitions,
          test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
+         test_join_into_partitions_cancel,
          test_join_large_outer,
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
