@@ -164,7 +164,15 @@ SELECT r.symbol, q.tableoid::regclass, q.price IS NOT NULL AS priced
 FROM pj_route r JOIN pj_skip q USING (symbol);
 SELECT r.symbol, q.tableoid::regclass, q.price IS NOT NULL AS priced
 FROM pj_route r JOIN pj_skip q USING (symbol) ORDER BY 1;
+-- partition to partition, a LEFT JOIN keeps the symbols no partition has
+SELECT uses_batched_join('SELECT r.symbol, q.price FROM pj_route r LEFT JOIN pj_skip q USING (symbol)');
+SELECT r.symbol, r.tableoid::regclass, q.tableoid::regclass, q.price IS NOT NULL AS priced
+FROM pj_route r LEFT JOIN pj_skip q USING (symbol) ORDER BY 1;
 RESET enable_partitionwise_join;
+SELECT r.symbol, r.tableoid::regclass, q.tableoid::regclass, q.price IS NOT NULL AS priced
+FROM pj_route r LEFT JOIN (SELECT tableoid, * FROM pj_skip
+                           WHERE symbol = ANY (ARRAY(SELECT symbol FROM pj_route))) q USING (symbol)
+ORDER BY 1;
 
 -- a correlated sub-select: the join runs again per outer row, and keys that
 -- did not change are not fetched again from any partition
