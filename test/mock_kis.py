@@ -266,8 +266,8 @@ POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 |
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
     when the account changes while it is listed). The first matching rule with times left
     fires and uses one up. close answers normally with "Connection: close" and then closes
-    the connection. slow holds the answer ms; overlap holds it until another API request is
-    in flight beside it (then answers at once), at most ms: a client that sends requests
+    the connection. slow holds the answer ms; overlap holds it until another API request has
+    been in flight beside it (then answers at once), at most ms: a client that sends requests
     concurrently then shows max_in_flight >= 2 for certain, one that sends them one at a
     time shows 1.
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
@@ -1355,6 +1355,7 @@ class MockState:
         self.tls = tls
         self.tokens = {}    # token -> {"appkey", "expires" (epoch seconds), "expired"}
         self.in_flight = 0  # survives resets: those requests are still running
+        self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self._clear()
 
     def _clear(self):
@@ -1525,8 +1526,10 @@ class MockState:
             return True
 
     def begin_request(self, path, symbols, appkey):
-        """Account for an API request whose headers were read; return its arrival time."""
+        """Account for an API request whose headers were read; return its arrival
+        time and its ticket for wait_for_company."""
         with self.lock:
+            self.arrivals += 1
             per_key = self.by_appkey.setdefault(appkey or "", {})
             for symbol in symbols:
                 if symbol:
@@ -1540,14 +1543,20 @@ class MockState:
                     self._inc(self.by_symbol, symbol)
             if len(self.timeline) < TIMELINE_CAP:
                 self.timeline.append(time.monotonic() - self.t0)
-        return time.time()
+            # (had company when it arrived, requests begun up to and with it)
+            ticket = (self.in_flight >= 2, self.arrivals)
+        return time.time(), ticket
 
-    def wait_for_company(self, timeout):
-        """Wait until another API request is in flight beside ours, at most timeout s."""
+    def wait_for_company(self, ticket, timeout):
+        """Wait, at most timeout s, until another API request has been in flight
+        beside the one of ticket: one that was in flight when it arrived, or one
+        that arrived since.  Counting arrivals, rather than looking at in_flight
+        now and then, also sees a companion that came and went between looks."""
+        had_company, seq = ticket
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not had_company and time.monotonic() < deadline:
             with self.lock:
-                if self.in_flight >= 2:
+                if self.arrivals > seq:
                     return
             time.sleep(0.001)
 
@@ -1760,7 +1769,8 @@ class KisHandler(BaseHTTPRequestHandler):
         endpoint = ENDPOINTS.get(url.path) if self.command == "GET" else None
         call = Call(state, url.path, params, self.headers,
                     endpoint.symbols(params) if endpoint else [])
-        arrival = state.begin_request(url.path, call.symbols, self.headers.get("appkey"))
+        arrival, self.ticket = state.begin_request(url.path, call.symbols,
+                                                   self.headers.get("appkey"))
         try:
             time.sleep(state.latency())
             if endpoint is None:
@@ -1813,7 +1823,7 @@ class KisHandler(BaseHTTPRequestHandler):
             time.sleep(fault["ms"] / 1000)
             return False
         if kind == "overlap":
-            self.server.state.wait_for_company(fault["ms"] / 1000)
+            self.server.state.wait_for_company(self.ticket, fault["ms"] / 1000)
             return False
         if kind == "close":
             self.close_connection = True  # _send says so in a header
