@@ -12,8 +12,6 @@
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
-
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "utils/builtins.h"
@@ -22,6 +20,7 @@
 #include "auth.h"
 #include "compat.h"
 #include "endpoints.h"
+#include "fetch.h"
 #include "join.h"
 #include "plan.h"
 #include "scan.h"
@@ -84,10 +83,7 @@ kis_fdw_handler(PG_FUNCTION_ARGS)
 void
 _PG_init(void)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("kis_fdw could not initialize libcurl")));
+	kis_fetch_global_init();
 
 	DefineCustomIntVariable("kis_fdw.token_issue_interval",
 							"Minimum time between two access-token issuances for one app key.",

@@ -85,7 +85,9 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 {
 	StringInfoData buf;
 
+	/* room for all at once: a buffer that grew would leave a copy behind */
 	initStringInfo(&buf);
+	enlargeStringInfo(&buf, 16 + strlen(config->app_key) + strlen(config->app_secret));
 	appendStringInfoString(&buf, config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real");
 	appendStringInfoChar(&buf, '\0');
 	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
@@ -285,7 +287,12 @@ kis_token_request_body(const KisConfig *config)
 {
 	StringInfoData buf;
 
+	/*
+	 * Room for all at once (6 bytes per escaped character at most): a
+	 * buffer that grew would leave a copy of the secret behind.
+	 */
 	initStringInfo(&buf);
+	enlargeStringInfo(&buf, 128 + 6 * (strlen(config->app_key) + strlen(config->app_secret)));
 	appendStringInfoString(&buf, "{\"grant_type\":\"client_credentials\",\"appkey\":");
 	append_json_string(&buf, config->app_key);
 	appendStringInfoString(&buf, ",\"appsecret\":");

@@ -25,6 +25,16 @@
 #endif
 
 /*
+ * Wiping secrets: explicit_bzero() is declared by every supported major
+ * (port.h; PostgreSQL supplies its own where the C library lacks it).
+ * Wiping a malloc'd block before free (fetch.c's allocator for libcurl)
+ * needs its size: malloc_usable_size(), which glibc and musl have (kis_fdw
+ * needs Linux anyway: epoll, timerfd).
+ */
+#include <malloc.h>
+#define kis_malloc_usable_size(ptr) malloc_usable_size(ptr)
+
+/*
  * Planner: create_foreignscan_path() gained fdw_restrictinfo (17) and
  * disabled_nodes (18).  kis_fdw passes neither: its paths are never
  * disabled, and it keeps its own pushed-down clauses in fdw_private.

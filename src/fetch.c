@@ -168,6 +168,8 @@ struct KisFetcher
 	int			ndata_inflight;
 	int			npending;		/* data requests not yet completed */
 	uint64		claim;			/* the key's issuing claim we hold, or 0 */
+	KisRequest *token_req;		/* our tokenP request until its answer is
+								 * wiped, so that an error wipes it too */
 	bool		told_wait;		/* the issuance-interval NOTICE was given */
 	bool		told_claim_wait;	/* the other-session NOTICE was given */
 	TimestampTz claim_wait_since;	/* waiting for another's issuance, or 0 */
@@ -212,6 +214,58 @@ static struct
 	dlist_head	fetchers;		/* open fetchers */
 	bool		drop_pool;		/* tear down when the last fetcher goes */
 } transport = {.timer_deadline = -1, .fetchers = DLIST_STATIC_INIT(transport.fetchers)};
+
+/* ----------------------------------------------------------------
+ * libcurl's allocator: the C library's, except that whatever libcurl
+ * frees is wiped first.  Its request buffer holds our header lines (the
+ * app key, the secret, the bearer token) and the tokenP body, and its
+ * receive buffer a token answer; libcurl frees them without wiping.
+ * Never throws and calls no PostgreSQL code: the resolver thread uses it.
+ * ----------------------------------------------------------------
+ */
+static void
+wiping_free(void *ptr)
+{
+	if (ptr != NULL)
+	{
+		explicit_bzero(ptr, kis_malloc_usable_size(ptr));
+		free(ptr);
+	}
+}
+
+/* Grow by copying, so that the old block is wiped too */
+static void *
+wiping_realloc(void *ptr, size_t size)
+{
+	size_t		old;
+	void	   *grown;
+
+	if (ptr == NULL)
+		return malloc(size);
+	old = kis_malloc_usable_size(ptr);
+	if (size <= old)
+		return ptr;
+	grown = malloc(size);
+	if (grown == NULL)
+		return NULL;
+	memcpy(grown, ptr, old);
+	wiping_free(ptr);
+	return grown;
+}
+
+/*
+ * At load (_PG_init): initialize libcurl with that allocator.  If another
+ * module of this process initialized libcurl first, its allocator stays.
+ */
+void
+kis_fetch_global_init(void)
+{
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free,
+							 wiping_realloc, strdup, calloc) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("kis_fdw could not initialize libcurl")));
+}
 
 /* ----------------------------------------------------------------
  * libcurl callbacks: record only, never throw
@@ -321,6 +375,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 		if (req->body != NULL)
 		{
 			memcpy(grown, req->body, req->body_len);
+			if (req->kind == KIS_REQ_TOKEN)
+				explicit_bzero(req->body, req->body_len);	/* holds a token */
 			pfree(req->body);
 		}
 		req->body = grown;
@@ -517,17 +573,29 @@ release_request(KisRequest *req)
 	}
 	if (req->headers != NULL)
 	{
+		/* they hold the app key, the secret and the token: wipe our copies */
+		for (struct curl_slist *l = req->headers; l != NULL; l = l->next)
+			explicit_bzero(l->data, strlen(l->data));
 		curl_slist_free_all(req->headers);
 		req->headers = NULL;
 	}
+}
+
+/* A tokenP answer holds a token: wipe it before its memory is given back */
+static void
+wipe_token_body(KisRequest *req)
+{
+	if (req->body != NULL && req->kind == KIS_REQ_TOKEN)
+		explicit_bzero(req->body, req->body_len);
 }
 
 /* The body buffer is only needed until the answer is parsed */
 static void
 forget_body(KisRequest *req)
 {
-	if (req->body != NULL && req->kind == KIS_REQ_TOKEN)
-		explicit_bzero(req->body, req->body_len);	/* holds a token */
+	wipe_token_body(req);
+	if (req->kind == KIS_REQ_TOKEN)
+		req->fetcher->token_req = NULL;
 	if (req->body != NULL)
 		pfree(req->body);
 	req->body = NULL;
@@ -967,6 +1035,8 @@ finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	f->claim = 0;
 	if (rc != CURLE_OK)
 	{
+		forget_body(req);		/* a part of an answer may hold a token */
+
 		/*
 		 * No answer (the connection dropped, timeout_ms passed): a passing
 		 * failure like a data request's, asked again after a moment, up to
@@ -1409,7 +1479,8 @@ pump(KisFetcher *f, TimestampTz now)
 			{
 				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
 
-				start_request(f, new_request(f, KIS_REQ_TOKEN, url, NULL, NULL), NULL);
+				f->token_req = new_request(f, KIS_REQ_TOKEN, url, NULL, NULL);
+				start_request(f, f->token_req, NULL);
 				return wake;
 			}
 	}
@@ -1536,6 +1607,8 @@ fetcher_cleanup(void *arg)
 	}
 	dlist_foreach_modify(iter, &f->owned)
 		share_done(dlist_container(KisRequest, owned_node, iter.cur));
+	if (f->token_req != NULL)
+		wipe_token_body(f->token_req);	/* its memory goes with the context */
 	if (f->token_body != NULL)
 		explicit_bzero(f->token_body, strlen(f->token_body));
 	explicit_bzero(f->token, sizeof(f->token));

@@ -56,6 +56,7 @@ typedef struct KisFetchStats
 	double		http_ms;		/* sum of request durations */
 } KisFetchStats;
 
+extern void kis_fetch_global_init(void);
 extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const struct KisConfig *config,
 								   KisFetchStats *stats);
 extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,

@@ -2400,10 +2400,59 @@ def test_slow_issuance_not_taken_over():
         run("DROP SERVER kis_g CASCADE")
 
 
+def private_memory_count(pid, needles):
+    """How often each needle occurs in the backend's private memory: its heap and
+    anonymous private mappings (malloc's arenas), freed chunks included; shared
+    memory (where the key's slot keeps the token for every session) is not read."""
+    found = dict.fromkeys(needles, 0)
+    regions = []
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            path = parts[5] if len(parts) > 5 else ""
+            if parts[1].startswith("r") and parts[1][3] == "p" and path in ("", "[heap]"):
+                regions.append((lo, hi))
+    with open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for lo, hi in regions:
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for needle in needles:
+                found[needle] += data.count(needle)
+    return found
+
+
+def test_secrets_wiped():
+    """The request headers (app key, secret, "Bearer" token) and the tokenP body
+    (the secret) are wiped before their memory is freed: after a scan, the
+    backend's private memory, freed chunks included, holds none of them."""
+    key = "PSwipeKey0000000000000000000000001"
+    secret = "wipe-secret-5f0c1d2e3b4a69788796a5b4"
+    key_server("kis_g", key, app_secret=secret)
+    needles = [b"appsecret: " + secret.encode(), b'"appsecret":"' + secret.encode(),
+               b"appkey: " + key.encode(), b"authorization: Bearer "]
+    try:
+        with Session() as s:
+            pid = s.pid()
+            syms = symbols(3)
+            check_prices(must(s.query(f"SELECT symbol, price FROM kis_g_prices "
+                                      f"WHERE symbol IN ({sql_list(syms)})"), "scan"), syms)
+            check(issued_to(key) == 1, "the scan issued no token in this backend")
+            found = {k.decode(errors="replace")[:20]: v
+                     for k, v in private_memory_count(pid, needles).items()}
+            check(not any(found.values()), f"secrets left in the backend's memory: {found}")
+    finally:
+        run("DROP SERVER kis_g CASCADE")
+
+
 TESTS += [test_rate_change_does_not_freeze_key, test_refused_issuance_does_not_count,
           test_token_wait_says_so, test_one_token_per_credential, test_handed_back_token,
           test_junk_keys_do_not_lock_out,
-          test_slot_kept_for_issue_interval, test_slow_issuance_not_taken_over]
+          test_slot_kept_for_issue_interval, test_slow_issuance_not_taken_over,
+          test_secrets_wiped]
 
 
 # --------------------------------------------------------------------------- daily
