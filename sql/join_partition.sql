@@ -224,6 +224,34 @@ JOIN (SELECT tableoid, * FROM pj_bars WHERE symbol = ANY (ARRAY(SELECT symbol FR
   ON d.symbol = p.symbol
 WHERE d.date BETWEEN '2024-12-30' AND '2025-01-03' ORDER BY 1, 3;
 
+-- partitions of the same name in two schemas: EXPLAIN VERBOSE names each
+-- with its schema, as PostgreSQL names relations (quoted where needed)
+CREATE SCHEMA pj_other;
+CREATE TABLE pj_named (symbol text, price numeric) PARTITION BY HASH (symbol);
+CREATE FOREIGN TABLE pj_named_p PARTITION OF pj_named
+  FOR VALUES WITH (MODULUS 2, REMAINDER 0) SERVER kis OPTIONS (endpoint 'domestic_price');
+CREATE FOREIGN TABLE pj_other."pj_named_p" PARTITION OF pj_named
+  FOR VALUES WITH (MODULUS 4, REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price');
+CREATE FOREIGN TABLE pj_other."Named, Too" PARTITION OF pj_named
+  FOR VALUES WITH (MODULUS 4, REMAINDER 3) SERVER kis_b OPTIONS (endpoint 'domestic_price');
+CREATE FUNCTION pj_explain_lines(options text, query text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE line text;
+BEGIN
+  FOR line IN EXECUTE format('EXPLAIN (%s) %s', options, query) LOOP
+    IF line LIKE '%KIS Partition%' THEN RETURN NEXT trim(line); END IF;
+  END LOOP;
+END $$;
+SELECT pj_explain_lines('COSTS OFF',
+  'SELECT p.symbol, q.price FROM portfolio p JOIN pj_named q USING (symbol)');
+SELECT pj_explain_lines('VERBOSE, COSTS OFF',
+  'SELECT p.symbol, q.price FROM portfolio p JOIN pj_named q USING (symbol)');
+SELECT pj_explain_lines('ANALYZE, VERBOSE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF',
+  'SELECT p.symbol, q.price FROM portfolio p JOIN pj_named q USING (symbol)');
+DROP TABLE pj_named;
+DROP SCHEMA pj_other;
+DROP FUNCTION pj_explain_lines(text, text);
+
 DROP TABLE pj_skip, pj_row, pj_error, pj_route, pj_list, pj_sym, pj_deep, pj_venues, pj_mixed,
   pj_bars;
 DROP SERVER kis_b CASCADE;

@@ -1347,6 +1347,23 @@ kis_join_end(CustomScanState *node)
 		MemoryContextDelete(st->cxt);
 }
 
+/*
+ * A partition as EXPLAIN names relations: quoted where needed, and with
+ * its schema under VERBOSE, so that partitions of the same name in
+ * different schemas can be told apart.
+ */
+static const char *
+part_name(Relation rel, ExplainState *es)
+{
+	const char *name = quote_identifier(RelationGetRelationName(rel));
+
+	if (!es->verbose)
+		return name;
+	return psprintf("%s.%s",
+					quote_identifier(get_namespace_name_or_temp(RelationGetNamespace(rel))),
+					name);
+}
+
 static const char *
 join_type_name(JoinType jointype)
 {
@@ -1394,7 +1411,7 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 		initStringInfo(&names);
 		for (int i = 0; i < st->nparts; i++)
 			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
-							 RelationGetRelationName(st->parts[i].rel));
+							 part_name(st->parts[i].rel, es));
 		ExplainPropertyText("KIS Partitions", names.data, es);
 	}
 
@@ -1429,7 +1446,7 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 			initStringInfo(&shares);
 			for (int i = 0; i < st->nparts; i++)
 				appendStringInfo(&shares, "%s%s %lld", i > 0 ? ", " : "",
-								 RelationGetRelationName(st->parts[i].rel),
+								 part_name(st->parts[i].rel, es),
 								 (long long) kis_runner_keys_requested(st->parts[i].runner));
 			ExplainPropertyText("KIS Partition Keys", shares.data, es);
 		}
