@@ -1263,6 +1263,15 @@ finish_request(KisRequest *req, CURLcode rc, long status, TimestampTz now)
 	KisFetcher *f = req->fetcher;
 
 	f->stats->http_ms += (double) (now - req->started_at) / 1000.0;
+
+	/*
+	 * Its fetcher's next time may now be earlier (a retry's back-off, a
+	 * free transfer, a token to ask for), and the step doing this work may
+	 * be another fetcher's (kis_fetch_wait_any, kis_fetch_wait_fd): say
+	 * "now", so that no wait trusts the time saved before; the fetcher's
+	 * next poll works out the real one.
+	 */
+	f->wake = now;
 	if (req->kind == KIS_REQ_TOKEN)
 		finish_token_request(f, req, rc, status, now);
 	else if (req->kind == KIS_REQ_FILE)
