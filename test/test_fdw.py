@@ -1844,9 +1844,12 @@ def test_several_accounts_as_one_table():
 def test_join_into_partitions():
     """A join into the several-accounts table (HASH (symbol) over two servers, an app
     key each) is one batched join over both partitions: each key is asked only for the
-    symbols of its own partition, each symbol once, and the two keys' batches overlap
-    (at 5 requests a second and 150 ms answers one key never holds two at once)."""
-    two_keys(", rate_limit '5', max_concurrency '4'")
+    symbols of its own partition, each symbol once, and the two keys' batches overlap.
+    Each server sends one request at a time (max_concurrency 1), so two in flight can
+    only be one of each key's; the mock holds the first answer until a second request
+    arrives, so overlap is certain if the partitions run together and impossible if
+    they run one after another (the hold gives up after 30 s)."""
+    two_keys(", rate_limit '5', max_concurrency '1'")
     accounts_table()
     syms = symbols(24)
     _join_table("join_accounts", syms + syms[:6] + ["NULL"])  # duplicates and a NULL
@@ -1859,6 +1862,7 @@ def test_join_into_partitions():
               f"not one batched join over both partitions:\n{plan}")
         reset_mock()
         mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
+        mock("/__mock/faults", {"faults": [{"kind": "overlap", "symbol": "*", "ms": 30000}]})
         rows, err, rc = run(sql)
         check(rc == 0 and "WARNING" not in err, f"query failed: {err}")
         distinct = {r[0]: r for r in rows}
@@ -1876,7 +1880,8 @@ def test_join_into_partitions():
         check(min(len(h) for h in held.values()) > 0, f"a partition holds nothing: {held}")
         check(st["requests"] == len(syms), f"{st['requests']} requests for {len(syms)} symbols")
         check(st["violations"] == 0, f"{st['violations']} rate violations")
-        check(st["max_in_flight"] >= 2, "the two keys' batches did not overlap")
+        check(st["faults_injected"] == {"overlap": 1}, f"faults {st['faults_injected']}")
+        check(st["max_in_flight"] == 2, "the two keys' batches did not overlap")
     finally:
         run("DROP TABLE IF EXISTS quotes, join_accounts")
         drop_two_keys()
