@@ -420,7 +420,12 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	SpinLockAcquire(&slot->mutex);
 	if (code != NULL && strcmp(code, "EGW00133") == 0)
 	{
+		/*
+		 * KIS issued this key a token (to whoever asked): the key keeps its
+		 * slot like one we were issued, or it would forget this issuance.
+		 */
 		slot->last_issued = now;
+		slot->earned = true;
 		result = KIS_TOKEN_TOO_SOON;
 	}
 	else if (http_status >= 500 || http_status == 429 || root == NULL)

@@ -37,7 +37,8 @@ struct KisKeySlot
 
 	/* the slot table's (shmem.c), under its mutex */
 	bool		in_use;			/* holds key_hash's state */
-	bool		earned;			/* KIS issued this key a token (set by auth.c) */
+	bool		earned;			/* KIS issued this key a token, or said it
+								 * had (EGW00133); set by auth.c */
 	int			users;			/* scans attached */
 	TimestampTz last_used;
 

@@ -2374,6 +2374,36 @@ def test_slot_kept_for_issue_interval():
         run("DROP SERVER kis_g CASCADE")
 
 
+def test_too_soon_key_keeps_slot():
+    """An EGW00133 answer (KIS issued this key a token within the interval,
+    to us or another client) counts toward kis_fdw.token_issue_interval, so
+    the key's slot must keep it like a key KIS issued a token to: cycling
+    more made-up keys than there are slots must not take that slot and
+    forget it, or the key's next scan asks KIS again within the interval.
+    Before, such a slot counted as a made-up key's and went first."""
+    rows, err, _ = run("SHOW kis_fdw.max_app_keys")
+    check(rows and rows[0][0].isdigit(), f"SHOW kis_fdw.max_app_keys: {rows} {err}")
+    nslots = int(rows[0][0])
+    key = "PSslotTooSoonKey00000000000000001"
+    hour = "SET kis_fdw.token_issue_interval = 3600; SET statement_timeout = '5s';"
+    key_server("kis_g", key)
+    inject(("egw00133", "*", 1))
+    try:
+        _, err, rc = key_query("kis_g", symbols(1), hour)
+        check(rc != 0 and "statement timeout" in err, f"no wait after EGW00133: {err}")
+        check(stats()["token_requests"] == 1, f"{stats()['token_requests']} tokenP requests")
+        # made-up keys (KIS refuses them) take every slot that may be taken
+        for i in range(nslots + 1):
+            set_mapping("kis_g", app_key=f"BADtooSoonKey{i:04d}")
+            key_query("kis_g", symbols(1), hour)
+        set_mapping("kis_g", app_key=key)
+        _, err, rc = key_query("kis_g", symbols(1), hour)
+        check(rc != 0 and "statement timeout" in err and issued_to(key) == 0,
+              f"the key asked again within the interval: {issued_to(key)} issuances, {err}")
+    finally:
+        run("DROP SERVER kis_g CASCADE")
+
+
 def test_slow_issuance_not_taken_over():
     """A tokenP request that KIS takes long to answer, but within the server's
     timeout_ms, still holds the issuing claim: a second session waits for its
@@ -2456,6 +2486,7 @@ def test_secrets_wiped():
 TESTS += [test_rate_change_does_not_freeze_key, test_refused_issuance_does_not_count,
           test_token_wait_says_so, test_one_token_per_credential, test_handed_back_token,
           test_junk_keys_do_not_lock_out,
+          test_too_soon_key_keeps_slot,
           test_slot_kept_for_issue_interval, test_slow_issuance_not_taken_over,
           test_secrets_wiped]
 
