@@ -602,12 +602,10 @@ forget_body(KisRequest *req)
 	req->body_len = req->body_cap = 0;
 }
 
-/* Append a header line; the list stays owned by the request either way */
+/* Keep what curl_slist_append returned; the list stays the request's */
 static void
-add_header(KisRequest *req, const char *line)
+keep_headers(KisRequest *req, struct curl_slist *list)
 {
-	struct curl_slist *list = curl_slist_append(req->headers, line);
-
 	if (list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -615,18 +613,34 @@ add_header(KisRequest *req, const char *line)
 	req->headers = list;
 }
 
+/* Append a header line */
+static void
+add_header(KisRequest *req, const char *line)
+{
+	keep_headers(req, curl_slist_append(req->headers, line));
+}
+
 /*
  * Append "name: value"; our copy is wiped, as the value may be a secret
- * (libcurl keeps its own copy until the request is released).
+ * (libcurl keeps its own copy until the request is released).  The line
+ * is built in a buffer sized at once and wiped before anything may
+ * throw: psprintf would free a first, too short attempt (a 180-character
+ * secret, a token) unwiped.
  */
 static void
 add_header_value(KisRequest *req, const char *name, const char *value)
 {
-	char	   *line = psprintf("%s%s", name, value);
+	size_t		name_len = strlen(name);
+	size_t		value_len = strlen(value);
+	char	   *line = palloc(name_len + value_len + 1);
+	struct curl_slist *list;
 
-	add_header(req, line);
-	explicit_bzero(line, strlen(line));
+	memcpy(line, name, name_len);
+	memcpy(line + name_len, value, value_len + 1);
+	list = curl_slist_append(req->headers, line);
+	explicit_bzero(line, name_len + value_len);
 	pfree(line);
+	keep_headers(req, list);
 }
 
 /*

@@ -590,20 +590,59 @@ user_mapping_exists(Oid userid, Oid serverid)
 							  ObjectIdGetDatum(serverid));
 }
 
+/* The scan's copies of the credentials, wiped when its memory goes */
+typedef struct KisCredentialCopies
+{
+	MemoryContextCallback cb;
+	char	   *app_key;
+	char	   *app_secret;
+} KisCredentialCopies;
+
+static void
+wipe_credential_copies(void *arg)
+{
+	KisCredentialCopies *copies = (KisCredentialCopies *) arg;
+
+	if (copies->app_key != NULL)
+		explicit_bzero(copies->app_key, strlen(copies->app_key));
+	if (copies->app_secret != NULL)
+		explicit_bzero(copies->app_secret, strlen(copies->app_secret));
+}
+
+/* A copy of a user mapping option's value; the mapping's own copy is wiped */
+static char *
+take_secret(DefElem *def)
+{
+	char	   *value = defGetString(def);
+	char	   *copy = pstrdup(value);
+
+	explicit_bzero(value, strlen(value));
+	return copy;
+}
+
 /*
  * Add the user mapping's credentials.  A missing mapping is reported by
  * GetUserMapping itself; missing options get a hint naming the fix.  A
  * public endpoint needs no mapping: without one, app_key stays NULL and
  * the scan runs without a key (no token, no key slot).
+ *
+ * The copies of app_key and app_secret (GetUserMapping's, then ours in
+ * the current memory context) are wiped before their memory is freed,
+ * like every other copy a scan makes (docs/tokens-and-rate.md).
  */
 void
 kis_config_add_credentials(KisConfig *config, Oid userid)
 {
 	UserMapping *um;
 	ListCell   *lc;
+	KisCredentialCopies *copies;
 
 	if (config->endpoint->is_public && !user_mapping_exists(userid, config->serverid))
 		return;
+	copies = palloc0(sizeof(KisCredentialCopies));
+	copies->cb.func = wipe_credential_copies;
+	copies->cb.arg = copies;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &copies->cb);
 	um = GetUserMapping(userid, config->serverid);
 
 	foreach(lc, um->options)
@@ -611,9 +650,9 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "app_key") == 0)
-			config->app_key = pstrdup(defGetString(def));
+			config->app_key = copies->app_key = take_secret(def);
 		else if (strcmp(def->defname, "app_secret") == 0)
-			config->app_secret = pstrdup(defGetString(def));
+			config->app_secret = copies->app_secret = take_secret(def);
 		else if (strcmp(def->defname, "account") == 0)
 			config->account = pstrdup(defGetString(def));
 	}

@@ -2463,12 +2463,24 @@ def private_memory_count(pid, needles):
 def test_secrets_wiped():
     """The request headers (app key, secret, "Bearer" token) and the tokenP body
     (the secret) are wiped before their memory is freed: after a scan, the
-    backend's private memory, freed chunks included, holds none of them."""
+    backend's private memory, freed chunks included, holds none of them.  The
+    secret is as long as KIS's (180 characters), so that its header line no
+    longer fits the first buffer psprintf tries (128 bytes), which was freed
+    unwiped; and no part of the key or the secret is left anywhere but where
+    PostgreSQL keeps the user mapping: the catalog cache ("app_key=...") and
+    the buffer GetUserMapping splits it in ("app_key\\0..."), which kis_fdw
+    cannot reach.  The option values GetUserMapping returns and the scan's
+    own copies are wiped."""
     key = "PSwipeKey0000000000000000000000001"
-    secret = "wipe-secret-5f0c1d2e3b4a69788796a5b4"
+    secret = ("wipe-secret-" + "".join(f"{i:02x}5f0c1d2e3b4a6978" for i in range(12)))[:180]
     key_server("kis_g", key, app_secret=secret)
     needles = [b"appsecret: " + secret.encode(), b'"appsecret":"' + secret.encode(),
                b"appkey: " + key.encode(), b"authorization: Bearer "]
+    # a part of each, anywhere, against PostgreSQL's copies of the mapping
+    parts = {"app_key": key[4:30].encode(), "app_secret": secret[20:60].encode()}
+    cached = {name: [name.encode() + sep + value for sep in (b"=", b"\0")]
+              for name, value in (("app_key", key[:30].encode()),
+                                  ("app_secret", secret[:60].encode()))}
     try:
         with Session() as s:
             pid = s.pid()
@@ -2479,6 +2491,12 @@ def test_secrets_wiped():
             found = {k.decode(errors="replace")[:20]: v
                      for k, v in private_memory_count(pid, needles).items()}
             check(not any(found.values()), f"secrets left in the backend's memory: {found}")
+            counts = private_memory_count(pid, list(parts.values()) + sum(cached.values(), []))
+            for name in parts:
+                postgres = sum(counts[n] for n in cached[name])
+                check(counts[parts[name]] == postgres,
+                      f"{name}: {counts[parts[name]] - postgres} copies left "
+                      f"besides PostgreSQL's {postgres}")
     finally:
         run("DROP SERVER kis_g CASCADE")
 
