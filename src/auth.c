@@ -108,8 +108,12 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
  *
  * The claim lasts claim_us: the caller's worst case for the request it is
  * about to make.  Until then nobody takes it over, however long KIS takes
- * to answer, since KIS may still issue under it; the claimant gives up its
- * request by then too (fetch.c), so the two never both ask.
+ * to answer, since KIS may still issue under it; a claimant that keeps
+ * running gives up its request by then too (fetch.c), so the two never
+ * both ask.  One whose scan is not running then (a cursor paused between
+ * fetches) cannot give it up: KIS may have answered it meanwhile, and the
+ * next claimant then draws EGW00133, which counts toward the interval, or
+ * the same token (docs/tokens-and-rate.md).
  *
  * Only issuances KIS accepted (or said it made, EGW00133) count toward
  * the interval: a refused or cancelled one does not hold up the next.
