@@ -561,8 +561,13 @@ release_request(KisRequest *req)
 	{
 		if (transport.multi != NULL)
 			curl_multi_remove_handle(transport.multi, req->easy);
-		/* keep it for the next request (a new handle costs a few µs) */
-		if (transport.neasy < KIS_MAX_SOCKETS)
+		/*
+		 * Keep it for the next request (a new handle costs a few µs); but
+		 * not a tokenP request's: libcurl 8 keeps the sent bytes (the
+		 * secret) in buffers a reset does not free, which a cleanup frees
+		 * through the wiping allocator.
+		 */
+		if (transport.neasy < KIS_MAX_SOCKETS && req->kind != KIS_REQ_TOKEN)
 		{
 			curl_easy_reset(req->easy);
 			transport.easy_pool[transport.neasy++] = req->easy;
@@ -1706,10 +1711,14 @@ void
 kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 			  const char *header, void *arg)
 {
-	char	   *url = psprintf("%s%s", f->config->base_url, path_and_query);
-	KisRequest *req = new_request(f, KIS_REQ_DATA, url, tr_id, arg);
+	char	   *url;
+	KisRequest *req;
 
-	Assert(f->slot != NULL);	/* an API request needs an app key */
+	/* only a public endpoint's scan has no key, and it makes no API request */
+	if (f->slot == NULL)
+		elog(ERROR, "kis_fdw: an API request for a scan without an app key");
+	url = psprintf("%s%s", f->config->base_url, path_and_query);
+	req = new_request(f, KIS_REQ_DATA, url, tr_id, arg);
 	req->header = header;		/* a string constant */
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
