@@ -11,7 +11,8 @@
 #   kis_psql ARGS...       psql against it as the postgres user
 #   kis_pg_regress         sql/ + expected/ by test/schedule against it, as the postgres
 #                          user ($KIS_WORK/regress, output also in $KIS_WORK/regress.log)
-#   kis_stop_all           stop the cluster and the mock (idempotent; use in a trap)
+#   kis_stop_all           stop the cluster and the mock, and remove $KIS_WORK unless
+#                          the script failed or KIS_KEEP_WORK=1 (idempotent; use in a trap)
 #
 # PostgreSQL refuses to run as root, so the cluster runs as "postgres" (runuser).
 
@@ -124,6 +125,7 @@ kis_pg_regress() {
 }
 
 kis_stop_all() {
+    local status=$?
     if [ -n "${KIS_WORK:-}" ] && [ -f "$KIS_WORK/data/postmaster.pid" ]; then
         kis_as_postgres "$KIS_PGBIN/pg_ctl" -D "$KIS_WORK/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
@@ -131,5 +133,15 @@ kis_stop_all() {
         kill "$KIS_MOCK_PID" 2>/dev/null || true
         wait "$KIS_MOCK_PID" 2>/dev/null || true
         KIS_MOCK_PID=""
+    fi
+    # the cluster, logs and certificates: kept when something failed (or
+    # KIS_KEEP_WORK=1), to be read; otherwise gone, so that runs do not pile
+    # up in /tmp
+    if [ -n "${KIS_WORK:-}" ] && [ -d "$KIS_WORK" ]; then
+        if [ "$status" -eq 0 ] && [ "${KIS_KEEP_WORK:-0}" != 1 ]; then
+            rm -rf "$KIS_WORK"
+        else
+            echo "kept for inspection: $KIS_WORK" >&2
+        fi
     fi
 }
