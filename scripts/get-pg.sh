@@ -11,9 +11,14 @@
 #   the machine's own   its packages (postgresql-NN, postgresql-server-dev-NN)
 #   17                  trixie's binary packages, in a debootstrap chroot
 #   18                  sid's source package, built from the upstream tarball
-# Everything is cached under $KIS_PG_CACHE (default .pg/ in the source tree,
-# which git ignores), so only the first run pays; a lock file keeps two runs
-# from building the same major at once.
+# Everything is cached outside the checkout, under $KIS_PG_CACHE (default
+# /var/cache/kis_fdw as root, else ~/.cache/kis_fdw), so only the first run
+# on a machine pays, whichever clone asks; a source build's folder is keyed
+# by major and configure flags.  A lock file keeps two runs from building the
+# same major at once.
+#
+# A source build is made with --enable-cassert --enable-debug: the suite runs
+# under assertions there (docs/testing.md).
 #
 # apt is called with a private configuration (its own sources.list, lists
 # and cache under the cache folder); the machine's apt sources are only read,
@@ -21,7 +26,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 major="${1:?usage: scripts/get-pg.sh MAJOR}"
-CACHE="${KIS_PG_CACHE:-$PWD/.pg}"
+if [ -z "${KIS_PG_CACHE:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then KIS_PG_CACHE=/var/cache/kis_fdw; else KIS_PG_CACHE="$HOME/.cache/kis_fdw"; fi
+fi
+CACHE="$KIS_PG_CACHE"
 mkdir -p "$CACHE"
 CACHE="$(cd "$CACHE" && pwd)"
 
@@ -72,14 +80,17 @@ install_host_packages() {
 }
 
 # PostgreSQL from a source package of SUITE, built into $CACHE/MAJOR
+CONFIGURE_FLAGS="--without-icu --without-readline --with-openssl --enable-cassert --enable-debug"
 from_source() {
-    local suite="$1" prefix="$CACHE/$major" build="$CACHE/build-$major" tarball
+    local suite="$1" key prefix build tarball
+    key="$(echo "$CONFIGURE_FLAGS" | sha1sum | cut -c1-8)"
+    prefix="$CACHE/$major-$key" build="$CACHE/build-$major-$key"
     if [ -x "$prefix/bin/pg_config" ] && [ -f "$prefix/.complete" ]; then
         echo "source $prefix/bin/pg_config"
         return
     fi
     install_host_packages bison flex gcc make libssl-dev zlib1g-dev pkg-config bzip2
-    log "PostgreSQL $major from $suite's source package (about 6 minutes on 2 cores)"
+    log "PostgreSQL $major from $suite's source package, $CONFIGURE_FLAGS (about 7 minutes on 2 cores)"
     prepare_private_apt "$suite"
     rm -rf "$build" "$prefix"
     mkdir -p "$build"
@@ -89,7 +100,11 @@ from_source() {
     tar -C "$build" -xf "$tarball"
     (
         cd "$build"/postgresql-"$major"*/
-        ./configure --prefix="$prefix" --without-icu --without-readline --with-openssl \
+        # PostgreSQL's makefiles generate headers only at MAKELEVEL 0; make
+        # test calls this from inside make
+        unset MAKELEVEL MAKEFLAGS MFLAGS
+        # shellcheck disable=SC2086  # the flags, one per word
+        ./configure --prefix="$prefix" $CONFIGURE_FLAGS \
             >"$build/configure.log" 2>&1 || { tail -30 "$build/configure.log" >&2; exit 1; }
         make -j"$(nproc)" >"$build/make.log" 2>&1 || { tail -40 "$build/make.log" >&2; exit 1; }
         make install >"$build/install.log" 2>&1 || { tail -20 "$build/install.log" >&2; exit 1; }
