@@ -8,6 +8,9 @@
 #                            installed and a mock KIS server (docs/testing.md says how)
 #   make demo                the main job: a throwaway cluster, the mock (or real KIS), a few queries
 #   make bench               the benchmarks against the mock KIS server (bench/run.sh)
+#   make fuzz-sql            sqlsmith's random queries against kis tables on a throwaway
+#                            cluster and the mock: SQLSMITH_QUERIES per seed (default
+#                            100000) for each of SQLSMITH_SEEDS (default 1; "1,2,3")
 #   make headerscheck        each src/*.h compiles alone; the header rules hold
 
 MODULE_big = kis_fdw
@@ -73,7 +76,7 @@ endif
 KIS_HEADERS = $(wildcard $(srcdir)/src/*.h)
 $(OBJS): $(KIS_HEADERS)
 
-.PHONY: test demo bench headerscheck
+.PHONY: test demo bench headerscheck fuzz-sql
 test:
 	PG_MAJOR="$(PG_MAJOR)" bash test/run-tests.sh
 
@@ -82,6 +85,11 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+SQLSMITH_QUERIES ?= 100000
+SQLSMITH_SEEDS ?= 1
+fuzz-sql:
+	bash test/sqlsmith/run.sh $(SQLSMITH_QUERIES) $(SQLSMITH_SEEDS)
 
 # every src/*.h compiles alone after postgres.h; the private slot layout and
 # fetch.h keep to their rules (test/headerscheck.sh; make test runs it)

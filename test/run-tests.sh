@@ -9,12 +9,14 @@
 #      (concurrency, rate, tokens, faults, cancel and descriptors, pg_cron)
 #   3. test/soak.py: 10,000 scans in one session must not grow RSS or descriptors
 #   4. the fuzz harness (fuzz/): past findings' reproducers, then 20 s of fuzzing
-#   5. test/demo.sh, so that the README's first command cannot rot
+#   5. sqlsmith: past findings' reproducers, then random queries with a fixed
+#      seed against kis tables on a cluster of their own (test/sqlsmith/)
+#   6. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
 # Before any suite, make headerscheck checks the rules of src/'s headers.
 #
 # While working on one part: KIS_ONLY="regress behaviour" runs only those
-# suites (of: mock regress behaviour soak fuzz demo), and
+# suites (of: mock regress behaviour soak fuzz sqlsmith demo), and
 # KIS_BEHAVIOUR="name ..." only those behaviour tests.  The full run is CI's.
 #
 # PG_MAJOR=NN runs it against that PostgreSQL major (scripts/get-pg.sh obtains
@@ -43,7 +45,7 @@ if [ -n "${PG_MAJOR:-}" ] && [ "$(pg_config_major "${PG_CONFIG:-pg_config}")" !=
             bash test/run-tests.sh ;;
     esac
 fi
-only=" ${KIS_ONLY:-mock regress behaviour soak fuzz demo} "
+only=" ${KIS_ONLY:-mock regress behaviour soak fuzz sqlsmith demo} "
 want() { [[ "$only" == *" $1 "* ]]; }
 
 source test/lib.sh
@@ -150,6 +152,11 @@ else
     echo "FAIL fuzz"; tail -30 "$KIS_WORK/fuzz-build.log" "$KIS_WORK/fuzz-repro.log" "$KIS_WORK/fuzz.log" 2>/dev/null || true
     count 0 1; status=1
 fi
+fi
+
+if want sqlsmith; then
+    echo "== sqlsmith: the reproducers of past findings, then ${SQLSMITH_QUERIES:-3000} random queries, seed ${SQLSMITH_SEED:-1} (make fuzz-sql for more)"
+    run_counted sqlsmith bash test/sqlsmith/run.sh "${SQLSMITH_QUERIES:-3000}" "${SQLSMITH_SEED:-1}"
 fi
 
 if want demo; then
