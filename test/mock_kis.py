@@ -259,8 +259,9 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "overseas_session" ("open" | "closed"),
                       "minute_session" ("HHMM-HHMM")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
+POST /__mock/release  answers every request the hold fault holds now
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow overlap close expire_token invalid_token (any /uapi endpoint, after the rate
+    slow overlap hold close expire_token invalid_token (any /uapi endpoint, after the rate
     check),
     egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
@@ -269,7 +270,8 @@ POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 |
     the connection. slow holds the answer ms; overlap holds it until another API request has
     been in flight beside it (then answers at once), at most ms: a client that sends requests
     concurrently then shows max_in_flight >= 2 for certain, one that sends them one at a
-    time shows 1.
+    time shows 1. hold holds the answer until POST /__mock/release (or a reset), at most
+    ms: the test decides when the answers come, once what it waits for has happened.
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
     inquire-price always the data of the symbol, or of 000000 when blank, whatever its
     prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
@@ -360,7 +362,7 @@ MESSAGES = {
 
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
-    "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
+    "bad_shape", "numbers", "huge", "slow", "overlap", "hold", "close", "expire_token", "invalid_token", "egw00133",
     "sydb0050",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
@@ -1356,6 +1358,7 @@ class MockState:
         self.tokens = {}    # token -> {"appkey", "expires" (epoch seconds), "expired"}
         self.in_flight = 0  # survives resets: those requests are still running
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
+        self.released = threading.Event()   # set by a release: the hold fault waits on it
         self._clear()
 
     def _clear(self):
@@ -1423,6 +1426,7 @@ class MockState:
             return self.cursors.get((fk, nk))
 
     def reset(self, forget_tokens):
+        self.release()
         with self.lock:
             self._clear()
             if forget_tokens:
@@ -1560,6 +1564,18 @@ class MockState:
                     return
             time.sleep(0.001)
 
+    def hold(self, timeout):
+        """Wait, at most timeout s, until the next release."""
+        with self.lock:
+            released = self.released
+        released.wait(timeout)
+
+    def release(self):
+        """Answer what hold holds; later holds wait for the next release."""
+        with self.lock:
+            released, self.released = self.released, threading.Event()
+        released.set()
+
     def end_request(self):
         with self.lock:
             self.in_flight -= 1
@@ -1690,6 +1706,8 @@ class KisHandler(BaseHTTPRequestHandler):
                 state.configure(payload)
             elif route == ("POST", "/__mock/faults"):
                 state.add_faults(payload.get("faults"))
+            elif route == ("POST", "/__mock/release"):
+                state.release()
             else:
                 self._send_json(404, {"ok": False, "error": f"no route {self.command} {url.path}"})
                 return
@@ -1824,6 +1842,9 @@ class KisHandler(BaseHTTPRequestHandler):
             return False
         if kind == "overlap":
             self.server.state.wait_for_company(self.ticket, fault["ms"] / 1000)
+            return False
+        if kind == "hold":
+            self.server.state.hold(fault["ms"] / 1000)
             return False
         if kind == "close":
             self.close_connection = True  # _send says so in a header

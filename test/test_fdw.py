@@ -2750,23 +2750,48 @@ def test_shared_many_sessions():
 
 def test_shared_in_flight():
     """With the cache off, four sessions asking the same 40 symbols at once share
-    the requests in flight: well under 160 (at most 80 here), and kis_fdw_stats
-    counts the shared waits.  Answers take 1 s, so that sessions starting a
-    little apart on a busy machine still find each other's requests in flight."""
-    mock_config(latency_ms=1000)
+    the requests in flight: each symbol is sent once (40 requests for 160 wanted)
+    and the other 120 are shared waits in kis_fdw_stats.  The overlap is certain by
+    construction, not by timing: the mock holds every answer until all four sessions
+    wait and all 40 requests are in flight (max_concurrency 40: one session may send
+    them all at once)."""
+    set_server(max_concurrency="40")
+    run(f"SELECT price FROM kis_prices WHERE symbol = '{symbols(1)[0]}'")  # a token first
+    reset_mock()
     syms = symbols(40)
     before = run("SELECT coalesce(sum(shared_waits), 0) FROM kis_fdw_stats")[0][0][0]
     sql = f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})"
-    for i, result in enumerate(sessions_at_once(4, sql)):
-        check_prices(must(result, f"session {i}"), syms, f"session {i}")
+    mock("/__mock/faults", {"faults": [{"kind": "hold", "symbol": "*", "times": -1,
+                                        "ms": WAIT * 1000}]})
+    sessions = [Session() for _ in range(4)]
+    try:
+        pids = [str(s.pid()) for s in sessions]
+        runs = [s.background(sql) for s in sessions]
+
+        def all_waiting():
+            rows, _, _ = run(f"SELECT count(*) FROM pg_stat_activity WHERE pid IN "
+                             f"({', '.join(pids)}) AND state = 'active' "
+                             f"AND wait_event_type = 'Extension'")
+            return rows == [["4"]] and stats()["in_flight"] >= 40
+        wait_until(all_waiting, "four sessions waiting and 40 requests held", WAIT)
+        mock("/__mock/release", {})
+        for r in runs:
+            r.join(WAIT)
+        check(all(r.result is not None for r in runs), "a session did not return")
+        for i, r in enumerate(runs):
+            check_prices(must(r.result, f"session {i}"), syms, f"session {i}")
+    finally:
+        for s in sessions:
+            s.close()
     s = stats()
     waits = int(run("SELECT sum(shared_waits) FROM kis_fdw_stats")[0][0][0]) - int(before)
     print(f"    (requests {s['requests']} for 4 x {len(syms)}, shared waits {waits})")
-    check(s["requests"] <= 80, f"{s['requests']} requests for 160 wanted: not shared")
-    check(s["requests"] + waits == 160, f"requests {s['requests']} + shared waits {waits} != 160")
+    check(s["requests"] == 40, f"{s['requests']} requests for 160 wanted, expected 40")
+    check(waits == 120, f"shared waits {waits}, expected 120")
     # one after the other nothing is shared: the cache is off
+    reset_mock()
     run(sql)
-    check(stats()["requests"] == s["requests"] + 40, "a later query was answered from the cache")
+    check(stats()["requests"] == 40, "a later query was answered from the cache")
 
 
 def test_cache_holdings_per_mapping():
