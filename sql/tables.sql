@@ -41,8 +41,11 @@ CREATE FOREIGN TABLE virtual_holidays (date date, market_open boolean)
 SELECT * FROM virtual_holidays WHERE date >= '2025-01-01' AND date < '2025-02-01';
 DROP SERVER kis_virtual CASCADE;
 
--- domestic_minute: a symbol is needed; bars depend on the time of day, so
--- only their shape is checked here (test/test_fdw.py counts the pages)
+-- domestic_minute: a symbol is needed; bars depend on the time of day (kis_fdw
+-- asks for those up to now), so only their shape is checked here
+-- (test/test_fdw.py counts the pages).  The mock's session runs all day
+-- (--minute-session 0000-2359, as test/run-tests.sh starts it): there is a
+-- bar at whatever hour the test runs.
 SELECT * FROM domestic_minute;
 EXPLAIN (COSTS OFF) SELECT * FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) = count(DISTINCT time) AS one_bar_a_minute,

@@ -13,7 +13,7 @@ KIS_PGBIN="$("$KIS_PG_CONFIG" --bindir)"
 kis_workdir
 trap kis_stop_all EXIT INT TERM
 kis_make_certs
-kis_start_mock --token-interval 0
+kis_start_mock --token-interval 0 --minute-session 0000-2359
 kis_start_cluster <<CONF
 shared_preload_libraries = 'kis_fdw'
 kis_fdw.token_issue_interval = 0

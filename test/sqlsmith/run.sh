@@ -16,7 +16,7 @@ if [ -z "${KIS_MOCK_URL:-}" ]; then
     source test/lib.sh
     kis_prepare
     kis_make_certs
-    kis_start_mock --token-interval 0
+    kis_start_mock --token-interval 0 --minute-session 0000-2359
     kis_start_cluster </dev/null
 fi
 command -v sqlsmith >/dev/null || { echo "sqlsmith is not installed (scripts/install-deps.sh)" >&2; exit 1; }
