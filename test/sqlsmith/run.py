@@ -43,6 +43,7 @@ HOST, PORT = ENV["KIS_SMITH_HOST"], ENV["KIS_SMITH_PORT"]
 TARGET = f"host={HOST} port={PORT} dbname=kis_smith user=smith"
 ADMIN = f"host={HOST} port={PORT} dbname=kis_smith user=postgres"
 LOGDB = f"host={ENV['KIS_PGHOST']} port={ENV['KIS_PGPORT']} dbname=smithlog user=postgres"
+CORE = os.path.join(HERE, "core-errors.txt")
 CRASH_RE = re.compile(r"TRAP:|terminated by signal|PANIC:|was terminated by exception")
 
 # the tables --log-to fills (sqlsmith 1.4's log.cc writes these columns)
@@ -208,6 +209,13 @@ def error_summary(iid):
     return json.loads(out) if out else []
 
 
+def core_errors():
+    """The patterns of core-errors.txt: PostgreSQL's own internal errors."""
+    with open(CORE, encoding="utf-8") as f:
+        return [re.compile(line.strip()) for line in f
+                if line.strip() and not line.startswith("#")]
+
+
 def save(kind, detail, query, seed):
     body = query.strip().rstrip(";")
     digest = hashlib.sha1(body.encode()).hexdigest()[:12]
@@ -272,12 +280,15 @@ def main():
             print(f"  {n:7d}  {e}")
         # a crash's query goes with the postmaster's report of it, in order
         crashes = iter(events)
-        known = known_findings()
-        seen, saved = set(), []
+        known, core = known_findings(), core_errors()
+        seen, saved, in_core = set(), [], 0
         for kind, msg, query in found:
             if kind == "crash":
                 msg = next(crashes, "crash: " + first_line(msg))
             detail = " ".join(first_line(msg).split())[:200]
+            if kind != "crash" and any(p.search(detail) for p in core):
+                in_core += 1
+                continue
             key = normalized(kind, detail)
             if key in seen:
                 continue
@@ -287,6 +298,9 @@ def main():
             else:
                 saved.append(f"{kind}: {detail} -> repro/{save(kind, detail, query, seed)}")
         crashes_in_log = events
+        found = [f for f in found if f[0] == "crash" or not any(p.search(f[1]) for p in core)]
+        if in_core:
+            print(f"  ({in_core} internal errors of PostgreSQL itself, core-errors.txt)")
         if found or crashes_in_log:
             failed += 1
             print(f"FAIL sqlsmith seed {seed}: {len(found)} queries crashed or raised XX, "
