@@ -254,8 +254,16 @@ def before_each():
 
 # --------------------------------------------------------------------------- tests
 
+def hold_first_for_company():
+    """The first API request's answer waits until a second request is in flight: a
+    client that sends concurrently shows max_in_flight >= 2 for certain (the hold
+    ends at once), one that sends one at a time shows 1 (it gives up after 30 s)."""
+    mock("/__mock/faults", {"faults": [{"kind": "overlap", "symbol": "*", "ms": 30000}]})
+
+
 def test_concurrency():
     mock_config(latency_ms=100)
+    hold_first_for_company()
     syms = symbols(40)
     rows, err, rc = run(f"SELECT symbol, price FROM kis_prices WHERE symbol = ANY "
                         f"(ARRAY[{sql_list(syms)}])")
@@ -879,6 +887,7 @@ def test_join_batches():
     for shape, sql in shapes.items():
         reset_mock()
         mock_config(latency_ms=100)
+        hold_first_for_company()
         rows, err, rc = run(sql)
         check(rc == 0 and "WARNING" not in err, f"{shape}: {err}")
         distinct = {r[0]: r for r in rows}
@@ -1543,6 +1552,7 @@ def test_async_union_all():
     mock_config(latency_ms=100)
     a_syms, b_syms = symbols(4), symbols(4)
     try:
+        hold_first_for_company()
         check(plan_nodes(union_all(a_syms, b_syms)) == (2, 0),
               f"expected two Async Foreign Scans: {plan_nodes(union_all(a_syms, b_syms))}")
         st = fetch_union(a_syms, b_syms, "async union all")
