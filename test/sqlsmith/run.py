@@ -13,9 +13,11 @@ database of test/sqlsmith/schema.sql) and names it and the mock in the environme
    logging its errors with their query into a database of another cluster (--log-to:
    a crash restarts every session of the target, the log's included).
 3. Fails when any query crashed a backend (the connection lost, SQLSTATE 08000),
-   raised a TRAP, or an error of class XX (XX000: elog's "cannot happen"); each such
-   query is written to test/sqlsmith/repro/ as a reproducer (one per distinct message
-   and run) for step 1 of every later run.
+   raised a TRAP, or an error of class XX (XX000: elog's "cannot happen") that is not
+   PostgreSQL's own (core-errors.txt), or hung (no query ended for HANG_S seconds,
+   although sqlsmith sets statement_timeout 1 s); each such query is written to
+   test/sqlsmith/repro/ as a reproducer (one per distinct message, unless one with
+   that message is there already) for step 1 of every later run.
 
 The counts printed (queries generated, errors by kind, mock requests, kis scans) say
 how much of the run reached kis tables.  With --sample N, the first N queries of the
@@ -44,6 +46,7 @@ TARGET = f"host={HOST} port={PORT} dbname=kis_smith user=smith"
 ADMIN = f"host={HOST} port={PORT} dbname=kis_smith user=postgres"
 LOGDB = f"host={ENV['KIS_PGHOST']} port={ENV['KIS_PGPORT']} dbname=smithlog user=postgres"
 CORE = os.path.join(HERE, "core-errors.txt")
+HANG_S = 120    # no query ended for this long: a hang (sqlsmith's statement_timeout is 1 s)
 CRASH_RE = re.compile(r"TRAP:|terminated by signal|PANIC:|was terminated by exception")
 
 # the tables --log-to fills (sqlsmith 1.4's log.cc writes these columns)
@@ -57,11 +60,11 @@ CREATE TABLE stat (id bigint, generated bigint, level float8, nodes float8,
 """
 
 
-def psql(conninfo, sql, options=None, check=True):
+def psql(conninfo, sql, options=None, check=True, timeout=None):
     env = dict(ENV, PGOPTIONS=options or "")
     p = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "VERBOSITY=verbose",
                         "-d", conninfo, "-c", sql],
-                       env=env, capture_output=True, text=True)
+                       env=env, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise RuntimeError(f"psql failed ({p.returncode}): {sql[:200]}\n{p.stderr}")
     return p
@@ -139,8 +142,13 @@ def replay(path):
     with open(path, encoding="utf-8") as f:
         sql = f.read()
     before = log_size()
-    p = psql(TARGET, sql, options="-c statement_timeout=10s -c client_min_messages=error",
-             check=False)
+    try:
+        p = psql(TARGET, sql, options="-c statement_timeout=10s -c client_min_messages=error",
+                 check=False, timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        psql(ADMIN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+             "WHERE usename = 'smith'", check=False)
+        return f"hang: no answer in {HANG_S} s with statement_timeout 10 s"
     out = p.stdout + p.stderr
     crash = CRASH_RE.findall(log_since(before))
     if p.returncode == 2 or crash:
@@ -170,23 +178,44 @@ def replay_all():
 
 # ---------------------------------------------------------------- 2. sqlsmith
 
+def stuck_query():
+    """The statement sqlsmith's backend runs now, if any."""
+    return psql(ADMIN, "SELECT query FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name LIKE 'sqlsmith%dut' LIMIT 1").stdout.strip()
+
+
 def run_sqlsmith(seed, queries, work):
-    """One sqlsmith run; returns (instance id, queries generated, its stderr's tail)."""
+    """One sqlsmith run: (instance id, queries generated, the statement it hung on
+    or None).  sqlsmith prints a character a query: silent for HANG_S seconds, with
+    its statement_timeout 1 s, the backend hangs; it is terminated then."""
     err_path = os.path.join(work, f"sqlsmith-{seed}.log")
     before = psql(LOGDB, "SELECT coalesce(max(id), 0) FROM instance").stdout.strip()
+    hung = None
     with open(err_path, "w") as err:
-        p = subprocess.run(["sqlsmith", f"--target={TARGET}", f"--log-to={LOGDB}",
-                            f"--seed={seed}", f"--max-queries={queries}",
-                            "--exclude-catalog", "--verbose"],
-                           stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.Popen(["sqlsmith", f"--target={TARGET}", f"--log-to={LOGDB}",
+                              f"--seed={seed}", f"--max-queries={queries}",
+                              "--exclude-catalog", "--verbose"],
+                             stdout=subprocess.DEVNULL, stderr=err)
+        size, since = -1, time.monotonic()
+        while p.poll() is None:
+            time.sleep(1)
+            now_size = os.path.getsize(err_path)
+            if now_size != size:
+                size, since = now_size, time.monotonic()
+            elif time.monotonic() - since > HANG_S and hung is None:
+                hung = stuck_query() or "(no active statement)"
+                psql(ADMIN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name LIKE 'sqlsmith%dut'", check=False)
+                p.kill()
+        p.wait()
     with open(err_path, errors="replace") as f:
         text = f.read()
     m = re.findall(r"^queries: (\d+)", text, re.M)
     generated = int(m[-1]) if m else 0
     iid = psql(LOGDB, f"SELECT id FROM instance WHERE id > {before} ORDER BY id LIMIT 1").stdout.strip()
-    if p.returncode != 0 or not iid:
+    if (p.returncode != 0 and hung is None) or not iid:
         raise RuntimeError(f"sqlsmith seed {seed} failed ({p.returncode}):\n{text[-2000:]}")
-    return int(iid), generated
+    return int(iid), generated, hung
 
 
 def findings(iid):
@@ -271,9 +300,11 @@ def main():
     requests0 = mock_stats()["requests"]
     for seed in [s for s in args.seeds.split(",") if s]:
         before = log_size()
-        iid, generated = run_sqlsmith(seed, args.queries, work)
+        iid, generated, hung = run_sqlsmith(seed, args.queries, work)
         total += generated
         found = findings(iid)
+        if hung is not None:
+            found.append(("hang", f"no query ended in {HANG_S} s (statement_timeout 1 s)", hung))
         events = crash_events(log_since(before))
         print(f"sqlsmith seed {seed}: {generated} queries; errors by message:")
         for n, e in error_summary(iid):
@@ -286,19 +317,20 @@ def main():
             if kind == "crash":
                 msg = next(crashes, "crash: " + first_line(msg))
             detail = " ".join(first_line(msg).split())[:200]
-            if kind != "crash" and any(p.search(detail) for p in core):
+            if kind.startswith("XX") and any(p.search(detail) for p in core):
                 in_core += 1
                 continue
             key = normalized(kind, detail)
             if key in seen:
                 continue
             seen.add(key)
-            if key in known or args.no_save:
+            if key in known or args.no_save or query.startswith("(no active"):
                 saved.append(f"{kind}: {detail} (known)")
             else:
                 saved.append(f"{kind}: {detail} -> repro/{save(kind, detail, query, seed)}")
         crashes_in_log = events
-        found = [f for f in found if f[0] == "crash" or not any(p.search(f[1]) for p in core)]
+        found = [f for f in found
+                 if not f[0].startswith("XX") or not any(p.search(f[1]) for p in core)]
         if in_core:
             print(f"  ({in_core} internal errors of PostgreSQL itself, core-errors.txt)")
         if found or crashes_in_log:
