@@ -129,6 +129,47 @@ CREATE VIEW v_orderbook AS
   SELECT q.* FROM kis_all.domestic_orderbook q WHERE q.symbol IN (SELECT symbol FROM portfolio);
 CREATE VIEW v_quotes AS
   SELECT * FROM prices_row WHERE symbol IN ('005930', '000660', '981234', '991234');
+-- the shapes of issue 19: a kis column above a LEFT join, a dummy kis side,
+-- rescans through caching children, a recursive step, char(n) keys
+CREATE VIEW v_unquoted AS
+  SELECT p.symbol, p.qty FROM portfolio p LEFT JOIN prices q ON q.symbol = p.symbol
+  WHERE q.price IS NULL;
+CREATE VIEW v_dummy AS
+  SELECT r.symbol, s.price FROM (SELECT symbol, price FROM prices WHERE NULL::bool) s
+  RIGHT JOIN portfolio r ON s.symbol = r.symbol;
+CREATE VIEW v_rescan AS
+  SELECT t.n, (SELECT count(*) FROM prices q
+               WHERE q.symbol IN (SELECT symbol FROM holdings WHERE qty > t.n)) AS quoted
+  FROM generate_series(0, 12, 4) t(n);
+CREATE VIEW v_grouped AS
+  SELECT q.symbol, q.price FROM prices_row q
+  WHERE q.symbol IN (SELECT symbol FROM holdings GROUP BY symbol HAVING sum(qty) > 2);
+CREATE VIEW v_recursive AS
+  WITH RECURSIVE r(symbol, depth) AS (
+    SELECT symbol, 1 FROM portfolio
+    UNION
+    SELECT h.symbol, r.depth + 1 FROM r JOIN holdings h ON h.id = r.depth
+      JOIN prices q ON q.symbol = h.symbol WHERE r.depth < 4)
+  SELECT * FROM r;
+CREATE VIEW v_char_left AS
+  SELECT v.symbol, v.market, q.price FROM venues v LEFT JOIN prices_char q ON q.symbol = v.symbol;
+CREATE VIEW v_parted_anti AS
+  SELECT h.id, h.symbol FROM holdings h
+  WHERE NOT EXISTS (SELECT 1 FROM pj_hash q WHERE q.symbol = h.symbol);
 
+-- what smith sees: the local tables, the views, and a few kis tables to
+-- put random conditions on (the rest only through the views, so that more
+-- of the random queries reach a kis table with a key)
 GRANT USAGE ON SCHEMA kis_all TO smith;
-GRANT SELECT ON ALL TABLES IN SCHEMA public, kis_all TO smith;
+GRANT SELECT ON portfolio, holdings, venues, watch, many, pj_mixed,
+  prices, prices_row, prices_char, prices_varchar, bars, pj_hash, pj_list, pj_bars,
+  kis_all.domestic_holdings, kis_all.market_holidays, kis_all.domestic_minute,
+  kis_all.overseas_price TO smith;
+DO $$
+DECLARE v regclass;
+BEGIN
+  FOR v IN SELECT c.oid FROM pg_class c WHERE c.relkind = 'v'
+             AND c.relnamespace = 'public'::regnamespace LOOP
+    EXECUTE format('GRANT SELECT ON %s TO smith', v);
+  END LOOP;
+END $$;
