@@ -12,8 +12,10 @@ cd "$(dirname "$0")/../.."
 queries="${1:-1000}"
 seeds="${2:-1}"
 
+source test/lib.sh
+alone=0
 if [ -z "${KIS_MOCK_URL:-}" ]; then
-    source test/lib.sh
+    alone=1
     kis_prepare
     kis_make_certs
     kis_start_mock --token-interval 0 --minute-session 0000-2359
@@ -25,11 +27,10 @@ command -v sqlsmith >/dev/null || { echo "sqlsmith is not installed (scripts/ins
 dir="$KIS_WORK/smith"
 mkdir -p "$dir"
 chown postgres: "$dir" 2>/dev/null || true
-port="$("${KIS_PYTHON:-python3}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-as_pg() { if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi; }
-as_pg "$KIS_PGBIN/initdb" -D "$dir/data" --auth=trust --no-sync -E UTF8 --locale=C -U postgres \
+port="$(kis_free_port)"
+kis_as_postgres "$KIS_PGBIN/initdb" -D "$dir/data" --auth=trust --no-sync -E UTF8 --locale=C -U postgres \
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
-as_pg tee -a "$dir/data/postgresql.conf" >/dev/null <<CONF
+kis_as_postgres tee -a "$dir/data/postgresql.conf" >/dev/null <<CONF
 port = $port
 listen_addresses = ''
 unix_socket_directories = '$KIS_WORK'
@@ -41,16 +42,16 @@ log_min_messages = log
 log_min_error_statement = panic
 restart_after_crash = on
 CONF
-as_pg "$KIS_PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+kis_as_postgres "$KIS_PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 stop_target() {
-    as_pg "$KIS_PGBIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    kis_as_postgres "$KIS_PGBIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
 finish() {
     local rc=$?
     set +e
     stop_target
     # alone: everything else too, the work directory kept when this failed
-    if declare -F kis_stop_all >/dev/null; then
+    if [ "$alone" = 1 ]; then
         (exit "$rc")
         kis_stop_all
     fi
@@ -65,5 +66,5 @@ KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
     "$KIS_PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$KIS_WORK" -p "$port" -U postgres -d kis_smith \
     -f test/sqlsmith/schema.sql >/dev/null
 
-"${KIS_PYTHON:-python3}" test/sqlsmith/run.py --queries "$queries" --seeds "$seeds" \
+"$KIS_PYTHON" test/sqlsmith/run.py --queries "$queries" --seeds "$seeds" \
     ${SQLSMITH_SAMPLE:+--sample "$SQLSMITH_SAMPLE"}
