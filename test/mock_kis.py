@@ -270,8 +270,9 @@ POST /__mock/release  answers every request the hold fault holds now
     the connection. slow holds the answer ms; overlap holds it until another API request has
     been in flight beside it (then answers at once), at most ms: a client that sends requests
     concurrently then shows max_in_flight >= 2 for certain, one that sends them one at a
-    time shows 1. hold holds the answer until POST /__mock/release (or a reset), at most
-    ms: the test decides when the answers come, once what it waits for has happened.
+    time shows 1. hold holds the answer until the first POST /__mock/release (or reset) after
+    the request arrived, at most ms: the test decides when the answers come, once what it
+    waits for has happened (every request counted in_flight is answered by a release).
     numbers, huge, truncate and bad_shape vary the endpoint's normal answer (for
     inquire-price always the data of the symbol, or of 000000 when blank, whatever its
     prefix): numbers turns the endpoint's price/quantity fields into JSON numbers, huge
@@ -1531,7 +1532,7 @@ class MockState:
 
     def begin_request(self, path, symbols, appkey):
         """Account for an API request whose headers were read; return its arrival
-        time and its ticket for wait_for_company."""
+        time and its ticket for wait_for_company and hold."""
         with self.lock:
             self.arrivals += 1
             per_key = self.by_appkey.setdefault(appkey or "", {})
@@ -1547,8 +1548,9 @@ class MockState:
                     self._inc(self.by_symbol, symbol)
             if len(self.timeline) < TIMELINE_CAP:
                 self.timeline.append(time.monotonic() - self.t0)
-            # (had company when it arrived, requests begun up to and with it)
-            ticket = (self.in_flight >= 2, self.arrivals)
+            # (had company when it arrived, requests begun up to and with it, the
+            # release that answers it if held: the first after its arrival)
+            ticket = (self.in_flight >= 2, self.arrivals, self.released)
         return time.time(), ticket
 
     def wait_for_company(self, ticket, timeout):
@@ -1556,7 +1558,7 @@ class MockState:
         beside the one of ticket: one that was in flight when it arrived, or one
         that arrived since.  Counting arrivals, rather than looking at in_flight
         now and then, also sees a companion that came and went between looks."""
-        had_company, seq = ticket
+        had_company, seq, _ = ticket
         deadline = time.monotonic() + timeout
         while not had_company and time.monotonic() < deadline:
             with self.lock:
@@ -1564,14 +1566,14 @@ class MockState:
                     return
             time.sleep(0.001)
 
-    def hold(self, timeout):
-        """Wait, at most timeout s, until the next release."""
-        with self.lock:
-            released = self.released
-        released.wait(timeout)
+    @staticmethod
+    def hold(ticket, timeout):
+        """Wait, at most timeout s, until the first release after the request of
+        ticket arrived (so a release answers every request counted in_flight then)."""
+        ticket[2].wait(timeout)
 
     def release(self):
-        """Answer what hold holds; later holds wait for the next release."""
+        """Answer what hold holds; requests arriving later wait for the next release."""
         with self.lock:
             released, self.released = self.released, threading.Event()
         released.set()
@@ -1844,7 +1846,7 @@ class KisHandler(BaseHTTPRequestHandler):
             self.server.state.wait_for_company(self.ticket, fault["ms"] / 1000)
             return False
         if kind == "hold":
-            self.server.state.hold(fault["ms"] / 1000)
+            self.server.state.hold(self.ticket, fault["ms"] / 1000)
             return False
         if kind == "close":
             self.close_connection = True  # _send says so in a header

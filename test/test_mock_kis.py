@@ -306,16 +306,19 @@ class MockKisCase(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - started, 0.2)
 
     def test_hold_fault(self):
-        """hold keeps answers until a release, which answers all of them; without one,
-        it answers after ms; a reset releases too."""
+        """hold keeps answers until a release, which answers every request that arrived
+        before it; a reset releases too; without either, it answers after ms."""
+        def in_flight(n):
+            wait = time.monotonic() + 10
+            while self.stats()["in_flight"] != n and time.monotonic() < wait:
+                time.sleep(0.01)
+            self.assertEqual(self.stats()["in_flight"], n)
+
         self.control("faults", {"faults": [{"kind": "hold", "times": -1, "ms": 30000}]})
         held = [threading.Thread(target=self.quote, args=(s,)) for s in ("005930", "000660")]
         for t in held:
             t.start()
-        wait = time.monotonic() + 10
-        while self.stats()["in_flight"] < 2 and time.monotonic() < wait:
-            time.sleep(0.01)
-        self.assertEqual(self.stats()["in_flight"], 2)
+        in_flight(2)
         time.sleep(0.3)
         self.assertTrue(all(t.is_alive() for t in held))  # nothing answers them but a release
         self.control("release", {})
@@ -323,11 +326,8 @@ class MockKisCase(unittest.TestCase):
             t.join(10)
         self.assertFalse(any(t.is_alive() for t in held))
         later = threading.Thread(target=self.quote, args=("035420",))
-        later.start()     # a release answers what is held then, not what comes later
-        while self.stats()["in_flight"] < 1 and time.monotonic() < wait:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        self.assertTrue(later.is_alive())
+        later.start()     # held by the rule still there, until the next release: a reset
+        in_flight(1)
         self.control("reset", {})
         later.join(10)
         self.assertFalse(later.is_alive())
@@ -335,6 +335,7 @@ class MockKisCase(unittest.TestCase):
         started = time.monotonic()
         self.assertEqual(self.quote("005930")[0], 200)  # no release: answered after ms
         self.assertGreaterEqual(time.monotonic() - started, 0.2)
+        in_flight(0)
 
     # ---- endpoints beyond inquire-price
 
