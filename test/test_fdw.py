@@ -126,11 +126,27 @@ def check_prices(rows, syms, what="rows"):
 
 # --------------------------------------------------------------------------- psql
 
+# What psql prints when its backend went away (a crash, a PANIC, a FATAL error,
+# a restart): never an outcome a test may accept unless it ended that backend
+# itself (Session.expect_lost)
+LOST = ("server closed the connection unexpectedly", "connection to server was lost",
+        "no connection to the server", "terminating connection", "FATAL:", "PANIC:")
+
+
+def lost_connection(err):
+    """The lines of psql's stderr that say its backend went away."""
+    return [line for line in err.splitlines() if any(m in line for m in LOST)]
+
+
 def run(sql, db=DB):
-    """One-shot psql -c; returns (rows, stderr, returncode)."""
+    """One-shot psql -c; returns (rows, stderr, returncode).  A lost connection
+    (psql's exit code 2, a FATAL or PANIC) fails the test at once."""
     p = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                         "-h", PGHOST, "-p", PGPORT, "-U", "postgres", "-d", db, "-c", sql],
                        capture_output=True, text=True, timeout=WAIT)
+    if p.returncode == 2 or lost_connection(p.stderr):
+        raise AssertionError(f"psql lost its backend (exit {p.returncode}) running "
+                             f"{sql[:200]!r}: {p.stderr.strip()}")
     rows = [line.split("|") for line in p.stdout.splitlines() if line]
     return rows, p.stderr, p.returncode
 
@@ -141,22 +157,33 @@ class Session(PsqlPipe):
     def __init__(self, db=DB):
         super().__init__(db, extra_args=("-P", "null=<null>"), wait=WAIT)
         self._pid = None
+        self.expect_lost = False   # set by a test that ends this backend itself
 
     def query(self, sql):
         """Run sql; return (rows as lists of str, stderr text).  self.alive says
-        whether psql is still there afterwards."""
+        whether psql is still there afterwards.  Unless self.expect_lost, a lost
+        backend (psql gone, a FATAL or PANIC) fails the test."""
         marker = self.send(sql)
         try:
-            out, _ = self.collect(self.out, marker)
-            err, _ = self.collect(self.err, marker)
+            out, out_eof = self.collect(self.out, marker)
+            err, err_eof = self.collect(self.err, marker)
         except TimeoutError as exc:
             raise AssertionError(str(exc))
-        return [line.split("|") for _, line in out if line], "\n".join(line for _, line in err)
+        err_text = "\n".join(line for _, line in err)
+        if not self.expect_lost and (out_eof or err_eof or lost_connection(err_text)):
+            raise AssertionError(f"psql lost its backend running {sql[:200]!r}: {err_text}")
+        return [line.split("|") for _, line in out if line], err_text
 
     def background(self, sql):
-        """Start query(sql) in a thread; .join() then .result is (rows, stderr)."""
-        t = threading.Thread(target=lambda: setattr(t, "result", self.query(sql)), daemon=True)
-        t.result = None
+        """Start query(sql) in a thread; .join() then .result is (rows, stderr),
+        or None and .error the failure."""
+        def work():
+            try:
+                t.result = self.query(sql)
+            except AssertionError as exc:
+                t.error = exc
+        t = threading.Thread(target=work, daemon=True)
+        t.result, t.error = None, None
         t.start()
         return t
 
@@ -359,6 +386,7 @@ def test_terminate_at_gate():
         b.pid()
         a_run = a.background(f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(a_syms)})")
         wait_until(lambda: stats()["requests"] >= 2, "A to be waiting at the gate")
+        a.expect_lost = True
         rows, err, _ = run(f"SELECT pg_terminate_backend({pid_a})")
         check(rows == [["t"]], f"pg_terminate_backend: {rows} {err}")
         a_run.join(WAIT)
@@ -1090,6 +1118,7 @@ def test_terminate():
         b_run = b.background(f"SELECT symbol, price FROM kis_prices "
                              f"WHERE symbol IN ({sql_list(b_syms)})")
         wait_until(lambda: any(s in stats()["by_symbol"] for s in b_syms), "B to start")
+        a.expect_lost = True
         rows, err, _ = run(f"SELECT pg_terminate_backend({pid_a})")
         check(rows == [["t"]], f"pg_terminate_backend: {rows} {err}")
         a_run.join(WAIT)
@@ -2828,7 +2857,7 @@ def waiting_on_another(pid, sym):
     return rows == [["active", "Extension"]] and stats()["by_symbol"].get(sym) == 1
 
 
-def sender_and_waiter(sym, end_sender):
+def sender_and_waiter(sym, end_sender, a_lost=False):
     """A asks sym, B asks the same and waits for A's send; then A's request ends
     by end_sender(pid_a, a_run) without an answer for B.  B must send its own at
     once (its patience outlasts WAIT) and get the right row."""
@@ -2837,6 +2866,7 @@ def sender_and_waiter(sym, end_sender):
     a, b = Session(), Session()
     try:
         pid_a, pid_b = a.pid(), b.pid()
+        a.expect_lost = a_lost
         a_run = a.background(sql)
         wait_active(pid_a)
         b_run = b.background(sql)
@@ -2883,7 +2913,7 @@ def test_shared_sender_terminated():
     def terminate(pid_a, a_run):
         run(f"SELECT pg_terminate_backend({pid_a})")
         a_run.join(WAIT)
-    sender_and_waiter(symbols(1, "96")[0], terminate)
+    sender_and_waiter(symbols(1, "96")[0], terminate, a_lost=True)
 
 
 def test_cache_bounded():
@@ -2913,6 +2943,75 @@ TESTS += [test_shared_many_sessions, test_shared_in_flight, test_cache_holdings_
           test_shared_sender_terminated, test_cache_bounded]
 
 
+SERVER_LOG = os.path.join(WORK, "server.log")
+# what the server log says when a backend crashed or failed an assertion (as
+# test/lib.sh's KIS_CRASH_PATTERN)
+CRASH = re.compile(r"TRAP:|terminated by signal|terminated by exception|PANIC:|"
+                   r"all server processes terminated")
+
+
+def log_size():
+    try:
+        return os.path.getsize(SERVER_LOG)
+    except OSError:
+        return 0
+
+
+def crashes_since(offset):
+    """Lines of the server log past offset that tell of a crash."""
+    try:
+        with open(SERVER_LOG, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if CRASH.search(line)]
+
+
+class Sentinel:
+    """An idle session held across one test: a crash anywhere in the cluster
+    ends it (the postmaster restarts every backend), a clean test does not."""
+
+    def __init__(self):
+        self.session = Session(db="postgres")
+        self.started, _ = self.session.query("SELECT pg_postmaster_start_time()")
+
+    def survived(self):
+        """None if the session is still there on the same server, else why not."""
+        try:
+            rows, err = self.session.query("SELECT pg_postmaster_start_time()")
+        except AssertionError as exc:
+            return f"the server restarted during the test (a backend crashed?): {exc}"
+        finally:
+            self.session.close()
+        if rows != self.started:
+            return f"the server was restarted during the test: {rows} {err}"
+        return None
+
+
+def run_one(test):
+    """Run one test; raise what failed it, a crash of any backend included."""
+    offset = log_size()
+    sentinel = Sentinel()
+    failure = None
+    try:
+        before_each()
+        test()
+    except Skipped:
+        sentinel.session.close()
+        raise
+    except Exception as exc:  # AssertionError and anything unexpected alike
+        failure = exc
+    crashed = crashes_since(offset)
+    lost = sentinel.survived()
+    if crashed or lost:
+        raise AssertionError("; ".join(filter(None, [
+            lost, crashed and "the server log tells of a crash: " + " | ".join(crashed[:5]),
+            failure and f"and the test said: {failure}"])))
+    if failure:
+        raise failure
+
+
 def main():
     only = sys.argv[1:]
     setup_database()
@@ -2922,8 +3021,7 @@ def main():
         if only and name not in only:
             continue
         try:
-            before_each()
-            test()
+            run_one(test)
         except Skipped as why:
             skipped += 1
             print(f"skipped {name}: {why}", flush=True)
