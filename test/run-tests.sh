@@ -20,7 +20,7 @@
 # KIS_BEHAVIOUR="name ..." only those behaviour tests.  The full run is CI's.
 #
 # PG_MAJOR=NN runs it against that PostgreSQL major (scripts/get-pg.sh obtains
-# it from Debian's archive and caches it under .pg/): built from source and
+# it from Debian's archive and caches it in /var/cache/kis_fdw): built from source and
 # used from here, or installed in a chroot of a newer Debian release, where
 # this script then runs.  Without PG_MAJOR: $PG_CONFIG, else pg_config on PATH.
 # Warnings are errors here (KIS_WERROR=0 to turn that off).
