@@ -31,6 +31,7 @@ DAILY = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 OVS = "/uapi/overseas-price/v1/quotations/price"
 OVS_DAILY = "/uapi/overseas-price/v1/quotations/dailyprice"
 BALANCE = "/uapi/domestic-stock/v1/trading/inquire-balance"
+HOLIDAY = "/uapi/domestic-stock/v1/quotations/chk-holiday"
 
 
 def expected_price(symbol, market="J"):
@@ -718,6 +719,46 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(mock_kis.parse_args([]).today, "20251230")
         self.assertEqual(self.call("GET", "/uapi/nowhere")[0], 404)
         self.assertEqual(self.stats()["by_path"], {"/uapi/nowhere": 1})
+
+    def test_holiday_pages_as_real_kis(self):
+        """chk-holiday answers BASS_DT 20260105 exactly as real KIS did (the published
+        answer in test/answers/), and continues from the keys real KIS sends."""
+        with open(os.path.join(HERE, "answers", "chk-holiday-20260105.json"), encoding="utf-8") as f:
+            real = json.load(f)
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", real["request"])
+        self.assertEqual((status, body, headers["tr_cont"]), (200, real["answer"], "M"))
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": body["ctx_area_fk"],
+                  "CTX_AREA_NK": body["ctx_area_nk"]}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        days = [r["bass_dt"] for r in body["output"]]
+        self.assertEqual((days[0], days[-1], len(days)), ("20260129", "20260221", 24))
+        self.assertEqual((body["ctx_area_fk"], body["ctx_area_nk"], body["msg_cd"]),
+                         ("20260129".ljust(20), "20260221".ljust(20), "KIOK0500"))
+        # the calendar ends 2026-12-31 (the year after today): the last page says so
+        params = {"BASS_DT": "20261201", "CTX_AREA_FK": "20261201", "CTX_AREA_NK": "20261224"}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        self.assertEqual(([r["bass_dt"] for r in body["output"]][-1], body["msg_cd"],
+                          headers["tr_cont"], body["ctx_area_nk"]),
+                         ("20261231", "KIOK0510", "D", "20261231".ljust(20)))
+        self.assertEqual(body["output"][-1]["bzdy_yn"] + body["output"][-1]["opnd_yn"], "YN")
+        for fk, nk in (("20260104", "20260110"), ("20260110", "20260109"), ("", "20260110")):
+            params = {"BASS_DT": "20260105", "CTX_AREA_FK": fk, "CTX_AREA_NK": nk}
+            self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")[1]["msg_cd"],
+                             "OPSQ2002", (fk, nk))
+        self.assertEqual(self.stats()["pages"], {HOLIDAY: 3})
+
+    def test_answer_fault(self):
+        """An "answer" rule replays the body and headers it was given, once."""
+        recorded = {"rt_cd": "0", "msg_cd": "KIOK0500", "output": [{"bass_dt": "20200101"}]}
+        self.control("faults", {"faults": [{"kind": "answer", "body": recorded,
+                                            "headers": {"tr_cont": "M"}}]})
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": "", "CTX_AREA_NK": ""}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params)
+        self.assertEqual((status, body, headers["tr_cont"]), (200, recorded, "M"))
+        self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params)[1]["output"][0]["bass_dt"],
+                         "20260105")
+        self.assertEqual(self.call("POST", "/__mock/faults",
+                                   {"faults": [{"kind": "answer"}]})[0], 400)
 
     def test_master_files(self):
         """The master files: zip archives of CP949 lines, read here as OTA's parsers read
