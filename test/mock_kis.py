@@ -194,16 +194,19 @@ GET /uapi/domestic-stock/v1/quotations/chk-holiday                   tr_id CTCA0
 
 GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limited)
     KIS's stock master files: a zip archive (deflate) of {market}_code.mst, one CP949 line
-    per listing, CRLF-terminated: short code (9), standard code (12: "KR7" + code + "000"
-    + a check digit), the name padded to 40, then the fixed tail of 227 (kospi), 221
-    (kosdaq) or 184 (konex) bytes with the fields kis_fdw reads at the offsets of the real
-    files (MASTER_OFFSETS; numbers zero-padded, the rest blank). Listings: MASTER_NAMED
-    (e.g. 005930 삼성전자) then MASTER_COUNT generated ones "{MARKET}종목NNNN" from
-    MASTER_FIRST. stck_sdpr is inquire-price's base price (J); trht_yn "Y" when h0 % 50
-    == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of sha256(code + ":master")); a
-    code ending in 5 is a preferred share (prst_cls_code "1", par 100). Faults with
-    "symbol" the file name (or "*"): http500, garbage (not a zip), truncate (half the
-    archive). Counted in stats "downloads" by file name, not in requests.
+    per listing, LF-terminated, exactly 61 + tail bytes as in the real files: short code
+    (9), standard code (12: "KR7" + code + "00" + a check digit), the name blank-padded to
+    40 bytes, then the fixed tail of 227 (kospi), 221 (kosdaq) or 184 (konex) bytes with
+    the fields kis_fdw reads at the offsets of the real files (MASTER_OFFSETS; numbers
+    zero-padded, the rest blank; lstn_stcn in thousands of shares, prdy_avls_scal in 억
+    won). Listings: MASTER_NAMED (e.g. 005930 삼성전자) then MASTER_COUNT generated ones
+    "{MARKET}종목NNNN" from MASTER_FIRST. stck_sdpr is inquire-price's base price (J);
+    trht_yn "Y" when h0 % 50 == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of
+    sha256(code + ":master")); a code ending in 5 is a preferred share (prst_cls_code "1",
+    par 100); the lines of MASTER_BLANK_FLAG end in a blank flag. Faults with "symbol" the
+    file name (or "*"): http500, garbage (not a zip), truncate (half the archive), layout
+    (every line one byte longer, as if KIS had added a field). Counted in stats
+    "downloads" by file name, not in requests.
 
 Bars (both daily endpoints)
 ---------------------------
@@ -365,7 +368,7 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050", "answer",
+    "sydb0050", "answer", "layout",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
@@ -1235,6 +1238,7 @@ MASTER_NAMED = {
     "konex": [("217320", "썬테크")],
 }
 MASTER_COUNT = {"kospi": 800, "kosdaq": 1600, "konex": 120}
+MASTER_BLANK_FLAG = frozenset(("217320",))  # lines whose last flag is blank
 MASTER_FIRST = {"kospi": 300000, "kosdaq": 400000, "konex": 500000}
 
 
@@ -1249,13 +1253,14 @@ def master_fields(market, code):
     """The tail fields of a listing, by KIS field name (values as the file holds them)."""
     h = _words(code + ":master", 3)
     preferred = code.endswith("5")
+    shares = 1000000 + h[0] % 1000000000   # lstn_stcn is in thousands, the cap in 억 won
     return {"scrt_grp_cls_code": "ST", "stck_sdpr": str(mock_base(code)),
             "frml_mrkt_deal_qty_unit": "1", "trht_yn": "Y" if h[0] % 50 == 0 else "N",
             "sltr_yn": "N", "mang_issu_yn": "Y" if h[1] % 40 == 0 else "N",
             "mrkt_alrm_cls_code": "00", "stck_fcam": "100" if preferred else "500",
-            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(1000000 + h[0] % 1000000000),
+            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(shares // 1000),
             "prst_cls_code": "1" if preferred else "0",
-            "prdy_avls_scal": str(mock_base(code) * (1000000 + h[0] % 1000000000) // 100000000)}
+            "prdy_avls_scal": str(mock_base(code) * shares // 100000000)}
 
 
 def mock_base(code):
@@ -1264,22 +1269,26 @@ def mock_base(code):
 
 
 def master_line(market, code, name):
-    """One line of a master file, CP949 bytes without the line end."""
-    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (the real
-    # files end in flags, so KONEX's trailing blanks can be dropped as OTA does)
-    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + b"NYN")
+    """One line of a master file, CP949 bytes without the line end: exactly 61 + the
+    tail bytes, the name blank-padded to 40 bytes, as in the real files."""
+    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (MASTER_BLANK_FLAG:
+    # a blank last flag, which must not be stripped)
+    flags = b"NN " if code in MASTER_BLANK_FLAG else b"NYN"
+    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + flags)
     for field, value in master_fields(market, code).items():
         offsets, width = MASTER_OFFSETS[field]
         # numbers are right-aligned with zeros, text left-aligned with blanks
         text = value.rjust(width, "0") if value.isdigit() else value.ljust(width)
         tail[offsets[market]:offsets[market] + width] = text.encode()
     isin = "KR7" + code + "00" + str(sum(map(ord, code)) % 10)
-    return (code.ljust(9) + isin.ljust(12) + name.ljust(40)).encode("cp949") + bytes(tail)
+    return ((code.ljust(9) + isin.ljust(12)).encode() + name.encode("cp949").ljust(40)
+            + bytes(tail))
 
 
-def master_zip(market):
-    """The zip archive of a market's master file (deflated, CRLF line ends)."""
-    body = b"".join(master_line(market, code, name) + b"\r\n"
+def master_zip(market, layout=False):
+    """The zip archive of a market's master file (deflated, LF line ends); layout:
+    one byte more at the end of every line, as if KIS had added a field."""
+    body = b"".join(master_line(market, code, name) + (b"N" if layout else b"") + b"\n"
                     for code, name in master_listings(market))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -1772,7 +1781,7 @@ class KisHandler(BaseHTTPRequestHandler):
         elif fault and fault["kind"] == "garbage":
             self._send(200, b"PK\x03\x04 not a zip archive", "application/zip")
         else:
-            data = master_zip(market)
+            data = master_zip(market, layout=fault is not None and fault["kind"] == "layout")
             if fault and fault["kind"] == "truncate":
                 data = data[:len(data) // 2]
             self._send(200, data, "application/zip")

@@ -2107,6 +2107,34 @@ def test_symbols_downloads():
     run("DROP SERVER kis_master CASCADE")
 
 
+def test_symbols_exact_layout():
+    """Master lines are read at fixed offsets, never by stripping: a KONEX line whose last
+    flag is blank keeps its fields in place; a file whose lines are not exactly 61 + tail
+    bytes (KIS changed its layout) is an error naming the file and the line, never rows
+    with shifted fields."""
+    symbols_table()
+    code = "217320"
+    d = hashlib.sha256(code.encode()).hexdigest()
+    price = mock_price(code)
+    base = price - min(((int(d[8:16], 16) >> 8) % 201 - 100) * 10, price - 10)
+    shares = 1000000 + int(hashlib.sha256(f"{code}:master".encode()).hexdigest()[0:8], 16) % 10 ** 9
+    rows = must(run(f"SELECT name, group_code, base_price, lot_size, preferred_code, market_cap, "
+                    f"(raw->>'lstn_stcn')::bigint FROM domestic_symbols "
+                    f"WHERE market = 'KONEX' AND symbol = '{code}'")[:2], "KONEX")
+    check(rows == [["썬테크", "ST", str(base), "1", "0", str(base * shares // 10 ** 8),
+                    str(shares // 1000)]], f"a KONEX line with a blank last flag: {rows}")
+    reset_mock()
+    inject(("layout", MASTER_FILES["KONEX"], -1))
+    _, err, rc = run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSPI')")
+    check(rc != 0 and "the master file of KONEX, line 1 of konex_code.mst: 246 bytes where a "
+          "KONEX line has 245" in err, f"a changed layout: {err}")
+    rows, err, rc = run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (ADD on_error 'skip'); "
+                        "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1")
+    check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "konex_code.mst" in err,
+          f"a changed layout under on_error skip: {rows} {err}")
+    run("DROP SERVER kis_master CASCADE")
+
+
 def test_symbols_without_mapping():
     """The master files are public downloads: a role with no user mapping reads
     domestic_symbols, and no token is asked for; a credentialed table on the same
@@ -2198,7 +2226,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
          test_jansson_untouched,
-         test_symbols_downloads, test_symbols_without_mapping, test_symbols_in_euc_kr]
+         test_symbols_downloads, test_symbols_exact_layout, test_symbols_without_mapping, test_symbols_in_euc_kr]
 
 
 # --------------------------------------------------------------------------- gate

@@ -761,8 +761,9 @@ class MockKisCase(unittest.TestCase):
                                    {"faults": [{"kind": "answer"}]})[0], 400)
 
     def test_master_files(self):
-        """The master files: zip archives of CP949 lines, read here as OTA's parsers read
-        them (the tail sliced from the end), one download counted per file, faults."""
+        """The master files: zip archives of CP949 lines as KIS publishes them (every line
+        61 + tail bytes, the name blank-padded to 40 bytes, LF), read here as OTA's parsers
+        read them (the tail sliced from the end), one download counted per file, faults."""
         import io
         import zipfile
         tails = {"kospi": 227, "kosdaq": 221, "konex": 184}
@@ -772,28 +773,42 @@ class MockKisCase(unittest.TestCase):
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 self.assertEqual(z.namelist(), [f"{market}_code.mst"])
                 self.assertEqual(z.getinfo(f"{market}_code.mst").compress_type, zipfile.ZIP_DEFLATED)
-                lines = z.read(f"{market}_code.mst").decode("cp949").split("\r\n")
-            self.assertEqual(lines[-1], "")
+                raw = z.read(f"{market}_code.mst").split(b"\n")
+            self.assertEqual(raw[-1], b"")
+            self.assertEqual({len(line) for line in raw[:-1]}, {61 + tail})
+            lines = [line.decode("cp949") for line in raw[:-1]]
             rows = [(line[0:9].rstrip(), line[9:21].rstrip(), line[21:-tail].strip(), line[-tail:])
-                    for line in lines[:-1]]
+                    for line in lines]
             self.assertTrue(all(len(r[3].encode()) == tail for r in rows))
             codes = [r[0] for r in rows]
             self.assertEqual(len(codes), len(set(codes)))
             if market == "kospi":
                 code, isin, name, fields = rows[0]
                 self.assertEqual((code, name), ("005930", "삼성전자"))
+                self.assertEqual(raw[0][21:61], "삼성전자".encode("cp949").ljust(40))
                 self.assertRegex(isin, r"^KR7005930\d{3}$")
-                # base price at 41 (9), listed date at 105 (8), market cap at 212 (9)
-                self.assertEqual(int(fields[41:50]), expected_price("005930")[2])
+                # base price at 41 (9), listed date at 105 (8), shares in thousands at
+                # 113 (15), market cap in 억 won at 212 (9)
+                base = expected_price("005930")[2]
+                shares = 1000000 + words("005930:master", 1)[0] % 1000000000
+                self.assertEqual(int(fields[41:50]), base)
                 self.assertRegex(fields[105:113], r"^2025\d{4}$")
+                self.assertEqual(int(fields[113:128]), shares // 1000)
+                self.assertEqual(int(fields[212:221]), base * shares // 10 ** 8)
                 self.assertEqual(fields[0:2], "ST")
         self.assertEqual(len(rows), 121)   # konex: 1 named + 120
+        self.assertEqual((rows[0][0], rows[0][3][-3:]), ("217320", "NN "))  # a blank last flag
         self.assertEqual(self.stats()["downloads"],
                          {f"{m}_code.mst.zip": 1 for m in tails})
         self.assertEqual(self.stats()["requests"], 0)
         self.assertEqual(self.call("GET", "/common/master/nyse_code.mst.zip")[0], 404)
-        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"}]})
+        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"},
+                                           {"kind": "layout", "symbol": "konex_code.mst.zip"}]})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 500)
+        status, data = self.call("GET", "/common/master/konex_code.mst.zip")
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            self.assertEqual({len(line) for line in z.read("konex_code.mst").split(b"\n")[:-1]},
+                             {61 + 184 + 1})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 200)
 
     def test_zz_sigterm(self):
