@@ -887,6 +887,19 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("seed-latency-bound", lambda: run_seed(110000, SIZES["latency-bound"], 0, 200, 0))]
 
 
+def wait_for_server(timeout=60):
+    """After a failed step: wait until the server accepts connections again (a backend
+    that crashed puts it through recovery), so that the next step is not its victim."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psql("SELECT 1", db="postgres", check=False) == ["1"]:
+                return
+        except (OSError, subprocess.SubprocessError):
+            pass
+        time.sleep(0.5)
+
+
 def measure():
     """Run every scenario; returns {scenario: figures}."""
     setup_database()
@@ -906,6 +919,7 @@ def measure():
             R[name] = {"failed": why if len(why) <= 300 else why[:297] + "..."}
             print(f" FAILED ({time.monotonic() - t:.1f} s)", flush=True)
             traceback.print_exc()
+            wait_for_server()
             continue
         print(f" ({time.monotonic() - t:.1f} s)", flush=True)
     for seed, fdw, want in (("seed-rate-bound", "rate-bound", 1.5),

@@ -75,9 +75,15 @@ class BenchPlumbing(unittest.TestCase):
 
         steps = [("rate-bound", broken), ("latency-bound", lambda: {"time_s": 1.0}),
                  ("cancel", lambda: dict(CANCEL)), ("two-keys-union", lambda: None)]
-        with Patched(STEPS=steps, setup_database=lambda: None):
-            R = bench.measure()
-            rows = {row[0]: row for row in bench.table_rows(R)}
+        only = os.environ.pop("BENCH_ONLY", None)  # every step of this STEPS runs
+        try:
+            with Patched(STEPS=steps, setup_database=lambda: None,
+                         psql=lambda sql, db=bench.DB, check=True: ["1"]):
+                R = bench.measure()
+                rows = {row[0]: row for row in bench.table_rows(R)}
+        finally:
+            if only is not None:
+                os.environ["BENCH_ONLY"] = only
         self.assertEqual(R["rate-bound"], {"failed": "RuntimeError: psql failed: the server went away"})
         self.assertIn("not its figures", R["two-keys-union"]["failed"])
         self.assertIn("**FAILED**: RuntimeError", rows["rate-bound"][2])
