@@ -85,6 +85,12 @@ static const KisColumnDef domestic_multi_price_columns[] = {
 };
 
 /*
+ * intstock-multprice takes J and NX only (KIS's samples list no UN, unlike
+ * inquire-price): UN is refused before anything is sent (docs/kis-answers.md).
+ */
+static const char *const multi_price_markets[] = {"J", "NX", NULL};
+
+/*
  * ---- overseas_price: price HHDFS00000300 ----
  * Real answers send diff without its sign ("sign" and "rate" carry the
  * direction), and an empty "last" for a listed symbol outside trading hours;
@@ -278,7 +284,7 @@ static const KisColumnDef market_holidays_columns[] = {
 	{"date", "bass_dt", "date"},
 	{"weekday", "wday_dvsn_cd", "text"},
 	{"business_day", "bzdy_yn", "boolean"},
-	{"trading_day", "tr_day_yn", "boolean"},
+	{"trading_day", "tr_day_yn", "boolean"},	/* Y on weekends too: not "trades" */
 	{"market_open", "opnd_yn", "boolean"},
 	{"settlement_day", "sttl_day_yn", "boolean"},
 	{NULL}
@@ -334,6 +340,7 @@ const KisEndpoint kis_endpoints[] = {
 		.rows_shape = KIS_ROWS_ANY,
 		.symbol_kind = KIS_SYMBOL_DOMESTIC,
 		.has_market = true,
+		.markets = multi_price_markets,
 		.batch_size = 30,
 		.row_symbol_field = "inter_shrn_iscd",
 		.notfound_field = "inter2_prpr",

@@ -21,6 +21,7 @@ server log).
 import datetime
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -1992,8 +1993,40 @@ def test_holidays_paging():
     rows = must(run("SELECT count(*), count(*) FILTER (WHERE market_open) FROM holidays "
                     "WHERE date >= '2026-11-01'")[:2], "no upper bound")
     check(rows == [["61", "42"]], f"no upper bound: {rows}")
-    check(stats()["pages"] == {HOLIDAY_PATH: 4} and stats()["errors"] == {},
+    check(stats()["pages"] == {HOLIDAY_PATH: 3} and stats()["errors"] == {},
           f"no upper bound: pages {stats()['pages']}, errors {stats()['errors']}")
+
+
+def test_holidays_real_answer():
+    """The published real chk-holiday answer (test/answers/), replayed as the first page:
+    KIS says trading_day (tr_day_yn) on Saturdays and Sundays too, so only market_open
+    (opnd_yn) tells the days the exchange trades; the next page follows from the keys
+    that answer carries (this page's first and last day)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "answers",
+                           "chk-holiday-20260105.json"), encoding="utf-8") as f:
+        real = json.load(f)
+    mock("/__mock/faults", {"faults": [{"kind": "answer", "body": real["answer"],
+                                        "headers": {"tr_cont": "M"}}]})
+    for sql in ("DROP FOREIGN TABLE IF EXISTS holidays",
+                "CREATE FOREIGN TABLE holidays (date date, weekday text, business_day boolean, "
+                "trading_day boolean, market_open boolean) "
+                "SERVER kis OPTIONS (endpoint 'market_holidays')"):
+        must(run(sql)[:2], sql)
+    rows = must(run("SELECT date, weekday, business_day, trading_day, market_open FROM holidays "
+                    "WHERE date BETWEEN '2026-01-05' AND '2026-02-10' ORDER BY date")[:2], "replay")
+    check(stats()["faults_injected"] == {"answer": 1}, f"not replayed: {stats()['faults_injected']}")
+    check([r[0] for r in rows] == [str(datetime.date(2026, 1, 5) + datetime.timedelta(days=i))
+                                   for i in range(37)], f"days: {[r[0] for r in rows]}")
+    for date, weekday, business, trading, market_open in rows:
+        day = datetime.date.fromisoformat(date)
+        weekend = day.isoweekday() >= 6
+        check(weekday == f"{day.isoweekday() % 7 + 1:02d}", f"{date}: weekday {weekday}")
+        check(trading == "t", f"{date}: trading_day {trading}, KIS sends Y every day")
+        check(market_open == business == ("f" if weekend else "t"),
+              f"{date}: market_open {market_open}, business_day {business}")
+    check(stats()["pages"] == {HOLIDAY_PATH: 1} and stats()["errors"] == {},
+          f"pages {stats()['pages']}, errors {stats()['errors']}")
+    run("DROP FOREIGN TABLE holidays")
 
 
 def readme_minute_recipe():
@@ -2103,6 +2136,34 @@ def test_symbols_downloads():
     run("DROP SERVER kis_master CASCADE")
 
 
+def test_symbols_exact_layout():
+    """Master lines are read at fixed offsets, never by stripping: a KONEX line whose last
+    flag is blank keeps its fields in place; a file whose lines are not exactly 61 + tail
+    bytes (KIS changed its layout) is an error naming the file and the line, never rows
+    with shifted fields."""
+    symbols_table()
+    code = "217320"
+    d = hashlib.sha256(code.encode()).hexdigest()
+    price = mock_price(code)
+    base = price - min(((int(d[8:16], 16) >> 8) % 201 - 100) * 10, price - 10)
+    shares = 1000000 + int(hashlib.sha256(f"{code}:master".encode()).hexdigest()[0:8], 16) % 10 ** 9
+    rows = must(run(f"SELECT name, group_code, base_price, lot_size, preferred_code, market_cap, "
+                    f"(raw->>'lstn_stcn')::bigint FROM domestic_symbols "
+                    f"WHERE market = 'KONEX' AND symbol = '{code}'")[:2], "KONEX")
+    check(rows == [["썬테크", "ST", str(base), "1", "0", str(base * shares // 10 ** 8),
+                    str(shares // 1000)]], f"a KONEX line with a blank last flag: {rows}")
+    reset_mock()
+    inject(("layout", MASTER_FILES["KONEX"], -1))
+    _, err, rc = run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSPI')")
+    check(rc != 0 and "the master file of KONEX, line 1 of konex_code.mst: 246 bytes where a "
+          "KONEX line has 245" in err, f"a changed layout: {err}")
+    rows, err, rc = run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (ADD on_error 'skip'); "
+                        "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1")
+    check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "konex_code.mst" in err,
+          f"a changed layout under on_error skip: {rows} {err}")
+    run("DROP SERVER kis_master CASCADE")
+
+
 def test_symbols_without_mapping():
     """The master files are public downloads: a role with no user mapping reads
     domestic_symbols, and no token is asked for; a credentialed table on the same
@@ -2186,14 +2247,15 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
          test_several_accounts_as_one_table, test_join_into_partitions,
-         test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
+         test_minute_paging, test_holidays_paging, test_holidays_real_answer,
+         test_minute_bars_with_pg_cron,
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
          test_join_into_partitions_cancel,
          test_join_large_outer,
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
          test_jansson_untouched,
-         test_symbols_downloads, test_symbols_without_mapping, test_symbols_in_euc_kr]
+         test_symbols_downloads, test_symbols_exact_layout, test_symbols_without_mapping, test_symbols_in_euc_kr]
 
 
 # --------------------------------------------------------------------------- gate
