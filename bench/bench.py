@@ -964,8 +964,9 @@ def main():
     failed = [name for name, r in R.items() if "failed" in r]
     if failed:
         print(f"FAILED steps: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    # the closing count CI reads (each step that ran and gave its figures)
+    print(f"bench: {len(R) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

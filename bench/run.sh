@@ -47,4 +47,8 @@ kis_fdw.token_issue_interval = 0
 CONF
 
 mkdir -p bench/out
-"$KIS_PYTHON" bench/bench.py bench/out
+rc=0
+"$KIS_PYTHON" bench/bench.py bench/out || rc=$?
+# a crash or an assertion failure during the run fails it, whatever the figures
+kis_log_crashes 0 || rc=1
+exit $rc
