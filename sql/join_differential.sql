@@ -243,14 +243,16 @@ INSERT INTO corpus (shape, expect_batched, gucs, query, any_form, off_form) VALU
  $$SELECT h.id, q.price FROM hv h JOIN prices8 q ON q.symbol = h.symbol$$, NULL, NULL),
 ('varchar keys', true, NULL,
  $$SELECT h.id, q.symbol, q.price FROM hv h LEFT JOIN pricesv q ON q.symbol = h.symbol$$, NULL, NULL),
--- item 6: conditions of the kis side that read none of its columns
+-- item 6: conditions of the kis side that read none of its columns (those
+-- of an inner join's own: before PostgreSQL 17 the planner offers no custom
+-- join then, and the nested loop answers)
 ('issue 6', true, NULL,
  $$SELECT p.symbol FROM portfolio p WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM prices WHERE now() < '2000-01-01') q WHERE q.symbol = p.symbol)$$, NULL, NULL),
-('closed gate inner', true, NULL,
+('closed gate inner', current_setting('server_version_num')::int >= 170000, NULL,
  $$SELECT h.id, q.price FROM h JOIN (SELECT * FROM prices WHERE now() < '2000-01-01') q ON q.symbol = h.symbol$$, NULL, NULL),
 ('closed gate left', true, NULL,
  $$SELECT h.id, q.price FROM h LEFT JOIN (SELECT * FROM prices WHERE now() < '2000-01-01') q ON q.symbol = h.symbol$$, NULL, NULL),
-('closed gate semi', true, NULL,
+('closed gate semi', current_setting('server_version_num')::int >= 170000, NULL,
  $$SELECT h.id FROM h WHERE EXISTS (SELECT 1 FROM (SELECT * FROM prices WHERE now() < '2000-01-01') q WHERE q.symbol = h.symbol)$$, NULL, NULL),
 ('open gate left', true, NULL,
  $$SELECT h.id, q.price FROM h LEFT JOIN (SELECT * FROM prices WHERE now() > '2000-01-01') q ON q.symbol = h.symbol$$,
@@ -259,7 +261,7 @@ INSERT INTO corpus (shape, expect_batched, gucs, query, any_form, off_form) VALU
  $$SELECT h.id, q.price FROM h LEFT JOIN prices q ON q.symbol = h.symbol AND now() < '2000-01-01'$$, NULL, NULL),
 ('gate above a left join', false, NULL,
  $$SELECT h.id, q.price FROM h LEFT JOIN prices q ON q.symbol = h.symbol WHERE now() < '2000-01-01'$$, NULL, NULL),
-('gate changes per rescan', true, NULL,
+('gate changes per rescan', current_setting('server_version_num')::int >= 170000, NULL,
  $$SELECT t.n, (SELECT count(*) FROM h JOIN (SELECT * FROM prices WHERE t.n > 1) q ON q.symbol = h.symbol) FROM generate_series(0, 3) t(n)$$, NULL, NULL),
 ('volatile, always true', true, NULL,
  $$SELECT h.id, q.price FROM h JOIN (SELECT * FROM prices WHERE random() >= 0) q ON q.symbol = h.symbol$$, NULL, NULL),
@@ -274,7 +276,7 @@ INSERT INTO corpus (shape, expect_batched, gucs, query, any_form, off_form) VALU
  'EXECUTE gate_on(true)', NULL, 'EXECUTE gate_off(true)'),
 ('generic plan, closed gate', true, 'plan_cache_mode=force_generic_plan',
  'EXECUTE gate_on(false)', NULL, 'EXECUTE gate_off(false)'),
-('generic plan, closed gate inner', true, 'plan_cache_mode=force_generic_plan',
+('generic plan, closed gate inner', current_setting('server_version_num')::int >= 170000, 'plan_cache_mode=force_generic_plan',
  'EXECUTE igate_on(false)', NULL, 'EXECUTE igate_off(false)'),
 ('generic plan, closed gate anti', NULL, 'plan_cache_mode=force_generic_plan',
  'EXECUTE agate_on(false)', NULL, 'EXECUTE agate_off(false)'),
