@@ -122,9 +122,9 @@ static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
  *	                conditions, keys and dates (plan.c)
  * custom_exprs: join conditions, other conditions (outer joins: applied
  * after the join), the other side's symbol expression and venue
- * expression (or NULL), per part its own key expressions, and the kis
- * table's conditions that read none of its columns (pseudoconstant: the
- * gate, evaluated once per batch).
+ * expression (or NULL), per part its own key expressions, and the
+ * conditions that read no row (pseudoconstant: the gate, evaluated once
+ * per batch).
  */
 enum
 {
@@ -547,6 +547,7 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	}
 	if (!plain_columns(innerrel) || !one_form_per_column(joinrel, innerrel->relid))
 		return;
+
 	/*
 	 * A condition of the join that reads no row is a gate of the node (no
 	 * kis rows when false), which answers for inner and semi joins; above an
@@ -943,9 +944,11 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 	 * which no resource owner pins.
 	 */
 	for (int i = 0; i < st->nparts; i++)
-		st->parts[i].fetch_slot =
-			ExecInitExtraTupleSlot(estate, CreateTupleDescCopy(RelationGetDescr(st->parts[i].rel)),
-								   &TTSOpsVirtual);
+	{
+		TupleDesc	desc = CreateTupleDescCopy(RelationGetDescr(st->parts[i].rel));
+
+		st->parts[i].fetch_slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	}
 	/* a fetched row keeps only the inner columns of the scan tuple */
 	inner_desc = CreateTemplateTupleDesc(st->ninner);
 	for (int i = 0; i < st->ninner; i++)
