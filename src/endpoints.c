@@ -321,6 +321,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",
+		.echo_member = "output",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_price_columns,
 	},
 	{
@@ -352,6 +354,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_exchange = true,
 		.batch_size = 1,
 		.identity_field = "rsym",
+		.echo_member = "output",
+		.echo_field = "rsym",	/* "D", the exchange, the symbol */
+		.echo_skip = 4,
 		.columns = overseas_price_columns,
 	},
 	{
@@ -369,6 +374,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "stck_bsop_date",
+		.echo_member = "output1",
+		.echo_field = "stck_shrn_iscd",
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = domestic_daily_columns,
@@ -388,6 +395,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "xymd",
+		.echo_member = "output1",
+		.echo_field = "rsym",
+		.echo_skip = 4,
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = overseas_daily_columns,
@@ -406,6 +416,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",	/* in output2; askp1 is 0 at limit-up */
+		.echo_member = "output2",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_orderbook_columns,
 	},
 	{
