@@ -496,11 +496,20 @@ answer_mismatch(void *arg, const KisResponse *resp)
 		const char *symbol = ((KisKey *) linitial(call->keys))->symbol;
 		json_t	   *m = member_object(resp->root, ep->echo_member);
 		char	   *v = m ? kis_row_field_text(m, NULL, ep->echo_field) : NULL;
+		size_t		len = v ? strlen(v) : 0;
 
-		if (v != NULL && strspn(v, " ") < strlen(v) &&
-			(strlen(v) < (size_t) ep->echo_skip || strcmp(v + ep->echo_skip, symbol) != 0))
-			return psprintf("the answer is for symbol \"%s\", not the one asked for",
-							strlen(v) < (size_t) ep->echo_skip ? v : v + ep->echo_skip);
+		while (len > 0 && v[len - 1] == ' ')
+			v[--len] = '\0';	/* KIS pads some texts */
+		if (len > 0)
+		{
+			const char *echo = len > (size_t) ep->echo_skip ? v + ep->echo_skip : v;
+
+			/* an ETN is asked for as Q and 6 digits; KIS may name it by the digits */
+			if (strcmp(echo, symbol) != 0 &&
+				(symbol[0] != 'Q' || strcmp(echo, symbol + 1) != 0))
+				return psprintf("the answer is for symbol \"%.40s\", not the one asked for",
+								echo);
+		}
 	}
 	if (ep->batch_size > 1 && ep->row_symbol_field != NULL)
 	{
@@ -513,7 +522,7 @@ answer_mismatch(void *arg, const KisResponse *resp)
 			const char *sym = json_string_value(json_object_get(elem, ep->row_symbol_field));
 
 			if (sym != NULL && sym[0] != '\0' && !call_has_symbol(call, sym))
-				return psprintf("the answer holds symbol \"%s\", which was not asked for", sym);
+				return psprintf("the answer holds symbol \"%.40s\", which was not asked for", sym);
 		}
 	}
 	return NULL;

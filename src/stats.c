@@ -31,6 +31,10 @@
 
 PG_FUNCTION_INFO_V1(kis_fdw_stats);
 
+/*
+ * One row per app key.  A key may have several slots (one per secret and
+ * origin it was used with, docs/security.md): their counters are added up.
+ */
 Datum
 kis_fdw_stats(PG_FUNCTION_ARGS)
 {
@@ -38,18 +42,41 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 	bool		shared = kis_shmem_is_shared();
 	KisKeySlot *slot;
 	int64		cache_bytes = kis_cache_bytes();
+	KisSlotStats *keys = NULL;
+	int			nkeys = 0;
 
 	kis_init_materialized_srf(fcinfo);
 	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
 	{
-		Datum		values[17];
-		bool		nulls[17] = {0};
-		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
 		KisSlotStats st;
-		int			n = 0;
+		int			k;
 
 		if (!kis_key_slot_stats(slot, &st))
 			continue;
+		for (k = 0; k < nkeys; k++)
+		{
+			if (memcmp(keys[k].key_hash, st.key_hash, KIS_KEY_HASH_LEN) == 0)
+				break;
+		}
+		if (k == nkeys)
+		{
+			keys = nkeys == 0 ? palloc(sizeof(KisSlotStats)) :
+				repalloc(keys, sizeof(KisSlotStats) * (nkeys + 1));
+			keys[nkeys++] = st;
+			continue;
+		}
+		for (int c = 0; c < KIS_NUM_COUNTERS; c++)
+			keys[k].counters[c] += st.counters[c];
+		keys[k].wait_max_us = Max(keys[k].wait_max_us, st.wait_max_us);
+	}
+
+	for (int k = 0; k < nkeys; k++)
+	{
+		Datum		values[17];
+		bool		nulls[17] = {0};
+		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
+		KisSlotStats st = keys[k];
+		int			n = 0;
 
 		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
 			snprintf(prefix + b * 2, 3, "%02x", st.key_hash[b]);

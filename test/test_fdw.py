@@ -2292,6 +2292,9 @@ def test_one_token_per_credential():
             check(rc == 0, f"{server}: {err}")
             check_prices(rows, syms, server)
         check(issued_to(key) == 2, f"{issued_to(key)} tokens issued for one key on two origins")
+        rows, err, _ = run("SELECT requests, tokens_issued FROM kis_fdw_stats "
+                           f"WHERE key_hash = '{hashlib.sha256(key.encode()).hexdigest()[:12]}'")
+        check(rows == [["6", "2"]], f"kis_fdw_stats, one row for the key: {rows} {err}")
     finally:
         run("DROP SERVER kis_g CASCADE")
         run("DROP SERVER kis_h CASCADE")
