@@ -327,6 +327,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",
+		.echo_member = "output",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_price_columns,
 	},
 	{
@@ -359,6 +361,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_exchange = true,
 		.batch_size = 1,
 		.identity_field = "rsym",
+		.echo_member = "output",
+		.echo_field = "rsym",	/* "D", the exchange, the symbol */
+		.echo_skip = 4,
 		.columns = overseas_price_columns,
 	},
 	{
@@ -376,6 +381,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "stck_bsop_date",
+		.echo_member = "output1",
+		.echo_field = "stck_shrn_iscd",
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = domestic_daily_columns,
@@ -395,6 +402,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "xymd",
+		.echo_member = "output1",
+		.echo_field = "rsym",
+		.echo_skip = 4,
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = overseas_daily_columns,
@@ -413,6 +423,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",	/* in output2; askp1 is 0 at limit-up */
+		.echo_member = "output2",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_orderbook_columns,
 	},
 	{

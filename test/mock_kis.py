@@ -269,9 +269,12 @@ POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 |
     rate check),
     egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
-    when the account changes while it is listed). answer is HTTP 200 with the rule's "body"
-    object and "headers" {name: value}: a recorded real answer replayed. The first
-    matching rule with times left fires and uses one up. close answers normally with "Connection: close" and then closes
+    when the account changes while it is listed), stray (the normal answer of a
+    single-symbol endpoint for symbol STRAY_SYMBOL instead of the one asked: what a client
+    reads when an answer to another request, smuggled onto its kept-alive connection, comes
+    first). answer is HTTP 200 with the rule's "body" object and "headers" {name: value}: a
+    recorded real answer replayed. The first matching rule with times left
+    fires and uses one up. close answers normally with "Connection: close" and then closes
     the connection. slow holds the answer ms; overlap holds it until another API request has
     been in flight beside it (then answers at once), at most ms: a client that sends requests
     concurrently then shows max_in_flight >= 2 for certain, one that sends them one at a
@@ -329,6 +332,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 HANDSHAKE_TIMEOUT = 10.0   # seconds a client gets to finish the TLS handshake
 TIMELINE_CAP = 100_000     # request start times kept for /__mock/stats?timeline=1
 HUGE_BYTES = 20 * 1024 * 1024
+STRAY_SYMBOL = "000660"    # whose answer the stray fault sends
 MAX_MULTPRICE = 30         # symbols per intstock-multprice call
 MAX_BARS = 100             # rows per daily-chart call
 MAX_HOLDINGS = 100_000
@@ -368,7 +372,7 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050", "answer", "layout",
+    "sydb0050", "answer", "layout", "stray",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
@@ -1867,6 +1871,8 @@ class KisHandler(BaseHTTPRequestHandler):
             self._reply(kis("SYDB0050", padded=True))
         elif kind == "answer":
             self._reply(Reply(200, fault["body"], JSON_TYPE, tuple(fault["headers"].items())))
+        elif kind == "stray":
+            self._reply(endpoint.handler(call._replace(symbols=[STRAY_SYMBOL])))
         elif kind == "drop":
             self._hang_up()
         elif kind == "garbage":

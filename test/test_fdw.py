@@ -2268,6 +2268,14 @@ def gated_query(syms, timeout="30s"):
                f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})")
 
 
+def check_key_waits(why):
+    """The next send on the key waits (1 s of it times out) and nothing is sent."""
+    before = stats()["requests"]
+    _, err, rc = gated_query(symbols(1), timeout="1s")
+    check(rc != 0 and "statement timeout" in err, f"{why}: rc {rc}, {err}")
+    check(stats()["requests"] == before, "the request that should wait was sent")
+
+
 def test_rate_change_does_not_freeze_key():
     """A query under rate_limit 0.01 puts the key's next send 100 s out; after the
     rate goes back to 18, the next query must follow the new rate at once instead
@@ -2288,11 +2296,7 @@ def test_rate_change_does_not_freeze_key():
     set_server(rate_limit="0.01")
     rows, err, rc = gated_query(symbols(1))
     check(rc == 0, f"first query under 0.01/s again: {err}")
-    before = stats()["requests"]
-    _, err, rc = gated_query(symbols(1), timeout="1s")
-    check(rc != 0 and "statement timeout" in err,
-          f"a second send within 100 s at 0.01/s did not wait: rc {rc}, {err}")
-    check(stats()["requests"] == before, "the request that should wait was sent")
+    check_key_waits("a second send within 100 s at 0.01/s did not wait")
     check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "reset found no slot")
     syms = symbols(1)
     rows, err, rc = gated_query(syms)
@@ -2362,23 +2366,29 @@ def test_token_wait_says_so():
 
 
 def test_one_token_per_credential():
-    """Two servers naming the mock's host differently (127.0.0.1 and localhost,
-    a trailing slash) with the same key share one token: no re-issuance (a phone
-    notification each) at every switch between them."""
+    """Servers naming one origin differently (a trailing slash, an upper-case scheme)
+    with the same key share one token: no re-issuance (a phone notification each) at
+    every switch between them.  Another origin (localhost for 127.0.0.1) is another
+    issuer: its token is its own, and switching back and forth re-issues neither."""
     key = "PSgatePingPongKey00000000000000001"
     check("127.0.0.1" in MOCK_URL, f"the mock is not at 127.0.0.1: {MOCK_URL}")
     key_server("kis_g", key)
-    key_server("kis_h", key, url=MOCK_URL.replace("127.0.0.1", "localhost") + "/")
+    key_server("kis_h", key, url=MOCK_URL.replace("https:", "HTTPS:") + "/")
+    key_server("kis_l", key, url=MOCK_URL.replace("127.0.0.1", "localhost"))
     try:
-        for server in ("kis_g", "kis_h", "kis_g", "kis_h"):
+        for server in ("kis_g", "kis_h", "kis_l", "kis_g", "kis_h", "kis_l"):
             syms = symbols(1)
             rows, err, rc = key_query(server, syms)
             check(rc == 0, f"{server}: {err}")
             check_prices(rows, syms, server)
-        check(issued_to(key) == 1, f"{issued_to(key)} tokens issued for one key on two host names")
+        check(issued_to(key) == 2, f"{issued_to(key)} tokens issued for one key on two origins")
+        rows, err, _ = run("SELECT requests, tokens_issued FROM kis_fdw_stats "
+                           f"WHERE key_hash = '{hashlib.sha256(key.encode()).hexdigest()[:12]}'")
+        check(rows == [["6", "2"]], f"kis_fdw_stats, one row for the key: {rows} {err}")
     finally:
         run("DROP SERVER kis_g CASCADE")
         run("DROP SERVER kis_h CASCADE")
+        run("DROP SERVER kis_l CASCADE")
 
 
 def test_handed_back_token():
@@ -3003,6 +3013,320 @@ def test_cache_bounded():
 TESTS += [test_shared_many_sessions, test_shared_in_flight, test_cache_holdings_per_mapping,
           test_cache_expiry, test_shared_sender_fails, test_shared_sender_cancelled,
           test_shared_sender_terminated, test_cache_bounded]
+
+
+# --------------------------------------------------------------------------- security
+# Another role must not read, poison or stall this role's data (issue 20, items 1, 2
+# and 6; docs/security.md).  Each test acts as that role would: an ordinary role with
+# USAGE on a server and a user mapping of its own, and nothing else.
+
+ATTACKER = "kis_attacker"
+
+
+@contextlib.contextmanager
+def attacker(*grants):
+    """An ordinary role (dropped with what it owns afterwards), granted grants."""
+    run(f"DROP OWNED BY {ATTACKER}; DROP ROLE {ATTACKER}")  # a leftover of an earlier run
+    run_all(f"CREATE ROLE {ATTACKER}", *[f"GRANT {g} TO {ATTACKER}" for g in grants])
+    try:
+        yield ATTACKER
+    finally:
+        run(f"DROP OWNED BY {ATTACKER}; DROP ROLE {ATTACKER}")
+
+
+def as_attacker(sql):
+    return run(f"SET ROLE {ATTACKER}; {sql}")
+
+
+def test_credentials_printable_only():
+    """An attacker's own secret (or key) with CR LF would smuggle a second request onto
+    the kept-alive connection: the user mapping is refused, naming the option and not
+    echoing the value; and a mapping that holds one already (made before the check,
+    planted here in the catalog) sends nothing at all: no header is stripped, none sent."""
+    smuggled = symbols(1)[0]
+    line = (f"GET /uapi/domestic-stock/v1/quotations/inquire-price?"
+            f"fid_cond_mrkt_div_code=J&fid_input_iscd={smuggled} HTTP/1.1")
+    evil = f"x\\r\\n\\r\\n{line}\\r\\nx-pad: x"
+    with attacker("USAGE ON FOREIGN SERVER kis", "SELECT ON kis_prices_or_row"):
+        for option, value in (("app_secret", f"E'{evil}'"), ("app_key", f"E'PS{evil}'"),
+                              ("app_secret", "E'zq\\tzq'"), ("app_key", "'키'")):
+            other = "app_key 'PSattackerKey01'" if option == "app_secret" else "app_secret 's'"
+            _, err, rc = as_attacker(f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
+                                     f"OPTIONS ({option} {value}, {other})")
+            check(rc != 0 and f'option "{option}"' in err and "printable ASCII" in err,
+                  f"{option} {value} was accepted: {err}")
+            check("inquire-price" not in err and "zq" not in err and "키" not in err,
+                  f"the error echoes the value: {err}")
+        run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis "
+                f"OPTIONS (app_key 'PSattackerKey01', app_secret 'plain')",
+                f"UPDATE pg_user_mapping SET umoptions = "
+                f"array['app_key=PSattackerKey01', E'app_secret={evil}'] "
+                f"WHERE umuser = '{ATTACKER}'::regrole")
+        asked = symbols(1)[0]
+        _, err, rc = as_attacker(f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                 f"WHERE symbol = '{asked}'")
+        check(rc != 0 and "app_secret" in err and "printable ASCII" in err,
+              f"a planted secret with CR LF was used: {err}")
+        check("inquire-price" not in err, f"the error echoes the value: {err}")
+        s = stats()
+        check(smuggled not in s["by_symbol"] and s["requests"] == 0,
+              f"requests reached the mock: {s['requests']}, by symbol {s['by_symbol']}")
+
+
+class FakeKis:
+    """A plain-http "KIS" on loopback: tokenP issues token to anyone (or answers
+    EGW00133 when too_soon), API requests get a KIS error; seen keeps their headers."""
+
+    def __init__(self, token="fake" + "x" * 60):
+        import http.server
+        fake = self
+        self.too_soon = False
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if fake.too_soon:
+                    self.reply(403, {"error_code": "EGW00133", "error_description": "1분당 1회"})
+                else:
+                    self.reply(200, {"access_token": token, "token_type": "Bearer",
+                                     "expires_in": 86400})
+
+            def do_GET(self):
+                fake.seen.append(dict(self.headers))
+                self.reply(200, {"rt_cd": "1", "msg_cd": "FAKE0001", "msg1": "fake"})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_token_printable_only():
+    """A token answer with CR LF in it (from a server we cannot trust to send only
+    printable ASCII) is refused; no header carrying it is sent."""
+    fake = FakeKis(token="abc\r\nx-smuggled: 1")
+    try:
+        create_server("kis_crlf", "kis_prices_crlf", f"base_url '{fake.url}', max_retries '0'",
+                      app_key=f"PScrlfOnly{time.time_ns()}")
+        _, err, rc = run(f"SELECT symbol, price FROM kis_prices_crlf WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and "access token" in err and "printable ASCII" in err,
+              f"a token with CR LF was not refused: {err}")
+        check(not fake.seen, f"a request went out with it: {fake.seen}")
+    finally:
+        fake.close()
+        run("DROP SERVER IF EXISTS kis_crlf CASCADE")
+
+
+def test_answer_for_another_symbol():
+    """An answer whose own symbol field names another symbol (what a response smuggled
+    onto the connection looks like) is this key's error, and is not cached: the next
+    query asks again and gets the right price."""
+    cached_table(60000)
+    sym = symbols(1)[0]
+    inject(("stray", sym))
+    sql = f"SELECT symbol, price FROM kis_prices_cached WHERE symbol = '{sym}'"
+    rows, err, rc = run(sql)
+    check(rc != 0 and sym in err and "000660" in err,
+          f"an answer for 000660 was taken for {sym}: {rows} {err}")
+    rows, err, rc = run(sql)
+    check(rc == 0, err)
+    check_prices(rows, [sym], "after the stray answer")
+    check(stats()["requests"] == 2, f"{stats()['requests']} requests: the stray answer was cached")
+
+
+def test_urls_superuser_only():
+    """base_url and master_url decide where the secrets of every user mapped to a
+    server go: like ca_file, only a superuser sets them, on CREATE SERVER and on
+    ALTER SERVER by the server's (ordinary) owner alike."""
+    with attacker("USAGE ON FOREIGN DATA WRAPPER kis_fdw"):
+        for option in ("base_url", "master_url"):
+            _, err, rc = as_attacker(f"CREATE SERVER kis_evil FOREIGN DATA WRAPPER kis_fdw "
+                                     f"OPTIONS ({option} 'http://127.0.0.1:9')")
+            check(rc != 0 and f'only a superuser can set option "{option}"' in err,
+                  f"CREATE SERVER with {option}: {err}")
+        _, err, rc = as_attacker("CREATE SERVER kis_evil FOREIGN DATA WRAPPER kis_fdw")
+        check(rc == 0, err)
+        for option in ("base_url", "master_url"):
+            _, err, rc = as_attacker(f"ALTER SERVER kis_evil OPTIONS (ADD {option} 'http://127.0.0.1:9')")
+            check(rc != 0 and f'only a superuser can set option "{option}"' in err,
+                  f"ALTER SERVER with {option}: {err}")
+
+
+def test_token_bound_to_origin():
+    """A token is the credential's and its origin's: one another role got for our app
+    key with a wrong secret from another origin (a server a superuser pointed
+    elsewhere) neither serves our cached holdings to it nor replaces our token, and
+    that origin's EGW00133 does not hold up our next issuance."""
+    key = "PSoriginVictimKey000000000000001"
+    mock_config(holdings=10)
+    fake = FakeKis()
+    setup = ["DROP SERVER IF EXISTS kis_v CASCADE", "DROP SERVER IF EXISTS kis_e CASCADE",
+             f"CREATE SERVER kis_v FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0', max_retries '0')",
+             f"CREATE SERVER kis_e FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{fake.url}', rate_limit '0', max_retries '0')",
+             f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_v OPTIONS "
+             f"(app_key '{key}', app_secret '{APP_SECRET}', account '12345678-01')",
+             "CREATE FOREIGN TABLE holdings_v (symbol text, qty bigint) "
+             "SERVER kis_v OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+             "CREATE FOREIGN TABLE prices_v (symbol text, price numeric) "
+             "SERVER kis_v OPTIONS (endpoint 'domestic_price')",
+             "CREATE FOREIGN TABLE prices_e (symbol text, price numeric) "
+             "SERVER kis_e OPTIONS (endpoint 'domestic_price')",
+             "SELECT kis_fdw_cache_reset()"]
+    try:
+        run_all(*setup)
+        with attacker("USAGE ON FOREIGN SERVER kis_v", "USAGE ON FOREIGN SERVER kis_e",
+                      "SELECT ON holdings_v", "SELECT ON prices_e"):
+            for server in ("kis_v", "kis_e"):
+                run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER {server} OPTIONS "
+                        f"(app_key '{key}', app_secret 'BADguess', account '12345678-01')")
+            rows = must(run("SELECT count(*) FROM holdings_v")[:2], "victim's holdings")
+            check(rows == [["10"]] and issued_to(key) == 1, f"victim: {rows}, {issued_to(key)} tokens")
+            as_attacker(f"SELECT * FROM prices_e WHERE symbol = '{symbols(1)[0]}'")  # the fake token
+            before = stats()["pages"].get(BALANCE_PATH, 0)
+            rows, err, rc = as_attacker("SELECT count(*) FROM holdings_v")
+            check(rc != 0 and rows == [], f"another role read the victim's holdings: {rows} {err}")
+            check(stats()["pages"].get(BALANCE_PATH, 0) == before, "the attacker's request was sent")
+            syms = symbols(1)
+            check_prices(must(run(f"SELECT symbol, price FROM prices_v WHERE symbol = '{syms[0]}'")[:2],
+                              "victim after"), syms, "victim after")
+            check(issued_to(key) == 1, f"the victim's token was replaced: {issued_to(key)} issuances")
+
+            # the other origin's EGW00133 is not an issuance for the victim's key
+            check(run("SELECT kis_fdw_reset_key('kis_v')")[0] == [["t"]], "victim has no slot")
+            fake.too_soon = True
+            run_all(f"ALTER USER MAPPING FOR {ATTACKER} SERVER kis_e OPTIONS (SET app_secret 'BADguess2')")
+            _, err, rc = as_attacker(f"SELECT * FROM prices_e WHERE symbol = '{symbols(1)[0]}'")
+            check(rc != 0 and "EGW00133" in err, f"the fake EGW00133 was not drawn: {err}")
+            syms = symbols(1)
+            inject(("invalid_token", syms[0]))
+            rows, err, rc = run(f"SET kis_fdw.token_issue_interval = 60; SET statement_timeout = '10s'; "
+                                f"SELECT symbol, price FROM prices_v WHERE symbol = '{syms[0]}'")
+            check(rc == 0, f"the other origin's EGW00133 held up the victim's issuance: {err}")
+            check_prices(rows, syms, "victim's new token")
+            check(issued_to(key) == 2, f"{issued_to(key)} issuances, expected 2")
+    finally:
+        fake.close()
+        run("DROP SERVER IF EXISTS kis_v CASCADE")
+        run("DROP SERVER IF EXISTS kis_e CASCADE")
+
+
+def test_private_answer_kept_only_when_asked():
+    """Holdings fetched through a table without cache_ttl_ms are not kept: a table
+    with it asks again.  And a cached account answer is keyed by the whole
+    credential: another role with the same app key and account but its own secret
+    does not get it."""
+    mock_config(holdings=10)
+    run_all("DROP SERVER IF EXISTS kis_hold CASCADE",
+            f"CREATE SERVER kis_hold FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_hold OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+            "CREATE FOREIGN TABLE holdings_plain (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings')",
+            "CREATE FOREIGN TABLE holdings_cached (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+            "SELECT kis_fdw_cache_reset()")
+    try:
+        def sent(sql, who="NONE"):
+            before = stats()["pages"].get(BALANCE_PATH, 0)
+            rows = must(run(f"SET ROLE {who}; {sql}")[:2], sql)
+            check(rows == [["10"]], f"{sql}: {rows}")
+            return stats()["pages"].get(BALANCE_PATH, 0) - before
+        check(sent("SELECT count(*) FROM holdings_plain") == 1, "the first read was not sent")
+        n = sent("SELECT count(*) FROM holdings_cached")
+        check(n == 1, f"{n} requests: an answer fetched without cache_ttl_ms was kept")
+        check(sent("SELECT count(*) FROM holdings_cached") == 0, "a cached answer was not served")
+        with attacker("USAGE ON FOREIGN SERVER kis_hold", "SELECT ON holdings_cached"):
+            run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis_hold OPTIONS "
+                    f"(app_key '{APP_KEY}', app_secret 'another-secret', account '12345678-01')")
+            n = sent("SELECT count(*) FROM holdings_cached", ATTACKER)
+            check(n == 1, f"{n} requests: another secret was served the cached holdings")
+    finally:
+        run("DROP SERVER IF EXISTS kis_hold CASCADE")
+
+
+def shared_memory_count(pid, needle):
+    """How often needle occurs in the shared mappings of a backend (the answer cache)."""
+    n = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not (parts[1].startswith("r") and parts[1][3] == "s"):
+                continue
+            try:
+                mem.seek(lo)
+                n += mem.read(hi - lo).count(needle)
+            except (OSError, ValueError, OverflowError):
+                continue
+    return n
+
+
+def test_cache_wiped_on_reset():
+    """Holdings in the answer cache are zeroed when they leave it: after
+    kis_fdw_cache_reset no byte of them is left in shared memory."""
+    mock_config(holdings=10)
+    needle = b'"pchs_avg_pric"'   # a field only holdings answers have
+    run_all("DROP SERVER IF EXISTS kis_hold CASCADE",
+            f"CREATE SERVER kis_hold FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_hold OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+            "CREATE FOREIGN TABLE holdings_cached (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+            "SELECT kis_fdw_cache_reset()")
+    try:
+        with Session() as s:
+            pid = s.pid()
+            check(must(s.query("SELECT count(*) FROM holdings_cached"), "holdings") == [["10"]],
+                  "holdings")
+            check(shared_memory_count(pid, needle) > 0, "the holdings are not in shared memory")
+            must(s.query("SELECT kis_fdw_cache_reset()"), "reset")
+            left = shared_memory_count(pid, needle)
+            check(left == 0, f"{left} copies of the holdings left in shared memory after the reset")
+    finally:
+        run("DROP SERVER IF EXISTS kis_hold CASCADE")
+
+
+def test_reset_key_needs_the_secret():
+    """kis_fdw_reset_key acts on the key of the caller's mapping only with its secret:
+    another role naming our app key with a wrong secret cannot clear our schedule."""
+    with attacker("USAGE ON FOREIGN SERVER kis", "EXECUTE ON FUNCTION kis_fdw_reset_key(name)"):
+        run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis "
+                f"OPTIONS (app_key '{APP_KEY}', app_secret 'a-guess')")
+        rows, err, rc = gated_query(symbols(1))  # the key now has a slot
+        check(rc == 0, f"warm-up: {err}")
+        check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the key has no slot")
+        set_server(rate_limit="0.01")
+        rows, err, rc = gated_query(symbols(1))
+        check(rc == 0, f"first query under 0.01/s: {err}")
+        rows, err, rc = as_attacker("SELECT kis_fdw_reset_key('kis')")
+        check(rc == 0 and rows == [["f"]], f"the attacker's reset: {rows} {err}")
+        check_key_waits("the key's schedule was cleared by another role")
+        check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the owner's reset found no slot")
+
+
+TESTS += [test_credentials_printable_only, test_token_printable_only,
+          test_answer_for_another_symbol, test_urls_superuser_only, test_token_bound_to_origin,
+          test_private_answer_kept_only_when_asked, test_cache_wiped_on_reset,
+          test_reset_key_needs_the_secret]
 
 
 SERVER_LOG = os.path.join(WORK, "server.log")
