@@ -138,7 +138,7 @@ kis_log_size() {
 
 kis_log_crashes() {
     local from="${1:-0}" log="${2:-$KIS_WORK/server.log}" found
-    found="$(tail -c +"$((from + 1))" "$log" 2>/dev/null | grep -E -A3 "$KIS_CRASH_PATTERN" | head -40)"
+    found="$(tail -c +"$((from + 1))" "$log" 2>/dev/null | grep -E -A3 "$KIS_CRASH_PATTERN" | head -40 || true)"
     [ -z "$found" ] && return 0
     echo "server log $log: a crash or an assertion failure:"
     echo "$found" | sed 's/^/    /'
