@@ -48,7 +48,7 @@ EXPLAIN (COSTS OFF) SELECT * FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) = count(DISTINCT time) AS one_bar_a_minute,
        bool_and(low <= least(open, close) AND high >= greatest(open, close)) AS bars_consistent,
        bool_and(symbol = '005930' AND market = 'J') AS keys,
-       count(DISTINCT date) <= 1 AS one_day
+       count(*) > 0 AND count(DISTINCT date) = 1 AS one_day
 FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) FROM domestic_minute WHERE symbol = '991234';
 SELECT symbol FROM domestic_minute WHERE symbol = '981234';
