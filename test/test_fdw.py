@@ -47,7 +47,7 @@ MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
                  "overseas_session": "open", "data_start": "20150102", "token_reuse": 0,
                  "token_latency_ms": 0,
-                 "minute_session": "0900-1530"}
+                 "minute_session": "0900-1530", "environment": "real"}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 
 
@@ -673,6 +673,37 @@ def test_holdings_restart():
     # an account with no positions: KIOK0560 and output1 []
     run("ALTER USER MAPPING FOR CURRENT_USER SERVER kis_account OPTIONS (SET account '00000000-01')")
     check(must(run(query)[:2], "empty account") == [["0", "0", ""]], "empty account: rows")
+
+
+def test_holdings_virtual():
+    """A virtual account (environment 'virtual'): the virtual tr_id VTTC8434R (the mock,
+    a virtual server now, refuses the real one), 20-row pages answered with 20310000,
+    and the virtual default rate, 2/s, which the mock enforces: five pages in a row
+    without one EGW00201.  Any rate above 2/s would send at least three of the five in
+    one second."""
+    key = "PSvirtualKey0000000000000000000001"
+    mock_config(environment="virtual", holdings=100, rate_limit=2)
+    try:
+        run_all("DROP SERVER IF EXISTS kis_paper CASCADE",
+                f"CREATE SERVER kis_paper FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                f"(environment 'virtual', base_url '{MOCK_URL}', ca_file '{MOCK_CA}', max_retries '0')",
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_paper OPTIONS "
+                f"(app_key '{key}', app_secret '{APP_SECRET}', account '12345678-01')",
+                "CREATE FOREIGN TABLE paper_holdings (symbol text, qty bigint) "
+                "SERVER kis_paper OPTIONS (endpoint 'domestic_holdings')")
+        rows = must(run("SELECT count(*), count(DISTINCT symbol), sum(qty) FROM paper_holdings")[:2],
+                    "virtual holdings")
+        want = [["100", "100", str(sum(1 + 37 * i % 500 for i in range(100)))]]
+        check(rows == want, f"virtual holdings: {rows}, expected {want}")
+        st = stats()
+        check(st["pages"] == {BALANCE_PATH: 5} and st["by_path"] == {BALANCE_PATH: 5},
+              f"virtual holdings: expected 5 pages of 20: pages {st['pages']}, by_path {st['by_path']}")
+        check(st["violations"] == 0 and st["errors"] == {} and st["bad_requests"] == 0,
+              f"virtual holdings: violations {st['violations']}, errors {st['errors']}, "
+              f"bad requests {st['bad_requests']}")
+    finally:
+        mock_config(environment="real", holdings=120)
+        run("DROP SERVER IF EXISTS kis_paper CASCADE")
 
 
 def test_on_error_deterministic():
@@ -2156,6 +2187,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
+         test_holdings_virtual,
          test_on_error_deterministic, test_streaming, test_paused_cursor,
          test_paused_cursor_connecting, test_connect_timeout,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
