@@ -29,7 +29,7 @@ ORDER BY date;
 -- date IN: the range from the first to the last, filtered
 SELECT date, market_open FROM market_holidays
 WHERE date IN ('2025-12-25', '2025-12-26', '2026-01-01') ORDER BY date;
--- a reversed range is an error, as for daily tables
+-- a reversed range is empty, as for daily tables
 SELECT count(*) FROM market_holidays WHERE date > '2026-01-10' AND date < '2026-01-05';
 -- before today without a lower bound: the calendar starts today
 SELECT count(*) FROM market_holidays WHERE date < '2020-01-01';
