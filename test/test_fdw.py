@@ -21,6 +21,7 @@ server log).
 import datetime
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -2809,6 +2810,38 @@ def test_shared_in_flight():
     check(stats()["requests"] == s["requests"] + 40, "a later query was answered from the cache")
 
 
+def test_explain_shared_in_flight():
+    """EXPLAIN ANALYZE's "KIS Shared In-Flight" (the one property pg_regress cannot
+    reach: it needs two sessions) is an integer in every structured format, like the
+    other counters (sql/explain.sql checks the rest).  Overlap by construction: the
+    mock holds the first session's answer until the second is waiting on it."""
+    sym = symbols(1)[0]
+    for fmt in ("JSON", "YAML", "XML"):
+        reset_mock()
+        inject(("slow", sym, 1))   # held 3 s: a safety net, the wait below decides
+        with Session() as s:
+            pid = s.pid()
+            bg = s.background(f"SELECT symbol, price FROM kis_prices WHERE symbol = '{sym}'")
+            wait_active(pid)
+            rows = must(run(f"EXPLAIN (ANALYZE, FORMAT {fmt}, COSTS OFF, TIMING OFF, "
+                            f"SUMMARY OFF) SELECT * FROM kis_prices WHERE symbol = '{sym}'")[:2],
+                        fmt)
+            bg.join(WAIT)
+            check_prices(must(bg.result, "the sender"), [sym], "the sender")
+        text = "\n".join(r[0] for r in rows)
+        if fmt == "JSON":
+            plan = json.loads(text)[0]["Plan"]
+            got = plan.get("KIS Shared In-Flight")
+            ok = type(got) is int and got == 1 and plan.get("KIS Requests") == 0
+        else:
+            pattern = (r"KIS Shared In-Flight: 1\n" if fmt == "YAML"
+                       else r"<KIS-Shared-In-Flight>1</KIS-Shared-In-Flight>")
+            got = re.findall(pattern, text)
+            ok = len(got) == 1
+        check(ok, f"{fmt}: KIS Shared In-Flight {got!r} in {text}")
+        check(stats()["requests"] == 1, f"{fmt}: {stats()['requests']} requests, expected 1")
+
+
 def test_cache_holdings_per_mapping():
     """Holdings are cached per app key and account: three user mappings (key A
     account X, key B account X, key A account Y) each get their own request, a
@@ -2948,7 +2981,8 @@ def test_cache_bounded():
     check(stats()["requests"] == before + 1, "the oldest answer was not evicted")
 
 
-TESTS += [test_shared_many_sessions, test_shared_in_flight, test_cache_holdings_per_mapping,
+TESTS += [test_shared_many_sessions, test_shared_in_flight, test_explain_shared_in_flight,
+          test_cache_holdings_per_mapping,
           test_cache_expiry, test_shared_sender_fails, test_shared_sender_cancelled,
           test_shared_sender_terminated, test_cache_bounded]
 
