@@ -5,7 +5,8 @@ Python 3 standard library only. It imitates the parts of the KIS REST API that k
 uses, answers deterministically, and can inject faults, latency and rate limits on demand.
 
     python3 test/mock_kis.py [--host H] [--port P] [--port-file F] [--pid-file F]
-                             [--cert PEM --key PEM] [--rate-limit N]
+                             [--cert PEM --key PEM] [--environment real|virtual]
+                             [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--token-reuse S]
                              [--token-latency-ms N]
