@@ -4,16 +4,19 @@
 # memcheck; then every memcheck error whose stack passes through kis_fdw.so, every block
 # definitely lost (at a process's exit) that kis_fdw allocated, directly or through libcurl,
 # OpenSSL or jansson, and every descriptor still open at a backend's exit that kis_fdw or
-# libcurl opened, is reported.
+# libcurl opened, is reported.  Those descriptors are the backend's pooled connections, its
+# multi handle's socket pair and its wait set, kept for the backend's life by design: they
+# are listed, not failed (test/soak.py's descriptor check is the verdict on fd leaks).
 #
 #   bash fuzz/valgrind.sh            (as root, like test/run-tests.sh; takes minutes)
 #
 # After pg_regress it also runs test/soak.py (VALGRIND_SOAK_SCANS scans, default 1000;
 # 0 skips it) in the same cluster, for the fault, cancel and paging paths.
 #
-# It exits 1 when any of those was found, or when pg_regress or the soak's rows failed
-# (the soak's growth checks are skipped: under valgrind they mean nothing).  Valgrind's own
-# exit code stays 0 in every backend, or the postmaster would take an error for a crash.
+# It exits 1 when a memcheck error or a lost block was found, or when pg_regress or the
+# soak's rows failed (the soak's growth checks are skipped: under valgrind they mean
+# nothing).  Valgrind's own exit code stays 0 in every backend, or the postmaster would
+# take an error for a crash.
 #
 # Debian's postgres is not built with USE_VALGRIND, so memcheck sees palloc chunks only
 # as parts of AllocSet blocks: reads past a small chunk inside its block are invisible,
@@ -178,7 +181,7 @@ print(f"blocks definitely lost that kis_fdw allocated: {sum(n for n, _ in lost.v
       f"({len(lost)} distinct)")
 for n, text in lost.values():
     print(f"--- {n} x\n{text}")
-sys.exit(1 if errors or fd_leaks or lost else 0)
+sys.exit(1 if errors or lost else 0)
 PY
 echo "valgrind logs: $VG_DIR (the work directory $KIS_WORK is left in place)"
 if [ -n "$failed" ]; then
