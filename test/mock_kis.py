@@ -26,8 +26,7 @@ POST /oauth2/tokenP
     Body {"grant_type":"client_credentials","appkey":..,"appsecret":..}. Rejections are
     HTTP 403 {"error_code","error_description"}: unparsable body EGW00101, grant_type
     missing EGW00115 or wrong EGW00112, appkey missing EGW00102 or starting "BAD"
-    EGW00103, appsecret missing EGW00104, starting "BAD" or not the secret this appkey
-    first obtained a token with (an app key has one secret) EGW00105, a second issuance
+    EGW00103, appsecret missing EGW00104 or starting "BAD" EGW00105, a second issuance
     for the same appkey within --token-interval seconds EGW00133. Within --token-reuse
     seconds (0, the default: never) of an appkey's last new token, an issuance hands back
     that same token, as KIS does for 6 hours. Each request takes --token-latency-ms (0)
@@ -1381,7 +1380,6 @@ class MockState:
         self.config = dict(config)
         self.tls = tls
         self.tokens = {}    # token -> {"appkey", "appsecret", "expires" (epoch s), "expired"}
-        self.secrets = {}   # appkey -> the secret it first obtained a token with
         self.in_flight = 0  # survives resets: those requests are still running
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self._clear()
@@ -1455,7 +1453,6 @@ class MockState:
             self._clear()
             if forget_tokens:
                 self.tokens.clear()
-                self.secrets.clear()
 
     def configure(self, changes):
         unknown = set(changes) - set(CONFIG_TYPES)
@@ -1498,11 +1495,6 @@ class MockState:
                 self._inc(self.faults_injected, rule["kind"])
                 return dict(rule)
         return None
-
-    def secret_refused(self, appkey, appsecret):
-        """True if appkey obtained a token with another secret (an app key has one)."""
-        with self.lock:
-            return self.secrets.setdefault(appkey, appsecret) != appsecret
 
     def issue_token(self, appkey, appsecret):
         """Return (token, expiry epoch, ttl), or None when the issuance interval forbids it."""
@@ -1761,7 +1753,7 @@ class KisHandler(BaseHTTPRequestHandler):
             return self._token_error("EGW00103")
         if not appsecret or not isinstance(appsecret, str):
             return self._token_error("EGW00104")
-        if appsecret.startswith("BAD") or state.secret_refused(appkey, appsecret):
+        if appsecret.startswith("BAD"):
             return self._token_error("EGW00105")
         issued = (None if state.take_fault(None, token_endpoint=True)
                   else state.issue_token(appkey, appsecret))

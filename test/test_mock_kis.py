@@ -716,20 +716,16 @@ class MockKisCase(unittest.TestCase):
 
     def test_token_credentials(self):
         """A token belongs to the app key and secret that obtained it: another secret
-        with it is EGW00105, and an app key has one secret (tokenP with another: EGW00105)."""
+        with it is EGW00105 (another app key EGW00103: test_header_checks)."""
         self.assertEqual(self.quote("005930", appsecret="SEC2")[1]["msg_cd"], "EGW00105")
         self.assertEqual(self.balance(appsecret="SEC2")[1]["msg_cd"], "EGW00105")
         self.assertEqual(self.quote("005930")[1]["msg_cd"], "MCA00000")
-        self.assertEqual(self.token("AK", "SEC2"), (403, {"error_code": "EGW00105",
-                                                         "error_description": "유효하지 않은 AppSecret입니다."}))
         status, body = self.token("AK7", "SEC7")
         self.assertEqual(status, 200)
         self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
                                     appsecret="SEC")[1]["msg_cd"], "EGW00105")
         self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
                                     appsecret="SEC7")[1]["msg_cd"], "MCA00000")
-        self.control("reset", {"tokens": True})  # forgets tokens and the keys' secrets
-        self.assertEqual(self.token("AK", "SEC2")[0], 200)
 
     def test_new_endpoints_share_pipeline(self):
         # faults: "*" reaches account requests; a symbol rule matches any carried symbol
