@@ -31,7 +31,7 @@ ORDER BY date;
 -- date IN: the range from the first to the last, filtered
 SELECT date, market_open FROM market_holidays
 WHERE date IN ('2025-12-25', '2025-12-26', '2026-01-01') ORDER BY date;
--- a reversed range is an error, as for daily tables
+-- a reversed range is empty, as for daily tables
 SELECT count(*) FROM market_holidays WHERE date > '2026-01-10' AND date < '2026-01-05';
 -- before today without a lower bound: the calendar starts today
 SELECT count(*) FROM market_holidays WHERE date < '2020-01-01';
@@ -50,7 +50,7 @@ EXPLAIN (COSTS OFF) SELECT * FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) = count(DISTINCT time) AS one_bar_a_minute,
        bool_and(low <= least(open, close) AND high >= greatest(open, close)) AS bars_consistent,
        bool_and(symbol = '005930' AND market = 'J') AS keys,
-       count(DISTINCT date) <= 1 AS one_day
+       count(*) > 0 AND count(DISTINCT date) = 1 AS one_day
 FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) FROM domestic_minute WHERE symbol = '991234';
 SELECT symbol FROM domestic_minute WHERE symbol = '981234';

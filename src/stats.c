@@ -5,6 +5,9 @@
  *	  named by a short prefix of the key's SHA-256 (never the key);
  *	  kis_fdw_reset_key(): clear one key's rate gate and issuance wait;
  *	  and kis_fdw_cache_reset(): empty the answer cache (cache.c).
+ *	  Two functions no SQL script declares, for the soak test's leak check
+ *	  (test/soak.py declares them; docs/testing.md): the bytes the backend
+ *	  holds from malloc, and a deliberate malloc leak for its self-test.
  *
  * The counters are atomics in the slots (shmem.c), so reading them writes
  * nothing: the function works in read-only transactions and on standbys.
@@ -12,6 +15,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <malloc.h>
 
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
@@ -155,4 +160,51 @@ Datum
 kis_fdw_cache_reset(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(kis_cache_reset());
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_malloc_bytes);
+
+/*
+ * The bytes this backend holds from malloc (in use, arenas and mmap'd
+ * blocks alike; memory contexts' blocks included), or NULL where the C
+ * library cannot tell.
+ */
+Datum
+kis_fdw_malloc_bytes(PG_FUNCTION_ARGS)
+{
+#ifdef KIS_HAVE_MALLINFO2
+	struct mallinfo2 mi = mallinfo2();
+
+	PG_RETURN_INT64((int64) (mi.uordblks + mi.hblkhd));
+#else
+	PG_RETURN_NULL();
+#endif
+}
+
+PG_FUNCTION_INFO_V1(kis_fdw_test_malloc_leak);
+
+static void *volatile kis_last_lost;
+
+/*
+ * The soak's self-test: malloc n bytes (1 to 1 MB), touch them and lose
+ * them, as a leak in libcurl or jansson would.  Returns n.
+ */
+Datum
+kis_fdw_test_malloc_leak(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+	char	   *lost;
+
+	if (n < 1 || n > 1024 * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kis_fdw_test_malloc_leak: %d bytes is out of range (1 to 1048576)", n)));
+	lost = malloc(n);
+	if (lost == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	memset(lost, 0x5a, n);
+	kis_last_lost = lost;		/* escapes: the compiler keeps the malloc */
+	PG_RETURN_INT32(n);
 }

@@ -5,7 +5,8 @@ Python 3 standard library only. It imitates the parts of the KIS REST API that k
 uses, answers deterministically, and can inject faults, latency and rate limits on demand.
 
     python3 test/mock_kis.py [--host H] [--port P] [--port-file F] [--pid-file F]
-                             [--cert PEM --key PEM] [--rate-limit N]
+                             [--cert PEM --key PEM] [--environment real|virtual]
+                             [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--token-reuse S]
                              [--token-latency-ms N]
@@ -37,7 +38,11 @@ Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   2. Header checks, in order (failures are HTTP 500 envelopes with rt_cd "1" and count as
      bad_requests): authorization "Bearer <issued token>" (EGW00121 unknown, EGW00123
      expired), appkey header (EGW00102 missing, EGW00103 not the token's), appsecret header
-     (EGW00104), tr_id one of the endpoint's (EGW00213), custtype P/B (EGW00208).
+     (EGW00104) or not the secret that obtained the token (EGW00105), tr_id one of the
+     endpoint's in this server's environment (EGW00213: config environment "real" takes
+     the real tr_ids, "virtual" the virtual ones; a TR KIS offers to real accounts only,
+     intstock-multprice and chk-holiday, is EGW00213 on a virtual server), custtype P/B
+     (EGW00208).
   3. The per-appkey rate limit: fixed windows of one wall-clock second, one unit per
      request whatever it carries; over the limit HTTP 500 EGW00201 (counts violations).
   4. Injected faults: the first rule whose "symbol" is "*" or one of the request's
@@ -140,8 +145,12 @@ GET /uapi/overseas-price/v1/quotations/dailyprice                   tr_id HHDFS7
 GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 rows a page)
                                                       or VTTC8434R (virtual, 20 rows a page)
     CANO, ACNT_PRDT_CD, AFHR_FLPR_YN, OFL_YN, INQR_DVSN, UNPR_DVSN, FUND_STTL_ICLD_YN,
-    FNCG_AMT_AUTO_RDPT_YN, PRCS_DVSN (these seven ignored), CTX_AREA_FK100, CTX_AREA_NK100.
-    CANO not 8 digits, ACNT_PRDT_CD not 2 digits, or CANO 99999999: rt_cd "1" OPSQ2000.
+    FNCG_AMT_AUTO_RDPT_YN, PRCS_DVSN, CTX_AREA_FK100, CTX_AREA_NK100, all required (blank
+    where blank is meant). CANO not 8 digits, ACNT_PRDT_CD not 2 digits, or CANO 99999999:
+    rt_cd "1" OPSQ2000. Any of the seven flags missing or not one of the official samples'
+    values (BALANCE_FLAGS: AFHR_FLPR_YN N/Y/X, OFL_YN blank, INQR_DVSN 01/02, UNPR_DVSN 01,
+    FUND_STTL_ICLD_YN N/Y, FNCG_AMT_AUTO_RDPT_YN N, PRCS_DVSN 00/01), or a CTX parameter
+    missing: rt_cd "1" OPSQ2002. The answer does not depend on the flags' values.
     The account holds config holdings (default 120) positions; CANO 00000000 holds none.
     Position i (0-based): pdno = "%06d" % (100000 + 7i), prdt_name name, p = inquire-price J
     price of pdno, hldg_qty = ord_psbl_qty = 1 + 37i % 500, pchs_avg_pric = p - 100 (printed
@@ -173,8 +182,8 @@ GET /uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice  tr_id FHKST0
     (HHMMSS), FID_PW_DATA_INCU_YN Y/N; a bad time or flag: OPSQ2002. Prefixes as above
     (99: output2 []). output1: as inquire-daily-itemchartprice's. output2: today's minute
     bars from the first minute of config minute_session ("HHMM-HHMM", default
-    "0900-1530") to min(its last, the asked time), newest first, at most 30 (page back with
-    an earlier time). Row: stck_bsop_date today, stck_cntg_hour "HHMM00", with g0..g2 the
+    "0000-2359": a client asking at any wall-clock time gets bars) to min(its last, the
+    asked time), newest first, at most 30 (page back with an earlier time). Row: stck_bsop_date today, stck_cntg_hour "HHMM00", with g0..g2 the
     words of sha256(symbol + YYYYMMDD + HHMM): stck_prpr close = (1000 + g0 % 99000) // 10
     * 10, stck_oprc/hgpr/lwpr as for daily bars, cntg_vol = g2 % 100000, acml_tr_pbmn the
     day's sum of vol * close up to that bar. Each asked [symbol, time] is listed in stats
@@ -255,7 +264,7 @@ GET  /__mock/stats[?timeline=1]  counters, current config, pending faults; timel
 POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows, issuance
                                  times and balance cursors; issued tokens stay valid unless
                                  tokens=true; the config stays
-POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
+POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
                       "token_reuse", "token_latency_ms",
                       "today" ("YYYYMMDD"), "data_start" ("YYYYMMDD", the first bar),
                       "holdings" (0..100000),
@@ -389,6 +398,11 @@ EXCHANGES = {"NAS": "NAS", "NYS": "NYS", "AMS": "AMS", "BAQ": "NAS", "BAY": "NYS
              "BAA": "AMS", "HKS": "HKS", "TSE": "TSE", "SHS": "SHS", "SZS": "SZS",
              "SHI": "SHI", "SZI": "SZI", "HSX": "HSX", "HNX": "HNX"}
 DAYTIME_EXCHANGES = frozenset(("BAQ", "BAY", "BAA"))
+# inquire-balance's seven flags and the values the official samples document for each
+# (koreainvestment/open-trading-api, examples_llm/domestic_stock/inquire_balance)
+BALANCE_FLAGS = {"afhr_flpr_yn": ("N", "Y", "X"), "ofl_yn": ("",), "inqr_dvsn": ("01", "02"),
+                 "unpr_dvsn": ("01",), "fund_sttl_icld_yn": ("N", "Y"),
+                 "fncg_amt_auto_rdpt_yn": ("N",), "prcs_dvsn": ("00", "01")}
 LISTING = {"AAPL": "NAS", "MSFT": "NAS", "TSLA": "NAS", "NVDA": "NAS", "AMZN": "NAS",
            "IBM": "NYS", "KO": "NYS", "JPM": "NYS", "SPY": "AMS", "0700": "HKS", "7203": "TSE"}
 PERIODS = {"D", "W", "M", "Y"}
@@ -443,7 +457,8 @@ def _hhmm_range(value):
 
 
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
-CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
+CONFIG_TYPES = {"environment": _choice("environment", "real", "virtual"),
+                "rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
                 "token_ttl": _non_negative(float), "token_reuse": _non_negative(float),
                 "token_latency_ms": _non_negative(float),
@@ -1110,6 +1125,9 @@ def inquire_balance(call):
     if not re.fullmatch(r"\d{8}", cano) or not re.fullmatch(r"\d{2}", product) \
             or cano == "99999999":
         return kis("OPSQ2000")
+    if any(p.get(flag) not in values for flag, values in BALANCE_FLAGS.items()) \
+            or "ctx_area_fk100" not in p or "ctx_area_nk100" not in p:
+        return kis("OPSQ2002")
     fk = balance_fk(cano, product)
     tr_cont = (call.headers.get("tr_cont") or "").strip()
     if tr_cont == "N":
@@ -1307,11 +1325,16 @@ def _one(name):
 
 
 class Endpoint(NamedTuple):
-    tr_ids: frozenset
+    tr_ids: frozenset        # real environment's
     handler: Callable        # Call -> Reply
     symbols: Callable        # params -> the symbols the request carries (by_symbol, faults)
     numbers: tuple = ()      # fields the "numbers" fault sends as JSON numbers
     sample: Optional[Callable] = None  # Call -> the normal answer faults vary (else handler)
+    virtual: Optional[frozenset] = None  # virtual environment's tr_ids (None: as real)
+
+    def tr_ids_in(self, environment):
+        return self.virtual if environment == "virtual" and self.virtual is not None \
+            else self.tr_ids
 
 
 ENDPOINTS = {
@@ -1323,7 +1346,8 @@ ENDPOINTS = {
         frozenset({"FHKST11300006"}), intstock_multprice,
         lambda params: [symbol for _, symbol in multprice_items(params)],
         ("inter2_prpr", "inter2_prdy_vrss", "acml_vol", "inter2_oprc", "inter2_hgpr",
-         "inter2_lwpr", "inter2_mxpr", "inter2_llam", "inter2_askp", "inter2_bidp")),
+         "inter2_lwpr", "inter2_mxpr", "inter2_llam", "inter2_askp", "inter2_bidp"),
+        virtual=frozenset()),    # 모의투자 미지원: real accounts only
     BOOK_PATH: Endpoint(
         frozenset({"FHKST01010200"}), asking_price, _one("fid_input_iscd"),
         tuple(f"{side}{k}" for side in ("askp", "bidp", "askp_rsqn", "bidp_rsqn")
@@ -1338,12 +1362,14 @@ ENDPOINTS = {
         frozenset({"HHDFS76240000"}), overseas_daily, _one("symb"),
         ("clos", "open", "high", "low", "diff", "tvol", "tamt")),
     BALANCE_PATH: Endpoint(
-        frozenset(BALANCE_PAGE_SIZE), inquire_balance, lambda params: [],
-        ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt")),
+        frozenset({"TTTC8434R"}), inquire_balance, lambda params: [],
+        ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt"),
+        virtual=frozenset({"VTTC8434R"})),
     MINUTE_PATH: Endpoint(
         frozenset({"FHKST03010200"}), minute_chart, _one("fid_input_iscd"),
         ("stck_prpr", "stck_oprc", "stck_hgpr", "stck_lwpr", "cntg_vol")),
-    HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: []),
+    HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: [],
+                           virtual=frozenset()),
 }
 
 
@@ -1377,7 +1403,7 @@ class MockState:
         self.lock = threading.Lock()
         self.config = dict(config)
         self.tls = tls
-        self.tokens = {}    # token -> {"appkey", "expires" (epoch seconds), "expired"}
+        self.tokens = {}    # token -> {"appkey", "appsecret", "expires" (epoch s), "expired"}
         self.in_flight = 0  # survives resets: those requests are still running
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self._clear()
@@ -1500,7 +1526,7 @@ class MockState:
                 return dict(rule)
         return None
 
-    def issue_token(self, appkey):
+    def issue_token(self, appkey, appsecret):
         """Return (token, expiry epoch, ttl), or None when the issuance interval forbids it."""
         now = time.monotonic()
         with self.lock:
@@ -1518,21 +1544,22 @@ class MockState:
             ttl = self.config["token_ttl"]
             token = "eyJ" + secrets.token_urlsafe(222)  # opaque, ~300 chars like a KIS JWT
             expires = time.time() + ttl
-            self.tokens[token] = {"appkey": appkey, "expires": expires, "expired": False}
+            self.tokens[token] = {"appkey": appkey, "appsecret": appsecret, "expires": expires,
+                                  "expired": False}
             self.last_new[appkey] = (token, now)
             self.counters["tokens_issued"] += 1
             self._inc(self.tokens_by_appkey, appkey)
             return token, expires, ttl
 
     def check_token(self, token):
-        """Return (msg_cd or None, appkey of the token)."""
+        """Return (msg_cd or None, the token's info: appkey and appsecret)."""
         with self.lock:
             info = self.tokens.get(token)
             if info is None:
                 return "EGW00121", None
             if info["expired"] or time.time() >= info["expires"]:
-                return "EGW00123", info["appkey"]
-            return None, info["appkey"]
+                return "EGW00123", dict(info)
+            return None, dict(info)
 
     def expire_token(self, token):
         with self.lock:
@@ -1758,7 +1785,8 @@ class KisHandler(BaseHTTPRequestHandler):
             return self._token_error("EGW00104")
         if appsecret.startswith("BAD"):
             return self._token_error("EGW00105")
-        issued = None if state.take_fault(None, token_endpoint=True) else state.issue_token(appkey)
+        issued = (None if state.take_fault(None, token_endpoint=True)
+                  else state.issue_token(appkey, appsecret))
         if issued is None:
             return self._token_error("EGW00133")
         token, expires, ttl = issued
@@ -1818,7 +1846,8 @@ class KisHandler(BaseHTTPRequestHandler):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return "EGW00121", None, None
-        err, appkey = self.server.state.check_token(token)
+        err, info = self.server.state.check_token(token)
+        appkey = info and info["appkey"]
         if err is None:
             if not h.get("appkey"):
                 err = "EGW00102"
@@ -1826,6 +1855,8 @@ class KisHandler(BaseHTTPRequestHandler):
                 err = "EGW00103"
             elif not h.get("appsecret"):
                 err = "EGW00104"
+            elif h.get("appsecret") != info["appsecret"]:
+                err = "EGW00105"
             elif h.get("tr_id") not in tr_ids:
                 err = "EGW00213"
             elif h.get("custtype") not in ("P", "B"):
@@ -1834,7 +1865,8 @@ class KisHandler(BaseHTTPRequestHandler):
 
     def _serve(self, endpoint, call, arrival):
         state = self.server.state
-        err, token, appkey = self._check_headers(endpoint.tr_ids)
+        err, token, appkey = self._check_headers(
+            endpoint.tr_ids_in(state.setting("environment")))
         if err:
             state.bump("bad_requests")
             return self._reply(kis(err, 500))
@@ -1961,6 +1993,8 @@ def parse_args(argv):
     p.add_argument("--pid-file", help="write the process id here")
     p.add_argument("--cert", help="server certificate chain (PEM); enables HTTPS")
     p.add_argument("--key", help="private key (PEM) for --cert")
+    p.add_argument("--environment", choices=("real", "virtual"), default="real",
+                   help="which environment's tr_ids the API takes (real or virtual)")
     p.add_argument("--rate-limit", type=int, default=0,
                    help="API requests per appkey per second (0 = unlimited)")
     p.add_argument("--latency-ms", type=float, default=0)
@@ -1984,8 +2018,9 @@ def parse_args(argv):
                    help="intstock-multprice change fields with or without their sign")
     p.add_argument("--overseas-session", choices=("open", "closed"), default="open",
                    help="closed: overseas price answers have an empty last for listed symbols")
-    p.add_argument("--minute-session", default="0900-1530",
-                   help="HHMM-HHMM: the first and last minute bar of the day")
+    p.add_argument("--minute-session", default="0000-2359",
+                   help="HHMM-HHMM: the first and last minute bar of the day (the default: "
+                        "bars at any hour of the wall clock the client asks at)")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):

@@ -159,7 +159,8 @@ class MockKisCase(unittest.TestCase):
 
     def setUp(self):
         self.control("reset", {"tokens": True})
-        self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
+        self.control("config", {"environment": "real",
+                                "rate_limit": 0, "token_interval": 60, "today": "20251230",
                                 "holdings": 120, "multprice_shape": "array",
                                 "data_start": "20150102", "token_reuse": 0,
                                 "token_latency_ms": 0})
@@ -572,7 +573,9 @@ class MockKisCase(unittest.TestCase):
             "PRCS_DVSN": "00", "CTX_AREA_FK100": fk, "CTX_AREA_NK100": nk}, **headers)
 
     def all_pages(self, tr_id, cano="12345678"):
-        """[(response tr_cont, page body)] following the cursors to the end."""
+        """[(response tr_cont, page body)] following the cursors to the end, on a server
+        of the tr_id's environment."""
+        self.control("config", {"environment": "virtual" if tr_id.startswith("V") else "real"})
         pages, status, body, headers = [], *self.balance(cano, tr_id)
         while True:
             self.assertEqual((status, body["rt_cd"]), (200, "0"), body)
@@ -668,6 +671,63 @@ class MockKisCase(unittest.TestCase):
         self.control("reset", {})  # forgets the cursors
         self.assertEqual(self.balance("12345678", "TTTC8434R", "N", fk, nk)[1]["msg_cd"], "OPSQ2002")
 
+    def test_balance_flags(self):
+        """inquire-balance refuses a missing or undocumented flag (OPSQ2002), as KIS
+        refuses a request without its required fields, and takes every documented value."""
+        sys.path.insert(0, HERE)
+        import mock_kis
+        base = {"CANO": "12345678", "ACNT_PRDT_CD": "01", "AFHR_FLPR_YN": "N", "OFL_YN": "",
+                "INQR_DVSN": "02", "UNPR_DVSN": "01", "FUND_STTL_ICLD_YN": "N",
+                "FNCG_AMT_AUTO_RDPT_YN": "N", "PRCS_DVSN": "00", "CTX_AREA_FK100": "",
+                "CTX_AREA_NK100": ""}
+        self.assertEqual(len(mock_kis.BALANCE_FLAGS), 7)
+        refused = []
+        for name in list(mock_kis.BALANCE_FLAGS) + ["ctx_area_fk100", "ctx_area_nk100"]:
+            upper = name.upper()
+            missing = {k: v for k, v in base.items() if k != upper}
+            refused.append(self.api(BALANCE, "TTTC8434R", missing)[1]["msg_cd"])
+            if name.startswith("ctx"):
+                continue
+            for wrong in ("Z", "03", " "):
+                refused.append(self.api(BALANCE, "TTTC8434R", dict(base, **{upper: wrong}))[1]["msg_cd"])
+            for good in mock_kis.BALANCE_FLAGS[name]:
+                status, body, _ = self.api(BALANCE, "TTTC8434R", dict(base, **{upper: good}))
+                self.assertEqual((status, body["msg_cd"]), (200, "KIOK0510"), (upper, good))
+        self.assertEqual(set(refused), {"OPSQ2002"})
+        self.assertEqual(len(refused), 7 * 4 + 2)
+        # a real client's parameters, lower-case names as in the official Postman collection
+        status, body, _ = self.api(BALANCE, "TTTC8434R", {k.lower(): v for k, v in base.items()})
+        self.assertEqual(body["msg_cd"], "KIOK0510")
+
+    def test_environments(self):
+        """A real server takes the real tr_ids, a virtual one the virtual ones (EGW00213
+        otherwise); TRs for real accounts only are refused on a virtual server."""
+        self.assertEqual(self.balance(tr_id="VTTC8434R")[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.balance(tr_id="TTTC8434R")[1]["msg_cd"], "KIOK0510")
+        self.control("config", {"environment": "virtual"})
+        self.assertEqual(self.balance(tr_id="TTTC8434R")[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.balance(tr_id="VTTC8434R")[1]["msg_cd"], "20310000")
+        self.assertEqual(self.quote("005930")[1]["msg_cd"], "MCA00000")   # same tr_id in both
+        self.assertEqual(self.multprice([("J", "005930")])[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.api("/uapi/domestic-stock/v1/quotations/chk-holiday", "CTCA0903R",
+                                  {"BASS_DT": "20251230", "CTX_AREA_FK": "", "CTX_AREA_NK": ""}
+                                  )[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.stats()["environment"], "virtual")
+        self.assertEqual(self.call("POST", "/__mock/config", {"environment": "paper"})[0], 400)
+
+    def test_token_credentials(self):
+        """A token belongs to the app key and secret that obtained it: another secret
+        with it is EGW00105 (another app key EGW00103: test_header_checks)."""
+        self.assertEqual(self.quote("005930", appsecret="SEC2")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.balance(appsecret="SEC2")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.quote("005930")[1]["msg_cd"], "MCA00000")
+        status, body = self.token("AK7", "SEC7")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
+                                    appsecret="SEC")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
+                                    appsecret="SEC7")[1]["msg_cd"], "MCA00000")
+
     def test_new_endpoints_share_pipeline(self):
         # faults: "*" reaches account requests; a symbol rule matches any carried symbol
         self.control("faults", {"faults": [{"kind": "egw00001", "symbol": "000660"},
@@ -708,6 +768,7 @@ class MockKisCase(unittest.TestCase):
 
     def test_config_and_flags(self):
         for bad in ({"today": "20251301"}, {"holdings": -1}, {"multprice_shape": "list"},
+                    {"environment": "demo"},
                     {"multprice_signs": "yes"}, {"overseas_session": "night"}, {"nope": 1}):
             self.assertEqual(self.call("POST", "/__mock/config", bad)[0], 400, bad)
         s = self.stats()
