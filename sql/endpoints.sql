@@ -25,6 +25,8 @@ SELECT m.symbol, m.market, m.price, m.price = p.price AS same_as_single
 FROM domestic_multi_price m JOIN domestic_price p USING (symbol, market)
 WHERE m.symbol = '005930' AND m.market IN ('J', 'NX') AND p.symbol = '005930' AND p.market IN ('J', 'NX')
 ORDER BY 2;
+-- KIS documents J and NX for intstock-multprice, no UN: refused before sending
+SELECT symbol, price FROM domestic_multi_price WHERE symbol = '005930' AND market = 'UN';
 -- an unknown symbol in a batch is that symbol's failure only
 SELECT symbol, price, error FROM domestic_multi_price
 WHERE symbol IN ('005930', '991234') ORDER BY 1;
@@ -79,6 +81,11 @@ SELECT date, close FROM domestic_daily WHERE symbol = '005930' AND date = '2025-
 SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date > '2025-12-24';
 SELECT * FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN '2025-02-01' AND '2025-01-01';
 SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2031-01-01';
+-- an empty range is no row and no request, as in any SQL
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
+SELECT * FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN '2025-02-01' AND '2025-01-01'
+$$);
 -- comparisons with a timestamp or timestamptz bound the range by their day
 -- (and stay local filters): the same rows as the date comparison
 SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date >= '2024-01-01';
@@ -87,7 +94,7 @@ SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND '2024-01-01 12:0
   AND date < '2024-02-01'::timestamp;
 SELECT count(*) FROM domestic_daily
 WHERE symbol = '005930' AND date > '2025-12-30'::timestamptz - interval '1 month';
--- bounds given as parameters are checked like constants (custom and generic plans)
+-- bounds given as parameters: the same (custom and generic plans)
 PREPARE bars(date, date) AS
   SELECT count(*) FROM domestic_daily WHERE symbol = '005930' AND date BETWEEN $1 AND $2;
 EXECUTE bars('2025-02-01', '2025-01-01');
@@ -96,7 +103,7 @@ SET plan_cache_mode = force_generic_plan;
 EXECUTE bars('2025-02-01', '2025-01-01');
 RESET plan_cache_mode;
 DEALLOCATE bars;
--- bounds that come from other rows and cross match nothing, as in any SQL
+-- bounds that come from other rows: the same
 CREATE TEMP TABLE windows (d1 date, d2 date);
 INSERT INTO windows VALUES ('2025-01-01', '2025-01-31'), ('2025-02-01', '2025-01-01');
 SELECT d1, d2, (SELECT count(*) FROM domestic_daily d

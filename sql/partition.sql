@@ -91,14 +91,34 @@ SELECT tableoid::regclass, symbol, market, price FROM quotes
 WHERE symbol IN ('005930', '000660', '035420') ORDER BY symbol, market;
 SELECT tableoid::regclass, symbol, market FROM quotes
 WHERE symbol IN ('005930', '000660') AND market IN ('J', 'NX', 'UN') ORDER BY symbol, market;
--- a partition whose table option names another market than its bound: no row
+-- a partition's bound on market is the market its requests use, whatever
+-- its table's market option says (J by default, 'UN' here)
 CREATE TABLE quotes_by_market (symbol text, market text, price numeric) PARTITION BY LIST (market);
 CREATE FOREIGN TABLE quotes_by_market_nx PARTITION OF quotes_by_market
   FOR VALUES IN ('NX') SERVER kis OPTIONS (endpoint 'domestic_price');
+CREATE FOREIGN TABLE quotes_by_market_j_un PARTITION OF quotes_by_market
+  FOR VALUES IN ('J', 'UN') SERVER kis_b OPTIONS (endpoint 'domestic_price', market 'UN');
+SELECT tableoid::regclass, symbol, market, price FROM quotes_by_market
+WHERE symbol IN ('005930', '000660') ORDER BY symbol, market;
 SELECT neutral_explain($$
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
 SELECT * FROM quotes_by_market WHERE symbol = '005930'
 $$);
+-- a query's market condition still decides, within the bound
+SELECT tableoid::regclass, symbol, market FROM quotes_by_market
+WHERE symbol = '005930' AND market = 'J';
+-- a bound that names no market must allow the table's own, or the
+-- partition could never hold a row: an error, not an empty answer
+CREATE TABLE quotes_by_range (symbol text, market text, price numeric) PARTITION BY RANGE (market);
+CREATE FOREIGN TABLE quotes_by_range_n PARTITION OF quotes_by_range
+  FOR VALUES FROM ('N') TO ('O') SERVER kis OPTIONS (endpoint 'domestic_price');
+SELECT * FROM quotes_by_range WHERE symbol = '005930';
+ALTER FOREIGN TABLE quotes_by_range_n OPTIONS (ADD market 'NX');
+SELECT tableoid::regclass, symbol, market, price FROM quotes_by_range WHERE symbol = '005930';
+CREATE FOREIGN TABLE quotes_by_market_rest PARTITION OF quotes_by_market
+  DEFAULT SERVER kis OPTIONS (endpoint 'domestic_price', market 'NX');
+SELECT * FROM quotes_by_market_rest WHERE symbol = '005930';
+DROP FOREIGN TABLE quotes_by_market_rest;
 
 -- a partition key that is not a key column: every partition asks for the
 -- symbol, and each keeps only the rows of its bound
@@ -126,5 +146,6 @@ $$);
 SELECT tableoid::regclass, count(*) FROM bars WHERE symbol = '005930'
   AND close > 0 GROUP BY 1 ORDER BY 1;
 
-DROP TABLE prices_hash, prices_list, prices_range, quotes, quotes_by_market, bars, route;
+DROP TABLE prices_hash, prices_list, prices_range, quotes, quotes_by_market, quotes_by_range,
+  bars, route;
 DROP SERVER kis_b CASCADE;

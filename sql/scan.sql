@@ -41,7 +41,7 @@ SELECT symbol FROM kis_prices WHERE symbol IN ('005930', '000660') AND price > 3
 
 -- special columns: raw, fetched_at; a KIS field by its own name; no name in inquire-price
 SELECT symbol, raw ->> 'stck_prpr' AS stck_prpr, raw ->> 'stck_shrn_iscd' IS NOT NULL AS has_code,
-       fetched_at <= now() + interval '1 minute' AS fetched_recently, name IS NULL AS no_name
+       fetched_at BETWEEN statement_timestamp() AND clock_timestamp() AS fetched_now, name IS NULL AS no_name
 FROM kis_prices WHERE symbol = '005930';
 
 -- columns by KIS field name, by the field option, other types; market as a key

@@ -44,6 +44,16 @@ BEGIN
                              'rows=' || round((m[1] || '.' || m[2])::numeric));
     END LOOP;
     line := regexp_replace(line, '\n\s*"Disabled": false,', '', 'g');
+    line := regexp_replace(line, ',\n\s*"Disabled": false(\n)', '\1', 'g');
+    -- the other structured formats: the same "Disabled", and 18's decimals
+    line := regexp_replace(line, '\n\s*(Disabled: false|<Disabled>false</Disabled>)', '', 'g');
+    line := regexp_replace(line, '(Actual Rows"?: |<Actual-Rows>)(\d+)\.00', '\1\2', 'g');
+    -- timings (TIMING ON), in every format: "N" for the number
+    line := regexp_replace(line, 'actual time=[0-9.]+\.\.[0-9.]+', 'actual time=N..N', 'g');
+    line := regexp_replace(line, '((Actual Startup Time|Actual Total Time|KIS Rate Wait|KIS HTTP Time)"?: )[0-9.]+',
+                           '\1N', 'g');
+    line := regexp_replace(line, '(<(Actual-Startup-Time|Actual-Total-Time|KIS-Rate-Wait|KIS-HTTP-Time)>)[0-9.]+',
+                           '\1N', 'g');
     RETURN NEXT line;
   END LOOP;
 END

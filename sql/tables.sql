@@ -12,7 +12,9 @@ IMPORT FOREIGN SCHEMA kis LIMIT TO (market_holidays, domestic_minute)
 \d kis_new.domestic_minute
 SET search_path = kis_new, public;
 
--- market_holidays: a date range; 20 days a page in the mock, so 3 pages
+-- market_holidays: a date range; 24 days a page in the mock as in KIS, so 1 page
+-- (trading_day is KIS's tr_day_yn: Y on weekends and holidays too, as in real
+-- answers; market_open says whether the exchange trades)
 SELECT date, weekday, business_day, trading_day, market_open, settlement_day
 FROM market_holidays WHERE date BETWEEN '2025-12-24' AND '2026-01-05' ORDER BY date;
 SELECT neutral_explain($$
@@ -29,7 +31,7 @@ ORDER BY date;
 -- date IN: the range from the first to the last, filtered
 SELECT date, market_open FROM market_holidays
 WHERE date IN ('2025-12-25', '2025-12-26', '2026-01-01') ORDER BY date;
--- a reversed range is an error, as for daily tables
+-- a reversed range is empty, as for daily tables
 SELECT count(*) FROM market_holidays WHERE date > '2026-01-10' AND date < '2026-01-05';
 -- before today without a lower bound: the calendar starts today
 SELECT count(*) FROM market_holidays WHERE date < '2020-01-01';
@@ -51,7 +53,7 @@ EXPLAIN (COSTS OFF) SELECT * FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) = count(DISTINCT time) AS one_bar_a_minute,
        bool_and(low <= least(open, close) AND high >= greatest(open, close)) AS bars_consistent,
        bool_and(symbol = '005930' AND market = 'J') AS keys,
-       count(DISTINCT date) <= 1 AS one_day
+       count(*) > 0 AND count(DISTINCT date) = 1 AS one_day
 FROM domestic_minute WHERE symbol = '005930';
 SELECT count(*) FROM domestic_minute WHERE symbol = '991234';
 SELECT symbol FROM domestic_minute WHERE symbol = '981234';

@@ -232,4 +232,9 @@ kis_setopt_failed(const char *option, const char *why, bool out_of_memory)
 
 #endif							/* LIBCURL_VERSION_NUM */
 
+/* malloc statistics: mallinfo2() from glibc 2.33 (mallinfo()'s ints wrap) */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#define KIS_HAVE_MALLINFO2 1
+#endif
+
 #endif							/* KIS_COMPAT_H */

@@ -193,32 +193,25 @@ narrow_range(KisRange *r, KisQualOp op, int jd)
 /*
  * The date range of the date conditions: each one narrows it.  Returns
  * false when no row can match: a comparison with NULL, or bounds that
- * cross.  Bounds given in the query (constants, parameters) whose days
- * cross as written (BETWEEN '2025-02-01' AND '2025-01-01') are a mistake
- * worth an ERROR; strict bounds that leave no day between them (date >
- * '2024-01-05' AND date < '2024-01-06'), like bounds that come from other
- * rows (a join, a correlated sub-select), just match nothing, as in any
- * SQL.
+ * cross.  An empty range matches nothing, as in any SQL, wherever its
+ * bounds come from (constants, parameters, other rows, the partition's
+ * bound): no request and no error (docs/daily.md).
  * A timestamp or timestamptz value bounds by its day, from outside (its
  * condition is also a local filter).  "date IN (...)" gives a set of days
  * (range->dates); bounds given elsewhere that exclude every one of them
  * just match nothing.
  */
 static bool
-date_range(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
-		   KisRange *range)
+date_range(const KisKeyExprs *ke, ExprContext *econtext, KisRange *range)
 {
-	bool		all_given = true;
 	bool		have_set = false;
 	int		   *dates = NULL;
 	int			ndates = 0;
 	KisRange	bound;			/* the partition bound's */
-	KisRange	written;		/* the query's, before > and < */
 	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
 	memset(&bound, 0, sizeof(KisRange));
-	memset(&written, 0, sizeof(KisRange));
 	for (lc = list_head(ke->date_quals); lc != NULL; lc = lnext(ke->date_quals, lc))
 	{
 		KisQualOp	op = lfirst_int(lc);
@@ -235,8 +228,6 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 		lc = lnext(ke->date_quals, lc);
 		if (lfirst_int(lc) == KIS_DATE_PARTITION_BOUND)
 			r = &bound;
-		else
-			all_given &= lfirst_int(lc);
 
 		value = eval_key_expr(ke, econtext, pos, &isnull, &type);
 		if (isnull)
@@ -267,27 +258,12 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 			return false;
 		}
 		jd = d + POSTGRES_EPOCH_JDATE;
-		if (r == range)
-			narrow_range(&written, op, jd);
 		if (op == KIS_OP_GT)
 			jd++;
 		else if (op == KIS_OP_LT)
 			jd--;
 		narrow_range(r, op, jd);
 	}
-	if (range->has_from && range->has_to && range->from > range->to)
-	{
-		if (!all_given || written.from <= written.to)
-			return false;
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the date range of foreign table \"%s\" is empty: from %s to %s",
-						RelationGetRelationName(rel),
-						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->from - POSTGRES_EPOCH_JDATE))),
-						DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(range->to - POSTGRES_EPOCH_JDATE)))),
-				 errhint("Check the order of the bounds, e.g. date BETWEEN '2025-01-01' AND '2025-06-30'.")));
-	}
-
 	/* a partition reads only the dates of its bound */
 	if (bound.has_from)
 	{
@@ -337,7 +313,7 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
 
 	memset(out, 0, sizeof(KisRunKeys));
-	out->can_match = date_range(ke, econtext, rel, &out->range);
+	out->can_match = date_range(ke, econtext, &out->range);
 	if (ep->symbol_kind != KIS_SYMBOL_NONE)
 	{
 		if (with_symbols)

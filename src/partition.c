@@ -255,6 +255,57 @@ kis_partition_keys(KisPartitionFilter *f, List *keys)
 	return kept;
 }
 
+/*
+ * Does the bound let in rows of this venue (market or exchange), as far as
+ * its parts that read nothing but the venue column can tell?  For the
+ * planner (plan.c): a partition whose bound excludes the venue its
+ * requests use could never hold a row.
+ */
+bool
+kis_partition_venue_allowed(Relation rel, const KisEndpoint *ep, const char *venue)
+{
+	AttrNumber	attnums[KIS_NUM_KEYS];
+	KisPartitionColumn col;
+	List	   *parts = NIL;
+	TupleDesc	tupdesc;
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	ExprState  *check;
+	ListCell   *lc;
+	bool		ok;
+
+	kis_key_attnums(RelationGetRelid(rel), ep, attnums);
+	col.attnum = attnums[ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET];
+	if (col.attnum == InvalidAttrNumber || !rel->rd_rel->relispartition)
+		return true;
+	foreach(lc, flatten_ands(RelationGetPartitionQual(rel)))
+	{
+		Bitmapset  *reads = NULL;
+
+		pull_varattnos(lfirst(lc), 1, &reads);
+		if (bms_membership(reads) == BMS_SINGLETON &&
+			bms_is_member(col.attnum - FirstLowInvalidHeapAttributeNumber, reads))
+			parts = lappend(parts, lfirst(lc));
+	}
+	if (parts == NIL)
+		return true;
+
+	tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+	init_column(&col, tupdesc, col.attnum);
+	slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsVirtual);
+	econtext = CreateStandaloneExprContext();
+	check = ExecInitCheck((List *) expression_planner((Expr *) parts), NULL);
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * tupdesc->natts);
+	set_column(slot, &col, venue);
+	ExecStoreVirtualTuple(slot);
+	econtext->ecxt_scantuple = slot;
+	ok = ExecCheck(check, econtext);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExprContext(econtext, true);
+	return ok;
+}
+
 /* Does the row in slot (a tuple of the partition) satisfy the bound? */
 bool
 kis_partition_row_ok(KisPartitionFilter *f, TupleTableSlot *slot)

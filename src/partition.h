@@ -25,5 +25,7 @@ extern List *kis_partition_needed(const KisPartitionFilter *filter, List *needed
 extern List *kis_partition_bound_clauses(Oid relid, Index varno);
 extern List *kis_partition_keys(KisPartitionFilter *filter, List *keys);
 extern bool kis_partition_row_ok(KisPartitionFilter *filter, struct TupleTableSlot *slot);
+extern bool kis_partition_venue_allowed(struct RelationData *rel, const struct KisEndpoint *ep,
+										const char *venue);
 
 #endif							/* KIS_PARTITION_H */

@@ -11,8 +11,8 @@
  *	           expression in fdw_exprs or -1, whether it is an array, and
  *	           how many values it has at plan time or -1
  *	  dates    per date condition: operator, position in fdw_exprs, and
- *	           whether the value is given in the query (1, not from rows:
- *	           0) or the partition's bound (KIS_DATE_PARTITION_BOUND)
+ *	           whether it is the query's (0) or the partition's bound
+ *	           (KIS_DATE_PARTITION_BOUND)
  *	  needed   attribute numbers of the columns the query reads
  *
  *-------------------------------------------------------------------------
@@ -274,6 +274,51 @@ needed_attnums(RelOptInfo *baserel, List *local_quals)
 }
 
 /*
+ * A partition's bound on market (or exchange) gives the venues its requests
+ * use when the query names none (docs/partitions.md): FOR VALUES IN ('NX')
+ * reads NX whatever the table's market option says.  Returns true with *q
+ * set when the bound names them (= or IN).  A bound that names none (a
+ * range, a default partition) must let in the table's own venue, or the
+ * partition could never hold a row: that is an ERROR, not an empty answer.
+ * (No FDW callback runs at CREATE or ATTACH PARTITION, so the planner
+ * checks it.)
+ */
+static bool
+partition_venue(RelOptInfo *baserel, Oid relid, KisKeyColumn venue_key, KisKeyQual *q)
+{
+	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const char *venue = venue_key == KIS_KEY_EXCHANGE ? ps->config.exchange : ps->config.market;
+	const char *column = venue_key == KIS_KEY_EXCHANGE ? "exchange" : "market";
+	Relation	rel;
+	bool		allowed;
+	ListCell   *lc;
+
+	if (!get_rel_relispartition(relid))
+		return false;
+	foreach(lc, kis_partition_bound_clauses(relid, baserel->relid))
+	{
+		RestrictInfo *rinfo = makeNode(RestrictInfo);	/* the matcher reads the clause */
+
+		rinfo->clause = lfirst(lc);
+		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, q) && q->key == venue_key)
+			return true;
+	}
+	rel = table_open(relid, NoLock);
+	allowed = kis_partition_venue_allowed(rel, ps->config.endpoint, venue);
+	table_close(rel, NoLock);
+	if (!allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("partition \"%s\" cannot hold rows of its %s \"%s\"",
+						get_rel_name(relid), column, venue),
+				 errdetail("Without a condition on \"%s\" its requests use the table's %s option (\"%s\"), which its partition bound excludes, and its bound names no %s to use instead.",
+						   column, column, venue, column),
+				 errhint("Bound the partition with FOR VALUES IN (...) on \"%s\", or set its %s option to a value its bound allows.",
+						 column, column)));
+	return false;
+}
+
+/*
  * Split clauses (RestrictInfos of baserel, foreign table relid) into
  * pushed-down key conditions
  * and local filters.  The first condition on a list key is pushed down
@@ -313,7 +358,7 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, List **exprs,
 			{
 				*dates = lappend_int(*dates, q.op);
 				*dates = lappend_int(*dates, list_length(*exprs));
-				*dates = lappend_int(*dates, !kis_depends_on_rows((Node *) q.expr));
+				*dates = lappend_int(*dates, 0);	/* the query's */
 				if (q.loose)
 					local_quals = lappend(local_quals, rinfo->clause);
 			}
@@ -326,6 +371,19 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, List **exprs,
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
+	}
+
+	if (ps->config.endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	{
+		KisKeyColumn venue_key = ps->config.endpoint->has_exchange ?
+			KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+
+		if (qual_pos[venue_key] < 0 && ps->key_attnums[venue_key] != InvalidAttrNumber &&
+			partition_venue(baserel, relid, venue_key, &quals[venue_key]))
+		{
+			qual_pos[venue_key] = list_length(*exprs);
+			*exprs = lappend(*exprs, quals[venue_key].expr);
+		}
 	}
 
 	{

@@ -52,8 +52,8 @@ typedef struct KisKeyQual
 } KisKeyQual;
 
 /*
- * Where a date condition's value comes from, in the plan: from other rows
- * (0), given in the query (1), or the partition's bound
+ * Where a date condition comes from, in the plan: the query (0) or the
+ * partition's bound
  */
 #define KIS_DATE_PARTITION_BOUND 2
 

@@ -301,13 +301,14 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	int			nsym = st->keys.planned[KIS_KEY_SYMBOL];
 	int			nven = st->keys.qual_pos[venue_key] >= 0 ? st->keys.planned[venue_key] : 1;
 
+	/* each property has one type in every format (README, EXPLAIN ANALYZE) */
 	ExplainPropertyText("KIS Endpoint", ep->name, es);
 	if (ep->symbol_kind != KIS_SYMBOL_NONE)
 	{
 		if (nsym >= 0)
 			ExplainPropertyInteger("KIS Symbols", NULL, nsym, es);
 		else
-			ExplainPropertyText("KIS Symbols", "computed at scan start", es);
+			ExplainPropertyText("KIS Symbols Computed", "at scan start", es);
 	}
 	if (ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets != NULL)
 	{

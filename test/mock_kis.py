@@ -5,7 +5,8 @@ Python 3 standard library only. It imitates the parts of the KIS REST API that k
 uses, answers deterministically, and can inject faults, latency and rate limits on demand.
 
     python3 test/mock_kis.py [--host H] [--port P] [--port-file F] [--pid-file F]
-                             [--cert PEM --key PEM] [--rate-limit N]
+                             [--cert PEM --key PEM] [--environment real|virtual]
+                             [--rate-limit N]
                              [--latency-ms N] [--jitter-ms N]
                              [--token-interval S] [--token-ttl S] [--token-reuse S]
                              [--token-latency-ms N]
@@ -37,7 +38,11 @@ Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   2. Header checks, in order (failures are HTTP 500 envelopes with rt_cd "1" and count as
      bad_requests): authorization "Bearer <issued token>" (EGW00121 unknown, EGW00123
      expired), appkey header (EGW00102 missing, EGW00103 not the token's), appsecret header
-     (EGW00104), tr_id one of the endpoint's (EGW00213), custtype P/B (EGW00208).
+     (EGW00104) or not the secret that obtained the token (EGW00105), tr_id one of the
+     endpoint's in this server's environment (EGW00213: config environment "real" takes
+     the real tr_ids, "virtual" the virtual ones; a TR KIS offers to real accounts only,
+     intstock-multprice and chk-holiday, is EGW00213 on a virtual server), custtype P/B
+     (EGW00208).
   3. The per-appkey rate limit: fixed windows of one wall-clock second, one unit per
      request whatever it carries; over the limit HTTP 500 EGW00201 (counts violations).
   4. Injected faults: the first rule whose "symbol" is "*" or one of the request's
@@ -140,8 +145,12 @@ GET /uapi/overseas-price/v1/quotations/dailyprice                   tr_id HHDFS7
 GET /uapi/domestic-stock/v1/trading/inquire-balance   tr_id TTTC8434R (real, 50 rows a page)
                                                       or VTTC8434R (virtual, 20 rows a page)
     CANO, ACNT_PRDT_CD, AFHR_FLPR_YN, OFL_YN, INQR_DVSN, UNPR_DVSN, FUND_STTL_ICLD_YN,
-    FNCG_AMT_AUTO_RDPT_YN, PRCS_DVSN (these seven ignored), CTX_AREA_FK100, CTX_AREA_NK100.
-    CANO not 8 digits, ACNT_PRDT_CD not 2 digits, or CANO 99999999: rt_cd "1" OPSQ2000.
+    FNCG_AMT_AUTO_RDPT_YN, PRCS_DVSN, CTX_AREA_FK100, CTX_AREA_NK100, all required (blank
+    where blank is meant). CANO not 8 digits, ACNT_PRDT_CD not 2 digits, or CANO 99999999:
+    rt_cd "1" OPSQ2000. Any of the seven flags missing or not one of the official samples'
+    values (BALANCE_FLAGS: AFHR_FLPR_YN N/Y/X, OFL_YN blank, INQR_DVSN 01/02, UNPR_DVSN 01,
+    FUND_STTL_ICLD_YN N/Y, FNCG_AMT_AUTO_RDPT_YN N, PRCS_DVSN 00/01), or a CTX parameter
+    missing: rt_cd "1" OPSQ2002. The answer does not depend on the flags' values.
     The account holds config holdings (default 120) positions; CANO 00000000 holds none.
     Position i (0-based): pdno = "%06d" % (100000 + 7i), prdt_name name, p = inquire-price J
     price of pdno, hldg_qty = ord_psbl_qty = 1 + 37i % 500, pchs_avg_pric = p - 100 (printed
@@ -173,8 +182,8 @@ GET /uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice  tr_id FHKST0
     (HHMMSS), FID_PW_DATA_INCU_YN Y/N; a bad time or flag: OPSQ2002. Prefixes as above
     (99: output2 []). output1: as inquire-daily-itemchartprice's. output2: today's minute
     bars from the first minute of config minute_session ("HHMM-HHMM", default
-    "0900-1530") to min(its last, the asked time), newest first, at most 30 (page back with
-    an earlier time). Row: stck_bsop_date today, stck_cntg_hour "HHMM00", with g0..g2 the
+    "0000-2359": a client asking at any wall-clock time gets bars) to min(its last, the
+    asked time), newest first, at most 30 (page back with an earlier time). Row: stck_bsop_date today, stck_cntg_hour "HHMM00", with g0..g2 the
     words of sha256(symbol + YYYYMMDD + HHMM): stck_prpr close = (1000 + g0 % 99000) // 10
     * 10, stck_oprc/hgpr/lwpr as for daily bars, cntg_vol = g2 % 100000, acml_tr_pbmn the
     day's sum of vol * close up to that bar. Each asked [symbol, time] is listed in stats
@@ -182,26 +191,31 @@ GET /uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice  tr_id FHKST0
 
 GET /uapi/domestic-stock/v1/quotations/chk-holiday                   tr_id CTCA0903R
     BASS_DT (YYYYMMDD, else OPSQ2002), CTX_AREA_FK, CTX_AREA_NK. The calendar from BASS_DT
-    to December 31 of the year after today, 20 days a page: output [{bass_dt,
-    wday_dvsn_cd 01 Sunday..07 Saturday, bzdy_yn, tr_day_yn, opnd_yn, sttl_day_yn}];
-    weekends and 01-01 03-01 05-05 06-06 08-15 10-03 10-09 12-25 all "N"; 12-31 a business
-    day without trading. Body ctx_area_fk = BASS_DT, ctx_area_nk = the next page's first
-    day ("" on the last), both space-padded to 100; response header tr_cont "M" when more
-    follow, else "D". Request tr_cont "N" needs CTX_AREA_FK = BASS_DT and CTX_AREA_NK a
-    day after it, else OPSQ2002. Every page served counts in pages[path].
+    to December 31 of the year after today, 24 days a page as real KIS pages it: output
+    [{bass_dt, wday_dvsn_cd 01 Sunday..07 Saturday, bzdy_yn, tr_day_yn, opnd_yn,
+    sttl_day_yn}]; weekends and 01-01 03-01 05-05 06-06 08-15 10-03 10-09 12-25 "N" but
+    tr_day_yn, which is "Y" on every day as in real answers; 12-31 a business day without
+    trading. Body ctx_area_fk / ctx_area_nk = this page's first / last day, space-padded
+    to 20; msg_cd KIOK0500 (msg1 padded to 80 bytes) while more follow, else KIOK0510;
+    response header tr_cont "M" when more follow, else "D". Request tr_cont "N" continues
+    the day after CTX_AREA_NK and needs BASS_DT <= CTX_AREA_FK <= CTX_AREA_NK (blanks
+    stripped), else OPSQ2002. Every page served counts in pages[path].
 
 GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limited)
     KIS's stock master files: a zip archive (deflate) of {market}_code.mst, one CP949 line
-    per listing, CRLF-terminated: short code (9), standard code (12: "KR7" + code + "000"
-    + a check digit), the name padded to 40, then the fixed tail of 227 (kospi), 221
-    (kosdaq) or 184 (konex) bytes with the fields kis_fdw reads at the offsets of the real
-    files (MASTER_OFFSETS; numbers zero-padded, the rest blank). Listings: MASTER_NAMED
-    (e.g. 005930 삼성전자) then MASTER_COUNT generated ones "{MARKET}종목NNNN" from
-    MASTER_FIRST. stck_sdpr is inquire-price's base price (J); trht_yn "Y" when h0 % 50
-    == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of sha256(code + ":master")); a
-    code ending in 5 is a preferred share (prst_cls_code "1", par 100). Faults with
-    "symbol" the file name (or "*"): http500, garbage (not a zip), truncate (half the
-    archive). Counted in stats "downloads" by file name, not in requests.
+    per listing, LF-terminated, exactly 61 + tail bytes as in the real files: short code
+    (9), standard code (12: "KR7" + code + "00" + a check digit), the name blank-padded to
+    40 bytes, then the fixed tail of 227 (kospi), 221 (kosdaq) or 184 (konex) bytes with
+    the fields kis_fdw reads at the offsets of the real files (MASTER_OFFSETS; numbers
+    zero-padded, the rest blank; lstn_stcn in thousands of shares, prdy_avls_scal in 억
+    won). Listings: MASTER_NAMED (e.g. 005930 삼성전자) then MASTER_COUNT generated ones
+    "{MARKET}종목NNNN" from MASTER_FIRST. stck_sdpr is inquire-price's base price (J);
+    trht_yn "Y" when h0 % 50 == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of
+    sha256(code + ":master")); a code ending in 5 is a preferred share (prst_cls_code "1",
+    par 100); the lines of MASTER_BLANK_FLAG end in a blank flag. Faults with "symbol" the
+    file name (or "*"): http500, garbage (not a zip), truncate (half the archive), layout
+    (every line one byte longer, as if KIS had added a field). Counted in stats
+    "downloads" by file name, not in requests.
 
 Bars (both daily endpoints)
 ---------------------------
@@ -250,7 +264,7 @@ GET  /__mock/stats[?timeline=1]  counters, current config, pending faults; timel
 POST /__mock/reset   {"tokens": true}?  zero counters, drop faults, rate windows, issuance
                                  times and balance cursors; issued tokens stay valid unless
                                  tokens=true; the config stays
-POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
+POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency_ms", "jitter_ms", "token_interval", "token_ttl",
                       "token_reuse", "token_latency_ms",
                       "today" ("YYYYMMDD"), "data_start" ("YYYYMMDD", the first bar),
                       "holdings" (0..100000),
@@ -261,11 +275,15 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
 POST /__mock/release  answers every request the hold fault holds now
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow overlap hold close expire_token invalid_token (any /uapi endpoint, after the rate
-    check),
+    slow overlap hold close expire_token invalid_token answer (any /uapi endpoint, after the
+    rate check),
     egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
-    when the account changes while it is listed). The first matching rule with times left
+    when the account changes while it is listed), stray (the normal answer of a
+    single-symbol endpoint for symbol STRAY_SYMBOL instead of the one asked: what a client
+    reads when an answer to another request, smuggled onto its kept-alive connection, comes
+    first). answer is HTTP 200 with the rule's "body" object and "headers" {name: value}: a
+    recorded real answer replayed. The first matching rule with times left
     fires and uses one up. close answers normally with "Connection: close" and then closes
     the connection. slow holds the answer ms; overlap holds it until another API request has
     been in flight beside it (then answers at once), at most ms: a client that sends requests
@@ -326,6 +344,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 HANDSHAKE_TIMEOUT = 10.0   # seconds a client gets to finish the TLS handshake
 TIMELINE_CAP = 100_000     # request start times kept for /__mock/stats?timeline=1
 HUGE_BYTES = 20 * 1024 * 1024
+STRAY_SYMBOL = "000660"    # whose answer the stray fault sends
 MAX_MULTPRICE = 30         # symbols per intstock-multprice call
 MAX_BARS = 100             # rows per daily-chart call
 MAX_HOLDINGS = 100_000
@@ -336,6 +355,7 @@ CTX_WIDTH = 100            # ctx_area_fk100 / nk100 are space-padded to this
 
 MESSAGES = {
     "MCA00000": "정상처리 되었습니다.",
+    "KIOK0500": "조회가 계속됩니다..다음버튼을 Click 하십시오.",
     "KIOK0510": "조회가 완료되었습니다",
     "KIOK0560": "조회할 내용이 없습니다",
     "20310000": "모의투자 조회가 완료되었습니다.",
@@ -364,11 +384,11 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "hold", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050",
+    "sydb0050", "answer", "layout", "stray",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
-SUCCESS_CODES = frozenset(("MCA00000", "KIOK0510", "KIOK0560", "20310000"))
+SUCCESS_CODES = frozenset(("MCA00000", "KIOK0500", "KIOK0510", "KIOK0560", "20310000"))
 RT_CD = {"SYDB0050": "7"}
 MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
@@ -381,13 +401,19 @@ EXCHANGES = {"NAS": "NAS", "NYS": "NYS", "AMS": "AMS", "BAQ": "NAS", "BAY": "NYS
              "BAA": "AMS", "HKS": "HKS", "TSE": "TSE", "SHS": "SHS", "SZS": "SZS",
              "SHI": "SHI", "SZI": "SZI", "HSX": "HSX", "HNX": "HNX"}
 DAYTIME_EXCHANGES = frozenset(("BAQ", "BAY", "BAA"))
+# inquire-balance's seven flags and the values the official samples document for each
+# (koreainvestment/open-trading-api, examples_llm/domestic_stock/inquire_balance)
+BALANCE_FLAGS = {"afhr_flpr_yn": ("N", "Y", "X"), "ofl_yn": ("",), "inqr_dvsn": ("01", "02"),
+                 "unpr_dvsn": ("01",), "fund_sttl_icld_yn": ("N", "Y"),
+                 "fncg_amt_auto_rdpt_yn": ("N",), "prcs_dvsn": ("00", "01")}
 LISTING = {"AAPL": "NAS", "MSFT": "NAS", "TSLA": "NAS", "NVDA": "NAS", "AMZN": "NAS",
            "IBM": "NYS", "KO": "NYS", "JPM": "NYS", "SPY": "AMS", "0700": "HKS", "7203": "TSE"}
 PERIODS = {"D", "W", "M", "Y"}
 OVERSEAS_PERIODS = {"0": "D", "1": "W", "2": "M"}
 BALANCE_PAGE_SIZE = {"TTTC8434R": 50, "VTTC8434R": 20}
 MAX_MINUTE_BARS = 30       # rows per inquire-time-itemchartprice call
-HOLIDAY_PAGE = 20          # days per chk-holiday page (KIS's size is not documented)
+HOLIDAY_PAGE = 24          # days per chk-holiday page, as in real answers
+HOLIDAY_CTX_WIDTH = 20     # chk-holiday's ctx_area_fk / nk are space-padded to this
 # Fixed closed days of the mock's calendar (MMDD), and the KRX year-end closing day
 # (a business day without trading).
 CLOSED_DAYS = frozenset(("0101", "0301", "0505", "0606", "0815", "1003", "1009", "1225"))
@@ -434,7 +460,8 @@ def _hhmm_range(value):
 
 
 # Settable on the command line and through /__mock/config: key -> parser (raises ValueError).
-CONFIG_TYPES = {"rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
+CONFIG_TYPES = {"environment": _choice("environment", "real", "virtual"),
+                "rate_limit": _non_negative(int), "latency_ms": _non_negative(float),
                 "jitter_ms": _non_negative(float), "token_interval": _non_negative(float),
                 "token_ttl": _non_negative(float), "token_reuse": _non_negative(float),
                 "token_latency_ms": _non_negative(float),
@@ -1101,6 +1128,9 @@ def inquire_balance(call):
     if not re.fullmatch(r"\d{8}", cano) or not re.fullmatch(r"\d{2}", product) \
             or cano == "99999999":
         return kis("OPSQ2000")
+    if any(p.get(flag) not in values for flag, values in BALANCE_FLAGS.items()) \
+            or "ctx_area_fk100" not in p or "ctx_area_nk100" not in p:
+        return kis("OPSQ2002")
     fk = balance_fk(cano, product)
     tr_cont = (call.headers.get("tr_cont") or "").strip()
     if tr_cont == "N":
@@ -1163,14 +1193,15 @@ def minute_chart(call):
 
 
 def calendar_day(day):
-    """One chk-holiday row: weekends and CLOSED_DAYS closed, YEAR_END no trading."""
+    """One chk-holiday row: weekends and CLOSED_DAYS closed, YEAR_END no trading;
+    tr_day_yn "Y" every day, as real KIS sends it (docs/new-tables.md)."""
     mmdd = day.strftime("%m%d")
     weekday = day.isoweekday() % 7 + 1      # 01 Sunday .. 07 Saturday
     business = weekday not in (1, 7) and mmdd not in CLOSED_DAYS
     trading = business and mmdd != YEAR_END
     yn = lambda b: "Y" if b else "N"
     return {"bass_dt": ymd(day), "wday_dvsn_cd": f"{weekday:02d}", "bzdy_yn": yn(business),
-            "tr_day_yn": yn(trading), "opnd_yn": yn(trading), "sttl_day_yn": yn(trading)}
+            "tr_day_yn": "Y", "opnd_yn": yn(trading), "sttl_day_yn": yn(trading)}
 
 
 def chk_holiday(call):
@@ -1181,9 +1212,12 @@ def chk_holiday(call):
     tr_cont = (call.headers.get("tr_cont") or "").strip()
     start = first
     if tr_cont == "N":
-        start = parse_ymd(p.get("ctx_area_nk", "").strip())
-        if p.get("ctx_area_fk", "").strip() != ymd(first) or start is None or start <= first:
+        # KIS names the page it sent: its first and last day
+        fk = parse_ymd(p.get("ctx_area_fk", "").strip())
+        nk = parse_ymd(p.get("ctx_area_nk", "").strip())
+        if fk is None or nk is None or not first <= fk <= nk:
             return kis("OPSQ2002")
+        start = nk + ONE_DAY
     elif tr_cont:
         return kis("OPSQ2002")
     end = datetime.date(state.today().year + 1, 12, 31)   # the calendar's last day
@@ -1194,9 +1228,11 @@ def chk_holiday(call):
         day += ONE_DAY
     more = day <= end
     state.count_page(call.path)
-    return kis("MCA00000", headers=(("tr_cont", "M" if more else "D"),),
-               ctx_area_fk=ymd(first).ljust(CTX_WIDTH),
-               ctx_area_nk=(ymd(day) if more else "").ljust(CTX_WIDTH), output=days)
+    page = (days[0]["bass_dt"], days[-1]["bass_dt"]) if days else ("", "")
+    return kis("KIOK0500" if more else "KIOK0510", padded=more,
+               headers=(("tr_cont", "M" if more else "D"),),
+               ctx_area_fk=page[0].ljust(HOLIDAY_CTX_WIDTH),
+               ctx_area_nk=page[1].ljust(HOLIDAY_CTX_WIDTH), output=days)
 
 
 # --------------------------------------------------------------------------- master files
@@ -1227,6 +1263,7 @@ MASTER_NAMED = {
     "konex": [("217320", "썬테크")],
 }
 MASTER_COUNT = {"kospi": 800, "kosdaq": 1600, "konex": 120}
+MASTER_BLANK_FLAG = frozenset(("217320",))  # lines whose last flag is blank
 MASTER_FIRST = {"kospi": 300000, "kosdaq": 400000, "konex": 500000}
 
 
@@ -1241,13 +1278,14 @@ def master_fields(market, code):
     """The tail fields of a listing, by KIS field name (values as the file holds them)."""
     h = _words(code + ":master", 3)
     preferred = code.endswith("5")
+    shares = 1000000 + h[0] % 1000000000   # lstn_stcn is in thousands, the cap in 억 won
     return {"scrt_grp_cls_code": "ST", "stck_sdpr": str(mock_base(code)),
             "frml_mrkt_deal_qty_unit": "1", "trht_yn": "Y" if h[0] % 50 == 0 else "N",
             "sltr_yn": "N", "mang_issu_yn": "Y" if h[1] % 40 == 0 else "N",
             "mrkt_alrm_cls_code": "00", "stck_fcam": "100" if preferred else "500",
-            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(1000000 + h[0] % 1000000000),
+            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(shares // 1000),
             "prst_cls_code": "1" if preferred else "0",
-            "prdy_avls_scal": str(mock_base(code) * (1000000 + h[0] % 1000000000) // 100000000)}
+            "prdy_avls_scal": str(mock_base(code) * shares // 100000000)}
 
 
 def mock_base(code):
@@ -1256,22 +1294,26 @@ def mock_base(code):
 
 
 def master_line(market, code, name):
-    """One line of a master file, CP949 bytes without the line end."""
-    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (the real
-    # files end in flags, so KONEX's trailing blanks can be dropped as OTA does)
-    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + b"NYN")
+    """One line of a master file, CP949 bytes without the line end: exactly 61 + the
+    tail bytes, the name blank-padded to 40 bytes, as in the real files."""
+    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (MASTER_BLANK_FLAG:
+    # a blank last flag, which must not be stripped)
+    flags = b"NN " if code in MASTER_BLANK_FLAG else b"NYN"
+    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + flags)
     for field, value in master_fields(market, code).items():
         offsets, width = MASTER_OFFSETS[field]
         # numbers are right-aligned with zeros, text left-aligned with blanks
         text = value.rjust(width, "0") if value.isdigit() else value.ljust(width)
         tail[offsets[market]:offsets[market] + width] = text.encode()
     isin = "KR7" + code + "00" + str(sum(map(ord, code)) % 10)
-    return (code.ljust(9) + isin.ljust(12) + name.ljust(40)).encode("cp949") + bytes(tail)
+    return ((code.ljust(9) + isin.ljust(12)).encode() + name.encode("cp949").ljust(40)
+            + bytes(tail))
 
 
-def master_zip(market):
-    """The zip archive of a market's master file (deflated, CRLF line ends)."""
-    body = b"".join(master_line(market, code, name) + b"\r\n"
+def master_zip(market, layout=False):
+    """The zip archive of a market's master file (deflated, LF line ends); layout:
+    one byte more at the end of every line, as if KIS had added a field."""
+    body = b"".join(master_line(market, code, name) + (b"N" if layout else b"") + b"\n"
                     for code, name in master_listings(market))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -1286,11 +1328,16 @@ def _one(name):
 
 
 class Endpoint(NamedTuple):
-    tr_ids: frozenset
+    tr_ids: frozenset        # real environment's
     handler: Callable        # Call -> Reply
     symbols: Callable        # params -> the symbols the request carries (by_symbol, faults)
     numbers: tuple = ()      # fields the "numbers" fault sends as JSON numbers
     sample: Optional[Callable] = None  # Call -> the normal answer faults vary (else handler)
+    virtual: Optional[frozenset] = None  # virtual environment's tr_ids (None: as real)
+
+    def tr_ids_in(self, environment):
+        return self.virtual if environment == "virtual" and self.virtual is not None \
+            else self.tr_ids
 
 
 ENDPOINTS = {
@@ -1302,7 +1349,8 @@ ENDPOINTS = {
         frozenset({"FHKST11300006"}), intstock_multprice,
         lambda params: [symbol for _, symbol in multprice_items(params)],
         ("inter2_prpr", "inter2_prdy_vrss", "acml_vol", "inter2_oprc", "inter2_hgpr",
-         "inter2_lwpr", "inter2_mxpr", "inter2_llam", "inter2_askp", "inter2_bidp")),
+         "inter2_lwpr", "inter2_mxpr", "inter2_llam", "inter2_askp", "inter2_bidp"),
+        virtual=frozenset()),    # 모의투자 미지원: real accounts only
     BOOK_PATH: Endpoint(
         frozenset({"FHKST01010200"}), asking_price, _one("fid_input_iscd"),
         tuple(f"{side}{k}" for side in ("askp", "bidp", "askp_rsqn", "bidp_rsqn")
@@ -1317,12 +1365,14 @@ ENDPOINTS = {
         frozenset({"HHDFS76240000"}), overseas_daily, _one("symb"),
         ("clos", "open", "high", "low", "diff", "tvol", "tamt")),
     BALANCE_PATH: Endpoint(
-        frozenset(BALANCE_PAGE_SIZE), inquire_balance, lambda params: [],
-        ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt")),
+        frozenset({"TTTC8434R"}), inquire_balance, lambda params: [],
+        ("hldg_qty", "ord_psbl_qty", "pchs_amt", "prpr", "evlu_amt", "evlu_pfls_amt"),
+        virtual=frozenset({"VTTC8434R"})),
     MINUTE_PATH: Endpoint(
         frozenset({"FHKST03010200"}), minute_chart, _one("fid_input_iscd"),
         ("stck_prpr", "stck_oprc", "stck_hgpr", "stck_lwpr", "cntg_vol")),
-    HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: []),
+    HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: [],
+                           virtual=frozenset()),
 }
 
 
@@ -1356,7 +1406,7 @@ class MockState:
         self.lock = threading.Lock()
         self.config = dict(config)
         self.tls = tls
-        self.tokens = {}    # token -> {"appkey", "expires" (epoch seconds), "expired"}
+        self.tokens = {}    # token -> {"appkey", "appsecret", "expires" (epoch s), "expired"}
         self.in_flight = 0  # survives resets: those requests are still running
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self.released = threading.Event()   # set by a release: the hold fault waits on it
@@ -1448,8 +1498,14 @@ class MockState:
         for fault in faults:
             if not isinstance(fault, dict) or fault.get("kind") not in FAULT_KINDS:
                 raise ValueError(f"bad fault rule {fault!r}; kinds: {sorted(FAULT_KINDS)}")
-            rules.append({"kind": fault["kind"], "symbol": str(fault.get("symbol", "*")),
-                          "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000))})
+            rule = {"kind": fault["kind"], "symbol": str(fault.get("symbol", "*")),
+                    "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000))}
+            if rule["kind"] == "answer":
+                if not isinstance(fault.get("body"), dict):
+                    raise ValueError(f'an "answer" rule needs a "body" object: {fault!r}')
+                rule["body"] = fault["body"]
+                rule["headers"] = {str(k): str(v) for k, v in fault.get("headers", {}).items()}
+            rules.append(rule)
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
 
@@ -1475,7 +1531,7 @@ class MockState:
                 return dict(rule)
         return None
 
-    def issue_token(self, appkey):
+    def issue_token(self, appkey, appsecret):
         """Return (token, expiry epoch, ttl), or None when the issuance interval forbids it."""
         now = time.monotonic()
         with self.lock:
@@ -1493,21 +1549,22 @@ class MockState:
             ttl = self.config["token_ttl"]
             token = "eyJ" + secrets.token_urlsafe(222)  # opaque, ~300 chars like a KIS JWT
             expires = time.time() + ttl
-            self.tokens[token] = {"appkey": appkey, "expires": expires, "expired": False}
+            self.tokens[token] = {"appkey": appkey, "appsecret": appsecret, "expires": expires,
+                                  "expired": False}
             self.last_new[appkey] = (token, now)
             self.counters["tokens_issued"] += 1
             self._inc(self.tokens_by_appkey, appkey)
             return token, expires, ttl
 
     def check_token(self, token):
-        """Return (msg_cd or None, appkey of the token)."""
+        """Return (msg_cd or None, the token's info: appkey and appsecret)."""
         with self.lock:
             info = self.tokens.get(token)
             if info is None:
                 return "EGW00121", None
             if info["expired"] or time.time() >= info["expires"]:
-                return "EGW00123", info["appkey"]
-            return None, info["appkey"]
+                return "EGW00123", dict(info)
+            return None, dict(info)
 
     def expire_token(self, token):
         with self.lock:
@@ -1748,7 +1805,8 @@ class KisHandler(BaseHTTPRequestHandler):
             return self._token_error("EGW00104")
         if appsecret.startswith("BAD"):
             return self._token_error("EGW00105")
-        issued = None if state.take_fault(None, token_endpoint=True) else state.issue_token(appkey)
+        issued = (None if state.take_fault(None, token_endpoint=True)
+                  else state.issue_token(appkey, appsecret))
         if issued is None:
             return self._token_error("EGW00133")
         token, expires, ttl = issued
@@ -1775,7 +1833,7 @@ class KisHandler(BaseHTTPRequestHandler):
         elif fault and fault["kind"] == "garbage":
             self._send(200, b"PK\x03\x04 not a zip archive", "application/zip")
         else:
-            data = master_zip(market)
+            data = master_zip(market, layout=fault is not None and fault["kind"] == "layout")
             if fault and fault["kind"] == "truncate":
                 data = data[:len(data) // 2]
             self._send(200, data, "application/zip")
@@ -1808,7 +1866,8 @@ class KisHandler(BaseHTTPRequestHandler):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return "EGW00121", None, None
-        err, appkey = self.server.state.check_token(token)
+        err, info = self.server.state.check_token(token)
+        appkey = info and info["appkey"]
         if err is None:
             if not h.get("appkey"):
                 err = "EGW00102"
@@ -1816,6 +1875,8 @@ class KisHandler(BaseHTTPRequestHandler):
                 err = "EGW00103"
             elif not h.get("appsecret"):
                 err = "EGW00104"
+            elif h.get("appsecret") != info["appsecret"]:
+                err = "EGW00105"
             elif h.get("tr_id") not in tr_ids:
                 err = "EGW00213"
             elif h.get("custtype") not in ("P", "B"):
@@ -1824,7 +1885,8 @@ class KisHandler(BaseHTTPRequestHandler):
 
     def _serve(self, endpoint, call, arrival):
         state = self.server.state
-        err, token, appkey = self._check_headers(endpoint.tr_ids)
+        err, token, appkey = self._check_headers(
+            endpoint.tr_ids_in(state.setting("environment")))
         if err:
             state.bump("bad_requests")
             return self._reply(kis(err, 500))
@@ -1862,6 +1924,10 @@ class KisHandler(BaseHTTPRequestHandler):
             self._reply(kis("EGW00121", 500))
         elif kind == "sydb0050":
             self._reply(kis("SYDB0050", padded=True))
+        elif kind == "answer":
+            self._reply(Reply(200, fault["body"], JSON_TYPE, tuple(fault["headers"].items())))
+        elif kind == "stray":
+            self._reply(endpoint.handler(call._replace(symbols=[STRAY_SYMBOL])))
         elif kind == "drop":
             self._hang_up()
         elif kind == "garbage":
@@ -1950,6 +2016,8 @@ def parse_args(argv):
     p.add_argument("--pid-file", help="write the process id here")
     p.add_argument("--cert", help="server certificate chain (PEM); enables HTTPS")
     p.add_argument("--key", help="private key (PEM) for --cert")
+    p.add_argument("--environment", choices=("real", "virtual"), default="real",
+                   help="which environment's tr_ids the API takes (real or virtual)")
     p.add_argument("--rate-limit", type=int, default=0,
                    help="API requests per appkey per second (0 = unlimited)")
     p.add_argument("--latency-ms", type=float, default=0)
@@ -1973,8 +2041,9 @@ def parse_args(argv):
                    help="intstock-multprice change fields with or without their sign")
     p.add_argument("--overseas-session", choices=("open", "closed"), default="open",
                    help="closed: overseas price answers have an empty last for listed symbols")
-    p.add_argument("--minute-session", default="0900-1530",
-                   help="HHMM-HHMM: the first and last minute bar of the day")
+    p.add_argument("--minute-session", default="0000-2359",
+                   help="HHMM-HHMM: the first and last minute bar of the day (the default: "
+                        "bars at any hour of the wall clock the client asks at)")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):

@@ -31,6 +31,7 @@ DAILY = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 OVS = "/uapi/overseas-price/v1/quotations/price"
 OVS_DAILY = "/uapi/overseas-price/v1/quotations/dailyprice"
 BALANCE = "/uapi/domestic-stock/v1/trading/inquire-balance"
+HOLIDAY = "/uapi/domestic-stock/v1/quotations/chk-holiday"
 
 
 def expected_price(symbol, market="J"):
@@ -158,7 +159,8 @@ class MockKisCase(unittest.TestCase):
 
     def setUp(self):
         self.control("reset", {"tokens": True})
-        self.control("config", {"rate_limit": 0, "token_interval": 60, "today": "20251230",
+        self.control("config", {"environment": "real",
+                                "rate_limit": 0, "token_interval": 60, "today": "20251230",
                                 "holdings": 120, "multprice_shape": "array",
                                 "data_start": "20150102", "token_reuse": 0,
                                 "token_latency_ms": 0})
@@ -603,7 +605,9 @@ class MockKisCase(unittest.TestCase):
             "PRCS_DVSN": "00", "CTX_AREA_FK100": fk, "CTX_AREA_NK100": nk}, **headers)
 
     def all_pages(self, tr_id, cano="12345678"):
-        """[(response tr_cont, page body)] following the cursors to the end."""
+        """[(response tr_cont, page body)] following the cursors to the end, on a server
+        of the tr_id's environment."""
+        self.control("config", {"environment": "virtual" if tr_id.startswith("V") else "real"})
         pages, status, body, headers = [], *self.balance(cano, tr_id)
         while True:
             self.assertEqual((status, body["rt_cd"]), (200, "0"), body)
@@ -699,6 +703,63 @@ class MockKisCase(unittest.TestCase):
         self.control("reset", {})  # forgets the cursors
         self.assertEqual(self.balance("12345678", "TTTC8434R", "N", fk, nk)[1]["msg_cd"], "OPSQ2002")
 
+    def test_balance_flags(self):
+        """inquire-balance refuses a missing or undocumented flag (OPSQ2002), as KIS
+        refuses a request without its required fields, and takes every documented value."""
+        sys.path.insert(0, HERE)
+        import mock_kis
+        base = {"CANO": "12345678", "ACNT_PRDT_CD": "01", "AFHR_FLPR_YN": "N", "OFL_YN": "",
+                "INQR_DVSN": "02", "UNPR_DVSN": "01", "FUND_STTL_ICLD_YN": "N",
+                "FNCG_AMT_AUTO_RDPT_YN": "N", "PRCS_DVSN": "00", "CTX_AREA_FK100": "",
+                "CTX_AREA_NK100": ""}
+        self.assertEqual(len(mock_kis.BALANCE_FLAGS), 7)
+        refused = []
+        for name in list(mock_kis.BALANCE_FLAGS) + ["ctx_area_fk100", "ctx_area_nk100"]:
+            upper = name.upper()
+            missing = {k: v for k, v in base.items() if k != upper}
+            refused.append(self.api(BALANCE, "TTTC8434R", missing)[1]["msg_cd"])
+            if name.startswith("ctx"):
+                continue
+            for wrong in ("Z", "03", " "):
+                refused.append(self.api(BALANCE, "TTTC8434R", dict(base, **{upper: wrong}))[1]["msg_cd"])
+            for good in mock_kis.BALANCE_FLAGS[name]:
+                status, body, _ = self.api(BALANCE, "TTTC8434R", dict(base, **{upper: good}))
+                self.assertEqual((status, body["msg_cd"]), (200, "KIOK0510"), (upper, good))
+        self.assertEqual(set(refused), {"OPSQ2002"})
+        self.assertEqual(len(refused), 7 * 4 + 2)
+        # a real client's parameters, lower-case names as in the official Postman collection
+        status, body, _ = self.api(BALANCE, "TTTC8434R", {k.lower(): v for k, v in base.items()})
+        self.assertEqual(body["msg_cd"], "KIOK0510")
+
+    def test_environments(self):
+        """A real server takes the real tr_ids, a virtual one the virtual ones (EGW00213
+        otherwise); TRs for real accounts only are refused on a virtual server."""
+        self.assertEqual(self.balance(tr_id="VTTC8434R")[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.balance(tr_id="TTTC8434R")[1]["msg_cd"], "KIOK0510")
+        self.control("config", {"environment": "virtual"})
+        self.assertEqual(self.balance(tr_id="TTTC8434R")[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.balance(tr_id="VTTC8434R")[1]["msg_cd"], "20310000")
+        self.assertEqual(self.quote("005930")[1]["msg_cd"], "MCA00000")   # same tr_id in both
+        self.assertEqual(self.multprice([("J", "005930")])[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.api("/uapi/domestic-stock/v1/quotations/chk-holiday", "CTCA0903R",
+                                  {"BASS_DT": "20251230", "CTX_AREA_FK": "", "CTX_AREA_NK": ""}
+                                  )[1]["msg_cd"], "EGW00213")
+        self.assertEqual(self.stats()["environment"], "virtual")
+        self.assertEqual(self.call("POST", "/__mock/config", {"environment": "paper"})[0], 400)
+
+    def test_token_credentials(self):
+        """A token belongs to the app key and secret that obtained it: another secret
+        with it is EGW00105 (another app key EGW00103: test_header_checks)."""
+        self.assertEqual(self.quote("005930", appsecret="SEC2")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.balance(appsecret="SEC2")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.quote("005930")[1]["msg_cd"], "MCA00000")
+        status, body = self.token("AK7", "SEC7")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
+                                    appsecret="SEC")[1]["msg_cd"], "EGW00105")
+        self.assertEqual(self.quote("005930", token=body["access_token"], appkey="AK7",
+                                    appsecret="SEC7")[1]["msg_cd"], "MCA00000")
+
     def test_new_endpoints_share_pipeline(self):
         # faults: "*" reaches account requests; a symbol rule matches any carried symbol
         self.control("faults", {"faults": [{"kind": "egw00001", "symbol": "000660"},
@@ -739,6 +800,7 @@ class MockKisCase(unittest.TestCase):
 
     def test_config_and_flags(self):
         for bad in ({"today": "20251301"}, {"holdings": -1}, {"multprice_shape": "list"},
+                    {"environment": "demo"},
                     {"multprice_signs": "yes"}, {"overseas_session": "night"}, {"nope": 1}):
             self.assertEqual(self.call("POST", "/__mock/config", bad)[0], 400, bad)
         s = self.stats()
@@ -751,9 +813,50 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(self.call("GET", "/uapi/nowhere")[0], 404)
         self.assertEqual(self.stats()["by_path"], {"/uapi/nowhere": 1})
 
+    def test_holiday_pages_as_real_kis(self):
+        """chk-holiday answers BASS_DT 20260105 exactly as real KIS did (the published
+        answer in test/answers/), and continues from the keys real KIS sends."""
+        with open(os.path.join(HERE, "answers", "chk-holiday-20260105.json"), encoding="utf-8") as f:
+            real = json.load(f)
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", real["request"])
+        self.assertEqual((status, body, headers["tr_cont"]), (200, real["answer"], "M"))
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": body["ctx_area_fk"],
+                  "CTX_AREA_NK": body["ctx_area_nk"]}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        days = [r["bass_dt"] for r in body["output"]]
+        self.assertEqual((days[0], days[-1], len(days)), ("20260129", "20260221", 24))
+        self.assertEqual((body["ctx_area_fk"], body["ctx_area_nk"], body["msg_cd"]),
+                         ("20260129".ljust(20), "20260221".ljust(20), "KIOK0500"))
+        # the calendar ends 2026-12-31 (the year after today): the last page says so
+        params = {"BASS_DT": "20261201", "CTX_AREA_FK": "20261201", "CTX_AREA_NK": "20261224"}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        self.assertEqual(([r["bass_dt"] for r in body["output"]][-1], body["msg_cd"],
+                          headers["tr_cont"], body["ctx_area_nk"]),
+                         ("20261231", "KIOK0510", "D", "20261231".ljust(20)))
+        self.assertEqual(body["output"][-1]["bzdy_yn"] + body["output"][-1]["opnd_yn"], "YN")
+        for fk, nk in (("20260104", "20260110"), ("20260110", "20260109"), ("", "20260110")):
+            params = {"BASS_DT": "20260105", "CTX_AREA_FK": fk, "CTX_AREA_NK": nk}
+            self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")[1]["msg_cd"],
+                             "OPSQ2002", (fk, nk))
+        self.assertEqual(self.stats()["pages"], {HOLIDAY: 3})
+
+    def test_answer_fault(self):
+        """An "answer" rule replays the body and headers it was given, once."""
+        recorded = {"rt_cd": "0", "msg_cd": "KIOK0500", "output": [{"bass_dt": "20200101"}]}
+        self.control("faults", {"faults": [{"kind": "answer", "body": recorded,
+                                            "headers": {"tr_cont": "M"}}]})
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": "", "CTX_AREA_NK": ""}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params)
+        self.assertEqual((status, body, headers["tr_cont"]), (200, recorded, "M"))
+        self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params)[1]["output"][0]["bass_dt"],
+                         "20260105")
+        self.assertEqual(self.call("POST", "/__mock/faults",
+                                   {"faults": [{"kind": "answer"}]})[0], 400)
+
     def test_master_files(self):
-        """The master files: zip archives of CP949 lines, read here as OTA's parsers read
-        them (the tail sliced from the end), one download counted per file, faults."""
+        """The master files: zip archives of CP949 lines as KIS publishes them (every line
+        61 + tail bytes, the name blank-padded to 40 bytes, LF), read here as OTA's parsers
+        read them (the tail sliced from the end), one download counted per file, faults."""
         import io
         import zipfile
         tails = {"kospi": 227, "kosdaq": 221, "konex": 184}
@@ -763,28 +866,42 @@ class MockKisCase(unittest.TestCase):
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 self.assertEqual(z.namelist(), [f"{market}_code.mst"])
                 self.assertEqual(z.getinfo(f"{market}_code.mst").compress_type, zipfile.ZIP_DEFLATED)
-                lines = z.read(f"{market}_code.mst").decode("cp949").split("\r\n")
-            self.assertEqual(lines[-1], "")
+                raw = z.read(f"{market}_code.mst").split(b"\n")
+            self.assertEqual(raw[-1], b"")
+            self.assertEqual({len(line) for line in raw[:-1]}, {61 + tail})
+            lines = [line.decode("cp949") for line in raw[:-1]]
             rows = [(line[0:9].rstrip(), line[9:21].rstrip(), line[21:-tail].strip(), line[-tail:])
-                    for line in lines[:-1]]
+                    for line in lines]
             self.assertTrue(all(len(r[3].encode()) == tail for r in rows))
             codes = [r[0] for r in rows]
             self.assertEqual(len(codes), len(set(codes)))
             if market == "kospi":
                 code, isin, name, fields = rows[0]
                 self.assertEqual((code, name), ("005930", "삼성전자"))
+                self.assertEqual(raw[0][21:61], "삼성전자".encode("cp949").ljust(40))
                 self.assertRegex(isin, r"^KR7005930\d{3}$")
-                # base price at 41 (9), listed date at 105 (8), market cap at 212 (9)
-                self.assertEqual(int(fields[41:50]), expected_price("005930")[2])
+                # base price at 41 (9), listed date at 105 (8), shares in thousands at
+                # 113 (15), market cap in 억 won at 212 (9)
+                base = expected_price("005930")[2]
+                shares = 1000000 + words("005930:master", 1)[0] % 1000000000
+                self.assertEqual(int(fields[41:50]), base)
                 self.assertRegex(fields[105:113], r"^2025\d{4}$")
+                self.assertEqual(int(fields[113:128]), shares // 1000)
+                self.assertEqual(int(fields[212:221]), base * shares // 10 ** 8)
                 self.assertEqual(fields[0:2], "ST")
         self.assertEqual(len(rows), 121)   # konex: 1 named + 120
+        self.assertEqual((rows[0][0], rows[0][3][-3:]), ("217320", "NN "))  # a blank last flag
         self.assertEqual(self.stats()["downloads"],
                          {f"{m}_code.mst.zip": 1 for m in tails})
         self.assertEqual(self.stats()["requests"], 0)
         self.assertEqual(self.call("GET", "/common/master/nyse_code.mst.zip")[0], 404)
-        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"}]})
+        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"},
+                                           {"kind": "layout", "symbol": "konex_code.mst.zip"}]})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 500)
+        status, data = self.call("GET", "/common/master/konex_code.mst.zip")
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            self.assertEqual({len(line) for line in z.read("konex_code.mst").split(b"\n")[:-1]},
+                             {61 + 184 + 1})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 200)
 
     def test_zz_sigterm(self):
