@@ -170,8 +170,8 @@ fi
 fi
 
 if want sqlsmith; then
-    echo "== sqlsmith: the reproducers of past findings, then ${SQLSMITH_QUERIES:-3000} random queries, seed ${SQLSMITH_SEEDS:-1} (make fuzz-sql for more)"
-    run_counted sqlsmith bash test/sqlsmith/run.sh "${SQLSMITH_QUERIES:-3000}" "${SQLSMITH_SEEDS:-1}"
+    echo "== sqlsmith: the reproducers of past findings, then ${SQLSMITH_QUERIES:-10000} random queries, seed ${SQLSMITH_SEEDS:-1} (make fuzz-sql for more)"
+    run_counted sqlsmith bash test/sqlsmith/run.sh "${SQLSMITH_QUERIES:-10000}" "${SQLSMITH_SEEDS:-1}"
 fi
 
 if want demo; then
