@@ -74,6 +74,7 @@
 #include "endpoints.h"
 #include "fetch.h"
 #include "limiter.h"
+#include "master.h"
 #include "options.h"
 #include "response.h"
 #include "shmem.h"
@@ -91,6 +92,8 @@
 #define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
 #define KIS_SHARE_POLL_MS		50	/* a waiter looks again even unwoken */
+/* a download (a master file, published daily) is served from the store this long */
+#define KIS_DOWNLOAD_TTL_MS		(10 * 60 * 1000)
 
 typedef enum KisRequestKind
 {
@@ -839,7 +842,20 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 	MemoryContext old = MemoryContextSwitchTo(rcxt);
 	KisResponse resp;
 
-	kis_response_read(&resp, answer->http_status, answer->body, answer->len);
+	if (req->kind == KIS_REQ_FILE)
+	{
+		/* a download's body as received (finish_file_request) */
+		char	   *body = palloc(answer->len + 1);
+
+		memcpy(body, answer->body, answer->len + 1);
+		memset(&resp, 0, sizeof(resp));
+		resp.outcome = KIS_OUTCOME_OK;
+		resp.http_status = answer->http_status;
+		resp.body = body;
+		resp.body_len = answer->len;
+	}
+	else
+		kis_response_read(&resp, answer->http_status, answer->body, answer->len);
 	MemoryContextSwitchTo(old);
 	pfree(answer->body);
 	memcpy(req->tr_cont, answer->tr_cont, sizeof(req->tr_cont));
@@ -867,6 +883,7 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 {
 	const KisConfig *config = f->config;
 	KisCachedAnswer answer;
+	int			ttl_ms = config->cache_ttl_ms;
 
 	if (req->share != KIS_SHARE_UNASKED)
 		return false;
@@ -875,7 +892,9 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 		return false;			/* a continuation page (share_storable) */
 
 	kis_cache_key(config, req->url, req->tr_id, req->header, req->share_key);
-	switch (kis_cache_lookup(req->share_key, config->cache_ttl_ms, now,
+	if (req->kind == KIS_REQ_FILE)
+		ttl_ms = Max(ttl_ms, KIS_DOWNLOAD_TTL_MS);
+	switch (kis_cache_lookup(req->share_key, ttl_ms, now,
 							 &req->share_serial, &answer, f->cxt))
 	{
 		case KIS_CACHE_SEND:
@@ -1237,6 +1256,9 @@ finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			resp.outcome = KIS_OUTCOME_OK;
 			resp.body = body;
 			resp.body_len = req->body_len;
+			/* kept for others unless plainly not an archive (a cut transfer) */
+			if (kis_zip_is_whole(body, req->body_len))
+				share_answer(f, req, status);
 		}
 		else
 		{
@@ -1461,6 +1483,8 @@ pump(KisFetcher *f, TimestampTz now)
 		}
 		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
 			continue;
+		if (share_lookup(f, req, now))
+			continue;			/* from the store, or another's download */
 		dlist_delete(&req->node);
 		start_request(f, req, NULL);
 	}

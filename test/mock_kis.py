@@ -201,7 +201,9 @@ GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limite
     == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of sha256(code + ":master")); a
     code ending in 5 is a preferred share (prst_cls_code "1", par 100). Faults with
     "symbol" the file name (or "*"): http500, garbage (not a zip), truncate (half the
-    archive). Counted in stats "downloads" by file name, not in requests.
+    archive), file (the rule's "body", base64, served as the archive: a test's own zip),
+    slow (the archive after "ms").
+    Counted in stats "downloads" by file name, not in requests.
 
 Bars (both daily endpoints)
 ---------------------------
@@ -258,7 +260,8 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "multprice_signs" ("signed" | "unsigned"),
                       "overseas_session" ("open" | "closed"),
                       "minute_session" ("HHMM-HHMM")}
-POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
+POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
+                                  "body" (base64: file)}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow overlap close expire_token invalid_token (any /uapi endpoint, after the rate
     check),
@@ -286,6 +289,7 @@ error_code).
 """
 
 import argparse
+import base64
 import datetime
 import hashlib
 import io
@@ -361,7 +365,7 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050",
+    "sydb0050", "file",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
@@ -1444,7 +1448,9 @@ class MockState:
             if not isinstance(fault, dict) or fault.get("kind") not in FAULT_KINDS:
                 raise ValueError(f"bad fault rule {fault!r}; kinds: {sorted(FAULT_KINDS)}")
             rules.append({"kind": fault["kind"], "symbol": str(fault.get("symbol", "*")),
-                          "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000))})
+                          "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000)),
+                          "body": str(fault.get("body", ""))})
+            base64.b64decode(rules[-1]["body"], validate=True)   # a bad one fails here
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
 
@@ -1748,12 +1754,16 @@ class KisHandler(BaseHTTPRequestHandler):
         state.count_download(name)
         fault = state.take_fault([name])
         market = name[:-len("_code.mst.zip")] if name.endswith("_code.mst.zip") else None
+        if fault and fault["kind"] == "slow":
+            time.sleep(fault["ms"] / 1000)
         if self.command != "GET" or market not in MASTER_TAIL:
             self._send(404, b"Not Found", "text/plain")
         elif fault and fault["kind"] == "http500":
             self._send(500, b"Internal Server Error", "text/plain")
         elif fault and fault["kind"] == "garbage":
             self._send(200, b"PK\x03\x04 not a zip archive", "application/zip")
+        elif fault and fault["kind"] == "file":
+            self._send(200, base64.b64decode(fault["body"]), "application/zip")
         else:
             data = master_zip(market)
             if fault and fault["kind"] == "truncate":
