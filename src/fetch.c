@@ -822,12 +822,15 @@ token_claim_us(const KisConfig *config)
 	return (int64) config->timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
 }
 
-/* How long a waiter waits for another's send: its own request's worst case */
+/*
+ * How long a waiter waits for another session's send: one timeout_ms, then
+ * it sends its own (the sender may be slow, retrying, or in a cursor that
+ * stopped; cache.c hands a request over at once when its sender is away).
+ */
 static int64
 share_patience_us(const KisConfig *config)
 {
-	return (int64) (config->timeout_ms + KIS_BACKOFF_CAP_MS) *
-		(config->max_retries + 1) * 1000;
+	return (int64) config->timeout_ms * 1000;
 }
 
 static void complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
@@ -934,7 +937,7 @@ share_poll(KisFetcher *f, TimestampTz now)
 		KisCachedAnswer answer;
 		KisCacheResult r;
 
-		r = kis_cache_poll(req->share_key, req->share_serial, &answer, f->cxt);
+		r = kis_cache_poll(req->share_key, &req->share_serial, &answer, f->cxt);
 		if (r == KIS_CACHE_WAIT && now < req->share_until)
 		{
 			TimestampTz next = Min(req->share_until, now + KIS_SHARE_POLL_MS * 1000);
@@ -945,6 +948,13 @@ share_poll(KisFetcher *f, TimestampTz now)
 		dlist_delete(&req->node);
 		if (r == KIS_CACHE_HIT)
 			complete_shared(f, req, &answer, false);
+		else if (r == KIS_CACHE_OWNER)
+		{
+			/* taken over from a sender that is away: others may wait for us */
+			req->share = KIS_SHARE_OWNER;
+			dlist_push_tail(&f->owned, &req->owned_node);
+			dlist_push_head(&f->ready, &req->node);
+		}
 		else
 		{
 			req->share = KIS_SHARE_ALONE;
@@ -1427,6 +1437,7 @@ expire_requests(KisFetcher *f, TimestampTz now)
 static bool
 end_away(KisFetcher *f)
 {
+	kis_cache_away(false);
 	if (f->away_since == 0)
 		return false;
 	f->away_us += kis_clock_now() - f->away_since;
@@ -1807,6 +1818,7 @@ kis_fetch_next(KisFetcher *f)
 		expiry = expire_requests(f, kis_clock_now());
 	}
 	f->away_since = kis_clock_now();
+	kis_cache_away(true);
 	return c;
 }
 
@@ -2019,6 +2031,7 @@ kis_fetch_poll(KisFetcher *f, KisCompletion **completion)
 	else
 		result = f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
 	f->away_since = kis_clock_now();
+	kis_cache_away(true);
 	return result;
 }
 

@@ -773,6 +773,52 @@ def test_paused_cursor():
               f"max_retries {retries}: {st['requests']} requests for {len(syms)} symbols")
 
 
+def test_paused_cursor_does_not_stall_others():
+    """Issue 20 item 4: a session paused in a cursor (rows streamed: on_error 'row')
+    sent requests it does not read while it is away.  Another role asking for the
+    same symbols does not wait for them (once up to (timeout_ms + 5 s) x
+    (max_retries + 1)) but takes them over and is answered at its normal pace, while
+    the paused session's own requests are still held by the mock.  The paused
+    session then gets its own answers."""
+    role, key = "kis_other_reader", "PSbehaviourOtherReader00000000000"
+    syms = symbols(8)
+    run(f"DROP OWNED BY {role}; DROP ROLE {role}")  # a leftover of an earlier run
+    run_all(f"CREATE ROLE {role}", f"GRANT USAGE ON FOREIGN SERVER kis TO {role}",
+            f"GRANT SELECT ON kis_prices_or_row TO {role}",
+            f"CREATE USER MAPPING FOR {role} SERVER kis "
+            f"OPTIONS (app_key '{key}', app_secret '{APP_SECRET}')")
+    set_server(timeout_ms="600000")
+    # the mock holds the paused session's answers for all but the first symbol
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": sym, "ms": 10000}
+                                       for sym in syms[1:]]})
+    try:
+        with Session() as paused:
+            # connections for all of its requests at once
+            must(paused.query("SELECT count(*) FROM kis_prices_or_row WHERE symbol IN "
+                              f"({sql_list(symbols(8))})"), "warm-up")
+            must(paused.query("BEGIN"), "begin")
+            must(paused.query("DECLARE c CURSOR FOR SELECT symbol, price, error FROM "
+                              f"kis_prices_or_row WHERE symbol IN ({sql_list(syms)})"), "declare")
+            rows = must(paused.query("FETCH 1 FROM c"), "fetch 1")
+            # its requests are claimed; those curl sent before the row went out are held
+            wait_until(lambda: stats()["in_flight"] >= 1, "a request of the paused session held")
+            other, err, rc = run(f"SET ROLE {role}; SET statement_timeout = '{WAIT // 2}s'; "
+                                 f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                 f"WHERE symbol IN ({sql_list(syms)})")
+            st = stats()
+            check(rc == 0, f"the other role's query was held: {err}")
+            check_prices(other, syms, "the other role")
+            check(st["in_flight"] >= 1,
+                  f"the paused session's requests were answered meanwhile: {st['in_flight']}")
+            check(st["by_appkey"].get(key) == {sym: 1 for sym in syms},
+                  f"the other role's own requests: {st['by_appkey'].get(key)}")
+            rows += must(paused.query("FETCH ALL FROM c"), "fetch all")
+            must(paused.query("COMMIT"), "commit")
+        check_prices(rows, syms, "the paused session")
+    finally:
+        run(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
 def test_paused_cursor_connecting():
     """The same for a request still connecting when the cursor pauses: the
     first answer closes its connection, so the next request, started before
@@ -2273,7 +2319,7 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
          test_on_error_deterministic, test_streaming, test_paused_cursor,
-         test_paused_cursor_connecting, test_connect_timeout,
+         test_paused_cursor_does_not_stall_others, test_paused_cursor_connecting, test_connect_timeout,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
