@@ -3,7 +3,7 @@
 #   make && make install     build and install into the PostgreSQL that pg_config names
 #   make test                the whole test suite on a throwaway cluster and mock KIS server
 #   make test PG_MAJOR=18    the same against another PostgreSQL major (15, 17, 18), obtained
-#                            from Debian's archive and cached under .pg/ (scripts/get-pg.sh)
+#                            from Debian's archive and cached in /var/cache/kis_fdw (scripts/get-pg.sh)
 #   make installcheck        the pg_regress tests against a running server that has kis_fdw
 #                            installed and a mock KIS server (docs/testing.md says how)
 #   make demo                the main job: a throwaway cluster, the mock (or real KIS), a few queries

@@ -38,6 +38,12 @@ scenario is sampled with perf: OUT/profile-overhead*.txt.
     python3 bench/bench.py OUT_DIR --replot    the same outputs again from OUT_DIR/results.json
 
 BENCH_ONLY="two-keys-union cancel" runs only the scenarios named (the table shows those).
+BENCH_QUICK=1 runs every scenario on fewer symbols and repetitions (SIZES): the same code
+paths and the same table, in about a minute, for CI; its figures are not the ones to quote.
+
+A scenario that fails (an exception, a missing figure) is that step's row in the table,
+"FAILED: why"; every other step keeps its figures, and bench.py exits 1 after writing the
+table (so `BENCH_QUICK=1 bash bench/run.sh` fails CI when a step is broken).
 """
 
 import collections
@@ -52,6 +58,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test"))
 from kistest import PSQL, PsqlPipe, mock  # noqa: E402  (the shared test helpers)
@@ -68,6 +75,15 @@ SEED_KEY = "PSbenchSeedPatternKey0000000000000000"  # the seed client's own app 
 COLUMNS = ("symbol text, price numeric, change numeric, change_rate numeric, volume bigint, "
            "open numeric, high numeric, low numeric, fetched_at timestamptz")
 WAIT = 120  # seconds before a hung psql is given up (a safety net)
+# Symbols (and repetitions) per scenario; BENCH_QUICK=1 takes the second set.
+FULL_SIZES = {"rate-bound": 200, "latency-bound": 320, "shared": 60, "same-symbols": 40,
+              "batched": 600, "overhead": 10000, "overhead-reps": 3, "cancel": 2000,
+              "cancel-reps": 20, "two-keys": 95, "join": 200}
+QUICK_SIZES = {"rate-bound": 40, "latency-bound": 64, "shared": 15, "same-symbols": 10,
+               "batched": 120, "overhead": 1000, "overhead-reps": 2, "cancel": 2000,
+               "cancel-reps": 3, "two-keys": 20, "join": 40}
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SIZES = dict(QUICK_SIZES if QUICK else FULL_SIZES)
 
 
 # --------------------------------------------------------------------------- mock
@@ -235,8 +251,9 @@ def timeline_figures(st):
 
 # --------------------------------------------------------------------------- scenarios
 
-def scenario_rate_bound(first=100000, n=200):
+def scenario_rate_bound(first=100000, n=None):
     """One scan paced by rate_limit 19 against the mock's 20/s."""
+    n = n or SIZES["rate-bound"]
     table = create_server("rate-bound", rate_limit="19", max_concurrency="8")
     mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
     warm_token(table, 900000)
@@ -250,8 +267,9 @@ def scenario_rate_bound(first=100000, n=200):
     return r
 
 
-def scenario_latency_bound(first=110000, n=320):
+def scenario_latency_bound(first=110000, n=None):
     """One scan with 16 requests in flight against 200 ms of latency."""
+    n = n or SIZES["latency-bound"]
     table = create_server("latency-bound", rate_limit="0", max_concurrency="16")
     mock_setup(latency_ms=200)
     warm_token(table, 900001)
@@ -265,8 +283,9 @@ def scenario_latency_bound(first=110000, n=320):
     return r
 
 
-def scenario_shared(first=120000, per_session=60, sessions=4):
+def scenario_shared(first=120000, per_session=None, sessions=4):
     """Four psql processes at once on one key that has no token yet."""
+    per_session = per_session or SIZES["shared"]
     name = "shared"
     table = create_server(name, rate_limit="19", max_concurrency="8")
     mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
@@ -313,11 +332,12 @@ def sessions_at_once(sql_per_session):
     return time.monotonic() - t0
 
 
-def scenario_same_symbols(first=140000, n=40, sessions=4, rounds=2):
+def scenario_same_symbols(first=140000, n=None, sessions=4, rounds=2):
     """Four sessions x two rounds asking the same 40 symbols at once (a dashboard, a cron
     fan-out), limit 20/s, rate_limit 19: without sharing (each session-round its own 40
     symbols, the same work as before shared answers), with in-flight sharing only (the
     cache off), and with cache_ttl_ms 5000.  Requests sent per distinct key, wall time."""
+    n = n or SIZES["same-symbols"]
     table = create_server("same-symbols", rate_limit="19", max_concurrency="8")
     cached = table + "_cached"
     psql(f"CREATE FOREIGN TABLE {cached} ({COLUMNS}) SERVER s_same_symbols "
@@ -349,8 +369,9 @@ def scenario_same_symbols(first=140000, n=40, sessions=4, rounds=2):
     return r
 
 
-def scenario_batched(first=130000, n=600):
+def scenario_batched(first=130000, n=None):
     """domestic_multi_price: 30 symbols a request, paced like rate-bound."""
+    n = n or SIZES["batched"]
     table = create_server("batched", endpoint="domestic_multi_price", rate_limit="19",
                           max_concurrency="8")
     mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
@@ -383,9 +404,10 @@ def symbol_list(first, n):
     return ", ".join(f"'{c:06d}'" for c in range(first, first + n))
 
 
-def scenario_two_keys(kind, first, per_key=95):
+def scenario_two_keys(kind, first, per_key=None):
     """2 x per_key symbols on two keys at once: a UNION ALL of the two servers' tables,
     or the hash-partitioned table (its partitions get the symbols that hash to them)."""
+    per_key = per_key or SIZES["two-keys"]
     two_keys_tables()
     mock_setup(rate_limit=20, latency_ms=30, jitter_ms=10)
     for side in ("a", "b"):
@@ -410,6 +432,7 @@ def scenario_two_keys(kind, first, per_key=95):
     r["of_limit"] = (r["achieved_rate"] or 0) / 38
     r["met"] = (r["of_limit"] >= 0.9 and r["violations"] == 0
                 and r["requests"] == 2 * per_key and r["rows"] == 2 * per_key)
+    return r
 
 
 def plan_has(node, provider):
@@ -426,10 +449,11 @@ JOIN_SETUPS = {"rate-bound": ({"rate_limit": "19", "max_concurrency": "8"},
                                  {"rate_limit": 0, "latency_ms": 200, "jitter_ms": 0})}
 
 
-def scenario_join(setup, first, n=200):
+def scenario_join(setup, first, n=None):
     """A portfolio of n symbols joined to the quotes: the plain join (batched), the
     README's former ANY idiom, and the seed pattern on the same symbols."""
     options, mock_cfg = JOIN_SETUPS[setup]
+    n = n or SIZES["join"]
     name = f"join-{setup}"
     table = create_server(name, **options)
     pf = f"pf_{name.replace('-', '_')}"
@@ -453,6 +477,7 @@ def scenario_join(setup, first, n=200):
     seed = run_seed(first, n, mock_cfg["rate_limit"], mock_cfg["latency_ms"],
                     mock_cfg["jitter_ms"])
     r["seed"] = {k: seed[k] for k in ("time_s", "rows", "requests", "violations", "aborted")}
+    r["symbols"] = n
     r["join_vs_any"] = r["join"]["time_s"] / r["any"]["time_s"]
     r["seed_vs_join"] = seed["time_s"] / r["join"]["time_s"]
     r["met"] = (r["join_vs_any"] <= 1.1 and r["join"]["batched_join"] and
@@ -460,12 +485,12 @@ def scenario_join(setup, first, n=200):
     return r
 
 
-def scenario_join_two_keys(first=620000, per_key=95):
+def scenario_join_two_keys(first=620000, per_key=None):
     """A portfolio of 2 x per_key symbols joined to two_keys (hash-partitioned over two
     keys, rate_limit 19 each): the plain join (one batched join over both partitions)
     against the ANY form (an async Append of the two partitions)."""
     two_keys_tables()
-    n = 2 * per_key
+    n = 2 * (per_key or SIZES["two-keys"])
     pf = "pf_join_two_keys"
     psql(f"DROP TABLE IF EXISTS {pf}; CREATE TABLE {pf} AS SELECT lpad(g::text, 6, '0') AS symbol, "
          f"g % 100 + 1 AS qty FROM generate_series({first}, {first + n - 1}) g; ANALYZE {pf}")
@@ -521,11 +546,12 @@ def perf_stop(handle, name):
     os.unlink(data)
 
 
-def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, n=10000,
-                      reps=3):
+def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, n=None,
+                      reps=None):
     """CPU of the backend per row (schedstat, and utime + stime as a cross-check), with no
     limit and no latency, reps scans of n fresh symbols in one warmed-up session; the
     median run is reported.  The mock (Python, about one core at most) sets the wall time."""
+    n, reps = n or SIZES["overhead"], reps or SIZES["overhead-reps"]
     table = create_server(name, endpoint=endpoint, rate_limit="0", max_concurrency="8")
     mock_setup()
     s = Session()
@@ -560,10 +586,11 @@ def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, 
     return r
 
 
-def scenario_cancel(first=300000, n=2000, reps=20, after_s=1.0):
+def scenario_cancel(first=300000, n=None, reps=None, after_s=1.0):
     """pg_cancel_backend from a second open session, 1 s into a scan with 8 requests in
     flight; latency until the scanning psql prints the cancel error (psql prints rows only
     at the end, so rows_before_cancel stays 0: nothing is half-delivered)."""
+    n, reps = n or SIZES["cancel"], reps or SIZES["cancel-reps"]
     table = create_server("cancel", rate_limit="0", max_concurrency="8")
     mock_setup(latency_ms=50)
     s, ctl = Session(), Session()
@@ -687,31 +714,33 @@ def table_rows(R):
         how = "UNION ALL of two servers" if name.endswith("union") else \
             "hash-partitioned over two servers"
         return ("two keys, " + name.split("-")[-1],
-                how + ", a key each, limit 20/s each, rate_limit 19, 2 × 95 symbols",
+                how + f", a key each, limit 20/s each, rate_limit 19, 2 × {r['symbols'] // 2} "
+                "symbols",
                 f"{f(r['achieved_rate'] or 0)}/s = {f(r['of_limit'], 3)} of 2 × 19, "
                 f"{r['violations']} violations, {r['requests']} requests (a "
                 f"{r['requests_by_key']['a']}, b {r['requests_by_key']['b']}), {r['rows']} rows; "
                 f"{f(r['time_s'])} s",
-                f"ideal {f(r['ideal_s'])} s; ≥ 0.9, 0 violations, 190 requests", yes(r["met"]))
+                f"ideal {f(r['ideal_s'])} s; ≥ 0.9, 0 violations, {r['symbols']} requests",
+                yes(r["met"]))
 
     rows = {
         "rate-bound": lambda rb: (
-            "rate-bound", "limit 20/s, rate_limit 19, 200 symbols, 30±10 ms",
+            "rate-bound", f"limit 20/s, rate_limit 19, {n['rate-bound']} symbols, 30±10 ms",
             f"{f(rb['achieved_rate'])}/s = {f(rb['of_limit'], 3)} of 19, {rb['violations']} "
             f"violations; {f(rb['time_s'])} s", f"ideal {f(rb['ideal_s'])} s; ≥ 0.97, 0 violations",
             yes(rb["met"])),
         "latency-bound": lambda lb: (
-            "latency-bound", "no limit, 200 ms, max_concurrency 16, 320 symbols",
+            "latency-bound", f"no limit, 200 ms, max_concurrency 16, {n['latency-bound']} symbols",
             f"{f(lb['time_s'])} s = {f(lb['of_ideal'], 3)} of ideal; mock max in flight "
             f"{lb['max_in_flight']}", f"ideal {f(lb['ideal_s'])} s; ≥ 0.90", yes(lb["met"])),
         "shared": lambda sh: (
-            "shared", "4 sessions, one key, limit 20/s, 60 symbols each",
+            "shared", f"4 sessions, one key, limit 20/s, {n['shared']} symbols each",
             f"{f(sh['achieved_rate'])}/s = {f(sh['of_limit'], 3)} of 19, {sh['violations']} "
             f"violations, {sh['tokens_issued_mock']} token; wall {f(sh['wall_s'])} s",
             f"ideal {f(sh['ideal_s'])} s; ≥ 0.90, 0 violations, 1 token", yes(sh["met"])),
         "same-symbols": lambda ss: (
-            "same symbols, many sessions", "4 sessions × 2 rounds, the same 40 symbols, "
-            "limit 20/s, rate_limit 19, 30±10 ms",
+            "same symbols, many sessions", f"4 sessions × 2 rounds, the same {n['same-symbols']} "
+            "symbols, limit 20/s, rate_limit 19, 30±10 ms",
             f"cache_ttl_ms 5000: {ss['cached']['requests']} requests = "
             f"{f(ss['cached']['per_key'])} per distinct key, {f(ss['cached']['wall_s'])} s; "
             f"cache off (in-flight sharing): {ss['in_flight']['requests']} requests, "
@@ -719,12 +748,13 @@ def table_rows(R):
             f"requests, {f(ss['unshared']['wall_s'])} s ({f(ss['speedup'], 1)}× the cached time)",
             "≤ 1.1 requests per distinct key", yes(ss["met"])),
         "batched": lambda ba: (
-            "batched", "domestic_multi_price, 600 symbols, limit 20/s",
+            "batched", f"domestic_multi_price, {n['batched']} symbols, limit 20/s",
             f"{ba['requests']} requests, {f(ba['symbols_per_request'], 1)} symbols/request, "
             f"{f(ba['time_s'])} s, {ba['violations']} violations",
             f"ideal {ba['ideal_requests']} requests; ≥ 25 symbols/request", yes(ba["met"])),
         "overhead": lambda ov: (
-            "overhead", "no limit, 0 ms, 10,000 symbols ×3, max_concurrency 8",
+            "overhead", f"no limit, 0 ms, {n['overhead']:,} symbols ×{n['overhead-reps']}, "
+            "max_concurrency 8",
             f"{f(ov['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ov)}), "
             f"{ov['rows_per_s']:.0f} rows/s; CPU: backend {f(ov['backend_cpu_share'])}, "
             f"mock {f(ov['mock_cpu_share'])} cores", "≤ 20 µs/row", yes(ov["met"])),
@@ -736,7 +766,7 @@ def table_rows(R):
             f"{f(ob['backend_cpu_share'])}, mock {f(ob['mock_cpu_share'])} cores", "≤ 20 µs/row",
             yes(ob["met"])),
         "cancel": lambda ca: (
-            "cancel", "2,000 symbols, 50 ms, cancelled after 1 s, ×20",
+            "cancel", f"{n['cancel']:,} symbols, 50 ms, cancelled after 1 s, ×{n['cancel-reps']}",
             f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "
             f"ms", "p95 ≤ 20 ms", yes(ca["met"])),
         "two-keys-union": lambda r: two_keys("two-keys-union", r),
@@ -765,12 +795,23 @@ def table_rows(R):
             f"{', ABORTED' if slb['aborted'] else ''}; kis_fdw {f(slb.get('speedup', 0))}× faster",
             "kis_fdw ≥ 5× faster", yes(slb["met"])),
     }
-    return [rows[name](R[name]) for name, _ in STEPS if name in R]
+    def row(name):
+        """The step's row; a step that failed, or left a figure out, says so instead."""
+        r = R[name]
+        if "failed" not in r:
+            try:
+                return rows[name](r)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+                r["failed"] = f"a figure is missing or wrong: {type(exc).__name__}: {exc}"
+        return (name, "—", f"**FAILED**: {r['failed']}", "—", "**failed**")
+
+    n = SIZES
+    return [row(name) for name, _ in STEPS if name in R]
 
 
 def join_row(title, j, setup):
     """The results table's row of a join scenario."""
-    return (title, f"200 symbols in a table joined on symbol; {setup}",
+    return (title, f"{j['symbols']} symbols in a table joined on symbol; {setup}",
             f"plain join {j['join']['time_s']:.2f} s ({j['join']['requests']} requests, "
             f"max {j['join']['max_in_flight']} in flight"
             f"{'' if j['join']['batched_join'] else ', NOT batched'}), ANY form "
@@ -787,7 +828,9 @@ def write_outputs(out_dir, R, meta):
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(f"kis_fdw benchmarks, {meta['date']}, {meta['machine']}, PostgreSQL "
                 f"{meta['postgres']}; CPUs {meta.get('cpu_busy_before', 0):.0%} busy "
-                f"before the run, {meta.get('cpu_busy_after', 0):.0%} after\n\n{text}\n"
+                f"before the run, {meta.get('cpu_busy_after', 0):.0%} after"
+                f"{'; QUICK mode (BENCH_QUICK=1): fewer symbols, not figures to quote' if meta.get('quick') else ''}"
+                f"\n\n{text}\n"
                 f"Plot: timeline.png. Suite wall time "
                 f"{meta['suite_wall_s']:.0f} s (build, cluster and mock start included).\n")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -840,8 +883,21 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("join-rate-bound", lambda: scenario_join("rate-bound", 600000)),
          ("join-latency-bound", lambda: scenario_join("latency-bound", 610000)),
          ("join-two-keys", scenario_join_two_keys),
-         ("seed-rate-bound", lambda: run_seed(100000, 200, 20, 30, 10)),
-         ("seed-latency-bound", lambda: run_seed(110000, 320, 0, 200, 0))]
+         ("seed-rate-bound", lambda: run_seed(100000, SIZES["rate-bound"], 20, 30, 10)),
+         ("seed-latency-bound", lambda: run_seed(110000, SIZES["latency-bound"], 0, 200, 0))]
+
+
+def wait_for_server(timeout=60):
+    """After a failed step: wait until the server accepts connections again (a backend
+    that crashed puts it through recovery), so that the next step is not its victim."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psql("SELECT 1", db="postgres", check=False) == ["1"]:
+                return
+        except (OSError, subprocess.SubprocessError):
+            pass
+        time.sleep(0.5)
 
 
 def measure():
@@ -854,11 +910,21 @@ def measure():
             continue
         t = time.monotonic()
         print(f"== {name}", end="", flush=True)
-        R[name] = fn()
+        try:
+            R[name] = fn()
+            if not isinstance(R[name], dict):
+                raise TypeError(f"the scenario returned {R[name]!r}, not its figures")
+        except Exception as exc:  # one step's failure, shown in its row; the others go on
+            why = " ".join(f"{type(exc).__name__}: {exc}".split()).replace("|", "/")
+            R[name] = {"failed": why if len(why) <= 300 else why[:297] + "..."}
+            print(f" FAILED ({time.monotonic() - t:.1f} s)", flush=True)
+            traceback.print_exc()
+            wait_for_server()
+            continue
         print(f" ({time.monotonic() - t:.1f} s)", flush=True)
     for seed, fdw, want in (("seed-rate-bound", "rate-bound", 1.5),
                             ("seed-latency-bound", "latency-bound", 5.0)):
-        if seed not in R or fdw not in R:
+        if seed not in R or fdw not in R or "failed" in R[seed] or "failed" in R[fdw]:
             continue
         R[seed]["kis_fdw_time_s"] = R[fdw]["time_s"]
         R[seed]["speedup"] = R[seed]["time_s"] / R[fdw]["time_s"]
@@ -875,6 +941,7 @@ def main():
         with open(os.path.join(out_dir, "results.json")) as f:
             saved = json.load(f)
         R, meta = saved["scenarios"], saved["meta"]
+        SIZES.update(meta.get("sizes", FULL_SIZES))
     else:
         busy = cpu_busy()
         if busy > 0.10:
@@ -884,17 +951,23 @@ def main():
         meta = {"cpu_busy_before": busy, "cpu_busy_after": cpu_busy(),
                 "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "machine": machine(), "postgres": psql("SHOW server_version")[0],
-                "python": platform.python_version(),
+                "python": platform.python_version(), "quick": QUICK, "sizes": SIZES,
                 "suite_wall_s": time.time() - float(os.environ.get("BENCH_T0", time.time()))}
     text = write_outputs(out_dir, R, meta)
-    panels = [p for p in PANELS if p[0] in R]
+    panels = [p for p in PANELS if p[0] in R and "failed" not in R[p[0]]]
     if panels:
         plot(out_dir, R, panels)
     print()
     print(text)
     print(f"wrote {out_dir}/results.json, results.md, timeline.png "
           f"(suite wall time {meta['suite_wall_s']:.0f} s)")
+    failed = [name for name, r in R.items() if "failed" in r]
+    if failed:
+        print(f"FAILED steps: {', '.join(failed)}", file=sys.stderr)
+    # the closing count CI reads (each step that ran and gave its figures)
+    print(f"bench: {len(R) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -136,6 +136,7 @@ struct KisFetcher
 	int			head;
 	int			tail;
 	int			added;
+	KisAnswerCheck check;		/* as the engine: refuses another's answer */
 };
 
 static void
@@ -179,6 +180,12 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	f->queue[f->tail].token_rejections = 0;
 	f->tail++;
 	f->added++;
+}
+
+void
+kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
+{
+	f->check = check;
 }
 
 /* A download (domestic_symbols): a master file under the server's master_url */
@@ -441,6 +448,13 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		read_file_answer(&resp, seg);
 	else
 		kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
+	/* as fetch.c does before an answer is shared */
+	if (resp.outcome == KIS_OUTCOME_OK && f->check != NULL &&
+		(resp.problem = f->check(req.arg, &resp)) != NULL)
+	{
+		resp.outcome = KIS_OUTCOME_FAILED;
+		resp.msg_cd = NULL;
+	}
 	summary = kis_response_summary(&resp);
 	check_text(summary);
 	MemoryContextSwitchTo(old);

@@ -58,6 +58,27 @@ typedef const void *FuzzBinaryData;
 typedef const char *FuzzBinaryData;
 #endif
 
+#ifdef USE_ASSERT_CHECKING
+/*
+ * Headers of an assertion-enabled server (--enable-cassert, as the tests
+ * build 18) compile Assert() into calls of this: report as the backend does
+ * and abort, so that the fuzzer keeps the input.  Its errorType argument went
+ * away in 16.
+ */
+void
+#if PG_VERSION_NUM >= 160000
+ExceptionalCondition(const char *conditionName, const char *fileName, int lineNumber)
+#else
+ExceptionalCondition(const char *conditionName, const char *errorType,
+					 const char *fileName, int lineNumber)
+#endif
+{
+	fprintf(stderr, "TRAP: failed Assert(\"%s\"), File: \"%s\", Line: %d\n",
+			conditionName, fileName, lineNumber);
+	abort();
+}
+#endif
+
 /* ----------------------------------------------------------------
  * Globals the headers declare
  * ----------------------------------------------------------------

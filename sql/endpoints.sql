@@ -25,6 +25,8 @@ SELECT m.symbol, m.market, m.price, m.price = p.price AS same_as_single
 FROM domestic_multi_price m JOIN domestic_price p USING (symbol, market)
 WHERE m.symbol = '005930' AND m.market IN ('J', 'NX') AND p.symbol = '005930' AND p.market IN ('J', 'NX')
 ORDER BY 2;
+-- KIS documents J and NX for intstock-multprice, no UN: refused before sending
+SELECT symbol, price FROM domestic_multi_price WHERE symbol = '005930' AND market = 'UN';
 -- an unknown symbol in a batch is that symbol's failure only
 SELECT symbol, price, error FROM domestic_multi_price
 WHERE symbol IN ('005930', '991234') ORDER BY 1;

@@ -70,7 +70,16 @@ CREATE ROLE regress_kis_user;
 GRANT USAGE ON FOREIGN DATA WRAPPER kis_fdw TO regress_kis_user;
 SET ROLE regress_kis_user;
 CREATE SERVER user_srv FOREIGN DATA WRAPPER kis_fdw OPTIONS (ca_file '/etc/passwd');
+-- so are the URLs every mapped user's secret is sent to (docs/security.md)
+CREATE SERVER user_srv FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url 'https://127.0.0.1:1');
+CREATE SERVER user_srv FOREIGN DATA WRAPPER kis_fdw OPTIONS (master_url 'https://127.0.0.1:1');
 CREATE SERVER user_srv FOREIGN DATA WRAPPER kis_fdw;
+ALTER SERVER user_srv OPTIONS (ADD base_url 'https://127.0.0.1:1');
+-- credentials go into request headers: printable ASCII only, never echoed
+CREATE USER MAPPING FOR CURRENT_USER SERVER user_srv
+  OPTIONS (app_key 'PSkey', app_secret E'secret\r\nx-injected: 1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER user_srv
+  OPTIONS (app_key E'PS\tkey', app_secret 'secret');
 RESET ROLE;
 DROP SERVER user_srv;
 

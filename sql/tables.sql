@@ -12,7 +12,9 @@ IMPORT FOREIGN SCHEMA kis LIMIT TO (market_holidays, domestic_minute)
 \d kis_new.domestic_minute
 SET search_path = kis_new, public;
 
--- market_holidays: a date range; 20 days a page in the mock, so 3 pages
+-- market_holidays: a date range; 24 days a page in the mock as in KIS, so 1 page
+-- (trading_day is KIS's tr_day_yn: Y on weekends and holidays too, as in real
+-- answers; market_open says whether the exchange trades)
 SELECT date, weekday, business_day, trading_day, market_open, settlement_day
 FROM market_holidays WHERE date BETWEEN '2025-12-24' AND '2026-01-05' ORDER BY date;
 SELECT neutral_explain($$

@@ -50,6 +50,22 @@ int			kis_token_issue_interval = 60;
 /* Numbers this backend's claims, so that two fetchers never share one */
 static uint32 claim_serial = 0;
 
+/*
+ * Credentials and tokens go into request headers: printable ASCII only,
+ * so that no CR or LF can end a header and start another request
+ * (docs/security.md).
+ */
+bool
+kis_is_printable_ascii(const char *value)
+{
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	}
+	return true;
+}
+
 static void
 sha256(const void *data, size_t len, uint8 *out)
 {
@@ -74,11 +90,13 @@ kis_hash_app_key(const char *app_key, uint8 *out)
 }
 
 /*
- * Whose token it is: KIS issues a token to an app key and secret, and the
- * real and virtual servers each take their own keys (docs/tokens-and-
- * rate.md).  The server's URL plays no part, so that two servers naming
- * one host differently (127.0.0.1 and localhost, a trailing slash, a
- * default port) share the token instead of replacing each other's.
+ * Whose token it is, and so which app-key slot holds it (shmem.c): KIS
+ * issues a token to an app key and secret, the real and virtual servers
+ * each take their own keys (docs/tokens-and-rate.md), and the origin
+ * (scheme, host, port) of base_url is who issued it.  So a token issued
+ * elsewhere, or to a wrong secret, never lands in the slot of the right
+ * one (docs/security.md).  A trailing slash or an upper-case scheme does
+ * not change the origin; another name of the same host does.
  */
 void
 kis_hash_credentials(const KisConfig *config, uint8 *out)
@@ -87,9 +105,11 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 
 	/* room for all at once: a buffer that grew would leave a copy behind */
 	initStringInfo(&buf);
-	enlargeStringInfo(&buf, 16 + strlen(config->app_key) + strlen(config->app_secret));
+	enlargeStringInfo(&buf, 16 + strlen(config->origin) + strlen(config->app_key) +
+					  strlen(config->app_secret));
 	appendStringInfoString(&buf, config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real");
 	appendStringInfoChar(&buf, '\0');
+	appendBinaryStringInfo(&buf, config->origin, strlen(config->origin) + 1);
 	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
 	appendBinaryStringInfo(&buf, config->app_secret, strlen(config->app_secret) + 1);
 	sha256(buf.data, buf.len, out);
@@ -357,7 +377,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	*errdetail = NULL;
 	token = json_string_value(json_object_get(root, "access_token"));
 	if (http_status == 200 && token != NULL && token[0] != '\0' &&
-		strlen(token) < KIS_TOKEN_MAX)
+		strlen(token) < KIS_TOKEN_MAX && kis_is_printable_ascii(token))
 	{
 		const char *exp_text = json_string_value(json_object_get(root, "access_token_token_expired"));
 		json_t	   *expires_in = json_object_get(root, "expires_in");
@@ -399,6 +419,20 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 		kis_slot_count(slot, KIS_CTR_TOKENS_ISSUED, 1);
 		explicit_bzero((char *) token, strlen(token));	/* our parsed copy */
 		return KIS_TOKEN_OK;
+	}
+
+	/* a token we do not take (too long, not printable) is wiped all the same */
+	if (token != NULL)
+	{
+		bool		printable = kis_is_printable_ascii(token);
+
+		explicit_bzero((char *) token, strlen(token));
+		if (http_status == 200 && !printable)
+		{
+			*errdetail = pstrdup("KIS answered HTTP 200 with an access token that is not printable ASCII");
+			kis_token_release_claim(slot, claim);
+			return KIS_TOKEN_FATAL;
+		}
 	}
 
 	/* tokenP errors come as {"error_code", "error_description"} */

@@ -8,8 +8,9 @@
  *
  * One store holds both: an entry per request key (the SHA-256 of the
  * environment, base URL, path and query, tr_id, extra header and, for
- * account endpoints, app key and account: no secret is kept in the
- * clear).  An entry is either in flight, owned by the session that sent
+ * account endpoints, the hash of the whole credential and the account: no
+ * secret is kept in the clear).  Answer bytes are zeroed when they leave
+ * the store (docs/security.md).  An entry is either in flight, owned by the session that sent
  * the request, or ready, holding the answer's bytes.  Waiters register on
  * the entry and have their latch set when the owner stores the answer or
  * gives the request up; they also look again every KIS_CACHE_POLL_MS, so
@@ -315,15 +316,18 @@ lru_push_head(CacheStore *s, CacheEntry *e)
 		s->lru_tail = i;
 }
 
+/* Give back an entry's chunks, zeroed: they may hold an account's answer */
 static void
 free_chunks(CacheStore *s, CacheEntry *e)
 {
 	int		   *next = CHUNK_NEXT(s);
+	char	   *data = CHUNK_DATA(s);
 
 	while (e->first_chunk >= 0)
 	{
 		int			c = e->first_chunk;
 
+		memset(data + (Size) c * CACHE_CHUNK, 0, CACHE_CHUNK);
 		e->first_chunk = next[c];
 		next[c] = s->free_chunk;
 		s->free_chunk = c;
@@ -470,13 +474,14 @@ copy_out(CacheStore *s, CacheEntry *e, KisCachedAnswer *answer, MemoryContext cx
  */
 
 /*
- * The key of one request.  The app key and account are part of it only
- * for account endpoints: quotes are the same whoever asks, an account's
+ * The key of one request.  The credential (creds: kis_hash_credentials,
+ * of app key, secret and origin) and the account are part of it only for
+ * account endpoints: quotes are the same whoever asks, an account's
  * answer belongs to its user mapping.
  */
 void
-kis_cache_key(const KisConfig *config, const char *url, const char *tr_id,
-			  const char *header, uint8 *key)
+kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
+			  const char *tr_id, const char *header, uint8 *key)
 {
 	StringInfoData buf;
 
@@ -486,7 +491,7 @@ kis_cache_key(const KisConfig *config, const char *url, const char *tr_id,
 					 url, '\0', tr_id ? tr_id : "", '\0', header ? header : "", '\0');
 	if (config->endpoint == NULL || config->endpoint->needs_account)
 	{
-		appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
+		appendBinaryStringInfo(&buf, (const char *) creds, KIS_KEY_HASH_LEN);
 		if (config->account)
 			appendBinaryStringInfo(&buf, config->account, strlen(config->account) + 1);
 	}

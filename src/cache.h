@@ -38,8 +38,9 @@ typedef struct KisCachedAnswer
 extern void kis_cache_define_gucs(void);
 extern void kis_cache_shmem_request(void);
 extern void kis_cache_shmem_startup(void);
-extern void kis_cache_key(const struct KisConfig *config, const char *url, const char *tr_id,
-						  const char *header, uint8 *key);
+extern void kis_cache_key(const struct KisConfig *config, const uint8 *creds,
+						  const char *url, const char *tr_id, const char *header,
+						  uint8 *key);
 extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
 									   uint64 *serial, KisCachedAnswer *answer,
 									   MemoryContext cxt);

@@ -85,6 +85,12 @@ static const KisColumnDef domestic_multi_price_columns[] = {
 };
 
 /*
+ * intstock-multprice takes J and NX only (KIS's samples list no UN, unlike
+ * inquire-price): UN is refused before anything is sent (docs/kis-answers.md).
+ */
+static const char *const multi_price_markets[] = {"J", "NX", NULL};
+
+/*
  * ---- overseas_price: price HHDFS00000300 ----
  * Real answers send diff without its sign ("sign" and "rate" carry the
  * direction), and an empty "last" for a listed symbol outside trading hours;
@@ -278,7 +284,7 @@ static const KisColumnDef market_holidays_columns[] = {
 	{"date", "bass_dt", "date"},
 	{"weekday", "wday_dvsn_cd", "text"},
 	{"business_day", "bzdy_yn", "boolean"},
-	{"trading_day", "tr_day_yn", "boolean"},
+	{"trading_day", "tr_day_yn", "boolean"},	/* Y on weekends too: not "trades" */
 	{"market_open", "opnd_yn", "boolean"},
 	{"settlement_day", "sttl_day_yn", "boolean"},
 	{NULL}
@@ -321,6 +327,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",
+		.echo_member = "output",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_price_columns,
 	},
 	{
@@ -334,6 +342,7 @@ const KisEndpoint kis_endpoints[] = {
 		.rows_shape = KIS_ROWS_ANY,
 		.symbol_kind = KIS_SYMBOL_DOMESTIC,
 		.has_market = true,
+		.markets = multi_price_markets,
 		.batch_size = 30,
 		.row_symbol_field = "inter_shrn_iscd",
 		.notfound_field = "inter2_prpr",
@@ -352,6 +361,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_exchange = true,
 		.batch_size = 1,
 		.identity_field = "rsym",
+		.echo_member = "output",
+		.echo_field = "rsym",	/* "D", the exchange, the symbol */
+		.echo_skip = 4,
 		.columns = overseas_price_columns,
 	},
 	{
@@ -369,6 +381,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "stck_bsop_date",
+		.echo_member = "output1",
+		.echo_field = "stck_shrn_iscd",
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = domestic_daily_columns,
@@ -388,6 +402,9 @@ const KisEndpoint kis_endpoints[] = {
 		.has_date = true,
 		.batch_size = 1,
 		.row_date_field = "xymd",
+		.echo_member = "output1",
+		.echo_field = "rsym",
+		.echo_skip = 4,
 		.paging = KIS_PAGING_DATE,
 		.page_rows = 100,
 		.columns = overseas_daily_columns,
@@ -406,6 +423,8 @@ const KisEndpoint kis_endpoints[] = {
 		.has_market = true,
 		.batch_size = 1,
 		.notfound_field = "stck_prpr",	/* in output2; askp1 is 0 at limit-up */
+		.echo_member = "output2",
+		.echo_field = "stck_shrn_iscd",
 		.columns = domestic_orderbook_columns,
 	},
 	{

@@ -126,6 +126,10 @@ typedef struct KisEndpoint
 	const char *notfound_field; /* "0" or "" here means: not listed */
 	const char *identity_field; /* "" here means: not listed (the price may
 								 * be "" for a listed symbol) */
+	const char *echo_member;	/* an object of the answer that names the */
+	const char *echo_field;		/* symbol asked for in this field, after */
+	int			echo_skip;		/* echo_skip characters; another symbol there
+								 * refuses the answer (docs/security.md) */
 	KisPaging	paging;
 	int			page_rows;		/* a full page (date paging) */
 	const char *const *restart_codes;	/* cursor paging: msg_cd that mean

@@ -157,6 +157,7 @@ struct KisFetcher
 								 * NULL without an app key (public
 								 * downloads only) */
 	uint8		creds[KIS_KEY_HASH_LEN];	/* whose token we need */
+	KisAnswerCheck check;		/* is an answer the one asked for, or NULL */
 	char	   *token_body;		/* tokenP JSON; holds the secret */
 	char		token[KIS_TOKEN_MAX];	/* our copy of the key's token */
 	bool		has_reservation;	/* a send time reserved at the gate */
@@ -640,8 +641,17 @@ add_header_value(KisRequest *req, const char *name, const char *value)
 {
 	size_t		name_len = strlen(name);
 	size_t		value_len = strlen(value);
-	char	   *line = palloc(name_len + value_len + 1);
+	char	   *line;
 	struct curl_slist *list;
+
+	/* a CR or LF would end the header and start another request: refuse */
+	if (!kis_is_printable_ascii(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kis_fdw refused to send request header \"%.*s\"",
+						(int) strcspn(name, ":"), name),
+				 errdetail("Its value holds a control character or a non-ASCII byte; it is not shown.")));
+	line = palloc(name_len + value_len + 1);
 
 	memcpy(line, name, name_len);
 	memcpy(line + name_len, value, value_len + 1);
@@ -784,13 +794,17 @@ share_done(KisRequest *req)
 }
 
 /*
- * Whether an answer may be shared.  A cursor-paged listing is shared only
- * when it fits in one page: its pages are never mixed with another
- * moment's pages of the same account.
+ * Whether an answer may be shared.  An account's answer is kept only when
+ * its reader asked for caching (cache_ttl_ms): nobody's holdings stay in
+ * shared memory unasked (docs/security.md).  A cursor-paged listing is
+ * shared only when it fits in one page: its pages are never mixed with
+ * another moment's pages of the same account.
  */
 static bool
 share_storable(KisFetcher *f, KisRequest *req)
 {
+	if (f->config->endpoint->needs_account && f->config->cache_ttl_ms <= 0)
+		return false;
 	if (f->config->endpoint->paging != KIS_PAGING_CURSOR)
 		return true;
 	return req->header == NULL &&
@@ -894,7 +908,7 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 	if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
 		return false;			/* a continuation page (share_storable) */
 
-	kis_cache_key(config, req->url, req->tr_id, req->header, req->share_key);
+	kis_cache_key(config, f->creds, req->url, req->tr_id, req->header, req->share_key);
 	if (req->kind == KIS_REQ_FILE)
 		ttl_ms = Max(ttl_ms, KIS_DOWNLOAD_TTL_MS);
 	switch (kis_cache_lookup(req->share_key, ttl_ms, now,
@@ -1172,6 +1186,13 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			resp.outcome = KIS_OUTCOME_RETRY;
 			resp.problem = psprintf("network error: %s", curl_error_text(req, rc));
 		}
+	}
+	if (rc == CURLE_OK && resp.outcome == KIS_OUTCOME_OK && f->check != NULL &&
+		(resp.problem = f->check(req->arg, &resp)) != NULL)
+	{
+		/* another request's answer: this key's failure, in our words */
+		resp.outcome = KIS_OUTCOME_FAILED;
+		resp.msg_cd = NULL;
 	}
 	MemoryContextSwitchTo(old);
 	if (rc == CURLE_OK && resp.outcome == KIS_OUTCOME_OK)
@@ -1709,7 +1730,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	{
 		kis_hash_app_key(config->app_key, key_hash);
 		kis_hash_credentials(config, f->creds);
-		f->slot = kis_key_slot(key_hash);
+		f->slot = kis_key_slot(f->creds, key_hash);
 		kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
 	}
 
@@ -1758,6 +1779,13 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
 	pfree(url);
+}
+
+/* Check each OK answer with check before it is shared or handed back */
+void
+kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
+{
+	f->check = check;
 }
 
 /* Queue one download of url (outside the API: no token, no rate gate) */

@@ -56,12 +56,19 @@ typedef struct KisFetchStats
 	double		http_ms;		/* sum of request durations */
 } KisFetchStats;
 
+/*
+ * Whether an OK answer is the one its request (arg) asked for: NULL, or
+ * what is wrong; such an answer is the request's failure and is not shared.
+ */
+typedef char *(*KisAnswerCheck) (void *arg, const KisResponse *resp);
+
 extern void kis_fetch_global_init(void);
 extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const struct KisConfig *config,
 								   KisFetchStats *stats);
 extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
 						  const char *tr_id, const char *header, void *arg);
 extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url, void *arg);
+extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
 extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);

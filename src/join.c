@@ -44,7 +44,8 @@
  * What this relies on in PostgreSQL's planner and executor, and why the
  * design is a CustomScan from set_join_pathlist_hook: docs/batched-join.md.
  *
- * Memory of a join node (es_query_cxt):
+ * Memory of a join node (es_query_cxt, which itself holds the node's slots
+ * and their descriptors: the executor's tuple table outlives the node):
  *	  "kis_fdw join"        config, expressions, a runner (run.c) per
  *	                        kis table or leaf partition, tuplestore
  *	    "kis_fdw join keys" the current batch's keys and fetched rows;
@@ -121,7 +122,9 @@ static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
  *	                conditions, keys and dates (plan.c)
  * custom_exprs: join conditions, other conditions (outer joins: applied
  * after the join), the other side's symbol expression and venue
- * expression (or NULL), and per part its own key expressions.
+ * expression (or NULL), per part its own key expressions, and the
+ * conditions that read no row (pseudoconstant: the gate, evaluated once
+ * per batch).
  */
 enum
 {
@@ -148,7 +151,8 @@ enum
 	EXPRS_OTHER_QUALS,
 	EXPRS_SYMBOL,
 	EXPRS_VENUE,
-	EXPRS_PARTS
+	EXPRS_PARTS,
+	EXPRS_GATE
 };
 
 /* What the path carries to PlanCustomPath */
@@ -188,6 +192,7 @@ typedef struct KisJoinPart
 	KisKeyExprs keys;
 	AttrNumber *attnos;			/* its column of each inner scan column */
 	AttrNumber	symbol_attno;
+	Oid			symbol_type;	/* its type (a domain: the base type) */
 	KisRunner  *runner;			/* NULL under plain EXPLAIN */
 	TupleTableSlot *fetch_slot; /* the runner's tuples */
 	KisRunKeys	last;			/* the fetched rows' keys (its venues) */
@@ -208,6 +213,7 @@ typedef struct KisJoinState
 	ExprState  *other_qual;
 	ExprState  *symbol_expr;
 	ExprState  *venue_expr;
+	ExprState  *gate;
 	Oid			symbol_type;
 	Oid			venue_type;
 
@@ -223,6 +229,7 @@ typedef struct KisJoinState
 
 	/* the batch */
 	bool		fetched;		/* outer rows read, keys fetched */
+	bool		gate_open;		/* the gate held: the fetched rows count */
 	bool		have_last;		/* parts' last and last_pairs are valid */
 	List	   *last_pairs;		/* joined on the venue: the fetched KisKeys */
 	HTAB	   *rows_by_symbol;
@@ -314,8 +321,14 @@ kis_join_leaves(PlannerInfo *root, RelOptInfo *rel)
 	const KisEndpoint *ep = NULL;
 	ListCell   *lc;
 
+	/*
+	 * A relation proven empty (its conditions fold to false) was never
+	 * planned as a scan (no fdw_private): the planner's empty join answers.
+	 */
+	if (IS_DUMMY_REL(rel))
+		return NIL;
 	if (is_kis_baserel(root, rel))
-		return list_make1(rel);
+		return rel->fdw_private != NULL ? list_make1(rel) : NIL;
 	if (rel->reloptkind != RELOPT_BASEREL || rel->rtekind != RTE_RELATION)
 		return NIL;
 	rte = planner_rt_fetch(rel->relid, root);
@@ -401,6 +414,38 @@ plain_columns(RelOptInfo *rel)
 		foreach(lv, vars)
 		{
 			if (!plain_column(lfirst(lv)))
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Does the join's output read each column of the kis table in one form
+ * only?  (A column both inside and outside a placeholder evaluated above
+ * the nullable side could come in two.)  The scan tuple has one entry per
+ * column.
+ */
+static bool
+one_form_per_column(RelOptInfo *joinrel, Index relid)
+{
+	List	   *vars = pull_var_clause((Node *) joinrel->reltarget->exprs,
+									   PVC_RECURSE_PLACEHOLDERS);
+	ListCell   *la;
+	ListCell   *lb;
+
+	foreach(la, vars)
+	{
+		Var		   *a = lfirst_node(Var, la);
+
+		if (a->varno != relid)
+			continue;
+		for_each_cell(lb, vars, lnext(vars, la))
+		{
+			Var		   *b = lfirst_node(Var, lb);
+
+			if (b->varno == relid && b->varattno == a->varattno &&
+				!bms_equal(kis_var_nullingrels(a), kis_var_nullingrels(b)))
 				return false;
 		}
 	}
@@ -500,11 +545,17 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 			return;
 		jointype = JOIN_INNER;
 	}
-	if (!plain_columns(innerrel))
+	if (!plain_columns(innerrel) || !one_form_per_column(joinrel, innerrel->relid))
 		return;
+
+	/*
+	 * A condition of the join that reads no row is a gate of the node (no
+	 * kis rows when false), which answers for inner and semi joins; above an
+	 * outer join it would mean no rows at all: the nested loop answers.
+	 */
 	foreach(lc, extra->restrictlist)
 	{
-		if (lfirst_node(RestrictInfo, lc)->pseudoconstant)
+		if (lfirst_node(RestrictInfo, lc)->pseudoconstant && IS_OUTER_JOIN(jointype))
 			return;
 	}
 
@@ -561,38 +612,47 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 }
 
 /*
- * expr with each Var of the kis table as the join's output has it: since
- * PostgreSQL 16 a column of an outer join's nullable side above the join is
- * a Var naming that join (varnullingrels), while the join's conditions use
- * the plain Var.  The scan tuple holds one entry per column, so the
- * conditions take the output's version (the values are the same: they are
- * checked on each pair before any null-extension).
+ * expr with each Var of the kis table in the one form the scan tuple holds:
+ * since PostgreSQL 16 a column of an outer join's nullable side above the
+ * join is a Var naming that join (varnullingrels), while the join's
+ * conditions use the plain Var, and setrefs.c matches a Var to the scan
+ * tuple's entry of its column only when the two agree.  A column in the
+ * join's output (output_vars) takes the output's form, any other the plain
+ * one; the values are the same, since every condition is checked on the
+ * pair before any null-extension.
  */
+typedef struct ScanVarsContext
+{
+	Index		relid;			/* the kis table */
+	List	   *output_vars;
+} ScanVarsContext;
+
 static Node *
-as_output_vars(Node *node, List *output_vars)
+as_scan_vars(Node *node, ScanVarsContext *cxt)
 {
 	if (node == NULL)
 		return NULL;
-	if (IsA(node, Var))
+	if (IsA(node, Var) && ((Var *) node)->varno == cxt->relid &&
+		((Var *) node)->varlevelsup == 0)
 	{
-		Var		   *var = (Var *) node;
+		Var		   *var = copyObject((Var *) node);
+		Relids		nullingrels = NULL;
 		ListCell   *lc;
 
-		foreach(lc, output_vars)
+		foreach(lc, cxt->output_vars)
 		{
 			Var		   *out = lfirst_node(Var, lc);
 
-			if (out->varno == var->varno && out->varattno == var->varattno &&
-				out->varlevelsup == var->varlevelsup)
+			if (out->varattno == var->varattno)
 			{
-				var = copyObject(var);
-				kis_set_var_nullingrels(var, bms_copy(kis_var_nullingrels(out)));
-				return (Node *) var;
+				nullingrels = bms_copy(kis_var_nullingrels(out));
+				break;
 			}
 		}
-		return node;
+		kis_set_var_nullingrels(var, nullingrels);
+		return (Node *) var;
 	}
-	return expression_tree_mutator(node, as_output_vars, output_vars);
+	return expression_tree_mutator(node, as_scan_vars, cxt);
 }
 
 /* The scan tuple's entry for expr, added at the end if missing */
@@ -625,11 +685,12 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	List	   *join_quals;
 	List	   *other_quals;
 	List	   *kis_quals = NIL;
+	List	   *gate_quals = NIL;
 	List	   *parts = NIL;
 	List	   *part_exprs = NIL;
 	List	   *key_names;
 	List	   *vars;
-	List	   *output_vars;
+	ScanVarsContext scan_vars;
 	AttrNumber	key_attnums[KIS_NUM_KEYS];
 	int			nouter;
 	ListCell   *lc;
@@ -653,12 +714,15 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	{
 		join_quals = extract_actual_clauses(info->restrictlist, false);
 		other_quals = NIL;
+		gate_quals = extract_actual_clauses(info->restrictlist, true);
 	}
 	foreach(lc, kisrel->baserestrictinfo)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 
-		if (!rinfo->pseudoconstant)
+		if (rinfo->pseudoconstant)
+			gate_quals = lappend(gate_quals, rinfo->clause);
+		else
 			kis_quals = lappend(kis_quals, rinfo->clause);
 	}
 	/* the kis table's own conditions first: they may be security barriers */
@@ -669,18 +733,19 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	 * The join's own target list is read too: since PostgreSQL 16 its
 	 * columns of a nullable side are Vars of their own (varnullingrels).
 	 */
-	output_vars = NIL;
+	scan_vars.relid = kisrel->relid;
+	scan_vars.output_vars = NIL;
 	foreach(lc, pull_var_clause((Node *) tlist, PVC_RECURSE_PLACEHOLDERS))
 	{
 		if (lfirst_node(Var, lc)->varno == kisrel->relid)
-			output_vars = lappend(output_vars, lfirst(lc));
+			scan_vars.output_vars = lappend(scan_vars.output_vars, lfirst(lc));
 	}
-	join_quals = (List *) as_output_vars((Node *) join_quals, output_vars);
-	other_quals = (List *) as_output_vars((Node *) other_quals, output_vars);
+	join_quals = (List *) as_scan_vars((Node *) join_quals, &scan_vars);
+	other_quals = (List *) as_scan_vars((Node *) other_quals, &scan_vars);
 	vars = pull_var_clause((Node *) kisrel->reltarget->exprs, 0);
 	vars = list_concat(vars, pull_var_clause((Node *) rel->reltarget->exprs,
 											 PVC_RECURSE_PLACEHOLDERS));
-	vars = (List *) as_output_vars((Node *) vars, output_vars);
+	vars = (List *) as_scan_vars((Node *) vars, &scan_vars);
 	vars = list_concat(vars, pull_var_clause((Node *) join_quals, PVC_RECURSE_PLACEHOLDERS));
 	vars = list_concat(vars, pull_var_clause((Node *) other_quals, PVC_RECURSE_PLACEHOLDERS));
 	foreach(lc, vars)
@@ -702,8 +767,8 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 		Var		   *symbol;
 
 		get_atttypetypmodcoll(relid, attno, &type, &typmod, &collid);
-		symbol = (Var *) as_output_vars((Node *) makeVar(kisrel->relid, attno, type, typmod,
-														 collid, 0), output_vars);
+		symbol = (Var *) as_scan_vars((Node *) makeVar(kisrel->relid, attno, type, typmod,
+													   collid, 0), &scan_vars);
 		if (scan_column(&scan_tlist, (Expr *) symbol) > nouter + list_length(inner_attnos))
 			inner_attnos = lappend_int(inner_attnos, symbol->varattno);
 	}
@@ -749,6 +814,7 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	cscan->custom_plans = custom_plans;
 	cscan->custom_exprs = list_make5(join_quals, other_quals, info->symbol_expr,
 									 info->venue_expr, part_exprs);
+	cscan->custom_exprs = lappend(cscan->custom_exprs, gate_quals);
 	cscan->custom_private = list_make5(makeInteger(info->jointype),
 									   makeInteger(relid),
 									   makeInteger(kisrel->userid),
@@ -828,6 +894,8 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		MemoryContextSwitchTo(old);
 		kis_key_attnums(part_relid, p->config.endpoint, key_attnums);
 		p->symbol_attno = key_attnums[KIS_KEY_SYMBOL];
+		p->symbol_type = getBaseType(TupleDescAttr(RelationGetDescr(p->rel),
+												   p->symbol_attno - 1)->atttypid);
 		kis_keys_init(&p->keys, list_nth(part, PART_KEYS), list_nth(part, PART_DATES),
 					  lfirst(le),
 					  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
@@ -841,12 +909,13 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 								  (PlanState *) node);
 	st->symbol_expr = ExecInitExpr(list_nth(cscan->custom_exprs, EXPRS_SYMBOL),
 								   (PlanState *) node);
-	st->symbol_type = exprType(list_nth(cscan->custom_exprs, EXPRS_SYMBOL));
+	st->symbol_type = getBaseType(exprType(list_nth(cscan->custom_exprs, EXPRS_SYMBOL)));
+	st->gate = ExecInitQual(list_nth(cscan->custom_exprs, EXPRS_GATE), (PlanState *) node);
 	if (list_nth(cscan->custom_exprs, EXPRS_VENUE) != NULL)
 	{
 		st->venue_expr = ExecInitExpr(list_nth(cscan->custom_exprs, EXPRS_VENUE),
 									  (PlanState *) node);
-		st->venue_type = exprType(list_nth(cscan->custom_exprs, EXPRS_VENUE));
+		st->venue_type = getBaseType(exprType(list_nth(cscan->custom_exprs, EXPRS_VENUE)));
 	}
 
 	old = MemoryContextSwitchTo(st->cxt);
@@ -862,17 +931,28 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		}
 		kis_config_add_credentials(&p->config, OidIsValid(userid) ? userid : GetUserId());
 		p->runner = kis_runner_create(p->rel, &p->config, needed, st->cxt);
-		p->fetch_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(p->rel),
-											   &TTSOpsVirtual);
 	}
 	st->batch_cxt = AllocSetContextCreate(st->cxt, "kis_fdw join keys",
 										  ALLOCSET_DEFAULT_SIZES);
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(old);
+
+	/*
+	 * Slots and their descriptors belong to the executor, which resets its
+	 * tuple table after every node's end: they live in es_query_cxt (the
+	 * current context), not in st->cxt, and their descriptors are copies,
+	 * which no resource owner pins.
+	 */
+	for (int i = 0; i < st->nparts; i++)
+	{
+		TupleDesc	desc = CreateTupleDescCopy(RelationGetDescr(st->parts[i].rel));
+
+		st->parts[i].fetch_slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	}
 	/* a fetched row keeps only the inner columns of the scan tuple */
 	inner_desc = CreateTemplateTupleDesc(st->ninner);
 	for (int i = 0; i < st->ninner; i++)
 		TupleDescCopyEntry(inner_desc, i + 1, scan_desc, st->nouter + i + 1);
-	MemoryContextSwitchTo(old);
 	st->outer_slot = ExecInitExtraTupleSlot(estate, ExecGetResultType(outer),
 											&TTSOpsMinimalTuple);
 	st->build_slot = ExecInitExtraTupleSlot(estate, inner_desc, &TTSOpsVirtual);
@@ -976,14 +1056,14 @@ compare_keys(const ListCell *a, const ListCell *b)
 
 /*
  * Read the other side into the tuplestore and its distinct keys into a
- * sorted list of KisKey, in keys_cxt.
+ * sorted list of KisKey, in keys_cxt (none without keys_cxt).
  */
 static List *
 read_outer(KisJoinState *st, MemoryContext keys_cxt)
 {
 	PlanState  *outer = linitial(st->css.custom_ps);
 	HASHCTL		ctl;
-	HTAB	   *seen;
+	HTAB	   *seen = NULL;
 	List	   *keys = NIL;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -992,8 +1072,9 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 	ctl.hash = join_key_hash;
 	ctl.match = join_key_match;
 	ctl.hcxt = keys_cxt;
-	seen = hash_create("kis_fdw join keys", 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	if (keys_cxt != NULL)
+		seen = hash_create("kis_fdw join keys", 256, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
 	tuplestore_clear(st->outer_rows);
 	for (;;)
@@ -1007,6 +1088,8 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 			break;
 		tuplestore_puttupleslot(st->outer_rows, slot);
 		st->outer_total++;
+		if (seen == NULL)
+			continue;
 
 		ResetExprContext(st->css.ss.ps.ps_ExprContext);
 		pair_tuple(st, slot, NULL);
@@ -1044,7 +1127,8 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	hash_destroy(seen);
+	if (seen != NULL)
+		hash_destroy(seen);
 	list_sort(keys, compare_keys);
 	return keys;
 }
@@ -1080,7 +1164,8 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	ExecStoreVirtualTuple(row);
 
 	old = MemoryContextSwitchTo(st->batch_cxt);
-	symbol = TextDatumGetCString(d);
+	/* as the outer keys are: a char(n) value without its padding */
+	symbol = kis_key_text(d, p->symbol_type);
 	entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
 	if (!found)
 		entry->rows = NIL;
@@ -1167,7 +1252,27 @@ start_batch(KisJoinState *st)
 	bool		same;
 	ListCell   *lc;
 
+	/*
+	 * A closed gate (a condition that reads no row is false) means no kis
+	 * rows: nothing is fetched, and every outer row is unmatched.  As under
+	 * a gating Result, the other side is not even read when that means no
+	 * output.
+	 */
+	st->gate_open = ExecQual(st->gate, st->css.ss.ps.ps_ExprContext);
+	if (!st->gate_open)
+	{
+		MemoryContextDelete(tmp);
+		if (st->jointype == JOIN_LEFT || st->jointype == JOIN_ANTI)
+			(void) read_outer(st, NULL);
+		else
+			tuplestore_clear(st->outer_rows);
+		tuplestore_rescan(st->outer_rows);
+		st->fetched = true;
+		st->have_outer = false;
+		return;
+	}
 	keys = read_outer(st, tmp);
+
 	old = MemoryContextSwitchTo(tmp);
 	if (st->venue_expr != NULL)
 		pairs = keys;
@@ -1259,7 +1364,7 @@ kis_join_exec(CustomScanState *node)
 			st->next_candidate = 0;
 			pair_tuple(st, st->outer_slot, NULL);
 			symbol = outer_key(st, st->symbol_expr, st->symbol_type);
-			if (symbol != NULL)
+			if (symbol != NULL && st->gate_open)
 				entry = hash_search(st->rows_by_symbol, &symbol, HASH_FIND, NULL);
 			st->candidates = entry ? entry->rows : NIL;
 		}
@@ -1311,6 +1416,15 @@ kis_join_rescan(CustomScanState *node)
 	PlanState  *outer = linitial(node->custom_ps);
 
 	st->have_outer = false;
+
+	/*
+	 * The child learns which parameters changed, as Append's children do: a
+	 * child that keeps its input (a hash table, a sort) reads it again only
+	 * then.  It is rescanned by ExecProcNode(), or here when none of its
+	 * own parameters changed.
+	 */
+	if (node->ss.ps.chgParam != NULL)
+		UpdateChangedParamSet(outer, node->ss.ps.chgParam);
 	if (!st->fetched)
 		return;
 	if (node->ss.ps.chgParam == NULL)
@@ -1382,6 +1496,17 @@ join_type_name(JoinType jointype)
 	}
 }
 
+/* A list of conditions as EXPLAIN shows them, if any */
+static void
+explain_quals(const char *label, List *quals, List *context, ExplainState *es)
+{
+	if (quals != NIL)
+		ExplainPropertyText(label,
+							deparse_expression((Node *) make_ands_explicit(quals),
+											   context, es->verbose || list_length(es->rtable) > 1,
+											   false), es);
+}
+
 /*
  * EXPLAIN: endpoint, join type, key columns and the join conditions; with
  * ANALYZE, the batches and the request counters.
@@ -1393,6 +1518,7 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	List	   *join_quals = list_nth(cscan->custom_exprs, EXPRS_JOIN_QUALS);
 	List	   *other_quals = list_nth(cscan->custom_exprs, EXPRS_OTHER_QUALS);
+	List	   *gate_quals = list_nth(cscan->custom_exprs, EXPRS_GATE);
 	StringInfoData keys;
 	ListCell   *lc;
 	List	   *context;
@@ -1416,16 +1542,9 @@ kis_join_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 	}
 
 	context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan, ancestors);
-	if (join_quals != NIL)
-		ExplainPropertyText("Join Filter",
-							deparse_expression((Node *) make_ands_explicit(join_quals),
-											   context, es->verbose || list_length(es->rtable) > 1,
-											   false), es);
-	if (other_quals != NIL)
-		ExplainPropertyText("Filter",
-							deparse_expression((Node *) make_ands_explicit(other_quals),
-											   context, es->verbose || list_length(es->rtable) > 1,
-											   false), es);
+	explain_quals("One-Time Filter", gate_quals, context, es);
+	explain_quals("Join Filter", join_quals, context, es);
+	explain_quals("Filter", other_quals, context, es);
 
 	if (es->analyze && st->parts[0].runner != NULL)
 	{

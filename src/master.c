@@ -281,17 +281,20 @@ typedef struct KisMasterField
 
 /*
  * A market's file: its name, the length of the fixed tail that ends each
- * line (after the short code, standard code and name), and where the
- * fields read are in that tail.  Offsets from OTA's parsers
- * (docs/new-tables.md); the head is the same in every file: short code
- * (9 bytes), standard code (12), then the name up to the tail.
+ * line, and where the fields read are in that tail.  Offsets from KIS's
+ * headers and OTA's parsers (docs/new-tables.md).  Every line is exactly
+ * the head (short code 9 bytes, standard code 12, the name 40, blank-padded
+ * CP949) followed by the tail: nothing is stripped, and a line of any other
+ * length is an error, so that a change of layout at KIS never shifts fields.
  */
+#define KIS_MASTER_HEAD		61
+#define KIS_MASTER_NAME		21	/* the name's offset; 40 bytes */
+
 typedef struct KisMasterLayout
 {
 	const char *market;
 	const char *file;
 	int			tail;
-	bool		strip_blanks;	/* trailing blanks are not part of the tail */
 	int			offsets[12];
 } KisMasterLayout;
 
@@ -303,11 +306,11 @@ static const char *const master_fields[12] = {
 static const int master_widths[12] = {2, 9, 5, 1, 1, 1, 2, 12, 8, 15, 1, 9};
 
 static const KisMasterLayout master_layouts[] = {
-	{"KOSPI", "kospi_code.mst.zip", 227, false,
+	{"KOSPI", "kospi_code.mst.zip", 227,
 	{0, 41, 50, 60, 61, 62, 63, 93, 105, 113, 158, 212}},
-	{"KOSDAQ", "kosdaq_code.mst.zip", 221, false,
+	{"KOSDAQ", "kosdaq_code.mst.zip", 221,
 	{0, 36, 45, 55, 56, 57, 58, 88, 100, 108, 153, 206}},
-	{"KONEX", "konex_code.mst.zip", 184, true,
+	{"KONEX", "konex_code.mst.zip", 184,
 	{0, 2, 11, 21, 22, 23, 24, 54, 66, 74, 119, 172}},
 	{NULL}
 };
@@ -365,38 +368,35 @@ static json_t *
 master_row(const KisMasterLayout *l, const char *line, int len, const char **problem)
 {
 	json_t	   *row;
-	const char *tail;
-	int			name_len;
+	const char *tail = line + KIS_MASTER_HEAD;
+	const char *name_bytes = line + KIS_MASTER_NAME;
+	int			name_len = KIS_MASTER_HEAD - KIS_MASTER_NAME;
 	char	   *name;
 
-	if (l->strip_blanks)
-		while (len > 0 && line[len - 1] == ' ')
-			len--;
-	if (len < 21 + l->tail)
+	if (len != KIS_MASTER_HEAD + l->tail)
 	{
-		*problem = "a line shorter than its market's layout";
+		*problem = psprintf("%d bytes where a %s line has %d: KIS may have changed the file's layout",
+							len, l->market, KIS_MASTER_HEAD + l->tail);
 		return NULL;
 	}
-	tail = line + len - l->tail;
 	for (const char *c = line; c < line + len; c++)
 	{
 		/* only the name may hold bytes past ASCII */
-		if ((c < line + 21 || c >= tail) && (*c & 0x80 || *c == '\0'))
+		if ((c < name_bytes || c >= tail) && (*c & 0x80 || *c == '\0'))
 		{
-			*problem = "a line with non-ASCII bytes outside the name";
+			*problem = "non-ASCII bytes outside the name";
 			return NULL;
 		}
 	}
-	name_len = (int) (tail - line) - 21;
-	if (pg_encoding_verifymbstr(PG_UHC, line + 21, name_len) != name_len)
+	if (pg_encoding_verifymbstr(PG_UHC, name_bytes, name_len) != name_len)
 	{
 		*problem = "a name that is not CP949";
 		return NULL;
 	}
-	name = (char *) pg_do_encoding_conversion((unsigned char *) line + 21, name_len,
+	name = (char *) pg_do_encoding_conversion((unsigned char *) name_bytes, name_len,
 											  PG_UHC, PG_UTF8);
-	if (name == line + 21)		/* nothing to convert: not terminated */
-		name = pnstrdup(line + 21, name_len);
+	if (name == name_bytes)		/* nothing to convert: not terminated */
+		name = pnstrdup(name_bytes, name_len);
 
 	/* from here to the caller's append only jansson runs: no ERROR leaks it */
 	row = new_object();
@@ -432,6 +432,7 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 				List **line_problems, const char **problem)
 {
 	const KisMasterLayout *l = master_layout(market);
+	char	   *member;
 	size_t		len;
 	char	   *text;
 	json_t	   *rows;
@@ -444,7 +445,8 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 		return NULL;
 	}
 	/* the member is kospi_code.mst in kospi_code.mst.zip */
-	text = kis_zip_member(zip, zip_len, pnstrdup(l->file, strlen(l->file) - 4), &len, problem);
+	member = pnstrdup(l->file, strlen(l->file) - 4);
+	text = kis_zip_member(zip, zip_len, member, &len, problem);
 	if (text == NULL)
 		return NULL;
 	rows = kis_json_new_array();
@@ -463,7 +465,7 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 		if (line_len == 0)
 			continue;
 		if (line_len > KIS_MASTER_MAX_LINE)
-			line_problem = "a line longer than any layout";
+			line_problem = "longer than any layout";
 		else if ((row = master_row(l, line, line_len, &line_problem)) != NULL &&
 				 json_array_append_new(rows, row) != 0)
 			line_problem = "out of memory";
@@ -479,9 +481,9 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("the stock master file of %s has more than kis_fdw's limit of %d lines that cannot be read",
 							market, KIS_MASTER_MAX_PROBLEMS),
-					 errdetail("Line %d: %s.", lineno, line_problem)));
+					 errdetail("Line %d of %s: %s.", lineno, member, line_problem)));
 		*line_problems = lappend(*line_problems,
-								 psprintf("line %d: %s", lineno, line_problem));
+								 psprintf("line %d of %s: %s", lineno, member, line_problem));
 	}
 	return rows;
 }

@@ -31,6 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "auth.h"
 #include "endpoints.h"
 #include "limiter.h"
 #include "options.h"
@@ -44,6 +45,7 @@
 typedef enum KisOptionType
 {
 	OPT_TEXT,
+	OPT_CREDENTIAL,				/* printable ASCII, never shown */
 	OPT_CHOICE,
 	OPT_INT,
 	OPT_REAL,
@@ -72,8 +74,8 @@ static const char *const period_choices[] = {"D", "W", "M", "Y", NULL};
 
 static const KisOptionDef kis_options[] = {
 	{"environment", ON_SERVER, OPT_CHOICE, environment_choices},
-	{"base_url", ON_SERVER, OPT_URL},
-	{"master_url", ON_SERVER, OPT_URL},
+	{"base_url", ON_SERVER, OPT_URL, NULL, 0, 0, true},
+	{"master_url", ON_SERVER, OPT_URL, NULL, 0, 0, true},
 	{"rate_limit", ON_SERVER, OPT_REAL, NULL, 0, 1000},
 	{"max_concurrency", ON_SERVER, OPT_INT, NULL, 1, 64},
 	{"timeout_ms", ON_SERVER, OPT_INT, NULL, 100, 600000},
@@ -83,8 +85,8 @@ static const KisOptionDef kis_options[] = {
 	{"on_error", ON_SERVER | ON_TABLE, OPT_CHOICE, on_error_choices},
 	{"async_capable", ON_SERVER | ON_TABLE, OPT_BOOL},
 	{"cache_ttl_ms", ON_SERVER | ON_TABLE, OPT_INT, NULL, 0, 86400000},
-	{"app_key", ON_MAPPING, OPT_TEXT},
-	{"app_secret", ON_MAPPING, OPT_TEXT},
+	{"app_key", ON_MAPPING, OPT_CREDENTIAL},
+	{"app_secret", ON_MAPPING, OPT_CREDENTIAL},
 	{"account", ON_MAPPING, OPT_ACCOUNT},
 	{"endpoint", ON_TABLE, OPT_ENDPOINT},
 	{"market", ON_TABLE, OPT_MARKET},
@@ -250,6 +252,17 @@ url_problem(const char *url)
 	return problem;
 }
 
+/* The error for a credential that is not printable ASCII; never shows it */
+static void
+credential_error(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be printable ASCII", name),
+			 errdetail("The value holds a control character (such as a line break) or a non-ASCII byte; it is not shown."),
+			 errhint("Copy the %s from the KIS portal again, without surrounding line breaks.", name)));
+}
+
 static void
 check_number(const KisOptionDef *opt, const char *value)
 {
@@ -295,6 +308,14 @@ check_value(const KisOptionDef *opt, const char *value)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("option \"%s\" must not be empty", opt->name)));
+			break;
+		case OPT_CREDENTIAL:
+			if (value[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" must not be empty", opt->name)));
+			if (!kis_is_printable_ascii(value))
+				credential_error(opt->name);
 			break;
 		case OPT_CHOICE:
 			for (const char *const *c = opt->choices; *c; c++)
@@ -452,6 +473,39 @@ lower_scheme(char *url)
 	return url;
 }
 
+/*
+ * "scheme://host:port" of a URL (the validator has parsed it): who issues
+ * a token, and so part of whose it is (auth.c).  Names of one host that
+ * differ (localhost, 127.0.0.1) are different origins.
+ */
+static char *
+url_origin(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *origin;
+
+	if (u == NULL ||
+		curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		origin = pstrdup(url);	/* unreachable: the validator parsed it */
+	else
+	{
+		origin = psprintf("%s://%s:%s", scheme, host, port);
+		for (char *c = origin; *c; c++)
+			*c = pg_ascii_tolower((unsigned char) *c);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return origin;
+}
+
 static char *
 strip_trailing_slash(char *url)
 {
@@ -463,15 +517,13 @@ strip_trailing_slash(char *url)
 }
 
 /*
- * Resolve the options of a foreign table and its server.  Credentials are
- * left out: the planner does not need them, and plain EXPLAIN must work
- * without a user mapping.
+ * Resolve the options of a server, with the defaults of its environment
+ * and of a table that sets none.
  */
 void
-kis_config_for_table(Oid foreigntableid, KisConfig *config)
+kis_config_for_server(Oid serverid, KisConfig *config)
 {
-	ForeignTable *table = GetForeignTable(foreigntableid);
-	ForeignServer *server = GetForeignServer(table->serverid);
+	ForeignServer *server = GetForeignServer(serverid);
 	bool		have_url = false;
 	bool		have_rate = false;
 	ListCell   *lc;
@@ -529,12 +581,27 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	if (!have_url)
 		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
 								   KIS_VIRTUAL_URL : KIS_REAL_URL);
+	config->origin = url_origin(config->base_url);
 	if (config->master_url == NULL)
 		config->master_url = pstrdup(KIS_MASTER_URL);
 	if (!have_rate)
 		config->rate_limit = config->environment == KIS_ENV_VIRTUAL ?
 			KIS_VIRTUAL_RATE : KIS_REAL_RATE;
+}
 
+/*
+ * Resolve the options of a foreign table and its server.  Credentials are
+ * left out: the planner does not need them, and plain EXPLAIN must work
+ * without a user mapping.
+ */
+void
+kis_config_for_table(Oid foreigntableid, KisConfig *config)
+{
+	ForeignTable *table = GetForeignTable(foreigntableid);
+	ForeignServer *server = GetForeignServer(table->serverid);
+	ListCell   *lc;
+
+	kis_config_for_server(server->serverid, config);
 	foreach(lc, table->options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
@@ -637,7 +704,8 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 	ListCell   *lc;
 	KisCredentialCopies *copies;
 
-	if (config->endpoint->is_public && !user_mapping_exists(userid, config->serverid))
+	if (config->endpoint != NULL && config->endpoint->is_public &&
+		!user_mapping_exists(userid, config->serverid))
 		return;
 	copies = palloc0(sizeof(KisCredentialCopies));
 	copies->cb.func = wipe_credential_copies;
@@ -663,7 +731,17 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 						GetForeignServer(config->serverid)->servername,
 						config->app_key == NULL ? "app_key" : "app_secret"),
 				 errhint("Add it with ALTER USER MAPPING FOR CURRENT_USER SERVER ... OPTIONS (ADD app_key '...', ADD app_secret '...').")));
-	if (config->endpoint->needs_account && config->account == NULL)
+	/* a mapping made before the validator checked them (docs/security.md) */
+	if (!kis_is_printable_ascii(config->app_key))
+		credential_error("app_key");
+	if (!kis_is_printable_ascii(config->app_secret))
+		credential_error("app_secret");
+	if (config->account != NULL && !account_is_valid(config->account))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"account\"")));
+	if (config->endpoint != NULL && config->endpoint->needs_account &&
+		config->account == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("endpoint %s needs an account in the user mapping for server \"%s\"",

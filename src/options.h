@@ -35,6 +35,7 @@ typedef struct KisConfig
 	Oid			serverid;
 	KisEnvironment environment;
 	char	   *base_url;		/* no trailing slash */
+	char	   *origin;			/* base_url's scheme://host:port */
 	char	   *master_url;		/* where the stock master files are */
 	double		rate_limit;		/* requests per second; 0 = no client gate */
 	int			max_concurrency;
@@ -59,6 +60,7 @@ typedef struct KisConfig
 	char	   *account;
 } KisConfig;
 
+extern void kis_config_for_server(Oid serverid, KisConfig *config);
 extern void kis_config_for_table(Oid foreigntableid, KisConfig *config);
 extern void kis_config_add_credentials(KisConfig *config, Oid userid);
 extern char *kis_column_field_option(Oid relid, AttrNumber attnum);

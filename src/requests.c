@@ -329,6 +329,8 @@ call_has_symbol(const KisCall *call, const char *symbol)
 	return false;
 }
 
+static char *answer_mismatch(void *arg, const KisResponse *resp);
+
 /*
  * Queue the requests of a scan: one call per (symbol, venue) key, or
  * batches of keys where the endpoint takes several, or one call for an
@@ -344,6 +346,8 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	int			ncalls = 0;
 	KisCall    *call = NULL;
 	ListCell   *lc;
+
+	kis_fetch_set_check(f, answer_mismatch);
 
 	/* an open upper bound ends today: a range starting later has no rows */
 	if (ep->paging == KIS_PAGING_DATE && !range->has_to && range->has_from &&
@@ -472,6 +476,56 @@ member_object(json_t *root, const char *name)
 	if (json_is_array(m))
 		m = json_array_get(m, 0);
 	return json_is_object(m) ? m : NULL;
+}
+
+/*
+ * Whether an answer names the symbols its call asked for (the fetch engine
+ * asks before the answer is shared): NULL, or what is wrong.  An answer
+ * naming another symbol was meant for another request (one smuggled onto
+ * the connection, say): it is the call's failure and never cached
+ * (docs/security.md).  An answer that names none (not listed) passes.
+ */
+static char *
+answer_mismatch(void *arg, const KisResponse *resp)
+{
+	KisCall    *call = (KisCall *) arg;
+	const KisEndpoint *ep = call->ep;
+
+	if (ep->echo_field != NULL && call->keys != NIL)
+	{
+		const char *symbol = ((KisKey *) linitial(call->keys))->symbol;
+		json_t	   *m = member_object(resp->root, ep->echo_member);
+		char	   *v = m ? kis_row_field_text(m, NULL, ep->echo_field) : NULL;
+		size_t		len = v ? strlen(v) : 0;
+
+		while (len > 0 && v[len - 1] == ' ')
+			v[--len] = '\0';	/* KIS pads some texts */
+		if (len > 0)
+		{
+			const char *echo = len > (size_t) ep->echo_skip ? v + ep->echo_skip : v;
+
+			/* an ETN is asked for as Q and 6 digits; KIS may name it by the digits */
+			if (strcmp(echo, symbol) != 0 &&
+				(symbol[0] != 'Q' || strcmp(echo, symbol + 1) != 0))
+				return psprintf("the answer is for symbol \"%.40s\", not the one asked for",
+								echo);
+		}
+	}
+	if (ep->batch_size > 1 && ep->row_symbol_field != NULL)
+	{
+		json_t	   *member = json_object_get(resp->root, ep->rows_member);
+		size_t		n = json_is_object(member) ? 1 : json_array_size(member);
+
+		for (size_t i = 0; i < n; i++)
+		{
+			json_t	   *elem = json_is_object(member) ? member : json_array_get(member, i);
+			const char *sym = json_string_value(json_object_get(elem, ep->row_symbol_field));
+
+			if (sym != NULL && sym[0] != '\0' && !call_has_symbol(call, sym))
+				return psprintf("the answer holds symbol \"%.40s\", which was not asked for", sym);
+		}
+	}
+	return NULL;
 }
 
 /* Batched answers: find each key's row by its symbol field */

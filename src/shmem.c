@@ -10,8 +10,12 @@
  * Without it the same table is kept in backend memory: everything works,
  * per session, and a NOTICE says so once.
  *
- * A slot is found by the SHA-256 of the app key; the key itself is never
- * stored.  A scan attaches to its key's slot for as long as it runs.  A
+ * A slot is found by the hash of the app key, its secret, the environment
+ * and the origin of base_url (kis_hash_credentials), so that another
+ * role's mapping naming our app key with a wrong secret, or a server
+ * pointed at another origin, never reaches our token, schedule or marks
+ * (docs/security.md).  It shows the SHA-256 of the app key alone; neither
+ * key nor secret is stored.  A scan attaches to its key's slot for as long as it runs.  A
  * key that has no slot takes a free one, or else reclaims the least
  * recently used slot that no scan holds: first among keys KIS never
  * issued a token to (so cycling made-up keys through a user mapping
@@ -150,15 +154,15 @@ kis_shmem_is_shared(void)
 	return get_table()->shared;
 }
 
-/* The slot holding this key, or NULL; the caller holds the table's mutex */
+/* The slot of this credential, or NULL; the caller holds the table's mutex */
 static KisKeySlot *
-lookup(KisSlotTable *table, const uint8 *key_hash)
+lookup(KisSlotTable *table, const uint8 *slot_id)
 {
 	for (int i = 0; i < table->nused; i++)
 	{
 		KisKeySlot *slot = &table->slots[i];
 
-		if (slot->in_use && memcmp(slot->key_hash, key_hash, KIS_KEY_HASH_LEN) == 0)
+		if (slot->in_use && memcmp(slot->slot_id, slot_id, KIS_KEY_HASH_LEN) == 0)
 			return slot;
 	}
 	return NULL;
@@ -217,11 +221,12 @@ reclaim(KisSlotTable *table, TimestampTz now, TimestampTz *free_at)
 }
 
 /*
- * Attach to the slot of one app key (by its hash), taking one if it has
- * none; kis_key_slot_detach gives it back.
+ * Attach to the slot of one credential (slot_id, kis_hash_credentials),
+ * taking one if it has none; key_hash (of the app key) is what statistics
+ * show.  kis_key_slot_detach gives it back.
  */
 KisKeySlot *
-kis_key_slot(const uint8 *key_hash)
+kis_key_slot(const uint8 *slot_id, const uint8 *key_hash)
 {
 	KisSlotTable *table = get_table();
 	TimestampTz now = kis_clock_now();
@@ -229,7 +234,7 @@ kis_key_slot(const uint8 *key_hash)
 	KisKeySlot *slot;
 
 	SpinLockAcquire(&table->mutex);
-	slot = lookup(table, key_hash);
+	slot = lookup(table, slot_id);
 	if (slot == NULL)
 	{
 		slot = reclaim(table, now, &free_at);
@@ -237,6 +242,7 @@ kis_key_slot(const uint8 *key_hash)
 		{
 			/* no scan holds it: start it afresh (a memset, no call out) */
 			kis_slot_init(slot);
+			memcpy(slot->slot_id, slot_id, KIS_KEY_HASH_LEN);
 			memcpy(slot->key_hash, key_hash, KIS_KEY_HASH_LEN);
 			slot->in_use = true;
 		}
@@ -279,17 +285,17 @@ kis_key_slot_detach(KisKeySlot *slot)
 }
 
 /*
- * Attach to the slot of one app key if it has one (else NULL): like
- * kis_key_slot, but a key without a slot is not given one.
+ * Attach to the slot of one credential if it has one (else NULL): like
+ * kis_key_slot, but a credential without a slot is not given one.
  */
 KisKeySlot *
-kis_key_slot_find(const uint8 *key_hash)
+kis_key_slot_find(const uint8 *slot_id)
 {
 	KisSlotTable *table = get_table();
 	KisKeySlot *slot;
 
 	SpinLockAcquire(&table->mutex);
-	slot = lookup(table, key_hash);
+	slot = lookup(table, slot_id);
 	if (slot != NULL)
 		slot->users++;
 	SpinLockRelease(&table->mutex);

@@ -45,9 +45,9 @@ typedef struct KisSlotStats
 
 extern void kis_shmem_init(void);
 extern bool kis_shmem_is_shared(void);
-extern KisKeySlot *kis_key_slot(const uint8 *key_hash);
+extern KisKeySlot *kis_key_slot(const uint8 *slot_id, const uint8 *key_hash);
 extern void kis_key_slot_detach(KisKeySlot *slot);
-extern KisKeySlot *kis_key_slot_find(const uint8 *key_hash);
+extern KisKeySlot *kis_key_slot_find(const uint8 *slot_id);
 extern KisKeySlot *kis_key_slot_at(int i);
 extern bool kis_key_slot_stats(KisKeySlot *slot, KisSlotStats *stats);
 extern void kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n);

@@ -24,7 +24,9 @@
 
 struct KisKeySlot
 {
-	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key */
+	uint8		slot_id[KIS_KEY_HASH_LEN];	/* whose slot: the hash of
+											 * kis_hash_credentials */
+	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key, shown */
 
 	/*
 	 * rate gate (limiter.c), on kis_clock_now()'s clock: the theoretical

@@ -24,12 +24,17 @@
 #include "cache.h"
 #include "compat.h"
 #include "limiter.h"
+#include "options.h"
 #include "shmem.h"
 
 #define KIS_HASH_PREFIX_BYTES	6	/* 12 hex digits name a key */
 
 PG_FUNCTION_INFO_V1(kis_fdw_stats);
 
+/*
+ * One row per app key.  A key may have several slots (one per secret and
+ * origin it was used with, docs/security.md): their counters are added up.
+ */
 Datum
 kis_fdw_stats(PG_FUNCTION_ARGS)
 {
@@ -37,18 +42,41 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 	bool		shared = kis_shmem_is_shared();
 	KisKeySlot *slot;
 	int64		cache_bytes = kis_cache_bytes();
+	KisSlotStats *keys = NULL;
+	int			nkeys = 0;
 
 	kis_init_materialized_srf(fcinfo);
 	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
 	{
-		Datum		values[17];
-		bool		nulls[17] = {0};
-		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
 		KisSlotStats st;
-		int			n = 0;
+		int			k;
 
 		if (!kis_key_slot_stats(slot, &st))
 			continue;
+		for (k = 0; k < nkeys; k++)
+		{
+			if (memcmp(keys[k].key_hash, st.key_hash, KIS_KEY_HASH_LEN) == 0)
+				break;
+		}
+		if (k == nkeys)
+		{
+			keys = nkeys == 0 ? palloc(sizeof(KisSlotStats)) :
+				repalloc(keys, sizeof(KisSlotStats) * (nkeys + 1));
+			keys[nkeys++] = st;
+			continue;
+		}
+		for (int c = 0; c < KIS_NUM_COUNTERS; c++)
+			keys[k].counters[c] += st.counters[c];
+		keys[k].wait_max_us = Max(keys[k].wait_max_us, st.wait_max_us);
+	}
+
+	for (int k = 0; k < nkeys; k++)
+	{
+		Datum		values[17];
+		bool		nulls[17] = {0};
+		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
+		KisSlotStats st = keys[k];
+		int			n = 0;
 
 		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
 			snprintf(prefix + b * 2, 3, "%02x", st.key_hash[b]);
@@ -79,11 +107,13 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(kis_fdw_reset_key);
 
 /*
- * kis_fdw_reset_key(server name): the app key of the caller's user mapping
- * for that server gets a fresh schedule: its rate gate, the back-off KIS
- * asked for, the issuing claim and the token issuance interval are
- * forgotten (the token stays).  For a key stuck behind a schedule that no
- * longer applies, without a restart.  Returns whether the key had a slot.
+ * kis_fdw_reset_key(server name): the slot of the caller's user mapping
+ * for that server (its app key with its secret, at the server's origin)
+ * gets a fresh schedule: its rate gate, the back-off KIS asked for, the
+ * issuing claim and the token issuance interval are forgotten (the token
+ * stays).  For a key stuck behind a schedule that no longer applies,
+ * without a restart.  Returns whether the slot existed: a mapping naming
+ * someone else's app key with another secret finds none (docs/security.md).
  * EXECUTE is revoked from PUBLIC; the key is never shown.
  */
 Datum
@@ -91,32 +121,19 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 {
 	char	   *servername = NameStr(*PG_GETARG_NAME(0));
 	ForeignServer *server = GetForeignServerByName(servername, false);
-	UserMapping *um;
 	AclResult	aclresult;
-	ListCell   *lc;
+	KisConfig	config;
 	uint8		key_hash[KIS_KEY_HASH_LEN];
-	KisKeySlot *slot = NULL;
-	bool		have_key = false;
+	KisKeySlot *slot;
 
 	aclresult = kis_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 
-	um = GetUserMapping(GetUserId(), server->serverid);
-	foreach(lc, um->options)
-	{
-		DefElem    *def = (DefElem *) lfirst(lc);
-
-		if (strcmp(def->defname, "app_key") == 0)
-		{
-			kis_hash_app_key(defGetString(def), key_hash);
-			have_key = true;
-		}
-	}
-	if (!have_key)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("user mapping for server \"%s\" has no app_key", server->servername)));
+	/* the credential's copies are wiped with this function's memory */
+	kis_config_for_server(server->serverid, &config);
+	kis_config_add_credentials(&config, GetUserId());
+	kis_hash_credentials(&config, key_hash);
 	slot = kis_key_slot_find(key_hash);
 	if (slot == NULL)
 		PG_RETURN_BOOL(false);

@@ -35,5 +35,8 @@ cat "$KIS_WORK/installcheck.log"
 passed=$(grep -cE '^(ok [0-9]+ |(test|     ) .* \.\.\. ok)' "$KIS_WORK/installcheck.log" || true)
 failed=$(grep -cE '^not ok [0-9]+ |\.\.\. FAILED' "$KIS_WORK/installcheck.log" || true)
 [ "$passed" -gt 0 ] || status=1
+if ! kis_log_crashes 0; then
+    failed=$((failed + 1)); status=1
+fi
 echo "installcheck: $passed passed, $failed failed"
 exit $status

@@ -11,6 +11,9 @@
 #   kis_psql ARGS...       psql against it as the postgres user
 #   kis_pg_regress         sql/ + expected/ by test/schedule against it, as the postgres
 #                          user ($KIS_WORK/regress, output also in $KIS_WORK/regress.log)
+#   kis_log_size [LOG]     the server log's size now: where kis_log_crashes starts reading
+#   kis_log_crashes FROM [LOG]  status 1, printing them, if the server log past byte FROM
+#                          tells of an assertion failure, a crash or a PANIC
 #   kis_stop_all           stop the cluster and the mock, and remove $KIS_WORK unless
 #                          the script failed or KIS_KEEP_WORK=1 (idempotent; use in a trap)
 #
@@ -122,6 +125,24 @@ kis_pg_regress() {
         --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
         --inputdir="$dir" --outputdir="$dir" \
         --dbname=kis_regress $(sed -n 's/^test: *//p' test/schedule) | tee "$KIS_WORK/regress.log"
+}
+
+# What a server log says when something crashed: an assertion (TRAP:, from a
+# --enable-cassert build), a process ended by a signal or an exception, a
+# PANIC, or the crash restart that follows any of them.
+KIS_CRASH_PATTERN='TRAP:|terminated by signal|terminated by exception|PANIC:|all server processes terminated'
+
+kis_log_size() {
+    stat -c %s "${1:-$KIS_WORK/server.log}" 2>/dev/null || echo 0
+}
+
+kis_log_crashes() {
+    local from="${1:-0}" log="${2:-$KIS_WORK/server.log}" found
+    found="$(tail -c +"$((from + 1))" "$log" 2>/dev/null | grep -E -A3 "$KIS_CRASH_PATTERN" | head -40)"
+    [ -z "$found" ] && return 0
+    echo "server log $log: a crash or an assertion failure:"
+    echo "$found" | sed 's/^/    /'
+    return 1
 }
 
 kis_stop_all() {

@@ -182,27 +182,31 @@ GET /uapi/domestic-stock/v1/quotations/inquire-time-itemchartprice  tr_id FHKST0
 
 GET /uapi/domestic-stock/v1/quotations/chk-holiday                   tr_id CTCA0903R
     BASS_DT (YYYYMMDD, else OPSQ2002), CTX_AREA_FK, CTX_AREA_NK. The calendar from BASS_DT
-    to December 31 of the year after today, 20 days a page: output [{bass_dt,
-    wday_dvsn_cd 01 Sunday..07 Saturday, bzdy_yn, tr_day_yn, opnd_yn, sttl_day_yn}];
-    weekends and 01-01 03-01 05-05 06-06 08-15 10-03 10-09 12-25 all "N"; 12-31 a business
-    day without trading. Body ctx_area_fk = BASS_DT, ctx_area_nk = the next page's first
-    day ("" on the last), both space-padded to 100; response header tr_cont "M" when more
-    follow, else "D". Request tr_cont "N" needs CTX_AREA_FK = BASS_DT and CTX_AREA_NK a
-    day after it, else OPSQ2002. Every page served counts in pages[path].
+    to December 31 of the year after today, 24 days a page as real KIS pages it: output
+    [{bass_dt, wday_dvsn_cd 01 Sunday..07 Saturday, bzdy_yn, tr_day_yn, opnd_yn,
+    sttl_day_yn}]; weekends and 01-01 03-01 05-05 06-06 08-15 10-03 10-09 12-25 "N" but
+    tr_day_yn, which is "Y" on every day as in real answers; 12-31 a business day without
+    trading. Body ctx_area_fk / ctx_area_nk = this page's first / last day, space-padded
+    to 20; msg_cd KIOK0500 (msg1 padded to 80 bytes) while more follow, else KIOK0510;
+    response header tr_cont "M" when more follow, else "D". Request tr_cont "N" continues
+    the day after CTX_AREA_NK and needs BASS_DT <= CTX_AREA_FK <= CTX_AREA_NK (blanks
+    stripped), else OPSQ2002. Every page served counts in pages[path].
 
 GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limited)
     KIS's stock master files: a zip archive (deflate) of {market}_code.mst, one CP949 line
-    per listing, CRLF-terminated: short code (9), standard code (12: "KR7" + code + "000"
-    + a check digit), the name padded to 40, then the fixed tail of 227 (kospi), 221
-    (kosdaq) or 184 (konex) bytes with the fields kis_fdw reads at the offsets of the real
-    files (MASTER_OFFSETS; numbers zero-padded, the rest blank). Listings: MASTER_NAMED
-    (e.g. 005930 삼성전자) then MASTER_COUNT generated ones "{MARKET}종목NNNN" from
-    MASTER_FIRST. stck_sdpr is inquire-price's base price (J); trht_yn "Y" when h0 % 50
-    == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of sha256(code + ":master")); a
-    code ending in 5 is a preferred share (prst_cls_code "1", par 100). Faults with
-    "symbol" the file name (or "*"): http500, garbage (not a zip), truncate (half the
-    archive), file (the rule's "body", base64, served as the archive: a test's own zip),
-    slow (the archive after "ms").
+    per listing, LF-terminated, exactly 61 + tail bytes as in the real files: short code
+    (9), standard code (12: "KR7" + code + "00" + a check digit), the name blank-padded to
+    40 bytes, then the fixed tail of 227 (kospi), 221 (kosdaq) or 184 (konex) bytes with
+    the fields kis_fdw reads at the offsets of the real files (MASTER_OFFSETS; numbers
+    zero-padded, the rest blank; lstn_stcn in thousands of shares, prdy_avls_scal in 억
+    won). Listings: MASTER_NAMED (e.g. 005930 삼성전자) then MASTER_COUNT generated ones
+    "{MARKET}종목NNNN" from MASTER_FIRST. stck_sdpr is inquire-price's base price (J);
+    trht_yn "Y" when h0 % 50 == 0, mang_issu_yn "Y" when h1 % 40 == 0 (h = words of
+    sha256(code + ":master")); a code ending in 5 is a preferred share (prst_cls_code "1",
+    par 100); the lines of MASTER_BLANK_FLAG end in a blank flag. Faults with "symbol" the
+    file name (or "*"): http500, garbage (not a zip), truncate (half the archive), layout
+    (every line one byte longer, as if KIS had added a field), file (the rule's "body",
+    base64, served as the archive: a test's own zip), slow (the archive after "ms").
     Counted in stats "downloads" by file name, not in requests.
 
 Bars (both daily endpoints)
@@ -261,13 +265,17 @@ POST /__mock/config  {"rate_limit", "latency_ms", "jitter_ms", "token_interval",
                       "overseas_session" ("open" | "closed"),
                       "minute_session" ("HHMM-HHMM")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
-                                  "body" (base64: file)}]}
+                                  "body" (answer: an object; file: base64), "headers"}]}
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
-    slow overlap close expire_token invalid_token (any /uapi endpoint, after the rate
-    check),
+    slow overlap close expire_token invalid_token answer (any /uapi endpoint, after the
+    rate check),
     egw00133 (the next tokenP) and sydb0050 (the next follow-up page, request tr_cont "N":
     HTTP 200 rt_cd "7" SYDB0050 "the data changed since the query", as real KIS answers
-    when the account changes while it is listed). The first matching rule with times left
+    when the account changes while it is listed), stray (the normal answer of a
+    single-symbol endpoint for symbol STRAY_SYMBOL instead of the one asked: what a client
+    reads when an answer to another request, smuggled onto its kept-alive connection, comes
+    first). answer is HTTP 200 with the rule's "body" object and "headers" {name: value}: a
+    recorded real answer replayed. The first matching rule with times left
     fires and uses one up. close answers normally with "Connection: close" and then closes
     the connection. slow holds the answer ms; overlap holds it until another API request has
     been in flight beside it (then answers at once), at most ms: a client that sends requests
@@ -327,6 +335,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 HANDSHAKE_TIMEOUT = 10.0   # seconds a client gets to finish the TLS handshake
 TIMELINE_CAP = 100_000     # request start times kept for /__mock/stats?timeline=1
 HUGE_BYTES = 20 * 1024 * 1024
+STRAY_SYMBOL = "000660"    # whose answer the stray fault sends
 MAX_MULTPRICE = 30         # symbols per intstock-multprice call
 MAX_BARS = 100             # rows per daily-chart call
 MAX_HOLDINGS = 100_000
@@ -337,6 +346,7 @@ CTX_WIDTH = 100            # ctx_area_fk100 / nk100 are space-padded to this
 
 MESSAGES = {
     "MCA00000": "정상처리 되었습니다.",
+    "KIOK0500": "조회가 계속됩니다..다음버튼을 Click 하십시오.",
     "KIOK0510": "조회가 완료되었습니다",
     "KIOK0560": "조회할 내용이 없습니다",
     "20310000": "모의투자 조회가 완료되었습니다.",
@@ -365,11 +375,11 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050", "file",
+    "sydb0050", "answer", "layout", "stray", "file",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
-SUCCESS_CODES = frozenset(("MCA00000", "KIOK0510", "KIOK0560", "20310000"))
+SUCCESS_CODES = frozenset(("MCA00000", "KIOK0500", "KIOK0510", "KIOK0560", "20310000"))
 RT_CD = {"SYDB0050": "7"}
 MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
@@ -388,7 +398,8 @@ PERIODS = {"D", "W", "M", "Y"}
 OVERSEAS_PERIODS = {"0": "D", "1": "W", "2": "M"}
 BALANCE_PAGE_SIZE = {"TTTC8434R": 50, "VTTC8434R": 20}
 MAX_MINUTE_BARS = 30       # rows per inquire-time-itemchartprice call
-HOLIDAY_PAGE = 20          # days per chk-holiday page (KIS's size is not documented)
+HOLIDAY_PAGE = 24          # days per chk-holiday page, as in real answers
+HOLIDAY_CTX_WIDTH = 20     # chk-holiday's ctx_area_fk / nk are space-padded to this
 # Fixed closed days of the mock's calendar (MMDD), and the KRX year-end closing day
 # (a business day without trading).
 CLOSED_DAYS = frozenset(("0101", "0301", "0505", "0606", "0815", "1003", "1009", "1225"))
@@ -1164,14 +1175,15 @@ def minute_chart(call):
 
 
 def calendar_day(day):
-    """One chk-holiday row: weekends and CLOSED_DAYS closed, YEAR_END no trading."""
+    """One chk-holiday row: weekends and CLOSED_DAYS closed, YEAR_END no trading;
+    tr_day_yn "Y" every day, as real KIS sends it (docs/new-tables.md)."""
     mmdd = day.strftime("%m%d")
     weekday = day.isoweekday() % 7 + 1      # 01 Sunday .. 07 Saturday
     business = weekday not in (1, 7) and mmdd not in CLOSED_DAYS
     trading = business and mmdd != YEAR_END
     yn = lambda b: "Y" if b else "N"
     return {"bass_dt": ymd(day), "wday_dvsn_cd": f"{weekday:02d}", "bzdy_yn": yn(business),
-            "tr_day_yn": yn(trading), "opnd_yn": yn(trading), "sttl_day_yn": yn(trading)}
+            "tr_day_yn": "Y", "opnd_yn": yn(trading), "sttl_day_yn": yn(trading)}
 
 
 def chk_holiday(call):
@@ -1182,9 +1194,12 @@ def chk_holiday(call):
     tr_cont = (call.headers.get("tr_cont") or "").strip()
     start = first
     if tr_cont == "N":
-        start = parse_ymd(p.get("ctx_area_nk", "").strip())
-        if p.get("ctx_area_fk", "").strip() != ymd(first) or start is None or start <= first:
+        # KIS names the page it sent: its first and last day
+        fk = parse_ymd(p.get("ctx_area_fk", "").strip())
+        nk = parse_ymd(p.get("ctx_area_nk", "").strip())
+        if fk is None or nk is None or not first <= fk <= nk:
             return kis("OPSQ2002")
+        start = nk + ONE_DAY
     elif tr_cont:
         return kis("OPSQ2002")
     end = datetime.date(state.today().year + 1, 12, 31)   # the calendar's last day
@@ -1195,9 +1210,11 @@ def chk_holiday(call):
         day += ONE_DAY
     more = day <= end
     state.count_page(call.path)
-    return kis("MCA00000", headers=(("tr_cont", "M" if more else "D"),),
-               ctx_area_fk=ymd(first).ljust(CTX_WIDTH),
-               ctx_area_nk=(ymd(day) if more else "").ljust(CTX_WIDTH), output=days)
+    page = (days[0]["bass_dt"], days[-1]["bass_dt"]) if days else ("", "")
+    return kis("KIOK0500" if more else "KIOK0510", padded=more,
+               headers=(("tr_cont", "M" if more else "D"),),
+               ctx_area_fk=page[0].ljust(HOLIDAY_CTX_WIDTH),
+               ctx_area_nk=page[1].ljust(HOLIDAY_CTX_WIDTH), output=days)
 
 
 # --------------------------------------------------------------------------- master files
@@ -1228,6 +1245,7 @@ MASTER_NAMED = {
     "konex": [("217320", "썬테크")],
 }
 MASTER_COUNT = {"kospi": 800, "kosdaq": 1600, "konex": 120}
+MASTER_BLANK_FLAG = frozenset(("217320",))  # lines whose last flag is blank
 MASTER_FIRST = {"kospi": 300000, "kosdaq": 400000, "konex": 500000}
 
 
@@ -1242,13 +1260,14 @@ def master_fields(market, code):
     """The tail fields of a listing, by KIS field name (values as the file holds them)."""
     h = _words(code + ":master", 3)
     preferred = code.endswith("5")
+    shares = 1000000 + h[0] % 1000000000   # lstn_stcn is in thousands, the cap in 억 won
     return {"scrt_grp_cls_code": "ST", "stck_sdpr": str(mock_base(code)),
             "frml_mrkt_deal_qty_unit": "1", "trht_yn": "Y" if h[0] % 50 == 0 else "N",
             "sltr_yn": "N", "mang_issu_yn": "Y" if h[1] % 40 == 0 else "N",
             "mrkt_alrm_cls_code": "00", "stck_fcam": "100" if preferred else "500",
-            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(1000000 + h[0] % 1000000000),
+            "stck_lstn_date": _date(h[2]), "lstn_stcn": str(shares // 1000),
             "prst_cls_code": "1" if preferred else "0",
-            "prdy_avls_scal": str(mock_base(code) * (1000000 + h[0] % 1000000000) // 100000000)}
+            "prdy_avls_scal": str(mock_base(code) * shares // 100000000)}
 
 
 def mock_base(code):
@@ -1257,22 +1276,26 @@ def mock_base(code):
 
 
 def master_line(market, code, name):
-    """One line of a master file, CP949 bytes without the line end."""
-    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (the real
-    # files end in flags, so KONEX's trailing blanks can be dropped as OTA does)
-    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + b"NYN")
+    """One line of a master file, CP949 bytes without the line end: exactly 61 + the
+    tail bytes, the name blank-padded to 40 bytes, as in the real files."""
+    # the fields kis_fdw does not read: zeros, and Y/N flags at the end (MASTER_BLANK_FLAG:
+    # a blank last flag, which must not be stripped)
+    flags = b"NN " if code in MASTER_BLANK_FLAG else b"NYN"
+    tail = bytearray(b"0" * (MASTER_TAIL[market] - 3) + flags)
     for field, value in master_fields(market, code).items():
         offsets, width = MASTER_OFFSETS[field]
         # numbers are right-aligned with zeros, text left-aligned with blanks
         text = value.rjust(width, "0") if value.isdigit() else value.ljust(width)
         tail[offsets[market]:offsets[market] + width] = text.encode()
     isin = "KR7" + code + "00" + str(sum(map(ord, code)) % 10)
-    return (code.ljust(9) + isin.ljust(12) + name.ljust(40)).encode("cp949") + bytes(tail)
+    return ((code.ljust(9) + isin.ljust(12)).encode() + name.encode("cp949").ljust(40)
+            + bytes(tail))
 
 
-def master_zip(market):
-    """The zip archive of a market's master file (deflated, CRLF line ends)."""
-    body = b"".join(master_line(market, code, name) + b"\r\n"
+def master_zip(market, layout=False):
+    """The zip archive of a market's master file (deflated, LF line ends); layout:
+    one byte more at the end of every line, as if KIS had added a field."""
+    body = b"".join(master_line(market, code, name) + (b"N" if layout else b"") + b"\n"
                     for code, name in master_listings(market))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -1447,10 +1470,17 @@ class MockState:
         for fault in faults:
             if not isinstance(fault, dict) or fault.get("kind") not in FAULT_KINDS:
                 raise ValueError(f"bad fault rule {fault!r}; kinds: {sorted(FAULT_KINDS)}")
-            rules.append({"kind": fault["kind"], "symbol": str(fault.get("symbol", "*")),
-                          "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000)),
-                          "body": str(fault.get("body", ""))})
-            base64.b64decode(rules[-1]["body"], validate=True)   # a bad one fails here
+            rule = {"kind": fault["kind"], "symbol": str(fault.get("symbol", "*")),
+                    "times": int(fault.get("times", 1)), "ms": float(fault.get("ms", 3000))}
+            if rule["kind"] == "answer":
+                if not isinstance(fault.get("body"), dict):
+                    raise ValueError(f'an "answer" rule needs a "body" object: {fault!r}')
+                rule["body"] = fault["body"]
+                rule["headers"] = {str(k): str(v) for k, v in fault.get("headers", {}).items()}
+            elif rule["kind"] == "file":
+                rule["body"] = str(fault.get("body", ""))
+                base64.b64decode(rule["body"], validate=True)   # a bad one fails here
+            rules.append(rule)
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
 
@@ -1765,7 +1795,7 @@ class KisHandler(BaseHTTPRequestHandler):
         elif fault and fault["kind"] == "file":
             self._send(200, base64.b64decode(fault["body"]), "application/zip")
         else:
-            data = master_zip(market)
+            data = master_zip(market, layout=fault is not None and fault["kind"] == "layout")
             if fault and fault["kind"] == "truncate":
                 data = data[:len(data) // 2]
             self._send(200, data, "application/zip")
@@ -1849,6 +1879,10 @@ class KisHandler(BaseHTTPRequestHandler):
             self._reply(kis("EGW00121", 500))
         elif kind == "sydb0050":
             self._reply(kis("SYDB0050", padded=True))
+        elif kind == "answer":
+            self._reply(Reply(200, fault["body"], JSON_TYPE, tuple(fault["headers"].items())))
+        elif kind == "stray":
+            self._reply(endpoint.handler(call._replace(symbols=[STRAY_SYMBOL])))
         elif kind == "drop":
             self._hang_up()
         elif kind == "garbage":

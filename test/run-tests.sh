@@ -12,13 +12,15 @@
 #   5. test/demo.sh, so that the README's first command cannot rot
 # and stops everything again, also on failure or Ctrl-C.  Run as root.
 # Before any suite, make headerscheck checks the rules of src/'s headers.
+# A suite during which the server log tells of a crash, an assertion failure
+# (TRAP:) or a PANIC fails, whatever its own count says.
 #
 # While working on one part: KIS_ONLY="regress behaviour" runs only those
 # suites (of: mock regress behaviour soak fuzz demo), and
 # KIS_BEHAVIOUR="name ..." only those behaviour tests.  The full run is CI's.
 #
 # PG_MAJOR=NN runs it against that PostgreSQL major (scripts/get-pg.sh obtains
-# it from Debian's archive and caches it under .pg/): built from source and
+# it from Debian's archive and caches it in /var/cache/kis_fdw): built from source and
 # used from here, or installed in a chroot of a newer Debian release, where
 # this script then runs.  Without PG_MAJOR: $PG_CONFIG, else pg_config on PATH.
 # Warnings are errors here (KIS_WERROR=0 to turn that off).
@@ -78,6 +80,14 @@ skipped=0
 count() {   # count "N passed, M failed[, K skipped]" style results of one suite
     passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0}))
 }
+# crash_check NAME FROM: the suite NAME, which began at server log byte FROM,
+# fails if the log tells of a crash since
+crash_check() {
+    if ! kis_log_crashes "$2"; then
+        echo "FAIL $1: the server crashed or failed an assertion during it"
+        count 0 1; status=1
+    fi
+}
 
 # not a suite: the header rules hold in every run (a few seconds)
 echo "== headerscheck: each src/*.h alone after postgres.h, the private slot layout, fetch.h"
@@ -101,19 +111,22 @@ fi
 
 if want regress; then
 echo "== pg_regress"
+mark=$(kis_log_size)
 if ! kis_pg_regress; then
     status=1
-    cat "$KIS_WORK/regress/regression.diffs" 2>/dev/null | head -300
+    head -300 "$KIS_WORK/regress/regression.diffs" 2>/dev/null || true
 fi
 # pg_regress 16+ prints TAP ("ok 1 - setup", "not ok 2 - scan"), older ones
 # "test setup ... ok" / "scan ... FAILED"
 count "$(grep -cE '^(ok [0-9]+ |(test|     ) .* \.\.\. ok)' "$KIS_WORK/regress.log" || true)" \
       "$(grep -cE '^not ok [0-9]+ |\.\.\. FAILED' "$KIS_WORK/regress.log" || true)"
+crash_check regress "$mark"
 fi
 
 # a suite that ends with "N passed, M failed": run it, show it, count it
 run_counted() {
-    local log="$KIS_WORK/$1.log"
+    local name="$1" log="$KIS_WORK/$1.log" mark
+    mark=$(kis_log_size)
     shift
     if ! "$@" 2>&1 | tee "$log"; then
         status=1
@@ -126,6 +139,7 @@ run_counted() {
     else
         count 0 1; status=1
     fi
+    crash_check "$name" "$mark"
 }
 
 if want behaviour; then
@@ -164,6 +178,8 @@ else
 fi
 fi
 
+# anything between the suites (setup included) too
+[ $status -ne 0 ] || crash_check "the run as a whole" 0
 if [ $status -ne 0 ]; then
     echo "-- last lines of the server log:"
     tail -40 "$KIS_WORK/server.log"

@@ -21,6 +21,7 @@ server log).
 import datetime
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -126,11 +127,27 @@ def check_prices(rows, syms, what="rows"):
 
 # --------------------------------------------------------------------------- psql
 
+# What psql prints when its backend went away (a crash, a PANIC, a FATAL error,
+# a restart): never an outcome a test may accept unless it ended that backend
+# itself (Session.expect_lost)
+LOST = ("server closed the connection unexpectedly", "connection to server was lost",
+        "no connection to the server", "terminating connection", "FATAL:", "PANIC:")
+
+
+def lost_connection(err):
+    """The lines of psql's stderr that say its backend went away."""
+    return [line for line in err.splitlines() if any(m in line for m in LOST)]
+
+
 def run(sql, db=DB):
-    """One-shot psql -c; returns (rows, stderr, returncode)."""
+    """One-shot psql -c; returns (rows, stderr, returncode).  A lost connection
+    (psql's exit code 2, a FATAL or PANIC) fails the test at once."""
     p = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                         "-h", PGHOST, "-p", PGPORT, "-U", "postgres", "-d", db, "-c", sql],
                        capture_output=True, text=True, timeout=WAIT)
+    if p.returncode == 2 or lost_connection(p.stderr):
+        raise AssertionError(f"psql lost its backend (exit {p.returncode}) running "
+                             f"{sql[:200]!r}: {p.stderr.strip()}")
     rows = [line.split("|") for line in p.stdout.splitlines() if line]
     return rows, p.stderr, p.returncode
 
@@ -141,22 +158,33 @@ class Session(PsqlPipe):
     def __init__(self, db=DB):
         super().__init__(db, extra_args=("-P", "null=<null>"), wait=WAIT)
         self._pid = None
+        self.expect_lost = False   # set by a test that ends this backend itself
 
     def query(self, sql):
         """Run sql; return (rows as lists of str, stderr text).  self.alive says
-        whether psql is still there afterwards."""
+        whether psql is still there afterwards.  Unless self.expect_lost, a lost
+        backend (psql gone, a FATAL or PANIC) fails the test."""
         marker = self.send(sql)
         try:
-            out, _ = self.collect(self.out, marker)
-            err, _ = self.collect(self.err, marker)
+            out, out_eof = self.collect(self.out, marker)
+            err, err_eof = self.collect(self.err, marker)
         except TimeoutError as exc:
             raise AssertionError(str(exc))
-        return [line.split("|") for _, line in out if line], "\n".join(line for _, line in err)
+        err_text = "\n".join(line for _, line in err)
+        if not self.expect_lost and (out_eof or err_eof or lost_connection(err_text)):
+            raise AssertionError(f"psql lost its backend running {sql[:200]!r}: {err_text}")
+        return [line.split("|") for _, line in out if line], err_text
 
     def background(self, sql):
-        """Start query(sql) in a thread; .join() then .result is (rows, stderr)."""
-        t = threading.Thread(target=lambda: setattr(t, "result", self.query(sql)), daemon=True)
-        t.result = None
+        """Start query(sql) in a thread; .join() then .result is (rows, stderr),
+        or None and .error the failure."""
+        def work():
+            try:
+                t.result = self.query(sql)
+            except AssertionError as exc:
+                t.error = exc
+        t = threading.Thread(target=work, daemon=True)
+        t.result, t.error = None, None
         t.start()
         return t
 
@@ -359,6 +387,7 @@ def test_terminate_at_gate():
         b.pid()
         a_run = a.background(f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(a_syms)})")
         wait_until(lambda: stats()["requests"] >= 2, "A to be waiting at the gate")
+        a.expect_lost = True
         rows, err, _ = run(f"SELECT pg_terminate_backend({pid_a})")
         check(rows == [["t"]], f"pg_terminate_backend: {rows} {err}")
         a_run.join(WAIT)
@@ -1136,6 +1165,7 @@ def test_terminate():
         b_run = b.background(f"SELECT symbol, price FROM kis_prices "
                              f"WHERE symbol IN ({sql_list(b_syms)})")
         wait_until(lambda: any(s in stats()["by_symbol"] for s in b_syms), "B to start")
+        a.expect_lost = True
         rows, err, _ = run(f"SELECT pg_terminate_backend({pid_a})")
         check(rows == [["t"]], f"pg_terminate_backend: {rows} {err}")
         a_run.join(WAIT)
@@ -2009,8 +2039,40 @@ def test_holidays_paging():
     rows = must(run("SELECT count(*), count(*) FILTER (WHERE market_open) FROM holidays "
                     "WHERE date >= '2026-11-01'")[:2], "no upper bound")
     check(rows == [["61", "42"]], f"no upper bound: {rows}")
-    check(stats()["pages"] == {HOLIDAY_PATH: 4} and stats()["errors"] == {},
+    check(stats()["pages"] == {HOLIDAY_PATH: 3} and stats()["errors"] == {},
           f"no upper bound: pages {stats()['pages']}, errors {stats()['errors']}")
+
+
+def test_holidays_real_answer():
+    """The published real chk-holiday answer (test/answers/), replayed as the first page:
+    KIS says trading_day (tr_day_yn) on Saturdays and Sundays too, so only market_open
+    (opnd_yn) tells the days the exchange trades; the next page follows from the keys
+    that answer carries (this page's first and last day)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "answers",
+                           "chk-holiday-20260105.json"), encoding="utf-8") as f:
+        real = json.load(f)
+    mock("/__mock/faults", {"faults": [{"kind": "answer", "body": real["answer"],
+                                        "headers": {"tr_cont": "M"}}]})
+    for sql in ("DROP FOREIGN TABLE IF EXISTS holidays",
+                "CREATE FOREIGN TABLE holidays (date date, weekday text, business_day boolean, "
+                "trading_day boolean, market_open boolean) "
+                "SERVER kis OPTIONS (endpoint 'market_holidays')"):
+        must(run(sql)[:2], sql)
+    rows = must(run("SELECT date, weekday, business_day, trading_day, market_open FROM holidays "
+                    "WHERE date BETWEEN '2026-01-05' AND '2026-02-10' ORDER BY date")[:2], "replay")
+    check(stats()["faults_injected"] == {"answer": 1}, f"not replayed: {stats()['faults_injected']}")
+    check([r[0] for r in rows] == [str(datetime.date(2026, 1, 5) + datetime.timedelta(days=i))
+                                   for i in range(37)], f"days: {[r[0] for r in rows]}")
+    for date, weekday, business, trading, market_open in rows:
+        day = datetime.date.fromisoformat(date)
+        weekend = day.isoweekday() >= 6
+        check(weekday == f"{day.isoweekday() % 7 + 1:02d}", f"{date}: weekday {weekday}")
+        check(trading == "t", f"{date}: trading_day {trading}, KIS sends Y every day")
+        check(market_open == business == ("f" if weekend else "t"),
+              f"{date}: market_open {market_open}, business_day {business}")
+    check(stats()["pages"] == {HOLIDAY_PATH: 1} and stats()["errors"] == {},
+          f"pages {stats()['pages']}, errors {stats()['errors']}")
+    run("DROP FOREIGN TABLE holidays")
 
 
 def readme_minute_recipe():
@@ -2124,6 +2186,34 @@ def test_symbols_downloads():
         check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "WARNING" in err
               and "KONEX" in err, f"{kind} under on_error skip: {rows} {err}")
         run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (DROP on_error)")
+    run("DROP SERVER kis_master CASCADE")
+
+
+def test_symbols_exact_layout():
+    """Master lines are read at fixed offsets, never by stripping: a KONEX line whose last
+    flag is blank keeps its fields in place; a file whose lines are not exactly 61 + tail
+    bytes (KIS changed its layout) is an error naming the file and the line, never rows
+    with shifted fields."""
+    symbols_table()
+    code = "217320"
+    d = hashlib.sha256(code.encode()).hexdigest()
+    price = mock_price(code)
+    base = price - min(((int(d[8:16], 16) >> 8) % 201 - 100) * 10, price - 10)
+    shares = 1000000 + int(hashlib.sha256(f"{code}:master".encode()).hexdigest()[0:8], 16) % 10 ** 9
+    rows = must(run(f"SELECT name, group_code, base_price, lot_size, preferred_code, market_cap, "
+                    f"(raw->>'lstn_stcn')::bigint FROM domestic_symbols "
+                    f"WHERE market = 'KONEX' AND symbol = '{code}'")[:2], "KONEX")
+    check(rows == [["썬테크", "ST", str(base), "1", "0", str(base * shares // 10 ** 8),
+                    str(shares // 1000)]], f"a KONEX line with a blank last flag: {rows}")
+    reset_mock()
+    inject(("layout", MASTER_FILES["KONEX"], -1))
+    _, err, rc = run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSPI')")
+    check(rc != 0 and "the master file of KONEX, line 1 of konex_code.mst: 246 bytes where a "
+          "KONEX line has 245" in err, f"a changed layout: {err}")
+    rows, err, rc = run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (ADD on_error 'skip'); "
+                        "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1")
+    check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "konex_code.mst" in err,
+          f"a changed layout under on_error skip: {rows} {err}")
     run("DROP SERVER kis_master CASCADE")
 
 
@@ -2327,15 +2417,17 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_async_union_all, test_async_mixed_children, test_async_rate_gates,
          test_async_timeout, test_async_on_error_and_faults, test_async_cancel, test_async_rescan,
          test_several_accounts_as_one_table, test_join_into_partitions,
-         test_minute_paging, test_holidays_paging, test_minute_bars_with_pg_cron,
+         test_minute_paging, test_holidays_paging, test_holidays_real_answer,
+         test_minute_bars_with_pg_cron,
          test_rescan_same_keys, test_join_batches, test_join_cancel_frees_descriptors,
          test_join_into_partitions_cancel,
          test_join_large_outer,
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
          test_jansson_untouched,
-         test_symbols_downloads, test_symbols_without_mapping, test_symbols_in_euc_kr,
-         test_symbols_zip_limits, test_symbols_downloads_shared, test_master_url_upper_case_scheme]
+         test_symbols_downloads, test_symbols_exact_layout, test_symbols_without_mapping,
+         test_symbols_in_euc_kr, test_symbols_zip_limits, test_symbols_downloads_shared,
+         test_master_url_upper_case_scheme]
 
 
 # --------------------------------------------------------------------------- gate
@@ -2346,6 +2438,14 @@ def gated_query(syms, timeout="30s"):
     """One query over syms under a statement_timeout: a hang shows as its error."""
     return run(f"SET statement_timeout = '{timeout}'; "
                f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})")
+
+
+def check_key_waits(why):
+    """The next send on the key waits (1 s of it times out) and nothing is sent."""
+    before = stats()["requests"]
+    _, err, rc = gated_query(symbols(1), timeout="1s")
+    check(rc != 0 and "statement timeout" in err, f"{why}: rc {rc}, {err}")
+    check(stats()["requests"] == before, "the request that should wait was sent")
 
 
 def test_rate_change_does_not_freeze_key():
@@ -2368,11 +2468,7 @@ def test_rate_change_does_not_freeze_key():
     set_server(rate_limit="0.01")
     rows, err, rc = gated_query(symbols(1))
     check(rc == 0, f"first query under 0.01/s again: {err}")
-    before = stats()["requests"]
-    _, err, rc = gated_query(symbols(1), timeout="1s")
-    check(rc != 0 and "statement timeout" in err,
-          f"a second send within 100 s at 0.01/s did not wait: rc {rc}, {err}")
-    check(stats()["requests"] == before, "the request that should wait was sent")
+    check_key_waits("a second send within 100 s at 0.01/s did not wait")
     check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "reset found no slot")
     syms = symbols(1)
     rows, err, rc = gated_query(syms)
@@ -2442,23 +2538,29 @@ def test_token_wait_says_so():
 
 
 def test_one_token_per_credential():
-    """Two servers naming the mock's host differently (127.0.0.1 and localhost,
-    a trailing slash) with the same key share one token: no re-issuance (a phone
-    notification each) at every switch between them."""
+    """Servers naming one origin differently (a trailing slash, an upper-case scheme)
+    with the same key share one token: no re-issuance (a phone notification each) at
+    every switch between them.  Another origin (localhost for 127.0.0.1) is another
+    issuer: its token is its own, and switching back and forth re-issues neither."""
     key = "PSgatePingPongKey00000000000000001"
     check("127.0.0.1" in MOCK_URL, f"the mock is not at 127.0.0.1: {MOCK_URL}")
     key_server("kis_g", key)
-    key_server("kis_h", key, url=MOCK_URL.replace("127.0.0.1", "localhost") + "/")
+    key_server("kis_h", key, url=MOCK_URL.replace("https:", "HTTPS:") + "/")
+    key_server("kis_l", key, url=MOCK_URL.replace("127.0.0.1", "localhost"))
     try:
-        for server in ("kis_g", "kis_h", "kis_g", "kis_h"):
+        for server in ("kis_g", "kis_h", "kis_l", "kis_g", "kis_h", "kis_l"):
             syms = symbols(1)
             rows, err, rc = key_query(server, syms)
             check(rc == 0, f"{server}: {err}")
             check_prices(rows, syms, server)
-        check(issued_to(key) == 1, f"{issued_to(key)} tokens issued for one key on two host names")
+        check(issued_to(key) == 2, f"{issued_to(key)} tokens issued for one key on two origins")
+        rows, err, _ = run("SELECT requests, tokens_issued FROM kis_fdw_stats "
+                           f"WHERE key_hash = '{hashlib.sha256(key.encode()).hexdigest()[:12]}'")
+        check(rows == [["6", "2"]], f"kis_fdw_stats, one row for the key: {rows} {err}")
     finally:
         run("DROP SERVER kis_g CASCADE")
         run("DROP SERVER kis_h CASCADE")
+        run("DROP SERVER kis_l CASCADE")
 
 
 def test_handed_back_token():
@@ -2999,7 +3101,7 @@ def waiting_on_another(pid, sym):
     return rows == [["active", "Extension"]] and stats()["by_symbol"].get(sym) == 1
 
 
-def sender_and_waiter(sym, end_sender):
+def sender_and_waiter(sym, end_sender, a_lost=False):
     """A asks sym, B asks the same and waits for A's send; then A's request ends
     by end_sender(pid_a, a_run) without an answer for B.  B must send its own at
     once (its patience outlasts WAIT) and get the right row."""
@@ -3008,6 +3110,7 @@ def sender_and_waiter(sym, end_sender):
     a, b = Session(), Session()
     try:
         pid_a, pid_b = a.pid(), b.pid()
+        a.expect_lost = a_lost
         a_run = a.background(sql)
         wait_active(pid_a)
         b_run = b.background(sql)
@@ -3054,7 +3157,7 @@ def test_shared_sender_terminated():
     def terminate(pid_a, a_run):
         run(f"SELECT pg_terminate_backend({pid_a})")
         a_run.join(WAIT)
-    sender_and_waiter(symbols(1, "96")[0], terminate)
+    sender_and_waiter(symbols(1, "96")[0], terminate, a_lost=True)
 
 
 def test_cache_bounded():
@@ -3084,6 +3187,389 @@ TESTS += [test_shared_many_sessions, test_shared_in_flight, test_cache_holdings_
           test_shared_sender_terminated, test_cache_bounded]
 
 
+# --------------------------------------------------------------------------- security
+# Another role must not read, poison or stall this role's data (issue 20, items 1, 2
+# and 6; docs/security.md).  Each test acts as that role would: an ordinary role with
+# USAGE on a server and a user mapping of its own, and nothing else.
+
+ATTACKER = "kis_attacker"
+
+
+@contextlib.contextmanager
+def attacker(*grants):
+    """An ordinary role (dropped with what it owns afterwards), granted grants."""
+    run(f"DROP OWNED BY {ATTACKER}; DROP ROLE {ATTACKER}")  # a leftover of an earlier run
+    run_all(f"CREATE ROLE {ATTACKER}", *[f"GRANT {g} TO {ATTACKER}" for g in grants])
+    try:
+        yield ATTACKER
+    finally:
+        run(f"DROP OWNED BY {ATTACKER}; DROP ROLE {ATTACKER}")
+
+
+def as_attacker(sql):
+    return run(f"SET ROLE {ATTACKER}; {sql}")
+
+
+def test_credentials_printable_only():
+    """An attacker's own secret (or key) with CR LF would smuggle a second request onto
+    the kept-alive connection: the user mapping is refused, naming the option and not
+    echoing the value; and a mapping that holds one already (made before the check,
+    planted here in the catalog) sends nothing at all: no header is stripped, none sent."""
+    smuggled = symbols(1)[0]
+    line = (f"GET /uapi/domestic-stock/v1/quotations/inquire-price?"
+            f"fid_cond_mrkt_div_code=J&fid_input_iscd={smuggled} HTTP/1.1")
+    evil = f"x\\r\\n\\r\\n{line}\\r\\nx-pad: x"
+    with attacker("USAGE ON FOREIGN SERVER kis", "SELECT ON kis_prices_or_row"):
+        for option, value in (("app_secret", f"E'{evil}'"), ("app_key", f"E'PS{evil}'"),
+                              ("app_secret", "E'zq\\tzq'"), ("app_key", "'키'")):
+            other = "app_key 'PSattackerKey01'" if option == "app_secret" else "app_secret 's'"
+            _, err, rc = as_attacker(f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
+                                     f"OPTIONS ({option} {value}, {other})")
+            check(rc != 0 and f'option "{option}"' in err and "printable ASCII" in err,
+                  f"{option} {value} was accepted: {err}")
+            check("inquire-price" not in err and "zq" not in err and "키" not in err,
+                  f"the error echoes the value: {err}")
+        run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis "
+                f"OPTIONS (app_key 'PSattackerKey01', app_secret 'plain')",
+                f"UPDATE pg_user_mapping SET umoptions = "
+                f"array['app_key=PSattackerKey01', E'app_secret={evil}'] "
+                f"WHERE umuser = '{ATTACKER}'::regrole")
+        asked = symbols(1)[0]
+        _, err, rc = as_attacker(f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                 f"WHERE symbol = '{asked}'")
+        check(rc != 0 and "app_secret" in err and "printable ASCII" in err,
+              f"a planted secret with CR LF was used: {err}")
+        check("inquire-price" not in err, f"the error echoes the value: {err}")
+        s = stats()
+        check(smuggled not in s["by_symbol"] and s["requests"] == 0,
+              f"requests reached the mock: {s['requests']}, by symbol {s['by_symbol']}")
+
+
+class FakeKis:
+    """A plain-http "KIS" on loopback: tokenP issues token to anyone (or answers
+    EGW00133 when too_soon), API requests get a KIS error; seen keeps their headers."""
+
+    def __init__(self, token="fake" + "x" * 60):
+        import http.server
+        fake = self
+        self.too_soon = False
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if fake.too_soon:
+                    self.reply(403, {"error_code": "EGW00133", "error_description": "1분당 1회"})
+                else:
+                    self.reply(200, {"access_token": token, "token_type": "Bearer",
+                                     "expires_in": 86400})
+
+            def do_GET(self):
+                fake.seen.append(dict(self.headers))
+                self.reply(200, {"rt_cd": "1", "msg_cd": "FAKE0001", "msg1": "fake"})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_token_printable_only():
+    """A token answer with CR LF in it (from a server we cannot trust to send only
+    printable ASCII) is refused; no header carrying it is sent."""
+    fake = FakeKis(token="abc\r\nx-smuggled: 1")
+    try:
+        create_server("kis_crlf", "kis_prices_crlf", f"base_url '{fake.url}', max_retries '0'",
+                      app_key=f"PScrlfOnly{time.time_ns()}")
+        _, err, rc = run(f"SELECT symbol, price FROM kis_prices_crlf WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and "access token" in err and "printable ASCII" in err,
+              f"a token with CR LF was not refused: {err}")
+        check(not fake.seen, f"a request went out with it: {fake.seen}")
+    finally:
+        fake.close()
+        run("DROP SERVER IF EXISTS kis_crlf CASCADE")
+
+
+def test_answer_for_another_symbol():
+    """An answer whose own symbol field names another symbol (what a response smuggled
+    onto the connection looks like) is this key's error, and is not cached: the next
+    query asks again and gets the right price."""
+    cached_table(60000)
+    sym = symbols(1)[0]
+    inject(("stray", sym))
+    sql = f"SELECT symbol, price FROM kis_prices_cached WHERE symbol = '{sym}'"
+    rows, err, rc = run(sql)
+    check(rc != 0 and sym in err and "000660" in err,
+          f"an answer for 000660 was taken for {sym}: {rows} {err}")
+    rows, err, rc = run(sql)
+    check(rc == 0, err)
+    check_prices(rows, [sym], "after the stray answer")
+    check(stats()["requests"] == 2, f"{stats()['requests']} requests: the stray answer was cached")
+
+
+def test_urls_superuser_only():
+    """base_url and master_url decide where the secrets of every user mapped to a
+    server go: like ca_file, only a superuser sets them, on CREATE SERVER and on
+    ALTER SERVER by the server's (ordinary) owner alike."""
+    with attacker("USAGE ON FOREIGN DATA WRAPPER kis_fdw"):
+        for option in ("base_url", "master_url"):
+            _, err, rc = as_attacker(f"CREATE SERVER kis_evil FOREIGN DATA WRAPPER kis_fdw "
+                                     f"OPTIONS ({option} 'http://127.0.0.1:9')")
+            check(rc != 0 and f'only a superuser can set option "{option}"' in err,
+                  f"CREATE SERVER with {option}: {err}")
+        _, err, rc = as_attacker("CREATE SERVER kis_evil FOREIGN DATA WRAPPER kis_fdw")
+        check(rc == 0, err)
+        for option in ("base_url", "master_url"):
+            _, err, rc = as_attacker(f"ALTER SERVER kis_evil OPTIONS (ADD {option} 'http://127.0.0.1:9')")
+            check(rc != 0 and f'only a superuser can set option "{option}"' in err,
+                  f"ALTER SERVER with {option}: {err}")
+
+
+def test_token_bound_to_origin():
+    """A token is the credential's and its origin's: one another role got for our app
+    key with a wrong secret from another origin (a server a superuser pointed
+    elsewhere) neither serves our cached holdings to it nor replaces our token, and
+    that origin's EGW00133 does not hold up our next issuance."""
+    key = "PSoriginVictimKey000000000000001"
+    mock_config(holdings=10)
+    fake = FakeKis()
+    setup = ["DROP SERVER IF EXISTS kis_v CASCADE", "DROP SERVER IF EXISTS kis_e CASCADE",
+             f"CREATE SERVER kis_v FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0', max_retries '0')",
+             f"CREATE SERVER kis_e FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{fake.url}', rate_limit '0', max_retries '0')",
+             f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_v OPTIONS "
+             f"(app_key '{key}', app_secret '{APP_SECRET}', account '12345678-01')",
+             "CREATE FOREIGN TABLE holdings_v (symbol text, qty bigint) "
+             "SERVER kis_v OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+             "CREATE FOREIGN TABLE prices_v (symbol text, price numeric) "
+             "SERVER kis_v OPTIONS (endpoint 'domestic_price')",
+             "CREATE FOREIGN TABLE prices_e (symbol text, price numeric) "
+             "SERVER kis_e OPTIONS (endpoint 'domestic_price')",
+             "SELECT kis_fdw_cache_reset()"]
+    try:
+        run_all(*setup)
+        with attacker("USAGE ON FOREIGN SERVER kis_v", "USAGE ON FOREIGN SERVER kis_e",
+                      "SELECT ON holdings_v", "SELECT ON prices_e"):
+            for server in ("kis_v", "kis_e"):
+                run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER {server} OPTIONS "
+                        f"(app_key '{key}', app_secret 'BADguess', account '12345678-01')")
+            rows = must(run("SELECT count(*) FROM holdings_v")[:2], "victim's holdings")
+            check(rows == [["10"]] and issued_to(key) == 1, f"victim: {rows}, {issued_to(key)} tokens")
+            as_attacker(f"SELECT * FROM prices_e WHERE symbol = '{symbols(1)[0]}'")  # the fake token
+            before = stats()["pages"].get(BALANCE_PATH, 0)
+            rows, err, rc = as_attacker("SELECT count(*) FROM holdings_v")
+            check(rc != 0 and rows == [], f"another role read the victim's holdings: {rows} {err}")
+            check(stats()["pages"].get(BALANCE_PATH, 0) == before, "the attacker's request was sent")
+            syms = symbols(1)
+            check_prices(must(run(f"SELECT symbol, price FROM prices_v WHERE symbol = '{syms[0]}'")[:2],
+                              "victim after"), syms, "victim after")
+            check(issued_to(key) == 1, f"the victim's token was replaced: {issued_to(key)} issuances")
+
+            # the other origin's EGW00133 is not an issuance for the victim's key
+            check(run("SELECT kis_fdw_reset_key('kis_v')")[0] == [["t"]], "victim has no slot")
+            fake.too_soon = True
+            run_all(f"ALTER USER MAPPING FOR {ATTACKER} SERVER kis_e OPTIONS (SET app_secret 'BADguess2')")
+            _, err, rc = as_attacker(f"SELECT * FROM prices_e WHERE symbol = '{symbols(1)[0]}'")
+            check(rc != 0 and "EGW00133" in err, f"the fake EGW00133 was not drawn: {err}")
+            syms = symbols(1)
+            inject(("invalid_token", syms[0]))
+            rows, err, rc = run(f"SET kis_fdw.token_issue_interval = 60; SET statement_timeout = '10s'; "
+                                f"SELECT symbol, price FROM prices_v WHERE symbol = '{syms[0]}'")
+            check(rc == 0, f"the other origin's EGW00133 held up the victim's issuance: {err}")
+            check_prices(rows, syms, "victim's new token")
+            check(issued_to(key) == 2, f"{issued_to(key)} issuances, expected 2")
+    finally:
+        fake.close()
+        run("DROP SERVER IF EXISTS kis_v CASCADE")
+        run("DROP SERVER IF EXISTS kis_e CASCADE")
+
+
+def test_private_answer_kept_only_when_asked():
+    """Holdings fetched through a table without cache_ttl_ms are not kept: a table
+    with it asks again.  And a cached account answer is keyed by the whole
+    credential: another role with the same app key and account but its own secret
+    does not get it."""
+    mock_config(holdings=10)
+    run_all("DROP SERVER IF EXISTS kis_hold CASCADE",
+            f"CREATE SERVER kis_hold FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_hold OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+            "CREATE FOREIGN TABLE holdings_plain (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings')",
+            "CREATE FOREIGN TABLE holdings_cached (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+            "SELECT kis_fdw_cache_reset()")
+    try:
+        def sent(sql, who="NONE"):
+            before = stats()["pages"].get(BALANCE_PATH, 0)
+            rows = must(run(f"SET ROLE {who}; {sql}")[:2], sql)
+            check(rows == [["10"]], f"{sql}: {rows}")
+            return stats()["pages"].get(BALANCE_PATH, 0) - before
+        check(sent("SELECT count(*) FROM holdings_plain") == 1, "the first read was not sent")
+        n = sent("SELECT count(*) FROM holdings_cached")
+        check(n == 1, f"{n} requests: an answer fetched without cache_ttl_ms was kept")
+        check(sent("SELECT count(*) FROM holdings_cached") == 0, "a cached answer was not served")
+        with attacker("USAGE ON FOREIGN SERVER kis_hold", "SELECT ON holdings_cached"):
+            run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis_hold OPTIONS "
+                    f"(app_key '{APP_KEY}', app_secret 'another-secret', account '12345678-01')")
+            n = sent("SELECT count(*) FROM holdings_cached", ATTACKER)
+            check(n == 1, f"{n} requests: another secret was served the cached holdings")
+    finally:
+        run("DROP SERVER IF EXISTS kis_hold CASCADE")
+
+
+def shared_memory_count(pid, needle):
+    """How often needle occurs in the shared mappings of a backend (the answer cache)."""
+    n = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not (parts[1].startswith("r") and parts[1][3] == "s"):
+                continue
+            try:
+                mem.seek(lo)
+                n += mem.read(hi - lo).count(needle)
+            except (OSError, ValueError, OverflowError):
+                continue
+    return n
+
+
+def test_cache_wiped_on_reset():
+    """Holdings in the answer cache are zeroed when they leave it: after
+    kis_fdw_cache_reset no byte of them is left in shared memory."""
+    mock_config(holdings=10)
+    needle = b'"pchs_avg_pric"'   # a field only holdings answers have
+    run_all("DROP SERVER IF EXISTS kis_hold CASCADE",
+            f"CREATE SERVER kis_hold FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_hold OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '12345678-01')",
+            "CREATE FOREIGN TABLE holdings_cached (symbol text, qty bigint) "
+            "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '600000')",
+            "SELECT kis_fdw_cache_reset()")
+    try:
+        with Session() as s:
+            pid = s.pid()
+            check(must(s.query("SELECT count(*) FROM holdings_cached"), "holdings") == [["10"]],
+                  "holdings")
+            check(shared_memory_count(pid, needle) > 0, "the holdings are not in shared memory")
+            must(s.query("SELECT kis_fdw_cache_reset()"), "reset")
+            left = shared_memory_count(pid, needle)
+            check(left == 0, f"{left} copies of the holdings left in shared memory after the reset")
+    finally:
+        run("DROP SERVER IF EXISTS kis_hold CASCADE")
+
+
+def test_reset_key_needs_the_secret():
+    """kis_fdw_reset_key acts on the key of the caller's mapping only with its secret:
+    another role naming our app key with a wrong secret cannot clear our schedule."""
+    with attacker("USAGE ON FOREIGN SERVER kis", "EXECUTE ON FUNCTION kis_fdw_reset_key(name)"):
+        run_all(f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis "
+                f"OPTIONS (app_key '{APP_KEY}', app_secret 'a-guess')")
+        rows, err, rc = gated_query(symbols(1))  # the key now has a slot
+        check(rc == 0, f"warm-up: {err}")
+        check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the key has no slot")
+        set_server(rate_limit="0.01")
+        rows, err, rc = gated_query(symbols(1))
+        check(rc == 0, f"first query under 0.01/s: {err}")
+        rows, err, rc = as_attacker("SELECT kis_fdw_reset_key('kis')")
+        check(rc == 0 and rows == [["f"]], f"the attacker's reset: {rows} {err}")
+        check_key_waits("the key's schedule was cleared by another role")
+        check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the owner's reset found no slot")
+
+
+TESTS += [test_credentials_printable_only, test_token_printable_only,
+          test_answer_for_another_symbol, test_urls_superuser_only, test_token_bound_to_origin,
+          test_private_answer_kept_only_when_asked, test_cache_wiped_on_reset,
+          test_reset_key_needs_the_secret]
+
+
+SERVER_LOG = os.path.join(WORK, "server.log")
+# what the server log says when a backend crashed or failed an assertion (as
+# test/lib.sh's KIS_CRASH_PATTERN)
+CRASH = re.compile(r"TRAP:|terminated by signal|terminated by exception|PANIC:|"
+                   r"all server processes terminated")
+
+
+def log_size():
+    try:
+        return os.path.getsize(SERVER_LOG)
+    except OSError:
+        return 0
+
+
+def crashes_since(offset):
+    """Lines of the server log past offset that tell of a crash."""
+    try:
+        with open(SERVER_LOG, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if CRASH.search(line)]
+
+
+class Sentinel:
+    """An idle session held across one test: a crash anywhere in the cluster
+    ends it (the postmaster restarts every backend), a clean test does not."""
+
+    def __init__(self):
+        self.session = Session(db="postgres")
+        self.started, _ = self.session.query("SELECT pg_postmaster_start_time()")
+
+    def survived(self):
+        """None if the session is still there on the same server, else why not."""
+        try:
+            rows, err = self.session.query("SELECT pg_postmaster_start_time()")
+        except AssertionError as exc:
+            return f"the server restarted during the test (a backend crashed?): {exc}"
+        finally:
+            self.session.close()
+        if rows != self.started:
+            return f"the server was restarted during the test: {rows} {err}"
+        return None
+
+
+def run_one(test):
+    """Run one test; raise what failed it, a crash of any backend included."""
+    offset = log_size()
+    sentinel = Sentinel()
+    failure = None
+    try:
+        before_each()
+        test()
+    except Skipped:
+        sentinel.session.close()
+        raise
+    except Exception as exc:  # AssertionError and anything unexpected alike
+        failure = exc
+    crashed = crashes_since(offset)
+    lost = sentinel.survived()
+    if crashed or lost:
+        raise AssertionError("; ".join(filter(None, [
+            lost, crashed and "the server log tells of a crash: " + " | ".join(crashed[:5]),
+            failure and f"and the test said: {failure}"])))
+    if failure:
+        raise failure
+
+
 def main():
     only = sys.argv[1:]
     setup_database()
@@ -3093,8 +3579,7 @@ def main():
         if only and name not in only:
             continue
         try:
-            before_each()
-            test()
+            run_one(test)
         except Skipped as why:
             skipped += 1
             print(f"skipped {name}: {why}", flush=True)

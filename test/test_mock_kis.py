@@ -31,6 +31,7 @@ DAILY = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 OVS = "/uapi/overseas-price/v1/quotations/price"
 OVS_DAILY = "/uapi/overseas-price/v1/quotations/dailyprice"
 BALANCE = "/uapi/domestic-stock/v1/trading/inquire-balance"
+HOLIDAY = "/uapi/domestic-stock/v1/quotations/chk-holiday"
 
 
 def expected_price(symbol, market="J"):
@@ -719,9 +720,50 @@ class MockKisCase(unittest.TestCase):
         self.assertEqual(self.call("GET", "/uapi/nowhere")[0], 404)
         self.assertEqual(self.stats()["by_path"], {"/uapi/nowhere": 1})
 
+    def test_holiday_pages_as_real_kis(self):
+        """chk-holiday answers BASS_DT 20260105 exactly as real KIS did (the published
+        answer in test/answers/), and continues from the keys real KIS sends."""
+        with open(os.path.join(HERE, "answers", "chk-holiday-20260105.json"), encoding="utf-8") as f:
+            real = json.load(f)
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", real["request"])
+        self.assertEqual((status, body, headers["tr_cont"]), (200, real["answer"], "M"))
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": body["ctx_area_fk"],
+                  "CTX_AREA_NK": body["ctx_area_nk"]}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        days = [r["bass_dt"] for r in body["output"]]
+        self.assertEqual((days[0], days[-1], len(days)), ("20260129", "20260221", 24))
+        self.assertEqual((body["ctx_area_fk"], body["ctx_area_nk"], body["msg_cd"]),
+                         ("20260129".ljust(20), "20260221".ljust(20), "KIOK0500"))
+        # the calendar ends 2026-12-31 (the year after today): the last page says so
+        params = {"BASS_DT": "20261201", "CTX_AREA_FK": "20261201", "CTX_AREA_NK": "20261224"}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")
+        self.assertEqual(([r["bass_dt"] for r in body["output"]][-1], body["msg_cd"],
+                          headers["tr_cont"], body["ctx_area_nk"]),
+                         ("20261231", "KIOK0510", "D", "20261231".ljust(20)))
+        self.assertEqual(body["output"][-1]["bzdy_yn"] + body["output"][-1]["opnd_yn"], "YN")
+        for fk, nk in (("20260104", "20260110"), ("20260110", "20260109"), ("", "20260110")):
+            params = {"BASS_DT": "20260105", "CTX_AREA_FK": fk, "CTX_AREA_NK": nk}
+            self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params, tr_cont="N")[1]["msg_cd"],
+                             "OPSQ2002", (fk, nk))
+        self.assertEqual(self.stats()["pages"], {HOLIDAY: 3})
+
+    def test_answer_fault(self):
+        """An "answer" rule replays the body and headers it was given, once."""
+        recorded = {"rt_cd": "0", "msg_cd": "KIOK0500", "output": [{"bass_dt": "20200101"}]}
+        self.control("faults", {"faults": [{"kind": "answer", "body": recorded,
+                                            "headers": {"tr_cont": "M"}}]})
+        params = {"BASS_DT": "20260105", "CTX_AREA_FK": "", "CTX_AREA_NK": ""}
+        status, body, headers = self.api(HOLIDAY, "CTCA0903R", params)
+        self.assertEqual((status, body, headers["tr_cont"]), (200, recorded, "M"))
+        self.assertEqual(self.api(HOLIDAY, "CTCA0903R", params)[1]["output"][0]["bass_dt"],
+                         "20260105")
+        self.assertEqual(self.call("POST", "/__mock/faults",
+                                   {"faults": [{"kind": "answer"}]})[0], 400)
+
     def test_master_files(self):
-        """The master files: zip archives of CP949 lines, read here as OTA's parsers read
-        them (the tail sliced from the end), one download counted per file, faults."""
+        """The master files: zip archives of CP949 lines as KIS publishes them (every line
+        61 + tail bytes, the name blank-padded to 40 bytes, LF), read here as OTA's parsers
+        read them (the tail sliced from the end), one download counted per file, faults."""
         import io
         import zipfile
         tails = {"kospi": 227, "kosdaq": 221, "konex": 184}
@@ -731,28 +773,42 @@ class MockKisCase(unittest.TestCase):
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 self.assertEqual(z.namelist(), [f"{market}_code.mst"])
                 self.assertEqual(z.getinfo(f"{market}_code.mst").compress_type, zipfile.ZIP_DEFLATED)
-                lines = z.read(f"{market}_code.mst").decode("cp949").split("\r\n")
-            self.assertEqual(lines[-1], "")
+                raw = z.read(f"{market}_code.mst").split(b"\n")
+            self.assertEqual(raw[-1], b"")
+            self.assertEqual({len(line) for line in raw[:-1]}, {61 + tail})
+            lines = [line.decode("cp949") for line in raw[:-1]]
             rows = [(line[0:9].rstrip(), line[9:21].rstrip(), line[21:-tail].strip(), line[-tail:])
-                    for line in lines[:-1]]
+                    for line in lines]
             self.assertTrue(all(len(r[3].encode()) == tail for r in rows))
             codes = [r[0] for r in rows]
             self.assertEqual(len(codes), len(set(codes)))
             if market == "kospi":
                 code, isin, name, fields = rows[0]
                 self.assertEqual((code, name), ("005930", "삼성전자"))
+                self.assertEqual(raw[0][21:61], "삼성전자".encode("cp949").ljust(40))
                 self.assertRegex(isin, r"^KR7005930\d{3}$")
-                # base price at 41 (9), listed date at 105 (8), market cap at 212 (9)
-                self.assertEqual(int(fields[41:50]), expected_price("005930")[2])
+                # base price at 41 (9), listed date at 105 (8), shares in thousands at
+                # 113 (15), market cap in 억 won at 212 (9)
+                base = expected_price("005930")[2]
+                shares = 1000000 + words("005930:master", 1)[0] % 1000000000
+                self.assertEqual(int(fields[41:50]), base)
                 self.assertRegex(fields[105:113], r"^2025\d{4}$")
+                self.assertEqual(int(fields[113:128]), shares // 1000)
+                self.assertEqual(int(fields[212:221]), base * shares // 10 ** 8)
                 self.assertEqual(fields[0:2], "ST")
         self.assertEqual(len(rows), 121)   # konex: 1 named + 120
+        self.assertEqual((rows[0][0], rows[0][3][-3:]), ("217320", "NN "))  # a blank last flag
         self.assertEqual(self.stats()["downloads"],
                          {f"{m}_code.mst.zip": 1 for m in tails})
         self.assertEqual(self.stats()["requests"], 0)
         self.assertEqual(self.call("GET", "/common/master/nyse_code.mst.zip")[0], 404)
-        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"}]})
+        self.control("faults", {"faults": [{"kind": "http500", "symbol": "konex_code.mst.zip"},
+                                           {"kind": "layout", "symbol": "konex_code.mst.zip"}]})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 500)
+        status, data = self.call("GET", "/common/master/konex_code.mst.zip")
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            self.assertEqual({len(line) for line in z.read("konex_code.mst").split(b"\n")[:-1]},
+                             {61 + 184 + 1})
         self.assertEqual(self.call("GET", "/common/master/konex_code.mst.zip")[0], 200)
 
     def test_zz_sigterm(self):
