@@ -11,7 +11,8 @@
  * inflate) and must inflate to exactly its declared size and CRC.  What it
  * may cost is capped before anything is inflated or parsed (member size,
  * inflate ratio, then rows and unreadable lines): over a cap is an ERROR
- * naming it (docs/security.md).  zlib allocates through palloc (without
+ * naming it, but for too many unreadable lines, which fail the market like
+ * an unreadable archive (docs/security.md).  zlib allocates through palloc (without
  * throwing), and the rows are one jansson document owned by the current
  * memory context (kis_json_new_array), so nothing outlives the answer's
  * context, an ERROR included.
@@ -477,11 +478,12 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 		if (line_problem == NULL)
 			continue;
 		if (list_length(*line_problems) >= KIS_MASTER_MAX_PROBLEMS)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("the stock master file of %s has more than kis_fdw's limit of %d lines that cannot be read",
-							market, KIS_MASTER_MAX_PROBLEMS),
-					 errdetail("Line %d of %s: %s.", lineno, member, line_problem)));
+		{
+			/* the market's failure, not an ERROR: KIS changing its layout is one */
+			*problem = psprintf("more than kis_fdw's limit of %d lines cannot be read (the first: %s)",
+								KIS_MASTER_MAX_PROBLEMS, (char *) linitial(*line_problems));
+			return NULL;
+		}
 		*line_problems = lappend(*line_problems,
 								 psprintf("line %d of %s: %s", lineno, member, line_problem));
 	}
