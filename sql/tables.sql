@@ -74,11 +74,19 @@ FROM domestic_symbols GROUP BY market ORDER BY market;
 SELECT symbol, standard_code, name, market, group_code, base_price, lot_size, halted,
        administrative, par_value, preferred_code
 FROM domestic_symbols WHERE name LIKE '삼성%' ORDER BY symbol;
--- a market condition limits the downloads
+-- a market condition limits the downloads (kept in the answer store for
+-- 10 minutes: forgotten first, so that they show as requests)
+SELECT FROM kis_fdw_cache_reset();
 SELECT neutral_explain($$
 EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_symbols WHERE market = 'KOSDAQ'
 $$);
+SELECT FROM kis_fdw_cache_reset();
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols
+$$);
+-- the same again: served from the store, nothing downloaded
 SELECT neutral_explain($$
 EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_symbols
