@@ -41,6 +41,10 @@ CREATE SERVER kis_virtual FOREIGN DATA WRAPPER kis_fdw
 CREATE FOREIGN TABLE virtual_holidays (date date, market_open boolean)
   SERVER kis_virtual OPTIONS (endpoint 'market_holidays');
 SELECT * FROM virtual_holidays WHERE date >= '2025-01-01' AND date < '2025-02-01';
+-- nor multi-symbol prices (intstock-multprice is real only, docs/kis-api.md)
+CREATE FOREIGN TABLE virtual_multi (symbol text, price numeric)
+  SERVER kis_virtual OPTIONS (endpoint 'domestic_multi_price');
+SELECT * FROM virtual_multi WHERE symbol = '005930';
 DROP SERVER kis_virtual CASCADE;
 
 -- domestic_minute: a symbol is needed; bars depend on the time of day, so
