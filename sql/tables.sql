@@ -41,6 +41,10 @@ CREATE SERVER kis_virtual FOREIGN DATA WRAPPER kis_fdw
 CREATE FOREIGN TABLE virtual_holidays (date date, market_open boolean)
   SERVER kis_virtual OPTIONS (endpoint 'market_holidays');
 SELECT * FROM virtual_holidays WHERE date >= '2025-01-01' AND date < '2025-02-01';
+-- nor multi-symbol prices (intstock-multprice is real only, docs/kis-api.md)
+CREATE FOREIGN TABLE virtual_multi (symbol text, price numeric)
+  SERVER kis_virtual OPTIONS (endpoint 'domestic_multi_price');
+SELECT * FROM virtual_multi WHERE symbol = '005930';
 DROP SERVER kis_virtual CASCADE;
 
 -- domestic_minute: a symbol is needed; bars depend on the time of day (kis_fdw
@@ -77,11 +81,19 @@ FROM domestic_symbols GROUP BY market ORDER BY market;
 SELECT symbol, standard_code, name, market, group_code, base_price, lot_size, halted,
        administrative, par_value, preferred_code
 FROM domestic_symbols WHERE name LIKE '삼성%' ORDER BY symbol;
--- a market condition limits the downloads
+-- a market condition limits the downloads (kept in the answer store for
+-- 10 minutes: forgotten first, so that they show as requests)
+SELECT FROM kis_fdw_cache_reset();
 SELECT neutral_explain($$
 EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_symbols WHERE market = 'KOSDAQ'
 $$);
+SELECT FROM kis_fdw_cache_reset();
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_symbols
+$$);
+-- the same again: served from the store, nothing downloaded
 SELECT neutral_explain($$
 EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM domestic_symbols

@@ -1,15 +1,18 @@
 --
--- upgrade: kis_fdw installed at 1.0 and updated with ALTER EXTENSION gives
--- the same answers before and after, and has the same objects as a fresh
--- install of the current version (this database's, made by setup).
+-- upgrade: kis_fdw installed at 1.0 and updated with ALTER EXTENSION, one
+-- version at a time (1.0 -> 1.1 -> 1.2), gives the same answers before and
+-- after, and has the same objects as a fresh install of the current version
+-- (this database's, made by setup).
 --
 \getenv mock_url KIS_MOCK_URL
 \getenv mock_ca KIS_MOCK_CA
 \set regress_db :DBNAME
 
 -- an extension's member objects, one line each, with function and view
--- definitions, so that an upgrade script that forgets or changes one differs
-\set members 'SELECT string_agg(d, E''\n'' ORDER BY d) FROM (SELECT pg_describe_object(classid, objid, objsubid) || CASE WHEN classid = ''pg_proc''::regclass THEN '' '' || md5(pg_get_functiondef(objid)) WHEN classid = ''pg_class''::regclass AND objsubid = 0 THEN '' '' || md5(coalesce(pg_get_viewdef(objid), '''')) ELSE '''' END AS d FROM pg_depend WHERE refclassid = ''pg_extension''::regclass AND refobjid = (SELECT oid FROM pg_extension WHERE extname = ''kis_fdw'') AND deptype = ''e'') m'
+-- definitions and who besides their owner may use them (PUBLIC,
+-- pg_read_all_stats), so that an upgrade script that forgets or changes
+-- one differs
+\set members 'SELECT string_agg(d, E''\n'' ORDER BY d) FROM (SELECT pg_describe_object(classid, objid, objsubid) || CASE WHEN classid = ''pg_proc''::regclass THEN '' '' || md5(pg_get_functiondef(objid)) || (SELECT '' public '' || (proacl IS NULL OR EXISTS (SELECT FROM aclexplode(proacl) a WHERE a.grantee = 0)) FROM pg_proc WHERE oid = objid) || '' stats '' || has_function_privilege(''pg_read_all_stats'', objid, ''EXECUTE'') WHEN classid = ''pg_class''::regclass AND objsubid = 0 THEN '' '' || md5(coalesce(pg_get_viewdef(objid), '''')) || '' stats '' || has_table_privilege(''pg_read_all_stats'', objid, ''SELECT'') ELSE '''' END AS d FROM pg_depend WHERE refclassid = ''pg_extension''::regclass AND refobjid = (SELECT oid FROM pg_extension WHERE extname = ''kis_fdw'') AND deptype = ''e'') m'
 :members \gset fresh_
 
 CREATE DATABASE kis_upgrade;
@@ -33,7 +36,7 @@ GRANT SELECT ON kis_fdw_stats TO kis_upgrade_reader;
 REVOKE EXECUTE ON FUNCTION kis_fdw_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kis_fdw_stats() TO kis_upgrade_reader;
 
-ALTER EXTENSION kis_fdw UPDATE;
+ALTER EXTENSION kis_fdw UPDATE TO '1.1';
 SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
 
 -- kis_fdw_stats has the cache's columns, and its privileges are kept
@@ -50,6 +53,13 @@ SELECT symbol, p.price, p.price = a.price AS same_price,
 FROM prices p JOIN answers_1_0 a USING (symbol)
 WHERE symbol IN ('005930', '000660') ORDER BY symbol;
 SELECT count(*) AS endpoints_gone FROM (TABLE endpoints_1_0 EXCEPT SELECT * FROM kis_fdw_endpoints()) e;
+
+-- 1.1 -> 1.2: kis_fdw_comment runs with pg_catalog and pg_temp only
+ALTER EXTENSION kis_fdw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
+SELECT proconfig FROM pg_proc WHERE oid = 'kis_fdw_comment(regnamespace)'::regprocedure;
+SELECT kis_fdw_comment('public') AS commented;
+SELECT obj_description('prices'::regclass, 'pg_class') AS table_comment;
 
 -- the same objects as a fresh install: lines only one of them has
 :members \gset upgraded_

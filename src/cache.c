@@ -23,6 +23,12 @@
  * evicted; when every entry is in flight, a request is simply sent
  * unshared.
  *
+ * A sender's requests move only while its backend is inside kis_fdw's wait
+ * loop; one sitting in a paused cursor (or busy elsewhere in the executor)
+ * leaves them where they are.  Each backend says when it left the loop
+ * (kis_cache_away, a lock-free slot per PGPROC), and a waiter takes over a
+ * request whose sender has been away longer than CACHE_AWAY_GRACE_US.
+ *
  * With shared_preload_libraries the store is in shared memory under one
  * LWLock; without it the same store lives in this backend's memory
  * (allocated at first use), so scans of one session still share.  The
@@ -35,7 +41,9 @@
 
 #include <signal.h>
 
+#include "access/twophase.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -55,6 +63,7 @@
 #define CACHE_CHUNK			1024	/* bytes of answer per chunk */
 #define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */
 #define CACHE_TRANCHE		"kis_fdw answer cache"
+#define CACHE_AWAY_GRACE_US	(100 * 1000)	/* a sender between two rows */
 
 typedef enum EntryState
 {
@@ -72,6 +81,7 @@ typedef struct CacheEntry
 	int			lru_next;
 	uint64		serial;			/* of the claim that owns or filled it */
 	int			owner_pid;		/* in flight: the sender */
+	int			owner_procno;	/* its PGPROC number, or -1 */
 	int			nwaiters;
 	int			waiters[CACHE_MAX_WAITERS]; /* PGPROC numbers */
 	TimestampTz stored_at;		/* kis_clock_now() */
@@ -96,7 +106,8 @@ typedef struct CacheStore
 	int			lru_head;		/* most recently used */
 	int			lru_tail;
 	uint64		next_serial;
-	/* followed by buckets, entries, chunk_next, chunk data */
+	int			nprocs;			/* away slots (shared store only) */
+	/* followed by buckets, entries, chunk_next, chunk data, away slots */
 } CacheStore;
 
 static int	kis_cache_size_kb = 16 * 1024;
@@ -108,6 +119,8 @@ static bool exit_registered = false;
 #define ENTRIES(s)			((CacheEntry *) ((char *) BUCKETS(s) + MAXALIGN(sizeof(int) * (s)->nbuckets)))
 #define CHUNK_NEXT(s)		((int *) ((char *) ENTRIES(s) + MAXALIGN(sizeof(CacheEntry) * (s)->nentries)))
 #define CHUNK_DATA(s)		((char *) CHUNK_NEXT(s) + MAXALIGN(sizeof(int) * (s)->nchunks))
+/* per PGPROC: kis_clock_now() when it left kis_fdw's wait loop, 0 inside */
+#define AWAY(s)				((pg_atomic_uint64 *) (CHUNK_DATA(s) + (Size) (s)->nchunks * CACHE_CHUNK))
 
 static Size
 layout_size(int nchunks, int nentries)
@@ -143,10 +156,12 @@ init_store(CacheStore *s, Size size, bool shared)
 	int			nentries;
 	CacheEntry *entries;
 	int		   *next;
+	int			nprocs = shared ? MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts : 0;
 
-	plan_layout(size, &nchunks, &nentries);
+	plan_layout(size - sizeof(pg_atomic_uint64) * nprocs, &nchunks, &nentries);
 	memset(s, 0, STORE_HEADER);
 	s->shared = shared;
+	s->nprocs = nprocs;
 	s->nbuckets = nentries;
 	s->nentries = nentries;
 	s->nchunks = nchunks;
@@ -169,6 +184,8 @@ init_store(CacheStore *s, Size size, bool shared)
 		next[i] = i + 1 < nchunks ? i + 1 : -1;
 	s->free_chunk = 0;
 	s->nfree_chunks = nchunks;
+	for (int i = 0; i < nprocs; i++)
+		pg_atomic_init_u64(&AWAY(s)[i], 0);
 }
 
 /* ----------------------------------------------------------------
@@ -371,6 +388,23 @@ my_procno(void)
 	return (int) (MyProc - ProcGlobal->allProcs);
 }
 
+/*
+ * Has the sender of an in-flight entry been outside kis_fdw's wait loop
+ * for a while (a cursor paused between FETCHes, say)?  Its request makes
+ * no progress until it is back.
+ */
+static bool
+owner_away(CacheStore *s, CacheEntry *e, TimestampTz now)
+{
+	uint64		since;
+
+	if (!s->shared || e->owner_pid == MyProcPid ||
+		e->owner_procno < 0 || e->owner_procno >= s->nprocs)
+		return false;
+	since = pg_atomic_read_u64(&AWAY(s)[e->owner_procno]);
+	return since != 0 && now - (TimestampTz) since >= CACHE_AWAY_GRACE_US;
+}
+
 static void
 add_waiter(CacheStore *s, CacheEntry *e)
 {
@@ -407,6 +441,7 @@ claim(CacheStore *s, CacheEntry *e)
 	}
 	e->state = ENTRY_INFLIGHT;
 	e->owner_pid = MyProcPid;
+	e->owner_procno = s->shared && MyProc != NULL ? my_procno() : -1;
 	e->serial = s->next_serial++;
 	return e->serial;
 }
@@ -495,7 +530,8 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 		lru_push_head(s, e);
 		result = KIS_CACHE_HIT;
 	}
-	else if (e != NULL && e->state == ENTRY_INFLIGHT && !owner_gone(s, e))
+	else if (e != NULL && e->state == ENTRY_INFLIGHT && !owner_gone(s, e) &&
+			 !owner_away(s, e, now))
 	{
 		add_waiter(s, e);
 		*serial = e->serial;
@@ -503,7 +539,10 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 	}
 	else if (e != NULL)
 	{
-		/* stale, or its sender died: ours now (waiters adopt the new send) */
+		/*
+		 * Stale, or its sender died or is away: ours now (waiters adopt the
+		 * new send; the old sender's answer is not stored over it)
+		 */
 		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
@@ -531,10 +570,12 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 /*
  * A waiter looks again.  HIT: the answer it waited for (or a later one)
  * is in.  WAIT: still in flight (perhaps sent again by another).  SEND:
- * the sender gave it up, failed or is gone: send it yourself.
+ * the sender gave it up, failed or is gone: send it yourself.  OWNER: the
+ * sender is away; the caller now owns the request (*serial), as after
+ * kis_cache_lookup.
  */
 KisCacheResult
-kis_cache_poll(const uint8 *key, uint64 serial, KisCachedAnswer *answer,
+kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
 			   MemoryContext cxt)
 {
 	CacheStore *s = get_store();
@@ -543,7 +584,7 @@ kis_cache_poll(const uint8 *key, uint64 serial, KisCachedAnswer *answer,
 
 	lock_store(s);
 	e = find_entry(s, key);
-	if (e != NULL && e->state == ENTRY_READY && e->serial >= serial)
+	if (e != NULL && e->state == ENTRY_READY && e->serial >= *serial)
 	{
 		copy_out(s, e, answer, cxt);
 		lru_unlink(s, e);
@@ -554,6 +595,11 @@ kis_cache_poll(const uint8 *key, uint64 serial, KisCachedAnswer *answer,
 	{
 		if (owner_gone(s, e))
 			remove_entry(s, e);
+		else if (owner_away(s, e, kis_clock_now()))
+		{
+			*serial = claim(s, e);
+			result = KIS_CACHE_OWNER;
+		}
 		else
 		{
 			add_waiter(s, e);
@@ -663,6 +709,24 @@ give_back_mine(int code, Datum arg)
 			remove_entry(s, &entries[i]);
 	}
 	unlock_store(s);
+}
+
+/*
+ * This backend leaves kis_fdw's wait loop (returns a row to the executor)
+ * or comes back: while it is away, nothing it sent moves.  One atomic
+ * write, no lock.
+ */
+void
+kis_cache_away(bool away)
+{
+	CacheStore *s = store;
+	int			me;
+
+	if (s == NULL || !s->shared || MyProc == NULL)
+		return;
+	me = my_procno();
+	if (me < s->nprocs)
+		pg_atomic_write_u64(&AWAY(s)[me], away ? (uint64) kis_clock_now() : 0);
 }
 
 /* Bytes of answers held (whole chunks), for kis_fdw_stats */

@@ -19,7 +19,8 @@ struct KisConfig;
 typedef enum KisCacheResult
 {
 	KIS_CACHE_SEND,				/* nothing to share: send it */
-	KIS_CACHE_OWNER,			/* send it; others may wait for it */
+	KIS_CACHE_OWNER,			/* send it; others may wait for it (also a
+								 * waiter taking over from an away sender) */
 	KIS_CACHE_HIT,				/* the answer is here */
 	KIS_CACHE_WAIT				/* another send of it is in flight */
 } KisCacheResult;
@@ -43,11 +44,12 @@ extern void kis_cache_key(const struct KisConfig *config, const uint8 *creds,
 extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
 									   uint64 *serial, KisCachedAnswer *answer,
 									   MemoryContext cxt);
-extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 serial,
+extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);
 extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
 							const char *tr_cont, long http_status, TimestampTz answered_at);
 extern void kis_cache_abandon(const uint8 *key, uint64 serial);
+extern void kis_cache_away(bool away);
 extern int64 kis_cache_bytes(void);
 extern int64 kis_cache_reset(void);
 

@@ -74,6 +74,7 @@
 #include "endpoints.h"
 #include "fetch.h"
 #include "limiter.h"
+#include "master.h"
 #include "options.h"
 #include "response.h"
 #include "shmem.h"
@@ -91,6 +92,8 @@
 #define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
 #define KIS_SHARE_POLL_MS		50	/* a waiter looks again even unwoken */
+/* a download (a master file, published daily) is served from the store this long */
+#define KIS_DOWNLOAD_TTL_MS		(10 * 60 * 1000)
 
 typedef enum KisRequestKind
 {
@@ -833,12 +836,15 @@ token_claim_us(const KisConfig *config)
 	return (int64) config->timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
 }
 
-/* How long a waiter waits for another's send: its own request's worst case */
+/*
+ * How long a waiter waits for another session's send: one timeout_ms, then
+ * it sends its own (the sender may be slow, retrying, or in a cursor that
+ * stopped; cache.c hands a request over at once when its sender is away).
+ */
 static int64
 share_patience_us(const KisConfig *config)
 {
-	return (int64) (config->timeout_ms + KIS_BACKOFF_CAP_MS) *
-		(config->max_retries + 1) * 1000;
+	return (int64) config->timeout_ms * 1000;
 }
 
 static void complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
@@ -853,7 +859,20 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 	MemoryContext old = MemoryContextSwitchTo(rcxt);
 	KisResponse resp;
 
-	kis_response_read(&resp, answer->http_status, answer->body, answer->len);
+	if (req->kind == KIS_REQ_FILE)
+	{
+		/* a download's body as received (finish_file_request) */
+		char	   *body = palloc(answer->len + 1);
+
+		memcpy(body, answer->body, answer->len + 1);
+		memset(&resp, 0, sizeof(resp));
+		resp.outcome = KIS_OUTCOME_OK;
+		resp.http_status = answer->http_status;
+		resp.body = body;
+		resp.body_len = answer->len;
+	}
+	else
+		kis_response_read(&resp, answer->http_status, answer->body, answer->len);
 	MemoryContextSwitchTo(old);
 	pfree(answer->body);
 	memcpy(req->tr_cont, answer->tr_cont, sizeof(req->tr_cont));
@@ -881,6 +900,7 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 {
 	const KisConfig *config = f->config;
 	KisCachedAnswer answer;
+	int			ttl_ms = config->cache_ttl_ms;
 
 	if (req->share != KIS_SHARE_UNASKED)
 		return false;
@@ -889,7 +909,9 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 		return false;			/* a continuation page (share_storable) */
 
 	kis_cache_key(config, f->creds, req->url, req->tr_id, req->header, req->share_key);
-	switch (kis_cache_lookup(req->share_key, config->cache_ttl_ms, now,
+	if (req->kind == KIS_REQ_FILE)
+		ttl_ms = Max(ttl_ms, KIS_DOWNLOAD_TTL_MS);
+	switch (kis_cache_lookup(req->share_key, ttl_ms, now,
 							 &req->share_serial, &answer, f->cxt))
 	{
 		case KIS_CACHE_SEND:
@@ -929,7 +951,7 @@ share_poll(KisFetcher *f, TimestampTz now)
 		KisCachedAnswer answer;
 		KisCacheResult r;
 
-		r = kis_cache_poll(req->share_key, req->share_serial, &answer, f->cxt);
+		r = kis_cache_poll(req->share_key, &req->share_serial, &answer, f->cxt);
 		if (r == KIS_CACHE_WAIT && now < req->share_until)
 		{
 			TimestampTz next = Min(req->share_until, now + KIS_SHARE_POLL_MS * 1000);
@@ -940,6 +962,13 @@ share_poll(KisFetcher *f, TimestampTz now)
 		dlist_delete(&req->node);
 		if (r == KIS_CACHE_HIT)
 			complete_shared(f, req, &answer, false);
+		else if (r == KIS_CACHE_OWNER)
+		{
+			/* taken over from a sender that is away: others may wait for us */
+			req->share = KIS_SHARE_OWNER;
+			dlist_push_tail(&f->owned, &req->owned_node);
+			dlist_push_head(&f->ready, &req->node);
+		}
 		else
 		{
 			req->share = KIS_SHARE_ALONE;
@@ -1258,6 +1287,9 @@ finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			resp.outcome = KIS_OUTCOME_OK;
 			resp.body = body;
 			resp.body_len = req->body_len;
+			/* kept for others unless plainly not an archive (a cut transfer) */
+			if (kis_zip_is_whole(body, req->body_len))
+				share_answer(f, req, status);
 		}
 		else
 		{
@@ -1426,6 +1458,7 @@ expire_requests(KisFetcher *f, TimestampTz now)
 static bool
 end_away(KisFetcher *f)
 {
+	kis_cache_away(false);
 	if (f->away_since == 0)
 		return false;
 	f->away_us += kis_clock_now() - f->away_since;
@@ -1482,6 +1515,8 @@ pump(KisFetcher *f, TimestampTz now)
 		}
 		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
 			continue;
+		if (share_lookup(f, req, now))
+			continue;			/* from the store, or another's download */
 		dlist_delete(&req->node);
 		start_request(f, req, NULL);
 	}
@@ -1811,6 +1846,7 @@ kis_fetch_next(KisFetcher *f)
 		expiry = expire_requests(f, kis_clock_now());
 	}
 	f->away_since = kis_clock_now();
+	kis_cache_away(true);
 	return c;
 }
 
@@ -2023,6 +2059,7 @@ kis_fetch_poll(KisFetcher *f, KisCompletion **completion)
 	else
 		result = f->npending == 0 ? KIS_POLL_END : KIS_POLL_WAIT;
 	f->away_since = kis_clock_now();
+	kis_cache_away(true);
 	return result;
 }
 

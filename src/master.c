@@ -8,10 +8,14 @@
  *
  * The archive is untrusted input: every offset and size is checked against
  * the bytes received, the member may be stored or deflated (zlib, raw
- * inflate) and must inflate to exactly its declared size and CRC, within
- * KIS_MASTER_MAX_BYTES.  zlib allocates through palloc (without throwing),
- * and the rows are one jansson document owned by the current memory
- * context (kis_json_new_array), so nothing outlives the answer's context.
+ * inflate) and must inflate to exactly its declared size and CRC.  What it
+ * may cost is capped before anything is inflated or parsed (member size,
+ * inflate ratio, then rows and unreadable lines): over a cap is an ERROR
+ * naming it, but for too many unreadable lines, which fail the market like
+ * an unreadable archive (docs/security.md).  zlib allocates through palloc (without
+ * throwing), and the rows are one jansson document owned by the current
+ * memory context (kis_json_new_array), so nothing outlives the answer's
+ * context, an ERROR included.
  *
  * Layouts, their sources and what is uncertain: docs/new-tables.md.
  *
@@ -29,7 +33,11 @@
 #include "master.h"
 #include "response.h"
 
-#define KIS_MASTER_MAX_BYTES	(64 * 1024 * 1024)	/* an inflated member */
+/* KIS's files: a few thousand lines, about 1 MB, deflated about 10 to 1 */
+#define KIS_MASTER_MAX_BYTES	(16 * 1024 * 1024)	/* an inflated member */
+#define KIS_MASTER_MAX_RATIO	100 /* inflated bytes per deflated byte */
+#define KIS_MASTER_MAX_ROWS		20000
+#define KIS_MASTER_MAX_PROBLEMS 100 /* unreadable lines */
 #define KIS_MASTER_MAX_LINE		4096
 
 #define ZIP_LOCAL_SIG		0x04034b50
@@ -91,9 +99,48 @@ inflate_exactly(const unsigned char *in, size_t in_len, char *out, size_t out_le
 }
 
 /*
+ * Where a zip archive's end record is (in the last 22 + 65535 bytes: it
+ * may carry a comment), its central directory within the archive; NULL if
+ * the bytes are not a whole archive.
+ */
+static const char *
+zip_end(const unsigned char *p, size_t size, size_t *end)
+{
+	size_t		lowest;
+
+	if (size < ZIP_END_LEN)
+		return "not a zip archive (no end of central directory)";
+	lowest = size - ZIP_END_LEN > 65535 ? size - ZIP_END_LEN - 65535 : 0;
+	for (*end = size - ZIP_END_LEN + 1; (*end)-- > lowest;)
+	{
+		if (get_u32(p + *end) == ZIP_END_SIG &&
+			*end + ZIP_END_LEN + get_u16(p + *end + 20) == size)
+		{
+			size_t		cd_size = get_u32(p + *end + 12);
+			size_t		cd_off = get_u32(p + *end + 16);
+
+			if (cd_off > *end || cd_size > *end - cd_off)
+				return "a zip archive whose central directory lies outside it";
+			return NULL;
+		}
+	}
+	return "not a zip archive (no end of central directory)";
+}
+
+/* Whether data looks like a whole zip archive (worth keeping for others) */
+bool
+kis_zip_is_whole(const char *data, size_t size)
+{
+	size_t		end;
+
+	return zip_end((const unsigned char *) data, size, &end) == NULL;
+}
+
+/*
  * The member of a zip archive whose name ends in suffix (the first, if
  * suffix is NULL), as a palloc'd buffer of *len bytes plus a terminating
- * zero.  NULL with *problem set when the archive is not what it should be.
+ * zero.  NULL with *problem set when the archive is not what it should be;
+ * an ERROR when it is over a limit.
  */
 char *
 kis_zip_member(const char *data, size_t size, const char *suffix,
@@ -101,41 +148,17 @@ kis_zip_member(const char *data, size_t size, const char *suffix,
 {
 	const unsigned char *p = (const unsigned char *) data;
 	size_t		end = 0;
-	bool		found_end = false;
 	uint32		entries;
 	size_t		cd_off;
 	size_t		cd_size;
 	size_t		pos;
 
 	*len = 0;
-	/* the end record: in the last 22 + 65535 bytes (its comment) */
-	if (size >= ZIP_END_LEN)
-	{
-		size_t		lowest = size - ZIP_END_LEN > 65535 ? size - ZIP_END_LEN - 65535 : 0;
-
-		for (end = size - ZIP_END_LEN + 1; end-- > lowest;)
-		{
-			if (get_u32(p + end) == ZIP_END_SIG &&
-				end + ZIP_END_LEN + get_u16(p + end + 20) == size)
-			{
-				found_end = true;
-				break;
-			}
-		}
-	}
-	if (!found_end)
-	{
-		*problem = "not a zip archive (no end of central directory)";
+	if ((*problem = zip_end(p, size, &end)) != NULL)
 		return NULL;
-	}
 	entries = get_u16(p + end + 10);
 	cd_size = get_u32(p + end + 12);
 	cd_off = get_u32(p + end + 16);
-	if (cd_off > end || cd_size > end - cd_off)
-	{
-		*problem = "a zip archive whose central directory lies outside it";
-		return NULL;
-	}
 
 	pos = cd_off;
 	for (uint32 i = 0; i < entries; i++)
@@ -187,10 +210,19 @@ kis_zip_member(const char *data, size_t size, const char *suffix,
 			return NULL;
 		}
 		if (usize > KIS_MASTER_MAX_BYTES)
-		{
-			*problem = psprintf("a zip member larger than %d bytes", KIS_MASTER_MAX_BYTES);
-			return NULL;
-		}
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a stock master file is larger than kis_fdw's limit of %d bytes",
+							KIS_MASTER_MAX_BYTES),
+					 errdetail("Its member *%s says it inflates to %u bytes.",
+							   suffix ? suffix : "", usize)));
+		if (method != 0 && usize / KIS_MASTER_MAX_RATIO > csize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a stock master file inflates more than kis_fdw's limit of %d to 1",
+							KIS_MASTER_MAX_RATIO),
+					 errdetail("Its member *%s says %u bytes inflate to %u bytes.",
+							   suffix ? suffix : "", csize, usize)));
 		out = MemoryContextAllocExtended(CurrentMemoryContext, (Size) usize + 1,
 										 MCXT_ALLOC_NO_OOM);
 		if (out == NULL)
@@ -438,10 +470,22 @@ kis_master_rows(const char *market, const char *zip, size_t zip_len,
 		else if ((row = master_row(l, line, line_len, &line_problem)) != NULL &&
 				 json_array_append_new(rows, row) != 0)
 			line_problem = "out of memory";
-		if (line_problem != NULL)
-			*line_problems = lappend(*line_problems,
-									 psprintf("line %d of %s: %s", lineno, member,
-											  line_problem));
+		if (json_array_size(rows) > KIS_MASTER_MAX_ROWS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the stock master file of %s has more than kis_fdw's limit of %d listings",
+							market, KIS_MASTER_MAX_ROWS)));
+		if (line_problem == NULL)
+			continue;
+		if (list_length(*line_problems) >= KIS_MASTER_MAX_PROBLEMS)
+		{
+			/* the market's failure, not an ERROR: KIS changing its layout is one */
+			*problem = psprintf("more than kis_fdw's limit of %d lines cannot be read (the first: %s)",
+								KIS_MASTER_MAX_PROBLEMS, (char *) linitial(*line_problems));
+			return NULL;
+		}
+		*line_problems = lappend(*line_problems,
+								 psprintf("line %d of %s: %s", lineno, member, line_problem));
 	}
 	return rows;
 }

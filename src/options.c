@@ -555,7 +555,7 @@ kis_config_for_server(Oid serverid, KisConfig *config)
 			have_url = true;
 		}
 		else if (strcmp(def->defname, "master_url") == 0)
-			config->master_url = strip_trailing_slash(pstrdup(value));
+			config->master_url = strip_trailing_slash(lower_scheme(pstrdup(value)));
 		else if (strcmp(def->defname, "rate_limit") == 0)
 		{
 			config->rate_limit = strtod(value, NULL);

@@ -214,8 +214,9 @@ GET /common/master/{kospi,kosdaq,konex}_code.mst.zip   (no auth, not rate limite
     sha256(code + ":master")); a code ending in 5 is a preferred share (prst_cls_code "1",
     par 100); the lines of MASTER_BLANK_FLAG end in a blank flag. Faults with "symbol" the
     file name (or "*"): http500, garbage (not a zip), truncate (half the archive), layout
-    (every line one byte longer, as if KIS had added a field). Counted in stats
-    "downloads" by file name, not in requests.
+    (every line one byte longer, as if KIS had added a field), file (the rule's "body",
+    base64, served as the archive: a test's own zip), slow (the archive after "ms").
+    Counted in stats "downloads" by file name, not in requests.
 
 Bars (both daily endpoints)
 ---------------------------
@@ -272,7 +273,8 @@ POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency
                       "multprice_signs" ("signed" | "unsigned"),
                       "overseas_session" ("open" | "closed"),
                       "minute_session" ("HHMM-HHMM")}
-POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms"}]}
+POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
+                                  "body" (answer: an object; file: base64), "headers"}]}
 POST /__mock/release  answers every request the hold fault holds now
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow overlap hold close expire_token invalid_token answer (any /uapi endpoint, after the
@@ -307,6 +309,7 @@ error_code).
 """
 
 import argparse
+import base64
 import datetime
 import hashlib
 import io
@@ -384,7 +387,7 @@ MESSAGES = {
 FAULT_KINDS = frozenset((
     "http500", "egw00201", "egw00001", "egw00002", "drop", "truncate", "garbage",
     "bad_shape", "numbers", "huge", "slow", "overlap", "hold", "close", "expire_token", "invalid_token", "egw00133",
-    "sydb0050", "answer", "layout", "stray",
+    "sydb0050", "answer", "layout", "stray", "file",
 ))
 # rt_cd "0" codes: quotations answer MCA00000; inquire-balance KIOK0510 (real),
 # 20310000 (virtual) and KIOK0560 for an empty account. SYDB0050 comes with rt_cd "7".
@@ -1505,6 +1508,9 @@ class MockState:
                     raise ValueError(f'an "answer" rule needs a "body" object: {fault!r}')
                 rule["body"] = fault["body"]
                 rule["headers"] = {str(k): str(v) for k, v in fault.get("headers", {}).items()}
+            elif rule["kind"] == "file":
+                rule["body"] = str(fault.get("body", ""))
+                base64.b64decode(rule["body"], validate=True)   # a bad one fails here
             rules.append(rule)
         with self.lock:
             self.faults.extend(rule for rule in rules if rule["times"] != 0)
@@ -1826,12 +1832,16 @@ class KisHandler(BaseHTTPRequestHandler):
         state.count_download(name)
         fault = state.take_fault([name])
         market = name[:-len("_code.mst.zip")] if name.endswith("_code.mst.zip") else None
+        if fault and fault["kind"] == "slow":
+            time.sleep(fault["ms"] / 1000)
         if self.command != "GET" or market not in MASTER_TAIL:
             self._send(404, b"Not Found", "text/plain")
         elif fault and fault["kind"] == "http500":
             self._send(500, b"Internal Server Error", "text/plain")
         elif fault and fault["kind"] == "garbage":
             self._send(200, b"PK\x03\x04 not a zip archive", "application/zip")
+        elif fault and fault["kind"] == "file":
+            self._send(200, base64.b64decode(fault["body"]), "application/zip")
         else:
             data = master_zip(market, layout=fault is not None and fault["kind"] == "layout")
             if fault and fault["kind"] == "truncate":

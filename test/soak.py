@@ -214,7 +214,9 @@ def setup():
             raise RuntimeError(f"setup: {sql}: {err}")
     mock("/__mock/config", {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                             "token_interval": 0, "holdings": HOLDINGS,
-                            "multprice_shape": "array"})
+                            "multprice_shape": "array",
+                            # bars at any hour (the behaviour tests leave 0900-1530)
+                            "minute_session": "0000-2359"})
     mock("/__mock/reset", {})
 
 

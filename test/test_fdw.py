@@ -842,6 +842,52 @@ def test_paused_cursor():
               f"max_retries {retries}: {st['requests']} requests for {len(syms)} symbols")
 
 
+def test_paused_cursor_does_not_stall_others():
+    """Issue 20 item 4: a session paused in a cursor (rows streamed: on_error 'row')
+    sent requests it does not read while it is away.  Another role asking for the
+    same symbols does not wait for them (once up to (timeout_ms + 5 s) x
+    (max_retries + 1)) but takes them over and is answered at its normal pace, while
+    the paused session's own requests are still held by the mock.  The paused
+    session then gets its own answers."""
+    role, key = "kis_other_reader", "PSbehaviourOtherReader00000000000"
+    syms = symbols(8)
+    run(f"DROP OWNED BY {role}; DROP ROLE {role}")  # a leftover of an earlier run
+    run_all(f"CREATE ROLE {role}", f"GRANT USAGE ON FOREIGN SERVER kis TO {role}",
+            f"GRANT SELECT ON kis_prices_or_row TO {role}",
+            f"CREATE USER MAPPING FOR {role} SERVER kis "
+            f"OPTIONS (app_key '{key}', app_secret '{APP_SECRET}')")
+    set_server(timeout_ms="600000")
+    # the mock holds the paused session's answers for all but the first symbol
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": sym, "ms": 10000}
+                                       for sym in syms[1:]]})
+    try:
+        with Session() as paused:
+            # connections for all of its requests at once
+            must(paused.query("SELECT count(*) FROM kis_prices_or_row WHERE symbol IN "
+                              f"({sql_list(symbols(8))})"), "warm-up")
+            must(paused.query("BEGIN"), "begin")
+            must(paused.query("DECLARE c CURSOR FOR SELECT symbol, price, error FROM "
+                              f"kis_prices_or_row WHERE symbol IN ({sql_list(syms)})"), "declare")
+            rows = must(paused.query("FETCH 1 FROM c"), "fetch 1")
+            # its requests are claimed; those curl sent before the row went out are held
+            wait_until(lambda: stats()["in_flight"] >= 1, "a request of the paused session held")
+            other, err, rc = run(f"SET ROLE {role}; SET statement_timeout = '{WAIT // 2}s'; "
+                                 f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                 f"WHERE symbol IN ({sql_list(syms)})")
+            st = stats()
+            check(rc == 0, f"the other role's query was held: {err}")
+            check_prices(other, syms, "the other role")
+            check(st["in_flight"] >= 1,
+                  f"the paused session's requests were answered meanwhile: {st['in_flight']}")
+            check(st["by_appkey"].get(key) == {sym: 1 for sym in syms},
+                  f"the other role's own requests: {st['by_appkey'].get(key)}")
+            rows += must(paused.query("FETCH ALL FROM c"), "fetch all")
+            must(paused.query("COMMIT"), "commit")
+        check_prices(rows, syms, "the paused session")
+    finally:
+        run(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
 def test_paused_cursor_connecting():
     """The same for a request still connecting when the cursor pauses: the
     first answer closes its connection, so the next request, started before
@@ -2129,6 +2175,12 @@ MASTER_ROWS = {"KOSPI": 805, "KOSDAQ": 1603, "KONEX": 121}   # test/mock_kis.py
 APP_KEY_SYMBOLS = "PSsymbolsKeyNeverIssuedAToken0000000"  # a key with no token anywhere
 
 
+def reset_downloads():
+    """reset_mock, and forget the downloads kept in the store (KIS_DOWNLOAD_TTL_MS)."""
+    reset_mock()
+    run("SELECT kis_fdw_cache_reset()")
+
+
 def symbols_table(db=DB):
     for sql in ("DROP SERVER IF EXISTS kis_master CASCADE",
                 f"CREATE SERVER kis_master FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url "
@@ -2146,6 +2198,7 @@ def test_symbols_downloads():
     condition limits which), asks KIS for no token, retries a failed download, and
     reports an archive it cannot read as that market's failure (on_error applies)."""
     symbols_table()
+    reset_downloads()
     query = "SELECT market, count(*), count(DISTINCT symbol) FROM domestic_symbols GROUP BY 1 ORDER BY 1"
     rows = must(run(query)[:2], "all markets")
     check(rows == [[m, str(n), str(n)] for m, n in sorted(MASTER_ROWS.items())], f"rows {rows}")
@@ -2157,14 +2210,14 @@ def test_symbols_downloads():
     rows, err, rc = run(f"SELECT count(*) FROM kis_fdw_stats WHERE key_hash = "
                         f"left(encode(sha256('{APP_KEY_SYMBOLS}'), 'hex'), 12) AND tokens_issued > 0")
     check(rc == 0 and rows == [["0"]], f"kis_fdw_stats: {rows} {err}")
-    reset_mock()
+    reset_downloads()
     rows = must(run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KOSDAQ', 'KONEX') "
                     "AND name LIKE '%종목%'")[:2], "two markets")
     check(rows == [[str(1600 + 120)]], f"two markets: {rows}")
     check(stats()["downloads"] == {MASTER_FILES["KOSDAQ"]: 1, MASTER_FILES["KONEX"]: 1},
           f"two markets: downloads {stats()['downloads']}")
     # a failed download is retried
-    reset_mock()
+    reset_downloads()
     inject(("http500", MASTER_FILES["KOSPI"], 1))
     rows = must(run("SELECT count(*) FROM domestic_symbols WHERE market = 'KOSPI'")[:2], "retry")
     check(rows == [[str(MASTER_ROWS["KOSPI"])]] and
@@ -2172,7 +2225,7 @@ def test_symbols_downloads():
     # an archive that cannot be read: the market's failure
     for kind, problem in (("garbage", "not a zip archive"),
                           ("truncate", "not a zip archive")):
-        reset_mock()
+        reset_downloads()
         inject((kind, MASTER_FILES["KONEX"], -1))
         _, err, rc = run("SELECT count(*) FROM domestic_symbols")
         check(rc != 0 and 'KIS request for market "KONEX" failed' in err and problem in err,
@@ -2201,11 +2254,12 @@ def test_symbols_exact_layout():
                     f"WHERE market = 'KONEX' AND symbol = '{code}'")[:2], "KONEX")
     check(rows == [["썬테크", "ST", str(base), "1", "0", str(base * shares // 10 ** 8),
                     str(shares // 1000)]], f"a KONEX line with a blank last flag: {rows}")
-    reset_mock()
+    reset_downloads()
     inject(("layout", MASTER_FILES["KONEX"], -1))
     _, err, rc = run("SELECT count(*) FROM domestic_symbols WHERE market IN ('KONEX', 'KOSPI')")
-    check(rc != 0 and "the master file of KONEX, line 1 of konex_code.mst: 246 bytes where a "
-          "KONEX line has 245" in err, f"a changed layout: {err}")
+    # every line is unreadable: more than kis_fdw's limit of such lines (docs/security.md)
+    check(rc != 0 and "the master file of KONEX" in err and "line 1 of konex_code.mst: 246 "
+          "bytes where a KONEX line has 245" in err, f"a changed layout: {err}")
     rows, err, rc = run("ALTER FOREIGN TABLE domestic_symbols OPTIONS (ADD on_error 'skip'); "
                         "SELECT market, count(*) FROM domestic_symbols GROUP BY 1 ORDER BY 1")
     check(rc == 0 and rows == [["KOSDAQ", "1603"], ["KOSPI", "805"]] and "konex_code.mst" in err,
@@ -2237,7 +2291,7 @@ def test_symbols_without_mapping():
         # SET ROLE NONE: the session's own role, whose mapping has credentials
         for who, concurrency in ((role, "8"), (role, "1"), ("NONE", "1"), ("NONE", "8")):
             run_all(f"ALTER SERVER kis_master OPTIONS (SET max_concurrency '{concurrency}')")
-            reset_mock()
+            reset_downloads()
             what = f"{who}, max_concurrency {concurrency}"
             rows = must(run(f"SET ROLE {who}; {query}")[:2], what)
             st = stats()
@@ -2283,13 +2337,131 @@ def test_symbols_in_euc_kr():
         run("DROP DATABASE IF EXISTS kis_euckr", db="postgres")
 
 
+# issue 20 item 5: a master file is untrusted input; its downloads are shared.
+
+def zip_archive(name, data, declared=None):
+    """A zip archive of one deflated member, whose headers say it inflates to
+    declared bytes (default: its real size)."""
+    import struct
+    import zlib
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = comp.compress(data) + comp.flush()
+    usize = len(data) if declared is None else declared
+    crc, fname = zlib.crc32(data), name.encode()
+    local = struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, 0, 8, 0, 0, crc, len(body), usize,
+                        len(fname), 0) + fname
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 20, 20, 0, 8, 0, 0, crc, len(body),
+                          usize, len(fname), 0, 0, 0, 0, 0, 0) + fname
+    end = struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, 1, 1, len(central),
+                      len(local) + len(body), 0)
+    return local + body + central + end
+
+
+def serve_master(market, archive):
+    """The mock serves archive as market's master file from now on."""
+    import base64
+    mock("/__mock/faults", {"faults": [{"kind": "file", "symbol": MASTER_FILES[market],
+                                        "times": -1, "body": base64.b64encode(archive).decode()}]})
+
+
+def peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def test_symbols_zip_limits():
+    """A master file over a limit is an ERROR naming the limit, found before
+    anything is inflated or parsed: a zip bomb (3 kB of deflate, 3 MB of short
+    lines, each once an error row), a member that says it is huge, too many
+    unreadable lines leave the backend's peak memory where it was; too many
+    listings."""
+    symbols_table()
+    query = "SELECT count(*) FROM domestic_symbols WHERE market = 'KOSPI'"
+    import io
+    import zipfile
+    import mock_kis
+    real = zipfile.ZipFile(io.BytesIO(mock_kis.master_zip("kospi"))).read("kospi_code.mst")
+    line = real.split(b"\n")[0].rstrip(b"\r")
+    listings = b"".join(b"%06d" % i + line[6:] + b"\n" for i in range(20001))
+    cases = (
+        ("a bomb", zip_archive("kospi_code.mst", b"x\r\n" * 1000000),
+         "inflates more than kis_fdw's limit of 100 to 1"),
+        ("a member said to be huge", zip_archive("kospi_code.mst", os.urandom(200000), 17 << 20),
+         "larger than kis_fdw's limit of 16777216 bytes"),
+        ("101 unreadable lines", zip_archive("kospi_code.mst", b"x\r\n" * 101),
+         "more than kis_fdw's limit of 100 lines cannot be read (the first: line 1 of "
+         "kospi_code.mst"),
+        # last: 20000 listings are allowed, and their rows take memory
+        ("20001 listings", zip_archive("kospi_code.mst", listings),
+         "more than kis_fdw's limit of 20000 listings"))
+    try:
+        with Session() as s:
+            must(s.query(query), "warm-up")
+            before = peak_rss_kb(s.pid())
+            for what, archive, limit in cases:
+                reset_downloads()
+                serve_master("KOSPI", archive)
+                rows, err = s.query(query)
+                check(not rows and "ERROR" in err and limit in err,
+                      f"{what} ({len(archive)} bytes): {rows} {err}")
+                check(s.alive, f"{what}: the session is gone")
+                grew = peak_rss_kb(s.pid()) - before
+                check(grew < 32 * 1024 or "listings" in what,
+                      f"{what}: the backend's peak memory grew by {grew} kB")
+    finally:
+        reset_downloads()
+        run("DROP SERVER kis_master CASCADE")
+
+
+def test_symbols_downloads_shared():
+    """Sessions share a download: one that starts while another's download of the
+    same file is on its way waits for it, and a later one within the download TTL
+    is served from the store.  Three queries, one download."""
+    symbols_table()
+    query = "SELECT count(*) FROM domestic_symbols WHERE market = 'KOSPI'"
+    want = [[str(MASTER_ROWS["KOSPI"])]]
+    reset_downloads()
+    mock("/__mock/faults", {"faults": [{"kind": "slow", "symbol": MASTER_FILES["KOSPI"],
+                                        "ms": 2000}]})
+    try:
+        with Session() as a, Session() as b:
+            first = a.background(query)
+            wait_until(lambda: stats()["downloads"].get(MASTER_FILES["KOSPI"]) == 1,
+                       "the first session's download to reach the mock")
+            rows, err = b.query(query)
+            check(rows == want, f"the second session: {rows} {err}")
+            first.join()
+            check(first.result[0] == want, f"the first session: {first.result}")
+        rows = must(run(query)[:2], "a later query")
+        check(rows == want, f"a later query: {rows}")
+        check(stats()["downloads"] == {MASTER_FILES["KOSPI"]: 1},
+              f"three queries, downloads {stats()['downloads']}")
+    finally:
+        run("DROP SERVER kis_master CASCADE")
+
+
+def test_master_url_upper_case_scheme():
+    """master_url 'HTTP://...' passes the validator, so downloads must work with it
+    too (its scheme is read in lower case, as base_url's)."""
+    with PlainMock() as plain:
+        try:
+            symbols_table()
+            run_all("ALTER SERVER kis_master OPTIONS (SET master_url "
+                    f"'HTTP://127.0.0.1:{plain.port}/common/master')")
+            rows, err, rc = run("SELECT count(*) FROM domestic_symbols WHERE market = 'KONEX'")
+            check(rc == 0 and rows == [[str(MASTER_ROWS["KONEX"])]],
+                  f"master_url 'HTTP://...': {rows} {err}")
+        finally:
+            run("DROP SERVER IF EXISTS kis_master CASCADE")
+
+
 TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_servers_share_gate,
          test_terminate_at_gate, test_no_preload_notice, test_faults_recovered, test_fault_matrix_rest,
          test_tokens_born_expired, test_expired_token_mid_scan, test_on_error_modes,
          test_multprice_unsigned_changes, test_overseas_closed, test_holdings_restart,
          test_holdings_virtual,
          test_on_error_deterministic, test_streaming, test_paused_cursor,
-         test_paused_cursor_connecting, test_connect_timeout,
+         test_paused_cursor_does_not_stall_others, test_paused_cursor_connecting, test_connect_timeout,
          test_cancel_frees_descriptors, test_cancel_while_waiting_for_token, test_terminate,
          test_mv_refresh_with_pg_cron,
          test_keepalive_reuse, test_encoding_error_names_column, test_readme_tables_in_sync,
@@ -2305,7 +2477,9 @@ TESTS = [test_concurrency, test_rate_gate, test_shared_token_and_gate, test_two_
          test_upper_case_scheme, test_token_5xx_hint, test_host_name, test_docs_cited_exist,
          test_encoding_messages,
          test_jansson_untouched,
-         test_symbols_downloads, test_symbols_exact_layout, test_symbols_without_mapping, test_symbols_in_euc_kr]
+         test_symbols_downloads, test_symbols_exact_layout, test_symbols_without_mapping,
+         test_symbols_in_euc_kr, test_symbols_zip_limits, test_symbols_downloads_shared,
+         test_master_url_upper_case_scheme]
 
 
 # --------------------------------------------------------------------------- gate
