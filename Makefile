@@ -41,7 +41,8 @@ EXTENSION = kis_fdw
 # make installcheck: the same tests and order as make test's pg_regress run
 REGRESS = $(shell sed -n 's/^test: *//p' $(srcdir)/test/schedule)
 REGRESS_OPTS = --dbname=kis_regress
-DATA = kis_fdw--1.0.sql kis_fdw--1.0--1.1.sql kis_fdw--1.2.sql kis_fdw--1.1--1.2.sql
+DATA = kis_fdw--1.0.sql kis_fdw--1.0--1.1.sql kis_fdw--1.2.sql kis_fdw--1.1--1.2.sql \
+	kis_fdw--1.0--1.2.sql
 PGFILEDESC = "kis_fdw - foreign data wrapper for the KIS Open API"
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -73,4 +73,34 @@ SELECT :'fresh_string_agg' = :'upgraded_string_agg' AS same_objects;
 
 \c :regress_db
 DROP DATABASE kis_upgrade;
+
+-- 1.0 -> 1.2 in one step, the path a plain UPDATE from 1.0 takes (the
+-- shortest): the same objects and privileges as a fresh install
+SELECT path FROM pg_extension_update_paths('kis_fdw') WHERE source = '1.0' AND target = '1.2';
+CREATE DATABASE kis_upgrade;
+\c kis_upgrade
+CREATE EXTENSION kis_fdw VERSION '1.0';
+GRANT SELECT ON kis_fdw_stats TO kis_upgrade_reader;
+REVOKE EXECUTE ON FUNCTION kis_fdw_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION kis_fdw_stats() TO kis_upgrade_reader;
+ALTER EXTENSION kis_fdw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
+SELECT has_table_privilege('kis_upgrade_reader', 'kis_fdw_stats', 'SELECT') AS reader_selects,
+       has_function_privilege('kis_upgrade_reader', 'kis_fdw_stats()', 'EXECUTE') AS reader_executes,
+       EXISTS (SELECT FROM pg_proc p, aclexplode(p.proacl) a
+               WHERE p.oid = 'kis_fdw_stats()'::regprocedure AND a.grantee = 0) AS public_executes;
+-- the reader's grants aside, the objects of a fresh install
+REVOKE SELECT ON kis_fdw_stats FROM kis_upgrade_reader;
+REVOKE EXECUTE ON FUNCTION kis_fdw_stats() FROM kis_upgrade_reader;
+:members \gset direct_
+(SELECT 'only after a fresh install' AS "where", d FROM unnest(string_to_array(:'fresh_string_agg', E'\n')) d
+ EXCEPT SELECT 'only after a fresh install', unnest(string_to_array(:'direct_string_agg', E'\n')))
+UNION ALL
+(SELECT 'only after the direct update', d FROM unnest(string_to_array(:'direct_string_agg', E'\n')) d
+ EXCEPT SELECT 'only after the direct update', unnest(string_to_array(:'fresh_string_agg', E'\n')))
+ORDER BY 1, 2;
+SELECT :'fresh_string_agg' = :'direct_string_agg' AS same_objects;
+
+\c :regress_db
+DROP DATABASE kis_upgrade;
 DROP ROLE kis_upgrade_reader;

@@ -3606,10 +3606,47 @@ def test_reset_key_needs_the_secret():
         check(run("SELECT kis_fdw_reset_key('kis')")[0] == [["t"]], "the owner's reset found no slot")
 
 
+def test_update_from_1_0_runs_nothing_planted():
+    """An installation at 1.0 updated with a plain ALTER EXTENSION kis_fdw UPDATE
+    runs nothing a role with CREATE on the extension's schema planted there: the
+    released 1.0 -> 1.1 script compares p.oid = 'kis_fdw_stats()'::regprocedure,
+    which a planted =(oid, regprocedure) would take over (as the superuser who
+    updates); the direct kis_fdw--1.0--1.2.sql, the shortest path, names only
+    pg_catalog's operators."""
+    db, role = "kis_planted10", "kis_planter10"
+    run(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+    run(f"DROP ROLE IF EXISTS {role}", db="postgres")
+    run_all(f"CREATE ROLE {role}")
+    try:
+        _, err, rc = run(f"CREATE DATABASE {db}", db="postgres")
+        check(rc == 0, err)
+        for sql in ("CREATE EXTENSION kis_fdw VERSION '1.0'",
+                    f"GRANT CREATE ON SCHEMA public TO {role}",
+                    f"SET ROLE {role}; CREATE FUNCTION public.planted_eq(oid, regprocedure) "
+                    "RETURNS bool LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname "
+                    "OPERATOR(pg_catalog.=) current_user) THEN "
+                    f"EXECUTE 'ALTER ROLE {role} SUPERUSER'; END IF; "
+                    "RETURN $1 OPERATOR(pg_catalog.=) $2::oid; END $$",
+                    f"SET ROLE {role}; CREATE OPERATOR public.= (LEFTARG = oid, "
+                    "RIGHTARG = regprocedure, FUNCTION = public.planted_eq)",
+                    "ALTER EXTENSION kis_fdw UPDATE"):
+            _, err, rc = run(sql, db=db)
+            check(rc == 0, f"{sql[:60]}: {err}")
+        rows, _, _ = run("SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw'", db=db)
+        check(rows == [["1.2"]], f"not updated to 1.2: {rows}")
+        rows, _, _ = run(f"SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'")
+        check(rows == [["f"]], f"the update from 1.0 ran the planted operator: {role} "
+              f"is superuser ({rows})")
+    finally:
+        run(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+        run(f"DROP ROLE IF EXISTS {role}", db="postgres")
+
+
 TESTS += [test_credentials_printable_only, test_token_printable_only,
           test_answer_for_another_symbol, test_urls_superuser_only, test_token_bound_to_origin,
           test_private_answer_kept_only_when_asked, test_cache_wiped_on_reset,
-          test_reset_key_needs_the_secret]
+          test_reset_key_needs_the_secret, test_update_from_1_0_runs_nothing_planted]
 
 
 SERVER_LOG = os.path.join(WORK, "server.log")
