@@ -19,7 +19,8 @@
  * key that has no slot takes a free one, or else reclaims the least
  * recently used slot that no scan holds: first among keys KIS never
  * issued a token to (so cycling made-up keys through a user mapping
- * cannot lock real keys out), then among keys every schedule of which is
+ * cannot lock idle real keys out; slots held by paused scans are a known
+ * gap, docs/security.md), then among keys every schedule of which is
  * over: the current kis_fdw.token_issue_interval since their last token,
  * and their rate gate's next send.  Forgetting those breaks no rule; the
  * token is lost, and KIS hands the same one back when asked again
