@@ -78,10 +78,12 @@ WAIT = 120  # seconds before a hung psql is given up (a safety net)
 # Symbols (and repetitions) per scenario; BENCH_QUICK=1 takes the second set.
 FULL_SIZES = {"rate-bound": 200, "latency-bound": 320, "shared": 60, "same-symbols": 40,
               "batched": 600, "overhead": 10000, "overhead-reps": 3, "cancel": 2000,
-              "cancel-reps": 20, "two-keys": 95, "join": 200}
+              "cancel-reps": 20, "two-keys": 95, "join": 200, "cached-join": 1200,
+              "cached-join-reps": 5}
 QUICK_SIZES = {"rate-bound": 40, "latency-bound": 64, "shared": 15, "same-symbols": 10,
                "batched": 120, "overhead": 1000, "overhead-reps": 2, "cancel": 2000,
-               "cancel-reps": 3, "two-keys": 20, "join": 40}
+               "cancel-reps": 3, "two-keys": 20, "join": 40, "cached-join": 200,
+               "cached-join-reps": 2}
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = dict(QUICK_SIZES if QUICK else FULL_SIZES)
 
@@ -382,6 +384,32 @@ def scenario_batched(first=130000, n=None):
     r.update(time_s=ms / 1000, rows=scan["Actual Rows"], ideal_requests=-(-n // 30),
              symbols_per_request=n / max(r["requests"], 1))
     r["met"] = r["symbols_per_request"] >= 25 and r["rows"] == n
+    return r
+
+
+def scenario_cached_join(first=700000, n=None, reps=None):
+    """A portfolio joined to domestic_multi_price with every answer in the cache
+    (cache_ttl_ms), against the same join on a local table of the same rows:
+    server time (EXPLAIN ANALYZE's Execution Time), best of reps each."""
+    n, reps = n or SIZES["cached-join"], reps or SIZES["cached-join-reps"]
+    table = create_server("cached-join", endpoint="domestic_multi_price",
+                          max_concurrency="8", cache_ttl_ms="3600000")
+    mock_setup()
+    psql(f"""
+CREATE TABLE cj_portfolio AS
+  SELECT lpad(g::text, 6, '0') AS symbol, g % 100 + 1 AS qty
+  FROM generate_series({first}, {first + n - 1}) g;
+CREATE TABLE cj_local AS SELECT * FROM {table} WHERE symbol IN (SELECT symbol FROM cj_portfolio);
+ANALYZE cj_portfolio, cj_local;""")
+    join = "SELECT p.symbol, p.qty * q.price FROM cj_portfolio p JOIN {} q USING (symbol)"
+    before = mock_stats()["requests"]
+    kis = [explain(join.format(table))[0] for _ in range(reps)]
+    requests = mock_stats()["requests"] - before
+    local = [explain(join.format("cj_local"))[0] for _ in range(reps)]
+    r = {"symbols": n, "reps": reps, "kis_ms": min(kis), "local_ms": min(local),
+         "kis_ms_all": kis, "local_ms_all": local, "requests": requests}
+    r["ratio"] = r["kis_ms"] / r["local_ms"]
+    r["met"] = r["ratio"] <= 3 and requests == 0
     return r
 
 
@@ -765,6 +793,12 @@ def table_rows(R):
             f"{ob['rows_per_s']:.0f} rows/s; CPU: backend "
             f"{f(ob['backend_cpu_share'])}, mock {f(ob['mock_cpu_share'])} cores", "≤ 20 µs/row",
             yes(ob["met"])),
+        "cached-join": lambda cj: (
+            "cached join", f"{n['cached-join']:,} symbols in a table joined to "
+            "domestic_multi_price, every answer cached (cache_ttl_ms)",
+            f"kis_fdw {f(cj['kis_ms'])} ms, local table {f(cj['local_ms'])} ms (server time, "
+            f"best of {cj['reps']}): {f(cj['ratio'], 1)}× the local table; {cj['requests']} "
+            "requests", "≤ 3× the local table, 0 requests", yes(cj["met"])),
         "cancel": lambda ca: (
             "cancel", f"{n['cancel']:,} symbols, 50 ms, cancelled after 1 s, ×{n['cancel-reps']}",
             f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "
@@ -877,6 +911,7 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("overhead", scenario_overhead),
          ("overhead-batched", lambda: scenario_overhead("overhead-batched",
                                                         "domestic_multi_price", 400000)),
+         ("cached-join", scenario_cached_join),
          ("cancel", scenario_cancel),
          ("two-keys-union", lambda: scenario_two_keys("union", 500000)),
          ("two-keys-partitioned", lambda: scenario_two_keys("partitioned", 510000)),
