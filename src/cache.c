@@ -23,11 +23,9 @@
  * evicted; when every entry is in flight, a request is simply sent
  * unshared.
  *
- * A request is claimed only as it is sent, after its own rate gate, token
- * and back-off let it go, so an entry in flight is one on the wire.  Its
- * answer moves only while the sender's backend is inside kis_fdw's wait
+ * A sender's requests move only while its backend is inside kis_fdw's wait
  * loop; one sitting in a paused cursor (or busy elsewhere in the executor)
- * leaves it where it is.  Each backend says when it left the loop
+ * leaves them where they are.  Each backend says when it left the loop
  * (kis_cache_away, a lock-free slot per PGPROC), and a waiter takes over a
  * request whose sender has been away longer than CACHE_AWAY_GRACE_US.
  *
@@ -434,7 +432,7 @@ static void give_back_mine(int code, Datum arg);
 
 /* Make e an in-flight entry owned by this backend; returns its serial */
 static uint64
-claim_entry(CacheStore *s, CacheEntry *e)
+claim(CacheStore *s, CacheEntry *e)
 {
 	if (e->state == ENTRY_READY)
 	{
@@ -503,18 +501,15 @@ kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
 }
 
 /*
- * Look a request up: before it goes to the rate gate (claim false), and
- * again as it is sent (claim true).  HIT: a ready answer younger than
- * ttl_ms, copied into answer (body allocated in cxt).  WAIT: another send
- * of it is in flight; poll with kis_cache_poll(*serial).  FREE (claim
- * false): nobody is sending it, or its sender died or is away; look again
- * with claim as it goes.  OWNER (claim true): the caller now owns the
- * request (*serial) and sends it at once: it must end with kis_cache_store
+ * Before a request goes to the rate gate.  HIT: a ready answer younger
+ * than ttl_ms, copied into answer (body allocated in cxt).  WAIT: another
+ * send of it is in flight; poll with kis_cache_poll(*serial).  OWNER: the
+ * caller now owns the request (*serial): it must end with kis_cache_store
  * or kis_cache_abandon.  SEND: nothing to share; send it unshared.
  */
 KisCacheResult
-kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, bool claim,
-				 uint64 *serial, KisCachedAnswer *answer, MemoryContext cxt)
+kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
+				 KisCachedAnswer *answer, MemoryContext cxt)
 {
 	CacheStore *s = get_store();
 	CacheEntry *e;
@@ -542,15 +537,13 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, bool claim,
 		*serial = e->serial;
 		result = KIS_CACHE_WAIT;
 	}
-	else if (!claim)
-		result = KIS_CACHE_FREE;
 	else if (e != NULL)
 	{
 		/*
 		 * Stale, or its sender died or is away: ours now (waiters adopt the
 		 * new send; the old sender's answer is not stored over it)
 		 */
-		*serial = claim_entry(s, e);
+		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
 	else if (s->free_entry >= 0 || evict_one(s))
@@ -565,7 +558,7 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, bool claim,
 		e->lru_prev = e->lru_next = -1;
 		e->bucket_next = BUCKETS(s)[bucket_of(s, key)];
 		BUCKETS(s)[bucket_of(s, key)] = i;
-		*serial = claim_entry(s, e);
+		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
 	else
@@ -577,8 +570,9 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, bool claim,
 /*
  * A waiter looks again.  HIT: the answer it waited for (or a later one)
  * is in.  WAIT: still in flight (perhaps sent again by another).  SEND:
- * the sender gave it up, failed or is gone: send it yourself.  FREE: the
- * sender is away; send it, claiming it as it goes (kis_cache_lookup).
+ * the sender gave it up, failed or is gone: send it yourself.  OWNER: the
+ * sender is away; the caller now owns the request (*serial), as after
+ * kis_cache_lookup.
  */
 KisCacheResult
 kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
@@ -602,7 +596,10 @@ kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
 		if (owner_gone(s, e))
 			remove_entry(s, e);
 		else if (owner_away(s, e, kis_clock_now()))
-			result = KIS_CACHE_FREE;
+		{
+			*serial = claim(s, e);
+			result = KIS_CACHE_OWNER;
+		}
 		else
 		{
 			add_waiter(s, e);

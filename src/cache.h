@@ -19,9 +19,8 @@ struct KisConfig;
 typedef enum KisCacheResult
 {
 	KIS_CACHE_SEND,				/* nothing to share: send it */
-	KIS_CACHE_FREE,				/* nobody is sending it (or its sender is
-								 * away): claim it as it goes */
-	KIS_CACHE_OWNER,			/* claimed: send it; others may wait for it */
+	KIS_CACHE_OWNER,			/* send it; others may wait for it (also a
+								 * waiter taking over from an away sender) */
 	KIS_CACHE_HIT,				/* the answer is here */
 	KIS_CACHE_WAIT				/* another send of it is in flight */
 } KisCacheResult;
@@ -43,8 +42,8 @@ extern void kis_cache_key(const struct KisConfig *config, const uint8 *creds,
 						  const char *url, const char *tr_id, const char *header,
 						  uint8 *key);
 extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
-									   bool claim, uint64 *serial,
-									   KisCachedAnswer *answer, MemoryContext cxt);
+									   uint64 *serial, KisCachedAnswer *answer,
+									   MemoryContext cxt);
 extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);
 extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,

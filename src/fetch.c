@@ -107,8 +107,7 @@ typedef enum KisRequestKind
 typedef enum KisShare
 {
 	KIS_SHARE_UNASKED,			/* not looked up yet */
-	KIS_SHARE_FREE,				/* nobody sends it: claimed as it goes */
-	KIS_SHARE_OWNER,			/* claimed and sent; others may wait for it */
+	KIS_SHARE_OWNER,			/* ours to send; others may wait for it */
 	KIS_SHARE_WAITING,			/* waiting for another's send */
 	KIS_SHARE_ALONE				/* sent unshared */
 } KisShare;
@@ -778,9 +777,7 @@ backoff_us(int attempts)
 /* ----------------------------------------------------------------
  * Shared answers (cache.c).  A request is looked up before it goes to the
  * rate gate, so neither a cached answer nor waiting for another session's
- * send of the same request costs a slot, and claimed only as it is sent:
- * a request held at its own gate, backing off or waiting for a token
- * holds up nobody else.  docs/cache.md has the rules.
+ * send of the same request costs a slot.  docs/cache.md has the rules.
  * ----------------------------------------------------------------
  */
 
@@ -793,22 +790,6 @@ share_done(KisRequest *req)
 		kis_cache_abandon(req->share_key, req->share_serial);
 		dlist_delete(&req->owned_node);
 		req->share = KIS_SHARE_ALONE;
-	}
-}
-
-/*
- * The owner's send brought no answer and the request goes again later
- * (after a back-off, or with a new token): give the claim back now, so
- * that others send theirs rather than wait; it is looked up again, and
- * claimed again, as it goes.
- */
-static void
-share_resend(KisRequest *req)
-{
-	if (req->share == KIS_SHARE_OWNER)
-	{
-		share_done(req);
-		req->share = KIS_SHARE_FREE;
 	}
 }
 
@@ -910,40 +891,30 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 }
 
 /*
- * The request at the head of the ready queue: looked up before the gate
- * (claim false) and again as it is sent (claim true).  True: it left the
- * queue, answered from the cache or set waiting for another's send.
- * False: send it when it may go; with claim, it is now the send others
- * wait for, or sent unshared.
+ * The request at the head of the ready queue, before the gate: answered
+ * from the cache, or set waiting for another's send (true: it left the
+ * queue), or to be sent, perhaps as the send others wait for.
  */
 static bool
-share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now, bool claim)
+share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 {
 	const KisConfig *config = f->config;
 	KisCachedAnswer answer;
 	int			ttl_ms = config->cache_ttl_ms;
 
-	if (req->share == KIS_SHARE_UNASKED)
-	{
-		req->share = KIS_SHARE_ALONE;
-		if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
-			return false;		/* a continuation page (share_storable) */
-		kis_cache_key(config, f->creds, req->url, req->tr_id, req->header,
-					  req->share_key);
-		req->share = KIS_SHARE_FREE;
-	}
-	if (req->share != KIS_SHARE_FREE)
+	if (req->share != KIS_SHARE_UNASKED)
 		return false;
+	req->share = KIS_SHARE_ALONE;
+	if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
+		return false;			/* a continuation page (share_storable) */
 
+	kis_cache_key(config, f->creds, req->url, req->tr_id, req->header, req->share_key);
 	if (req->kind == KIS_REQ_FILE)
 		ttl_ms = Max(ttl_ms, KIS_DOWNLOAD_TTL_MS);
-	switch (kis_cache_lookup(req->share_key, ttl_ms, now, claim,
+	switch (kis_cache_lookup(req->share_key, ttl_ms, now,
 							 &req->share_serial, &answer, f->cxt))
 	{
-		case KIS_CACHE_FREE:
-			break;
 		case KIS_CACHE_SEND:
-			req->share = KIS_SHARE_ALONE;
 			break;
 		case KIS_CACHE_OWNER:
 			req->share = KIS_SHARE_OWNER;
@@ -991,10 +962,11 @@ share_poll(KisFetcher *f, TimestampTz now)
 		dlist_delete(&req->node);
 		if (r == KIS_CACHE_HIT)
 			complete_shared(f, req, &answer, false);
-		else if (r == KIS_CACHE_FREE)
+		else if (r == KIS_CACHE_OWNER)
 		{
-			/* its sender is away: ours to send, claimed as it goes */
-			req->share = KIS_SHARE_FREE;
+			/* taken over from a sender that is away: others may wait for us */
+			req->share = KIS_SHARE_OWNER;
+			dlist_push_tail(&f->owned, &req->owned_node);
 			dlist_push_head(&f->ready, &req->node);
 		}
 		else
@@ -1094,7 +1066,6 @@ retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
 		return;
 	}
 	MemoryContextDelete(rcxt);
-	share_resend(req);
 	f->stats->retries++;
 	kis_slot_count(f->slot, KIS_CTR_RETRIES, 1);
 	req->not_before = now + backoff_us(req->attempts);
@@ -1266,7 +1237,6 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			MemoryContextDelete(rcxt);
 			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
 			kis_token_invalidate(f->slot, req->token_generation);
-			share_resend(req);
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;
@@ -1545,7 +1515,7 @@ pump(KisFetcher *f, TimestampTz now)
 		}
 		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
 			continue;
-		if (share_lookup(f, req, now, true))
+		if (share_lookup(f, req, now))
 			continue;			/* from the store, or another's download */
 		dlist_delete(&req->node);
 		start_request(f, req, NULL);
@@ -1605,7 +1575,7 @@ pump(KisFetcher *f, TimestampTz now)
 		KisRequest *req;
 
 		req = dlist_container(KisRequest, node, dlist_head_node(&f->ready));
-		if (share_lookup(f, req, now, false))
+		if (share_lookup(f, req, now))
 			continue;
 
 		/*
@@ -1634,12 +1604,6 @@ pump(KisFetcher *f, TimestampTz now)
 			wake = earliest(wake, f->reserved_at);
 			break;
 		}
-		/*
-		 * Claimed only now.  If another sent it meanwhile, we wait for that
-		 * and the slot goes to the next request.
-		 */
-		if (share_lookup(f, req, now, true))
-			continue;
 		kis_limiter_release(f->slot);
 		f->has_reservation = false;
 		req = dlist_container(KisRequest, node, dlist_pop_head_node(&f->ready));
