@@ -64,6 +64,7 @@
 #define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */
 #define CACHE_TRANCHE		"kis_fdw answer cache"
 #define CACHE_AWAY_GRACE_US	(100 * 1000)	/* a sender between two rows */
+#define CACHE_UNSENT_GRACE_US	(500 * 1000)	/* a claim not yet on the wire */
 
 typedef enum EntryState
 {
@@ -82,6 +83,8 @@ typedef struct CacheEntry
 	uint64		serial;			/* of the claim that owns or filled it */
 	int			owner_pid;		/* in flight: the sender */
 	int			owner_procno;	/* its PGPROC number, or -1 */
+	TimestampTz claimed_at;		/* in flight: when claimed, or sent again */
+	bool		sent;			/* in flight: on the wire (kis_cache_sending) */
 	int			nwaiters;
 	int			waiters[CACHE_MAX_WAITERS]; /* PGPROC numbers */
 	TimestampTz stored_at;		/* kis_clock_now() */
@@ -405,6 +408,19 @@ owner_away(CacheStore *s, CacheEntry *e, TimestampTz now)
 	return since != 0 && now - (TimestampTz) since >= CACHE_AWAY_GRACE_US;
 }
 
+/*
+ * Has the sender of an in-flight entry held it unsent for a while?  A claim
+ * is made before the sender's own rate gate, token and back-off; behind a
+ * gate far slower than ours (another role's server with a tiny rate_limit,
+ * say) it would hold us up for as long, so past the grace we send our own.
+ */
+static bool
+owner_stuck(CacheEntry *e, TimestampTz now)
+{
+	return e->owner_pid != MyProcPid && !e->sent &&
+		now - e->claimed_at >= CACHE_UNSENT_GRACE_US;
+}
+
 static void
 add_waiter(CacheStore *s, CacheEntry *e)
 {
@@ -442,6 +458,8 @@ claim(CacheStore *s, CacheEntry *e)
 	e->state = ENTRY_INFLIGHT;
 	e->owner_pid = MyProcPid;
 	e->owner_procno = s->shared && MyProc != NULL ? my_procno() : -1;
+	e->claimed_at = kis_clock_now();
+	e->sent = false;
 	e->serial = s->next_serial++;
 	return e->serial;
 }
@@ -531,7 +549,7 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 		result = KIS_CACHE_HIT;
 	}
 	else if (e != NULL && e->state == ENTRY_INFLIGHT && !owner_gone(s, e) &&
-			 !owner_away(s, e, now))
+			 !owner_away(s, e, now) && !owner_stuck(e, now))
 	{
 		add_waiter(s, e);
 		*serial = e->serial;
@@ -540,8 +558,9 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 	else if (e != NULL)
 	{
 		/*
-		 * Stale, or its sender died or is away: ours now (waiters adopt the
-		 * new send; the old sender's answer is not stored over it)
+		 * Stale, or its sender died, is away or holds it unsent: ours now
+		 * (waiters adopt the new send; the old sender's answer is not
+		 * stored over it)
 		 */
 		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
@@ -571,8 +590,8 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
  * A waiter looks again.  HIT: the answer it waited for (or a later one)
  * is in.  WAIT: still in flight (perhaps sent again by another).  SEND:
  * the sender gave it up, failed or is gone: send it yourself.  OWNER: the
- * sender is away; the caller now owns the request (*serial), as after
- * kis_cache_lookup.
+ * sender is away, or has held it unsent past the grace; the caller now owns
+ * the request (*serial), as after kis_cache_lookup.
  */
 KisCacheResult
 kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
@@ -595,7 +614,7 @@ kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
 	{
 		if (owner_gone(s, e))
 			remove_entry(s, e);
-		else if (owner_away(s, e, kis_clock_now()))
+		else if (owner_away(s, e, kis_clock_now()) || owner_stuck(e, kis_clock_now()))
 		{
 			*serial = claim(s, e);
 			result = KIS_CACHE_OWNER;
@@ -608,6 +627,28 @@ kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
 	}
 	unlock_store(s);
 	return result;
+}
+
+/*
+ * The owner's request goes on the wire (sending), or will go again later,
+ * after a back-off or with a new token (!sending): until it is sent, a
+ * waiter takes it over once CACHE_UNSENT_GRACE_US has passed.
+ */
+void
+kis_cache_sending(const uint8 *key, uint64 serial, bool sending)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+
+	lock_store(s);
+	e = find_entry(s, key);
+	if (e != NULL && e->state == ENTRY_INFLIGHT && e->serial == serial)
+	{
+		e->sent = sending;
+		if (!sending)
+			e->claimed_at = kis_clock_now();
+	}
+	unlock_store(s);
 }
 
 /*

@@ -44,6 +44,7 @@ extern void kis_cache_key(const struct KisConfig *config, const uint8 *creds,
 extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
 									   uint64 *serial, KisCachedAnswer *answer,
 									   MemoryContext cxt);
+extern void kis_cache_sending(const uint8 *key, uint64 serial, bool sending);
 extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);
 extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,

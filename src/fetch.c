@@ -682,6 +682,8 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->attempts++;
 	req->started_at = kis_clock_now();
 	req->away_at_start = f->away_us;
+	if (req->share == KIS_SHARE_OWNER)
+		kis_cache_sending(req->share_key, req->share_serial, true);
 
 	req->easy = easy = transport.neasy > 0 ?
 		transport.easy_pool[--transport.neasy] : curl_easy_init();
@@ -1066,6 +1068,8 @@ retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
 		return;
 	}
 	MemoryContextDelete(rcxt);
+	if (req->share == KIS_SHARE_OWNER)	/* unsent again while it backs off */
+		kis_cache_sending(req->share_key, req->share_serial, false);
 	f->stats->retries++;
 	kis_slot_count(f->slot, KIS_CTR_RETRIES, 1);
 	req->not_before = now + backoff_us(req->attempts);
@@ -1237,6 +1241,8 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			MemoryContextDelete(rcxt);
 			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
 			kis_token_invalidate(f->slot, req->token_generation);
+			if (req->share == KIS_SHARE_OWNER)	/* unsent until a new token */
+				kis_cache_sending(req->share_key, req->share_serial, false);
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;

@@ -3643,10 +3643,106 @@ def test_update_from_1_0_runs_nothing_planted():
         run(f"DROP ROLE IF EXISTS {role}", db="postgres")
 
 
+@contextlib.contextmanager
+def gated_server(rate_limit, app_key):
+    """The attacker's own server kis_gated (and table kis_gated_prices) at rate_limit,
+    over the mock: made by a superuser only because base_url must point at the mock
+    (its default is KIS's, so its cache keys are everyone's).  The app key's gate
+    outlives the server: each test has its own key."""
+    run("DROP SERVER IF EXISTS kis_gated CASCADE")
+    with attacker():
+        run_all(f"CREATE SERVER kis_gated FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '{rate_limit}')",
+                f"GRANT USAGE ON FOREIGN SERVER kis_gated TO {ATTACKER}",
+                f"CREATE USER MAPPING FOR {ATTACKER} SERVER kis_gated "
+                f"OPTIONS (app_key '{app_key}', app_secret 'attacker-secret')",
+                "CREATE FOREIGN TABLE kis_gated_prices (symbol text, price numeric, error text) "
+                "SERVER kis_gated OPTIONS (endpoint 'domestic_price', on_error 'row')",
+                f"GRANT SELECT ON kis_gated_prices TO {ATTACKER}")
+        try:
+            yield
+        finally:
+            run("DROP SERVER IF EXISTS kis_gated CASCADE")
+
+
+def test_rate_gated_owner_stalls_others():
+    """redteam (issue 20 item 4, not covered by the fix): another role's request
+    that is inside kis_fdw's wait loop but held at its OWN rate gate keeps
+    ownership of the shared entry (share_lookup claims it before the gate), so it
+    is never "away" and never taken over.  A role that can create a server with
+    rate_limit '0.01' (its base_url defaults to KIS's, so its cache keys are the
+    victim's) owns a symbol's entry for up to 100 s per gate slot; every other
+    role asking for that symbol waits its whole own timeout_ms, and its own
+    answer is then sent ALONE and never cached.  Here the attacker's server is
+    made by a superuser only because base_url must point at the mock; the
+    victim's timeout_ms is 600 s (as in test_paused_cursor_does_not_stall_others)
+    so that the stall shows as a statement timeout, not as a measured delay."""
+    sym, warm = symbols(2)
+    set_server(timeout_ms="600000")
+    with gated_server("0.01", "PSattackerGatedKey01"):
+        # the attacker spends its gate's one slot per 100 s (and gets its token)
+        _, err, rc = as_attacker(f"SELECT * FROM kis_gated_prices WHERE symbol = '{warm}'")
+        check(rc == 0, f"attacker warm-up: {err}")
+        with Session() as a:
+            must(a.query(f"SET ROLE {ATTACKER}"), "set role")
+            pid = a.pid()
+            held = a.background(f"SELECT * FROM kis_gated_prices WHERE symbol = '{sym}'")
+            # in its wait loop, the request claimed and held at its gate: never sent
+            wait_until(lambda: run(f"SELECT state, wait_event_type FROM pg_stat_activity "
+                                   f"WHERE pid = {pid}")[0] == [["active", "Extension"]]
+                       and sym not in stats()["by_symbol"], "the attacker at its gate")
+            rows, err, rc = run(f"SET statement_timeout = '{WAIT // 2}s'; "
+                                f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                f"WHERE symbol = '{sym}'")
+            run(f"SELECT pg_cancel_backend({pid})")
+            held.join(WAIT)
+        check(rc == 0, f"the victim waited for the attacker's rate gate: {err.strip()}")
+        check_prices(rows, [sym], "the victim")
+
+
+def test_backing_off_owner_stalls_nobody():
+    """The same class: a sender whose request failed and is to be sent again (after
+    its back-off, through its gate) gives its claim back at once.  The attacker's
+    gate (rate_limit 0.01, set after its token was issued without a gate) lets its
+    first send through and its resend only 100 s later; the victim waits for that
+    first send (the mock answers it after 2 s, with HTTP 500), is woken by the
+    failure, sends its own and is answered, long before the attacker's resend."""
+    sym, warm = symbols(2)
+    set_server(timeout_ms="600000")
+    with gated_server("0", "PSattackerBackoffKey01"):
+        _, err, rc = as_attacker(f"SELECT * FROM kis_gated_prices WHERE symbol = '{warm}'")
+        check(rc == 0, f"attacker warm-up: {err}")
+        set_server("kis_gated", rate_limit="0.01")
+        mock_config(latency_ms=2000)
+        inject(("http500", sym, 1))
+        with Session() as a:
+            must(a.query(f"SET ROLE {ATTACKER}"), "set role")
+            pid = a.pid()
+            sender = a.background(f"SELECT * FROM kis_gated_prices WHERE symbol = '{sym}'")
+            try:
+                wait_until(lambda: waiting_on_another(pid, sym), "the attacker's first send")
+                with Session() as v:
+                    vpid = v.pid()
+                    victim = v.background(f"SET statement_timeout = '{WAIT // 2}s'; "
+                                          f"SELECT symbol, price, error FROM kis_prices_or_row "
+                                          f"WHERE symbol = '{sym}'")
+                    wait_until(lambda: waiting_on_another(vpid, sym), "the victim to wait")
+                    victim.join(WAIT)
+                sent = stats()["by_symbol"].get(sym)
+            finally:
+                run(f"SELECT pg_cancel_backend({pid})")
+                sender.join(WAIT)
+        check(victim.result is not None, "the victim did not return")
+        check_prices(must(victim.result, "the victim"), [sym], "the victim")
+        check(sent == 2, f"{sent} requests for {sym}: expected the attacker's first and "
+              "the victim's own")
+
+
 TESTS += [test_credentials_printable_only, test_token_printable_only,
           test_answer_for_another_symbol, test_urls_superuser_only, test_token_bound_to_origin,
           test_private_answer_kept_only_when_asked, test_cache_wiped_on_reset,
-          test_reset_key_needs_the_secret, test_update_from_1_0_runs_nothing_planted]
+          test_reset_key_needs_the_secret, test_update_from_1_0_runs_nothing_planted,
+          test_rate_gated_owner_stalls_others, test_backing_off_owner_stalls_nobody]
 
 
 SERVER_LOG = os.path.join(WORK, "server.log")
