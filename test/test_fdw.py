@@ -3745,6 +3745,62 @@ TESTS += [test_credentials_printable_only, test_token_printable_only,
           test_rate_gated_owner_stalls_others, test_backing_off_owner_stalls_nobody]
 
 
+def test_paused_scans_hold_every_key_slot():
+    """KNOWN GAP (docs/security.md; fails today, so not in TESTS): app-key slots
+    held by running scans are never reclaimed, and a
+    scan holds its slot from its start however long its cursor is paused.  One
+    session of an ordinary role, with a made-up key per server (here
+    kis_fdw.max_app_keys servers made by a superuser on the mock and granted to
+    it; in production a role with USAGE on the wrapper creates them itself with
+    no options), opens one cursor over a UNION ALL of those tables and a plain
+    branch: async Append begins every foreign scan, FETCH 1 returns the plain
+    row, and every slot is then held for as long as the transaction stays open.
+    Every other role's query then fails: "kis_fdw has no free app-key slot".
+    (The session's token_issue_interval is set to 0 only so that the slots
+    earned by earlier tests may be reclaimed at once; an attacker waits 60 s.)"""
+    rows, err, _ = run("SHOW kis_fdw.max_app_keys")
+    check(rows and rows[0][0].isdigit(), f"SHOW kis_fdw.max_app_keys: {rows} {err}")
+    n = int(rows[0][0])
+    servers = [f"kis_hold{i}" for i in range(n)]
+    with attacker():
+        try:
+            for i, srv in enumerate(servers):
+                run(f"DROP SERVER IF EXISTS {srv} CASCADE")
+                run_all(f"CREATE SERVER {srv} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                        f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+                        f"GRANT USAGE ON FOREIGN SERVER {srv} TO {ATTACKER}",
+                        f"CREATE FOREIGN TABLE {srv}_t (symbol text, price numeric, error text) "
+                        f"SERVER {srv} OPTIONS (endpoint 'domestic_price', on_error 'row')",
+                        f"GRANT SELECT ON {srv}_t TO {ATTACKER}")
+                _, err, rc = as_attacker(f"CREATE USER MAPPING FOR {ATTACKER} SERVER {srv} "
+                                         f"OPTIONS (app_key 'BADholdKey{i:04d}', app_secret 'junk')")
+                check(rc == 0, f"attacker's mapping {i}: {err}")
+            union = " UNION ALL ".join(f"SELECT symbol FROM {srv}_t WHERE symbol = '005930'"
+                                       for srv in servers)
+            with Session() as a:
+                must(a.query("SET kis_fdw.token_issue_interval = 0"), "interval")
+                must(a.query(f"SET ROLE {ATTACKER}"), "set role")
+                must(a.query("BEGIN"), "begin")
+                must(a.query(f"DECLARE c CURSOR FOR {union} UNION ALL "
+                             "SELECT 'plain' FROM generate_series(1, 10)"), "declare")
+                first = must(a.query("FETCH 1 FROM c"), "fetch 1")
+                check(first == [["plain"]], f"the attacker's first row: {first}")
+                syms = symbols(1)
+                rows, err, rc = run("SELECT symbol, price, error FROM kis_prices_or_row "
+                                    f"WHERE symbol = '{syms[0]}'")
+                a.query("ROLLBACK")
+            check(rc == 0, f"another role's paused cursor locked everyone out: {err.strip()}")
+            check_prices(rows, syms, "the victim")
+        finally:
+            for srv in servers:
+                run(f"DROP SERVER IF EXISTS {srv} CASCADE")
+
+
+# Reproducers of known gaps: they fail today, so they run only when named in
+# KIS_BEHAVIOUR, and the suite's count does not include them.
+KNOWN_GAPS = [test_paused_scans_hold_every_key_slot]
+
+
 SERVER_LOG = os.path.join(WORK, "server.log")
 # what the server log says when a backend crashed or failed an assertion (as
 # test/lib.sh's KIS_CRASH_PATTERN)
@@ -3818,7 +3874,7 @@ def main():
     only = sys.argv[1:]
     setup_database()
     passed = failed = skipped = 0
-    for test in TESTS:
+    for test in TESTS + [t for t in KNOWN_GAPS if t.__name__[len("test_"):] in only]:
         name = test.__name__[len("test_"):]
         if only and name not in only:
             continue
