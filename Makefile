@@ -35,7 +35,8 @@ OBJS = \
 	src/scan.o \
 	src/shmem.o \
 	src/stats.o \
-	src/text.o
+	src/text.o \
+	src/util.o
 
 EXTENSION = kis_fdw
 # make installcheck: the same tests and order as make test's pg_regress run
@@ -112,7 +113,8 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 # another one rebuilds them
 FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
-	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o
+	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
+	fuzz/build/util.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build

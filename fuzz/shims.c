@@ -651,6 +651,14 @@ list_free(List *list)
 	pfree(list);
 }
 
+void
+list_sort(List *list, list_sort_comparator cmp)
+{
+	if (list != NIL && list->length > 1)
+		qsort(list->elements, list->length, sizeof(ListCell),
+			  (int (*) (const void *, const void *)) cmp);
+}
+
 /* ----------------------------------------------------------------
  * Errors
  * ----------------------------------------------------------------

@@ -26,11 +26,11 @@
 #include "postgres.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "util.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
@@ -66,27 +66,11 @@ kis_is_printable_ascii(const char *value)
 	return true;
 }
 
-static void
-sha256(const void *data, size_t len, uint8 *out)
-{
-	unsigned int outlen;
-
-	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1)
-		elog(ERROR, "kis_fdw: SHA-256 failed");
-}
-
-/* SHA-256 for the other parts (cache keys) */
-void
-kis_sha256(const void *data, size_t len, uint8 *out)
-{
-	sha256(data, len, out);
-}
-
 /* The key by which rate gates and statistics know an app key */
 void
 kis_hash_app_key(const char *app_key, uint8 *out)
 {
-	sha256(app_key, strlen(app_key), out);
+	kis_sha256(app_key, strlen(app_key), out);
 }
 
 /*
@@ -112,7 +96,7 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 	appendBinaryStringInfo(&buf, config->origin, strlen(config->origin) + 1);
 	appendBinaryStringInfo(&buf, config->app_key, strlen(config->app_key) + 1);
 	appendBinaryStringInfo(&buf, config->app_secret, strlen(config->app_secret) + 1);
-	sha256(buf.data, buf.len, out);
+	kis_sha256(buf.data, buf.len, out);
 	explicit_bzero(buf.data, buf.len);
 	pfree(buf.data);
 }
@@ -401,7 +385,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 			expires = wall + (int64) 12 * SECS_PER_HOUR * USECS_PER_SEC;
 		expires = now + (expires - wall);
 
-		sha256(token, strlen(token), token_hash);
+		kis_sha256(token, strlen(token), token_hash);
 		SpinLockAcquire(&slot->mutex);
 		strlcpy(slot->token, token, KIS_TOKEN_MAX);
 		memcpy(slot->token_creds, creds, KIS_KEY_HASH_LEN);

@@ -49,6 +49,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "util.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 

@@ -14,6 +14,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
+#include "util.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -332,12 +333,6 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 	out->from_rows = ke->from_rows[KIS_KEY_SYMBOL] || ke->from_rows[venue_key];
 }
 
-static int
-compare_strings(const ListCell *a, const ListCell *b)
-{
-	return strcmp(lfirst(a), lfirst(b));
-}
-
 /* Do two lists hold equal elements in the same order? */
 bool
 kis_lists_equal(List *a, List *b, list_sort_comparator cmp)
@@ -363,8 +358,8 @@ kis_run_keys_equal(const KisRunKeys *a, const KisRunKeys *b)
 		return false;
 	if (!a->can_match)
 		return true;
-	return kis_lists_equal(a->symbols, b->symbols, compare_strings) &&
-		kis_lists_equal(a->venues, b->venues, compare_strings) &&
+	return kis_lists_equal(a->symbols, b->symbols, kis_compare_strings) &&
+		kis_lists_equal(a->venues, b->venues, kis_compare_strings) &&
 		a->range.has_from == b->range.has_from &&
 		a->range.has_to == b->range.has_to &&
 		(!a->range.has_from || a->range.from == b->range.from) &&

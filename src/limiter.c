@@ -2,7 +2,6 @@
  *
  * limiter.c
  *	  The rate gate: every request to KIS, retries included, passes it once.
- *	  Also the clock that every schedule of kis_fdw runs on.
  *
  * The gate is GCRA (the "virtual scheduling" form of a token bucket with no
  * burst): one number per app key, the theoretical arrival time (TAT) of
@@ -34,37 +33,11 @@
 #include "postgres.h"
 
 #include <math.h>
-#include <time.h>
 
 #include "limiter.h"
 #include "shmem.h"
 #include "shmem_internal.h"
-
-/*
- * Microseconds on the monotonic clock; see the file header.  Never throws
- * (libcurl's timer callback calls it): kis_clock_check, at load, made sure
- * the clock exists, and then clock_gettime cannot fail.
- */
-TimestampTz
-kis_clock_now(void)
-{
-	struct timespec ts;
-
-	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (TimestampTz) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
-}
-
-/* At load: refuse to run without a monotonic clock */
-void
-kis_clock_check(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("kis_fdw needs CLOCK_MONOTONIC: %m")));
-}
+#include "util.h"
 
 /*
  * The spacing of sends at this rate.  The option validator keeps a gated

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * limiter.h
- *	  The rate gate of one app key, and the clock every schedule runs on
- *	  (limiter.c).
+ *	  The rate gate of one app key (limiter.c).
  *
  * src/limiter.h
  *
@@ -17,8 +16,6 @@
 
 #define KIS_MIN_RATE 0.01		/* requests per second; rate_limit 0 = no gate */
 
-extern TimestampTz kis_clock_now(void);
-extern void kis_clock_check(void);
 extern TimestampTz kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now);
 extern bool kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserved_at,
 							  TimestampTz now);

@@ -43,6 +43,7 @@
 #include "commands/explain.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "util.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -122,29 +123,6 @@ typedef struct KisConvContext
 	const KisColumn *column;
 	const KisRow *row;
 } KisConvContext;
-
-static int
-compare_strings(const ListCell *a, const ListCell *b)
-{
-	return strcmp(lfirst(a), lfirst(b));
-}
-
-/* Sort a list of strings and drop repeats, in place */
-List *
-kis_sort_unique_strings(List *values)
-{
-	List	   *unique = NIL;
-	ListCell   *lc;
-
-	list_sort(values, compare_strings);
-	foreach(lc, values)
-	{
-		if (unique == NIL || strcmp(llast(unique), lfirst(lc)) != 0)
-			unique = lappend(unique, lfirst(lc));
-	}
-	list_free(values);
-	return unique;
-}
 
 /* Decide what fills each column, and look up its input function */
 static void
@@ -622,7 +600,7 @@ warn_skipped(KisRunner *r)
 	int			n = 0;
 	ListCell   *lc;
 
-	list_sort(r->skipped, compare_strings);
+	list_sort(r->skipped, kis_compare_strings);
 	initStringInfo(&detail);
 	foreach(lc, r->skipped)
 	{

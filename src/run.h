@@ -41,6 +41,5 @@ extern int64 kis_runner_keys_requested(const KisRunner *runner);
 extern void kis_runner_explain(const KisRunner *runner, struct ExplainState *es);
 extern void kis_runners_explain(const KisRunner *const *runners, int nrunners,
 								struct ExplainState *es);
-extern List *kis_sort_unique_strings(List *values);
 
 #endif							/* KIS_RUN_H */

@@ -39,6 +39,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "util.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 

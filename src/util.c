@@ -1,0 +1,79 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Small helpers with no home of their own: the clock every schedule of
+ *	  kis_fdw runs on, SHA-256, and sorting lists of strings.
+ *
+ * The clock is CLOCK_MONOTONIC in microseconds: system-wide on Linux, so
+ * comparable between the backends sharing shared memory, and never stepped
+ * by NTP or an administrator (docs/tokens-and-rate.md).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "util.h"
+
+/*
+ * Microseconds on the monotonic clock.  Never throws (libcurl's timer
+ * callback calls it): kis_clock_check, at load, made sure the clock
+ * exists, and then clock_gettime cannot fail.
+ */
+TimestampTz
+kis_clock_now(void)
+{
+	struct timespec ts;
+
+	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (TimestampTz) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* At load: refuse to run without a monotonic clock */
+void
+kis_clock_check(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("kis_fdw needs CLOCK_MONOTONIC: %m")));
+}
+
+/* SHA-256 of data into out (KIS_SHA256_LEN bytes) */
+void
+kis_sha256(const void *data, size_t len, uint8 *out)
+{
+	unsigned int outlen;
+
+	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "kis_fdw: SHA-256 failed");
+}
+
+/* list_sort comparator for lists of C strings */
+int
+kis_compare_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/* Sort a list of strings and drop repeats, in place */
+List *
+kis_sort_unique_strings(List *values)
+{
+	List	   *unique = NIL;
+	ListCell   *lc;
+
+	list_sort(values, kis_compare_strings);
+	foreach(lc, values)
+	{
+		if (unique == NIL || strcmp(llast(unique), lfirst(lc)) != 0)
+			unique = lappend(unique, lfirst(lc));
+	}
+	list_free(values);
+	return unique;
+}

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.h
+ *	  Small helpers with no home of their own: the monotonic clock, SHA-256
+ *	  and string lists (util.c).
+ *
+ * src/util.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_UTIL_H
+#define KIS_UTIL_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+#define KIS_SHA256_LEN 32
+
+extern TimestampTz kis_clock_now(void);
+extern void kis_clock_check(void);
+extern void kis_sha256(const void *data, size_t len, uint8 *out);
+extern int	kis_compare_strings(const ListCell *a, const ListCell *b);
+extern List *kis_sort_unique_strings(List *values);
+
+#endif							/* KIS_UTIL_H */
