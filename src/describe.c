@@ -15,33 +15,6 @@
 #include "compat.h"
 #include "endpoints.h"
 
-static const char *
-key_columns(const KisEndpoint *ep)
-{
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
-		return ep->has_date ? "date" : ep->has_market ? "market" : "";
-	if (ep->has_date)
-		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
-	return ep->has_exchange ? "symbol, exchange" : "symbol, market";
-}
-
-static const char *
-paging_name(KisPaging paging)
-{
-	switch (paging)
-	{
-		case KIS_PAGING_NONE:
-			return "none";
-		case KIS_PAGING_DATE:
-			return "by date";
-		case KIS_PAGING_CURSOR:
-			return "by continuation key";
-		case KIS_PAGING_TIME:
-			return "by time";
-	}
-	return "none";
-}
-
 PG_FUNCTION_INFO_V1(kis_fdw_endpoints);
 
 Datum
@@ -63,9 +36,9 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 			values[4] = CStringGetTextDatum(ep->tr_id_virtual);
 		else
 			nulls[4] = true;	/* real accounts only */
-		values[5] = CStringGetTextDatum(key_columns(ep));
-		values[6] = Int32GetDatum(ep->batch_size);
-		values[7] = CStringGetTextDatum(paging_name(ep->paging));
+		values[5] = CStringGetTextDatum(kis_endpoint_key_columns(ep));
+		values[6] = Int32GetDatum(kis_endpoint_keys_per_request(ep));
+		values[7] = CStringGetTextDatum(kis_paging_name(kis_endpoint_paging(ep)));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -680,3 +680,160 @@ kis_endpoint_table_ddl(const KisEndpoint *ep, const char *server_name)
 					 quote_identifier(server_name), quote_literal_cstr(ep->name));
 	return buf.data;
 }
+
+/* ----------------------------------------------------------------
+ * The endpoint's shape.  Other files ask these, never the flags.
+ * ----------------------------------------------------------------
+ */
+
+KisKeying
+kis_endpoint_keying(const KisEndpoint *ep)
+{
+	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+		return KIS_KEYING_SYMBOL;
+	if (ep->needs_account)
+		return KIS_KEYING_ACCOUNT;
+	if (ep->has_market && ep->markets != NULL)
+		return KIS_KEYING_MARKET;
+	return KIS_KEYING_LISTING;
+}
+
+/* One request (or batch) per symbol: the symbol column is a key */
+bool
+kis_endpoint_per_symbol(const KisEndpoint *ep)
+{
+	return kis_endpoint_keying(ep) == KIS_KEYING_SYMBOL;
+}
+
+/* Whether a key column of that name is the endpoint's, and pushed down */
+bool
+kis_endpoint_has_key(const KisEndpoint *ep, KisKeyColumn key)
+{
+	switch (key)
+	{
+		case KIS_KEY_SYMBOL:
+			return ep->symbol_kind != KIS_SYMBOL_NONE;
+		case KIS_KEY_MARKET:
+			return ep->has_market;
+		case KIS_KEY_EXCHANGE:
+			return ep->has_exchange;
+		case KIS_KEY_DATE:
+			return ep->has_date;
+		case KIS_NUM_KEYS:
+			break;
+	}
+	return false;
+}
+
+/* Where a symbol trades: the market (domestic) or exchange (overseas) key */
+KisKeyColumn
+kis_endpoint_venue_key(const KisEndpoint *ep)
+{
+	return ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+}
+
+/* "market" or "exchange", for messages */
+const char *
+kis_endpoint_venue_name(const KisEndpoint *ep)
+{
+	return ep->has_exchange ? "exchange" : "market";
+}
+
+/* The venue asked for without a condition: the server's default */
+const char *
+kis_endpoint_default_venue(const KisEndpoint *ep, const KisConfig *config)
+{
+	return ep->has_exchange ? config->exchange : config->market;
+}
+
+/* A value of the endpoint's venue key */
+bool
+kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue)
+{
+	return ep->has_exchange ? kis_exchange_is_valid(venue) :
+		kis_endpoint_market_is_valid(ep, venue);
+}
+
+/* KIS_KEYING_MARKET: how many markets a scan without a condition asks */
+int
+kis_endpoint_nmarkets(const KisEndpoint *ep)
+{
+	int			n = 0;
+
+	if (ep->markets != NULL)
+		while (ep->markets[n])
+			n++;
+	return n;
+}
+
+/* Keys one request carries (KIS_KEYING_SYMBOL) */
+int
+kis_endpoint_keys_per_request(const KisEndpoint *ep)
+{
+	return ep->batch_size;
+}
+
+/*
+ * Rows the planner expects of one key: a full page where a date range
+ * pages (one page is its guess), else one.
+ */
+double
+kis_endpoint_rows_per_key(const KisEndpoint *ep)
+{
+	return ep->paging == KIS_PAGING_DATE ? ep->page_rows : 1;
+}
+
+KisPaging
+kis_endpoint_paging(const KisEndpoint *ep)
+{
+	return ep->paging;
+}
+
+/* kis_fdw_endpoints()'s paging column */
+const char *
+kis_paging_name(KisPaging paging)
+{
+	switch (paging)
+	{
+		case KIS_PAGING_NONE:
+			return "none";
+		case KIS_PAGING_DATE:
+			return "by date";
+		case KIS_PAGING_CURSOR:
+			return "by continuation key";
+		case KIS_PAGING_TIME:
+			return "by time";
+	}
+	return "none";
+}
+
+/* EXPLAIN's "KIS Paging": the kind, and a full page's rows where fixed */
+char *
+kis_endpoint_paging_detail(const KisEndpoint *ep)
+{
+	if (ep->page_rows > 0 && ep->paging != KIS_PAGING_CURSOR)
+		return psprintf("%s, %d rows per request", kis_paging_name(ep->paging),
+						ep->page_rows);
+	return pstrdup(kis_paging_name(ep->paging));
+}
+
+/* kis_fdw_endpoints()'s key columns: "symbol, market, date" and so on */
+const char *
+kis_endpoint_key_columns(const KisEndpoint *ep)
+{
+	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+		return ep->has_date ? "date" : ep->has_market ? "market" : "";
+	if (ep->has_date)
+		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
+	return ep->has_exchange ? "symbol, exchange" : "symbol, market";
+}
+
+/*
+ * Answers that belong to one user mapping (an account's): never shared
+ * across mappings, and cached per mapping only (docs/security.md).
+ */
+bool
+kis_endpoint_private_answers(const KisEndpoint *ep)
+{
+	return ep->needs_account;
+}

@@ -13,6 +13,7 @@
 #define KIS_ENDPOINTS_H
 
 #include "options.h"
+#include "quals.h"
 
 /* Where a query parameter's value comes from */
 typedef enum KisParamSource
@@ -139,6 +140,21 @@ typedef struct KisEndpoint
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
 } KisEndpoint;
 
+/*
+ * How an endpoint's requests are keyed; the accessors below answer every
+ * question about an endpoint's shape, so that no other file tests its
+ * flags (docs/adding-an-endpoint.md).
+ */
+typedef enum KisKeying
+{
+	KIS_KEYING_SYMBOL,			/* per symbol and venue (market or exchange),
+								 * batch_size of them per request */
+	KIS_KEYING_MARKET,			/* per market of the endpoint's list; all of
+								 * them without a condition */
+	KIS_KEYING_ACCOUNT,			/* one listing of the user mapping's account */
+	KIS_KEYING_LISTING			/* one listing, no key */
+} KisKeying;
+
 extern const KisEndpoint kis_endpoints[];
 extern const char *const kis_exchange_codes[];
 
@@ -155,5 +171,23 @@ extern bool kis_endpoint_market_is_valid(const KisEndpoint *ep, const char *mark
 extern char *kis_endpoint_market_hint(const KisEndpoint *ep);
 extern bool kis_exchange_is_valid(const char *exchange);
 extern char *kis_endpoint_table_ddl(const KisEndpoint *ep, const char *server_name);
+
+/* The endpoint's shape (endpoints.c) */
+extern KisKeying kis_endpoint_keying(const KisEndpoint *ep);
+extern bool kis_endpoint_per_symbol(const KisEndpoint *ep);
+extern bool kis_endpoint_has_key(const KisEndpoint *ep, KisKeyColumn key);
+extern KisKeyColumn kis_endpoint_venue_key(const KisEndpoint *ep);
+extern const char *kis_endpoint_venue_name(const KisEndpoint *ep);
+extern const char *kis_endpoint_default_venue(const KisEndpoint *ep,
+											  const KisConfig *config);
+extern bool kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue);
+extern int	kis_endpoint_nmarkets(const KisEndpoint *ep);
+extern int	kis_endpoint_keys_per_request(const KisEndpoint *ep);
+extern double kis_endpoint_rows_per_key(const KisEndpoint *ep);
+extern KisPaging kis_endpoint_paging(const KisEndpoint *ep);
+extern const char *kis_paging_name(KisPaging paging);
+extern char *kis_endpoint_paging_detail(const KisEndpoint *ep);
+extern const char *kis_endpoint_key_columns(const KisEndpoint *ep);
+extern bool kis_endpoint_private_answers(const KisEndpoint *ep);
 
 #endif							/* KIS_ENDPOINTS_H */
