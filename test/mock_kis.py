@@ -272,7 +272,8 @@ POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency
                       "multprice_shape" ("array" | "object"),
                       "multprice_signs" ("signed" | "unsigned"),
                       "overseas_session" ("open" | "closed"),
-                      "minute_session" ("HHMM-HHMM")}
+                      "minute_session" ("HHMM-HHMM"),
+                      "investor_today" ("blank" | "filled")}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
                                   "body" (answer: an object; file: base64), "headers"}]}
 POST /__mock/release  answers every request the hold fault holds now
@@ -326,6 +327,8 @@ import sys
 import threading
 import time
 import zipfile
+
+import mock_library
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
@@ -473,7 +476,8 @@ CONFIG_TYPES = {"environment": _choice("environment", "real", "virtual"),
                 "multprice_shape": _multprice_shape,
                 "multprice_signs": _choice("multprice_signs", "signed", "unsigned"),
                 "overseas_session": _choice("overseas_session", "open", "closed"),
-                "minute_session": _hhmm_range}
+                "minute_session": _hhmm_range,
+                "investor_today": _choice("investor_today", "blank", "filled")}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -1377,6 +1381,8 @@ ENDPOINTS = {
     HOLIDAY_PATH: Endpoint(frozenset({"CTCA0903R"}), chk_holiday, lambda params: [],
                            virtual=frozenset()),
 }
+# the library of declared tables (test/mock_library.py)
+ENDPOINTS.update(mock_library.endpoints(sys.modules[__name__]))
 
 
 def _number(text):
@@ -2054,6 +2060,9 @@ def parse_args(argv):
     p.add_argument("--minute-session", default="0000-2359",
                    help="HHMM-HHMM: the first and last minute bar of the day (the default: "
                         "bars at any hour of the wall clock the client asks at)")
+    p.add_argument("--investor-today", choices=("blank", "filled"), default="blank",
+                   help="inquire-investor's row for today: blank flows, as before the close "
+                        "(default), or filled")
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):
