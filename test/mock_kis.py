@@ -1726,6 +1726,7 @@ class KisHandler(BaseHTTPRequestHandler):
 
     def _send(self, status, body, ctype=JSON_TYPE, length=None, headers=()):
         """Send a whole answer; length overrides Content-Length (for "truncate")."""
+        self._answered()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -1752,6 +1753,7 @@ class KisHandler(BaseHTTPRequestHandler):
 
     def _hang_up(self):
         """Close the TCP connection at once, whatever was (not) sent."""
+        self._answered()
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -1865,6 +1867,7 @@ class KisHandler(BaseHTTPRequestHandler):
                     endpoint.symbols(params) if endpoint else [])
         arrival, self.ticket = state.begin_request(url.path, call.symbols,
                                                    self.headers.get("appkey"))
+        self.in_flight = True
         try:
             time.sleep(state.latency())
             if endpoint is None:
@@ -1873,7 +1876,15 @@ class KisHandler(BaseHTTPRequestHandler):
             else:
                 self._serve(endpoint, call, arrival)
         finally:
-            state.end_request()
+            self._answered()
+
+    def _answered(self):
+        """The request is no longer in flight: its answer starts to go out (or it is
+        hung up on).  Counted before the first byte, so that a client that has its
+        answer never sees the request still in flight in the counters."""
+        if getattr(self, "in_flight", False):
+            self.in_flight = False
+            self.server.state.end_request()
 
     def _check_headers(self, tr_ids):
         """KIS gateway header checks; return (msg_cd or None, token, appkey)."""
