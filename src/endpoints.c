@@ -8,8 +8,10 @@
  *	  keys (symbols, markets, exchanges) and the DDL that IMPORT FOREIGN
  *	  SCHEMA emits for each entry.
  *
- * Adding an endpoint means adding an entry here, not code elsewhere.
- * Field names and tr_ids come from docs/kis-api.md §6.
+ * Adding an endpoint means adding an entry here, not code elsewhere:
+ * docs/adding-an-endpoint.md says how, field by field.  Field names and
+ * tr_ids come from docs/kis-api.md §6.  Other files ask the shape
+ * accessors below ("The endpoint's shape"), never the entry's flags.
  *
  *-------------------------------------------------------------------------
  */

@@ -4,6 +4,7 @@
  *	  The endpoint catalogue: one declarative entry per KIS API (or stock
  *	  master file), naming its path, tr_id, parameters, row shape, paging
  *	  and friendly columns, and the checks of request keys (endpoints.c).
+ *	  Each field is described in docs/adding-an-endpoint.md.
  *
  * src/endpoints.h
  *
