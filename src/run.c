@@ -12,18 +12,12 @@
  * plans or expressions.
  *
  * Answers complete in no set order.  Under on_error 'skip' and 'row' rows
- * go out as answers arrive.  Under 'error' the outcome must not depend on
- * that order, or a consumer that stops early (LIMIT, EXISTS, SELECT INTO
- * in PL/pgSQL, a cursor closed early) would get a row in one call and the
- * error in the next.  So rows go out in waves: every request in flight is
- * answered before any row of those answers goes out, and if a key failed
- * the error (for the least failing key, so its text is stable too) comes
- * instead of any row.  The next pages of paged endpoints form the next
- * wave.  Whether a query errors then depends only on KIS's answers, not on
- * their order; the price is that under 'error' the first row waits for the
- * slowest request of its wave.  A wave's rows wait in a tuplestore (in
- * memory up to work_mem, then in a temporary file), converted, so a value
- * a column cannot take also fails before any row of its wave goes out.
+ * go out as answers arrive.  Under 'error' they go out in waves, so that
+ * a query that stops early (LIMIT, EXISTS) errors or not whatever that
+ * order: every request in flight is answered, then the least failing
+ * key's error comes instead of any row, else the wave's rows (converted,
+ * in a tuplestore).  The next pages form the next wave (README, "Endpoints
+ * and columns").
  *
  * Memory and resources:
  *	  parent (the node's context)
