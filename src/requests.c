@@ -20,8 +20,6 @@
 #include <jansson.h>
 
 #include "lib/stringinfo.h"
-#include "utils/datetime.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "endpoints.h"
