@@ -197,7 +197,10 @@ row_outside_range(const KisPageAnswer *a, json_t *elem, bool *past_end)
 		(a->range->has_to && jd > a->range->to);
 }
 
-/* The objects of a listing within the asked range; rows name no key */
+/*
+ * The objects of a listing within the asked range, each a row of the
+ * call's key (none for an account's or a calendar's listing)
+ */
 static List *
 listing_rows(const KisPageAnswer *a, bool *past_end)
 {
@@ -208,7 +211,7 @@ listing_rows(const KisPageAnswer *a, bool *past_end)
 	json_array_foreach(a->member, i, elem)
 	{
 		if (json_is_object(elem) && !row_outside_range(a, elem, past_end))
-			rows = lappend(rows, kis_row_new(a->ep, NULL, elem, a->extra, NULL));
+			rows = lappend(rows, kis_row_new(a->ep, a->key, elem, a->extra, NULL));
 	}
 	return rows;
 }
