@@ -552,18 +552,35 @@ cursor_header(const KisPage *page)
 }
 
 static const KisPagingOps paging_none = {
-	any_range, one_range, none_read, no_restart, no_header
+	.range_ok = any_range,
+	.ranges = one_range,
+	.read = none_read,
+	.failed = no_restart,
+	.header = no_header,
 };
 static const KisPagingOps paging_date = {
-	date_range_ok, date_ranges, date_read, no_restart, no_header
+	.range_ok = date_range_ok,
+	.ranges = date_ranges,
+	.read = date_read,
+	.failed = no_restart,
+	.header = no_header,
 };
 static const KisPagingOps paging_cursor = {
-	cursor_range_ok, one_range, cursor_read, cursor_failed, cursor_header
+	.range_ok = cursor_range_ok,
+	.ranges = one_range,
+	.read = cursor_read,
+	.failed = cursor_failed,
+	.header = cursor_header,
 };
 static const KisPagingOps paging_time = {
-	any_range, one_range, time_read, no_restart, no_header
+	.range_ok = any_range,
+	.ranges = one_range,
+	.read = time_read,
+	.failed = no_restart,
+	.header = no_header,
 };
 
+/* The operations of a paging kind */
 const KisPagingOps *
 kis_paging_ops(KisPaging paging)
 {
