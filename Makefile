@@ -100,7 +100,7 @@ headerscheck:
 	CC="$(CC)" CPPFLAGS="$(CPPFLAGS)" CFLAGS="$(CFLAGS)" bash $(srcdir)/test/headerscheck.sh
 
 # ---------------------------------------------------------------------------
-# libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
+# libFuzzer harness over answer parsing (fuzz/): response.c, requests.c, paging.c,
 # endpoints.c, master.c and auth.c built outside the server with fuzz/shims.c.
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
 #   make fuzz-build / fuzz-clean
