@@ -100,7 +100,7 @@ headerscheck:
 	CC="$(CC)" CPPFLAGS="$(CPPFLAGS)" CFLAGS="$(CFLAGS)" bash $(srcdir)/test/headerscheck.sh
 
 # ---------------------------------------------------------------------------
-# libFuzzer harness over answer parsing (fuzz/): response.c, requests.c, paging.c,
+# libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
 # endpoints.c, master.c and auth.c built outside the server with fuzz/shims.c.
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
 #   make fuzz-build / fuzz-clean
@@ -114,8 +114,9 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 # another one rebuilds them
 FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
+	fuzz/build/paging.o \
 	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
-	fuzz/build/paging.o fuzz/build/util.o
+	fuzz/build/util.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
