@@ -26,6 +26,7 @@ OBJS = \
 	src/limiter.o \
 	src/master.o \
 	src/options.o \
+	src/paging.o \
 	src/partition.o \
 	src/plan.o \
 	src/quals.o \
@@ -113,6 +114,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 # another one rebuilds them
 FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
+	fuzz/build/paging.o \
 	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
 	fuzz/build/util.o
 

@@ -35,6 +35,9 @@ WHERE date IN ('2025-12-25', '2025-12-26', '2026-01-01') ORDER BY date;
 SELECT count(*) FROM market_holidays WHERE date > '2026-01-10' AND date < '2026-01-05';
 -- before today without a lower bound: the calendar starts today
 SELECT count(*) FROM market_holidays WHERE date < '2020-01-01';
+-- without an upper bound the calendar pages to KIS's last day, 50 pages at most
+-- (24 days a page: a lower bound six years back needs more)
+SELECT count(*) FROM market_holidays WHERE date >= '2020-01-01';
 -- the virtual environment has no holiday inquiry
 CREATE SERVER kis_virtual FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'virtual', base_url 'http://127.0.0.1:1');

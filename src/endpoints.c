@@ -8,8 +8,10 @@
  *	  keys (symbols, markets, exchanges) and the DDL that IMPORT FOREIGN
  *	  SCHEMA emits for each entry.
  *
- * Adding an endpoint means adding an entry here, not code elsewhere.
- * Field names and tr_ids come from docs/kis-api.md §6.
+ * Adding an endpoint means adding an entry here, not code elsewhere:
+ * docs/adding-an-endpoint.md says how, field by field.  Field names and
+ * tr_ids come from docs/kis-api.md §6.  Other files ask the shape
+ * accessors below ("The endpoint's shape"), never the entry's flags.
  *
  *-------------------------------------------------------------------------
  */
@@ -441,6 +443,7 @@ const KisEndpoint kis_endpoints[] = {
 		.batch_size = 1,
 		.paging = KIS_PAGING_CURSOR,
 		.restart_codes = domestic_holdings_restart_codes,
+		.restart_hint = "The listing was started over once and KIS said so again. Run the query again later; KIS is reported to answer so on every retry for an account holding exactly one full page (50) of positions.",
 		.columns = domestic_holdings_columns,
 	},
 	{
@@ -752,6 +755,88 @@ kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue)
 {
 	return ep->has_exchange ? kis_exchange_is_valid(venue) :
 		kis_endpoint_market_is_valid(ep, venue);
+}
+
+/* Reads the user mapping's account (an ERROR without one) */
+bool
+kis_endpoint_needs_account(const KisEndpoint *ep)
+{
+	return ep->needs_account;
+}
+
+/* Read without a user mapping: published to anyone */
+bool
+kis_endpoint_is_public(const KisEndpoint *ep)
+{
+	return ep->is_public;
+}
+
+/* Rows from a stock master file download, not a KIS API answer */
+bool
+kis_endpoint_from_master_file(const KisEndpoint *ep)
+{
+	return ep->source == KIS_SOURCE_MASTER_FILE;
+}
+
+/* Where the rows of an answer are: an object, an array, or either */
+KisRowShape
+kis_endpoint_rows_shape(const KisEndpoint *ep)
+{
+	return ep->rows_shape;
+}
+
+/* A symbol the endpoint takes (any, where it takes none: a market's key) */
+bool
+kis_endpoint_symbol_is_valid(const KisEndpoint *ep, const char *symbol)
+{
+	return ep->symbol_kind == KIS_SYMBOL_NONE ||
+		kis_symbol_is_valid(ep->symbol_kind, symbol);
+}
+
+/* What the endpoint's symbols look like, for an invalid one's hint */
+const char *
+kis_endpoint_symbol_hint(const KisEndpoint *ep)
+{
+	return kis_symbol_hint(ep->symbol_kind);
+}
+
+/* The valid values of the endpoint's venue key, for an invalid one's hint */
+char *
+kis_endpoint_venue_hint(const KisEndpoint *ep)
+{
+	if (ep->has_exchange)
+		return pstrdup("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.");
+	return kis_endpoint_market_hint(ep);
+}
+
+/*
+ * Whether the endpoint has bars of the table's period (D W M Y): a period
+ * sent as a number (overseas GUBN) knows D, W and M only.
+ */
+bool
+kis_endpoint_has_period(const KisEndpoint *ep, const char *period)
+{
+	if (strcmp(period, "Y") != 0 || ep->params == NULL)
+		return true;
+	for (const KisParamDef *p = ep->params; p->name; p++)
+	{
+		if (p->source == KIS_PARAM_PERIOD_NUMBER)
+			return false;
+	}
+	return true;
+}
+
+/* Cursor paging: the answer's members holding the continuation keys */
+const char *
+kis_endpoint_ctx_fk_member(const KisEndpoint *ep)
+{
+	return ep->ctx_fk_member ? ep->ctx_fk_member : "ctx_area_fk100";
+}
+
+const char *
+kis_endpoint_ctx_nk_member(const KisEndpoint *ep)
+{
+	return ep->ctx_nk_member ? ep->ctx_nk_member : "ctx_area_nk100";
 }
 
 /* KIS_KEYING_MARKET: how many markets a scan without a condition asks */

@@ -4,6 +4,7 @@
  *	  The endpoint catalogue: one declarative entry per KIS API (or stock
  *	  master file), naming its path, tr_id, parameters, row shape, paging
  *	  and friendly columns, and the checks of request keys (endpoints.c).
+ *	  Each field is described in docs/adding-an-endpoint.md.
  *
  * src/endpoints.h
  *
@@ -135,6 +136,7 @@ typedef struct KisEndpoint
 	int			page_rows;		/* a full page (date paging) */
 	const char *const *restart_codes;	/* cursor paging: msg_cd that mean
 										 * "start the listing over" */
+	const char *restart_hint;	/* the hint when one says so again */
 	const char *ctx_fk_member;	/* cursor paging: the answer's keys (NULL: */
 	const char *ctx_nk_member;	/* ctx_area_fk100, ctx_area_nk100) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
@@ -181,6 +183,16 @@ extern const char *kis_endpoint_venue_name(const KisEndpoint *ep);
 extern const char *kis_endpoint_default_venue(const KisEndpoint *ep,
 											  const KisConfig *config);
 extern bool kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue);
+extern bool kis_endpoint_needs_account(const KisEndpoint *ep);
+extern bool kis_endpoint_is_public(const KisEndpoint *ep);
+extern bool kis_endpoint_from_master_file(const KisEndpoint *ep);
+extern KisRowShape kis_endpoint_rows_shape(const KisEndpoint *ep);
+extern bool kis_endpoint_symbol_is_valid(const KisEndpoint *ep, const char *symbol);
+extern const char *kis_endpoint_symbol_hint(const KisEndpoint *ep);
+extern char *kis_endpoint_venue_hint(const KisEndpoint *ep);
+extern bool kis_endpoint_has_period(const KisEndpoint *ep, const char *period);
+extern const char *kis_endpoint_ctx_fk_member(const KisEndpoint *ep);
+extern const char *kis_endpoint_ctx_nk_member(const KisEndpoint *ep);
 extern int	kis_endpoint_nmarkets(const KisEndpoint *ep);
 extern int	kis_endpoint_keys_per_request(const KisEndpoint *ep);
 extern double kis_endpoint_rows_per_key(const KisEndpoint *ep);

@@ -632,15 +632,16 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 				 errmsg("foreign table \"%s\" has no valid \"endpoint\" option",
 						get_rel_name(foreigntableid)),
 				 errhint("Valid endpoints are: %s.", kis_endpoint_names())));
-	if (config->environment == KIS_ENV_VIRTUAL && config->endpoint->tr_id_virtual == NULL)
+	if (config->environment == KIS_ENV_VIRTUAL &&
+		kis_endpoint_tr_id(config->endpoint, KIS_ENV_VIRTUAL) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("endpoint %s is available on real accounts only", config->endpoint->name),
 				 errdetail("KIS offers %s (tr_id %s) to real accounts, not in the virtual environment of server \"%s\".",
-						   config->endpoint->path, config->endpoint->tr_id_real, server->servername),
+						   config->endpoint->path, kis_endpoint_tr_id(config->endpoint, KIS_ENV_REAL),
+						   server->servername),
 				 errhint("Read it through a server with environment 'real'.")));
-	if (config->endpoint->paging == KIS_PAGING_DATE &&
-		config->endpoint->has_exchange && strcmp(config->period, "Y") == 0)
+	if (!kis_endpoint_has_period(config->endpoint, config->period))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("endpoint %s has no yearly bars", config->endpoint->name),
@@ -704,7 +705,7 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 	ListCell   *lc;
 	KisCredentialCopies *copies;
 
-	if (config->endpoint != NULL && config->endpoint->is_public &&
+	if (config->endpoint != NULL && kis_endpoint_is_public(config->endpoint) &&
 		!user_mapping_exists(userid, config->serverid))
 		return;
 	copies = palloc0(sizeof(KisCredentialCopies));
@@ -740,7 +741,7 @@ kis_config_add_credentials(KisConfig *config, Oid userid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"account\"")));
-	if (config->endpoint != NULL && config->endpoint->needs_account &&
+	if (config->endpoint != NULL && kis_endpoint_needs_account(config->endpoint) &&
 		config->account == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),

@@ -5,95 +5,46 @@
  *	  become calls (one per key, or batches of keys for multi-symbol
  *	  endpoints), each call becomes a request built from the endpoint's
  *	  parameter list, and each answer becomes rows — or failed keys — and,
- *	  for paged endpoints, the call's next request.
+ *	  for paged endpoints, the call's next request, which the endpoint's
+ *	  paging kind returns (paging.c) and this file sends.
  *
  * Pages of one call are sequential (the next is asked when the previous
  * answer is in); different calls run concurrently in the fetch engine.
- * Everything here is driven by the endpoint entry (endpoints.c).
+ * Everything here is driven by the endpoint entry (endpoints.c,
+ * docs/adding-an-endpoint.md).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <limits.h>
-#include <math.h>
-
 #include <jansson.h>
 
 #include "lib/stringinfo.h"
-#include "utils/datetime.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "endpoints.h"
 #include "fetch.h"
 #include "master.h"
 #include "options.h"
+#include "paging.h"
 #include "requests.h"
 #include "response.h"
 
-#define KIS_MAX_PAGES		1000	/* pages of one call */
 #define KIS_EARLIEST_DATE	"19000101"	/* DATE_1 when no lower bound is given */
 
 /*
- * Without a lower bound on "date", a daily call pages back until KIS runs
- * out of rows, but no further than this many pages: a longer history is an
- * ERROR asking for a lower bound (docs/daily.md).
+ * One logical request: its keys and where its paging stands.  ep, config
+ * and keys stay first: fuzz/fuzz_kis.c reads them.
  */
-#define KIS_MAX_UNBOUNDED_PAGES 50
-
-/* One logical request: its keys and where its paging stands */
 typedef struct KisCall
 {
 	const KisEndpoint *ep;
 	const KisConfig *config;
-	List	   *keys;			/* KisKey *: 1, or up to batch_size */
+	List	   *keys;			/* KisKey *: 1, or up to keys_per_request */
 	KisRange	range;			/* as the query asked */
-	int			page_to;		/* end date (julian) of the next page */
-	int			page_time;		/* time paging: end of the next page, seconds
-								 * of the day in Korea */
-	int			day;			/* time paging: the day of the bars (julian) */
-	char	   *ctx_fk;			/* cursor paging: keys from the last page */
-	char	   *ctx_nk;
-	int			pages;			/* answers received so far */
-	List	   *held;			/* cursor paging: rows of the earlier pages */
-	bool		restarted;		/* cursor paging: started over once already */
+	const KisPagingOps *paging; /* the endpoint's paging kind */
+	KisPage		page;			/* the next page's request */
 } KisCall;
-
-/* YYYYMMDD (exactly 8 digits, a real date) <-> julian day */
-static char *
-jd_text(int jd)
-{
-	int			y,
-				m,
-				d;
-
-	j2date(jd, &y, &m, &d);
-	return psprintf("%04d%02d%02d", y, m, d);
-}
-
-static bool
-text_jd(const char *text, int *jd)
-{
-	int			y,
-				m,
-				d,
-				ry,
-				rm,
-				rd;
-
-	if (text == NULL || strspn(text, "0123456789") != 8 || text[8] != '\0')
-		return false;
-	y = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
-	m = (text[4] - '0') * 10 + (text[5] - '0');
-	d = (text[6] - '0') * 10 + (text[7] - '0');
-	if (m < 1 || m > 12 || d < 1 || d > 31)
-		return false;
-	*jd = date2j(y, m, d);
-	/* 20250231 is no date: it would come back as another day */
-	j2date(*jd, &ry, &rm, &rd);
-	return ry == y && rm == m && rd == d;
-}
 
 /* Today in Korea (UTC+9, no daylight saving), as a julian day */
 int
@@ -102,29 +53,6 @@ kis_today_kst(void)
 	TimestampTz kst = GetCurrentTimestamp() + (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
 
 	return (int) (kst / USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
-}
-
-/* The time of day in Korea, in seconds */
-static int
-now_kst_seconds(void)
-{
-	TimestampTz kst = GetCurrentTimestamp() + (int64) 9 * SECS_PER_HOUR * USECS_PER_SEC;
-
-	return (int) ((kst % USECS_PER_DAY) / USECS_PER_SEC);
-}
-
-/* HHMMSS -> seconds of the day, or -1 */
-static int
-text_seconds(const char *text)
-{
-	int			h,
-				m,
-				sec;
-
-	if (text == NULL || strlen(text) != 6 || strspn(text, "0123456789") != 6 ||
-		sscanf(text, "%2d%2d%2d", &h, &m, &sec) != 3 || h > 23 || m > 59 || sec > 59)
-		return -1;
-	return h * 3600 + m * 60 + sec;
 }
 
 /* RFC 3986 percent-encoding of a query value */
@@ -163,7 +91,10 @@ param_value(const KisCall *call, const KisParamDef *p)
 {
 	const KisConfig *config = call->config;
 	const KisKey *key = call->keys ? linitial(call->keys) : NULL;
+	const char *paging = kis_page_param(&call->page, p->source);
 
+	if (paging != NULL)
+		return paging;
 	switch (p->source)
 	{
 		case KIS_PARAM_LITERAL:
@@ -174,14 +105,9 @@ param_value(const KisCall *call, const KisParamDef *p)
 		case KIS_PARAM_EXCHANGE:
 			return key ? key->venue : "";
 		case KIS_PARAM_DATE_FROM:
-			return call->range.has_from ? jd_text(call->range.from) : KIS_EARLIEST_DATE;
-		case KIS_PARAM_DATE_TO:
-			return jd_text(call->page_to);
+			return call->range.has_from ? kis_date_text(call->range.from) : KIS_EARLIEST_DATE;
 		case KIS_PARAM_DATE_START:
-			return jd_text(call->range.has_from ? call->range.from : kis_today_kst());
-		case KIS_PARAM_TIME_TO:
-			return psprintf("%02d%02d%02d", call->page_time / 3600,
-							call->page_time / 60 % 60, call->page_time % 60);
+			return kis_date_text(call->range.has_from ? call->range.from : kis_today_kst());
 		case KIS_PARAM_PERIOD:
 			return config->period;
 		case KIS_PARAM_PERIOD_NUMBER:
@@ -194,10 +120,10 @@ param_value(const KisCall *call, const KisParamDef *p)
 			return pnstrdup(config->account, 8);
 		case KIS_PARAM_ACNT_PRDT_CD:
 			return config->account + 9;
+		case KIS_PARAM_DATE_TO:
+		case KIS_PARAM_TIME_TO:
 		case KIS_PARAM_CTX_FK:
-			return call->ctx_fk ? call->ctx_fk : "";
 		case KIS_PARAM_CTX_NK:
-			return call->ctx_nk ? call->ctx_nk : "";
 		case KIS_PARAM_BATCH_MARKET:
 		case KIS_PARAM_BATCH_SYMBOL:
 			break;
@@ -210,7 +136,7 @@ static void
 send_call(KisFetcher *f, KisCall *call)
 {
 	StringInfoData path;
-	const char *header = NULL;
+	const char *header;
 
 	initStringInfo(&path);
 	appendStringInfoString(&path, call->ep->path);
@@ -232,8 +158,7 @@ send_call(KisFetcher *f, KisCall *call)
 		else
 			append_param(&path, p->name, 0, param_value(call, p));
 	}
-	if (call->ep->paging == KIS_PAGING_CURSOR && call->pages > 0)
-		header = "tr_cont: N";
+	header = call->paging->header(&call->page);
 	kis_fetch_add(f, path.data, kis_endpoint_tr_id(call->ep, call->config->environment),
 				  header, call);
 	pfree(path.data);
@@ -249,71 +174,10 @@ new_call(const KisConfig *config, const KisRange *range, int today)
 	call->range = *range;
 	call->range.ndates = 0;		/* the IN list stays a local filter */
 	call->range.dates = NULL;
-	call->page_to = range->has_to ? range->to : today;
-	call->page_time = now_kst_seconds();
+	call->paging = kis_paging_ops(kis_endpoint_paging(call->ep));
+	call->page.cxt = CurrentMemoryContext;
+	kis_page_begin(&call->page, range, today);
 	return call;
-}
-
-/*
- * Pages one call over the range of an IN list takes, at most: bars per
- * calendar day by period (weekdays only; holidays make it fewer).
- */
-static double
-range_pages(const KisCall *call, int today)
-{
-	const char *period = call->config->period;
-	int			days = Min(call->range.to, today) - call->range.from + 1;
-	double		bars;
-
-	if (days <= 0)
-		return 1;
-	switch (period[0])
-	{
-		case 'W':
-			bars = days / 7.0 + 1;
-			break;
-		case 'M':
-			bars = days / 28.0 + 1;
-			break;
-		case 'Y':
-			bars = days / 365.0 + 1;
-			break;
-		default:
-			bars = days * 5.0 / 7.0 + 2;
-			break;
-	}
-	return Max(1, ceil(bars / call->ep->page_rows));
-}
-
-/*
- * "date IN (...)": one call over the range from the first to the last day
- * (the IN list filters its rows), or one call per day when those are fewer
- * requests.  Returns the number of calls queued for key.
- */
-static int
-start_dated_calls(KisFetcher *f, const KisConfig *config, KisKey *key,
-				  const KisRange *range, int today)
-{
-	KisCall    *call = new_call(config, range, today);
-	int			ncalls = 0;
-
-	call->keys = list_make1(key);
-	if (range->ndates == 0 || range->ndates >= range_pages(call, today))
-	{
-		send_call(f, call);
-		return 1;
-	}
-	pfree(call);
-	for (int i = 0; i < range->ndates && range->dates[i] <= today; i++)
-	{
-		KisRange	day = {true, true, range->dates[i], range->dates[i], 0, NULL};
-
-		call = new_call(config, &day, today);
-		call->keys = list_make1(key);
-		send_call(f, call);
-		ncalls++;
-	}
-	return ncalls;
 }
 
 static bool
@@ -334,7 +198,8 @@ static char *answer_mismatch(void *arg, const KisResponse *resp);
 /*
  * Queue the requests of a scan: one call per (symbol, venue) key, or
  * batches of keys where the endpoint takes several, or one call for an
- * account endpoint.  keys is a list of KisKey *.  Returns the number of
+ * account endpoint; a paging kind may split a key's range into several
+ * calls (paging.c).  keys is a list of KisKey *.  Returns the number of
  * calls queued (0 when the date range lies after today).
  */
 int
@@ -342,29 +207,21 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 				   const KisRange *range)
 {
 	const KisEndpoint *ep = config->endpoint;
+	const KisPagingOps *paging = kis_paging_ops(kis_endpoint_paging(ep));
+	int			per_request = kis_endpoint_keys_per_request(ep);
 	int			today = kis_today_kst();
 	int			ncalls = 0;
 	KisCall    *call = NULL;
+	List	   *ranges;
 	ListCell   *lc;
+	ListCell   *lr;
 
 	kis_fetch_set_check(f, answer_mismatch);
 
-	/* an open upper bound ends today: a range starting later has no rows */
-	if (ep->paging == KIS_PAGING_DATE && !range->has_to && range->has_from &&
-		range->from > today)
+	if (!paging->range_ok(ep, range, today))
 		return 0;
 
-	/* a calendar starts at its lower bound, else today (docs/new-tables.md) */
-	if (ep->paging == KIS_PAGING_CURSOR && ep->has_date && !range->has_from &&
-		range->has_to && range->to < today)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("a scan of endpoint %s before today needs a lower bound on \"date\"",
-						ep->name),
-				 errdetail("Without a lower bound the calendar starts today."),
-				 errhint("Add a lower bound, e.g. WHERE date >= '2025-01-01'.")));
-
-	if (ep->source == KIS_SOURCE_MASTER_FILE)
+	if (kis_endpoint_from_master_file(ep))
 	{
 		/* one download per market: the keys are markets */
 		foreach(lc, keys)
@@ -380,48 +237,49 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 		return ncalls;
 	}
 
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	if (!kis_endpoint_per_symbol(ep))
 	{
 		send_call(f, new_call(config, range, today));
 		return 1;
 	}
 
-	if (ep->paging == KIS_PAGING_DATE)
-	{
-		Assert(ep->batch_size == 1);
-		foreach(lc, keys)
-			ncalls += start_dated_calls(f, config, lfirst(lc), range, today);
-		return ncalls;
-	}
-
+	ranges = paging->ranges(ep, config->period, range, today);
+	Assert(per_request == 1 || list_length(ranges) == 1);
 	foreach(lc, keys)
 	{
-		/*
-		 * A batched answer names a row by its symbol only, so one batch holds
-		 * a symbol once: the same symbol on another market goes to another.
-		 */
-		if (call == NULL || list_length(call->keys) >= ep->batch_size ||
-			call_has_symbol(call, ((KisKey *) lfirst(lc))->symbol))
+		KisKey	   *key = lfirst(lc);
+
+		foreach(lr, ranges)
 		{
-			if (call != NULL)
-				send_call(f, call);
-			call = new_call(config, range, today);
-			ncalls++;
+			/*
+			 * A batched answer names a row by its symbol only, so one batch
+			 * holds a symbol once: the same symbol on another market goes to
+			 * another.
+			 */
+			if (call == NULL || list_length(call->keys) >= per_request ||
+				call_has_symbol(call, key->symbol))
+			{
+				if (call != NULL)
+					send_call(f, call);
+				call = new_call(config, lfirst(lr), today);
+				ncalls++;
+			}
+			call->keys = lappend(call->keys, key);
 		}
-		call->keys = lappend(call->keys, lfirst(lc));
 	}
 	if (call != NULL)
 		send_call(f, call);
 	return ncalls;
 }
 
-static KisRow *
-row_for(const KisCall *call, KisKey *key, json_t *row, json_t *extra,
-		const char *problem)
+/* A row of an answer, or a key's failure (row NULL, problem set) */
+KisRow *
+kis_row_new(const KisEndpoint *ep, KisKey *key, json_t *row, json_t *extra,
+			const char *problem)
 {
 	KisRow	   *r = palloc(sizeof(KisRow));
 
-	r->ep = call->ep;
+	r->ep = ep;
 	r->hint = NULL;
 	r->key = key;
 	r->row = row;
@@ -438,9 +296,9 @@ fail_all(KisCall *call, const char *problem)
 	ListCell   *lc;
 
 	if (call->keys == NIL)
-		return list_make1(row_for(call, NULL, NULL, NULL, problem));
+		return list_make1(kis_row_new(call->ep, NULL, NULL, NULL, problem));
 	foreach(lc, call->keys)
-		rows = lappend(rows, row_for(call, lfirst(lc), NULL, NULL, problem));
+		rows = lappend(rows, kis_row_new(call->ep, lfirst(lc), NULL, NULL, problem));
 	return rows;
 }
 
@@ -511,7 +369,7 @@ answer_mismatch(void *arg, const KisResponse *resp)
 								echo);
 		}
 	}
-	if (ep->batch_size > 1 && ep->row_symbol_field != NULL)
+	if (kis_endpoint_keys_per_request(ep) > 1 && ep->row_symbol_field != NULL)
 	{
 		json_t	   *member = json_object_get(resp->root, ep->rows_member);
 		size_t		n = json_is_object(member) ? 1 : json_array_size(member);
@@ -554,273 +412,13 @@ batched_rows(KisCall *call, json_t *member)
 			}
 		}
 		if (found == NULL)
-			rows = lappend(rows, row_for(call, key, NULL, NULL, "missing from the answer"));
+			rows = lappend(rows, kis_row_new(call->ep, key, NULL, NULL, "missing from the answer"));
 		else if (row_not_listed(ep, found, NULL))
-			rows = lappend(rows, row_for(call, key, NULL, NULL, KIS_NOT_LISTED));
+			rows = lappend(rows, kis_row_new(call->ep, key, NULL, NULL, KIS_NOT_LISTED));
 		else
-			rows = lappend(rows, row_for(call, key, found, NULL, NULL));
+			rows = lappend(rows, kis_row_new(call->ep, key, found, NULL, NULL));
 	}
 	return rows;
-}
-
-/* A server that never stops announcing pages must not keep a scan forever */
-static void
-check_page_count(const KisCall *call)
-{
-	if (call->pages >= KIS_MAX_PAGES)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s",
-						KIS_MAX_PAGES, call->ep->name)));
-}
-
-/*
- * Paging back with no lower bound ends where KIS runs out of rows, or
- * here: never a silent prefix of the history
- */
-static void
-check_unbounded_pages(const KisCall *call)
-{
-	if (call->pages >= KIS_MAX_UNBOUNDED_PAGES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the history of symbol \"%s\" is longer than %d rows with no lower bound on \"date\"",
-						((KisKey *) linitial(call->keys))->symbol,
-						KIS_MAX_UNBOUNDED_PAGES * call->ep->page_rows),
-				 errdetail("Without a lower bound kis_fdw reads back to the first row KIS has, at most %d requests per symbol.",
-						   KIS_MAX_UNBOUNDED_PAGES),
-				 errhint("Add a lower bound, e.g. WHERE date >= '2015-01-01'; with one every row of the range is read.")));
-}
-
-/*
- * Rows of a dated page within the asked range, and the call's next page:
- * a full page whose oldest row is still after the lower bound (or with no
- * lower bound at all) continues with the day before that row (see
- * docs/daily.md).  A short page is the last.
- */
-static List *
-dated_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
-{
-	const KisEndpoint *ep = call->ep;
-	KisKey	   *key = call->keys ? linitial(call->keys) : NULL;
-	List	   *rows = NIL;
-	int			oldest = INT_MAX;
-	size_t		i;
-	json_t	   *elem;
-
-	json_array_foreach(member, i, elem)
-	{
-		int			jd;
-
-		if (!json_is_object(elem))
-			continue;
-		if (!text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd))
-		{
-			rows = lappend(rows, row_for(call, key, NULL, NULL, "a row without a valid date"));
-			continue;
-		}
-		oldest = Min(oldest, jd);
-		/* after the page's end: a server that ignored it, or an earlier page's row */
-		if ((call->range.has_from && jd < call->range.from) ||
-			(call->range.has_to && jd > call->range.to) || jd > call->page_to)
-			continue;
-		rows = lappend(rows, row_for(call, key, elem, extra, NULL));
-	}
-
-	if (json_array_size(member) >= (size_t) ep->page_rows &&
-		oldest != INT_MAX && oldest <= call->page_to &&
-		(!call->range.has_from || oldest > call->range.from))
-	{
-		if (!call->range.has_from)
-			check_unbounded_pages(call);
-		check_page_count(call);
-		call->page_to = oldest - 1;
-		send_call(f, call);
-	}
-	return rows;
-}
-
-/*
- * Rows of a page of today's bars (time paging), and the call's next page:
- * a full page continues one second before its oldest bar, until the first
- * bar of the day.  The bars are of one day, the newest KIS has: a row of
- * an earlier day (an answer reaching past the open) is dropped and ends
- * the paging, as is a row after the page's end (see docs/new-tables.md).
- */
-static List *
-timed_rows(KisFetcher *f, KisCall *call, json_t *member, json_t *extra)
-{
-	const KisEndpoint *ep = call->ep;
-	KisKey	   *key = linitial(call->keys);
-	List	   *rows = NIL;
-	int			oldest = INT_MAX;
-	bool		earlier_day = false;
-	size_t		i;
-	json_t	   *elem;
-
-	/* the first page names the day: its newest date */
-	json_array_foreach(member, i, elem)
-	{
-		int			jd;
-
-		if (call->pages == 1 && json_is_object(elem) &&
-			text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd))
-			call->day = Max(call->day, jd);
-	}
-	json_array_foreach(member, i, elem)
-	{
-		int			jd;
-		int			secs;
-
-		if (!json_is_object(elem))
-			continue;
-		secs = text_seconds(json_string_value(json_object_get(elem, ep->row_time_field)));
-		if (!text_jd(json_string_value(json_object_get(elem, ep->row_date_field)), &jd) ||
-			secs < 0)
-		{
-			rows = lappend(rows, row_for(call, key, NULL, NULL, "a row without a valid date and time"));
-			continue;
-		}
-		if (jd != call->day)
-		{
-			earlier_day = true;
-			continue;
-		}
-		if (secs > call->page_time)
-			continue;
-		oldest = Min(oldest, secs);
-		rows = lappend(rows, row_for(call, key, elem, extra, NULL));
-	}
-
-	if (!earlier_day && json_array_size(member) >= (size_t) ep->page_rows &&
-		oldest != INT_MAX && oldest > 0)
-	{
-		check_page_count(call);
-		call->page_time = oldest - 1;
-		send_call(f, call);
-	}
-	return rows;
-}
-
-/* A row of a dated listing outside the asked range, or past its end */
-static bool
-row_outside_range(const KisCall *call, json_t *elem, bool *past_end)
-{
-	int			jd;
-
-	if (call->ep->row_date_field == NULL || !call->ep->has_date)
-		return false;
-	if (!text_jd(json_string_value(json_object_get(elem, call->ep->row_date_field)), &jd))
-		return false;			/* its date column reports it */
-	if (call->range.has_to && jd > call->range.to)
-		*past_end = true;
-	return (call->range.has_from && jd < call->range.from) ||
-		(call->range.has_to && jd > call->range.to);
-}
-
-/*
- * Cursor paging: continue while KIS says more pages follow.  Only the
- * tr_cont header says so: ctx_area_fk100 stays set on the last page, and a
- * call made with it fails (docs/kis-answers.md).  The rows of a page are held
- * back until the last page is in, so that a listing started over from its
- * first page (restart_listing) never returns a row twice or a mix of two
- * states of the account.  Returns the rows to return now.
- */
-static List *
-cursor_page(KisFetcher *f, KisCall *call, KisCompletion *c, List *rows,
-			bool past_end)
-{
-	MemoryContext call_cxt = GetMemoryChunkContext(call);
-	const char *fk_member = call->ep->ctx_fk_member ? call->ep->ctx_fk_member : "ctx_area_fk100";
-	const char *nk_member = call->ep->ctx_nk_member ? call->ep->ctx_nk_member : "ctx_area_nk100";
-	const char *fk = json_string_value(json_object_get(c->resp.root, fk_member));
-	const char *nk = json_string_value(json_object_get(c->resp.root, nk_member));
-	MemoryContext old;
-	json_t	   *extra = NULL;
-	ListCell   *lc;
-
-	/* a dated listing past the range's end has all the rows it needs */
-	if (past_end || (strcmp(c->tr_cont, "M") != 0 && strcmp(c->tr_cont, "F") != 0))
-	{
-		List	   *all = NIL;
-
-		/* in the answer's context, like the rows of any answer */
-		foreach(lc, call->held)
-			all = lappend(all, lfirst(lc));
-		foreach(lc, rows)
-			all = lappend(all, lfirst(lc));
-		call->held = NIL;
-		return all;
-	}
-
-	/* the answer goes away when its rows are returned: keep copies */
-	old = MemoryContextSwitchTo(call_cxt);
-	foreach(lc, rows)
-	{
-		KisRow	   *copy = palloc(sizeof(KisRow));
-
-		*copy = *(KisRow *) lfirst(lc);
-		if (copy->extra != NULL && extra == NULL)
-			extra = kis_json_copy(copy->extra);
-		copy->row = kis_json_copy(copy->row);
-		if (copy->row == NULL || (copy->extra != NULL && extra == NULL))
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Failed to keep a page of endpoint %s.", call->ep->name)));
-		copy->extra = extra;
-		call->held = lappend(call->held, copy);
-	}
-	MemoryContextSwitchTo(old);
-
-	check_page_count(call);
-	if (call->ep->has_date && !call->range.has_to &&
-		call->pages >= KIS_MAX_UNBOUNDED_PAGES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("KIS kept announcing more pages after %d pages of endpoint %s with no upper bound on \"date\"",
-						call->pages, call->ep->name),
-				 errhint("Add an upper bound, e.g. WHERE date < current_date + 60.")));
-	call->ctx_fk = MemoryContextStrdup(call_cxt, fk ? fk : "");
-	call->ctx_nk = MemoryContextStrdup(call_cxt, nk ? nk : "");
-	send_call(f, call);
-	return NIL;
-}
-
-/* Does KIS's answer say that the listing changed under it? */
-static bool
-is_restart_code(const KisCall *call, const KisResponse *resp)
-{
-	if (call->ep->paging != KIS_PAGING_CURSOR || resp->msg_cd == NULL)
-		return false;
-	for (const char *const *code = call->ep->restart_codes; code && *code; code++)
-	{
-		if (strcmp(*code, resp->msg_cd) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * A cursor listing that KIS says changed under it (one of the endpoint's
- * restart codes: the account moved between two pages) starts over from its
- * first page, once, dropping the rows held so far.  Returns false when this
- * answer is a failure to report.
- */
-static bool
-restart_listing(KisFetcher *f, KisCall *call, const KisResponse *resp)
-{
-	if (!is_restart_code(call, resp))
-		return false;
-	call->held = NIL;
-	if (call->restarted)
-		return false;
-	call->restarted = true;
-	call->pages = 0;
-	call->ctx_fk = NULL;
-	call->ctx_nk = NULL;
-	send_call(f, call);
-	return true;
 }
 
 /*
@@ -874,31 +472,33 @@ master_answer(KisCall *call, KisCompletion *c)
 	if (listings == NULL)
 		return fail_all(call, psprintf("the master file of %s: %s", key->venue, problem));
 	json_array_foreach(listings, i, elem)
-		rows = lappend(rows, row_for(call, key, elem, NULL, NULL));
+		rows = lappend(rows, kis_row_new(call->ep, key, elem, NULL, NULL));
 	foreach(lc, line_problems)
-		rows = lappend(rows, row_for(call, key, NULL, NULL,
-									 psprintf("the master file of %s, %s", key->venue,
-											  (char *) lfirst(lc))));
+		rows = lappend(rows, kis_row_new(call->ep, key, NULL, NULL,
+										 psprintf("the master file of %s, %s", key->venue,
+												  (char *) lfirst(lc))));
 	return rows;
 }
 
 /*
  * The rows of one answer (a list of KisRow *, allocated in the answer's
  * memory context; failed keys have problem set), and queue the call's next
- * page if there is one.
+ * page if its paging kind returns one.
  */
 List *
 kis_requests_answer(KisFetcher *f, KisCompletion *c)
 {
 	KisCall    *call = (KisCall *) c->arg;
 	const KisEndpoint *ep = call->ep;
+	KisRowShape shape = kis_endpoint_rows_shape(ep);
 	MemoryContext old = MemoryContextSwitchTo(c->cxt);
+	KisPageAnswer answer;
 	List	   *rows = NIL;
 	json_t	   *member;
 	json_t	   *extra;
 
-	call->pages++;
-	if (ep->source == KIS_SOURCE_MASTER_FILE)
+	call->page.pages++;
+	if (kis_endpoint_from_master_file(ep))
 	{
 		rows = master_answer(call, c);
 		MemoryContextSwitchTo(old);
@@ -906,19 +506,21 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	}
 	if (c->resp.outcome != KIS_OUTCOME_OK)
 	{
-		if (!restart_listing(f, call, &c->resp))
+		const char *hint = NULL;
+
+		if (call->paging->failed(&call->page, ep, &c->resp, &hint))
+			send_call(f, call); /* started over */
+		else
 		{
 			rows = fail_all(call, kis_response_summary(&c->resp));
-			if (is_restart_code(call, &c->resp))
-				((KisRow *) linitial(rows))->hint =
-					"The listing was started over once and KIS said so again. Run the query again later; KIS is reported to answer so on every retry for an account holding exactly one full page (50) of positions.";
+			((KisRow *) linitial(rows))->hint = hint;
 		}
 		MemoryContextSwitchTo(old);
 		return rows;
 	}
 
 	member = json_object_get(c->resp.root, ep->rows_member);
-	if (ep->rows_shape == KIS_ROWS_ANY && json_is_object(member))
+	if (shape == KIS_ROWS_ANY && json_is_object(member))
 	{
 		json_t	   *array = kis_json_new_array();
 
@@ -927,36 +529,29 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	}
 	extra = member_object(c->resp.root, ep->extra_member);
 
-	if (ep->rows_shape == KIS_ROWS_OBJECT ? !json_is_object(member) : !json_is_array(member))
+	if (shape == KIS_ROWS_OBJECT ? !json_is_object(member) : !json_is_array(member))
 		rows = fail_all(call, psprintf("the answer has no \"%s\" %s", ep->rows_member,
-									   ep->rows_shape == KIS_ROWS_OBJECT ? "object" : "array"));
-	else if (ep->batch_size > 1)
+									   shape == KIS_ROWS_OBJECT ? "object" : "array"));
+	else if (kis_endpoint_keys_per_request(ep) > 1)
 		rows = batched_rows(call, member);
-	else if (ep->rows_shape == KIS_ROWS_OBJECT)
+	else if (shape == KIS_ROWS_OBJECT)
 	{
 		KisKey	   *key = call->keys ? linitial(call->keys) : NULL;
 
 		rows = list_make1(row_not_listed(ep, member, extra) ?
-						  row_for(call, key, NULL, NULL, KIS_NOT_LISTED) :
-						  row_for(call, key, member, extra, NULL));
+						  kis_row_new(ep, key, NULL, NULL, KIS_NOT_LISTED) :
+						  kis_row_new(ep, key, member, extra, NULL));
 	}
-	else if (ep->paging == KIS_PAGING_DATE)
-		rows = dated_rows(f, call, member, extra);
-	else if (ep->paging == KIS_PAGING_TIME)
-		rows = timed_rows(f, call, member, extra);
 	else
 	{
-		size_t		i;
-		json_t	   *elem;
-		bool		past_end = false;
-
-		json_array_foreach(member, i, elem)
-		{
-			if (json_is_object(elem) && !row_outside_range(call, elem, &past_end))
-				rows = lappend(rows, row_for(call, NULL, elem, extra, NULL));
-		}
-		if (ep->paging == KIS_PAGING_CURSOR)
-			rows = cursor_page(f, call, c, rows, past_end);
+		answer.ep = ep;
+		answer.key = call->keys ? linitial(call->keys) : NULL;
+		answer.range = &call->range;
+		answer.completion = c;
+		answer.member = member;
+		answer.extra = extra;
+		if (call->paging->read(&call->page, &answer, &rows))
+			send_call(f, call);
 	}
 	MemoryContextSwitchTo(old);
 	return rows;

@@ -12,18 +12,12 @@
  * plans or expressions.
  *
  * Answers complete in no set order.  Under on_error 'skip' and 'row' rows
- * go out as answers arrive.  Under 'error' the outcome must not depend on
- * that order, or a consumer that stops early (LIMIT, EXISTS, SELECT INTO
- * in PL/pgSQL, a cursor closed early) would get a row in one call and the
- * error in the next.  So rows go out in waves: every request in flight is
- * answered before any row of those answers goes out, and if a key failed
- * the error (for the least failing key, so its text is stable too) comes
- * instead of any row.  The next pages of paged endpoints form the next
- * wave.  Whether a query errors then depends only on KIS's answers, not on
- * their order; the price is that under 'error' the first row waits for the
- * slowest request of its wave.  A wave's rows wait in a tuplestore (in
- * memory up to work_mem, then in a temporary file), converted, so a value
- * a column cannot take also fails before any row of its wave goes out.
+ * go out as answers arrive.  Under 'error' they go out in waves, so that
+ * a query that stops early (LIMIT, EXISTS) errors or not whatever that
+ * order: every request in flight is answered, then the least failing
+ * key's error comes instead of any row, else the wave's rows (converted,
+ * in a tuplestore).  The next pages form the next wave (README, "Endpoints
+ * and columns").
  *
  * Memory and resources:
  *	  parent (the node's context)
@@ -158,10 +152,10 @@ build_column_map(KisRunner *r, List *needed)
 			col->source = KIS_COL_FIELD;
 			col->field = field_opt;
 		}
-		else if (strcmp(name, "symbol") == 0 && ep->symbol_kind != KIS_SYMBOL_NONE)
+		else if (strcmp(name, "symbol") == 0 && kis_endpoint_has_key(ep, KIS_KEY_SYMBOL))
 			col->source = KIS_COL_SYMBOL;
-		else if ((strcmp(name, "market") == 0 && ep->has_market) ||
-				 (strcmp(name, "exchange") == 0 && ep->has_exchange))
+		else if ((strcmp(name, "market") == 0 && kis_endpoint_has_key(ep, KIS_KEY_MARKET)) ||
+				 (strcmp(name, "exchange") == 0 && kis_endpoint_has_key(ep, KIS_KEY_EXCHANGE)))
 			col->source = KIS_COL_VENUE;
 		else if (strcmp(name, "fetched_at") == 0)
 			col->source = KIS_COL_FETCHED_AT;
@@ -220,20 +214,21 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 }
 
 /*
- * Start a run over every (symbol, venue) pair of keys (symbols is ignored
- * by account endpoints); the run keeps copies.
+ * Start a run over every (symbol, venue) pair of keys, or every market of
+ * an endpoint keyed by market (none for an account or a listing); the run
+ * keeps copies.
  */
 void
 kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 {
+	KisKeying	keying = kis_endpoint_keying(r->config->endpoint);
 	List	   *pairs = NIL;
 	ListCell   *ls;
 	ListCell   *lv;
 
-	if (r->config->endpoint->symbol_kind == KIS_SYMBOL_NONE &&
-		r->config->endpoint->markets != NULL)
+	if (keying == KIS_KEYING_MARKET)
 	{
-		/* a listing per market (domestic_symbols): the market is the key */
+		/* a listing per market: the market is the key */
 		foreach(lv, keys->venues)
 		{
 			KisKey	   *key = palloc(sizeof(KisKey));
@@ -243,7 +238,7 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 			pairs = lappend(pairs, key);
 		}
 	}
-	else if (r->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	else if (keying == KIS_KEYING_SYMBOL)
 	{
 		foreach(ls, keys->symbols)
 		{
@@ -260,22 +255,14 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 	kis_runner_start_keys(r, pairs, &keys->range, keys->can_match, keys->from_rows);
 }
 
-/* Is the key's symbol one its endpoint takes? (a market's listing has none) */
-static bool
-key_symbol_is_valid(const KisEndpoint *ep, const KisKey *key)
-{
-	return ep->symbol_kind == KIS_SYMBOL_NONE || kis_symbol_is_valid(ep->symbol_kind, key->symbol);
-}
-
 /* Why a key cannot be sent, or NULL */
 static const char *
 invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 {
-	if (!key_symbol_is_valid(ep, key))
+	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
 		return "invalid symbol";
-	if (ep->has_exchange ? !kis_exchange_is_valid(key->venue) :
-		!kis_endpoint_market_is_valid(ep, key->venue))
-		return ep->has_exchange ? "invalid exchange" : "invalid market";
+	if (!kis_endpoint_venue_is_valid(ep, key->venue))
+		return psprintf("invalid %s", kis_endpoint_venue_name(ep));
 	return NULL;
 }
 
@@ -283,18 +270,15 @@ invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 static void
 report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 {
-	if (!key_symbol_is_valid(ep, key))
+	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid symbol \"%s\"", key->symbol),
-				 errhint("%s", kis_symbol_hint(ep->symbol_kind))));
+				 errhint("%s", kis_endpoint_symbol_hint(ep))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid %s \"%s\"", ep->has_exchange ? "exchange" : "market",
-					key->venue),
-			 ep->has_exchange ?
-			 errhint("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.") :
-			 errhint("%s", kis_endpoint_market_hint(ep))));
+			 errmsg("invalid %s \"%s\"", kis_endpoint_venue_name(ep), key->venue),
+			 errhint("%s", kis_endpoint_venue_hint(ep))));
 }
 
 /*
@@ -310,6 +294,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 					  bool can_match, bool from_rows)
 {
 	const KisEndpoint *ep = r->config->endpoint;
+	KisKeying	keying = kis_endpoint_keying(ep);
 	List	   *valid = NIL;
 	ListCell   *lc;
 	MemoryContext old;
@@ -333,7 +318,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	{
 		foreach(lc, keys)
 		{
-			if (!key_symbol_is_valid(ep, lfirst(lc)))
+			if (!kis_endpoint_symbol_is_valid(ep, ((KisKey *) lfirst(lc))->symbol))
 				report_invalid_key(ep, lfirst(lc));
 		}
 		foreach(lc, keys)
@@ -365,18 +350,19 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 		}
 	}
 
-	r->nkeys = ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets == NULL ? 1 :
+	/* an account or a listing is one "key" for the skip WARNING */
+	r->nkeys = keying == KIS_KEYING_ACCOUNT || keying == KIS_KEYING_LISTING ? 1 :
 		list_length(keys);
 	if (!can_match)
 		r->invalid = NIL;
-	if (can_match && r->nkeys > 0 && (valid != NIL || ep->symbol_kind == KIS_SYMBOL_NONE))
+	if (can_match && r->nkeys > 0 && (valid != NIL || keying != KIS_KEYING_SYMBOL))
 	{
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
 		if (kis_requests_start(r->fetcher, r->config, valid, range) == 0 &&
 			r->invalid == NIL)
 			r->nkeys = 0;
 	}
-	r->keys_requested += ep->symbol_kind == KIS_SYMBOL_NONE ? 0 : list_length(valid);
+	r->keys_requested += keying == KIS_KEYING_SYMBOL ? list_length(valid) : 0;
 	MemoryContextSwitchTo(old);
 }
 
@@ -428,9 +414,10 @@ key_label(const KisRunner *r, const KisKey *key)
 
 	if (key == NULL)
 		return pstrdup(ep->name);
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	if (!kis_endpoint_per_symbol(ep))
 		return pstrdup(key->venue); /* a market's listing */
-	if (ep->has_market && strcmp(key->venue, r->config->market) == 0)
+	if (kis_endpoint_has_key(ep, KIS_KEY_MARKET) &&
+		strcmp(key->venue, r->config->market) == 0)
 		return pstrdup(key->symbol);
 	return psprintf("%s (%s)", key->symbol, key->venue);
 }
@@ -440,8 +427,8 @@ static const char *
 row_subject(const KisRunner *r, const KisRow *row)
 {
 	if (row->key != NULL)
-		return psprintf("%s \"%s\"", r->config->endpoint->symbol_kind == KIS_SYMBOL_NONE ?
-						"market" : "symbol", row->key->symbol);
+		return psprintf("%s \"%s\"", kis_endpoint_per_symbol(r->config->endpoint) ?
+						"symbol" : "market", row->key->symbol);
 	return psprintf("endpoint %s", r->config->endpoint->name);
 }
 
@@ -549,10 +536,11 @@ raise_failure(KisRunner *r, const KisRow *row)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("symbol \"%s\" is not listed on %s %s", row->key->symbol,
-						ep->has_exchange ? "exchange" : "market", row->key->venue),
+						kis_endpoint_venue_name(ep), row->key->venue),
 				 errdetail("KIS answered without a price for it."),
 				 errhint("Check the symbol%s, or set the table's on_error option to 'skip' or 'row'.",
-						 ep->has_exchange ? " and the exchange" : "")));
+						 kis_endpoint_venue_key(ep) == KIS_KEY_EXCHANGE ?
+						 " and the exchange" : "")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("KIS request for %s failed", row_subject(r, row)),
@@ -890,7 +878,7 @@ kis_runners_explain(const KisRunner *const *runners, int nrunners, ExplainState 
 		sum.http_ms += r->stats.http_ms;
 		cache |= r->config->cache_ttl_ms > 0;
 	}
-	if (first->config->endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	if (kis_endpoint_per_symbol(first->config->endpoint))
 		ExplainPropertyInteger("KIS Keys Requested", NULL, keys_requested, es);
 	ExplainPropertyInteger("KIS Requests", NULL, sum.requests, es);
 	ExplainPropertyInteger("KIS Retries", NULL, sum.retries, es);
