@@ -663,7 +663,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 /* shmem.c's, which the harness does not link (its slots are its own) */
 void
-kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
+kis_slot_count(KisAppSlot *slot, KisCounter counter, uint64 n)
 {
 	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
 }
@@ -675,8 +675,8 @@ kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 static void
 run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 {
-	KisKeySlot *slot = palloc0(sizeof(KisKeySlot));
-	uint8		creds[KIS_KEY_HASH_LEN];
+	KisAppSlot *slot = palloc0(sizeof(KisAppSlot));
+	uint8		creds[KIS_SHA256_LEN];
 	Segment    *segs = palloc(sizeof(Segment) * 64);
 	int			nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 64);
 
@@ -755,8 +755,8 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 static void
 check_claims(void)
 {
-	static KisKeySlot slot;
-	uint8		creds[KIS_KEY_HASH_LEN];
+	static KisAppSlot slot;
+	uint8		creds[KIS_SHA256_LEN];
 	char		token[KIS_TOKEN_MAX];
 	uint64		gen;
 	uint64		a = 0;

@@ -6,7 +6,7 @@
  *
  * KIS allows one issuance per minute per app key and notifies the user's
  * phone at each one (docs/tokens-and-rate.md), so issuing is rationed: the token
- * lives in the key's slot (shared by all sessions when preloaded, see
+ * lives in the app key's slot (shared by all sessions when preloaded, see
  * shmem.c); one session at a time issues (a claim in the slot) while the
  * others wait for its result; at most one issuance per
  * kis_fdw.token_issue_interval seconds per key; and a token rejected as
@@ -126,7 +126,7 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
  * of its life when that is shorter.
  */
 KisTokenState
-kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
+kis_token_acquire(KisAppSlot *slot, const uint8 *creds, TimestampTz now,
 				  int64 claim_us, char *token, uint64 *generation,
 				  TimestampTz *wake, uint64 *claim)
 {
@@ -140,7 +140,7 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 		slot->last_issued + (int64) kis_token_issue_interval * USECS_PER_SEC;
 
 	if (slot->token[0] != '\0' &&
-		memcmp(slot->token_creds, creds, KIS_KEY_HASH_LEN) == 0 &&
+		memcmp(slot->token_creds, creds, KIS_SHA256_LEN) == 0 &&
 		now < slot->expires_at - margin)
 	{
 		strlcpy(token, slot->token, KIS_TOKEN_MAX);
@@ -184,7 +184,7 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
  * that nothing changes these fields under us (and we take no second lock).
  */
 TimestampTz
-kis_token_schedule_end(KisKeySlot *slot)
+kis_token_schedule_end(KisAppSlot *slot)
 {
 	TimestampTz end = slot->retry_after;
 
@@ -198,7 +198,7 @@ kis_token_schedule_end(KisKeySlot *slot)
 
 /* Give up the issuing claim "claim", if it is still held; never waits */
 void
-kis_token_release_claim(KisKeySlot *slot, uint64 claim)
+kis_token_release_claim(KisAppSlot *slot, uint64 claim)
 {
 	if (claim != 0)
 		pg_atomic_compare_exchange_u64(&slot->claim, &claim, 0);
@@ -210,7 +210,7 @@ kis_token_release_claim(KisKeySlot *slot, uint64 claim)
  * is given up.  Nothing was issued, so the interval does not start.
  */
 void
-kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now)
+kis_token_unanswered(KisAppSlot *slot, uint64 claim, TimestampTz now)
 {
 	SpinLockAcquire(&slot->mutex);
 	slot->retry_after = now + KIS_ISSUE_RETRY_US;
@@ -225,7 +225,7 @@ kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now)
  * (docs/tokens-and-rate.md).
  */
 void
-kis_token_reset(KisKeySlot *slot)
+kis_token_reset(KisAppSlot *slot)
 {
 	SpinLockAcquire(&slot->mutex);
 	pg_atomic_write_u64(&slot->claim, 0);
@@ -240,14 +240,14 @@ kis_token_reset(KisKeySlot *slot)
  * and remember its hash, to tell if KIS hands the same one back.
  */
 void
-kis_token_invalidate(KisKeySlot *slot, uint64 generation)
+kis_token_invalidate(KisAppSlot *slot, uint64 generation)
 {
 	SpinLockAcquire(&slot->mutex);
 	if (pg_atomic_read_u64(&slot->generation) == generation &&
 		slot->token[0] != '\0')
 	{
 		explicit_bzero(slot->token, sizeof(slot->token));
-		memcpy(slot->rejected_hash, slot->token_hash, KIS_KEY_HASH_LEN);
+		memcpy(slot->rejected_hash, slot->token_hash, KIS_SHA256_LEN);
 	}
 	SpinLockRelease(&slot->mutex);
 }
@@ -258,7 +258,7 @@ kis_token_invalidate(KisKeySlot *slot, uint64 generation)
  * rate.md), so a token KIS calls invalid cannot be replaced by issuing.
  */
 bool
-kis_token_handed_back(KisKeySlot *slot, uint64 generation)
+kis_token_handed_back(KisAppSlot *slot, uint64 generation)
 {
 	bool		same;
 
@@ -340,12 +340,12 @@ expiry_is_sane(TimestampTz expires, TimestampTz now)
 
 /*
  * Read the tokenP answer and give up the issuing claim.  On success the
- * token is stored in the key's slot for every session; otherwise
+ * token is stored in the app key's slot for every session; otherwise
  * *errdetail says what KIS answered (its code and text, never our
  * credentials).
  */
 KisTokenResult
-kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
+kis_token_accept(KisAppSlot *slot, const uint8 *creds, uint64 claim,
 				 long http_status, const char *body, size_t len,
 				 TimestampTz now, char **errdetail)
 {
@@ -355,7 +355,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	const char *text;
 	TimestampTz expires = 0;
 	KisTokenResult result;
-	uint8		token_hash[KIS_KEY_HASH_LEN];
+	uint8		token_hash[KIS_SHA256_LEN];
 	uint64		generation;
 
 	*errdetail = NULL;
@@ -388,15 +388,15 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 		kis_sha256(token, strlen(token), token_hash);
 		SpinLockAcquire(&slot->mutex);
 		strlcpy(slot->token, token, KIS_TOKEN_MAX);
-		memcpy(slot->token_creds, creds, KIS_KEY_HASH_LEN);
-		memcpy(slot->token_hash, token_hash, KIS_KEY_HASH_LEN);
+		memcpy(slot->token_creds, creds, KIS_SHA256_LEN);
+		memcpy(slot->token_hash, token_hash, KIS_SHA256_LEN);
 		slot->issued_at = now;
 		slot->expires_at = expires;
 		slot->last_issued = now;
 		slot->retry_after = 0;
 		slot->earned = true;	/* the key now keeps its slot (shmem.c) */
 		generation = pg_atomic_add_fetch_u64(&slot->generation, 1);
-		if (memcmp(token_hash, slot->rejected_hash, KIS_KEY_HASH_LEN) == 0)
+		if (memcmp(token_hash, slot->rejected_hash, KIS_SHA256_LEN) == 0)
 			slot->handed_back = generation;
 		SpinLockRelease(&slot->mutex);
 		kis_token_release_claim(slot, claim);

@@ -2,8 +2,8 @@
  *
  * auth.h
  *	  Access tokens: one per app key, issued at most once per interval and
- *	  shared through the key's slot; and the hashes that name keys and
- *	  credentials (auth.c).
+ *	  shared through the app key's slot; and the hashes that name app keys
+ *	  and credentials (auth.c).
  *
  * src/auth.h
  *
@@ -36,16 +36,16 @@ typedef enum KisTokenState
 	KIS_TOKEN_ISSUE				/* the caller now holds the claim: issue */
 } KisTokenState;
 
-extern KisTokenState kis_token_acquire(KisKeySlot *slot, const uint8 *creds,
+extern KisTokenState kis_token_acquire(KisAppSlot *slot, const uint8 *creds,
 									   TimestampTz now, int64 claim_us, char *token,
 									   uint64 *generation, TimestampTz *wake,
 									   uint64 *claim);
-extern TimestampTz kis_token_schedule_end(KisKeySlot *slot);
-extern void kis_token_release_claim(KisKeySlot *slot, uint64 claim);
-extern void kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now);
-extern void kis_token_reset(KisKeySlot *slot);
-extern void kis_token_invalidate(KisKeySlot *slot, uint64 generation);
-extern bool kis_token_handed_back(KisKeySlot *slot, uint64 generation);
+extern TimestampTz kis_token_schedule_end(KisAppSlot *slot);
+extern void kis_token_release_claim(KisAppSlot *slot, uint64 claim);
+extern void kis_token_unanswered(KisAppSlot *slot, uint64 claim, TimestampTz now);
+extern void kis_token_reset(KisAppSlot *slot);
+extern void kis_token_invalidate(KisAppSlot *slot, uint64 generation);
+extern bool kis_token_handed_back(KisAppSlot *slot, uint64 generation);
 
 typedef enum KisTokenResult
 {
@@ -55,7 +55,7 @@ typedef enum KisTokenResult
 	KIS_TOKEN_FATAL				/* credentials refused */
 } KisTokenResult;
 
-extern KisTokenResult kis_token_accept(KisKeySlot *slot, const uint8 *creds,
+extern KisTokenResult kis_token_accept(KisAppSlot *slot, const uint8 *creds,
 									   uint64 claim, long http_status,
 									   const char *body, size_t len,
 									   TimestampTz now, char **errdetail);

@@ -76,7 +76,7 @@ typedef enum EntryState
 
 typedef struct CacheEntry
 {
-	uint8		key[KIS_KEY_HASH_LEN];
+	uint8		key[KIS_SHA256_LEN];
 	EntryState	state;
 	int			bucket_next;	/* next in its hash bucket, or -1 */
 	int			lru_prev;		/* ready: LRU neighbours; free: next free */
@@ -282,7 +282,7 @@ find_entry(CacheStore *s, const uint8 *key)
 
 	for (int i = BUCKETS(s)[bucket_of(s, key)]; i >= 0; i = entries[i].bucket_next)
 	{
-		if (memcmp(entries[i].key, key, KIS_KEY_HASH_LEN) == 0)
+		if (memcmp(entries[i].key, key, KIS_SHA256_LEN) == 0)
 			return &entries[i];
 	}
 	return NULL;
@@ -510,7 +510,7 @@ kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
 					 url, '\0', tr_id ? tr_id : "", '\0', header ? header : "", '\0');
 	if (config->endpoint == NULL || config->endpoint->needs_account)
 	{
-		appendBinaryStringInfo(&buf, (const char *) creds, KIS_KEY_HASH_LEN);
+		appendBinaryStringInfo(&buf, (const char *) creds, KIS_SHA256_LEN);
 		if (config->account)
 			appendBinaryStringInfo(&buf, config->account, strlen(config->account) + 1);
 	}
@@ -572,7 +572,7 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 
 		e = &ENTRIES(s)[i];
 		s->free_entry = e->lru_next;
-		memcpy(e->key, key, KIS_KEY_HASH_LEN);
+		memcpy(e->key, key, KIS_SHA256_LEN);
 		e->nwaiters = 0;
 		e->first_chunk = -1;
 		e->lru_prev = e->lru_next = -1;

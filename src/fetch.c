@@ -134,7 +134,7 @@ typedef struct KisRequest
 
 	/* shared answers: see share_lookup */
 	KisShare	share;
-	uint8		share_key[KIS_KEY_HASH_LEN];
+	uint8		share_key[KIS_SHA256_LEN];
 	uint64		share_serial;
 	TimestampTz share_until;	/* a waiter gives up and sends then */
 	dlist_node	owned_node;		/* in the fetcher's owned list */
@@ -154,10 +154,10 @@ struct KisFetcher
 	MemoryContext cxt;
 	const KisConfig *config;
 	KisFetchStats *stats;
-	KisKeySlot *slot;			/* the app key's gate, token and counters;
+	KisAppSlot *slot;			/* the app key's gate, token and counters;
 								 * NULL without an app key (public
 								 * downloads only) */
-	uint8		creds[KIS_KEY_HASH_LEN];	/* whose token we need */
+	uint8		creds[KIS_SHA256_LEN];	/* whose token we need */
 	KisAnswerCheck check;		/* is an answer the one asked for, or NULL */
 	char	   *token_body;		/* tokenP JSON; holds the secret */
 	char		token[KIS_TOKEN_MAX];	/* our copy of the key's token */
@@ -1708,7 +1708,7 @@ fetcher_cleanup(void *arg)
 		kis_limiter_release(f->slot);
 	async_wait_release(f);
 	if (f->slot != NULL)
-		kis_key_slot_detach(f->slot);
+		kis_app_slot_detach(f->slot);
 
 	dlist_delete(&f->active_node);
 	if (!f->orderly)
@@ -1721,7 +1721,7 @@ KisFetcher *
 kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *stats)
 {
 	KisFetcher *f = MemoryContextAllocZero(run_cxt, sizeof(KisFetcher));
-	uint8		key_hash[KIS_KEY_HASH_LEN];
+	uint8		app_key_hash[KIS_SHA256_LEN];
 
 	f->cxt = run_cxt;
 	f->config = config;
@@ -1735,9 +1735,9 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 
 	if (config->app_key != NULL)
 	{
-		kis_hash_app_key(config->app_key, key_hash);
+		kis_hash_app_key(config->app_key, app_key_hash);
 		kis_hash_credentials(config, f->creds);
-		f->slot = kis_key_slot(f->creds, key_hash);
+		f->slot = kis_app_slot_attach(f->creds, app_key_hash);
 		kis_slot_count(f->slot, KIS_CTR_SCANS, 1);
 	}
 
