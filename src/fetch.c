@@ -92,9 +92,6 @@
 /* Waiting this long for another session's issuance is worth a NOTICE */
 #define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
-#define KIS_SHARE_POLL_MS		50	/* a waiter looks again even unwoken */
-/* a download (a master file, published daily) is served from the store this long */
-#define KIS_DOWNLOAD_TTL_MS		(10 * 60 * 1000)
 
 typedef enum KisRequestKind
 {
@@ -134,7 +131,7 @@ typedef struct KisRequest
 
 	/* shared answers: see share_lookup */
 	KisShare	share;
-	uint8		share_key[KIS_SHA256_LEN];
+	uint8		answer_id[KIS_SHA256_LEN];
 	uint64		share_serial;
 	TimestampTz share_until;	/* a waiter gives up and sends then */
 	dlist_node	owned_node;		/* in the fetcher's owned list */
@@ -684,7 +681,7 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	req->started_at = kis_clock_now();
 	req->away_at_start = f->away_us;
 	if (req->share == KIS_SHARE_OWNER)
-		kis_cache_sending(req->share_key, req->share_serial, true);
+		kis_cache_sending(req->answer_id, req->share_serial, true);
 
 	req->easy = easy = transport.neasy > 0 ?
 		transport.easy_pool[--transport.neasy] : curl_easy_init();
@@ -790,28 +787,17 @@ share_done(KisRequest *req)
 {
 	if (req->share == KIS_SHARE_OWNER)
 	{
-		kis_cache_abandon(req->share_key, req->share_serial);
+		kis_cache_abandon(req->answer_id, req->share_serial);
 		dlist_delete(&req->owned_node);
 		req->share = KIS_SHARE_ALONE;
 	}
 }
 
-/*
- * Whether an answer may be shared.  An account's answer is kept only when
- * its reader asked for caching (cache_ttl_ms): nobody's holdings stay in
- * shared memory unasked (docs/security.md).  A cursor-paged listing is
- * shared only when it fits in one page: its pages are never mixed with
- * another moment's pages of the same account.
- */
+/* Whether the answers of f's endpoint belong to its user mapping (an account's) */
 static bool
-share_storable(KisFetcher *f, KisRequest *req)
+answers_private(KisFetcher *f)
 {
-	if (f->config->endpoint->needs_account && f->config->cache_ttl_ms <= 0)
-		return false;
-	if (f->config->endpoint->paging != KIS_PAGING_CURSOR)
-		return true;
-	return req->header == NULL &&
-		strcmp(req->tr_cont, "M") != 0 && strcmp(req->tr_cont, "F") != 0;
+	return f->config->endpoint == NULL || kis_endpoint_private_answers(f->config->endpoint);
 }
 
 /* A successful answer arrived: keep it for those waiting and the cache */
@@ -819,8 +805,11 @@ static void
 share_answer(KisFetcher *f, KisRequest *req, long http_status)
 {
 	req->answered_at = GetCurrentTimestamp();
-	if (req->share == KIS_SHARE_OWNER && share_storable(f, req))
-		kis_cache_store(req->share_key, req->share_serial,
+	if (req->share == KIS_SHARE_OWNER &&
+		kis_cache_may_keep(answers_private(f),
+						   kis_endpoint_paging(f->config->endpoint) == KIS_PAGING_CURSOR,
+						   f->config->cache_ttl_ms, req->tr_cont))
+		kis_cache_store(req->answer_id, req->share_serial,
 						req->body ? req->body : "", req->body_len,
 						req->tr_cont, http_status, req->answered_at);
 }
@@ -837,17 +826,6 @@ static int64
 token_claim_us(const KisConfig *config)
 {
 	return (int64) config->timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
-}
-
-/*
- * How long a waiter waits for another session's send: one timeout_ms, then
- * it sends its own (the sender may be slow, retrying, or in a cursor that
- * stopped; cache.c hands a request over at once when its sender is away).
- */
-static int64
-share_patience_us(const KisConfig *config)
-{
-	return (int64) config->timeout_ms * 1000;
 }
 
 static void complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
@@ -903,19 +881,18 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 {
 	const KisConfig *config = f->config;
 	KisCachedAnswer answer;
-	int			ttl_ms = config->cache_ttl_ms;
 
 	if (req->share != KIS_SHARE_UNASKED)
 		return false;
 	req->share = KIS_SHARE_ALONE;
 	if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
-		return false;			/* a continuation page (share_storable) */
+		return false;			/* a continuation page: never shared */
 
-	kis_cache_key(config, f->creds, req->url, req->tr_id, req->header, req->share_key);
-	if (req->kind == KIS_REQ_FILE)
-		ttl_ms = Max(ttl_ms, KIS_DOWNLOAD_TTL_MS);
-	switch (kis_cache_lookup(req->share_key, ttl_ms, now,
-							 &req->share_serial, &answer, f->cxt))
+	kis_cache_answer_id(config, f->creds, answers_private(f), req->url, req->tr_id,
+						req->header, req->answer_id);
+	switch (kis_cache_lookup(req->answer_id,
+							 kis_cache_ttl_ms(config->cache_ttl_ms, req->kind == KIS_REQ_FILE),
+							 now, &req->share_serial, &answer, f->cxt))
 	{
 		case KIS_CACHE_SEND:
 			break;
@@ -930,7 +907,7 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 		case KIS_CACHE_WAIT:
 			dlist_delete(&req->node);
 			req->share = KIS_SHARE_WAITING;
-			req->share_until = now + share_patience_us(config);
+			req->share_until = now + kis_cache_patience_us(config->timeout_ms);
 			dlist_push_tail(&f->sharing, &req->node);
 			return true;
 	}
@@ -954,10 +931,10 @@ share_poll(KisFetcher *f, TimestampTz now)
 		KisCachedAnswer answer;
 		KisCacheResult r;
 
-		r = kis_cache_poll(req->share_key, &req->share_serial, &answer, f->cxt);
+		r = kis_cache_poll(req->answer_id, &req->share_serial, &answer, f->cxt);
 		if (r == KIS_CACHE_WAIT && now < req->share_until)
 		{
-			TimestampTz next = Min(req->share_until, now + KIS_SHARE_POLL_MS * 1000);
+			TimestampTz next = kis_cache_next_look(now, req->share_until);
 
 			wake = wake < 0 ? next : Min(wake, next);
 			continue;
@@ -1070,7 +1047,7 @@ retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	}
 	MemoryContextDelete(rcxt);
 	if (req->share == KIS_SHARE_OWNER)	/* unsent again while it backs off */
-		kis_cache_sending(req->share_key, req->share_serial, false);
+		kis_cache_sending(req->answer_id, req->share_serial, false);
 	f->stats->retries++;
 	kis_slot_count(f->slot, KIS_CTR_RETRIES, 1);
 	req->not_before = now + backoff_us(req->attempts);
@@ -1243,7 +1220,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
 			kis_token_invalidate(f->slot, req->token_generation);
 			if (req->share == KIS_SHARE_OWNER)	/* unsent until a new token */
-				kis_cache_sending(req->share_key, req->share_serial, false);
+				kis_cache_sending(req->answer_id, req->share_serial, false);
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;
