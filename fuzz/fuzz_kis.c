@@ -148,7 +148,7 @@ harness_abort(const char *what)
 
 void
 kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
-			  const char *header, void *arg)
+			  const char *header, int flags, void *arg)
 {
 	const char *query;
 
@@ -170,6 +170,12 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 		harness_abort("tr_id is not the endpoint's");
 	if (header != NULL && strcmp(header, "tr_cont: N") != 0)
 		harness_abort("unexpected extra header");
+	/* what the engine may do with it: the endpoint's, never a next page shared */
+	if (((flags & KIS_FETCH_PRIVATE) != 0) != kis_endpoint_private_answers(f->ep) ||
+		((flags & KIS_FETCH_MAY_CONTINUE) != 0) !=
+		(kis_endpoint_paging(f->ep) == KIS_PAGING_CURSOR) ||
+		((flags & KIS_FETCH_SHARED) != 0) == (header != NULL))
+		harness_abort("a request's sharing flags are not its endpoint's");
 	if (f->tail >= MAX_REQUESTS)
 		harness_abort("a scan queued more than MAX_REQUESTS requests");
 	if (verbose)
@@ -190,11 +196,11 @@ kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
 
 /* A download (domestic_symbols): a master file under the server's master_url */
 void
-kis_fetch_add_file(KisFetcher *f, const char *url, void *arg)
+kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg)
 {
 	static const char prefix[] = "https://127.0.0.1:1/common/master/";
 
-	if (url == NULL || arg == NULL)
+	if (url == NULL || arg == NULL || whole == NULL)
 		harness_abort("kis_fetch_add_file given NULL");
 	if (f->ep->source != KIS_SOURCE_MASTER_FILE)
 		harness_abort("a download for an API endpoint");

@@ -72,10 +72,8 @@
 #include "auth.h"
 #include "cache.h"
 #include "compat.h"
-#include "endpoints.h"
 #include "fetch.h"
 #include "limiter.h"
-#include "master.h"
 #include "options.h"
 #include "response.h"
 #include "shmem.h"
@@ -116,10 +114,12 @@ typedef struct KisRequest
 	dlist_node	node;			/* in one of the fetcher's lists */
 	struct KisFetcher *fetcher;
 	KisRequestKind kind;
+	int			flags;			/* KIS_FETCH_* */
 	void	   *arg;
 	char	   *url;
 	const char *tr_id;
 	const char *header;			/* an extra request header line, or NULL */
+	KisBodyCheck whole;			/* a download's, or NULL */
 	char		tr_cont[4];		/* the answer's tr_cont header */
 	int			attempts;		/* sends so far */
 	int			token_rejections;
@@ -752,12 +752,14 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 }
 
 static KisRequest *
-new_request(KisFetcher *f, KisRequestKind kind, const char *url, const char *tr_id, void *arg)
+new_request(KisFetcher *f, KisRequestKind kind, const char *url, const char *tr_id,
+			int flags, void *arg)
 {
 	KisRequest *req = MemoryContextAllocZero(f->cxt, sizeof(KisRequest));
 
 	req->fetcher = f;
 	req->kind = kind;
+	req->flags = flags;
 	req->url = MemoryContextStrdup(f->cxt, url);
 	req->tr_id = tr_id;
 	req->arg = arg;
@@ -793,21 +795,14 @@ share_done(KisRequest *req)
 	}
 }
 
-/* Whether the answers of f's endpoint belong to its user mapping (an account's) */
-static bool
-answers_private(KisFetcher *f)
-{
-	return f->config->endpoint == NULL || kis_endpoint_private_answers(f->config->endpoint);
-}
-
 /* A successful answer arrived: keep it for those waiting and the cache */
 static void
 share_answer(KisFetcher *f, KisRequest *req, long http_status)
 {
 	req->answered_at = GetCurrentTimestamp();
 	if (req->share == KIS_SHARE_OWNER &&
-		kis_cache_may_keep(answers_private(f),
-						   kis_endpoint_paging(f->config->endpoint) == KIS_PAGING_CURSOR,
+		kis_cache_may_keep((req->flags & KIS_FETCH_PRIVATE) != 0,
+						   (req->flags & KIS_FETCH_MAY_CONTINUE) != 0,
 						   f->config->cache_ttl_ms, req->tr_cont))
 		kis_cache_store(req->answer_id, req->share_serial,
 						req->body ? req->body : "", req->body_len,
@@ -885,11 +880,11 @@ share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 	if (req->share != KIS_SHARE_UNASKED)
 		return false;
 	req->share = KIS_SHARE_ALONE;
-	if (config->endpoint->paging == KIS_PAGING_CURSOR && req->header != NULL)
-		return false;			/* a continuation page: never shared */
+	if ((req->flags & KIS_FETCH_SHARED) == 0)
+		return false;			/* a paged listing's next page, say */
 
-	kis_cache_answer_id(config, f->creds, answers_private(f), req->url, req->tr_id,
-						req->header, req->answer_id);
+	kis_cache_answer_id(config, f->creds, (req->flags & KIS_FETCH_PRIVATE) != 0,
+						req->url, req->tr_id, req->header, req->answer_id);
 	switch (kis_cache_lookup(req->answer_id,
 							 kis_cache_ttl_ms(config->cache_ttl_ms, req->kind == KIS_REQ_FILE),
 							 now, &req->share_serial, &answer, f->cxt))
@@ -1271,8 +1266,8 @@ finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			resp.outcome = KIS_OUTCOME_OK;
 			resp.body = body;
 			resp.body_len = req->body_len;
-			/* kept for others unless plainly not an archive (a cut transfer) */
-			if (kis_zip_is_whole(body, req->body_len))
+			/* kept for others unless plainly not whole (a cut transfer) */
+			if (req->whole == NULL || req->whole(body, req->body_len))
 				share_answer(f, req, status);
 		}
 		else
@@ -1547,7 +1542,7 @@ pump(KisFetcher *f, TimestampTz now)
 			{
 				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
 
-				f->token_req = new_request(f, KIS_REQ_TOKEN, url, NULL, NULL);
+				f->token_req = new_request(f, KIS_REQ_TOKEN, url, NULL, 0, NULL);
 				start_request(f, f->token_req, NULL);
 				return wake;
 			}
@@ -1745,11 +1740,12 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 
 /*
  * Queue one data request: path_and_query is appended to base_url; header
- * (a string constant, or NULL) is sent as an extra request header.
+ * (a string constant, or NULL) is sent as an extra request header; flags
+ * (KIS_FETCH_*) say what may be done with its answer.
  */
 void
 kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
-			  const char *header, void *arg)
+			  const char *header, int flags, void *arg)
 {
 	char	   *url;
 	KisRequest *req;
@@ -1758,7 +1754,7 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	if (f->slot == NULL)
 		elog(ERROR, "kis_fdw: an API request for a scan without an app key");
 	url = psprintf("%s%s", f->config->base_url, path_and_query);
-	req = new_request(f, KIS_REQ_DATA, url, tr_id, arg);
+	req = new_request(f, KIS_REQ_DATA, url, tr_id, flags, arg);
 	req->header = header;		/* a string constant */
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
@@ -1772,12 +1768,16 @@ kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
 	f->check = check;
 }
 
-/* Queue one download of url (outside the API: no token, no rate gate) */
+/*
+ * Queue one download of url (outside the API: no token, no rate gate),
+ * shared with others when whole (NULL: always) says its body is whole.
+ */
 void
-kis_fetch_add_file(KisFetcher *f, const char *url, void *arg)
+kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg)
 {
-	KisRequest *req = new_request(f, KIS_REQ_FILE, url, NULL, arg);
+	KisRequest *req = new_request(f, KIS_REQ_FILE, url, NULL, KIS_FETCH_SHARED, arg);
 
+	req->whole = whole;
 	dlist_push_tail(&f->ready, &req->node);
 	f->npending++;
 }
