@@ -26,6 +26,7 @@ OBJS = \
 	src/limiter.o \
 	src/master.o \
 	src/options.o \
+	src/outcome.o \
 	src/partition.o \
 	src/plan.o \
 	src/quals.o \
@@ -100,7 +101,8 @@ headerscheck:
 
 # ---------------------------------------------------------------------------
 # libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
-# endpoints.c, master.c and auth.c built outside the server with fuzz/shims.c.
+# endpoints.c, master.c, auth.c and outcome.c built outside the server with
+# fuzz/shims.c.
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
 #   make fuzz-build / fuzz-clean
 FUZZ_SECONDS ?= 60
@@ -114,7 +116,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
 	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
-	fuzz/build/util.o
+	fuzz/build/outcome.o fuzz/build/util.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build

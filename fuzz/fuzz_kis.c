@@ -11,9 +11,10 @@
  * One input is one scan.  The fetch engine (src/fetch.c) is replaced by a
  * queue: kis_fetch_add() records each request, and each segment of the
  * input is the answer to the oldest queued request — HTTP status, tr_cont
- * header, body — handled the way fetch.c handles it (retries re-queue the
- * request, exhausted retries become a failed key, credential errors and a
- * second token rejection end the scan).  Every row is then read the way
+ * header, body — acted on by the engine's own retry rules (src/outcome.c:
+ * retries re-queue the request, exhausted retries become a failed key,
+ * credential errors and a second token rejection end the scan).  Every row
+ * is then read the way
  * kis_fdw.c's store_row reads it: each friendly column, the raw column,
  * the error text.
  *
@@ -66,6 +67,7 @@
 #include "endpoints.h"
 #include "fetch.h"
 #include "options.h"
+#include "outcome.h"
 #include "requests.h"
 #include "response.h"
 #include "shmem.h"
@@ -125,7 +127,7 @@ static const char *const extra_fields[] = {
 typedef struct FuzzRequest
 {
 	void	   *arg;
-	int			attempts;
+	int			attempts;		/* sends so far */
 	int			token_rejections;
 } FuzzRequest;
 
@@ -431,8 +433,9 @@ read_file_answer(KisResponse *resp, const Segment *seg)
 }
 
 /*
- * The answer of one request, as finish_data_request and complete_request
- * treat it; returns false when the scan ends here (an ERROR in fetch.c).
+ * The answer of one request, as fetch.c's finish_data_request and
+ * complete_request treat it, by the same rules (outcome.c); returns false
+ * when the scan ends here (an ERROR in the engine).
  */
 static bool
 answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
@@ -468,31 +471,30 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		f->ep->source != KIS_SOURCE_MASTER_FILE)
 		harness_abort("an OK answer without a document");
 
-	switch (resp.outcome)
+	req.attempts++;				/* this answer's send */
+	if (resp.outcome == KIS_OUTCOME_TOKEN)
+		req.token_rejections++;
+	switch (kis_outcome_action(resp.outcome, req.attempts, MAX_RETRIES,
+							   req.token_rejections))
 	{
-		case KIS_OUTCOME_OK:
-		case KIS_OUTCOME_FAILED:
+		case KIS_ACTION_DONE:
+		case KIS_ACTION_GIVE_UP:
 			break;
-		case KIS_OUTCOME_FATAL:
+		case KIS_ACTION_FAIL:
+		case KIS_ACTION_TOKEN_FAILED:
 			MemoryContextDelete(rcxt);
 			return false;
-		case KIS_OUTCOME_TOKEN:
+		case KIS_ACTION_RENEW_TOKEN:
 			MemoryContextDelete(rcxt);
-			if (++req.token_rejections > 1)
-				return false;
-			f->queue[--f->head] = req;	/* resent first, not charged */
+			req.attempts--;		/* resent first, not charged */
+			f->queue[--f->head] = req;
 			return true;
-		case KIS_OUTCOME_RETRY:
-		case KIS_OUTCOME_RETRY_RATE:
-			if (++req.attempts <= MAX_RETRIES)
-			{
-				MemoryContextDelete(rcxt);
-				if (f->tail >= MAX_REQUESTS)
-					harness_abort("retry queue overflow");
-				f->queue[f->tail++] = req;
-				return true;
-			}
-			break;
+		case KIS_ACTION_RETRY:
+			MemoryContextDelete(rcxt);
+			if (f->tail >= MAX_REQUESTS)
+				harness_abort("retry queue overflow");
+			f->queue[f->tail++] = req;
+			return true;
 	}
 
 	c = MemoryContextAllocZero(rcxt, sizeof(KisCompletion));
@@ -500,15 +502,12 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 	c->arg = req.arg;
 	strlcpy(c->tr_cont, seg->tr_cont, sizeof(c->tr_cont));
 	c->resp = resp;
-	c->attempts = req.attempts + 1;
+	c->attempts = req.attempts;
 	c->completed_at = fuzz_now;
 	if (resp.outcome != KIS_OUTCOME_OK && resp.outcome != KIS_OUTCOME_FAILED)
 	{
 		old = MemoryContextSwitchTo(rcxt);
-		c->resp.outcome = KIS_OUTCOME_FAILED;
-		c->resp.problem = psprintf("gave up after %d attempts, last answer %s",
-								   c->attempts, kis_response_summary(&resp));
-		c->resp.msg_cd = NULL;
+		kis_outcome_give_up(&c->resp, c->attempts);
 		MemoryContextSwitchTo(old);
 	}
 

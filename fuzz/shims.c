@@ -2,7 +2,7 @@
  *
  * shims.c
  *	  The few backend symbols that src/response.c, src/requests.c,
- *	  src/endpoints.c and src/auth.c need, so that they can be built and
+ *	  src/endpoints.c, src/auth.c and src/outcome.c need, so that they can be built and
  *	  fuzzed outside the server, against the real server headers of
  *	  PostgreSQL 15 to 18.  What differs between majors is decided in one
  *	  place, "Version differences" below.

@@ -50,7 +50,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -75,14 +74,13 @@
 #include "fetch.h"
 #include "limiter.h"
 #include "options.h"
+#include "outcome.h"
 #include "response.h"
 #include "shmem.h"
 #include "text.h"
 
 #define KIS_MAX_RESPONSE_BYTES	(4 * 1024 * 1024)
 #define KIS_MAX_SOCKETS			256
-#define KIS_BACKOFF_BASE_MS		200
-#define KIS_BACKOFF_CAP_MS		5000
 #define KIS_RATE_PENALTY_MS		500 /* after EGW00201, for the whole key */
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"
@@ -766,16 +764,6 @@ new_request(KisFetcher *f, KisRequestKind kind, const char *url, const char *tr_
 	return req;
 }
 
-/* Exponential backoff with jitter: half to all of base * 2^(n-1), capped */
-static int64
-backoff_us(int attempts)
-{
-	double		ms = KIS_BACKOFF_BASE_MS * pow(2.0, Max(attempts - 1, 0));
-
-	ms = Min(ms, KIS_BACKOFF_CAP_MS);
-	return (int64) (ms * (0.5 + 0.5 * kis_random_fraction()) * 1000.0);
-}
-
 /* ----------------------------------------------------------------
  * Shared answers (cache.c).  A request is looked up before it goes to the
  * rate gate, so neither a cached answer nor waiting for another session's
@@ -1016,10 +1004,7 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 		/* retries exhausted: report it as this key's failure */
 		MemoryContext old = MemoryContextSwitchTo(rcxt);
 
-		c->resp.outcome = KIS_OUTCOME_FAILED;
-		c->resp.problem = psprintf("gave up after %d attempts, last answer %s",
-								   req->attempts, kis_response_summary(resp));
-		c->resp.msg_cd = NULL;
+		kis_outcome_give_up(&c->resp, req->attempts);
 		MemoryContextSwitchTo(old);
 	}
 	if (c->resp.outcome != KIS_OUTCOME_OK)
@@ -1031,21 +1016,16 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	dlist_push_tail(&f->done, &c->node);
 }
 
+/* Send it again after a back-off (KIS_ACTION_RETRY) */
 static void
-retry_or_complete(KisFetcher *f, KisRequest *req, KisResponse *resp,
-				  MemoryContext rcxt, TimestampTz now)
+retry_later(KisFetcher *f, KisRequest *req, MemoryContext rcxt, TimestampTz now)
 {
-	if (req->attempts > f->config->max_retries)
-	{
-		complete_request(f, req, resp, rcxt, now);
-		return;
-	}
 	MemoryContextDelete(rcxt);
 	if (req->share == KIS_SHARE_OWNER)	/* unsent again while it backs off */
 		kis_cache_sending(req->answer_id, req->share_serial, false);
 	f->stats->retries++;
 	kis_slot_count(f->slot, KIS_CTR_RETRIES, 1);
-	req->not_before = now + backoff_us(req->attempts);
+	req->not_before = now + kis_backoff_us(req->attempts);
 	dlist_push_tail(&f->delayed, &req->node);
 }
 
@@ -1176,26 +1156,29 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		share_answer(f, req, status);
 	forget_body(req);
 
-	switch (resp.outcome)
+	if (resp.outcome == KIS_OUTCOME_RETRY_RATE)
 	{
-		case KIS_OUTCOME_OK:
-		case KIS_OUTCOME_FAILED:
+		f->stats->rate_limited++;
+		kis_slot_count(f->slot, KIS_CTR_RATE_LIMITED, 1);
+		kis_limiter_back_off(f->slot, now + KIS_RATE_PENALTY_MS * 1000);
+	}
+	else if (resp.outcome == KIS_OUTCOME_RETRY)
+		kis_slot_count(f->slot, KIS_CTR_ERR_TRANSIENT, 1);
+	else if (resp.outcome == KIS_OUTCOME_TOKEN)
+		req->token_rejections++;
+
+	switch (kis_outcome_action(resp.outcome, req->attempts, f->config->max_retries,
+							   req->token_rejections))
+	{
+		case KIS_ACTION_DONE:
+		case KIS_ACTION_GIVE_UP:
 			complete_request(f, req, &resp, rcxt, now);
 			break;
-		case KIS_OUTCOME_RETRY_RATE:
-			f->stats->rate_limited++;
-			kis_slot_count(f->slot, KIS_CTR_RATE_LIMITED, 1);
-			kis_limiter_back_off(f->slot, now + KIS_RATE_PENALTY_MS * 1000);
-			retry_or_complete(f, req, &resp, rcxt, now);
+		case KIS_ACTION_RETRY:
+			retry_later(f, req, rcxt, now);
 			break;
-		case KIS_OUTCOME_RETRY:
-			kis_slot_count(f->slot, KIS_CTR_ERR_TRANSIENT, 1);
-			retry_or_complete(f, req, &resp, rcxt, now);
-			break;
-		case KIS_OUTCOME_TOKEN:
-			/* replace the token once for everyone; resend without charge */
-			if (++req->token_rejections > 1 &&
-				kis_token_handed_back(f->slot, req->token_generation))
+		case KIS_ACTION_TOKEN_FAILED:
+			if (kis_token_handed_back(f->slot, req->token_generation))
 			{
 				/* KIS re-issues the same token for 6 hours (docs/tokens-and-rate.md) */
 				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
@@ -1204,13 +1187,12 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 								 errhint("KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.")));
 				break;
 			}
-			if (req->token_rejections > 1)
-			{
-				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-								 errmsg("KIS rejected a newly issued access token"),
-								 errdetail("%s", kis_server_message(kis_response_summary(&resp)))));
-				break;
-			}
+			FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+							 errmsg("KIS rejected a newly issued access token"),
+							 errdetail("%s", kis_server_message(kis_response_summary(&resp)))));
+			break;
+		case KIS_ACTION_RENEW_TOKEN:
+			/* replace the token once for everyone; resend without charge */
 			MemoryContextDelete(rcxt);
 			kis_slot_count(f->slot, KIS_CTR_ERR_TOKEN, 1);
 			kis_token_invalidate(f->slot, req->token_generation);
@@ -1219,7 +1201,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;
-		case KIS_OUTCOME_FATAL:
+		case KIS_ACTION_FAIL:
 			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
 			FAIL_FETCHER(f, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 							 errmsg("KIS refused the request"),
@@ -1290,8 +1272,9 @@ finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	}
 	MemoryContextSwitchTo(old);
 	forget_body(req);
-	if (resp.outcome == KIS_OUTCOME_RETRY)
-		retry_or_complete(f, req, &resp, rcxt, now);
+	if (kis_outcome_action(resp.outcome, req->attempts, f->config->max_retries, 0) ==
+		KIS_ACTION_RETRY)
+		retry_later(f, req, rcxt, now);
 	else
 		complete_request(f, req, &resp, rcxt, now);
 }
