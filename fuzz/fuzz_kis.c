@@ -14,9 +14,8 @@
  * header, body — acted on by the engine's own retry rules (src/outcome.c:
  * retries re-queue the request, exhausted retries become a failed key,
  * credential errors and a second token rejection end the scan).  Every row
- * is then read the way
- * kis_fdw.c's store_row reads it: each friendly column, the raw column,
- * the error text.
+ * is then read the way run.c's store_row reads it: each friendly column,
+ * the raw column, the error text.
  *
  * Input layout (every byte value is meaningful, so mutations stay valid):
  *	 byte 0   mode: b % 8 == 7 the tokenP answer, else the endpoint
@@ -44,9 +43,9 @@
  * ./semantic-<kind> (fuzz/work/ under fuzz/run.sh) and reported once on
  * stderr.  KIS_FUZZ_VERBOSE=1 traces requests, answers and rows.
  *
- * The row checks read the keys of a completion's call through the first
- * three members of requests.c's private KisCall (ep, config, keys); keep
- * them first there, or change answer_request() here.
+ * The row checks know a request's keys from what it asked for: the
+ * endpoint's symbol and venue parameters in its URL, or the market file it
+ * downloads (request_keys); nothing here relies on requests.c's layout.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,6 +58,7 @@
 #include <jansson.h>
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
@@ -66,6 +66,7 @@
 #include "auth.h"
 #include "endpoints.h"
 #include "fetch.h"
+#include "master.h"
 #include "options.h"
 #include "outcome.h"
 #include "requests.h"
@@ -127,6 +128,8 @@ static const char *const extra_fields[] = {
 typedef struct FuzzRequest
 {
 	void	   *arg;
+	List	   *keys;			/* the scan's keys it asked for (request_keys) */
+	int			nkeys;			/* how many it asked for */
 	int			attempts;		/* sends so far */
 	int			token_rejections;
 } FuzzRequest;
@@ -134,6 +137,8 @@ typedef struct FuzzRequest
 struct KisFetcher
 {
 	const KisEndpoint *ep;
+	MemoryContext cxt;			/* the scan's: holds what the queue keeps */
+	List	   *scan_keys;		/* what kis_requests_start was given */
 	FuzzRequest queue[MAX_REQUESTS];
 	int			head;
 	int			tail;
@@ -148,11 +153,126 @@ harness_abort(const char *what)
 	abort();
 }
 
+/* The decoded value of parameter name in query ("?a=1&b=2"), or NULL */
+static char *
+query_value(const char *query, const char *name)
+{
+	size_t		len = strlen(name);
+
+	for (const char *p = query; p != NULL && *p; p = strchr(p, '&'))
+	{
+		StringInfoData buf;
+
+		p++;					/* past '?' or '&' */
+		if (strncmp(p, name, len) != 0 || p[len] != '=')
+			continue;
+		initStringInfo(&buf);
+		for (p += len + 1; *p && *p != '&'; p++)
+		{
+			unsigned int byte;
+
+			if (*p == '%' && sscanf(p + 1, "%2x", &byte) == 1)
+			{
+				appendStringInfoChar(&buf, (char) byte);
+				p += 2;
+			}
+			else
+				appendStringInfoChar(&buf, *p);
+		}
+		return buf.data;
+	}
+	return NULL;
+}
+
+/* The scan's keys of this symbol (and venue, unless NULL) */
+static List *
+keys_named(KisFetcher *f, const char *symbol, const char *venue)
+{
+	List	   *found = NIL;
+	ListCell   *lc;
+
+	foreach(lc, f->scan_keys)
+	{
+		KisKey	   *key = lfirst(lc);
+
+		if (symbol != NULL && strcmp(key->symbol, symbol) == 0 &&
+			(venue == NULL || strcmp(key->venue, venue) == 0))
+			found = lappend(found, key);
+	}
+	if (found == NIL)
+		harness_abort("a request asks for a key the scan was not given");
+	return found;
+}
+
+/*
+ * The keys a request asked for, by the endpoint's parameters in its URL:
+ * one symbol and venue, or a batch of them (name1=, name2=...).  Keys of
+ * one symbol on two venues both count when the venue is not a parameter.
+ */
+static List *
+request_keys(KisFetcher *f, const char *query, int *nkeys)
+{
+	const KisParamDef *symbol = NULL;
+	const KisParamDef *venue = NULL;
+	bool		batched = false;
+	List	   *keys = NIL;
+
+	*nkeys = 0;
+	for (const KisParamDef *p = f->ep->params; p->name; p++)
+	{
+		if (p->source == KIS_PARAM_SYMBOL || p->source == KIS_PARAM_BATCH_SYMBOL)
+			symbol = p;
+		else if (p->source == KIS_PARAM_MARKET || p->source == KIS_PARAM_EXCHANGE ||
+				 p->source == KIS_PARAM_BATCH_MARKET)
+			venue = p;
+		batched |= p->source == KIS_PARAM_BATCH_SYMBOL;
+	}
+	if (symbol == NULL || f->ep->symbol_kind == KIS_SYMBOL_NONE)
+		return NIL;
+	if (!batched)
+	{
+		*nkeys = 1;
+		return keys_named(f, query_value(query, symbol->name),
+						  venue ? query_value(query, venue->name) : NULL);
+	}
+	for (int n = 1;; n++)
+	{
+		char	   *s = query_value(query, psprintf("%s%d", symbol->name, n));
+		ListCell   *lc;
+
+		if (s == NULL)
+			break;
+		foreach(lc, keys_named(f, s, venue ?
+							   query_value(query, psprintf("%s%d", venue->name, n)) : NULL))
+			keys = lappend(keys, lfirst(lc));
+		(*nkeys)++;
+	}
+	return keys;
+}
+
+/* Queue a request the harness will answer (fetch.c's ready queue) */
+static void
+queue_request(KisFetcher *f, void *arg, List *keys, int nkeys)
+{
+	if (f->tail >= MAX_REQUESTS)
+		harness_abort("a scan queued more than MAX_REQUESTS requests");
+	f->queue[f->tail].arg = arg;
+	f->queue[f->tail].keys = keys;
+	f->queue[f->tail].nkeys = nkeys;
+	f->queue[f->tail].attempts = 0;
+	f->queue[f->tail].token_rejections = 0;
+	f->tail++;
+	f->added++;
+}
+
 void
 kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 			  const char *header, int flags, void *arg)
 {
 	const char *query;
+	List	   *keys;
+	int			nkeys;
+	MemoryContext old;
 
 	if (path_and_query == NULL || tr_id == NULL || arg == NULL)
 		harness_abort("kis_fetch_add given NULL");
@@ -178,16 +298,13 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 		(kis_endpoint_paging(f->ep) == KIS_PAGING_CURSOR) ||
 		((flags & KIS_FETCH_SHARED) != 0) == (header != NULL))
 		harness_abort("a request's sharing flags are not its endpoint's");
-	if (f->tail >= MAX_REQUESTS)
-		harness_abort("a scan queued more than MAX_REQUESTS requests");
+	old = MemoryContextSwitchTo(f->cxt);
+	keys = request_keys(f, query, &nkeys);
+	MemoryContextSwitchTo(old);
 	if (verbose)
 		fprintf(stderr, "  request %s [%s]%s%s\n", path_and_query, tr_id,
 				header ? " " : "", header ? header : "");
-	f->queue[f->tail].arg = arg;
-	f->queue[f->tail].attempts = 0;
-	f->queue[f->tail].token_rejections = 0;
-	f->tail++;
-	f->added++;
+	queue_request(f, arg, keys, nkeys);
 }
 
 void
@@ -201,6 +318,9 @@ void
 kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg)
 {
 	static const char prefix[] = "https://127.0.0.1:1/common/master/";
+	List	   *keys = NIL;
+	ListCell   *lc;
+	MemoryContext old;
 
 	if (url == NULL || arg == NULL || whole == NULL)
 		harness_abort("kis_fetch_add_file given NULL");
@@ -211,15 +331,20 @@ kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg
 		 strcmp(url + strlen(prefix), "kosdaq_code.mst.zip") != 0 &&
 		 strcmp(url + strlen(prefix), "konex_code.mst.zip") != 0))
 		harness_abort("a download that is not a master file");
-	if (f->tail >= MAX_REQUESTS)
-		harness_abort("a scan queued more than MAX_REQUESTS requests");
+	old = MemoryContextSwitchTo(f->cxt);
+	foreach(lc, f->scan_keys)
+	{
+		KisKey	   *key = lfirst(lc);
+
+		if (strcmp(url + strlen(prefix), kis_master_file(key->venue)) == 0)
+			keys = lappend(keys, key);
+	}
+	MemoryContextSwitchTo(old);
+	if (keys == NIL)
+		harness_abort("a download of a market the scan was not given");
 	if (verbose)
 		fprintf(stderr, "  download %s\n", url);
-	f->queue[f->tail].arg = arg;
-	f->queue[f->tail].attempts = 0;
-	f->queue[f->tail].token_rejections = 0;
-	f->tail++;
-	f->added++;
+	queue_request(f, arg, keys, 1);
 }
 
 /* ----------------------------------------------------------------
@@ -284,7 +409,7 @@ check_text(const char *text)
 	}
 }
 
-/* Read one row as kis_fdw.c's store_row would, checking what it relies on */
+/* Read one row as run.c's store_row would, checking what it relies on */
 static void
 consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
 {
@@ -387,7 +512,7 @@ split_segments(const uint8_t *data, size_t size, Segment *segs, int maxsegs)
 	return n;
 }
 
-/* The body as fetch.c hands it over: its own buffer, NUL-terminated */
+/* The body as the engine hands it over: its own buffer, NUL-terminated */
 static char *
 body_copy(const Segment *seg)
 {
@@ -457,7 +582,7 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		read_file_answer(&resp, seg);
 	else
 		kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
-	/* as fetch.c does before an answer is shared */
+	/* as the engine does before an answer is shared */
 	if (resp.outcome == KIS_OUTCOME_OK && f->check != NULL &&
 		(resp.problem = f->check(req.arg, &resp)) != NULL)
 	{
@@ -520,21 +645,11 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		harness_abort("kis_requests_answer changed the current memory context");
 
 	{
-		/* the call's keys, for the row checks: KisCall starts with ep, config, keys */
-		struct
-		{
-			const KisEndpoint *ep;
-			const KisConfig *config;
-			List	   *keys;
-		}		   *call = c->arg;
-
-		if (call->ep != f->ep)
-			harness_abort("completion arg is not a call of this endpoint");
 		foreach(lc, rows)
 		{
 			KisRow	   *row = lfirst(lc);
 
-			consume_row(f->ep, row, call->keys);
+			consume_row(f->ep, row, req.keys);
 			if (verbose)
 				fprintf(stderr, "    row %s/%s: %s\n",
 						row->key ? row->key->symbol : "-", row->key ? row->key->venue : "-",
@@ -551,7 +666,7 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 					prev_rows[nprev++] = row;
 			}
 		}
-		if (f->ep->batch_size > 1 && list_length(rows) != list_length(call->keys))
+		if (f->ep->batch_size > 1 && list_length(rows) != req.nkeys)
 			harness_abort("a batched answer does not give one row per key");
 	}
 
@@ -644,7 +759,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	range.from = today - 7 * data[3];
 	range.to = today - data[4];
 	if (range.has_from && range.has_to && range.from > range.to)
-		range.has_from = false; /* kis_fdw.c refuses an empty range */
+		range.has_from = false; /* keys.c refuses an empty range */
 	if (ep->paging == KIS_PAGING_CURSOR && ep->has_date && !range.has_from &&
 		range.has_to && range.to < today)
 		range.has_to = false;	/* requests.c refuses a calendar before today */
@@ -653,6 +768,8 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 	f = palloc0(sizeof(KisFetcher));
 	f->ep = ep;
+	f->cxt = run_cxt;
+	f->scan_keys = keys;
 	segs = palloc(sizeof(Segment) * 1024);
 	nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 1024);
 
@@ -846,6 +963,7 @@ check_symbolless_endpoint(KisRange *range)
 	ep->batch_size = 1;
 	ep->columns = columns;
 	f->ep = ep;
+	f->cxt = CurrentMemoryContext;
 	if (kis_requests_start(f, selftest_config(ep), NIL, range) != 1 || f->tail != 1)
 		harness_abort("self-test: an endpoint without symbols did not ask once");
 	rows = selftest_answer(f, CurrentMemoryContext,
@@ -869,7 +987,9 @@ check_row_dates(KisRange *range)
 	key->symbol = pstrdup("005930");
 	key->venue = pstrdup("J");
 	f->ep = ep;
-	kis_requests_start(f, selftest_config(ep), list_make1(key), range);
+	f->cxt = CurrentMemoryContext;
+	f->scan_keys = list_make1(key);
+	kis_requests_start(f, selftest_config(ep), f->scan_keys, range);
 	rows = selftest_answer(f, CurrentMemoryContext,
 						   "{\"rt_cd\":\"0\",\"output2\":["
 						   "{\"stck_bsop_date\":\"2025-1-1\"},"
