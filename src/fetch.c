@@ -44,7 +44,7 @@
  * return rows while our clock runs; answers that arrived meanwhile are
  * still read first.)  A tokenP request is the exception: it holds the
  * key's issuing claim, which other sessions respect for timeout_ms of the
- * wall clock only (token_claim_us), so its clock never stops.
+ * wall clock only (auth.c), so its clock never stops.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,9 +84,6 @@
 #define KIS_RATE_PENALTY_MS		500 /* after EGW00201, for the whole key */
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"
-#define KIS_MAX_TOKENS_PER_SCAN	3	/* more means KIS keeps rejecting them */
-/* Waiting this long for another session's issuance is worth a NOTICE */
-#define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
 #define KIS_ASYNC_TICK_MS		100 /* an async wait sees interrupts this often */
 
 typedef enum KisRequestKind
@@ -154,8 +151,7 @@ struct KisFetcher
 								 * downloads only) */
 	uint8		creds[KIS_SHA256_LEN];	/* whose token we need */
 	KisAnswerCheck check;		/* is an answer the one asked for, or NULL */
-	char	   *token_body;		/* tokenP JSON; holds the secret */
-	char		token[KIS_TOKEN_MAX];	/* our copy of the key's token */
+	KisTokenScan tok;			/* our token, claim and tokenP body */
 	bool		has_reservation;	/* a send time reserved at the gate */
 	TimestampTz reserved_at;
 
@@ -167,14 +163,8 @@ struct KisFetcher
 	dlist_head	owned;			/* requests others may be waiting for */
 	int			ndata_inflight;
 	int			npending;		/* data requests not yet completed */
-	uint64		claim;			/* the key's issuing claim we hold, or 0 */
 	KisRequest *token_req;		/* our tokenP request until its answer is
 								 * wiped, so that an error wipes it too */
-	bool		told_wait;		/* the issuance-interval NOTICE was given */
-	bool		told_claim_wait;	/* the other-session NOTICE was given */
-	TimestampTz claim_wait_since;	/* waiting for another's issuance, or 0 */
-	int			token_failures;
-	int			tokens_issued;	/* by this fetcher */
 	ErrorData  *fatal;			/* an error for this scan, raised by its own
 								 * kis_fetch_next (another scan's wait loop
 								 * may have completed our request) */
@@ -663,12 +653,14 @@ add_header_value(KisRequest *req, const char *name, const char *value)
  * finds whatever exists if something below throws.
  */
 static void
-start_request(KisFetcher *f, KisRequest *req, const char *token)
+start_request(KisFetcher *f, KisRequest *req)
 {
 	const KisConfig *config = f->config;
 	CURL	   *easy;
 	CURLMcode	mrc;
 	bool		plain_http = strncmp(req->url, "http://", 7) == 0;
+	KisHeader	headers[KIS_AUTH_MAX_HEADERS];
+	int			nheaders = 0;
 
 	dlist_push_tail(&f->inflight, &req->node);
 	req->body_len = 0;
@@ -715,30 +707,31 @@ start_request(KisFetcher *f, KisRequest *req, const char *token)
 	kis_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	kis_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
 
-	if (req->kind == KIS_REQ_FILE)
+	if (req->kind == KIS_REQ_TOKEN)
+		nheaders = kis_token_headers(headers);
+	else if (req->kind == KIS_REQ_DATA)
+		nheaders = kis_auth_headers(config, f->tok.token, req->tr_id, headers);
+	for (int i = 0; i < nheaders; i++)
 	{
-		f->ndata_inflight++;
-		f->stats->requests++;
+		if (headers[i].value == NULL)
+			add_header(req, headers[i].name);
+		else
+			add_header_value(req, headers[i].name, headers[i].value);
 	}
-	else if (req->kind == KIS_REQ_TOKEN)
+
+	if (req->kind == KIS_REQ_TOKEN)
 	{
-		add_header(req, "content-type: application/json; charset=utf-8");
-		kis_easy_setopt(easy, CURLOPT_POSTFIELDS, f->token_body);
-		kis_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->token_body));
+		kis_easy_setopt(easy, CURLOPT_POSTFIELDS, f->tok.request_body);
+		kis_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(f->tok.request_body));
 	}
 	else
 	{
-		add_header(req, "content-type: application/json; charset=utf-8");
-		add_header_value(req, "authorization: Bearer ", token);
-		add_header_value(req, "appkey: ", config->app_key);
-		add_header_value(req, "appsecret: ", config->app_secret);
-		add_header_value(req, "tr_id: ", req->tr_id);
-		add_header(req, "custtype: P");
 		if (req->header != NULL)
 			add_header(req, req->header);
 		f->ndata_inflight++;
 		f->stats->requests++;
-		kis_slot_count(f->slot, KIS_CTR_REQUESTS, 1);
+		if (req->kind == KIS_REQ_DATA)
+			kis_slot_count(f->slot, KIS_CTR_REQUESTS, 1);
 	}
 	kis_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
 
@@ -795,20 +788,6 @@ share_answer(KisFetcher *f, KisRequest *req, long http_status)
 		kis_cache_store(req->answer_id, req->share_serial,
 						req->body ? req->body : "", req->body_len,
 						req->tr_cont, http_status, req->answered_at);
-}
-
-/*
- * How long our issuing claim lasts: a tokenP request gives up after
- * timeout_ms of the wall clock (waited_us), and we notice it at most a
- * moment later.  Nobody takes the claim over before, since KIS may still
- * issue under it (docs/tokens-and-rate.md).
- */
-#define KIS_CLAIM_MARGIN_US		((int64) 5 * USECS_PER_SEC)
-
-static int64
-token_claim_us(const KisConfig *config)
-{
-	return (int64) config->timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
 }
 
 static void complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
@@ -945,17 +924,18 @@ share_poll(KisFetcher *f, TimestampTz now)
  * Keep an error that ends this fetcher's scan, to be raised by the scan's
  * own kis_fetch_next: the request may have been completed while another
  * scan (another cursor, say) was waiting.  The first error wins.  The
- * error is built by a real ereport (constant, translatable texts) and
- * caught at once; nothing between here and the throw holds a resource.
+ * error is built by a real ereport (constant, translatable texts), here or
+ * in auth.c ("raise", a statement that throws), and caught at once;
+ * nothing between here and the throw holds a resource.
  */
-#define FAIL_FETCHER(f, rest) \
+#define FAIL_FETCHER(f, raise) \
 	do { \
 		if ((f)->fatal == NULL) \
 		{ \
 			MemoryContext fail_cxt = CurrentMemoryContext; \
 			PG_TRY(); \
 			{ \
-				ereport(ERROR, rest); \
+				raise; \
 			} \
 			PG_CATCH(); \
 			{ \
@@ -1047,63 +1027,28 @@ static void
 finish_token_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 					 TimestampTz now)
 {
-	char	   *detail;
-	KisTokenResult res;
-	uint64		claim = f->claim;
+	KisTokenNext next;
 
-	f->claim = 0;
 	if (rc != CURLE_OK)
 	{
 		forget_body(req);		/* a part of an answer may hold a token */
-
-		/*
-		 * No answer (the connection dropped, timeout_ms passed): a passing
-		 * failure like a data request's, asked again after a moment, up to
-		 * max_retries times.  An untrusted certificate will not pass.
-		 */
-		if (!curl_error_is_tls_trust(rc) && ++f->token_failures <= f->config->max_retries)
-		{
-			kis_token_unanswered(f->slot, claim, now);
-			return;
-		}
-		kis_token_release_claim(f->slot, claim);
-		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not reach KIS to obtain an access token"),
-						 errdetail("%s (%s)", curl_error_text(req, rc), f->config->base_url),
-						 curl_error_is_tls_trust(rc) ?
-						 errhint("The server's certificate was not trusted: check the server's ca_file option, and that base_url names the host the certificate is for.") :
-						 errhint("Check the server's base_url option and the network.")));
+		if (kis_token_no_answer(&f->tok, f->slot, curl_error_is_tls_trust(rc),
+								f->config->max_retries, now) == KIS_TOKEN_NEXT_FAIL)
+			FAIL_FETCHER(f, kis_token_raise_unreached(curl_error_text(req, rc),
+													  f->config->base_url,
+													  curl_error_is_tls_trust(rc)));
 		return;
 	}
 
-	res = kis_token_accept(f->slot, f->creds, claim, status,
-						   req->body ? req->body : "", req->body_len, now, &detail);
+	next = kis_token_answer(&f->tok, f->slot, f->creds, status,
+							req->body ? req->body : "", req->body_len,
+							f->config->max_retries, now);
 	forget_body(req);
-	if (res == KIS_TOKEN_OK)
-	{
-		f->token_failures = 0;
-		if (++f->tokens_issued > KIS_MAX_TOKENS_PER_SCAN)
-			FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-							 errmsg("KIS rejected %d access tokens in one scan",
-									KIS_MAX_TOKENS_PER_SCAN),
-							 errhint("Check this machine's clock, and whether another client keeps revoking the app key's tokens.")));
+	if (f->tok.result == KIS_TOKEN_OK)
 		f->stats->tokens_issued++;
-		return;
-	}
-	if (res != KIS_TOKEN_FATAL && ++f->token_failures <= f->config->max_retries)
-		return;					/* pump asks again once the interval allows */
-
-	kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-	FAIL_FETCHER(f, (errcode(res == KIS_TOKEN_FATAL ?
-							 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
-							 ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("KIS did not issue an access token"),
-					 errdetail("%s", kis_server_message(detail)),
-					 res == KIS_TOKEN_TOO_SOON ?
-					 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
-					 res == KIS_TOKEN_RETRY ?
-					 errhint("KIS's token service failed; try again later.") :
-					 errhint("Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.")));
+	/* KIS_TOKEN_NEXT_AGAIN: pump asks again once the schedule allows */
+	if (next == KIS_TOKEN_NEXT_FAIL)
+		FAIL_FETCHER(f, kis_token_raise(&f->tok));
 }
 
 static void
@@ -1117,10 +1062,11 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	f->ndata_inflight--;
 	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
 	{
-		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not verify the TLS certificate of the KIS server"),
-						 errdetail("%s", curl_error_text(req, rc)),
-						 errhint("Check the server's ca_file option, and that base_url names the host the certificate is for.")));
+		FAIL_FETCHER(f, ereport(ERROR,
+								(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+								 errmsg("could not verify the TLS certificate of the KIS server"),
+								 errdetail("%s", curl_error_text(req, rc)),
+								 errhint("Check the server's ca_file option, and that base_url names the host the certificate is for."))));
 		return;
 	}
 
@@ -1177,20 +1123,6 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 		case KIS_ACTION_RETRY:
 			retry_later(f, req, rcxt, now);
 			break;
-		case KIS_ACTION_TOKEN_FAILED:
-			if (kis_token_handed_back(f->slot, req->token_generation))
-			{
-				/* KIS re-issues the same token for 6 hours (docs/tokens-and-rate.md) */
-				FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-								 errmsg("KIS handed back the access token it had just rejected"),
-								 errdetail("%s", kis_server_message(kis_response_summary(&resp))),
-								 errhint("KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.")));
-				break;
-			}
-			FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-							 errmsg("KIS rejected a newly issued access token"),
-							 errdetail("%s", kis_server_message(kis_response_summary(&resp)))));
-			break;
 		case KIS_ACTION_RENEW_TOKEN:
 			/* replace the token once for everyone; resend without charge */
 			MemoryContextDelete(rcxt);
@@ -1201,12 +1133,17 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			req->attempts--;
 			dlist_push_head(&f->ready, &req->node);
 			break;
+		case KIS_ACTION_TOKEN_FAILED:
+			FAIL_FETCHER(f, kis_token_raise_rejected(f->slot, req->token_generation,
+													 kis_response_summary(&resp)));
+			break;
 		case KIS_ACTION_FAIL:
 			kis_slot_count(f->slot, KIS_CTR_ERR_FATAL, 1);
-			FAIL_FETCHER(f, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-							 errmsg("KIS refused the request"),
-							 errdetail("%s", kis_server_message(kis_response_summary(&resp))),
-							 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual).")));
+			FAIL_FETCHER(f, ereport(ERROR,
+									(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+									 errmsg("KIS refused the request"),
+									 errdetail("%s", kis_server_message(kis_response_summary(&resp))),
+									 errhint("Check app_key and app_secret in the user mapping, and that the key is for the server's environment (real or virtual)."))));
 			break;
 	}
 }
@@ -1230,10 +1167,11 @@ finish_file_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	if (rc != CURLE_OK && curl_error_is_tls_trust(rc))
 	{
 		MemoryContextDelete(rcxt);
-		FAIL_FETCHER(f, (errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-						 errmsg("could not verify the TLS certificate of the download server"),
-						 errdetail("%s", curl_error_text(req, rc)),
-						 errhint("Check the server's ca_file and master_url options.")));
+		FAIL_FETCHER(f, ereport(ERROR,
+								(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+								 errmsg("could not verify the TLS certificate of the download server"),
+								 errdetail("%s", curl_error_text(req, rc)),
+								 errhint("Check the server's ca_file and master_url options."))));
 		return;
 	}
 	old = MemoryContextSwitchTo(rcxt);
@@ -1352,8 +1290,8 @@ waited_us(const KisFetcher *f, const KisRequest *req, TimestampTz now)
 
 	/*
 	 * Except a tokenP request's: it holds the key's issuing claim, which
-	 * other sessions take over after token_claim_us of the wall clock, so
-	 * its own clock must not stop either.
+	 * other sessions take over after a wall-clock time (auth.c), so its own
+	 * clock must not stop either.
 	 */
 	if (req->kind == KIS_REQ_TOKEN)
 		return now - req->started_at;
@@ -1444,9 +1382,7 @@ pump(KisFetcher *f, TimestampTz now)
 	TimestampTz wake = -1;
 	TimestampTz token_wake = -1;
 	dlist_mutable_iter iter;
-	uint64		generation = 0;
 	bool		api_ready = false;
-	KisTokenState state;
 
 	dlist_foreach_modify(iter, &f->delayed)
 	{
@@ -1480,55 +1416,26 @@ pump(KisFetcher *f, TimestampTz now)
 		if (share_lookup(f, req, now))
 			continue;			/* from the store, or another's download */
 		dlist_delete(&req->node);
-		start_request(f, req, NULL);
+		start_request(f, req);
 	}
 
-	if (f->fatal != NULL || f->claim != 0 || !api_ready)
+	if (f->fatal != NULL || f->tok.claim != 0 || !api_ready)
 		return wake;
 
-	state = kis_token_acquire(f->slot, f->creds, now, token_claim_us(f->config),
-							  f->token, &generation, &token_wake, &f->claim);
-	if (state != KIS_TOKEN_WAIT_CLAIM)
-		f->claim_wait_since = 0;
-	switch (state)
+	switch (kis_token_for_scan(&f->tok, f->slot, f->creds, f->config->timeout_ms,
+							   now, &token_wake))
 	{
 		case KIS_TOKEN_READY:
 			break;
-		case KIS_TOKEN_WAIT_CLAIM:
-			/* usually a moment; up to the other's timeout_ms: say so once */
-			if (f->claim_wait_since == 0)
-				f->claim_wait_since = now;
-			else if (!f->told_claim_wait &&
-					 now - f->claim_wait_since >= KIS_CLAIM_NOTICE_US)
-			{
-				f->told_claim_wait = true;
-				ereport(NOTICE,
-						(errmsg("kis_fdw waits for another session's request for an access token"),
-						 errdetail("KIS issues one access token per app key per minute, so one session at a time asks for it; that request may take up to its server's timeout_ms.")));
-			}
-			return earliest(wake, token_wake);
-		case KIS_TOKEN_WAIT_INTERVAL:
-			/* a wait of up to a minute: say so once (it stays cancellable) */
-			if (!f->told_wait)
-			{
-				f->told_wait = true;
-				ereport(NOTICE,
-						(errmsg("kis_fdw waits %d s before it may ask KIS for a new access token",
-								(int) ((token_wake - now + USECS_PER_SEC - 1) / USECS_PER_SEC)),
-						 errdetail("KIS issues one access token per app key per minute; kis_fdw.token_issue_interval is %d s.",
-								   kis_token_issue_interval)));
-			}
-			return earliest(wake, token_wake);
-		case KIS_TOKEN_WAIT:
-			return earliest(wake, token_wake);
 		case KIS_TOKEN_ISSUE:
-			{
-				char	   *url = psprintf("%s/oauth2/tokenP", f->config->base_url);
-
-				f->token_req = new_request(f, KIS_REQ_TOKEN, url, NULL, 0, NULL);
-				start_request(f, f->token_req, NULL);
-				return wake;
-			}
+			f->token_req = new_request(f, KIS_REQ_TOKEN, kis_token_url(f->config),
+									   NULL, 0, NULL);
+			start_request(f, f->token_req);
+			return wake;
+		case KIS_TOKEN_WAIT:
+		case KIS_TOKEN_WAIT_CLAIM:
+		case KIS_TOKEN_WAIT_INTERVAL:
+			return earliest(wake, token_wake);
 	}
 
 	while (!dlist_is_empty(&f->ready) &&
@@ -1569,8 +1476,8 @@ pump(KisFetcher *f, TimestampTz now)
 		kis_limiter_release(f->slot);
 		f->has_reservation = false;
 		req = dlist_container(KisRequest, node, dlist_pop_head_node(&f->ready));
-		req->token_generation = generation;
-		start_request(f, req, f->token);
+		req->token_generation = f->tok.generation;
+		start_request(f, req);
 	}
 	return wake;
 }
@@ -1655,10 +1562,7 @@ fetcher_cleanup(void *arg)
 		share_done(dlist_container(KisRequest, owned_node, iter.cur));
 	if (f->token_req != NULL)
 		wipe_token_body(f->token_req);	/* its memory goes with the context */
-	if (f->token_body != NULL)
-		explicit_bzero(f->token_body, strlen(f->token_body));
-	explicit_bzero(f->token, sizeof(f->token));
-	kis_token_release_claim(f->slot, f->claim);
+	kis_token_scan_end(&f->tok, f->slot);
 	if (f->has_reservation)
 		kis_limiter_release(f->slot);
 	async_wait_release(f);
@@ -1706,7 +1610,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	{
 		MemoryContext old = MemoryContextSwitchTo(run_cxt);
 
-		f->token_body = kis_token_request_body(config);
+		kis_token_scan_begin(&f->tok, config);
 		MemoryContextSwitchTo(old);
 	}
 	/* room in the pool for every open scan's connections (async siblings) */
