@@ -16,11 +16,13 @@
 MODULE_big = kis_fdw
 OBJS = \
 	kis_fdw.o \
+	src/async_wait.o \
 	src/auth.o \
 	src/cache.o \
 	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \
+	src/fetch_answer.o \
 	src/join.o \
 	src/keys.o \
 	src/limiter.o \
@@ -37,6 +39,7 @@ OBJS = \
 	src/shmem.o \
 	src/stats.o \
 	src/text.o \
+	src/transport.o \
 	src/util.o
 
 EXTENSION = kis_fdw

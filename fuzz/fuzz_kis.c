@@ -535,8 +535,9 @@ error_is_deliberate(void)
 }
 
 /*
- * A download's answer as fetch.c's finish_file_request makes it: 200 hands
- * the body over, a 5xx (or no answer) is retried, anything else fails.
+ * A download's answer as fetch_answer.c's finish_file_request makes it:
+ * 200 hands the body over, a 5xx (or no answer) is retried, anything else
+ * fails.
  */
 static void
 read_file_answer(KisResponse *resp, const Segment *seg)
@@ -558,7 +559,7 @@ read_file_answer(KisResponse *resp, const Segment *seg)
 }
 
 /*
- * The answer of one request, as fetch.c's finish_data_request and
+ * The answer of one request, as fetch_answer.c's finish_data_request and
  * complete_request treat it, by the same rules (outcome.c); returns false
  * when the scan ends here (an ERROR in the engine).
  */

@@ -2,7 +2,7 @@
  *
  * fetch.h
  *	  The fetch engine: a scan's requests, concurrent and rate-gated over
- *	  libcurl, handed back in completion order (fetch.c).  It knows
+ *	  the transport, handed back in completion order (fetch.c).  It knows
  *	  nothing of tuples, plans or the executor (test/headerscheck.sh checks
  *	  it), nor of endpoints: each request says what may be done with it.
  *
@@ -38,6 +38,9 @@ typedef enum KisPoll
 #define KIS_FETCH_MAY_CONTINUE	0x04	/* its answer may say more pages follow:
 										 * kept only when none does */
 
+/* The reply header a completion keeps (the caller's paging reads it) */
+#define KIS_FETCH_KEPT_HEADER "tr_cont"
+
 /* A finished request handed back to the scan, in completion order */
 typedef struct KisCompletion
 {
@@ -45,7 +48,7 @@ typedef struct KisCompletion
 	MemoryContext cxt;			/* holds this and the parsed answer */
 	void	   *arg;			/* what kis_fetch_add was given */
 	KisResponse resp;
-	char		tr_cont[4];		/* the answer's tr_cont header, or "" */
+	char		tr_cont[4];		/* its KIS_FETCH_KEPT_HEADER, or "" */
 	int			attempts;
 	TimestampTz completed_at;
 } KisCompletion;
