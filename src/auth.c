@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  KIS access tokens: the tokenP request body, reading its answer, and
- *	  sharing one token per app key among all sessions.
+ *	  KIS access tokens: the tokenP request and the headers that say who
+ *	  asks, reading its answer, sharing one token per app key among all
+ *	  sessions, and what a scan does next about its token.
  *
  * KIS allows one issuance per minute per app key and notifies the user's
  * phone at each one (docs/tokens-and-rate.md), so issuing is rationed: the token
@@ -17,9 +18,10 @@
  * (limiter.c), so that a wall-clock step can neither hold up an issuance
  * nor a claim; only a token's expiry is read from the wall clock, once.
  *
- * The fetch engine performs the HTTP request; this file only knows what
- * to send and what the answer means.  Neither the app key, the secret nor
- * the token is ever put in a message.
+ * The fetch engine performs the HTTP request; this file knows what to
+ * send, what the answer means and what follows (a KisTokenNext, a
+ * KisTokenState), and words the ERRORs the engine keeps for the scan.
+ * Neither the app key, the secret nor the token is ever put in a message.
  *
  *-------------------------------------------------------------------------
  */
@@ -291,7 +293,7 @@ append_json_string(StringInfo buf, const char *value)
  * Built here rather than by jansson so that no copy of the secret is left
  * behind in buffers we cannot wipe; the caller wipes this one.
  */
-char *
+static char *
 kis_token_request_body(const KisConfig *config)
 {
 	StringInfoData buf;

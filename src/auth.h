@@ -25,7 +25,6 @@ extern int	kis_token_issue_interval;	/* GUC, seconds */
 extern bool kis_is_printable_ascii(const char *value);
 extern void kis_hash_app_key(const char *app_key, uint8 *out);
 extern void kis_hash_credentials(const struct KisConfig *config, uint8 *out);
-extern char *kis_token_request_body(const struct KisConfig *config);
 
 typedef enum KisTokenState
 {
