@@ -117,9 +117,9 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 # fuzz/build/pg-version: the PostgreSQL the objects were built against;
 # another one rebuilds them
 FUZZ_STAMP = fuzz/build/pg-version
-FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
-	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
-	fuzz/build/outcome.o fuzz/build/util.o
+FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/fake_fetch.o fuzz/build/shims.o \
+	fuzz/build/response.o fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o \
+	fuzz/build/master.o fuzz/build/outcome.o fuzz/build/util.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
@@ -130,7 +130,8 @@ fuzz/build/shims.o: fuzz/shims.c fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fwrapv -c $< -o $@
 
-fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c $(KIS_HEADERS) fuzz/shims.h
+fuzz/build/fuzz_kis.o fuzz/build/fake_fetch.o: fuzz/build/%.o: fuzz/%.c $(KIS_HEADERS) \
+		fuzz/shims.h fuzz/harness.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
