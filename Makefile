@@ -16,16 +16,19 @@
 MODULE_big = kis_fdw
 OBJS = \
 	kis_fdw.o \
+	src/async_wait.o \
 	src/auth.o \
 	src/cache.o \
 	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \
+	src/fetch_answer.o \
 	src/join.o \
 	src/keys.o \
 	src/limiter.o \
 	src/master.o \
 	src/options.o \
+	src/outcome.o \
 	src/paging.o \
 	src/partition.o \
 	src/plan.o \
@@ -37,6 +40,7 @@ OBJS = \
 	src/shmem.o \
 	src/stats.o \
 	src/text.o \
+	src/transport.o \
 	src/util.o
 
 EXTENSION = kis_fdw
@@ -101,7 +105,8 @@ headerscheck:
 
 # ---------------------------------------------------------------------------
 # libFuzzer harness over answer parsing (fuzz/): response.c, requests.c,
-# endpoints.c, master.c and auth.c built outside the server with fuzz/shims.c.
+# paging.c, endpoints.c, master.c, auth.c and outcome.c built outside the server with
+# fuzz/shims.c.
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]   build, then fuzz for that long
 #   make fuzz-build / fuzz-clean
 FUZZ_SECONDS ?= 60
@@ -113,10 +118,9 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 # fuzz/build/pg-version: the PostgreSQL the objects were built against;
 # another one rebuilds them
 FUZZ_STAMP = fuzz/build/pg-version
-FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/shims.o fuzz/build/response.o \
-	fuzz/build/paging.o \
-	fuzz/build/requests.o fuzz/build/endpoints.o fuzz/build/auth.o fuzz/build/master.o \
-	fuzz/build/util.o
+FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/fake_fetch.o fuzz/build/shims.o \
+	fuzz/build/response.o fuzz/build/requests.o fuzz/build/paging.o fuzz/build/endpoints.o \
+	fuzz/build/auth.o fuzz/build/master.o fuzz/build/outcome.o fuzz/build/util.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build
@@ -127,7 +131,8 @@ fuzz/build/shims.o: fuzz/shims.c fuzz/shims.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fwrapv -c $< -o $@
 
-fuzz/build/fuzz_kis.o: fuzz/fuzz_kis.c $(KIS_HEADERS) fuzz/shims.h
+fuzz/build/fuzz_kis.o fuzz/build/fake_fetch.o: fuzz/build/%.o: fuzz/%.c $(KIS_HEADERS) \
+		fuzz/shims.h fuzz/harness.h
 	@mkdir -p fuzz/build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 

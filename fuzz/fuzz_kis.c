@@ -9,13 +9,13 @@
  *	  (src/auth.c).
  *
  * One input is one scan.  The fetch engine (src/fetch.c) is replaced by a
- * queue: kis_fetch_add() records each request, and each segment of the
- * input is the answer to the oldest queued request — HTTP status, tr_cont
- * header, body — handled the way fetch.c handles it (retries re-queue the
- * request, exhausted retries become a failed key, credential errors and a
- * second token rejection end the scan).  Every row is then read the way
- * kis_fdw.c's store_row reads it: each friendly column, the raw column,
- * the error text.
+ * queue (fake_fetch.c): kis_fetch_add() records each request, and each
+ * segment of the input is the answer to the oldest queued request — HTTP
+ * status, tr_cont header, body — acted on by the engine's own retry rules
+ * (src/outcome.c: retries re-queue the request, exhausted retries become a
+ * failed key, credential errors and a second token rejection end the
+ * scan).  Every row is then read the way run.c's store_row reads it: each
+ * friendly column, the raw column, the error text.
  *
  * Input layout (every byte value is meaningful, so mutations stay valid):
  *	 byte 0   mode: b % 8 == 7 the tokenP answer, else the endpoint
@@ -43,9 +43,9 @@
  * ./semantic-<kind> (fuzz/work/ under fuzz/run.sh) and reported once on
  * stderr.  KIS_FUZZ_VERBOSE=1 traces requests, answers and rows.
  *
- * The row checks read the keys of a completion's call through the first
- * three members of requests.c's private KisCall (ep, config, keys); keep
- * them first there, or change answer_request() here.
+ * The row checks know a request's keys from what it asked for: the
+ * endpoint's symbol and venue parameters in its URL, or the market file it
+ * downloads (fake_fetch.c); nothing here relies on requests.c's layout.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,6 +58,7 @@
 #include <jansson.h>
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
@@ -65,11 +66,14 @@
 #include "auth.h"
 #include "endpoints.h"
 #include "fetch.h"
+#include "master.h"
 #include "options.h"
+#include "outcome.h"
 #include "requests.h"
 #include "response.h"
 #include "shmem.h"
 #include "shmem_internal.h"
+#include "harness.h"
 #include "shims.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -78,12 +82,11 @@ int			LLVMFuzzerInitialize(int *argc, char ***argv);
 #define SEPARATOR		"\n~~\n"
 #define HEADER_BYTES	5
 #define MAX_RETRIES		3
-#define MAX_REQUESTS	4096	/* a scan asking more than this is a finding */
 
 Size		fuzz_memory_limit = (Size) 64 * 1024 * 1024;
 
 static bool strict = false;		/* KIS_FUZZ_STRICT=1: semantic findings crash */
-static bool verbose = false;	/* KIS_FUZZ_VERBOSE=1: trace requests and rows */
+bool		harness_verbose = false;	/* KIS_FUZZ_VERBOSE=1: trace requests and rows */
 
 static const long http_statuses[] = {
 	200, 500, 403, 401, 404, 429, 408, 502, 503, 0, 201, 302, 400, 504, 599, 100
@@ -118,100 +121,11 @@ static const char *const extra_fields[] = {
 	"inter_shrn_iscd", "stck_bsop_date", "xymd", "pdno", "padding", "", NULL
 };
 
-/* ----------------------------------------------------------------
- * The fake fetch engine
- * ----------------------------------------------------------------
- */
-typedef struct FuzzRequest
-{
-	void	   *arg;
-	int			attempts;
-	int			token_rejections;
-} FuzzRequest;
-
-struct KisFetcher
-{
-	const KisEndpoint *ep;
-	FuzzRequest queue[MAX_REQUESTS];
-	int			head;
-	int			tail;
-	int			added;
-	KisAnswerCheck check;		/* as the engine: refuses another's answer */
-};
-
-static void
+void
 harness_abort(const char *what)
 {
 	fprintf(stderr, "fuzz_kis: invariant broken: %s\n", what);
 	abort();
-}
-
-void
-kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
-			  const char *header, void *arg)
-{
-	const char *query;
-
-	if (path_and_query == NULL || tr_id == NULL || arg == NULL)
-		harness_abort("kis_fetch_add given NULL");
-	if (strncmp(path_and_query, f->ep->path, strlen(f->ep->path)) != 0)
-		harness_abort("request path is not the endpoint's");
-	query = path_and_query + strlen(f->ep->path);
-	if (*query != '\0' && *query != '?')
-		harness_abort("request path continues past the endpoint's path");
-	for (const char *p = query; *p; p++)
-	{
-		/* a URL: percent-encoded, no spaces or controls */
-		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f)
-			harness_abort("request URL holds a byte that is not URL-safe");
-	}
-	if (strcmp(tr_id, f->ep->tr_id_real) != 0 &&
-		(f->ep->tr_id_virtual == NULL || strcmp(tr_id, f->ep->tr_id_virtual) != 0))
-		harness_abort("tr_id is not the endpoint's");
-	if (header != NULL && strcmp(header, "tr_cont: N") != 0)
-		harness_abort("unexpected extra header");
-	if (f->tail >= MAX_REQUESTS)
-		harness_abort("a scan queued more than MAX_REQUESTS requests");
-	if (verbose)
-		fprintf(stderr, "  request %s [%s]%s%s\n", path_and_query, tr_id,
-				header ? " " : "", header ? header : "");
-	f->queue[f->tail].arg = arg;
-	f->queue[f->tail].attempts = 0;
-	f->queue[f->tail].token_rejections = 0;
-	f->tail++;
-	f->added++;
-}
-
-void
-kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
-{
-	f->check = check;
-}
-
-/* A download (domestic_symbols): a master file under the server's master_url */
-void
-kis_fetch_add_file(KisFetcher *f, const char *url, void *arg)
-{
-	static const char prefix[] = "https://127.0.0.1:1/common/master/";
-
-	if (url == NULL || arg == NULL)
-		harness_abort("kis_fetch_add_file given NULL");
-	if (f->ep->source != KIS_SOURCE_MASTER_FILE)
-		harness_abort("a download for an API endpoint");
-	if (strncmp(url, prefix, strlen(prefix)) != 0 ||
-		(strcmp(url + strlen(prefix), "kospi_code.mst.zip") != 0 &&
-		 strcmp(url + strlen(prefix), "kosdaq_code.mst.zip") != 0 &&
-		 strcmp(url + strlen(prefix), "konex_code.mst.zip") != 0))
-		harness_abort("a download that is not a master file");
-	if (f->tail >= MAX_REQUESTS)
-		harness_abort("a scan queued more than MAX_REQUESTS requests");
-	if (verbose)
-		fprintf(stderr, "  download %s\n", url);
-	f->queue[f->tail].arg = arg;
-	f->queue[f->tail].attempts = 0;
-	f->queue[f->tail].token_rejections = 0;
-	f->tail++;
-	f->added++;
 }
 
 /* ----------------------------------------------------------------
@@ -276,7 +190,7 @@ check_text(const char *text)
 	}
 }
 
-/* Read one row as kis_fdw.c's store_row would, checking what it relies on */
+/* Read one row as run.c's store_row would, checking what it relies on */
 static void
 consume_row(const KisEndpoint *ep, KisRow *row, List *call_keys)
 {
@@ -379,7 +293,7 @@ split_segments(const uint8_t *data, size_t size, Segment *segs, int maxsegs)
 	return n;
 }
 
-/* The body as fetch.c hands it over: its own buffer, NUL-terminated */
+/* The body as the engine hands it over: its own buffer, NUL-terminated */
 static char *
 body_copy(const Segment *seg)
 {
@@ -402,8 +316,9 @@ error_is_deliberate(void)
 }
 
 /*
- * A download's answer as fetch.c's finish_file_request makes it: 200 hands
- * the body over, a 5xx (or no answer) is retried, anything else fails.
+ * A download's answer as fetch_answer.c's finish_file_request makes it:
+ * 200 hands the body over, a 5xx (or no answer) is retried, anything else
+ * fails.
  */
 static void
 read_file_answer(KisResponse *resp, const Segment *seg)
@@ -425,8 +340,9 @@ read_file_answer(KisResponse *resp, const Segment *seg)
 }
 
 /*
- * The answer of one request, as finish_data_request and complete_request
- * treat it; returns false when the scan ends here (an ERROR in fetch.c).
+ * The answer of one request, as fetch_answer.c's finish_data_request and
+ * complete_request treat it, by the same rules (outcome.c); returns false
+ * when the scan ends here (an ERROR in the engine).
  */
 static bool
 answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
@@ -448,7 +364,7 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		read_file_answer(&resp, seg);
 	else
 		kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
-	/* as fetch.c does before an answer is shared */
+	/* as the engine does before an answer is shared */
 	if (resp.outcome == KIS_OUTCOME_OK && f->check != NULL &&
 		(resp.problem = f->check(req.arg, &resp)) != NULL)
 	{
@@ -462,31 +378,30 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		f->ep->source != KIS_SOURCE_MASTER_FILE)
 		harness_abort("an OK answer without a document");
 
-	switch (resp.outcome)
+	req.attempts++;				/* this answer's send */
+	if (resp.outcome == KIS_OUTCOME_TOKEN)
+		req.token_rejections++;
+	switch (kis_outcome_action(resp.outcome, req.attempts, MAX_RETRIES,
+							   req.token_rejections))
 	{
-		case KIS_OUTCOME_OK:
-		case KIS_OUTCOME_FAILED:
+		case KIS_ACTION_DONE:
+		case KIS_ACTION_GIVE_UP:
 			break;
-		case KIS_OUTCOME_FATAL:
+		case KIS_ACTION_FAIL:
+		case KIS_ACTION_TOKEN_FAILED:
 			MemoryContextDelete(rcxt);
 			return false;
-		case KIS_OUTCOME_TOKEN:
+		case KIS_ACTION_RENEW_TOKEN:
 			MemoryContextDelete(rcxt);
-			if (++req.token_rejections > 1)
-				return false;
-			f->queue[--f->head] = req;	/* resent first, not charged */
+			req.attempts--;		/* resent first, not charged */
+			f->queue[--f->head] = req;
 			return true;
-		case KIS_OUTCOME_RETRY:
-		case KIS_OUTCOME_RETRY_RATE:
-			if (++req.attempts <= MAX_RETRIES)
-			{
-				MemoryContextDelete(rcxt);
-				if (f->tail >= MAX_REQUESTS)
-					harness_abort("retry queue overflow");
-				f->queue[f->tail++] = req;
-				return true;
-			}
-			break;
+		case KIS_ACTION_RETRY:
+			MemoryContextDelete(rcxt);
+			if (f->tail >= MAX_REQUESTS)
+				harness_abort("retry queue overflow");
+			f->queue[f->tail++] = req;
+			return true;
 	}
 
 	c = MemoryContextAllocZero(rcxt, sizeof(KisCompletion));
@@ -494,20 +409,17 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 	c->arg = req.arg;
 	strlcpy(c->tr_cont, seg->tr_cont, sizeof(c->tr_cont));
 	c->resp = resp;
-	c->attempts = req.attempts + 1;
+	c->attempts = req.attempts;
 	c->completed_at = fuzz_now;
 	if (resp.outcome != KIS_OUTCOME_OK && resp.outcome != KIS_OUTCOME_FAILED)
 	{
 		old = MemoryContextSwitchTo(rcxt);
-		c->resp.outcome = KIS_OUTCOME_FAILED;
-		c->resp.problem = psprintf("gave up after %d attempts, last answer %s",
-								   c->attempts, kis_response_summary(&resp));
-		c->resp.msg_cd = NULL;
+		kis_outcome_give_up(&c->resp, c->attempts);
 		MemoryContextSwitchTo(old);
 	}
 
 	rows = kis_requests_answer(f, c);
-	if (verbose)
+	if (harness_verbose)
 		fprintf(stderr, "  answer HTTP %ld tr_cont \"%s\" %zu bytes: outcome %d, %d rows (%s)\n",
 				seg->status, seg->tr_cont, seg->len, (int) c->resp.outcome,
 				list_length(rows), summary);
@@ -515,22 +427,12 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 		harness_abort("kis_requests_answer changed the current memory context");
 
 	{
-		/* the call's keys, for the row checks: KisCall starts with ep, config, keys */
-		struct
-		{
-			const KisEndpoint *ep;
-			const KisConfig *config;
-			List	   *keys;
-		}		   *call = c->arg;
-
-		if (call->ep != f->ep)
-			harness_abort("completion arg is not a call of this endpoint");
 		foreach(lc, rows)
 		{
 			KisRow	   *row = lfirst(lc);
 
-			consume_row(f->ep, row, call->keys);
-			if (verbose)
+			consume_row(f->ep, row, req.keys);
+			if (harness_verbose)
 				fprintf(stderr, "    row %s/%s: %s\n",
 						row->key ? row->key->symbol : "-", row->key ? row->key->venue : "-",
 						row->problem ? row->problem : "data");
@@ -546,7 +448,7 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 					prev_rows[nprev++] = row;
 			}
 		}
-		if (f->ep->batch_size > 1 && list_length(rows) != list_length(call->keys))
+		if (f->ep->batch_size > 1 && list_length(rows) != req.nkeys)
 			harness_abort("a batched answer does not give one row per key");
 	}
 
@@ -639,7 +541,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	range.from = today - 7 * data[3];
 	range.to = today - data[4];
 	if (range.has_from && range.has_to && range.from > range.to)
-		range.has_from = false; /* kis_fdw.c refuses an empty range */
+		range.has_from = false; /* keys.c refuses an empty range */
 	if (ep->paging == KIS_PAGING_CURSOR && ep->has_date && !range.has_from &&
 		range.has_to && range.to < today)
 		range.has_to = false;	/* requests.c refuses a calendar before today */
@@ -648,6 +550,8 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 	f = palloc0(sizeof(KisFetcher));
 	f->ep = ep;
+	f->cxt = run_cxt;
+	f->scan_keys = keys;
 	segs = palloc(sizeof(Segment) * 1024);
 	nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 1024);
 
@@ -663,7 +567,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 
 /* shmem.c's, which the harness does not link (its slots are its own) */
 void
-kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
+kis_slot_count(KisAppSlot *slot, KisCounter counter, uint64 n)
 {
 	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
 }
@@ -675,8 +579,8 @@ kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 static void
 run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 {
-	KisKeySlot *slot = palloc0(sizeof(KisKeySlot));
-	uint8		creds[KIS_KEY_HASH_LEN];
+	KisAppSlot *slot = palloc0(sizeof(KisAppSlot));
+	uint8		creds[KIS_SHA256_LEN];
 	Segment    *segs = palloc(sizeof(Segment) * 64);
 	int			nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 64);
 
@@ -709,7 +613,7 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 		memcpy(before, slot->token, sizeof(before));
 		res = kis_token_accept(slot, creds, claim, segs[i].status, body_copy(&segs[i]),
 							   segs[i].len, fuzz_now, &detail);
-		if (verbose)
+		if (harness_verbose)
 			fprintf(stderr, "  token answer HTTP %ld: result %d, expires in %lld s, %s\n",
 					segs[i].status, (int) res,
 					res == KIS_TOKEN_OK ? (long long) ((slot->expires_at - fuzz_now) / USECS_PER_SEC) : 0LL,
@@ -755,8 +659,8 @@ run_token(const uint8_t *data, size_t size, MemoryContext run_cxt)
 static void
 check_claims(void)
 {
-	static KisKeySlot slot;
-	uint8		creds[KIS_KEY_HASH_LEN];
+	static KisAppSlot slot;
+	uint8		creds[KIS_SHA256_LEN];
 	char		token[KIS_TOKEN_MAX];
 	uint64		gen;
 	uint64		a = 0;
@@ -841,6 +745,7 @@ check_symbolless_endpoint(KisRange *range)
 	ep->batch_size = 1;
 	ep->columns = columns;
 	f->ep = ep;
+	f->cxt = CurrentMemoryContext;
 	if (kis_requests_start(f, selftest_config(ep), NIL, range) != 1 || f->tail != 1)
 		harness_abort("self-test: an endpoint without symbols did not ask once");
 	rows = selftest_answer(f, CurrentMemoryContext,
@@ -864,7 +769,9 @@ check_row_dates(KisRange *range)
 	key->symbol = pstrdup("005930");
 	key->venue = pstrdup("J");
 	f->ep = ep;
-	kis_requests_start(f, selftest_config(ep), list_make1(key), range);
+	f->cxt = CurrentMemoryContext;
+	f->scan_keys = list_make1(key);
+	kis_requests_start(f, selftest_config(ep), f->scan_keys, range);
 	rows = selftest_answer(f, CurrentMemoryContext,
 						   "{\"rt_cd\":\"0\",\"output2\":["
 						   "{\"stck_bsop_date\":\"2025-1-1\"},"
@@ -907,7 +814,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	fuzz_now = (TimestampTz) days * USECS_PER_DAY + (TimestampTz) 1 * USECS_PER_HOUR;
 	strict = getenv("KIS_FUZZ_STRICT") != NULL && strcmp(getenv("KIS_FUZZ_STRICT"), "1") == 0;
-	verbose = getenv("KIS_FUZZ_VERBOSE") != NULL && strcmp(getenv("KIS_FUZZ_VERBOSE"), "1") == 0;
+	harness_verbose = getenv("KIS_FUZZ_VERBOSE") != NULL && strcmp(getenv("KIS_FUZZ_VERBOSE"), "1") == 0;
 	TopMemoryContext = AllocSetContextCreate(NULL, "TopMemoryContext", ALLOCSET_DEFAULT_SIZES);
 	CurrentMemoryContext = TopMemoryContext;
 	kis_token_issue_interval = 0;

@@ -2,7 +2,7 @@
  *
  * shims.c
  *	  The few backend symbols that src/response.c, src/requests.c,
- *	  src/endpoints.c and src/auth.c need, so that they can be built and
+ *	  src/endpoints.c, src/auth.c and src/outcome.c need, so that they can be built and
  *	  fuzzed outside the server, against the real server headers of
  *	  PostgreSQL 15 to 18.  What differs between majors is decided in one
  *	  place, "Version differences" below.
@@ -44,6 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "shims.h"
+#include "text.h"
 
 /* ----------------------------------------------------------------
  * Version differences (the only place that tests PG_VERSION_NUM)
@@ -817,6 +818,13 @@ char *
 quote_literal_cstr(const char *rawstr)
 {
 	return psprintf("'%s'", rawstr);
+}
+
+/* src/text.c's, for a UTF-8 database: auth.c's token errors use it */
+char *
+kis_server_message(const char *utf8)
+{
+	return (char *) utf8;
 }
 
 /* utils/adt/datetime.c (PostgreSQL 15) */

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  KIS access tokens: the tokenP request body, reading its answer, and
- *	  sharing one token per app key among all sessions.
+ *	  KIS access tokens: the tokenP request and the headers that say who
+ *	  asks, reading its answer, sharing one token per app key among all
+ *	  sessions, and what a scan does next about its token.
  *
  * KIS allows one issuance per minute per app key and notifies the user's
  * phone at each one (docs/tokens-and-rate.md), so issuing is rationed: the token
- * lives in the key's slot (shared by all sessions when preloaded, see
+ * lives in the app key's slot (shared by all sessions when preloaded, see
  * shmem.c); one session at a time issues (a claim in the slot) while the
  * others wait for its result; at most one issuance per
  * kis_fdw.token_issue_interval seconds per key; and a token rejected as
@@ -17,9 +18,10 @@
  * (limiter.c), so that a wall-clock step can neither hold up an issuance
  * nor a claim; only a token's expiry is read from the wall clock, once.
  *
- * The fetch engine performs the HTTP request; this file only knows what
- * to send and what the answer means.  Neither the app key, the secret nor
- * the token is ever put in a message.
+ * The fetch engine performs the HTTP request; this file knows what to
+ * send, what the answer means and what follows (a KisTokenNext, a
+ * KisTokenState), and words the ERRORs the engine keeps for the scan.
+ * Neither the app key, the secret nor the token is ever put in a message.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +41,7 @@
 #include "response.h"
 #include "shmem.h"
 #include "shmem_internal.h"
+#include "text.h"
 
 int			kis_token_issue_interval = 60;
 
@@ -126,7 +129,7 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
  * of its life when that is shorter.
  */
 KisTokenState
-kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
+kis_token_acquire(KisAppSlot *slot, const uint8 *creds, TimestampTz now,
 				  int64 claim_us, char *token, uint64 *generation,
 				  TimestampTz *wake, uint64 *claim)
 {
@@ -140,7 +143,7 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
 		slot->last_issued + (int64) kis_token_issue_interval * USECS_PER_SEC;
 
 	if (slot->token[0] != '\0' &&
-		memcmp(slot->token_creds, creds, KIS_KEY_HASH_LEN) == 0 &&
+		memcmp(slot->token_creds, creds, KIS_SHA256_LEN) == 0 &&
 		now < slot->expires_at - margin)
 	{
 		strlcpy(token, slot->token, KIS_TOKEN_MAX);
@@ -184,7 +187,7 @@ kis_token_acquire(KisKeySlot *slot, const uint8 *creds, TimestampTz now,
  * that nothing changes these fields under us (and we take no second lock).
  */
 TimestampTz
-kis_token_schedule_end(KisKeySlot *slot)
+kis_token_schedule_end(KisAppSlot *slot)
 {
 	TimestampTz end = slot->retry_after;
 
@@ -198,7 +201,7 @@ kis_token_schedule_end(KisKeySlot *slot)
 
 /* Give up the issuing claim "claim", if it is still held; never waits */
 void
-kis_token_release_claim(KisKeySlot *slot, uint64 claim)
+kis_token_release_claim(KisAppSlot *slot, uint64 claim)
 {
 	if (claim != 0)
 		pg_atomic_compare_exchange_u64(&slot->claim, &claim, 0);
@@ -210,7 +213,7 @@ kis_token_release_claim(KisKeySlot *slot, uint64 claim)
  * is given up.  Nothing was issued, so the interval does not start.
  */
 void
-kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now)
+kis_token_unanswered(KisAppSlot *slot, uint64 claim, TimestampTz now)
 {
 	SpinLockAcquire(&slot->mutex);
 	slot->retry_after = now + KIS_ISSUE_RETRY_US;
@@ -225,7 +228,7 @@ kis_token_unanswered(KisKeySlot *slot, uint64 claim, TimestampTz now)
  * (docs/tokens-and-rate.md).
  */
 void
-kis_token_reset(KisKeySlot *slot)
+kis_token_reset(KisAppSlot *slot)
 {
 	SpinLockAcquire(&slot->mutex);
 	pg_atomic_write_u64(&slot->claim, 0);
@@ -240,14 +243,14 @@ kis_token_reset(KisKeySlot *slot)
  * and remember its hash, to tell if KIS hands the same one back.
  */
 void
-kis_token_invalidate(KisKeySlot *slot, uint64 generation)
+kis_token_invalidate(KisAppSlot *slot, uint64 generation)
 {
 	SpinLockAcquire(&slot->mutex);
 	if (pg_atomic_read_u64(&slot->generation) == generation &&
 		slot->token[0] != '\0')
 	{
 		explicit_bzero(slot->token, sizeof(slot->token));
-		memcpy(slot->rejected_hash, slot->token_hash, KIS_KEY_HASH_LEN);
+		memcpy(slot->rejected_hash, slot->token_hash, KIS_SHA256_LEN);
 	}
 	SpinLockRelease(&slot->mutex);
 }
@@ -258,7 +261,7 @@ kis_token_invalidate(KisKeySlot *slot, uint64 generation)
  * rate.md), so a token KIS calls invalid cannot be replaced by issuing.
  */
 bool
-kis_token_handed_back(KisKeySlot *slot, uint64 generation)
+kis_token_handed_back(KisAppSlot *slot, uint64 generation)
 {
 	bool		same;
 
@@ -290,7 +293,7 @@ append_json_string(StringInfo buf, const char *value)
  * Built here rather than by jansson so that no copy of the secret is left
  * behind in buffers we cannot wipe; the caller wipes this one.
  */
-char *
+static char *
 kis_token_request_body(const KisConfig *config)
 {
 	StringInfoData buf;
@@ -340,12 +343,12 @@ expiry_is_sane(TimestampTz expires, TimestampTz now)
 
 /*
  * Read the tokenP answer and give up the issuing claim.  On success the
- * token is stored in the key's slot for every session; otherwise
+ * token is stored in the app key's slot for every session; otherwise
  * *errdetail says what KIS answered (its code and text, never our
  * credentials).
  */
 KisTokenResult
-kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
+kis_token_accept(KisAppSlot *slot, const uint8 *creds, uint64 claim,
 				 long http_status, const char *body, size_t len,
 				 TimestampTz now, char **errdetail)
 {
@@ -355,7 +358,7 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	const char *text;
 	TimestampTz expires = 0;
 	KisTokenResult result;
-	uint8		token_hash[KIS_KEY_HASH_LEN];
+	uint8		token_hash[KIS_SHA256_LEN];
 	uint64		generation;
 
 	*errdetail = NULL;
@@ -388,15 +391,15 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 		kis_sha256(token, strlen(token), token_hash);
 		SpinLockAcquire(&slot->mutex);
 		strlcpy(slot->token, token, KIS_TOKEN_MAX);
-		memcpy(slot->token_creds, creds, KIS_KEY_HASH_LEN);
-		memcpy(slot->token_hash, token_hash, KIS_KEY_HASH_LEN);
+		memcpy(slot->token_creds, creds, KIS_SHA256_LEN);
+		memcpy(slot->token_hash, token_hash, KIS_SHA256_LEN);
 		slot->issued_at = now;
 		slot->expires_at = expires;
 		slot->last_issued = now;
 		slot->retry_after = 0;
 		slot->earned = true;	/* the key now keeps its slot (shmem.c) */
 		generation = pg_atomic_add_fetch_u64(&slot->generation, 1);
-		if (memcmp(token_hash, slot->rejected_hash, KIS_KEY_HASH_LEN) == 0)
+		if (memcmp(token_hash, slot->rejected_hash, KIS_SHA256_LEN) == 0)
 			slot->handed_back = generation;
 		SpinLockRelease(&slot->mutex);
 		kis_token_release_claim(slot, claim);
@@ -460,4 +463,229 @@ kis_token_accept(KisKeySlot *slot, const uint8 *creds, uint64 claim,
 	SpinLockRelease(&slot->mutex);
 	kis_token_release_claim(slot, claim);
 	return result;
+}
+
+/* ----------------------------------------------------------------
+ * What a request says to KIS, and one scan's token
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The headers of an API request, in the order sent: who asks (the token,
+ * the app key and secret), the tr_id that names the request, the customer
+ * type.  Returns how many were written to out (KIS_AUTH_MAX_HEADERS at
+ * most); the values are the caller's strings.
+ */
+int
+kis_auth_headers(const KisConfig *config, const char *token, const char *tr_id,
+				 KisHeader *out)
+{
+	int			n = 0;
+
+	out[n++] = (KisHeader) {"content-type: application/json; charset=utf-8", NULL};
+	out[n++] = (KisHeader) {"authorization: Bearer ", token};
+	out[n++] = (KisHeader) {"appkey: ", config->app_key};
+	out[n++] = (KisHeader) {"appsecret: ", config->app_secret};
+	out[n++] = (KisHeader) {"tr_id: ", tr_id};
+	out[n++] = (KisHeader) {"custtype: P", NULL};
+	return n;
+}
+
+/* Where a token is asked for (POST, kis_token_request_body) */
+char *
+kis_token_url(const KisConfig *config)
+{
+	return psprintf("%s/oauth2/tokenP", config->base_url);
+}
+
+/* The headers of the tokenP request, as kis_auth_headers */
+int
+kis_token_headers(KisHeader *out)
+{
+	out[0] = (KisHeader) {"content-type: application/json; charset=utf-8", NULL};
+	return 1;
+}
+
+/* How many tokens one scan takes: more means KIS keeps rejecting them */
+#define KIS_MAX_TOKENS_PER_SCAN	3
+/* Waiting this long for another session's issuance is worth a NOTICE */
+#define KIS_CLAIM_NOTICE_US		((int64) 1 * USECS_PER_SEC)
+
+/*
+ * How long our issuing claim lasts: a tokenP request gives up after
+ * timeout_ms of the wall clock, and we notice it at most a moment later.
+ * Nobody takes the claim over before, since KIS may still issue under it
+ * (docs/tokens-and-rate.md).
+ */
+#define KIS_CLAIM_MARGIN_US		((int64) 5 * USECS_PER_SEC)
+
+static int64
+token_claim_us(int timeout_ms)
+{
+	return (int64) timeout_ms * 1000 + KIS_CLAIM_MARGIN_US;
+}
+
+/* A scan starts: the tokenP body is built in the current memory context */
+void
+kis_token_scan_begin(KisTokenScan *ts, const KisConfig *config)
+{
+	ts->request_body = kis_token_request_body(config);
+}
+
+/* A scan ends: wipe its copies, give up its claim.  Never throws. */
+void
+kis_token_scan_end(KisTokenScan *ts, KisAppSlot *slot)
+{
+	if (ts->request_body != NULL)
+		explicit_bzero(ts->request_body, strlen(ts->request_body));
+	explicit_bzero(ts->token, sizeof(ts->token));
+	kis_token_release_claim(slot, ts->claim);
+}
+
+/*
+ * The scan's token, as kis_token_acquire (READY: in ts->token; ISSUE: the
+ * scan holds ts->claim and asks), saying once in a NOTICE when the wait is
+ * a long one: another session's issuance taking more than a moment, or
+ * KIS's issuance interval.
+ */
+KisTokenState
+kis_token_for_scan(KisTokenScan *ts, KisAppSlot *slot, const uint8 *creds,
+				   int timeout_ms, TimestampTz now, TimestampTz *wake)
+{
+	KisTokenState state;
+
+	state = kis_token_acquire(slot, creds, now, token_claim_us(timeout_ms),
+							  ts->token, &ts->generation, wake, &ts->claim);
+	if (state != KIS_TOKEN_WAIT_CLAIM)
+		ts->claim_wait_since = 0;
+	if (state == KIS_TOKEN_WAIT_CLAIM)
+	{
+		/* usually a moment; up to the other's timeout_ms: say so once */
+		if (ts->claim_wait_since == 0)
+			ts->claim_wait_since = now;
+		else if (!ts->told_claim_wait &&
+				 now - ts->claim_wait_since >= KIS_CLAIM_NOTICE_US)
+		{
+			ts->told_claim_wait = true;
+			ereport(NOTICE,
+					(errmsg("kis_fdw waits for another session's request for an access token"),
+					 errdetail("KIS issues one access token per app key per minute, so one session at a time asks for it; that request may take up to its server's timeout_ms.")));
+		}
+	}
+	else if (state == KIS_TOKEN_WAIT_INTERVAL && !ts->told_wait)
+	{
+		/* a wait of up to a minute: say so once (it stays cancellable) */
+		ts->told_wait = true;
+		ereport(NOTICE,
+				(errmsg("kis_fdw waits %d s before it may ask KIS for a new access token",
+						(int) ((*wake - now + USECS_PER_SEC - 1) / USECS_PER_SEC)),
+				 errdetail("KIS issues one access token per app key per minute; kis_fdw.token_issue_interval is %d s.",
+						   kis_token_issue_interval)));
+	}
+	return state;
+}
+
+/*
+ * The scan's tokenP request got no answer (the connection dropped,
+ * timeout_ms passed): a passing failure like a data request's, asked again
+ * after a moment, up to max_retries times.  An untrusted certificate will
+ * not pass.  The claim is given up either way.
+ */
+KisTokenNext
+kis_token_no_answer(KisTokenScan *ts, KisAppSlot *slot, bool untrusted,
+					int max_retries, TimestampTz now)
+{
+	uint64		claim = ts->claim;
+
+	ts->claim = 0;
+	if (!untrusted && ++ts->failures <= max_retries)
+	{
+		kis_token_unanswered(slot, claim, now);
+		return KIS_TOKEN_NEXT_AGAIN;
+	}
+	kis_token_release_claim(slot, claim);
+	return KIS_TOKEN_NEXT_FAIL;
+}
+
+/*
+ * The scan's tokenP answer (kis_token_accept): a token to use, a passing
+ * failure to ask again for once the schedule allows (up to max_retries in
+ * a row), or the end of the scan (kis_token_raise says why).
+ */
+KisTokenNext
+kis_token_answer(KisTokenScan *ts, KisAppSlot *slot, const uint8 *creds,
+				 long http_status, const char *body, size_t len,
+				 int max_retries, TimestampTz now)
+{
+	uint64		claim = ts->claim;
+
+	ts->claim = 0;
+	ts->result = kis_token_accept(slot, creds, claim, http_status, body, len, now,
+								  &ts->detail);
+	if (ts->result == KIS_TOKEN_OK)
+	{
+		ts->failures = 0;
+		return ++ts->issued > KIS_MAX_TOKENS_PER_SCAN ?
+			KIS_TOKEN_NEXT_FAIL : KIS_TOKEN_NEXT_USE;
+	}
+	if (ts->result != KIS_TOKEN_FATAL && ++ts->failures <= max_retries)
+		return KIS_TOKEN_NEXT_AGAIN;
+	kis_slot_count(slot, KIS_CTR_ERR_FATAL, 1);
+	return KIS_TOKEN_NEXT_FAIL;
+}
+
+/* The ERROR for a tokenP request that kis_token_no_answer gave up */
+void
+kis_token_raise_unreached(const char *why, const char *base_url, bool untrusted)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("could not reach KIS to obtain an access token"),
+			 errdetail("%s (%s)", why, base_url),
+			 untrusted ?
+			 errhint("The server's certificate was not trusted: check the server's ca_file option, and that base_url names the host the certificate is for.") :
+			 errhint("Check the server's base_url option and the network.")));
+}
+
+/* The ERROR for a tokenP answer that kis_token_answer ended the scan on */
+void
+kis_token_raise(KisTokenScan *ts)
+{
+	if (ts->result == KIS_TOKEN_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("KIS rejected %d access tokens in one scan",
+						KIS_MAX_TOKENS_PER_SCAN),
+				 errhint("Check this machine's clock, and whether another client keeps revoking the app key's tokens.")));
+	ereport(ERROR,
+			(errcode(ts->result == KIS_TOKEN_FATAL ?
+					 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
+					 ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("KIS did not issue an access token"),
+			 errdetail("%s", kis_server_message(ts->detail)),
+			 ts->result == KIS_TOKEN_TOO_SOON ?
+			 errhint("KIS issues one token per minute per app key; another client may be using this key. Try again in a minute.") :
+			 ts->result == KIS_TOKEN_RETRY ?
+			 errhint("KIS's token service failed; try again later.") :
+			 errhint("Check app_key and app_secret in the user mapping; real and virtual accounts have different keys.")));
+}
+
+/*
+ * The ERROR for a request whose renewed token KIS rejected again (answer:
+ * its summary).  KIS re-issues the same token for 6 hours
+ * (docs/tokens-and-rate.md): a token handed back cannot be replaced.
+ */
+void
+kis_token_raise_rejected(KisAppSlot *slot, uint64 generation, const char *answer)
+{
+	if (kis_token_handed_back(slot, generation))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("KIS handed back the access token it had just rejected"),
+				 errdetail("%s", kis_server_message(answer)),
+				 errhint("KIS re-issues the same token for 6 hours after issuing it, so asking again cannot replace a token it rejects. Check that app_key is for this server's environment (real or virtual); otherwise wait until 6 hours after the token was issued, or revoke it (KIS's /oauth2/revokeP), and run the query again.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("KIS rejected a newly issued access token"),
+			 errdetail("%s", kis_server_message(answer))));
 }

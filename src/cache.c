@@ -6,15 +6,14 @@
  *	  a successful answer younger than the table's cache_ttl_ms is served
  *	  without a request (the answer cache).  docs/cache.md describes both.
  *
- * One store holds both: an entry per request key (the SHA-256 of the
- * environment, base URL, path and query, tr_id, extra header and, for
- * account endpoints, the hash of the whole credential and the account: no
- * secret is kept in the clear).  Answer bytes are zeroed when they leave
- * the store (docs/security.md).  An entry is either in flight, owned by the session that sent
- * the request, or ready, holding the answer's bytes.  Waiters register on
- * the entry and have their latch set when the owner stores the answer or
- * gives the request up; they also look again every KIS_CACHE_POLL_MS, so
- * a missed wake-up costs a little time, never a hang.
+ * One store holds both: an entry per answer id (kis_cache_answer_id, a
+ * SHA-256: no secret is kept in the clear).  Answer bytes are zeroed when
+ * they leave the store (docs/security.md).  An entry is either in flight,
+ * owned by the session that sent the request, or ready, holding the
+ * answer's bytes.  Waiters register on the entry and have their latch set
+ * when the owner stores the answer or gives the request up; they also look
+ * again every CACHE_LOOK_AGAIN_US, so a missed wake-up costs a little
+ * time, never a hang.
  *
  * The bytes live in fixed-size chunks chained per entry, so the store is
  * one block of exactly kis_fdw.cache_size, carved at startup: no
@@ -32,8 +31,8 @@
  * With shared_preload_libraries the store is in shared memory under one
  * LWLock; without it the same store lives in this backend's memory
  * (allocated at first use), so scans of one session still share.  The
- * layout is private to this file: the fetch engine sees keys, serials and
- * copied-out answers only.
+ * layout is private to this file: the fetch engine sees answer ids,
+ * serials, copied-out answers and the sharing rules' decisions.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,11 +52,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "auth.h"
 #include "cache.h"
 #include "compat.h"
-#include "endpoints.h"
-#include "limiter.h"
 #include "options.h"
 #include "shmem.h"
 
@@ -66,6 +62,9 @@
 #define CACHE_TRANCHE		"kis_fdw answer cache"
 #define CACHE_AWAY_GRACE_US	(100 * 1000)	/* a sender between two rows */
 #define CACHE_UNSENT_GRACE_US	(500 * 1000)	/* a claim not yet on the wire */
+#define CACHE_LOOK_AGAIN_US		(50 * 1000) /* a waiter looks again even unwoken */
+/* a download (a master file, published daily) is served from the store this long */
+#define CACHE_DOWNLOAD_TTL_MS	(10 * 60 * 1000)
 
 typedef enum EntryState
 {
@@ -76,7 +75,7 @@ typedef enum EntryState
 
 typedef struct CacheEntry
 {
-	uint8		key[KIS_KEY_HASH_LEN];
+	uint8		id[KIS_SHA256_LEN];	/* the answer id */
 	EntryState	state;
 	int			bucket_next;	/* next in its hash bucket, or -1 */
 	int			lru_prev;		/* ready: LRU neighbours; free: next free */
@@ -267,22 +266,22 @@ unlock_store(CacheStore *s)
  * ----------------------------------------------------------------
  */
 static int
-bucket_of(CacheStore *s, const uint8 *key)
+bucket_of(CacheStore *s, const uint8 *id)
 {
 	uint32		h;
 
-	memcpy(&h, key, sizeof(h));
+	memcpy(&h, id, sizeof(h));
 	return (int) (h % (uint32) s->nbuckets);
 }
 
 static CacheEntry *
-find_entry(CacheStore *s, const uint8 *key)
+find_entry(CacheStore *s, const uint8 *id)
 {
 	CacheEntry *entries = ENTRIES(s);
 
-	for (int i = BUCKETS(s)[bucket_of(s, key)]; i >= 0; i = entries[i].bucket_next)
+	for (int i = BUCKETS(s)[bucket_of(s, id)]; i >= 0; i = entries[i].bucket_next)
 	{
-		if (memcmp(entries[i].key, key, KIS_KEY_HASH_LEN) == 0)
+		if (memcmp(entries[i].id, id, KIS_SHA256_LEN) == 0)
 			return &entries[i];
 	}
 	return NULL;
@@ -359,7 +358,7 @@ remove_entry(CacheStore *s, CacheEntry *e)
 {
 	CacheEntry *entries = ENTRIES(s);
 	int			i = e - entries;
-	int		   *link = &BUCKETS(s)[bucket_of(s, e->key)];
+	int		   *link = &BUCKETS(s)[bucket_of(s, e->id)];
 
 	while (*link >= 0 && *link != i)
 		link = &entries[*link].bucket_next;
@@ -488,19 +487,19 @@ copy_out(CacheStore *s, CacheEntry *e, KisCachedAnswer *answer, MemoryContext cx
 }
 
 /* ----------------------------------------------------------------
- * The interface of the fetch engine
+ * The interface of the fetch engine: the sharing rules
  * ----------------------------------------------------------------
  */
 
 /*
- * The key of one request.  The credential (creds: kis_hash_credentials,
- * of app key, secret and origin) and the account are part of it only for
- * account endpoints: quotes are the same whoever asks, an account's
- * answer belongs to its user mapping.
+ * The answer id of one request: the SHA-256 of the environment, the URL,
+ * tr_id and extra header and, for an answer private to the user mapping
+ * (an account's), the credential (creds: kis_hash_credentials, of app key,
+ * secret and origin) and the account.  Quotes are the same whoever asks.
  */
 void
-kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
-			  const char *tr_id, const char *header, uint8 *key)
+kis_cache_answer_id(const KisConfig *config, const uint8 *creds, bool private_answer,
+					const char *url, const char *tr_id, const char *header, uint8 *id)
 {
 	StringInfoData buf;
 
@@ -508,16 +507,66 @@ kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
 	appendStringInfo(&buf, "%s%c%s%c%s%c%s%c",
 					 config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real", '\0',
 					 url, '\0', tr_id ? tr_id : "", '\0', header ? header : "", '\0');
-	if (config->endpoint == NULL || config->endpoint->needs_account)
+	if (private_answer)
 	{
-		appendBinaryStringInfo(&buf, (const char *) creds, KIS_KEY_HASH_LEN);
+		appendBinaryStringInfo(&buf, (const char *) creds, KIS_SHA256_LEN);
 		if (config->account)
 			appendBinaryStringInfo(&buf, config->account, strlen(config->account) + 1);
 	}
-	kis_sha256(buf.data, buf.len, key);
+	kis_sha256(buf.data, buf.len, id);
 	explicit_bzero(buf.data, buf.len);
 	pfree(buf.data);
 }
+
+/* How old a stored answer may be served: a download's at least 10 minutes */
+int
+kis_cache_ttl_ms(int cache_ttl_ms, bool download)
+{
+	return download ? Max(cache_ttl_ms, CACHE_DOWNLOAD_TTL_MS) : cache_ttl_ms;
+}
+
+/*
+ * Whether a successful answer may be kept for others.  An answer private to
+ * a user mapping only when its reader asked for caching (cache_ttl_ms):
+ * nobody's holdings stay in shared memory unasked (docs/security.md).  An
+ * answer that may continue (a cursor-paged listing's first page) only when
+ * no page follows (tr_cont is neither M nor F): a listing's pages are never
+ * mixed with another moment's.
+ */
+bool
+kis_cache_may_keep(bool private_answer, bool may_continue, int cache_ttl_ms,
+				   const char *tr_cont)
+{
+	if (private_answer && cache_ttl_ms <= 0)
+		return false;
+	if (!may_continue)
+		return true;
+	return strcmp(tr_cont, "M") != 0 && strcmp(tr_cont, "F") != 0;
+}
+
+/*
+ * How long a waiter waits for another session's send: one timeout_ms, then
+ * it sends its own (the sender may be slow, retrying, or in a cursor that
+ * stopped; kis_cache_poll hands a request over at once when its sender is
+ * away).
+ */
+int64
+kis_cache_patience_us(int timeout_ms)
+{
+	return (int64) timeout_ms * 1000;
+}
+
+/* When a waiter that gives up at "until" looks at the store again */
+TimestampTz
+kis_cache_next_look(TimestampTz now, TimestampTz until)
+{
+	return Min(until, now + CACHE_LOOK_AGAIN_US);
+}
+
+/* ----------------------------------------------------------------
+ * The interface of the fetch engine: the store
+ * ----------------------------------------------------------------
+ */
 
 /*
  * Before a request goes to the rate gate.  HIT: a ready answer younger
@@ -527,7 +576,7 @@ kis_cache_key(const KisConfig *config, const uint8 *creds, const char *url,
  * or kis_cache_abandon.  SEND: nothing to share; send it unshared.
  */
 KisCacheResult
-kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
+kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now, uint64 *serial,
 				 KisCachedAnswer *answer, MemoryContext cxt)
 {
 	CacheStore *s = get_store();
@@ -540,7 +589,7 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 		exit_registered = true;
 	}
 	lock_store(s);
-	e = find_entry(s, key);
+	e = find_entry(s, id);
 	if (e != NULL && e->state == ENTRY_READY && ttl_ms > 0 &&
 		now - e->stored_at < (int64) ttl_ms * 1000)
 	{
@@ -572,12 +621,12 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
 
 		e = &ENTRIES(s)[i];
 		s->free_entry = e->lru_next;
-		memcpy(e->key, key, KIS_KEY_HASH_LEN);
+		memcpy(e->id, id, KIS_SHA256_LEN);
 		e->nwaiters = 0;
 		e->first_chunk = -1;
 		e->lru_prev = e->lru_next = -1;
-		e->bucket_next = BUCKETS(s)[bucket_of(s, key)];
-		BUCKETS(s)[bucket_of(s, key)] = i;
+		e->bucket_next = BUCKETS(s)[bucket_of(s, id)];
+		BUCKETS(s)[bucket_of(s, id)] = i;
 		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
@@ -595,7 +644,7 @@ kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now, uint64 *serial,
  * the request (*serial), as after kis_cache_lookup.
  */
 KisCacheResult
-kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
+kis_cache_poll(const uint8 *id, uint64 *serial, KisCachedAnswer *answer,
 			   MemoryContext cxt)
 {
 	CacheStore *s = get_store();
@@ -603,7 +652,7 @@ kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
 	KisCacheResult result = KIS_CACHE_SEND;
 
 	lock_store(s);
-	e = find_entry(s, key);
+	e = find_entry(s, id);
 	if (e != NULL && e->state == ENTRY_READY && e->serial >= *serial)
 	{
 		copy_out(s, e, answer, cxt);
@@ -636,13 +685,13 @@ kis_cache_poll(const uint8 *key, uint64 *serial, KisCachedAnswer *answer,
  * waiter takes it over once CACHE_UNSENT_GRACE_US has passed.
  */
 void
-kis_cache_sending(const uint8 *key, uint64 serial, bool sending)
+kis_cache_sending(const uint8 *id, uint64 serial, bool sending)
 {
 	CacheStore *s = get_store();
 	CacheEntry *e;
 
 	lock_store(s);
-	e = find_entry(s, key);
+	e = find_entry(s, id);
 	if (e != NULL && e->state == ENTRY_INFLIGHT && e->serial == serial)
 	{
 		e->sent = sending;
@@ -658,7 +707,7 @@ kis_cache_sending(const uint8 *key, uint64 serial, bool sending)
  * their own).
  */
 void
-kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
+kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 				const char *tr_cont, long http_status, TimestampTz answered_at)
 {
 	CacheStore *s = get_store();
@@ -666,7 +715,7 @@ kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
 	int			need = (int) ((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
 
 	lock_store(s);
-	e = find_entry(s, key);
+	e = find_entry(s, id);
 	if (e == NULL || e->state != ENTRY_INFLIGHT || e->serial != serial)
 	{
 		unlock_store(s);
@@ -718,7 +767,7 @@ kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
  * cleanup calls it.
  */
 void
-kis_cache_abandon(const uint8 *key, uint64 serial)
+kis_cache_abandon(const uint8 *id, uint64 serial)
 {
 	CacheStore *s = store;
 	CacheEntry *e;
@@ -726,7 +775,7 @@ kis_cache_abandon(const uint8 *key, uint64 serial)
 	if (s == NULL)
 		return;
 	lock_store(s);
-	e = find_entry(s, key);
+	e = find_entry(s, id);
 	if (e != NULL && e->state == ENTRY_INFLIGHT && e->serial == serial)
 		remove_entry(s, e);
 	unlock_store(s);

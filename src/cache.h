@@ -38,18 +38,23 @@ typedef struct KisCachedAnswer
 extern void kis_cache_define_gucs(void);
 extern void kis_cache_shmem_request(void);
 extern void kis_cache_shmem_startup(void);
-extern void kis_cache_key(const struct KisConfig *config, const uint8 *creds,
-						  const char *url, const char *tr_id, const char *header,
-						  uint8 *key);
-extern KisCacheResult kis_cache_lookup(const uint8 *key, int ttl_ms, TimestampTz now,
+extern void kis_cache_answer_id(const struct KisConfig *config, const uint8 *creds,
+								bool private_answer, const char *url,
+								const char *tr_id, const char *header, uint8 *id);
+extern int	kis_cache_ttl_ms(int cache_ttl_ms, bool download);
+extern bool kis_cache_may_keep(bool private_answer, bool may_continue,
+							   int cache_ttl_ms, const char *tr_cont);
+extern int64 kis_cache_patience_us(int timeout_ms);
+extern TimestampTz kis_cache_next_look(TimestampTz now, TimestampTz until);
+extern KisCacheResult kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now,
 									   uint64 *serial, KisCachedAnswer *answer,
 									   MemoryContext cxt);
-extern void kis_cache_sending(const uint8 *key, uint64 serial, bool sending);
-extern KisCacheResult kis_cache_poll(const uint8 *key, uint64 *serial,
+extern void kis_cache_sending(const uint8 *id, uint64 serial, bool sending);
+extern KisCacheResult kis_cache_poll(const uint8 *id, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);
-extern void kis_cache_store(const uint8 *key, uint64 serial, const char *body, size_t len,
+extern void kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 							const char *tr_cont, long http_status, TimestampTz answered_at);
-extern void kis_cache_abandon(const uint8 *key, uint64 serial);
+extern void kis_cache_abandon(const uint8 *id, uint64 serial);
 extern void kis_cache_away(bool away);
 extern int64 kis_cache_bytes(void);
 extern int64 kis_cache_reset(void);

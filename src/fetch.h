@@ -2,8 +2,9 @@
  *
  * fetch.h
  *	  The fetch engine: a scan's requests, concurrent and rate-gated over
- *	  libcurl, handed back in completion order (fetch.c).  It knows nothing
- *	  of tuples, plans or the executor (test/headerscheck.sh checks it).
+ *	  the transport, handed back in completion order (fetch.c).  It knows
+ *	  nothing of tuples, plans or the executor (test/headerscheck.sh checks
+ *	  it), nor of endpoints: each request says what may be done with it.
  *
  * src/fetch.h
  *
@@ -30,6 +31,16 @@ typedef enum KisPoll
 	KIS_POLL_WAIT				/* not yet: wait on the scan's descriptor */
 } KisPoll;
 
+/* What a caller says of a request it adds (kis_fetch_add's flags) */
+#define KIS_FETCH_SHARED		0x01	/* may be answered by another's send or
+										 * the cache, and its answer kept */
+#define KIS_FETCH_PRIVATE		0x02	/* its answer is the user mapping's */
+#define KIS_FETCH_MAY_CONTINUE	0x04	/* its answer may say more pages follow:
+										 * kept only when none does */
+
+/* The reply header a completion keeps (the caller's paging reads it) */
+#define KIS_FETCH_KEPT_HEADER "tr_cont"
+
 /* A finished request handed back to the scan, in completion order */
 typedef struct KisCompletion
 {
@@ -37,7 +48,7 @@ typedef struct KisCompletion
 	MemoryContext cxt;			/* holds this and the parsed answer */
 	void	   *arg;			/* what kis_fetch_add was given */
 	KisResponse resp;
-	char		tr_cont[4];		/* the answer's tr_cont header, or "" */
+	char		tr_cont[4];		/* its KIS_FETCH_KEPT_HEADER, or "" */
 	int			attempts;
 	TimestampTz completed_at;
 } KisCompletion;
@@ -62,12 +73,17 @@ typedef struct KisFetchStats
  */
 typedef char *(*KisAnswerCheck) (void *arg, const KisResponse *resp);
 
+/* Whether a download's body is whole (worth keeping for others) */
+typedef bool (*KisBodyCheck) (const char *body, size_t len);
+
 extern void kis_fetch_global_init(void);
 extern KisFetcher *kis_fetch_begin(MemoryContext run_cxt, const struct KisConfig *config,
 								   KisFetchStats *stats);
 extern void kis_fetch_add(KisFetcher *fetcher, const char *path_and_query,
-						  const char *tr_id, const char *header, void *arg);
-extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url, void *arg);
+						  const char *tr_id, const char *header, int flags,
+						  void *arg);
+extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url,
+							   KisBodyCheck whole, void *arg);
 extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);

@@ -5,7 +5,7 @@
  *
  * The gate is GCRA (the "virtual scheduling" form of a token bucket with no
  * burst): one number per app key, the theoretical arrival time (TAT) of
- * the next request, kept in the key's slot (shared memory when preloaded,
+ * the next request, kept in the app key's slot (shared memory when preloaded,
  * so all sessions on a key share it).  A caller reserves a send time:
  * t = max(TAT, now), and TAT becomes t + 1/rate, in one compare-and-swap.
  * Callers are thus served in the order they asked, each waits until its
@@ -66,7 +66,7 @@ horizon_us(double rate, uint32 held)
  * reservation, gated or not, is given back with kis_limiter_release.
  */
 TimestampTz
-kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now)
+kis_limiter_reserve(KisAppSlot *slot, double rate, TimestampTz now)
 {
 	uint32		others;
 	uint64		interval;
@@ -101,7 +101,7 @@ kis_limiter_reserve(KisKeySlot *slot, double rate, TimestampTz now)
  * it and reserves again.
  */
 bool
-kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserved_at,
+kis_limiter_holds(KisAppSlot *slot, double rate, TimestampTz reserved_at,
 				  TimestampTz now)
 {
 	uint32		held = pg_atomic_read_u32(&slot->reservations);
@@ -116,7 +116,7 @@ kis_limiter_holds(KisKeySlot *slot, double rate, TimestampTz reserved_at,
 
 /* Give back one reservation (used, dropped or abandoned) */
 void
-kis_limiter_release(KisKeySlot *slot)
+kis_limiter_release(KisAppSlot *slot)
 {
 	uint32		old = pg_atomic_read_u32(&slot->reservations);
 
@@ -128,7 +128,7 @@ kis_limiter_release(KisKeySlot *slot)
 
 /* KIS said we are too fast: no new reservation on this key before "until" */
 void
-kis_limiter_back_off(KisKeySlot *slot, TimestampTz until)
+kis_limiter_back_off(KisAppSlot *slot, TimestampTz until)
 {
 	uint64		old = pg_atomic_read_u64(&slot->penalty_until);
 
@@ -139,11 +139,11 @@ kis_limiter_back_off(KisKeySlot *slot, TimestampTz until)
 
 /*
  * When the key's schedule is over: before then, a send on a fresh gate
- * (the key's slot forgotten and taken again, shmem.c) could come too close
+ * (the app key's slot forgotten and taken again, shmem.c) could come too close
  * to its last one or break a back-off.
  */
 TimestampTz
-kis_limiter_schedule_end(KisKeySlot *slot)
+kis_limiter_schedule_end(KisAppSlot *slot)
 {
 	return (TimestampTz) Max(pg_atomic_read_u64(&slot->tat),
 							 pg_atomic_read_u64(&slot->penalty_until));
@@ -151,7 +151,7 @@ kis_limiter_schedule_end(KisKeySlot *slot)
 
 /* Forget the key's schedule (kis_fdw_reset_key): the next send goes at once */
 void
-kis_limiter_reset(KisKeySlot *slot)
+kis_limiter_reset(KisAppSlot *slot)
 {
 	pg_atomic_write_u64(&slot->tat, 0);
 	pg_atomic_write_u64(&slot->penalty_until, 0);

@@ -160,7 +160,12 @@ send_call(KisFetcher *f, KisCall *call)
 	}
 	header = call->paging->header(&call->page);
 	kis_fetch_add(f, path.data, kis_endpoint_tr_id(call->ep, call->config->environment),
-				  header, call);
+				  header,
+				  (header == NULL ? KIS_FETCH_SHARED : 0) |
+				  (kis_endpoint_private_answers(call->ep) ? KIS_FETCH_PRIVATE : 0) |
+				  (kis_endpoint_paging(call->ep) == KIS_PAGING_CURSOR ?
+				   KIS_FETCH_MAY_CONTINUE : 0),
+				  call);
 	pfree(path.data);
 }
 
@@ -231,7 +236,8 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 			call = new_call(config, range, today);
 			call->keys = list_make1(key);
 			kis_fetch_add_file(f, psprintf("%s/%s", config->master_url,
-										   kis_master_file(key->venue)), call);
+										   kis_master_file(key->venue)),
+							   kis_zip_is_whole, call);
 			ncalls++;
 		}
 		return ncalls;

@@ -15,12 +15,12 @@
  * role's mapping naming our app key with a wrong secret, or a server
  * pointed at another origin, never reaches our token, schedule or marks
  * (docs/security.md).  It shows the SHA-256 of the app key alone; neither
- * key nor secret is stored.  A scan attaches to its key's slot for as long as it runs.  A
- * key that has no slot takes a free one, or else reclaims the least
- * recently used slot that no scan holds: first among keys KIS never
- * issued a token to (so cycling made-up keys through a user mapping
- * cannot lock idle real keys out; slots held by paused scans are a known
- * gap, docs/security.md), then among keys every schedule of which is
+ * key nor secret is stored.  A scan attaches to its app key's slot for as
+ * long as it runs.  A key that has no slot takes a free one, or else
+ * reclaims the least recently used slot that no scan holds: first among
+ * keys KIS never issued a token to (so cycling made-up keys through a user
+ * mapping cannot lock idle real keys out; slots held by paused scans are a
+ * known gap, docs/security.md), then among keys every schedule of which is
  * over: the current kis_fdw.token_issue_interval since their last token,
  * and their rate gate's next send.  Forgetting those breaks no rule; the
  * token is lost, and KIS hands the same one back when asked again
@@ -57,7 +57,7 @@ typedef struct KisSlotTable
 	int			nslots;
 	int			nused;			/* slots ever used: the rest are fresh */
 	bool		shared;			/* in shared memory */
-	KisKeySlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	KisAppSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } KisSlotTable;
 
 static int	kis_max_app_keys = 16;
@@ -69,7 +69,7 @@ static Size
 table_size(int nslots)
 {
 	return add_size(offsetof(KisSlotTable, slots),
-					mul_size(nslots, sizeof(KisKeySlot)));
+					mul_size(nslots, sizeof(KisAppSlot)));
 }
 
 static void
@@ -157,14 +157,14 @@ kis_shmem_is_shared(void)
 }
 
 /* The slot of this credential, or NULL; the caller holds the table's mutex */
-static KisKeySlot *
+static KisAppSlot *
 lookup(KisSlotTable *table, const uint8 *slot_id)
 {
 	for (int i = 0; i < table->nused; i++)
 	{
-		KisKeySlot *slot = &table->slots[i];
+		KisAppSlot *slot = &table->slots[i];
 
-		if (slot->in_use && memcmp(slot->slot_id, slot_id, KIS_KEY_HASH_LEN) == 0)
+		if (slot->in_use && memcmp(slot->slot_id, slot_id, KIS_SHA256_LEN) == 0)
 			return slot;
 	}
 	return NULL;
@@ -176,7 +176,7 @@ lookup(KisSlotTable *table, const uint8 *slot_id)
  * attach and change them meanwhile.
  */
 static TimestampTz
-schedule_end(KisKeySlot *slot)
+schedule_end(KisAppSlot *slot)
 {
 	return Max(kis_token_schedule_end(slot), kis_limiter_schedule_end(slot));
 }
@@ -186,18 +186,18 @@ schedule_end(KisKeySlot *slot)
  * *free_at is when the first earned slot no scan holds will be free, or
  * 0 if scans hold them all.  The caller holds the table's mutex.
  */
-static KisKeySlot *
+static KisAppSlot *
 reclaim(KisSlotTable *table, TimestampTz now, TimestampTz *free_at)
 {
-	KisKeySlot *junk = NULL;
-	KisKeySlot *idle = NULL;
+	KisAppSlot *junk = NULL;
+	KisAppSlot *idle = NULL;
 
 	*free_at = 0;
 	if (table->nused < table->nslots)
 		return &table->slots[table->nused++];
 	for (int i = 0; i < table->nslots; i++)
 	{
-		KisKeySlot *slot = &table->slots[i];
+		KisAppSlot *slot = &table->slots[i];
 		TimestampTz end;
 
 		if (slot->users > 0)
@@ -224,16 +224,16 @@ reclaim(KisSlotTable *table, TimestampTz now, TimestampTz *free_at)
 
 /*
  * Attach to the slot of one credential (slot_id, kis_hash_credentials),
- * taking one if it has none; key_hash (of the app key) is what statistics
- * show.  kis_key_slot_detach gives it back.
+ * taking one if it has none; app_key_hash is what statistics
+ * show.  kis_app_slot_detach gives it back.
  */
-KisKeySlot *
-kis_key_slot(const uint8 *slot_id, const uint8 *key_hash)
+KisAppSlot *
+kis_app_slot_attach(const uint8 *slot_id, const uint8 *app_key_hash)
 {
 	KisSlotTable *table = get_table();
 	TimestampTz now = kis_clock_now();
 	TimestampTz free_at = 0;
-	KisKeySlot *slot;
+	KisAppSlot *slot;
 
 	SpinLockAcquire(&table->mutex);
 	slot = lookup(table, slot_id);
@@ -244,8 +244,8 @@ kis_key_slot(const uint8 *slot_id, const uint8 *key_hash)
 		{
 			/* no scan holds it: start it afresh (a memset, no call out) */
 			kis_slot_init(slot);
-			memcpy(slot->slot_id, slot_id, KIS_KEY_HASH_LEN);
-			memcpy(slot->key_hash, key_hash, KIS_KEY_HASH_LEN);
+			memcpy(slot->slot_id, slot_id, KIS_SHA256_LEN);
+			memcpy(slot->app_key_hash, app_key_hash, KIS_SHA256_LEN);
 			slot->in_use = true;
 		}
 	}
@@ -273,9 +273,9 @@ kis_key_slot(const uint8 *slot_id, const uint8 *key_hash)
 	return slot;
 }
 
-/* A scan is done with its key's slot (never throws: cleanup calls it) */
+/* A scan is done with its app key's slot (never throws: cleanup calls it) */
 void
-kis_key_slot_detach(KisKeySlot *slot)
+kis_app_slot_detach(KisAppSlot *slot)
 {
 	KisSlotTable *table = get_table();
 
@@ -288,13 +288,13 @@ kis_key_slot_detach(KisKeySlot *slot)
 
 /*
  * Attach to the slot of one credential if it has one (else NULL): like
- * kis_key_slot, but a credential without a slot is not given one.
+ * kis_app_slot_attach, but a credential without a slot is not given one.
  */
-KisKeySlot *
-kis_key_slot_find(const uint8 *slot_id)
+KisAppSlot *
+kis_app_slot_find(const uint8 *slot_id)
 {
 	KisSlotTable *table = get_table();
-	KisKeySlot *slot;
+	KisAppSlot *slot;
 
 	SpinLockAcquire(&table->mutex);
 	slot = lookup(table, slot_id);
@@ -308,8 +308,8 @@ kis_key_slot_find(const uint8 *slot_id)
  * For the statistics function: slot i, or NULL past the last one ever
  * used; the caller skips those not in use.
  */
-KisKeySlot *
-kis_key_slot_at(int i)
+KisAppSlot *
+kis_app_slot_at(int i)
 {
 	KisSlotTable *table = get_table();
 	int			nused;
@@ -325,11 +325,11 @@ kis_key_slot_at(int i)
  * key.  The counters are atomics, read without the table's lock.
  */
 bool
-kis_key_slot_stats(KisKeySlot *slot, KisSlotStats *stats)
+kis_app_slot_stats(KisAppSlot *slot, KisSlotStats *stats)
 {
 	if (!slot->in_use)
 		return false;
-	memcpy(stats->key_hash, slot->key_hash, KIS_KEY_HASH_LEN);
+	memcpy(stats->app_key_hash, slot->app_key_hash, KIS_SHA256_LEN);
 	for (int c = 0; c < KIS_NUM_COUNTERS; c++)
 		stats->counters[c] = pg_atomic_read_u64(&slot->counters[c]);
 	stats->wait_max_us = pg_atomic_read_u64(&slot->wait_max_us);
@@ -341,7 +341,7 @@ kis_key_slot_stats(KisKeySlot *slot, KisSlotStats *stats)
  * app key (a public download).
  */
 void
-kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
+kis_slot_count(KisAppSlot *slot, KisCounter counter, uint64 n)
 {
 	if (slot != NULL)
 		pg_atomic_fetch_add_u64(&slot->counters[counter], n);
@@ -349,7 +349,7 @@ kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n)
 
 /* Add one rate-gate wait to the slot's total and maximum */
 void
-kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us)
+kis_slot_note_wait(KisAppSlot *slot, uint64 wait_us)
 {
 	uint64		max = pg_atomic_read_u64(&slot->wait_max_us);
 

@@ -12,7 +12,7 @@
 #ifndef KIS_SHMEM_H
 #define KIS_SHMEM_H
 
-#define KIS_KEY_HASH_LEN 32		/* SHA-256 */
+#include "util.h"
 
 /* Counters of one app key (kis_fdw_stats) */
 typedef enum KisCounter
@@ -33,24 +33,25 @@ typedef enum KisCounter
 	KIS_NUM_COUNTERS
 } KisCounter;
 
-typedef struct KisKeySlot KisKeySlot;
+typedef struct KisAppSlot KisAppSlot;
 
 /* What kis_fdw_stats shows of one slot */
 typedef struct KisSlotStats
 {
-	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key */
+	uint8		app_key_hash[KIS_SHA256_LEN];	/* SHA-256 of the app key */
 	uint64		counters[KIS_NUM_COUNTERS];
 	uint64		wait_max_us;
 } KisSlotStats;
 
 extern void kis_shmem_init(void);
 extern bool kis_shmem_is_shared(void);
-extern KisKeySlot *kis_key_slot(const uint8 *slot_id, const uint8 *key_hash);
-extern void kis_key_slot_detach(KisKeySlot *slot);
-extern KisKeySlot *kis_key_slot_find(const uint8 *slot_id);
-extern KisKeySlot *kis_key_slot_at(int i);
-extern bool kis_key_slot_stats(KisKeySlot *slot, KisSlotStats *stats);
-extern void kis_slot_count(KisKeySlot *slot, KisCounter counter, uint64 n);
-extern void kis_slot_note_wait(KisKeySlot *slot, uint64 wait_us);
+extern KisAppSlot *kis_app_slot_attach(const uint8 *slot_id,
+									   const uint8 *app_key_hash);
+extern void kis_app_slot_detach(KisAppSlot *slot);
+extern KisAppSlot *kis_app_slot_find(const uint8 *slot_id);
+extern KisAppSlot *kis_app_slot_at(int i);
+extern bool kis_app_slot_stats(KisAppSlot *slot, KisSlotStats *stats);
+extern void kis_slot_count(KisAppSlot *slot, KisCounter counter, uint64 n);
+extern void kis_slot_note_wait(KisAppSlot *slot, uint64 wait_us);
 
 #endif							/* KIS_SHMEM_H */

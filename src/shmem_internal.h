@@ -5,7 +5,7 @@
  *	  that own what a slot holds: shmem.c (the slot table), limiter.c (the
  *	  rate gate), auth.c (the access token), and fuzz/fuzz_kis.c, which
  *	  checks auth.c's invariants on a slot of its own.  Everyone else sees
- *	  the opaque KisKeySlot of shmem.h and its functions; test/headerscheck.sh
+ *	  the opaque KisAppSlot of shmem.h and its functions; test/headerscheck.sh
  *	  keeps it so.
  *
  * src/shmem_internal.h
@@ -22,11 +22,11 @@
 #include "auth.h"
 #include "shmem.h"
 
-struct KisKeySlot
+struct KisAppSlot
 {
-	uint8		slot_id[KIS_KEY_HASH_LEN];	/* whose slot: the hash of
+	uint8		slot_id[KIS_SHA256_LEN];	/* whose slot: the hash of
 											 * kis_hash_credentials */
-	uint8		key_hash[KIS_KEY_HASH_LEN]; /* SHA-256 of the app key, shown */
+	uint8		app_key_hash[KIS_SHA256_LEN];	/* SHA-256 of the app key, shown */
 
 	/*
 	 * rate gate (limiter.c), on kis_clock_now()'s clock: the theoretical
@@ -38,7 +38,7 @@ struct KisKeySlot
 	pg_atomic_uint32 reservations;
 
 	/* the slot table's (shmem.c), under its mutex */
-	bool		in_use;			/* holds key_hash's state */
+	bool		in_use;			/* holds app_key_hash's state */
 	bool		earned;			/* KIS issued this key a token, or said it
 								 * had (EGW00133); set by auth.c */
 	int			users;			/* scans attached */
@@ -48,10 +48,10 @@ struct KisKeySlot
 	pg_atomic_uint64 claim;		/* who is issuing a token (pid, serial), or 0 */
 	pg_atomic_uint64 generation;	/* bumped at each new token */
 	slock_t		mutex;
-	uint8		token_creds[KIS_KEY_HASH_LEN];	/* whose token (env, key, secret) */
+	uint8		token_creds[KIS_SHA256_LEN];	/* whose token (env, key, secret) */
 	char		token[KIS_TOKEN_MAX];	/* "" when none */
-	uint8		token_hash[KIS_KEY_HASH_LEN];	/* SHA-256 of the token */
-	uint8		rejected_hash[KIS_KEY_HASH_LEN];	/* of the last one KIS rejected */
+	uint8		token_hash[KIS_SHA256_LEN];	/* SHA-256 of the token */
+	uint8		rejected_hash[KIS_SHA256_LEN];	/* of the last one KIS rejected */
 	uint64		handed_back;	/* generation of a token equal to a rejected one */
 	/* times on kis_clock_now()'s clock, never the wall clock */
 	TimestampTz issued_at;
@@ -66,9 +66,9 @@ struct KisKeySlot
 
 /* A fresh, empty slot (shmem.c's table, and the fuzz harness's own) */
 static inline void
-kis_slot_init(KisKeySlot *slot)
+kis_slot_init(KisAppSlot *slot)
 {
-	memset(slot, 0, sizeof(KisKeySlot));
+	memset(slot, 0, sizeof(KisAppSlot));
 	SpinLockInit(&slot->mutex);
 	pg_atomic_init_u64(&slot->tat, 0);
 	pg_atomic_init_u64(&slot->penalty_until, 0);

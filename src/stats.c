@@ -45,46 +45,46 @@ kis_fdw_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bool		shared = kis_shmem_is_shared();
-	KisKeySlot *slot;
+	KisAppSlot *slot;
 	int64		cache_bytes = kis_cache_bytes();
-	KisSlotStats *keys = NULL;
-	int			nkeys = 0;
+	KisSlotStats *app_keys = NULL;
+	int			napp_keys = 0;
 
 	kis_init_materialized_srf(fcinfo);
-	for (int i = 0; (slot = kis_key_slot_at(i)) != NULL; i++)
+	for (int i = 0; (slot = kis_app_slot_at(i)) != NULL; i++)
 	{
 		KisSlotStats st;
 		int			k;
 
-		if (!kis_key_slot_stats(slot, &st))
+		if (!kis_app_slot_stats(slot, &st))
 			continue;
-		for (k = 0; k < nkeys; k++)
+		for (k = 0; k < napp_keys; k++)
 		{
-			if (memcmp(keys[k].key_hash, st.key_hash, KIS_KEY_HASH_LEN) == 0)
+			if (memcmp(app_keys[k].app_key_hash, st.app_key_hash, KIS_SHA256_LEN) == 0)
 				break;
 		}
-		if (k == nkeys)
+		if (k == napp_keys)
 		{
-			keys = nkeys == 0 ? palloc(sizeof(KisSlotStats)) :
-				repalloc(keys, sizeof(KisSlotStats) * (nkeys + 1));
-			keys[nkeys++] = st;
+			app_keys = napp_keys == 0 ? palloc(sizeof(KisSlotStats)) :
+				repalloc(app_keys, sizeof(KisSlotStats) * (napp_keys + 1));
+			app_keys[napp_keys++] = st;
 			continue;
 		}
 		for (int c = 0; c < KIS_NUM_COUNTERS; c++)
-			keys[k].counters[c] += st.counters[c];
-		keys[k].wait_max_us = Max(keys[k].wait_max_us, st.wait_max_us);
+			app_keys[k].counters[c] += st.counters[c];
+		app_keys[k].wait_max_us = Max(app_keys[k].wait_max_us, st.wait_max_us);
 	}
 
-	for (int k = 0; k < nkeys; k++)
+	for (int k = 0; k < napp_keys; k++)
 	{
 		Datum		values[17];
 		bool		nulls[17] = {0};
 		char		prefix[KIS_HASH_PREFIX_BYTES * 2 + 1];
-		KisSlotStats st = keys[k];
+		KisSlotStats st = app_keys[k];
 		int			n = 0;
 
 		for (int b = 0; b < KIS_HASH_PREFIX_BYTES; b++)
-			snprintf(prefix + b * 2, 3, "%02x", st.key_hash[b]);
+			snprintf(prefix + b * 2, 3, "%02x", st.app_key_hash[b]);
 
 		values[n++] = CStringGetTextDatum(prefix);
 		values[n++] = BoolGetDatum(shared);
@@ -128,8 +128,8 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 	ForeignServer *server = GetForeignServerByName(servername, false);
 	AclResult	aclresult;
 	KisConfig	config;
-	uint8		key_hash[KIS_KEY_HASH_LEN];
-	KisKeySlot *slot;
+	uint8		slot_id[KIS_SHA256_LEN];
+	KisAppSlot *slot;
 
 	aclresult = kis_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
@@ -138,14 +138,14 @@ kis_fdw_reset_key(PG_FUNCTION_ARGS)
 	/* the credential's copies are wiped with this function's memory */
 	kis_config_for_server(server->serverid, &config);
 	kis_config_add_credentials(&config, GetUserId());
-	kis_hash_credentials(&config, key_hash);
-	slot = kis_key_slot_find(key_hash);
+	kis_hash_credentials(&config, slot_id);
+	slot = kis_app_slot_find(slot_id);
 	if (slot == NULL)
 		PG_RETURN_BOOL(false);
 
 	kis_limiter_reset(slot);
 	kis_token_reset(slot);
-	kis_key_slot_detach(slot);
+	kis_app_slot_detach(slot);
 	PG_RETURN_BOOL(true);
 }
 
