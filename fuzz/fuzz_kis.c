@@ -96,6 +96,10 @@ static const char *const tr_conts[] = {"", "M", "F", "D", "E", "N", "MF", "FMD"}
 /* ERRORs that are deliberate reports of what KIS sent */
 static const char *const deliberate_errors[] = {
 	"KIS kept announcing more pages after",
+	/* master.c's limits on a download: errors by design, not crashes */
+	"a stock master file is larger than kis_fdw's limit",
+	"a stock master file inflates more than kis_fdw's limit",
+	"has more than kis_fdw's limit of",
 	NULL
 };
 
