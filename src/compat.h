@@ -27,7 +27,7 @@
 /*
  * Wiping secrets: explicit_bzero() is declared by every supported major
  * (port.h; PostgreSQL supplies its own where the C library lacks it).
- * Wiping a malloc'd block before free (fetch.c's allocator for libcurl)
+ * Wiping a malloc'd block before free (transport.c's allocator for libcurl)
  * needs its size: malloc_usable_size(), which glibc and musl have (kis_fdw
  * needs Linux anyway: epoll, timerfd).
  */

@@ -464,7 +464,7 @@ kis_on_error_name(KisOnError mode)
 	return on_error_choices[mode];
 }
 
-/* "HTTP://..." as "http://...": fetch.c and the token cache compare schemes */
+/* "HTTP://..." as "http://...": transport.c and the token cache compare schemes */
 static char *
 lower_scheme(char *url)
 {
@@ -692,7 +692,7 @@ take_secret(DefElem *def)
  * Add the user mapping's credentials.  A missing mapping is reported by
  * GetUserMapping itself; missing options get a hint naming the fix.  A
  * public endpoint needs no mapping: without one, app_key stays NULL and
- * the scan runs without a key (no token, no key slot).
+ * the scan runs without a key (no token, no app-key slot).
  *
  * The copies of app_key and app_secret (GetUserMapping's, then ours in
  * the current memory context) are wiped before their memory is freed,

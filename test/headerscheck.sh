@@ -25,7 +25,7 @@ if [ -z "${CC:-}" ]; then
 fi
 CHECK="$CC $CPPFLAGS -Isrc $CFLAGS -Werror -fsyntax-only"
 
-# whoever owns a key slot's fields; fuzz/fuzz_kis.c checks auth.c's
+# whoever owns an app-key slot's fields; fuzz/fuzz_kis.c checks auth.c's
 # invariants on a slot of its own
 PRIVATE_OWNERS="src/shmem.c src/limiter.c src/auth.c fuzz/fuzz_kis.c"
 
