@@ -151,8 +151,7 @@ kis_partition_filter_create(Relation rel, const KisEndpoint *ep)
 	/* a copy: a slot on it pins nothing with the resource owner */
 	tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
 	init_column(&f->symbol, tupdesc, attnums[KIS_KEY_SYMBOL]);
-	init_column(&f->venue, tupdesc,
-				attnums[ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET]);
+	init_column(&f->venue, tupdesc, attnums[kis_endpoint_venue_key(ep)]);
 	add_attnum(&key_columns, f->symbol.attnum);
 	add_attnum(&key_columns, f->venue.attnum);
 
@@ -275,7 +274,7 @@ kis_partition_venue_allowed(Relation rel, const KisEndpoint *ep, const char *ven
 	bool		ok;
 
 	kis_key_attnums(RelationGetRelid(rel), ep, attnums);
-	col.attnum = attnums[ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET];
+	col.attnum = attnums[kis_endpoint_venue_key(ep)];
 	if (col.attnum == InvalidAttrNumber || !rel->rd_rel->relispartition)
 		return true;
 	foreach(lc, flatten_ands(RelationGetPartitionQual(rel)))
