@@ -28,6 +28,7 @@ OBJS = \
 	src/options.o \
 	src/partition.o \
 	src/plan.o \
+	src/pushdown.o \
 	src/quals.o \
 	src/requests.o \
 	src/response.o \

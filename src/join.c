@@ -88,6 +88,7 @@
 #include "keys.h"
 #include "options.h"
 #include "plan.h"
+#include "pushdown.h"
 #include "quals.h"
 #include "requests.h"
 #include "run.h"
@@ -118,8 +119,8 @@ static set_join_pathlist_hook_type prev_join_pathlist_hook = NULL;
  *	  key_names     "symbol", and "market" or "exchange" when joined on it
  *	  parts         per kis foreign table (the table itself, or each leaf
  *	                partition): a list of its relid, its attnum of each
- *	                inner column of the scan tuple, and its own key
- *	                conditions, keys and dates (plan.c)
+ *	                inner column of the scan tuple, and what its own key
+ *	                conditions push down (kis_pushdown_to_list)
  * custom_exprs: join conditions, other conditions (outer joins: applied
  * after the join), the other side's symbol expression and venue
  * expression (or NULL), per part its own key expressions, and the
@@ -141,8 +142,7 @@ enum
 {
 	PART_RELID,
 	PART_ATTNOS,
-	PART_KEYS,
-	PART_DATES
+	PART_PUSHDOWN
 };
 
 enum
@@ -475,8 +475,8 @@ cost_batched_join(PlannerInfo *root, CustomPath *cpath, Path *outer_path,
 									NULL, NULL);
 	nkeys = Max(ndistinct, 1);
 	if (info->venue_clause == NULL)
-		nkeys *= kis_planned_values(ps, ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET, 1);
-	fetched = ep->paging == KIS_PAGING_DATE ? nkeys * ep->page_rows : nkeys;
+		nkeys *= kis_planned_values(ps, kis_endpoint_venue_key(ep), 1);
+	fetched = nkeys * kis_endpoint_rows_per_key(ep);
 	kis_estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), fetched,
 					  &fetch_startup, &fetch_total);
 	cost_qual_eval(&quals, info->restrictlist, root);
@@ -522,7 +522,7 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	foreach(lc, leaves)
 	{
 		ps = (KisPlanState *) ((RelOptInfo *) lfirst(lc))->fdw_private;
-		if (ps->config.endpoint->symbol_kind == KIS_SYMBOL_NONE ||
+		if (!kis_endpoint_per_symbol(ps->config.endpoint) ||
 			ps->has_qual[KIS_KEY_SYMBOL] ||
 			ps->key_attnums[KIS_KEY_SYMBOL] == InvalidAttrNumber)
 			return;				/* a scan needs no keys from the join */
@@ -585,8 +585,7 @@ kis_join_pathlist(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	if (info->symbol_clause == NULL)
 		return;
 	info->venue_clause = find_key_clause(innerrel, joinclauses,
-										 key_attnums[ps->config.endpoint->has_exchange ?
-													 KIS_KEY_EXCHANGE : KIS_KEY_MARKET],
+										 key_attnums[kis_endpoint_venue_key(ps->config.endpoint)],
 										 outerrel->relids, &info->venue_expr);
 
 	/* more keys than a batch may hold: not a run-time surprise */
@@ -783,10 +782,7 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 		RelOptInfo *leaf = lfirst(lc);
 		Oid			leaf_relid = planner_rt_fetch(leaf->relid, root)->relid;
 		List	   *attnos = NIL;
-		List	   *exprs;
-		List	   *keys;
-		List	   *dates;
-		bool		has_symbol;
+		KisPushdown pd;
 		ListCell   *la;
 
 		foreach(la, inner_attnos)
@@ -794,18 +790,19 @@ kis_join_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 								 lfirst_int(la) :
 								 get_attnum(leaf_relid,
 											get_attname(relid, lfirst_int(la), false)));
-		(void) kis_plan_keys(leaf, leaf_relid, leaf->baserestrictinfo, &exprs, &keys, &dates,
-							 &has_symbol);
-		Assert(!has_symbol);
-		kis_plan_partition_dates(root, leaf, leaf_relid, &exprs, &dates);
-		parts = lappend(parts, list_make4(makeInteger(leaf_relid), attnos, keys, dates));
-		part_exprs = lappend(part_exprs, exprs);
+		(void) kis_plan_keys(leaf, leaf_relid, leaf->baserestrictinfo, &pd);
+		Assert(!kis_pushdown_has_key(&pd, KIS_KEY_SYMBOL));
+		kis_plan_partition_dates(root, leaf, leaf_relid, &pd);
+		/* in PART_* order */
+		parts = lappend(parts, list_make3(makeInteger(leaf_relid), attnos,
+										  kis_pushdown_to_list(&pd)));
+		part_exprs = lappend(part_exprs, pd.exprs);
 	}
 
 	key_names = list_make1(makeString(pstrdup("symbol")));
 	if (info->venue_clause != NULL)
 		key_names = lappend(key_names,
-							makeString(pstrdup(ep->has_exchange ? "exchange" : "market")));
+							makeString(pstrdup(kis_endpoint_venue_name(ep))));
 
 	cscan->scan.plan.targetlist = tlist;
 	cscan->scan.plan.qual = NIL;
@@ -896,8 +893,7 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		p->symbol_attno = key_attnums[KIS_KEY_SYMBOL];
 		p->symbol_type = getBaseType(TupleDescAttr(RelationGetDescr(p->rel),
 												   p->symbol_attno - 1)->atttypid);
-		kis_keys_init(&p->keys, list_nth(part, PART_KEYS), list_nth(part, PART_DATES),
-					  lfirst(le),
+		kis_keys_init(&p->keys, list_nth(part, PART_PUSHDOWN), lfirst(le),
 					  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
 	}
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
