@@ -22,6 +22,8 @@ OBJS = \
 	src/endpoints.o \
 	src/fetch.o \
 	src/join.o \
+	src/join_exec.o \
+	src/join_plan.o \
 	src/keys.o \
 	src/limiter.o \
 	src/master.o \
