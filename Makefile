@@ -24,6 +24,8 @@ OBJS = \
 	src/fetch.o \
 	src/fetch_answer.o \
 	src/join.o \
+	src/join_exec.o \
+	src/join_plan.o \
 	src/keys.o \
 	src/limiter.o \
 	src/master.o \
@@ -32,6 +34,7 @@ OBJS = \
 	src/paging.o \
 	src/partition.o \
 	src/plan.o \
+	src/pushdown.o \
 	src/quals.o \
 	src/requests.o \
 	src/response.o \

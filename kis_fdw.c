@@ -3,9 +3,10 @@
  * kis_fdw.c
  *	  The registry of kis_fdw: the FDW handler naming each callback, the
  *	  module's GUCs and start-up, and IMPORT FOREIGN SCHEMA.  The callbacks
- *	  live with the capability they belong to: planning in src/plan.c, the
- *	  scan's execution in src/scan.c, the batched join (its planner hook and
- *	  node) in src/join.c, keys to tuples in src/run.c, HTTP in
+ *	  live with the capability they belong to: planning in src/plan.c (what
+ *	  it pushes down: src/pushdown.c), the scan's execution in src/scan.c,
+ *	  the batched join in src/join.c (its planner hook in src/join_plan.c,
+ *	  its node in src/join_exec.c), keys to tuples in src/run.c, HTTP in
  *	  src/fetch.c, JSON in src/response.c, options in src/options.c.
  *
  *-------------------------------------------------------------------------

@@ -4,8 +4,8 @@
  *	  Evaluating pushed-down key conditions at execution: the distinct
  *	  symbols and markets or exchanges a run asks for, and the date range
  *	  of a daily table.  The foreign scan (scan.c) and the batched join
- *	  (join.c) both use it; plan.c decides which conditions these are
- *	  (kis_plan_keys) and lays them out as described there.
+ *	  (join_exec.c) both use it; plan.c decides which conditions these are
+ *	  (kis_plan_keys), and pushdown.c keeps them in the plan.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,27 +25,25 @@
 #include "endpoints.h"
 #include "keys.h"
 #include "options.h"
+#include "pushdown.h"
 #include "quals.h"
 #include "requests.h"
 #include "run.h"
 
 /*
- * Prepare the key conditions of a plan: keys and dates are the integer
- * lists kis_plan_keys made, exprs the expressions they point into.
+ * Prepare the key conditions of a plan: pushdown is the list form of its
+ * KisPushdown (pushdown.c), exprs the expressions it points into.
  */
 void
-kis_keys_init(KisKeyExprs *ke, List *keys, List *dates, List *exprs,
-			  PlanState *parent)
+kis_keys_init(KisKeyExprs *ke, List *pushdown, List *exprs, PlanState *parent)
 {
+	kis_pushdown_from_list(&ke->pushdown, pushdown);
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
-		ke->qual_pos[k] = list_nth_int(keys, k * 3);
-		ke->qual_is_array[k] = list_nth_int(keys, k * 3 + 1);
-		ke->planned[k] = list_nth_int(keys, k * 3 + 2);
-		ke->from_rows[k] = ke->qual_pos[k] >= 0 &&
-			kis_depends_on_rows(list_nth(exprs, ke->qual_pos[k]));
+		int			pos = ke->pushdown.keys[k].pos;
+
+		ke->from_rows[k] = pos >= 0 && kis_depends_on_rows(list_nth(exprs, pos));
 	}
-	ke->date_quals = dates;
 	ke->exprs = parent ? ExecInitExprList(exprs, parent) : NIL;
 }
 
@@ -83,17 +81,18 @@ static List *
 key_values(const KisKeyExprs *ke, ExprContext *econtext, KisKeyColumn key,
 		   const char *default_value)
 {
+	const KisKeyPushdown *kp = &ke->pushdown.keys[key];
 	Datum		d;
 	bool		isnull;
 	Oid			type;
 
-	if (ke->qual_pos[key] < 0)
+	if (kp->pos < 0)
 		return default_value ? list_make1(pstrdup(default_value)) : NIL;
 
-	d = eval_key_expr(ke, econtext, ke->qual_pos[key], &isnull, &type);
+	d = eval_key_expr(ke, econtext, kp->pos, &isnull, &type);
 	if (isnull)
 		return NIL;
-	return kis_key_strings(d, type, ke->qual_is_array[key]);
+	return kis_key_strings(d, type, kp->is_array);
 }
 
 /*
@@ -209,28 +208,21 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, KisRange *range)
 	int		   *dates = NULL;
 	int			ndates = 0;
 	KisRange	bound;			/* the partition bound's */
-	ListCell   *lc;
 
 	memset(range, 0, sizeof(KisRange));
 	memset(&bound, 0, sizeof(KisRange));
-	for (lc = list_head(ke->date_quals); lc != NULL; lc = lnext(ke->date_quals, lc))
+	for (int i = 0; i < ke->pushdown.ndates; i++)
 	{
-		KisQualOp	op = lfirst_int(lc);
-		int			pos;
+		const KisDatePushdown *dq = &ke->pushdown.dates[i];
+		KisQualOp	op = dq->op;
 		bool		isnull;
 		Oid			type;
 		Datum		value;
 		DateADT		d;
 		int			jd;
-		KisRange   *r = range;
+		KisRange   *r = dq->origin == KIS_DATE_PARTITION_BOUND ? &bound : range;
 
-		lc = lnext(ke->date_quals, lc);
-		pos = lfirst_int(lc);
-		lc = lnext(ke->date_quals, lc);
-		if (lfirst_int(lc) == KIS_DATE_PARTITION_BOUND)
-			r = &bound;
-
-		value = eval_key_expr(ke, econtext, pos, &isnull, &type);
+		value = eval_key_expr(ke, econtext, dq->pos, &isnull, &type);
 		if (isnull)
 			return false;
 		if (op == KIS_OP_IN)
@@ -302,6 +294,17 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, KisRange *range)
 }
 
 /*
+ * The i-th market of a KIS_KEYING_MARKET endpoint's list.  (A stand-in for
+ * an accessor of endpoints.c's, which has the count but not the names.)
+ */
+static const char *
+endpoint_market(const KisEndpoint *ep, int i)
+{
+	Assert(i < kis_endpoint_nmarkets(ep));
+	return ep->markets[i];
+}
+
+/*
  * Evaluate the key conditions into out, in the current memory context.
  * With with_symbols false (the join, whose symbols come from its other
  * side) the symbol condition is not read.
@@ -311,24 +314,24 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 			  const KisConfig *config, bool with_symbols, KisRunKeys *out)
 {
 	const KisEndpoint *ep = config->endpoint;
-	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+	KisKeyColumn venue_key = kis_endpoint_venue_key(ep);
 
 	memset(out, 0, sizeof(KisRunKeys));
 	out->can_match = date_range(ke, econtext, &out->range);
-	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+	if (kis_endpoint_per_symbol(ep))
 	{
 		if (with_symbols)
 			out->symbols = key_values(ke, econtext, KIS_KEY_SYMBOL, NULL);
 		out->venues = key_values(ke, econtext, venue_key,
-								 ep->has_exchange ? config->exchange : config->market);
+								 kis_endpoint_default_venue(ep, config));
 	}
-	else if (ep->markets != NULL)
+	else if (kis_endpoint_keying(ep) == KIS_KEYING_MARKET)
 	{
 		/* a listing per market: those asked for, else all */
 		out->venues = key_values(ke, econtext, KIS_KEY_MARKET, NULL);
-		if (ke->qual_pos[KIS_KEY_MARKET] < 0)
-			for (const char *const *m = ep->markets; *m; m++)
-				out->venues = lappend(out->venues, pstrdup(*m));
+		if (!kis_pushdown_has_key(&ke->pushdown, KIS_KEY_MARKET))
+			for (int i = 0; i < kis_endpoint_nmarkets(ep); i++)
+				out->venues = lappend(out->venues, pstrdup(endpoint_market(ep, i)));
 	}
 	out->from_rows = ke->from_rows[KIS_KEY_SYMBOL] || ke->from_rows[venue_key];
 }

@@ -14,6 +14,7 @@
 
 #include "nodes/pg_list.h"
 
+#include "pushdown.h"
 #include "quals.h"
 #include "requests.h"
 
@@ -25,11 +26,8 @@ struct RelationData;
 /* The key conditions of a plan, ready to evaluate */
 typedef struct KisKeyExprs
 {
-	int			qual_pos[KIS_NUM_LIST_KEYS];	/* index into exprs, or -1 */
-	bool		qual_is_array[KIS_NUM_LIST_KEYS];
-	int			planned[KIS_NUM_LIST_KEYS]; /* values known at plan time, or -1 */
+	KisPushdown pushdown;		/* what the plan pushed down */
 	bool		from_rows[KIS_NUM_LIST_KEYS];	/* values come from table data */
-	List	   *date_quals;		/* (op, index into exprs, given in the query) */
 	List	   *exprs;			/* ExprState per pushed-down condition */
 } KisKeyExprs;
 
@@ -43,7 +41,7 @@ typedef struct KisRunKeys
 	bool		from_rows;		/* values come from table data, not the query */
 } KisRunKeys;
 
-extern void kis_keys_init(KisKeyExprs *ke, List *keys, List *dates, List *exprs,
+extern void kis_keys_init(KisKeyExprs *ke, List *pushdown, List *exprs,
 						  struct PlanState *parent);
 extern char *kis_key_text(Datum value, Oid type);
 extern List *kis_key_strings(Datum value, Oid type, bool is_array);

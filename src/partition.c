@@ -2,26 +2,13 @@
  *
  * partition.c
  *	  A kis foreign table that is a partition holds only the rows its
- *	  partition bound allows.  PostgreSQL does not check that bound on rows
- *	  a foreign table returns, and the planner hands every partition the
- *	  whole key list of the query (pruning only drops partitions that get
- *	  no key at all), so a scan of a partition must itself keep to its
- *	  bound:
- *
- *	  - keys: the parts of the bound (and of its ancestors' bounds) that
- *	    read only the key columns (symbol, market or exchange) are
- *	    evaluated on each candidate key before anything is sent; a key that
- *	    belongs to another partition is neither requested (it may be
- *	    another account's) nor returned;
- *	  - rows: the other parts of the bound are checked on each row, so that
- *	    a bound on other columns (date, a price) keeps out the rows of
- *	    other partitions too.
- *
- * The foreign scan (run.c, for scan.c) and the batched join use it alike.
- * The planner also narrows a partition's date range by its bound on
- * "date" (plan.c), so that a table partitioned by date reads only its own
- * dates.
- * See docs/partitions.md.
+ *	  partition bound allows, which PostgreSQL does not check for a foreign
+ *	  table: the parts of the bound that read only key columns are checked
+ *	  on each key before anything is sent (a key of another partition is
+ *	  neither requested nor returned), the other parts on each row.  The
+ *	  scan (through run.c) and the batched join use it alike; plan.c also
+ *	  narrows a partition's date range and venues by its bound.  Why and
+ *	  how: docs/partitions.md.
  *
  *-------------------------------------------------------------------------
  */
@@ -151,8 +138,7 @@ kis_partition_filter_create(Relation rel, const KisEndpoint *ep)
 	/* a copy: a slot on it pins nothing with the resource owner */
 	tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
 	init_column(&f->symbol, tupdesc, attnums[KIS_KEY_SYMBOL]);
-	init_column(&f->venue, tupdesc,
-				attnums[ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET]);
+	init_column(&f->venue, tupdesc, attnums[kis_endpoint_venue_key(ep)]);
 	add_attnum(&key_columns, f->symbol.attnum);
 	add_attnum(&key_columns, f->venue.attnum);
 
@@ -275,7 +261,7 @@ kis_partition_venue_allowed(Relation rel, const KisEndpoint *ep, const char *ven
 	bool		ok;
 
 	kis_key_attnums(RelationGetRelid(rel), ep, attnums);
-	col.attnum = attnums[ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET];
+	col.attnum = attnums[kis_endpoint_venue_key(ep)];
 	if (col.attnum == InvalidAttrNumber || !rel->rd_rel->relispartition)
 		return true;
 	foreach(lc, flatten_ands(RelationGetPartitionQual(rel)))

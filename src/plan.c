@@ -4,16 +4,9 @@
  *	  The planner side of a kis foreign scan: which conditions become
  *	  request keys (quals.c matches them), what a scan costs, the paths it
  *	  offers (a batched scan of the keys given in WHERE, and parameterized
- *	  paths for joins on symbol), and the plan that scan.c executes.
- *
- * The plan's fdw_private is a list of three integer lists:
- *	  keys     per list key (symbol, market, exchange): position of its
- *	           expression in fdw_exprs or -1, whether it is an array, and
- *	           how many values it has at plan time or -1
- *	  dates    per date condition: operator, position in fdw_exprs, and
- *	           whether it is the query's (0) or the partition's bound
- *	           (KIS_DATE_PARTITION_BOUND)
- *	  needed   attribute numbers of the columns the query reads
+ *	  paths for joins on symbol), and the plan that scan.c executes: what
+ *	  it pushes down (a KisPushdown, pushdown.c) with its expressions as
+ *	  fdw_exprs, and the columns the query reads (KisScanPrivate, plan.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +30,7 @@
 #include "options.h"
 #include "partition.h"
 #include "plan.h"
+#include "pushdown.h"
 #include "quals.h"
 #include "requests.h"
 
@@ -102,7 +96,7 @@ count_partition_symbols(Oid relid, const KisPlanState *ps, KisKeyQual *quals,
 						const bool *has_qual)
 {
 	const KisEndpoint *ep = ps->config.endpoint;
-	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+	KisKeyColumn venue_key = kis_endpoint_venue_key(ep);
 	KisKeyQual *q = &quals[KIS_KEY_SYMBOL];
 	KisKeyQual *vq = &quals[venue_key];
 	Relation	rel;
@@ -115,7 +109,7 @@ count_partition_symbols(Oid relid, const KisPlanState *ps, KisKeyQual *quals,
 		((Const *) q->expr)->constisnull || !get_rel_relispartition(relid))
 		return;
 	if (!has_qual[venue_key])
-		venues = list_make1(ep->has_exchange ? ps->config.exchange : ps->config.market);
+		venues = list_make1(pstrdup(kis_endpoint_default_venue(ep, &ps->config)));
 	else if (IsA(vq->expr, Const) && !((Const *) vq->expr)->constisnull)
 		venues = kis_key_strings(((Const *) vq->expr)->constvalue,
 								 ((Const *) vq->expr)->consttype, vq->op == KIS_OP_IN);
@@ -172,12 +166,10 @@ kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	nkeys = kis_planned_values(ps, KIS_KEY_SYMBOL, KIS_DEFAULT_KEYS) *
 		kis_planned_values(ps, KIS_KEY_MARKET, 1) * kis_planned_values(ps, KIS_KEY_EXCHANGE, 1);
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	if (!kis_endpoint_per_symbol(ep))
 		baserel->rows = KIS_ACCOUNT_ROWS;
-	else if (ep->paging == KIS_PAGING_DATE)
-		baserel->rows = Max(nkeys, 1) * ep->page_rows;
 	else
-		baserel->rows = Max(nkeys, 1);
+		baserel->rows = Max(nkeys, 1) * kis_endpoint_rows_per_key(ep);
 	baserel->fdw_private = ps;
 }
 
@@ -198,9 +190,9 @@ kisIsForeignPathAsyncCapable(ForeignPath *path)
 double
 kis_planned_requests(const KisEndpoint *ep, double nkeys)
 {
-	if (ep->symbol_kind == KIS_SYMBOL_NONE)
+	if (!kis_endpoint_per_symbol(ep))
 		return 1;
-	return ceil(Max(nkeys, 1) / ep->batch_size);
+	return ceil(Max(nkeys, 1) / kis_endpoint_keys_per_request(ep));
 }
 
 /*
@@ -216,14 +208,12 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
 	const KisEndpoint *ep = ps->config.endpoint;
-	bool		needs_symbol = ep->symbol_kind != KIS_SYMBOL_NONE;
-	double		nkeys = baserel->rows;
+	bool		needs_symbol = kis_endpoint_per_symbol(ep);
+	double		nkeys = baserel->rows / kis_endpoint_rows_per_key(ep);
 	Cost		startup;
 	Cost		total;
 	ListCell   *lc;
 
-	if (ep->paging == KIS_PAGING_DATE)
-		nkeys = baserel->rows / ep->page_rows;
 	if (!needs_symbol || ps->has_qual[KIS_KEY_SYMBOL])
 		kis_estimate_cost(&ps->config, kis_planned_requests(ep, nkeys), baserel->rows,
 						  &startup, &total);
@@ -284,11 +274,13 @@ needed_attnums(RelOptInfo *baserel, List *local_quals)
  * checks it.)
  */
 static bool
-partition_venue(RelOptInfo *baserel, Oid relid, KisKeyColumn venue_key, KisKeyQual *q)
+partition_venue(RelOptInfo *baserel, Oid relid, KisKeyQual *q)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
-	const char *venue = venue_key == KIS_KEY_EXCHANGE ? ps->config.exchange : ps->config.market;
-	const char *column = venue_key == KIS_KEY_EXCHANGE ? "exchange" : "market";
+	const KisEndpoint *ep = ps->config.endpoint;
+	KisKeyColumn venue_key = kis_endpoint_venue_key(ep);
+	const char *venue = kis_endpoint_default_venue(ep, &ps->config);
+	const char *column = kis_endpoint_venue_name(ep);
 	Relation	rel;
 	bool		allowed;
 	ListCell   *lc;
@@ -304,7 +296,7 @@ partition_venue(RelOptInfo *baserel, Oid relid, KisKeyColumn venue_key, KisKeyQu
 			return true;
 	}
 	rel = table_open(relid, NoLock);
-	allowed = kis_partition_venue_allowed(rel, ps->config.endpoint, venue);
+	allowed = kis_partition_venue_allowed(rel, ep, venue);
 	table_close(rel, NoLock);
 	if (!allowed)
 		ereport(ERROR,
@@ -320,30 +312,23 @@ partition_venue(RelOptInfo *baserel, Oid relid, KisKeyColumn venue_key, KisKeyQu
 
 /*
  * Split clauses (RestrictInfos of baserel, foreign table relid) into
- * pushed-down key conditions
- * and local filters.  The first condition on a list key is pushed down
- * (others stay local filters); every date comparison narrows the date
- * range.  Fills *exprs with the pushed expressions, *keys and *dates with
- * the integer lists described at the top of this file, and returns the
- * local filters (bare clauses).  *has_symbol says whether a symbol
- * condition was found.
+ * pushed-down key conditions and local filters.  The first condition on a
+ * list key is pushed down (others stay local filters); every date
+ * comparison narrows the date range.  Fills *pd with the pushed-down
+ * conditions and their expressions, and returns the local filters (bare
+ * clauses).
  */
 List *
-kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, List **exprs,
-			  List **keys, List **dates, bool *has_symbol)
+kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, KisPushdown *pd)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
+	const KisEndpoint *ep = ps->config.endpoint;
 	List	   *local_quals = NIL;
-	int			qual_pos[KIS_NUM_LIST_KEYS];
 	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
+	bool		has_qual[KIS_NUM_LIST_KEYS];
 	ListCell   *lc;
 
-	*exprs = NIL;
-	*keys = NIL;
-	*dates = NIL;
-	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
-		qual_pos[k] = -1;
-
+	kis_pushdown_init(pd);
 	foreach(lc, clauses)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
@@ -352,65 +337,52 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, List **exprs,
 		if (rinfo->pseudoconstant)
 			continue;
 		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
-			(q.key == KIS_KEY_DATE || qual_pos[q.key] < 0))
+			(q.key == KIS_KEY_DATE || !kis_pushdown_has_key(pd, q.key)))
 		{
 			if (q.key == KIS_KEY_DATE)
 			{
-				*dates = lappend_int(*dates, q.op);
-				*dates = lappend_int(*dates, list_length(*exprs));
-				*dates = lappend_int(*dates, 0);	/* the query's */
+				kis_pushdown_add_date(pd, q.op, q.expr, KIS_DATE_QUERY);
 				if (q.loose)
 					local_quals = lappend(local_quals, rinfo->clause);
 			}
 			else
 			{
-				qual_pos[q.key] = list_length(*exprs);
+				kis_pushdown_set_key(pd, q.key, q.expr, q.op == KIS_OP_IN, q.nconst);
 				quals[q.key] = q;
 			}
-			*exprs = lappend(*exprs, q.expr);
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
 	}
 
-	if (ps->config.endpoint->symbol_kind != KIS_SYMBOL_NONE)
+	if (kis_endpoint_per_symbol(ep))
 	{
-		KisKeyColumn venue_key = ps->config.endpoint->has_exchange ?
-			KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
+		KisKeyColumn venue_key = kis_endpoint_venue_key(ep);
 
-		if (qual_pos[venue_key] < 0 && ps->key_attnums[venue_key] != InvalidAttrNumber &&
-			partition_venue(baserel, relid, venue_key, &quals[venue_key]))
-		{
-			qual_pos[venue_key] = list_length(*exprs);
-			*exprs = lappend(*exprs, quals[venue_key].expr);
-		}
+		if (!kis_pushdown_has_key(pd, venue_key) &&
+			ps->key_attnums[venue_key] != InvalidAttrNumber &&
+			partition_venue(baserel, relid, &quals[venue_key]))
+			kis_pushdown_set_key(pd, venue_key, quals[venue_key].expr,
+								 quals[venue_key].op == KIS_OP_IN, quals[venue_key].nconst);
 	}
 
-	{
-		bool		has_qual[KIS_NUM_LIST_KEYS];
-
-		for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
-			has_qual[k] = qual_pos[k] >= 0;
-		count_partition_symbols(relid, ps, quals, has_qual);
-	}
+	/* a partition's share of the symbols given as constants */
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
-	{
-		*keys = lappend_int(*keys, qual_pos[k]);
-		*keys = lappend_int(*keys, qual_pos[k] >= 0 && quals[k].op == KIS_OP_IN);
-		*keys = lappend_int(*keys, qual_pos[k] >= 0 ? quals[k].nconst : -1);
-	}
-	*has_symbol = qual_pos[KIS_KEY_SYMBOL] >= 0;
+		has_qual[k] = kis_pushdown_has_key(pd, k);
+	count_partition_symbols(relid, ps, quals, has_qual);
+	if (has_qual[KIS_KEY_SYMBOL])
+		pd->keys[KIS_KEY_SYMBOL].nplanned = quals[KIS_KEY_SYMBOL].nconst;
 	return local_quals;
 }
 
 /*
  * A partition's bound on "date" narrows its range too (docs/partitions.md);
- * crossing the query's bounds, it matches nothing.  Appends to *exprs and
- * *dates as kis_plan_keys lays them out.
+ * crossing the query's bounds, it matches nothing.  Adds its date
+ * conditions to *pd.
  */
 void
 kis_plan_partition_dates(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
-						 List **exprs, List **dates)
+						 KisPushdown *pd)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
 	ListCell   *lc;
@@ -424,12 +396,7 @@ kis_plan_partition_dates(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
 		if (kis_match_key_clause(baserel, make_simple_restrictinfo(root, lfirst(lc)),
 								 ps->key_attnums, &q) &&
 			q.key == KIS_KEY_DATE && q.op != KIS_OP_IN)
-		{
-			*dates = lappend_int(*dates, q.op);
-			*dates = lappend_int(*dates, list_length(*exprs));
-			*dates = lappend_int(*dates, KIS_DATE_PARTITION_BOUND);
-			*exprs = lappend(*exprs, q.expr);
-		}
+			kis_pushdown_add_date(pd, q.op, q.expr, KIS_DATE_PARTITION_BOUND);
 	}
 }
 
@@ -441,17 +408,14 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
 	const KisEndpoint *ep = ps->config.endpoint;
 	List	   *local_quals;
-	List	   *fdw_exprs;
-	List	   *keys;
-	List	   *dates;
-	bool		has_symbol;
+	KisPushdown pd;
+	List	   *fdw_private;
 
 	/* scan_clauses has the join clauses too when the path is parameterized */
-	local_quals = kis_plan_keys(baserel, foreigntableid, scan_clauses, &fdw_exprs, &keys,
-								&dates, &has_symbol);
-	kis_plan_partition_dates(root, baserel, foreigntableid, &fdw_exprs, &dates);
+	local_quals = kis_plan_keys(baserel, foreigntableid, scan_clauses, &pd);
+	kis_plan_partition_dates(root, baserel, foreigntableid, &pd);
 
-	if (ep->symbol_kind != KIS_SYMBOL_NONE && !has_symbol)
+	if (kis_endpoint_per_symbol(ep) && !kis_pushdown_has_key(&pd, KIS_KEY_SYMBOL))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("a scan of foreign table \"%s\" needs a condition on \"symbol\"",
@@ -461,7 +425,8 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				 errdetail("KIS answers for given symbols only; kis_fdw never crawls a whole market."),
 				 errhint("Add WHERE symbol = '005930', symbol IN (...), symbol = ANY (ARRAY(SELECT symbol FROM ...)), or join on symbol.")));
 
-	return make_foreignscan(tlist, local_quals, baserel->relid, fdw_exprs,
-							list_make3(keys, dates, needed_attnums(baserel, local_quals)),
+	/* in KisScanPrivate's order */
+	fdw_private = list_make2(kis_pushdown_to_list(&pd), needed_attnums(baserel, local_quals));
+	return make_foreignscan(tlist, local_quals, baserel->relid, pd.exprs, fdw_private,
 							NIL, NIL, outer_plan);
 }

@@ -20,6 +20,7 @@
 struct ForeignPath;
 struct ForeignScan;
 struct KisEndpoint;
+struct KisPushdown;
 struct Plan;
 struct PlannerInfo;
 struct RelOptInfo;
@@ -34,6 +35,13 @@ extern struct ForeignScan *kisGetForeignPlan(struct PlannerInfo *root,
 											 struct ForeignPath *best_path,
 											 List *tlist, List *scan_clauses,
 											 struct Plan *outer_plan);
+
+/* The slots of a foreign scan's fdw_private (scan.c reads them) */
+typedef enum KisScanPrivate
+{
+	KIS_SCAN_PUSHDOWN,			/* what it pushes down: kis_pushdown_to_list() */
+	KIS_SCAN_NEEDED				/* attnums of the columns the query reads */
+} KisScanPrivate;
 
 /* Planner state of a kis foreign table, in its RelOptInfo's fdw_private */
 typedef struct KisPlanState
@@ -51,8 +59,8 @@ extern double kis_planned_values(const KisPlanState *ps, KisKeyColumn key,
 extern void kis_estimate_cost(const KisConfig *config, double nrequests, double rows,
 							  Cost *startup, Cost *total);
 extern List *kis_plan_keys(struct RelOptInfo *baserel, Oid relid, List *clauses,
-						   List **exprs, List **keys, List **dates, bool *has_symbol);
+						   struct KisPushdown *pd);
 extern void kis_plan_partition_dates(struct PlannerInfo *root, struct RelOptInfo *baserel,
-									 Oid relid, List **exprs, List **dates);
+									 Oid relid, struct KisPushdown *pd);
 
 #endif							/* KIS_PLAN_H */

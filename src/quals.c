@@ -11,7 +11,7 @@
  *	  the planner turns into a nested-loop parameter.
  *
  * The values are not known here; the executor evaluates the expressions
- * when the scan starts (kis_fdw.c).
+ * when the scan starts (keys.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -44,15 +44,10 @@ const char *const kis_key_column_names[KIS_NUM_KEYS] = {
 void
 kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums)
 {
-	bool		takes[KIS_NUM_KEYS];
-
-	takes[KIS_KEY_SYMBOL] = ep->symbol_kind != KIS_SYMBOL_NONE;
-	takes[KIS_KEY_MARKET] = ep->has_market;
-	takes[KIS_KEY_EXCHANGE] = ep->has_exchange;
-	takes[KIS_KEY_DATE] = ep->has_date;
 	for (int k = 0; k < KIS_NUM_KEYS; k++)
 	{
-		attnums[k] = takes[k] ? get_attnum(relid, kis_key_column_names[k]) : InvalidAttrNumber;
+		attnums[k] = kis_endpoint_has_key(ep, k) ?
+			get_attnum(relid, kis_key_column_names[k]) : InvalidAttrNumber;
 		if (attnums[k] != InvalidAttrNumber && kis_column_field_option(relid, attnums[k]) != NULL)
 			attnums[k] = InvalidAttrNumber;
 	}

@@ -51,12 +51,6 @@ typedef struct KisKeyQual
 	int			nconst;			/* values known at plan time, or -1 */
 } KisKeyQual;
 
-/*
- * Where a date condition comes from, in the plan: the query (0) or the
- * partition's bound
- */
-#define KIS_DATE_PARTITION_BOUND 2
-
 struct KisEndpoint;
 struct PlannerInfo;
 struct RelOptInfo;

@@ -41,6 +41,7 @@
 #include "keys.h"
 #include "options.h"
 #include "plan.h"
+#include "pushdown.h"
 #include "quals.h"
 #include "run.h"
 #include "scan.h"
@@ -88,7 +89,7 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
 	KisScanState *st = palloc0(sizeof(KisScanState));
-	List	   *needed = (List *) lthird(fsplan->fdw_private);
+	List	   *needed = list_nth(fsplan->fdw_private, KIS_SCAN_NEEDED);
 	MemoryContext old;
 	Oid			userid;
 
@@ -102,7 +103,7 @@ kisBeginForeignScan(ForeignScanState *node, int eflags)
 	MemoryContextSwitchTo(old);
 
 	/* plain EXPLAIN: no credentials needed, nothing sent */
-	kis_keys_init(&st->keys, linitial(fsplan->fdw_private), lsecond(fsplan->fdw_private),
+	kis_keys_init(&st->keys, list_nth(fsplan->fdw_private, KIS_SCAN_PUSHDOWN),
 				  fsplan->fdw_exprs,
 				  (eflags & EXEC_FLAG_EXPLAIN_ONLY) ? NULL : (PlanState *) node);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
@@ -297,41 +298,38 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	KisScanState *st = (KisScanState *) node->fdw_state;
 	const KisEndpoint *ep = st->config.endpoint;
-	KisKeyColumn venue_key = ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
-	int			nsym = st->keys.planned[KIS_KEY_SYMBOL];
-	int			nven = st->keys.qual_pos[venue_key] >= 0 ? st->keys.planned[venue_key] : 1;
+	const KisPushdown *pd = &st->keys.pushdown;
+	KisKeyColumn venue_key = kis_endpoint_venue_key(ep);
+	KisKeying	keying = kis_endpoint_keying(ep);
+	int			nsym = pd->keys[KIS_KEY_SYMBOL].nplanned;
+	int			nven = kis_pushdown_has_key(pd, venue_key) ? pd->keys[venue_key].nplanned : 1;
 
 	/* each property has one type in every format (README, EXPLAIN ANALYZE) */
 	ExplainPropertyText("KIS Endpoint", ep->name, es);
-	if (ep->symbol_kind != KIS_SYMBOL_NONE)
+	if (keying == KIS_KEYING_SYMBOL)
 	{
 		if (nsym >= 0)
 			ExplainPropertyInteger("KIS Symbols", NULL, nsym, es);
 		else
 			ExplainPropertyText("KIS Symbols Computed", "at scan start", es);
 	}
-	if (ep->symbol_kind == KIS_SYMBOL_NONE && ep->markets != NULL)
+	if (keying == KIS_KEYING_MARKET)
 	{
 		/* a download per market: those of the condition, else all */
-		int			nmarkets = 0;
+		int			nmarkets = kis_endpoint_nmarkets(ep);
 
-		while (ep->markets[nmarkets])
-			nmarkets++;
-		if (st->keys.qual_pos[KIS_KEY_MARKET] >= 0)
-			nmarkets = st->keys.planned[KIS_KEY_MARKET];
+		if (kis_pushdown_has_key(pd, KIS_KEY_MARKET))
+			nmarkets = pd->keys[KIS_KEY_MARKET].nplanned;
 		if (nmarkets >= 0)
 			ExplainPropertyInteger("KIS Planned Requests", NULL, nmarkets, es);
 	}
-	else if (ep->symbol_kind == KIS_SYMBOL_NONE || (nsym >= 0 && nven >= 0))
+	else if (keying != KIS_KEYING_SYMBOL || (nsym >= 0 && nven >= 0))
 		ExplainPropertyInteger("KIS Planned Requests", NULL,
 							   (int64) kis_planned_requests(ep, (double) Max(nsym, 0) * nven), es);
-	if (ep->paging != KIS_PAGING_NONE)
-		ExplainPropertyText("KIS Paging",
-							ep->paging == KIS_PAGING_DATE ? "by date, 100 rows per request" :
-							ep->paging == KIS_PAGING_TIME ? "by time, 30 rows per request" :
-							"by continuation key", es);
-	if (st->keys.date_quals != NIL)
-		ExplainPropertyInteger("KIS Date Conditions", NULL, list_length(st->keys.date_quals) / 3, es);
+	if (kis_endpoint_paging(ep) != KIS_PAGING_NONE)
+		ExplainPropertyText("KIS Paging", kis_endpoint_paging_detail(ep), es);
+	if (pd->ndates > 0)
+		ExplainPropertyInteger("KIS Date Conditions", NULL, pd->ndates, es);
 
 	if (es->analyze && st->runner != NULL)
 		kis_runner_explain(st->runner, es);
