@@ -851,6 +851,14 @@ kis_endpoint_nmarkets(const KisEndpoint *ep)
 	return n;
 }
 
+/* The i-th of those markets, i < kis_endpoint_nmarkets() */
+const char *
+kis_endpoint_market(const KisEndpoint *ep, int i)
+{
+	Assert(i >= 0 && i < kis_endpoint_nmarkets(ep));
+	return ep->markets[i];
+}
+
 /* Keys one request carries (KIS_KEYING_SYMBOL) */
 int
 kis_endpoint_keys_per_request(const KisEndpoint *ep)

@@ -194,6 +194,7 @@ extern bool kis_endpoint_has_period(const KisEndpoint *ep, const char *period);
 extern const char *kis_endpoint_ctx_fk_member(const KisEndpoint *ep);
 extern const char *kis_endpoint_ctx_nk_member(const KisEndpoint *ep);
 extern int	kis_endpoint_nmarkets(const KisEndpoint *ep);
+extern const char *kis_endpoint_market(const KisEndpoint *ep, int i);
 extern int	kis_endpoint_keys_per_request(const KisEndpoint *ep);
 extern double kis_endpoint_rows_per_key(const KisEndpoint *ep);
 extern KisPaging kis_endpoint_paging(const KisEndpoint *ep);

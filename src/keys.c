@@ -294,17 +294,6 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, KisRange *range)
 }
 
 /*
- * The i-th market of a KIS_KEYING_MARKET endpoint's list.  (A stand-in for
- * an accessor of endpoints.c's, which has the count but not the names.)
- */
-static const char *
-endpoint_market(const KisEndpoint *ep, int i)
-{
-	Assert(i < kis_endpoint_nmarkets(ep));
-	return ep->markets[i];
-}
-
-/*
  * Evaluate the key conditions into out, in the current memory context.
  * With with_symbols false (the join, whose symbols come from its other
  * side) the symbol condition is not read.
@@ -331,7 +320,7 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 		out->venues = key_values(ke, econtext, KIS_KEY_MARKET, NULL);
 		if (!kis_pushdown_has_key(&ke->pushdown, KIS_KEY_MARKET))
 			for (int i = 0; i < kis_endpoint_nmarkets(ep); i++)
-				out->venues = lappend(out->venues, pstrdup(endpoint_market(ep, i)));
+				out->venues = lappend(out->venues, pstrdup(kis_endpoint_market(ep, i)));
 	}
 	out->from_rows = ke->from_rows[KIS_KEY_SYMBOL] || ke->from_rows[venue_key];
 }
