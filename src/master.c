@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * master.c
- *	  KIS's stock master files (endpoints of KIS_SOURCE_MASTER_FILE): the zip archive KIS
+ *	  KIS's stock master files (KIS_SOURCE_MASTER_FILE): the zip archive KIS
  *	  publishes for each market, and the fixed-width CP949 lines inside it,
  *	  turned into one JSON object per listing so that the rest of the FDW
  *	  reads them like any answer (friendly columns, field options, raw).
