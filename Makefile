@@ -19,6 +19,7 @@ OBJS = \
 	src/async_wait.o \
 	src/auth.o \
 	src/cache.o \
+	src/declared.o \
 	src/describe.o \
 	src/endpoints.o \
 	src/fetch.o \

@@ -499,7 +499,8 @@ copy_out(CacheStore *s, CacheEntry *e, KisCachedAnswer *answer, MemoryContext cx
  */
 void
 kis_cache_answer_id(const KisConfig *config, const uint8 *creds, bool private_answer,
-					const char *url, const char *tr_id, const char *header, uint8 *id)
+					bool unchecked, const char *url, const char *tr_id, const char *header,
+					uint8 *id)
 {
 	StringInfoData buf;
 
@@ -507,6 +508,8 @@ kis_cache_answer_id(const KisConfig *config, const uint8 *creds, bool private_an
 	appendStringInfo(&buf, "%s%c%s%c%s%c%s%c",
 					 config->environment == KIS_ENV_VIRTUAL ? "virtual" : "real", '\0',
 					 url, '\0', tr_id ? tr_id : "", '\0', header ? header : "", '\0');
+	/* an answer no check confirmed never stands for one that would be */
+	appendStringInfoChar(&buf, unchecked ? 'u' : 'c');
 	if (private_answer)
 	{
 		appendBinaryStringInfo(&buf, (const char *) creds, KIS_SHA256_LEN);

@@ -39,7 +39,7 @@ extern void kis_cache_define_gucs(void);
 extern void kis_cache_shmem_request(void);
 extern void kis_cache_shmem_startup(void);
 extern void kis_cache_answer_id(const struct KisConfig *config, const uint8 *creds,
-								bool private_answer, const char *url,
+								bool private_answer, bool unchecked, const char *url,
 								const char *tr_id, const char *header, uint8 *id);
 extern int	kis_cache_ttl_ms(int cache_ttl_ms, bool download);
 extern bool kis_cache_may_keep(bool private_answer, bool may_continue,

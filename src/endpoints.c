@@ -561,6 +561,7 @@ all_chars(const char *s, const char *allowed)
 }
 
 #define DIGITS "0123456789"
+#define KIS_PARAM_VALUE_MAX 128
 #define UPPER_ALNUM DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 /*
@@ -585,6 +586,13 @@ kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
 			return false;
 		case KIS_SYMBOL_OVERSEAS:
 			return len >= 1 && len <= 16 && all_chars(symbol, UPPER_ALNUM "./-");
+		case KIS_SYMBOL_PARAM:
+			if (len < 1 || len > KIS_PARAM_VALUE_MAX)
+				return false;
+			for (const unsigned char *p = (const unsigned char *) symbol; *p; p++)
+				if (*p < 0x20 || *p == 0x7f)
+					return false;
+			return true;
 	}
 	return false;
 }
@@ -598,6 +606,8 @@ kis_symbol_hint(KisSymbolKind kind)
 			return NULL;
 		case KIS_SYMBOL_DOMESTIC:
 			return "Domestic symbols are 6 digits or upper-case letters, e.g. '005930'; ETNs are 'Q' and 6 digits, e.g. 'Q500001'.";
+		case KIS_SYMBOL_PARAM:
+			return "A param column's value is sent as a query parameter: 1 to 128 bytes, no control characters.";
 		case KIS_SYMBOL_OVERSEAS:
 			return "Overseas symbols are tickers of up to 16 upper-case letters, digits, '.', '/' or '-', e.g. 'AAPL'.";
 	}
@@ -746,6 +756,8 @@ kis_endpoint_venue_name(const KisEndpoint *ep)
 const char *
 kis_endpoint_default_venue(const KisEndpoint *ep, const KisConfig *config)
 {
+	if (kis_endpoint_is_declared(ep))
+		return ep->has_market ? ep->key_defaults[KIS_KEY_MARKET] : "";
 	return ep->has_exchange ? config->exchange : config->market;
 }
 
@@ -753,6 +765,9 @@ kis_endpoint_default_venue(const KisEndpoint *ep, const KisConfig *config)
 bool
 kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue)
 {
+	if (kis_endpoint_is_declared(ep))
+		return ep->has_market ? kis_symbol_is_valid(KIS_SYMBOL_PARAM, venue) :
+			venue[0] == '\0';
 	return ep->has_exchange ? kis_exchange_is_valid(venue) :
 		kis_endpoint_market_is_valid(ep, venue);
 }
@@ -804,6 +819,8 @@ kis_endpoint_symbol_hint(const KisEndpoint *ep)
 char *
 kis_endpoint_venue_hint(const KisEndpoint *ep)
 {
+	if (kis_endpoint_is_declared(ep))
+		return pstrdup(kis_symbol_hint(KIS_SYMBOL_PARAM));
 	if (ep->has_exchange)
 		return pstrdup("Valid exchanges are NAS, NYS, AMS (and their daytime codes BAQ, BAY, BAA), HKS, TSE, SHS, SZS, SHI, SZI, HSX, HNX.");
 	return kis_endpoint_market_hint(ep);
@@ -929,4 +946,34 @@ bool
 kis_endpoint_private_answers(const KisEndpoint *ep)
 {
 	return ep->needs_account;
+}
+
+/* A table declared in SQL (path, tr_id, params options), not an entry */
+bool
+kis_endpoint_is_declared(const KisEndpoint *ep)
+{
+	return ep->declared;
+}
+
+/* The name of the column that holds a key's values */
+const char *
+kis_endpoint_key_column(const KisEndpoint *ep, KisKeyColumn key)
+{
+	if (key < KIS_NUM_LIST_KEYS && ep->key_columns[key] != NULL)
+		return ep->key_columns[key];
+	return kis_key_column_names[key];
+}
+
+/*
+ * Whether a scan must have a condition on the key: a symbol always, a
+ * declared table's param column unless params gives it a value.
+ */
+bool
+kis_endpoint_key_required(const KisEndpoint *ep, KisKeyColumn key)
+{
+	if (!kis_endpoint_has_key(ep, key))
+		return false;
+	if (kis_endpoint_is_declared(ep))
+		return key < KIS_NUM_LIST_KEYS && ep->key_defaults[key] == NULL;
+	return key == KIS_KEY_SYMBOL;
 }

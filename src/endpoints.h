@@ -68,7 +68,8 @@ typedef enum KisSymbolKind
 {
 	KIS_SYMBOL_NONE,			/* the endpoint takes no symbol (account) */
 	KIS_SYMBOL_DOMESTIC,		/* 6 digits/upper-case letters, ETN Q+6 digits */
-	KIS_SYMBOL_OVERSEAS			/* ticker: upper-case letters, digits, . / - */
+	KIS_SYMBOL_OVERSEAS,		/* ticker: upper-case letters, digits, . / - */
+	KIS_SYMBOL_PARAM			/* a declared table's param value: any text */
 } KisSymbolKind;
 
 /* Where the rows are in an answer */
@@ -140,6 +141,11 @@ typedef struct KisEndpoint
 	const char *ctx_fk_member;	/* cursor paging: the answer's keys (NULL: */
 	const char *ctx_nk_member;	/* ctx_area_fk100, ctx_area_nk100) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
+
+	/* a table declared in SQL (declared.c); unset in a catalogue entry */
+	bool		declared;
+	const char *key_columns[KIS_NUM_LIST_KEYS]; /* its param columns' names */
+	const char *key_defaults[KIS_NUM_LIST_KEYS];	/* their values in params */
 } KisEndpoint;
 
 /*
@@ -202,5 +208,8 @@ extern const char *kis_paging_name(KisPaging paging);
 extern char *kis_endpoint_paging_detail(const KisEndpoint *ep);
 extern const char *kis_endpoint_key_columns(const KisEndpoint *ep);
 extern bool kis_endpoint_private_answers(const KisEndpoint *ep);
+extern bool kis_endpoint_is_declared(const KisEndpoint *ep);
+extern const char *kis_endpoint_key_column(const KisEndpoint *ep, KisKeyColumn key);
+extern bool kis_endpoint_key_required(const KisEndpoint *ep, KisKeyColumn key);
 
 #endif							/* KIS_ENDPOINTS_H */

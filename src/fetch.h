@@ -37,6 +37,9 @@ typedef enum KisPoll
 #define KIS_FETCH_PRIVATE		0x02	/* its answer is the user mapping's */
 #define KIS_FETCH_MAY_CONTINUE	0x04	/* its answer may say more pages follow:
 										 * kept only when none does */
+#define KIS_FETCH_UNCHECKED		0x08	/* nothing checks that its answer is the
+										 * one asked for: shared only with
+										 * requests alike (docs/security.md) */
 
 /* The reply header a completion keeps (the caller's paging reads it) */
 #define KIS_FETCH_KEPT_HEADER "tr_cont"

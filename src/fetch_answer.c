@@ -218,7 +218,8 @@ kis_fetch_share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 		return false;			/* a paged listing's next page, say */
 
 	kis_cache_answer_id(config, f->creds, (req->flags & KIS_FETCH_PRIVATE) != 0,
-						req->url, req->tr_id, req->header, req->answer_id);
+						(req->flags & KIS_FETCH_UNCHECKED) != 0, req->url, req->tr_id,
+						req->header, req->answer_id);
 	switch (kis_cache_lookup(req->answer_id,
 							 kis_cache_ttl_ms(config->cache_ttl_ms, req->kind == KIS_REQ_FILE),
 							 now, &req->share_serial, &answer, f->cxt))

@@ -32,6 +32,7 @@
 #include "utils/syscache.h"
 
 #include "auth.h"
+#include "declared.h"
 #include "endpoints.h"
 #include "limiter.h"
 #include "options.h"
@@ -54,7 +55,8 @@ typedef enum KisOptionType
 	OPT_ACCOUNT,
 	OPT_ENDPOINT,
 	OPT_MARKET,
-	OPT_EXCHANGE
+	OPT_EXCHANGE,
+	OPT_DECLARED				/* a declared TR's (declared.c checks it) */
 } KisOptionType;
 
 typedef struct KisOptionDef
@@ -93,7 +95,14 @@ static const KisOptionDef kis_options[] = {
 	{"exchange", ON_TABLE, OPT_EXCHANGE},
 	{"period", ON_TABLE, OPT_CHOICE, period_choices},
 	{"adjusted", ON_TABLE, OPT_BOOL},
+	{"path", ON_TABLE, OPT_DECLARED},
+	{"tr_id", ON_TABLE, OPT_DECLARED},
+	{"tr_id_virtual", ON_TABLE, OPT_DECLARED},
+	{"params", ON_TABLE, OPT_DECLARED},
+	{"rows", ON_TABLE, OPT_DECLARED},
+	{"paging", ON_TABLE, OPT_DECLARED},
 	{"field", ON_COLUMN, OPT_TEXT},
+	{"param", ON_COLUMN, OPT_DECLARED},
 	{NULL}
 };
 
@@ -381,6 +390,9 @@ check_value(const KisOptionDef *opt, const char *value)
 						 errmsg("invalid value for option \"exchange\": \"%s\"", value),
 						 errhint("Valid exchanges are: %s.", choice_names(kis_exchange_codes))));
 			break;
+		case OPT_DECLARED:
+			kis_declared_check_option(opt->name, value);
+			break;
 		case OPT_MARKET:
 			if (!kis_market_is_valid(value))
 				ereport(ERROR,
@@ -404,6 +416,8 @@ kis_fdw_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	int			where = catalog_to_where(PG_GETARG_OID(1));
 	bool		have_endpoint = false;
+	bool		have_field = false;
+	bool		have_param = false;
 	ListCell   *lc;
 
 	foreach(lc, options)
@@ -436,9 +450,18 @@ kis_fdw_validator(PG_FUNCTION_ARGS)
 		check_value(opt, value);
 		if (strcmp(opt->name, "endpoint") == 0)
 			have_endpoint = true;
+		have_field |= strcmp(opt->name, "field") == 0;
+		have_param |= strcmp(opt->name, "param") == 0;
 	}
 
-	if (where == ON_TABLE && !have_endpoint)
+	if (where == ON_TABLE)
+		kis_declared_check_table(options);
+	if (where == ON_COLUMN && have_field && have_param)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a column cannot have both options \"field\" and \"param\""),
+				 errdetail("A param column holds the value its condition sends; it reads no field of the answer.")));
+	if (where == ON_TABLE && !have_endpoint && !kis_declared_is(options))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("a kis_fdw foreign table needs an \"endpoint\" option"),
@@ -602,6 +625,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 	ListCell   *lc;
 
 	kis_config_for_server(server->serverid, config);
+	if (kis_declared_is(table->options))
+		config->endpoint = kis_declared_endpoint(foreigntableid, table->options);
 	foreach(lc, table->options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);

@@ -208,7 +208,7 @@ kisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	KisPlanState *ps = (KisPlanState *) baserel->fdw_private;
 	const KisEndpoint *ep = ps->config.endpoint;
-	bool		needs_symbol = kis_endpoint_per_symbol(ep);
+	bool		needs_symbol = kis_endpoint_key_required(ep, KIS_KEY_SYMBOL);
 	double		nkeys = baserel->rows / kis_endpoint_rows_per_key(ep);
 	Cost		startup;
 	Cost		total;
@@ -415,7 +415,19 @@ kisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	local_quals = kis_plan_keys(baserel, foreigntableid, scan_clauses, &pd);
 	kis_plan_partition_dates(root, baserel, foreigntableid, &pd);
 
-	if (kis_endpoint_per_symbol(ep) && !kis_pushdown_has_key(&pd, KIS_KEY_SYMBOL))
+	for (KisKeyColumn k = KIS_KEY_SYMBOL; kis_endpoint_is_declared(ep) && k < KIS_NUM_LIST_KEYS; k++)
+	{
+		if (kis_endpoint_key_required(ep, k) && !kis_pushdown_has_key(&pd, k))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("a scan of foreign table \"%s\" needs a condition on \"%s\"",
+							get_rel_name(foreigntableid), kis_endpoint_key_column(ep, k)),
+					 errdetail("Column \"%s\" fills a parameter of TR %s, and the table's params option gives it no value.",
+							   kis_endpoint_key_column(ep, k), ep->name),
+					 errhint("Add WHERE %s = '...', %s IN (...), join on it, or give the parameter a value in params.",
+							 kis_endpoint_key_column(ep, k), kis_endpoint_key_column(ep, k))));
+	}
+	if (kis_endpoint_key_required(ep, KIS_KEY_SYMBOL) && !kis_pushdown_has_key(&pd, KIS_KEY_SYMBOL))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("a scan of foreign table \"%s\" needs a condition on \"symbol\"",

@@ -47,7 +47,7 @@ kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums)
 	for (int k = 0; k < KIS_NUM_KEYS; k++)
 	{
 		attnums[k] = kis_endpoint_has_key(ep, k) ?
-			get_attnum(relid, kis_key_column_names[k]) : InvalidAttrNumber;
+			get_attnum(relid, kis_endpoint_key_column(ep, k)) : InvalidAttrNumber;
 		if (attnums[k] != InvalidAttrNumber && kis_column_field_option(relid, attnums[k]) != NULL)
 			attnums[k] = InvalidAttrNumber;
 	}

@@ -164,7 +164,8 @@ send_call(KisFetcher *f, KisCall *call)
 				  (header == NULL ? KIS_FETCH_SHARED : 0) |
 				  (kis_endpoint_private_answers(call->ep) ? KIS_FETCH_PRIVATE : 0) |
 				  (kis_endpoint_paging(call->ep) == KIS_PAGING_CURSOR ?
-				   KIS_FETCH_MAY_CONTINUE : 0),
+				   KIS_FETCH_MAY_CONTINUE : 0) |
+				  (kis_endpoint_is_declared(call->ep) ? KIS_FETCH_UNCHECKED : 0),
 				  call);
 	pfree(path.data);
 }
@@ -536,8 +537,11 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 	extra = member_object(c->resp.root, ep->extra_member);
 
 	if (shape == KIS_ROWS_OBJECT ? !json_is_object(member) : !json_is_array(member))
-		rows = fail_all(call, psprintf("the answer has no \"%s\" %s", ep->rows_member,
-									   shape == KIS_ROWS_OBJECT ? "object" : "array"));
+		rows = fail_all(call, kis_endpoint_is_declared(ep) ?
+						psprintf("the answer of TR %s has no \"%s\" array or object",
+								 ep->name, ep->rows_member) :
+						psprintf("the answer has no \"%s\" %s", ep->rows_member,
+								 shape == KIS_ROWS_OBJECT ? "object" : "array"));
 	else if (kis_endpoint_keys_per_request(ep) > 1)
 		rows = batched_rows(call, member);
 	else if (shape == KIS_ROWS_OBJECT)

@@ -152,10 +152,11 @@ build_column_map(KisRunner *r, List *needed)
 			col->source = KIS_COL_FIELD;
 			col->field = field_opt;
 		}
-		else if (strcmp(name, "symbol") == 0 && kis_endpoint_has_key(ep, KIS_KEY_SYMBOL))
+		else if (kis_endpoint_has_key(ep, KIS_KEY_SYMBOL) &&
+				 strcmp(name, kis_endpoint_key_column(ep, KIS_KEY_SYMBOL)) == 0)
 			col->source = KIS_COL_SYMBOL;
-		else if ((strcmp(name, "market") == 0 && kis_endpoint_has_key(ep, KIS_KEY_MARKET)) ||
-				 (strcmp(name, "exchange") == 0 && kis_endpoint_has_key(ep, KIS_KEY_EXCHANGE)))
+		else if (kis_endpoint_has_key(ep, kis_endpoint_venue_key(ep)) &&
+				 strcmp(name, kis_endpoint_key_column(ep, kis_endpoint_venue_key(ep))) == 0)
 			col->source = KIS_COL_VENUE;
 		else if (strcmp(name, "fetched_at") == 0)
 			col->source = KIS_COL_FETCHED_AT;
@@ -260,7 +261,8 @@ static const char *
 invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 {
 	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
-		return "invalid symbol";
+		return kis_endpoint_is_declared(ep) ?
+			psprintf("invalid %s", kis_endpoint_key_column(ep, KIS_KEY_SYMBOL)) : "invalid symbol";
 	if (!kis_endpoint_venue_is_valid(ep, key->venue))
 		return psprintf("invalid %s", kis_endpoint_venue_name(ep));
 	return NULL;
@@ -273,11 +275,14 @@ report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid symbol \"%s\"", key->symbol),
+				 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
+						kis_endpoint_key_column(ep, KIS_KEY_SYMBOL) : "symbol", key->symbol),
 				 errhint("%s", kis_endpoint_symbol_hint(ep))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid %s \"%s\"", kis_endpoint_venue_name(ep), key->venue),
+			 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
+					kis_endpoint_key_column(ep, KIS_KEY_MARKET) : kis_endpoint_venue_name(ep),
+					key->venue),
 			 errhint("%s", kis_endpoint_venue_hint(ep))));
 }
 
@@ -416,8 +421,9 @@ key_label(const KisRunner *r, const KisKey *key)
 		return pstrdup(ep->name);
 	if (!kis_endpoint_per_symbol(ep))
 		return pstrdup(key->venue); /* a market's listing */
-	if (kis_endpoint_has_key(ep, KIS_KEY_MARKET) &&
-		strcmp(key->venue, r->config->market) == 0)
+	if (key->venue[0] == '\0' ||
+		(!kis_endpoint_is_declared(ep) && kis_endpoint_has_key(ep, KIS_KEY_MARKET) &&
+		 strcmp(key->venue, r->config->market) == 0))
 		return pstrdup(key->symbol);
 	return psprintf("%s (%s)", key->symbol, key->venue);
 }
@@ -428,7 +434,8 @@ row_subject(const KisRunner *r, const KisRow *row)
 {
 	if (row->key != NULL)
 		return psprintf("%s \"%s\"", kis_endpoint_per_symbol(r->config->endpoint) ?
-						"symbol" : "market", row->key->symbol);
+						kis_endpoint_key_column(r->config->endpoint, KIS_KEY_SYMBOL) : "market",
+						row->key->symbol);
 	return psprintf("endpoint %s", r->config->endpoint->name);
 }
 
