@@ -35,7 +35,8 @@ MOCK_DEFAULTS = {"rate_limit": 0, "latency_ms": 0, "jitter_ms": 0,
                  "token_interval": 0, "token_ttl": 86400, "multprice_signs": "signed",
                  "overseas_session": "open", "data_start": "20150102", "token_reuse": 0,
                  "token_latency_ms": 0,
-                 "minute_session": "0900-1530", "environment": "real"}
+                 "minute_session": "0900-1530", "environment": "real",
+                 "holdings": 120}
 WAIT = 60  # seconds before a hung psql counts as a failure (a safety net, not a check)
 TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # test/
 ROOT = os.path.dirname(TEST_DIR)
