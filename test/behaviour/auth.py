@@ -1,6 +1,9 @@
-"""Behaviour tests: tokens.  Issuance refused, slow, too soon, failing or lost on the
-network; tokens expired at issuance or mid-scan; one token per credential and origin;
-kis_fdw_stats' token counts against the mock's.
+"""Behaviour tests: access tokens (src/auth.c).  Issuance refused, slow, too soon,
+failing or lost on the network; tokens expired at issuance or mid-scan; one token per
+credential and origin; kis_fdw_stats' token counts against the mock's.
+
+Several of these need a free app-key slot for a key of their own, so this file runs
+before gate.py and security.py, whose tests hold many slots (test/test_fdw.py).
 """
 
 import contextlib
