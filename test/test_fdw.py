@@ -9,10 +9,12 @@ library only.
 The tests are the functions named test_* in test/behaviour/*.py, one file per
 area (harness.py and fixtures.py hold the helpers and no tests); they run file
 by file in sorted order, each file's in the order they are defined.  The order
-matters in one way: a key KIS issued a token to keeps one of the cluster's
-kis_fdw.max_app_keys (16) slots for kis_fdw.token_issue_interval, so tests that
-need a slot for a new key must not run within a minute after those that use up
-slots (gate.py's slot tests, security.py); auth.py runs before both.  With
+matters in two ways, and the files' names keep it: a key KIS issued a token to
+keeps one of the cluster's kis_fdw.max_app_keys (16) slots for
+kis_fdw.token_issue_interval, so tests that need a slot for a new key must not
+run within a minute after those that use up slots (auth.py runs before gate.py
+and security.py); and a test that counts a key's requests must not be the first
+to use that key after a test made the mock forget its tokens (append.py).  With
 arguments (run-tests.sh passes KIS_BEHAVIOUR), only the tests of those names run,
 a name being the function's without "test_"; a name that is no test is an error.
 A test marked @known_gap reproduces a known, still open gap: it fails today, so

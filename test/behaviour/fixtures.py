@@ -1,7 +1,7 @@
 """Helpers that more than one area of the behaviour tests uses (test/behaviour/*.py):
 servers on a second key, gated queries and keys of their own, descriptor checks after a
-cancel, the answer cache's table, pg_cron, a plain-HTTP mock.  Those of one area stay in
-its file.
+cancel, a local table to join, the answer cache's table, pg_cron, a plain-HTTP mock.
+Those of one area stay in its file.
 """
 
 import os
@@ -158,3 +158,12 @@ class PlainMock:
     def __exit__(self, *exc):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def _join_table(name, syms):
+    run(f"DROP TABLE IF EXISTS {name}")
+    _, err, rc = run(f"CREATE TABLE {name} (id serial, symbol text, qty int)")
+    check(rc == 0, f"create {name}: {err}")
+    values = ", ".join(f"('{sym}', {i + 1})" for i, sym in enumerate(syms))
+    _, err, rc = run(f"INSERT INTO {name} (symbol, qty) VALUES {values}; ANALYZE {name}")
+    check(rc == 0, f"fill {name}: {err}")

@@ -1,15 +1,24 @@
-"""Behaviour tests: async Append.  The branches of a UNION ALL over two keys run at the
-same time: their gates, timeouts, faults, cancels and rescans.
+"""Behaviour tests: Append over kis foreign scans.  The branches of a UNION ALL over
+two keys run at the same time (async Append): their gates, timeouts, faults, cancels and
+rescans.  A kis foreign table that is a partition asks only for its bound's keys (issue
+11 item 1): tables partitioned over two accounts, the README's several-accounts table
+among them.
+
+The partition tests follow the async ones, as they did when the tests were one list:
+several_accounts_as_one_table counts each key's requests, so the second key's token must
+be one the mock still knows (tests elsewhere make the mock forget its tokens, which costs
+a key used before that an extra round trip).
 """
 
+import hashlib
 
 from kistest import mock
 from .harness import (
-    stats, mock_config, inject, reset_mock, symbols, sql_list, wait_until, check, check_prices,
-    run, Session, must, set_server, backend_fds)
+    MOCK_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, inject, reset_mock, symbols,
+    sql_list, wait_until, check, check_prices, run, Session, run_all, must, set_server, backend_fds)
 from .fixtures import (
-    hold_first_for_company, two_keys, union_all, drop_two_keys, plan_nodes, _fd_check_after_abort,
-    cancel_backend)
+    hold_first_for_company, APP_KEY_B, two_keys, union_all, drop_two_keys, plan_nodes,
+    _fd_check_after_abort, cancel_backend, _join_table)
 
 
 def fetch_union(a_syms, b_syms, what):
@@ -219,3 +228,160 @@ def test_async_rescan():
             check_prices(rows, a_syms + b_syms, "after limit")
     finally:
         drop_two_keys()
+
+
+def accounts_table():
+    """quotes: the README's several-accounts table, hash-partitioned by symbol over the
+    servers of two_keys()."""
+    run("DROP TABLE IF EXISTS quotes")
+    run_all("CREATE TABLE quotes (symbol text, price numeric) PARTITION BY HASH (symbol)",
+            "CREATE FOREIGN TABLE quotes_a PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+            "REMAINDER 0) SERVER kis_a OPTIONS (endpoint 'domestic_price')",
+            "CREATE FOREIGN TABLE quotes_b PARTITION OF quotes FOR VALUES WITH (MODULUS 2, "
+            "REMAINDER 1) SERVER kis_b OPTIONS (endpoint 'domestic_price')")
+
+
+def key_requests():
+    """requests per app key (kis_fdw_stats), by which of the two keys it is."""
+    names = {hashlib.sha256(k.encode()).hexdigest()[:12]: side
+             for side, k in (("a", APP_KEY), ("b", APP_KEY_B))}
+    rows, err, rc = run("SELECT key_hash, requests FROM kis_fdw_stats")
+    check(rc == 0, f"kis_fdw_stats: {err}")
+    return {names[h]: int(n) for h, n in rows if h in names}
+
+
+def test_several_accounts_as_one_table():
+    """The README recipe: a table hash-partitioned by symbol over two servers, an app
+    key each: every symbol once, asked of the key whose partition holds it, both keys
+    at once and each within its own limit; kis_fdw_stats shows each key's share."""
+    two_keys(", rate_limit '5', max_concurrency '4'")
+    accounts_table()
+    # as in async_rate_gates: 150 ms answers at 5/s, so only two keys at once overlap
+    mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
+    syms = symbols(24)
+    try:
+        check(plan_nodes(f"SELECT * FROM quotes WHERE symbol IN ({sql_list(syms)})") == (2, 0),
+              "the partitions are not async scans")
+        before = key_requests()
+        rows, err, rc = run("SELECT symbol, price, tableoid::regclass FROM quotes "
+                            f"WHERE symbol IN ({sql_list(syms)})")
+        check(rc == 0, f"query failed: {err}")
+        check_prices(rows, syms, "partitioned")
+        after = key_requests()
+        share = {side: after.get(side, 0) - before.get(side, 0) for side in ("a", "b")}
+        held = {side: sum(1 for r in rows if r[2] == f"quotes_{side}") for side in ("a", "b")}
+        st = stats()
+        print(f"    (requests by key {share}, rows by partition {held}, "
+              f"max_in_flight {st['max_in_flight']})")
+        check(share == held and min(held.values()) > 0,
+              f"requests by key {share} differ from rows by partition {held}")
+        check(st["requests"] == len(syms), f"{st['requests']} requests for {len(syms)} symbols")
+        check(st["violations"] == 0, f"{st['violations']} rate violations")
+        check(set(st["by_symbol"]) == set(syms) and set(st["by_symbol"].values()) == {1},
+              f"a symbol was asked more than once: {st['by_symbol']}")
+        check(st["max_in_flight"] >= 2, "the two keys did not run at the same time")
+    finally:
+        run("DROP TABLE IF EXISTS quotes")
+        drop_two_keys()
+
+
+def test_join_into_partitions():
+    """A join into the several-accounts table (HASH (symbol) over two servers, an app
+    key each) is one batched join over both partitions: each key is asked only for the
+    symbols of its own partition, each symbol once, and the two keys' batches overlap.
+    Each server sends one request at a time (max_concurrency 1), so two in flight can
+    only be one of each key's; the mock holds the first answer until a second request
+    arrives, so overlap is certain if the partitions run together and impossible if
+    they run one after another (the hold gives up after 30 s)."""
+    two_keys(", rate_limit '5', max_concurrency '1'")
+    accounts_table()
+    syms = symbols(24)
+    _join_table("join_accounts", syms + syms[:6] + ["NULL"])  # duplicates and a NULL
+    run("UPDATE join_accounts SET symbol = NULL WHERE symbol = 'NULL'")
+    sql = ("SELECT p.symbol, q.price, q.tableoid::regclass FROM join_accounts p "
+           "JOIN quotes q USING (symbol)")
+    try:
+        plan = "\n".join("|".join(r) for r in must(run("EXPLAIN (COSTS OFF) " + sql)[:2], "EXPLAIN"))
+        check("KIS Batched Join" in plan and "KIS Partitions: quotes_a, quotes_b" in plan,
+              f"not one batched join over both partitions:\n{plan}")
+        reset_mock()
+        mock_config(rate_limit=6, latency_ms=150, jitter_ms=0)
+        mock("/__mock/faults", {"faults": [{"kind": "overlap", "symbol": "*", "ms": 30000}]})
+        rows, err, rc = run(sql)
+        check(rc == 0 and "WARNING" not in err, f"query failed: {err}")
+        distinct = {r[0]: r for r in rows}
+        check(len(rows) == len(syms) + 6, f"{len(rows)} rows for {len(syms) + 6} outer rows")
+        check_prices(list(distinct.values()), syms, "joined")
+        st = stats()
+        asked = {side: st["by_appkey"].get(key, {}) for side, key in (("a", APP_KEY), ("b", APP_KEY_B))}
+        held = {side: {r[0] for r in rows if r[2] == f"quotes_{side}"} for side in ("a", "b")}
+        print(f"    (requests {st['requests']}, by key { {k: len(v) for k, v in asked.items()} }, "
+              f"max_in_flight {st['max_in_flight']}, violations {st['violations']})")
+        for side in ("a", "b"):
+            check(set(asked[side]) == held[side] and set(asked[side].values()) <= {1},
+                  f"key {side} was asked for {sorted(asked[side])}, its partition holds "
+                  f"{sorted(held[side])}")
+        check(min(len(h) for h in held.values()) > 0, f"a partition holds nothing: {held}")
+        check(st["requests"] == len(syms), f"{st['requests']} requests for {len(syms)} symbols")
+        check(st["violations"] == 0, f"{st['violations']} rate violations")
+        check(st["faults_injected"] == {"overlap": 1}, f"faults {st['faults_injected']}")
+        check(st["max_in_flight"] == 2, "the two keys' batches did not overlap")
+    finally:
+        run("DROP TABLE IF EXISTS quotes, join_accounts")
+        drop_two_keys()
+
+
+def test_partitions_per_account():
+    """A table partitioned over two accounts (hash, list, range on symbol): each
+    symbol comes back once, and the mock saw it only under the app key of the
+    partition PostgreSQL routes it to."""
+    run("DROP SERVER IF EXISTS kis_b CASCADE")
+    setup = [f"CREATE SERVER kis_b FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+             f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+             f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_b "
+             f"OPTIONS (app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')"]
+    keys = {kind: symbols(60) for kind in ("hash", "list", "range")}
+    bounds = {"hash": ("HASH", "FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+                       "FOR VALUES WITH (MODULUS 2, REMAINDER 1)"),
+              "list": ("LIST", f"FOR VALUES IN ({sql_list(keys['list'][::3])})", "DEFAULT"),
+              "range": ("RANGE", f"FOR VALUES FROM (MINVALUE) TO ('{keys['range'][25]}')",
+                        f"FOR VALUES FROM ('{keys['range'][25]}') TO (MAXVALUE)")}
+    for kind, (method, bound_a, bound_b) in bounds.items():
+        setup += [f"DROP TABLE IF EXISTS parts_{kind}, route_{kind}",
+                  f"CREATE TABLE parts_{kind} (symbol text, price numeric) "
+                  f"PARTITION BY {method} (symbol)",
+                  f"CREATE FOREIGN TABLE parts_{kind}_a PARTITION OF parts_{kind} {bound_a} "
+                  f"SERVER kis OPTIONS (endpoint 'domestic_price')",
+                  f"CREATE FOREIGN TABLE parts_{kind}_b PARTITION OF parts_{kind} {bound_b} "
+                  f"SERVER kis_b OPTIONS (endpoint 'domestic_price')",
+                  # where PostgreSQL itself puts each symbol
+                  f"CREATE TABLE route_{kind} (symbol text) PARTITION BY {method} (symbol)",
+                  f"CREATE TABLE route_{kind}_a PARTITION OF route_{kind} {bound_a}",
+                  f"CREATE TABLE route_{kind}_b PARTITION OF route_{kind} {bound_b}"]
+    run_all(*setup)
+    try:
+        for kind in bounds:
+            reset_mock()
+            syms = keys[kind]
+            _, err, rc = run(f"INSERT INTO route_{kind} SELECT unnest(ARRAY[{sql_list(syms)}])")
+            check(rc == 0, f"route_{kind}: {err}")
+            routed, _, _ = run(f"SELECT symbol FROM route_{kind}_a")
+            in_a = {r[0] for r in routed}
+            check(0 < len(in_a) < len(syms), f"{kind}: a useless split {len(in_a)}/{len(syms)}")
+            rows, err, rc = run(f"SELECT symbol, price, tableoid::regclass FROM parts_{kind} "
+                                f"WHERE symbol IN ({sql_list(syms)})")
+            check(rc == 0, f"{kind}: {err}")
+            check_prices(rows, syms, kind)
+            wrong = [r for r in rows if (r[2] == f"parts_{kind}_a") != (r[0] in in_a)]
+            check(not wrong, f"{kind}: rows from the wrong partition: {wrong}")
+            st = stats()
+            by_key = st["by_appkey"]
+            check(by_key.get(APP_KEY, {}) == {s: 1 for s in in_a},
+                  f"{kind}: account A was asked {by_key.get(APP_KEY)}, expected {sorted(in_a)}")
+            check(by_key.get(APP_KEY_B, {}) == {s: 1 for s in syms if s not in in_a},
+                  f"{kind}: account B was asked {by_key.get(APP_KEY_B)}")
+            check(st["requests"] == len(syms), f"{kind}: {st['requests']} requests for {len(syms)}")
+    finally:
+        run("DROP TABLE IF EXISTS parts_hash, parts_list, parts_range, "
+            "route_hash, route_list, route_range")
+        run("DROP SERVER IF EXISTS kis_b CASCADE")
