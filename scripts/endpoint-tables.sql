@@ -1,6 +1,6 @@
 -- scripts/endpoint-tables.sql: the README's endpoint and column tables,
 -- generated from the catalogue the FDW runs on (kis_fdw_endpoints(),
--- kis_fdw_columns()).  test/test_fdw.py checks that the README holds
+-- kis_fdw_columns()).  test/behaviour/misc.py checks that the README holds
 -- exactly this text between its "endpoint-tables" markers.
 --   psql -X -q -f scripts/endpoint-tables.sql   (in a database with kis_fdw)
 \pset format unaligned

@@ -1,7 +1,7 @@
 --
 -- cancel: statement_timeout against a slow answer (96-prefixed symbols
 -- answer after 3 seconds) ends the scan, and the session works on.
--- test/test_fdw.py checks the descriptors; here the visible behaviour.
+-- test/behaviour/cancel.py checks the descriptors; here the visible behaviour.
 --
 SET statement_timeout = '200ms';
 SELECT * FROM kis_prices WHERE symbol IN ('005930', '961234', '961235');

@@ -1,7 +1,7 @@
 --
 -- rate: the smallest rate_limit the validator takes, and kis_fdw_reset_key,
 -- which clears one app key's schedule: privileged, and it never shows a key.
--- (What a rate change does to a running key is in test/test_fdw.py.)
+-- (What a rate change does to a running key is in test/behaviour/gate.py.)
 --
 -- 0 turns the client-side gate off; any other rate is at least 0.01/s
 CREATE SERVER bad_rate1 FOREIGN DATA WRAPPER kis_fdw OPTIONS (rate_limit '1e-300');

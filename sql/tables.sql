@@ -52,7 +52,7 @@ DROP SERVER kis_virtual CASCADE;
 
 -- domestic_minute: a symbol is needed; bars depend on the time of day (kis_fdw
 -- asks for those up to now), so only their shape is checked here
--- (test/test_fdw.py counts the pages).  The mock's session runs all day
+-- (test/behaviour/tables.py counts the pages).  The mock's session runs all day
 -- (--minute-session 0000-2359, as test/run-tests.sh starts it): there is a
 -- bar at whatever hour the test runs.
 SELECT * FROM domestic_minute;

@@ -2,7 +2,7 @@
  *
  * jansson_probe.c
  *	  A stand-in for another extension that uses jansson in the same
- *	  backend as kis_fdw (built and loaded by test/test_fdw.py,
+ *	  backend as kis_fdw (built and loaded by test/behaviour/misc.py,
  *	  test_jansson_untouched).  jansson's allocator is a process-wide
  *	  setting: had kis_fdw pointed it at palloc, this module's documents
  *	  would live in whatever memory context happened to be current and be

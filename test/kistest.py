@@ -1,8 +1,9 @@
 """Shared helpers of kis_fdw's Python test and benchmark programs.
 
-test/test_fdw.py, test/soak.py and bench/bench.py all drive long-lived psql
-processes (one backend each) and the mock KIS server's control API; this
-module holds the one implementation of both.  Python 3 standard library only.
+The behaviour tests (test/behaviour/), test/soak.py and bench/bench.py all
+drive long-lived psql processes (one backend each) and the mock KIS server's
+control API; this module holds the one implementation of both.  Python 3
+standard library only.
 
     mock(path, body=None)      GET or POST (JSON) the mock's control API
     mock_price(symbol, market) stck_prpr by the mock's formula (test/mock_kis.py)

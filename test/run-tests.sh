@@ -5,8 +5,9 @@
 # extension, starts the mock KIS server over TLS and a throwaway cluster
 # (as the postgres user), then runs
 #   1. pg_regress: the SQL surface, deterministic (sql/, expected/)
-#   2. test/test_fdw.py: behaviour seen through the mock's counters
-#      (concurrency, rate, tokens, faults, cancel and descriptors, pg_cron)
+#   2. test/test_fdw.py: behaviour seen through the mock's counters (the tests
+#      are test/behaviour/*.py, one file per area:
+#      concurrency, rate, tokens, faults, cancel and descriptors, pg_cron, ...)
 #   3. test/soak.py: 10,000 scans in one session must not grow RSS or descriptors
 #   4. the fuzz harness (fuzz/): past findings' reproducers, then 20 s of fuzzing
 #   5. sqlsmith: past findings' reproducers, then random queries with a fixed

@@ -1,0 +1,1 @@
+"""The behaviour tests, one file per area; test/test_fdw.py finds and runs them."""
