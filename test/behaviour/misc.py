@@ -102,6 +102,24 @@ def test_readme_tables_in_sync():
           "psql -X -q -f scripts/endpoint-tables.sql")
 
 
+def test_readme_layout_matches_src():
+    """The README's layout table names every file in src/ (the map tells the truth),
+    and no file that is gone."""
+    import re
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    layout = readme.split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"src/(\w+)\.c", layout)) | set(re.findall(r"`(\w+)\.h`", layout))
+    named |= {n for n in re.findall(r"src/(\w+)\.h", layout)}
+    sources = {f[:-2] for f in os.listdir(os.path.join(ROOT, "src")) if f.endswith(".c")}
+    private = {f[:-2] for f in os.listdir(os.path.join(ROOT, "src"))
+               if f.endswith(".h") and f[:-2] not in sources}
+    missing = sorted((sources | private) - named)
+    gone = sorted(n for n in re.findall(r"src/(\w+)\.c", layout) if n not in sources)
+    check(not missing and not gone,
+          f"README layout: src files missing {missing}, files named that are gone {gone}")
+
+
 def test_upper_case_scheme():
     """base_url 'HTTP://...' passes the validator, so requests must work with it too."""
     with PlainMock() as plain:
