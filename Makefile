@@ -28,6 +28,7 @@ OBJS = \
 	src/join_exec.o \
 	src/join_plan.o \
 	src/keys.o \
+	src/library.o \
 	src/limiter.o \
 	src/master.o \
 	src/options.o \

@@ -23,6 +23,7 @@
 #include "endpoints.h"
 #include "fetch.h"
 #include "join.h"
+#include "library.h"
 #include "plan.h"
 #include "scan.h"
 #include "shmem.h"
@@ -52,6 +53,8 @@ kisImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 						 quote_identifier(server->servername))));
 	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
 		commands = lappend(commands, kis_endpoint_table_ddl(ep, server->servername));
+	for (const KisLibraryTable *t = kis_library; t->name; t++)
+		commands = lappend(commands, kis_library_table_ddl(t, server->servername));
 	return commands;
 }
 

@@ -148,6 +148,11 @@ parse_params(const char *text)
 			p->source = strcmp(eq + 1, "{CANO}") == 0 ? KIS_PARAM_CANO : KIS_PARAM_ACNT_PRDT_CD;
 			p->value = eq + 1;
 		}
+		else if (strcmp(eq + 1, "{TODAY}") == 0)
+		{
+			p->source = KIS_PARAM_DATE_TO;	/* no date range: today in Korea */
+			p->value = eq + 1;
+		}
 		else
 		{
 			p->source = KIS_PARAM_LITERAL;
@@ -157,7 +162,7 @@ parse_params(const char *text)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid value of parameter \"%s\" in option \"params\": \"%s\"",
 								item, eq + 1),
-						 errdetail("Values are URL-encoded: letters, digits, - . _ ~ and %%XX escapes; {CANO} and {ACNT_PRDT_CD} stand for the user mapping's account."),
+						 errdetail("Values are URL-encoded: letters, digits, - . _ ~ and %%XX escapes; {CANO} and {ACNT_PRDT_CD} stand for the user mapping's account, {TODAY} for today's date in Korea."),
 						 errhint("Write a space as %%20 and & as %%26.")));
 		}
 		if (param_named(params, p->name) != NULL)
@@ -192,7 +197,8 @@ kis_declared_check_option(const char *name, const char *value)
 	else if (strcmp(name, "tr_id") == 0 || strcmp(name, "tr_id_virtual") == 0 ||
 			 strcmp(name, "rows") == 0 || strcmp(name, "param") == 0)
 	{
-		if (!is_name(value))
+		/* tr_id_virtual '': KIS offers the TR to real accounts only */
+		if (!is_name(value) && !(strcmp(name, "tr_id_virtual") == 0 && value[0] == '\0'))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
@@ -307,7 +313,7 @@ param_default(List *params, const char *name)
 {
 	DeclaredParam *p = param_named(params, name);
 
-	return p != NULL && p->source == KIS_PARAM_LITERAL ? p->value : NULL;
+	return p != NULL && p->source == KIS_PARAM_LITERAL && p->value[0] != '\0' ? p->value : NULL;
 }
 
 /*
@@ -337,6 +343,8 @@ kis_declared_endpoint(Oid relid, List *table_options)
 	ep->path = pstrdup(option_value(table_options, "path", ""));
 	ep->tr_id_real = ep->name;
 	ep->tr_id_virtual = pstrdup(option_value(table_options, "tr_id_virtual", ep->name));
+	if (ep->tr_id_virtual[0] == '\0')
+		ep->tr_id_virtual = NULL;	/* real accounts only */
 	ep->rows_member = pstrdup(option_value(table_options, "rows", "output"));
 	ep->rows_shape = KIS_ROWS_ANY;
 	ep->batch_size = 1;
@@ -406,7 +414,7 @@ kis_declared_endpoint(Oid relid, List *table_options)
 		for (int k = 0; k < nkeys; k++)
 			if (pg_strcasecmp(p->name, param_names[k]) == 0)
 				d->source = k == 0 ? KIS_PARAM_SYMBOL : KIS_PARAM_MARKET;
-		if (p->source != KIS_PARAM_LITERAL)
+		if (p->source == KIS_PARAM_CANO || p->source == KIS_PARAM_ACNT_PRDT_CD)
 			ep->needs_account = true;
 		if (ep->paging == KIS_PAGING_CURSOR && pg_strncasecmp(p->name, "CTX_AREA_FK", 11) == 0)
 		{

@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "endpoints.h"
+#include "library.h"
 
 PG_FUNCTION_INFO_V1(kis_fdw_endpoints);
 
@@ -41,6 +42,25 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 		values[7] = CStringGetTextDatum(kis_paging_name(kis_endpoint_paging(ep)));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	/* the library's declared tables: one request per key */
+	for (const KisLibraryTable *t = kis_library; t->name; t++)
+	{
+		Datum		values[8];
+		bool		nulls[8] = {0};
+
+		values[0] = CStringGetTextDatum(t->name);
+		values[1] = CStringGetTextDatum(t->description);
+		values[2] = CStringGetTextDatum(t->path);
+		values[3] = CStringGetTextDatum(t->tr_id);
+		if (t->tr_id_virtual[0] != '\0')
+			values[4] = CStringGetTextDatum(t->tr_id_virtual);
+		else
+			nulls[4] = true;	/* real accounts only */
+		values[5] = CStringGetTextDatum(kis_library_key_columns(t));
+		values[6] = Int32GetDatum(1);
+		values[7] = CStringGetTextDatum(kis_paging_name(KIS_PAGING_NONE));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }
 
@@ -62,6 +82,26 @@ kis_fdw_columns(PG_FUNCTION_ARGS)
 			bool		nulls[5] = {0};
 
 			values[0] = CStringGetTextDatum(ep->name);
+			values[1] = Int32GetDatum(++position);
+			values[2] = CStringGetTextDatum(col->column);
+			values[3] = CStringGetTextDatum(col->field);
+			values[4] = CStringGetTextDatum(col->type);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	for (const KisLibraryTable *t = kis_library; t->name; t++)
+	{
+		int			position = 0;
+
+		/* the fields it reads; its key (param) columns are listed as keys */
+		for (const KisLibraryColumn *col = t->columns; col->column; col++)
+		{
+			Datum		values[5];
+			bool		nulls[5] = {0};
+
+			if (col->field == NULL)
+				continue;
+			values[0] = CStringGetTextDatum(t->name);
 			values[1] = Int32GetDatum(++position);
 			values[2] = CStringGetTextDatum(col->column);
 			values[3] = CStringGetTextDatum(col->field);
