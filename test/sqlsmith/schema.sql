@@ -108,6 +108,12 @@ CREATE VIEW v_lateral AS
     LATERAL (SELECT price FROM prices q WHERE q.symbol = h.symbol OFFSET 0) l;
 CREATE VIEW v_char AS
   SELECT v.symbol, v.market, q.price FROM venues v JOIN prices_char q ON q.symbol = v.symbol;
+-- declared TRs (the library's): a param column keyed by the other side
+CREATE VIEW v_investor AS
+  SELECT h.id, h.symbol, i.date, i.foreign_net, i.error
+  FROM holdings h LEFT JOIN kis_all.domestic_investor i ON i.symbol = h.symbol;
+CREATE VIEW v_etf AS
+  SELECT w.symbol, w.since, e.nav, e.premium_rate FROM watch w JOIN kis_all.domestic_etf_price e ON e.symbol = w.symbol;
 CREATE VIEW v_market AS
   SELECT v.symbol, v.market, q.price, q.error
   FROM venues v LEFT JOIN prices_row q ON q.symbol = v.symbol AND q.market = v.market;
@@ -164,7 +170,7 @@ GRANT USAGE ON SCHEMA kis_all TO smith;
 GRANT SELECT ON portfolio, holdings, venues, watch, many, pj_mixed,
   prices, prices_row, prices_char, prices_varchar, bars, pj_hash, pj_list, pj_bars,
   kis_all.domestic_holdings, kis_all.market_holidays, kis_all.domestic_minute,
-  kis_all.overseas_price TO smith;
+  kis_all.overseas_price, kis_all.domestic_volume_rank, kis_all.domestic_index_price TO smith;
 DO $$
 DECLARE v regclass;
 BEGIN
