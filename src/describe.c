@@ -16,6 +16,29 @@
 #include "endpoints.h"
 #include "library.h"
 
+/* One row of kis_fdw_endpoints(); tr_id_virtual NULL: real accounts only */
+static void
+put_endpoint(ReturnSetInfo *rsinfo, const char *name, const char *description,
+			 const char *path, const char *tr_id_real, const char *tr_id_virtual,
+			 const char *key_columns, int keys_per_request, KisPaging paging)
+{
+	Datum		values[8];
+	bool		nulls[8] = {0};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(description);
+	values[2] = CStringGetTextDatum(path);
+	values[3] = CStringGetTextDatum(tr_id_real);
+	if (tr_id_virtual != NULL)
+		values[4] = CStringGetTextDatum(tr_id_virtual);
+	else
+		nulls[4] = true;
+	values[5] = CStringGetTextDatum(key_columns);
+	values[6] = Int32GetDatum(keys_per_request);
+	values[7] = CStringGetTextDatum(kis_paging_name(paging));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 PG_FUNCTION_INFO_V1(kis_fdw_endpoints);
 
 Datum
@@ -25,42 +48,14 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 
 	kis_init_materialized_srf(fcinfo);
 	for (const KisEndpoint *ep = kis_endpoints; ep->name; ep++)
-	{
-		Datum		values[8];
-		bool		nulls[8] = {0};
-
-		values[0] = CStringGetTextDatum(ep->name);
-		values[1] = CStringGetTextDatum(ep->description);
-		values[2] = CStringGetTextDatum(ep->path);
-		values[3] = CStringGetTextDatum(ep->tr_id_real);
-		if (ep->tr_id_virtual != NULL)
-			values[4] = CStringGetTextDatum(ep->tr_id_virtual);
-		else
-			nulls[4] = true;	/* real accounts only */
-		values[5] = CStringGetTextDatum(kis_endpoint_key_columns(ep));
-		values[6] = Int32GetDatum(kis_endpoint_keys_per_request(ep));
-		values[7] = CStringGetTextDatum(kis_paging_name(kis_endpoint_paging(ep)));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	/* the library's declared tables: one request per key */
+		put_endpoint(rsinfo, ep->name, ep->description, ep->path, ep->tr_id_real,
+					 ep->tr_id_virtual, kis_endpoint_key_columns(ep),
+					 kis_endpoint_keys_per_request(ep), kis_endpoint_paging(ep));
+	/* the library's declared tables: one request per key, no paging */
 	for (const KisLibraryTable *t = kis_library; t->name; t++)
-	{
-		Datum		values[8];
-		bool		nulls[8] = {0};
-
-		values[0] = CStringGetTextDatum(t->name);
-		values[1] = CStringGetTextDatum(t->description);
-		values[2] = CStringGetTextDatum(t->path);
-		values[3] = CStringGetTextDatum(t->tr_id);
-		if (t->tr_id_virtual[0] != '\0')
-			values[4] = CStringGetTextDatum(t->tr_id_virtual);
-		else
-			nulls[4] = true;	/* real accounts only */
-		values[5] = CStringGetTextDatum(kis_library_key_columns(t));
-		values[6] = Int32GetDatum(1);
-		values[7] = CStringGetTextDatum(kis_paging_name(KIS_PAGING_NONE));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+		put_endpoint(rsinfo, t->name, t->description, t->path, t->tr_id,
+					 t->tr_id_virtual[0] != '\0' ? t->tr_id_virtual : NULL,
+					 kis_library_key_columns(t), 1, KIS_PAGING_NONE);
 	return (Datum) 0;
 }
 
