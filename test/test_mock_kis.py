@@ -530,6 +530,45 @@ class MockKisCase(unittest.TestCase):
         return self.api(OVS_DAILY, "HHDFS76240000", {"AUTH": "", "EXCD": excd, "SYMB": symb,
                         "GUBN": gubn, "BYMD": bymd, "MODP": modp, "KEYB": ""})[:2]
 
+    def test_library_trs(self):
+        """The library's TRs (mock_library.py): real shapes, real-only TRs refused on the
+        virtual host, rankings ordered, minute bars paged back by NEXT/KEYB."""
+        lib = "/uapi/domestic-stock/v1/quotations/"
+        status, body, _ = self.api(lib + "inquire-investor", "FHKST01010900",
+                                   {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"})
+        rows = body["output"]
+        self.assertEqual((status, body["rt_cd"], len(rows)), (200, "0", 30))
+        self.assertEqual((rows[0]["stck_bsop_date"], rows[0]["frgn_ntby_qty"],
+                          rows[0]["prdy_vrss_sign"]), ("20251230", "", "0"))  # before the close
+        for r in rows[1:]:
+            for who in ("prsn", "frgn", "orgn"):
+                self.assertEqual(int(r[f"{who}_ntby_qty"]),
+                                 int(r[f"{who}_shnu_vol"]) - int(r[f"{who}_seln_vol"]))
+        self.assertEqual(self.api(lib + "inquire-investor", "FHKST01010900",
+                                  {"FID_COND_MRKT_DIV_CODE": "J",
+                                   "FID_INPUT_ISCD": "980001"})[1]["msg_cd"], "MCA05918")
+        params = {"FID_COND_MRKT_DIV_CODE": "J", "FID_COND_SCR_DIV_CODE": "20171",
+                  "FID_INPUT_ISCD": "1001"}
+        rows = self.api(lib + "volume-rank", "FHPST01710000", params)[1]["output"]
+        self.assertEqual([r["data_rank"] for r in rows], [str(i) for i in range(1, 31)])
+        self.assertEqual([int(r["acml_vol"]) for r in rows],
+                         sorted((int(r["acml_vol"]) for r in rows), reverse=True))
+        self.assertEqual(self.api(lib + "volume-rank", "FHPST01710000",
+                                  dict(params, FID_COND_SCR_DIV_CODE="1"))[1]["msg_cd"], "OPSQ2002")
+        # minute bars: 120 newest first, then the page before KEYB
+        minute = "/uapi/overseas-price/v1/quotations/inquire-time-itemchartprice"
+        ask = {"AUTH": "", "EXCD": "NAS", "SYMB": "AAPL", "NMIN": "1", "PINC": "1",
+               "NEXT": "", "NREC": "120", "FILL": "", "KEYB": ""}
+        first = self.api(minute, "HHDFS76950200", ask)[1]
+        bars = first["output2"]
+        self.assertEqual((len(bars), first["output1"]["next"], bars[0]["xhms"]), (120, "1", "160000"))
+        keyb = bars[-1]["xymd"] + "%06d" % (int(bars[-1]["xhms"]) - 100)
+        second = self.api(minute, "HHDFS76950200", dict(ask, NEXT="1", KEYB=keyb))[1]["output2"]
+        self.assertEqual(second[0]["xymd"] + second[0]["xhms"], keyb)
+        self.control("config", {"environment": "virtual"})
+        self.assertEqual(self.api(lib + "volume-rank", "FHPST01710000", params)[1]["msg_cd"],
+                         "EGW00213")
+
     def test_overseas_daily(self):
         status, body = self.overseas_daily("NAS", "TSLA")
         self.assertEqual((status, body["rt_cd"]), (200, "0"))
