@@ -306,7 +306,17 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	/* each property has one type in every format (README, EXPLAIN ANALYZE) */
 	ExplainPropertyText("KIS Endpoint", ep->name, es);
-	if (keying == KIS_KEYING_SYMBOL)
+	if (keying == KIS_KEYING_SYMBOL && kis_endpoint_is_declared(ep))
+	{
+		/* a declared table's key values; without a condition, its params value */
+		if (!kis_pushdown_has_key(pd, KIS_KEY_SYMBOL))
+			nsym = 1;
+		if (nsym >= 0)
+			ExplainPropertyInteger("KIS Key Values", NULL, nsym, es);
+		else
+			ExplainPropertyText("KIS Key Values Computed", "at scan start", es);
+	}
+	else if (keying == KIS_KEYING_SYMBOL)
 	{
 		if (nsym >= 0)
 			ExplainPropertyInteger("KIS Symbols", NULL, nsym, es);
