@@ -948,6 +948,11 @@ kis_endpoint_private_answers(const KisEndpoint *ep)
 	return ep->needs_account;
 }
 
+/* The key columns of a catalogue table, by KisKeyColumn */
+static const char *const key_column_names[KIS_NUM_KEYS] = {
+	"symbol", "market", "exchange", "date"
+};
+
 /* A table declared in SQL (path, tr_id, params options), not an entry */
 bool
 kis_endpoint_is_declared(const KisEndpoint *ep)
@@ -961,7 +966,7 @@ kis_endpoint_key_column(const KisEndpoint *ep, KisKeyColumn key)
 {
 	if (key < KIS_NUM_LIST_KEYS && ep->key_columns[key] != NULL)
 		return ep->key_columns[key];
-	return kis_key_column_names[key];
+	return key_column_names[key];
 }
 
 /*

@@ -32,10 +32,6 @@
 #include "options.h"
 #include "quals.h"
 
-const char *const kis_key_column_names[KIS_NUM_KEYS] = {
-	"symbol", "market", "exchange", "date"
-};
-
 /*
  * The attribute numbers of the table's key columns, InvalidAttrNumber for
  * those the endpoint does not take (or the table lacks).  A key column

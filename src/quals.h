@@ -28,7 +28,6 @@ typedef enum KisKeyColumn
 /* The key columns whose values are lists (date conditions make a range) */
 #define KIS_NUM_LIST_KEYS	KIS_KEY_DATE
 
-extern const char *const kis_key_column_names[KIS_NUM_KEYS];
 
 /* The comparison of a pushed-down condition */
 typedef enum KisQualOp
