@@ -153,13 +153,21 @@ CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A',
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', params 'A=1&a=2');
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', params 'A=%0A');
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', rows 'out put');
-CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', paging 'date');
+CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', paging 'time');
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', endpoint 'domestic_price');
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', market 'J');
 CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (rows 'output');
 CREATE FOREIGN TABLE bad (x text OPTIONS (param 'P', field 'y')) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A');
 CREATE FOREIGN TABLE bad (x text OPTIONS (param 'P-1')) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A');
+CREATE FOREIGN TABLE bad (d date OPTIONS (param 'P', to_param 'Q')) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A');
+CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (endpoint 'domestic_price', page_rows '10');
 -- what only the table's columns together say is checked when it is scanned
+CREATE FOREIGN TABLE bad (d text OPTIONS (to_param 'Q')) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A');
+SELECT * FROM bad;
+DROP FOREIGN TABLE bad;
+CREATE FOREIGN TABLE bad (d date) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', paging 'date');
+SELECT * FROM bad;
+DROP FOREIGN TABLE bad;
 CREATE FOREIGN TABLE bad (x int OPTIONS (param 'P')) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A');
 SELECT * FROM bad WHERE x = 1;
 DROP FOREIGN TABLE bad;
@@ -194,7 +202,19 @@ WHERE market = '0001' ORDER BY rank LIMIT 3;
 SELECT index_code, value, change, change_sign, change_rate, advancers FROM domestic_index_price
 WHERE index_code IN ('0001', '1001') ORDER BY index_code;
 SELECT index_code, count(*), min(date), max(date) FROM domestic_index_daily
-WHERE index_code = '2001' GROUP BY index_code;
+WHERE index_code = '2001' AND date >= '2025-01-01' GROUP BY index_code;
+-- a date range fills FID_INPUT_DATE_1 and _2 and pages back by date: 50 bars a
+-- page, and one more request to see that no older bar is left
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM domestic_index_daily WHERE index_code = '2001' AND date >= '2025-01-01'
+$$);
+SELECT count(*), min(date), max(date) FROM domestic_index_daily
+WHERE index_code = '0001' AND period = 'M' AND date BETWEEN '2020-01-01' AND '2025-06-30';
+SELECT date, close FROM domestic_index_daily
+WHERE index_code = '1001' AND date IN ('2025-03-03', '2025-06-02') ORDER BY date;
+-- without a lower bound: back to KIS's first bar, at most 50 pages
+SELECT count(*) FROM domestic_index_daily WHERE index_code = '2001';
 SELECT symbol, price, nav, premium_rate, leverage, underlying_index FROM domestic_etf_price
 WHERE symbol = '069500';
 SELECT period_type, count(*), max(period) FROM domestic_financial_ratio

@@ -13,10 +13,10 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/lsyscache.h"
@@ -24,13 +24,14 @@
 
 #include "declared.h"
 #include "endpoints.h"
+#include "options.h"
 
 #define KIS_PATH_PREFIX		"/uapi/"
 #define KIS_NAME_MAX		64		/* a parameter, member or tr_id */
 #define KIS_MAX_PARAMS		64
 #define KIS_MAX_PARAM_COLUMNS	2	/* requests are (symbol, venue) pairs */
 
-static const char *const paging_choices[] = {"none", "continuation", NULL};
+static const char *const paging_choices[] = {"none", "continuation", "date", NULL};
 
 static bool
 is_name(const char *s)
@@ -195,7 +196,8 @@ kis_declared_check_option(const char *name, const char *value)
 					 errhint("Write the path as KIS documents it, e.g. '/uapi/domestic-stock/v1/quotations/volume-rank'.")));
 	}
 	else if (strcmp(name, "tr_id") == 0 || strcmp(name, "tr_id_virtual") == 0 ||
-			 strcmp(name, "rows") == 0 || strcmp(name, "param") == 0)
+			 strcmp(name, "rows") == 0 || strcmp(name, "param") == 0 ||
+			 strcmp(name, "from_param") == 0 || strcmp(name, "to_param") == 0)
 	{
 		/* tr_id_virtual '': KIS offers the TR to real accounts only */
 		if (!is_name(value) && !(strcmp(name, "tr_id_virtual") == 0 && value[0] == '\0'))
@@ -215,7 +217,7 @@ kis_declared_check_option(const char *name, const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"paging\": \"%s\"", value),
-				 errhint("Valid values are: none, continuation.")));
+				 errhint("Valid values are: none, continuation, date.")));
 	}
 }
 
@@ -254,7 +256,8 @@ kis_declared_check_table(List *options)
 			DefElem    *def = lfirst_node(DefElem, lc);
 
 			if (strcmp(def->defname, "tr_id_virtual") == 0 || strcmp(def->defname, "params") == 0 ||
-				strcmp(def->defname, "rows") == 0 || strcmp(def->defname, "paging") == 0)
+				strcmp(def->defname, "rows") == 0 || strcmp(def->defname, "paging") == 0 ||
+				strcmp(def->defname, "page_rows") == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 						 errmsg("option \"%s\" needs the options \"path\" and \"tr_id\"",
@@ -274,6 +277,39 @@ kis_declared_check_table(List *options)
 				 errmsg("option \"%s\" is not valid for a declared TR", catalogue_option),
 				 errdetail("A foreign table reads either a catalogue endpoint (endpoint) or a declared TR (path, tr_id)."),
 				 errhint("Put fixed parameters in option \"params\", or a column's values with column option \"param\".")));
+}
+
+/*
+ * The validator's check of a column's options together: a param column
+ * holds what its condition sends, so it reads no field; a date range's
+ * column (from_param, to_param) reads its field and is no param column.
+ */
+void
+kis_declared_check_column(List *options)
+{
+	bool		field = false;
+	bool		param = false;
+	bool		range = false;
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		field |= strcmp(def->defname, "field") == 0;
+		param |= strcmp(def->defname, "param") == 0;
+		range |= strcmp(def->defname, "from_param") == 0 || strcmp(def->defname, "to_param") == 0;
+	}
+	if (param && field)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a column cannot have both options \"field\" and \"param\""),
+				 errdetail("A param column holds the value its condition sends; it reads no field of the answer.")));
+	if (param && range)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a column cannot have option \"param\" with \"from_param\" or \"to_param\""),
+				 errdetail("from_param and to_param make a date column's range a request's dates; param sends its values as they are.")));
 }
 
 /* Is the foreign table a declared TR? (table options as stored) */
@@ -317,6 +353,37 @@ param_default(List *params, const char *name)
 }
 
 /*
+ * A date column with from_param or to_param: its conditions make the date
+ * range, whose bounds fill those parameters; its field dates the rows.
+ */
+static void
+date_column(Relation rel, Form_pg_attribute attr, DefElem *def, KisEndpoint *ep,
+			const char **range_names)
+{
+	const char *column = NameStr(attr->attname);
+	int			k = strcmp(def->defname, "from_param") == 0 ? 0 : 1;
+
+	if (attr->atttypid != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of foreign table \"%s\" has option \"%s\" but type %s",
+						column, RelationGetRelationName(rel), def->defname,
+						format_type_be(attr->atttypid)),
+				 errhint("A date range is read from a column of type date.")));
+	if (ep->key_columns[KIS_KEY_DATE] != NULL && strcmp(ep->key_columns[KIS_KEY_DATE], column) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("foreign table \"%s\" has two date range columns, \"%s\" and \"%s\"",
+						RelationGetRelationName(rel), ep->key_columns[KIS_KEY_DATE], column)));
+	ep->has_date = true;
+	ep->key_columns[KIS_KEY_DATE] = pstrdup(column);
+	ep->row_date_field = kis_column_field_option(RelationGetRelid(rel), attr->attnum);
+	if (ep->row_date_field == NULL)
+		ep->row_date_field = ep->key_columns[KIS_KEY_DATE];
+	range_names[k] = pstrdup(defGetString(def));
+}
+
+/*
  * The endpoint of a declared TR, in the current memory context: its
  * options (table_options) and its columns' param options.  A third param
  * column, or a param column named twice, is an ERROR naming it.
@@ -333,6 +400,8 @@ kis_declared_endpoint(Oid relid, List *table_options)
 	int			n = 0;
 	bool		has_fk = false;
 	bool		has_nk = false;
+	const char *range_names[2] = {NULL, NULL};	/* from_param, to_param */
+	const char *paging;
 	Relation	rel;
 	TupleDesc	tupdesc;
 	ListCell   *lc;
@@ -349,8 +418,11 @@ kis_declared_endpoint(Oid relid, List *table_options)
 	ep->rows_shape = KIS_ROWS_ANY;
 	ep->batch_size = 1;
 	ep->columns = no_columns;
-	ep->paging = strcmp(option_value(table_options, "paging", "none"), "continuation") == 0 ?
-		KIS_PAGING_CURSOR : KIS_PAGING_NONE;
+	paging = option_value(table_options, "paging", "none");
+	ep->paging = strcmp(paging, "continuation") == 0 ? KIS_PAGING_CURSOR :
+		strcmp(paging, "date") == 0 ? KIS_PAGING_DATE : KIS_PAGING_NONE;
+	/* without page_rows a date page ends the paging only when it adds nothing */
+	ep->page_rows = atoi(option_value(table_options, "page_rows", "1"));
 
 	/* the param columns, in column order: the first keys like a symbol */
 	rel = table_open(relid, NoLock);
@@ -365,6 +437,11 @@ kis_declared_endpoint(Oid relid, List *table_options)
 		{
 			DefElem    *def = lfirst_node(DefElem, lc);
 
+			if (strcmp(def->defname, "from_param") == 0 || strcmp(def->defname, "to_param") == 0)
+			{
+				date_column(rel, attr, def, ep, range_names);
+				continue;
+			}
 			if (strcmp(def->defname, "param") != 0)
 				continue;
 			if (nkeys == KIS_MAX_PARAM_COLUMNS)
@@ -400,9 +477,16 @@ kis_declared_endpoint(Oid relid, List *table_options)
 
 	ep->symbol_kind = nkeys > 0 ? KIS_SYMBOL_PARAM : KIS_SYMBOL_NONE;
 	ep->has_market = nkeys > 1;
+	if (ep->paging == KIS_PAGING_DATE && range_names[1] == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("paging 'date' of foreign table \"%s\" needs a date column with option \"to_param\"",
+						get_rel_name(relid)),
+				 errdetail("Paging by date asks again with the day before the oldest row as the parameter to_param names."),
+				 errhint("Add to_param (and from_param) to the table's date column.")));
 
 	/* params in the order given; param columns fill theirs, or come last */
-	defs = palloc0(sizeof(KisParamDef) * (list_length(params) + KIS_MAX_PARAM_COLUMNS + 3));
+	defs = palloc0(sizeof(KisParamDef) * (list_length(params) + KIS_MAX_PARAM_COLUMNS + 5));
 	foreach(lc, params)
 	{
 		DeclaredParam *p = lfirst(lc);
@@ -414,6 +498,9 @@ kis_declared_endpoint(Oid relid, List *table_options)
 		for (int k = 0; k < nkeys; k++)
 			if (pg_strcasecmp(p->name, param_names[k]) == 0)
 				d->source = k == 0 ? KIS_PARAM_SYMBOL : KIS_PARAM_MARKET;
+		for (int k = 0; k < 2; k++)
+			if (range_names[k] != NULL && pg_strcasecmp(p->name, range_names[k]) == 0)
+				d->source = k == 0 ? KIS_PARAM_DATE_FROM : KIS_PARAM_DATE_TO;
 		if (p->source == KIS_PARAM_CANO || p->source == KIS_PARAM_ACNT_PRDT_CD)
 			ep->needs_account = true;
 		if (ep->paging == KIS_PAGING_CURSOR && pg_strncasecmp(p->name, "CTX_AREA_FK", 11) == 0)
@@ -435,6 +522,15 @@ kis_declared_endpoint(Oid relid, List *table_options)
 		{
 			defs[n].name = param_names[k];
 			defs[n].source = k == 0 ? KIS_PARAM_SYMBOL : KIS_PARAM_MARKET;
+			n++;
+		}
+	}
+	for (int k = 0; k < 2; k++)
+	{
+		if (range_names[k] != NULL && param_named(params, range_names[k]) == NULL)
+		{
+			defs[n].name = range_names[k];
+			defs[n].source = k == 0 ? KIS_PARAM_DATE_FROM : KIS_PARAM_DATE_TO;
 			n++;
 		}
 	}

@@ -51,11 +51,13 @@ kis_fdw_endpoints(PG_FUNCTION_ARGS)
 		put_endpoint(rsinfo, ep->name, ep->description, ep->path, ep->tr_id_real,
 					 ep->tr_id_virtual, kis_endpoint_key_columns(ep),
 					 kis_endpoint_keys_per_request(ep), kis_endpoint_paging(ep));
-	/* the library's declared tables: one request per key, no paging */
+	/* the library's declared tables: one request per key */
 	for (const KisLibraryTable *t = kis_library; t->name; t++)
 		put_endpoint(rsinfo, t->name, t->description, t->path, t->tr_id,
 					 t->tr_id_virtual[0] != '\0' ? t->tr_id_virtual : NULL,
-					 kis_library_key_columns(t), 1, KIS_PAGING_NONE);
+					 kis_library_key_columns(t), 1,
+					 t->paging && strcmp(t->paging, "date") == 0 ? KIS_PAGING_DATE :
+					 t->paging ? KIS_PAGING_CURSOR : KIS_PAGING_NONE);
 	return (Datum) 0;
 }
 

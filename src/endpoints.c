@@ -921,7 +921,7 @@ kis_paging_name(KisPaging paging)
 char *
 kis_endpoint_paging_detail(const KisEndpoint *ep)
 {
-	if (ep->page_rows > 0 && ep->paging != KIS_PAGING_CURSOR)
+	if (ep->page_rows > 1 && ep->paging != KIS_PAGING_CURSOR)
 		return psprintf("%s, %d rows per request", kis_paging_name(ep->paging),
 						ep->page_rows);
 	return pstrdup(kis_paging_name(ep->paging));
@@ -964,7 +964,7 @@ kis_endpoint_is_declared(const KisEndpoint *ep)
 const char *
 kis_endpoint_key_column(const KisEndpoint *ep, KisKeyColumn key)
 {
-	if (key < KIS_NUM_LIST_KEYS && ep->key_columns[key] != NULL)
+	if (key < KIS_NUM_KEYS && ep->key_columns[key] != NULL)
 		return ep->key_columns[key];
 	return key_column_names[key];
 }

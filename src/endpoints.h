@@ -144,7 +144,7 @@ typedef struct KisEndpoint
 
 	/* a table declared in SQL (declared.c); unset in a catalogue entry */
 	bool		declared;
-	const char *key_columns[KIS_NUM_LIST_KEYS]; /* its param columns' names */
+	const char *key_columns[KIS_NUM_KEYS];	/* its key columns' names */
 	const char *key_defaults[KIS_NUM_LIST_KEYS];	/* their values in params */
 } KisEndpoint;
 

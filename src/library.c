@@ -105,7 +105,7 @@ static const KisLibraryColumn index_price_columns[] = {
 static const KisLibraryColumn index_daily_columns[] = {
 	{"index_code", "text", NULL, "FID_INPUT_ISCD"},
 	{"period", "text", NULL, "FID_PERIOD_DIV_CODE"},
-	{"date", "date", "stck_bsop_date"},
+	{"date", "date", "stck_bsop_date", NULL, "FID_INPUT_DATE_1", "FID_INPUT_DATE_2"},
 	{"close", "numeric", "bstp_nmix_prpr"},
 	{"open", "numeric", "bstp_nmix_oprc"},
 	{"high", "numeric", "bstp_nmix_hgpr"},
@@ -181,7 +181,7 @@ const KisLibraryTable kis_library[] = {
 		"/uapi/domestic-stock/v1/quotations/inquire-investor",
 		"FHKST01010900", "FHKST01010900",
 		"FID_COND_MRKT_DIV_CODE=J",
-		"output", investor_columns
+		"output", NULL, investor_columns
 	},
 	{
 		"domestic_volume_rank",
@@ -192,7 +192,7 @@ const KisLibraryTable kis_library[] = {
 		"FID_DIV_CLS_CODE=0&FID_BLNG_CLS_CODE=0&FID_TRGT_CLS_CODE=111111111&"
 		"FID_TRGT_EXLS_CLS_CODE=000000&FID_INPUT_PRICE_1=0&FID_INPUT_PRICE_2=0&"
 		"FID_VOL_CNT=0&FID_INPUT_DATE_1=0",
-		"output", volume_rank_columns
+		"output", NULL, volume_rank_columns
 	},
 	{
 		"domestic_fluctuation_rank",
@@ -203,7 +203,7 @@ const KisLibraryTable kis_library[] = {
 		"fid_input_iscd=0000&fid_rank_sort_cls_code=0&fid_input_cnt_1=0&fid_prc_cls_code=1&"
 		"fid_input_price_1=&fid_input_price_2=&fid_vol_cnt=&fid_trgt_cls_code=0&"
 		"fid_trgt_exls_cls_code=0&fid_div_cls_code=0&fid_rsfl_rate1=",
-		"output", fluctuation_rank_columns
+		"output", NULL, fluctuation_rank_columns
 	},
 	{
 		"domestic_market_cap_rank",
@@ -213,7 +213,7 @@ const KisLibraryTable kis_library[] = {
 		"fid_input_price_2=&fid_cond_mrkt_div_code=J&fid_cond_scr_div_code=20174&"
 		"fid_div_cls_code=0&fid_input_iscd=0000&fid_trgt_cls_code=0&"
 		"fid_trgt_exls_cls_code=0&fid_input_price_1=&fid_vol_cnt=",
-		"output", market_cap_rank_columns
+		"output", NULL, market_cap_rank_columns
 	},
 	{
 		"domestic_index_price",
@@ -221,16 +221,15 @@ const KisLibraryTable kis_library[] = {
 		"/uapi/domestic-stock/v1/quotations/inquire-index-price",
 		"FHPUP02100000", "",
 		"FID_COND_MRKT_DIV_CODE=U",
-		"output", index_price_columns
+		"output", NULL, index_price_columns
 	},
 	{
 		"domestic_index_daily",
-		"index daily (period D, W, M, Y) bars, the latest 50 (index_code as index price)",
+		"index bars by day, week, month or year (period D W M Y), paged by date",
 		"/uapi/domestic-stock/v1/quotations/inquire-daily-indexchartprice",
 		"FHKUP03500100", "FHKUP03500100",
-		"FID_COND_MRKT_DIV_CODE=U&FID_INPUT_DATE_1=19000101&FID_INPUT_DATE_2={TODAY}&"
-		"FID_PERIOD_DIV_CODE=D",
-		"output2", index_daily_columns
+		"FID_COND_MRKT_DIV_CODE=U&FID_INPUT_DATE_1=&FID_INPUT_DATE_2=&FID_PERIOD_DIV_CODE=D",
+		"output2", "date", index_daily_columns
 	},
 	{
 		"domestic_etf_price",
@@ -238,7 +237,7 @@ const KisLibraryTable kis_library[] = {
 		"/uapi/etfetn/v1/quotations/inquire-price",
 		"FHPST02400000", "",
 		"FID_COND_MRKT_DIV_CODE=J",
-		"output", etf_price_columns
+		"output", NULL, etf_price_columns
 	},
 	{
 		"domestic_financial_ratio",
@@ -246,7 +245,7 @@ const KisLibraryTable kis_library[] = {
 		"/uapi/domestic-stock/v1/finance/financial-ratio",
 		"FHKST66430300", "",
 		"FID_DIV_CLS_CODE=0&fid_cond_mrkt_div_code=J",
-		"output", financial_ratio_columns
+		"output", NULL, financial_ratio_columns
 	},
 	{
 		"overseas_minute",
@@ -254,7 +253,7 @@ const KisLibraryTable kis_library[] = {
 		"/uapi/overseas-price/v1/quotations/inquire-time-itemchartprice",
 		"HHDFS76950200", "",
 		"AUTH=&EXCD=NAS&NMIN=1&PINC=1&NEXT=&NREC=120&FILL=&KEYB=",
-		"output2", overseas_minute_columns
+		"output2", NULL, overseas_minute_columns
 	},
 	{NULL}
 };
@@ -270,7 +269,7 @@ kis_library_lookup(const char *name)
 	return NULL;
 }
 
-/* "symbol, exchange": the param columns, for kis_fdw_endpoints() */
+/* "symbol, exchange": the key columns, for kis_fdw_endpoints() */
 char *
 kis_library_key_columns(const KisLibraryTable *t)
 {
@@ -279,7 +278,7 @@ kis_library_key_columns(const KisLibraryTable *t)
 	initStringInfo(&buf);
 	for (const KisLibraryColumn *c = t->columns; c->column; c++)
 	{
-		if (c->param != NULL)
+		if (c->param != NULL || c->from_param != NULL || c->to_param != NULL)
 			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", c->column);
 	}
 	return buf.data;
@@ -295,14 +294,22 @@ kis_library_table_ddl(const KisLibraryTable *t, const char *server_name)
 	appendStringInfo(&buf, "CREATE FOREIGN TABLE %s (", quote_identifier(t->name));
 	for (const KisLibraryColumn *c = t->columns; c->column; c++)
 	{
-		appendStringInfo(&buf, "%s %s OPTIONS (%s %s), ", quote_identifier(c->column), c->type,
+		appendStringInfo(&buf, "%s %s OPTIONS (%s %s", quote_identifier(c->column), c->type,
 						 c->param ? "param" : "field",
 						 quote_literal_cstr(c->param ? c->param : c->field));
+		if (c->from_param)
+			appendStringInfo(&buf, ", from_param %s", quote_literal_cstr(c->from_param));
+		if (c->to_param)
+			appendStringInfo(&buf, ", to_param %s", quote_literal_cstr(c->to_param));
+		appendStringInfoString(&buf, "), ");
 	}
 	appendStringInfo(&buf, "fetched_at timestamptz, error text, raw jsonb) SERVER %s "
-					 "OPTIONS (path %s, tr_id %s, tr_id_virtual %s, params %s, rows %s)",
+					 "OPTIONS (path %s, tr_id %s, tr_id_virtual %s, params %s, rows %s",
 					 quote_identifier(server_name), quote_literal_cstr(t->path),
 					 quote_literal_cstr(t->tr_id), quote_literal_cstr(t->tr_id_virtual),
 					 quote_literal_cstr(t->params), quote_literal_cstr(t->rows));
+	if (t->paging)
+		appendStringInfo(&buf, ", paging %s", quote_literal_cstr(t->paging));
+	appendStringInfoChar(&buf, ')');
 	return buf.data;
 }

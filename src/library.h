@@ -17,6 +17,8 @@ typedef struct KisLibraryColumn
 	const char *type;
 	const char *field;
 	const char *param;
+	const char *from_param;		/* a date range's column: its bounds' params */
+	const char *to_param;
 } KisLibraryColumn;
 
 /* A declared table: the options a user would write */
@@ -29,6 +31,7 @@ typedef struct KisLibraryTable
 	const char *tr_id_virtual;	/* "": real accounts only */
 	const char *params;
 	const char *rows;
+	const char *paging;			/* NULL: none */
 	const KisLibraryColumn *columns;	/* ended by a NULL column */
 } KisLibraryTable;
 

@@ -103,6 +103,9 @@ static const KisOptionDef kis_options[] = {
 	{"paging", ON_TABLE, OPT_DECLARED},
 	{"field", ON_COLUMN, OPT_TEXT},
 	{"param", ON_COLUMN, OPT_DECLARED},
+	{"from_param", ON_COLUMN, OPT_DECLARED},
+	{"to_param", ON_COLUMN, OPT_DECLARED},
+	{"page_rows", ON_TABLE, OPT_INT, NULL, 1, 10000},
 	{NULL}
 };
 
@@ -416,8 +419,6 @@ kis_fdw_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	int			where = catalog_to_where(PG_GETARG_OID(1));
 	bool		have_endpoint = false;
-	bool		have_field = false;
-	bool		have_param = false;
 	ListCell   *lc;
 
 	foreach(lc, options)
@@ -450,17 +451,12 @@ kis_fdw_validator(PG_FUNCTION_ARGS)
 		check_value(opt, value);
 		if (strcmp(opt->name, "endpoint") == 0)
 			have_endpoint = true;
-		have_field |= strcmp(opt->name, "field") == 0;
-		have_param |= strcmp(opt->name, "param") == 0;
 	}
 
 	if (where == ON_TABLE)
 		kis_declared_check_table(options);
-	if (where == ON_COLUMN && have_field && have_param)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a column cannot have both options \"field\" and \"param\""),
-				 errdetail("A param column holds the value its condition sends; it reads no field of the answer.")));
+	if (where == ON_COLUMN)
+		kis_declared_check_column(options);
 	if (where == ON_TABLE && !have_endpoint && !kis_declared_is(options))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),

@@ -301,9 +301,12 @@ check_unbounded_pages(const KisPage *page, const KisPageAnswer *a)
 	if (page->pages >= KIS_MAX_UNBOUNDED_PAGES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the history of symbol \"%s\" is longer than %d rows with no lower bound on \"date\"",
-						a->key->symbol, KIS_MAX_UNBOUNDED_PAGES * a->ep->page_rows),
-				 errdetail("Without a lower bound kis_fdw reads back to the first row KIS has, at most %d requests per symbol.",
+				 errmsg("the history of %s \"%s\" is longer than %d %s with no lower bound on \"%s\"",
+						kis_endpoint_key_column(a->ep, KIS_KEY_SYMBOL), a->key->symbol,
+						KIS_MAX_UNBOUNDED_PAGES * Max(a->ep->page_rows, 1),
+						a->ep->page_rows > 1 ? "rows" : "pages",
+						kis_endpoint_key_column(a->ep, KIS_KEY_DATE)),
+				 errdetail("Without a lower bound kis_fdw reads back to the first row KIS has, at most %d requests per key.",
 						   KIS_MAX_UNBOUNDED_PAGES),
 				 errhint("Add a lower bound, e.g. WHERE date >= '2015-01-01'; with one every row of the range is read.")));
 }

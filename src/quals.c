@@ -44,7 +44,8 @@ kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums)
 	{
 		attnums[k] = kis_endpoint_has_key(ep, k) ?
 			get_attnum(relid, kis_endpoint_key_column(ep, k)) : InvalidAttrNumber;
-		if (attnums[k] != InvalidAttrNumber && kis_column_field_option(relid, attnums[k]) != NULL)
+		if (attnums[k] != InvalidAttrNumber && !kis_endpoint_is_declared(ep) &&
+			kis_column_field_option(relid, attnums[k]) != NULL)
 			attnums[k] = InvalidAttrNumber;
 	}
 	/* date ranges need a real date column to compare with */
