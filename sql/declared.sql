@@ -40,6 +40,20 @@ SELECT neutral_explain($$
 EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT * FROM investor WHERE symbol = ANY (ARRAY['005930', '000660'])
 $$);
+-- several conditions on a key: only the values all of them allow are asked for
+-- (a security-barrier view's and its caller's alike), on catalogue tables too
+SELECT neutral_explain($$
+EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT * FROM investor WHERE symbol IN ('005930', '000660') AND symbol = ANY (ARRAY['000660', '035420'])
+$$);
+SELECT symbol, price FROM kis_prices
+WHERE symbol IN ('005930', '000660', '035420') AND symbol IN ('035420', '000660') AND symbol <> '000660';
+-- params values are printable ASCII; a param column may not fill a continuation key
+CREATE FOREIGN TABLE bad (x text) SERVER kis OPTIONS (path '/uapi/x', tr_id 'A', params 'A=%FF');
+CREATE FOREIGN TABLE bad (x text OPTIONS (param 'CTX_AREA_FK100')) SERVER kis
+  OPTIONS (path '/uapi/x', tr_id 'A', paging 'continuation');
+SELECT * FROM bad WHERE x = '1';
+DROP FOREIGN TABLE bad;
 -- the value of a param column is its key on every row of its answer
 SELECT count(*) FROM investor WHERE symbol = '000660' AND symbol IS DISTINCT FROM '000660';
 

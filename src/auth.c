@@ -32,7 +32,6 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgtime.h"
-#include "util.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
@@ -42,6 +41,7 @@
 #include "shmem.h"
 #include "shmem_internal.h"
 #include "text.h"
+#include "util.h"
 
 int			kis_token_issue_interval = 60;
 

@@ -48,7 +48,6 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "util.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -56,6 +55,7 @@
 #include "compat.h"
 #include "options.h"
 #include "shmem.h"
+#include "util.h"
 
 #define CACHE_CHUNK			1024	/* bytes of answer per chunk */
 #define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */

@@ -25,10 +25,12 @@
 #include "declared.h"
 #include "endpoints.h"
 #include "options.h"
+#include "util.h"
 
 #define KIS_PATH_PREFIX		"/uapi/"
 #define KIS_NAME_MAX		64		/* a parameter, member or tr_id */
 #define KIS_MAX_PARAMS		64
+#define KIS_PARAMS_MAX		4096	/* bytes of the params option */
 #define KIS_MAX_PARAM_COLUMNS	2	/* requests are (symbol, venue) pairs */
 
 static const char *const paging_choices[] = {"none", "continuation", "date", NULL};
@@ -56,8 +58,9 @@ hex_value(char c)
 
 /*
  * A params value as written (URL-encoded) decoded, or NULL if it is not
- * URL-encoded: only unreserved characters and %XX escapes of bytes that
- * are not control characters.
+ * URL-encoded: only unreserved characters and %XX escapes of printable
+ * ASCII (a value may become a column's, so it must be text in any
+ * database encoding).
  */
 static char *
 url_decode(const char *value)
@@ -72,7 +75,7 @@ url_decode(const char *value)
 			int			hi = hex_value(p[1]);
 			int			lo = hi < 0 ? -1 : hex_value(p[2]);
 
-			if (lo < 0 || hi * 16 + lo < 0x20 || hi * 16 + lo == 0x7f)
+			if (lo < 0 || hi * 16 + lo < 0x20 || hi * 16 + lo > 0x7e)
 				return NULL;
 			appendStringInfoChar(&buf, (char) (hi * 16 + lo));
 			p += 2;
@@ -120,6 +123,11 @@ parse_params(const char *text)
 	char	   *copy = pstrdup(text);
 	char	   *next = copy;
 
+	if (strlen(text) > KIS_PARAMS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("option \"params\" is longer than %d bytes", KIS_PARAMS_MAX)));
+
 	while (next != NULL && *next != '\0')
 	{
 		char	   *item = next;
@@ -134,13 +142,14 @@ parse_params(const char *text)
 		if (eq == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for option \"params\": \"%s\" has no \"=\"", item),
+					 errmsg("invalid value for option \"params\": \"%s\" has no \"=\"",
+							kis_printable(item)),
 					 errhint("Write the parameters as in a URL: NAME=value&NAME=value.")));
 		*eq = '\0';
 		if (!is_name(item))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid parameter name \"%s\" in option \"params\"", item),
+					 errmsg("invalid parameter name \"%s\" in option \"params\"", kis_printable(item)),
 					 errhint("A parameter name is 1 to %d letters, digits or underscores.",
 							 KIS_NAME_MAX)));
 		p->name = item;
@@ -162,8 +171,8 @@ parse_params(const char *text)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid value of parameter \"%s\" in option \"params\": \"%s\"",
-								item, eq + 1),
-						 errdetail("Values are URL-encoded: letters, digits, - . _ ~ and %%XX escapes; {CANO} and {ACNT_PRDT_CD} stand for the user mapping's account, {TODAY} for today's date in Korea."),
+								item, kis_printable(eq + 1)),
+						 errdetail("Values are URL-encoded: letters, digits, - . _ ~ and %%XX escapes of printable ASCII; {CANO} and {ACNT_PRDT_CD} stand for the user mapping's account, {TODAY} for today's date in Korea."),
 						 errhint("Write a space as %%20 and & as %%26.")));
 		}
 		if (param_named(params, p->name) != NULL)
@@ -190,7 +199,7 @@ kis_declared_check_option(const char *name, const char *value)
 			strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-_.") != strlen(value))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for option \"path\": \"%s\"", value),
+					 errmsg("invalid value for option \"path\": \"%s\"", kis_printable(value)),
 					 errdetail("A path starts with %s and holds letters, digits, / - _ and single dots; no query string, fragment or \"..\": the host is always the server's base_url.",
 							   KIS_PATH_PREFIX),
 					 errhint("Write the path as KIS documents it, e.g. '/uapi/domestic-stock/v1/quotations/volume-rank'.")));
@@ -203,7 +212,7 @@ kis_declared_check_option(const char *name, const char *value)
 		if (!is_name(value) && !(strcmp(name, "tr_id_virtual") == 0 && value[0] == '\0'))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+					 errmsg("invalid value for option \"%s\": \"%s\"", name, kis_printable(value)),
 					 errhint("It is 1 to %d letters, digits or underscores, as KIS names it.",
 							 KIS_NAME_MAX)));
 	}
@@ -216,7 +225,7 @@ kis_declared_check_option(const char *name, const char *value)
 				return;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for option \"paging\": \"%s\"", value),
+				 errmsg("invalid value for option \"paging\": \"%s\"", kis_printable(value)),
 				 errhint("Valid values are: none, continuation, date.")));
 	}
 }
@@ -467,6 +476,13 @@ kis_declared_endpoint(Oid relid, List *table_options)
 								format_type_be(attr->atttypid)),
 						 errdetail("Its conditions are sent to KIS as written, so they are compared as text."),
 						 errhint("Declare the column as text.")));
+			if (ep->paging == KIS_PAGING_CURSOR &&
+				pg_strncasecmp(defGetString(def), "CTX_AREA_", 9) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("param column \"%s\" of foreign table \"%s\" fills %s, which paging 'continuation' fills",
+								NameStr(attr->attname), RelationGetRelationName(rel),
+								defGetString(def))));
 			param_names[nkeys] = pstrdup(defGetString(def));
 			ep->key_columns[nkeys] = pstrdup(NameStr(attr->attname));
 			ep->key_defaults[nkeys] = param_default(params, param_names[nkeys]);

@@ -590,7 +590,7 @@ kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
 			if (len < 1 || len > KIS_PARAM_VALUE_MAX)
 				return false;
 			for (const unsigned char *p = (const unsigned char *) symbol; *p; p++)
-				if (*p < 0x20 || *p == 0x7f)
+				if (*p < 0x20 || *p > 0x7e)
 					return false;
 			return true;
 	}
@@ -607,7 +607,7 @@ kis_symbol_hint(KisSymbolKind kind)
 		case KIS_SYMBOL_DOMESTIC:
 			return "Domestic symbols are 6 digits or upper-case letters, e.g. '005930'; ETNs are 'Q' and 6 digits, e.g. 'Q500001'.";
 		case KIS_SYMBOL_PARAM:
-			return "A param column's value is sent as a query parameter: 1 to 128 bytes, no control characters.";
+			return "A param column's value is sent as a query parameter: 1 to 128 printable ASCII characters.";
 		case KIS_SYMBOL_OVERSEAS:
 			return "Overseas symbols are tickers of up to 16 upper-case letters, digits, '.', '/' or '-', e.g. 'AAPL'.";
 	}
@@ -939,13 +939,15 @@ kis_endpoint_key_columns(const KisEndpoint *ep)
 }
 
 /*
- * Answers that belong to one user mapping (an account's): never shared
- * across mappings, and cached per mapping only (docs/security.md).
+ * Answers that belong to one user mapping: never shared across mappings,
+ * and cached per mapping only (docs/security.md).  An account's, and every
+ * declared TR's: kis_fdw cannot know that its answer is the same for
+ * every caller, and its parameters are readable in the catalog.
  */
 bool
 kis_endpoint_private_answers(const KisEndpoint *ep)
 {
-	return ep->needs_account;
+	return ep->needs_account || ep->declared;
 }
 
 /* The key columns of a catalogue table, by KisKeyColumn */

@@ -23,7 +23,6 @@
  */
 #include "postgres.h"
 
-#include "util.h"
 #include "utils/memutils.h"
 
 #include "async_wait.h"
@@ -35,6 +34,7 @@
 #include "options.h"
 #include "shmem.h"
 #include "transport.h"
+#include "util.h"
 
 /* The headers and body of one request, then the transport sends it */
 static void

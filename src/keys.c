@@ -14,7 +14,6 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
-#include "util.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -29,6 +28,7 @@
 #include "quals.h"
 #include "requests.h"
 #include "run.h"
+#include "util.h"
 
 /*
  * Prepare the key conditions of a plan: pushdown is the list form of its
@@ -85,6 +85,7 @@ key_values(const KisKeyExprs *ke, ExprContext *econtext, KisKeyColumn key,
 	Datum		d;
 	bool		isnull;
 	Oid			type;
+	List	   *values;
 
 	if (kp->pos < 0)
 		return default_value ? list_make1(pstrdup(default_value)) : NIL;
@@ -92,7 +93,37 @@ key_values(const KisKeyExprs *ke, ExprContext *econtext, KisKeyColumn key,
 	d = eval_key_expr(ke, econtext, kp->pos, &isnull, &type);
 	if (isnull)
 		return NIL;
-	return kis_key_strings(d, type, kp->is_array);
+	values = kis_key_strings(d, type, kp->is_array);
+
+	/* every other condition on the key narrows its values */
+	for (int i = 0; i < ke->pushdown.nalso && values != NIL; i++)
+	{
+		const KisAlsoPushdown *ap = &ke->pushdown.also[i];
+		List	   *also = NIL;
+		List	   *kept = NIL;
+		ListCell   *lc;
+
+		if (ap->key != key)
+			continue;
+		d = eval_key_expr(ke, econtext, ap->pos, &isnull, &type);
+		if (!isnull)
+			also = kis_key_strings(d, type, ap->is_array);
+		foreach(lc, values)
+		{
+			ListCell   *la;
+
+			foreach(la, also)
+			{
+				if (strcmp(lfirst(lc), lfirst(la)) == 0)
+				{
+					kept = lappend(kept, lfirst(lc));
+					break;
+				}
+			}
+		}
+		values = kept;
+	}
+	return values;
 }
 
 /*

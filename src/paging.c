@@ -212,6 +212,10 @@ listing_rows(const KisPageAnswer *a, bool *past_end)
 	{
 		if (json_is_object(elem) && !row_outside_range(a, elem, past_end))
 			rows = lappend(rows, kis_row_new(a->ep, a->key, elem, a->extra, NULL));
+		else if (!json_is_object(elem) && kis_endpoint_is_declared(a->ep))
+			rows = lappend(rows, kis_row_new(a->ep, a->key, NULL, NULL,
+											 psprintf("TR %s sent a row that is not an object",
+													  a->ep->name)));
 	}
 	return rows;
 }

@@ -138,29 +138,27 @@ count_partition_symbols(Oid relid, const KisPlanState *ps, KisKeyQual *quals,
 	q->nconst = count;
 }
 
+static void choose_key_clauses(RelOptInfo *baserel, const AttrNumber *key_attnums,
+							   List *clauses, RestrictInfo **chosen);
+
 void
 kisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	KisPlanState *ps = palloc0(sizeof(KisPlanState));
 	const KisEndpoint *ep;
 	double		nkeys;
-	ListCell   *lc;
+	RestrictInfo *chosen[KIS_NUM_LIST_KEYS];
 
 	kis_config_for_table(foreigntableid, &ps->config);
 	ep = ps->config.endpoint;
 	kis_key_attnums(foreigntableid, ep, ps->key_attnums);
 
-	foreach(lc, baserel->baserestrictinfo)
+	choose_key_clauses(baserel, ps->key_attnums, baserel->baserestrictinfo, chosen);
+	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-		KisKeyQual	q;
-
-		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
-			q.key < KIS_NUM_LIST_KEYS && !ps->has_qual[q.key])
-		{
-			ps->has_qual[q.key] = true;
-			ps->quals[q.key] = q;
-		}
+		if (chosen[k] != NULL &&
+			kis_match_key_clause(baserel, chosen[k], ps->key_attnums, &ps->quals[k]))
+			ps->has_qual[k] = true;
 	}
 	count_partition_symbols(foreigntableid, ps, ps->quals, ps->has_qual);
 
@@ -311,10 +309,37 @@ partition_venue(RelOptInfo *baserel, Oid relid, KisKeyQual *q)
 }
 
 /*
+ * Which condition on each list key is pushed down: of those that match,
+ * the one of the lowest security level, the first among equals.  A
+ * security-barrier view's condition thus decides what is sent, not one a
+ * caller of the view adds (which stays a local filter): a caller must not
+ * spend the view owner's app key on keys the view excludes.
+ */
+static void
+choose_key_clauses(RelOptInfo *baserel, const AttrNumber *key_attnums, List *clauses,
+				   RestrictInfo **chosen)
+{
+	ListCell   *lc;
+
+	memset(chosen, 0, sizeof(RestrictInfo *) * KIS_NUM_LIST_KEYS);
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		KisKeyQual	q;
+
+		if (!rinfo->pseudoconstant &&
+			kis_match_key_clause(baserel, rinfo, key_attnums, &q) &&
+			q.key < KIS_NUM_LIST_KEYS &&
+			(chosen[q.key] == NULL || rinfo->security_level < chosen[q.key]->security_level))
+			chosen[q.key] = rinfo;
+	}
+}
+
+/*
  * Split clauses (RestrictInfos of baserel, foreign table relid) into
- * pushed-down key conditions and local filters.  The first condition on a
- * list key is pushed down (others stay local filters); every date
- * comparison narrows the date range.  Fills *pd with the pushed-down
+ * pushed-down key conditions and local filters.  One condition on each
+ * list key is pushed down (choose_key_clauses; others stay local
+ * filters); every date comparison narrows the date range.  Fills *pd with the pushed-down
  * conditions and their expressions, and returns the local filters (bare
  * clauses).
  */
@@ -326,9 +351,12 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, KisPushdown *pd)
 	List	   *local_quals = NIL;
 	KisKeyQual	quals[KIS_NUM_LIST_KEYS];
 	bool		has_qual[KIS_NUM_LIST_KEYS];
+	RestrictInfo *chosen[KIS_NUM_LIST_KEYS];
+	List	   *also = NIL;
 	ListCell   *lc;
 
 	kis_pushdown_init(pd);
+	choose_key_clauses(baserel, ps->key_attnums, clauses, chosen);
 	foreach(lc, clauses)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
@@ -337,7 +365,13 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, KisPushdown *pd)
 		if (rinfo->pseudoconstant)
 			continue;
 		if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q) &&
-			(q.key == KIS_KEY_DATE || !kis_pushdown_has_key(pd, q.key)))
+			q.key != KIS_KEY_DATE && chosen[q.key] != rinfo)
+		{
+			/* a further condition on the key: it narrows what is sent */
+			also = lappend(also, rinfo);
+			local_quals = lappend(local_quals, rinfo->clause);
+		}
+		else if (kis_match_key_clause(baserel, rinfo, ps->key_attnums, &q))
 		{
 			if (q.key == KIS_KEY_DATE)
 			{
@@ -353,6 +387,15 @@ kis_plan_keys(RelOptInfo *baserel, Oid relid, List *clauses, KisPushdown *pd)
 		}
 		else
 			local_quals = lappend(local_quals, rinfo->clause);
+	}
+
+	/* after the keys' own conditions: each narrows a key that has one */
+	foreach(lc, also)
+	{
+		KisKeyQual	q;
+
+		if (kis_match_key_clause(baserel, lfirst(lc), ps->key_attnums, &q))
+			kis_pushdown_add_also(pd, q.key, q.expr, q.op == KIS_OP_IN);
 	}
 
 	if (kis_endpoint_per_symbol(ep))

@@ -26,7 +26,8 @@
 enum
 {
 	PUSHDOWN_KEYS,
-	PUSHDOWN_DATES
+	PUSHDOWN_DATES,
+	PUSHDOWN_ALSO
 };
 
 /* The fields of one key in the keys list */
@@ -36,6 +37,15 @@ enum
 	KEY_IS_ARRAY,
 	KEY_NPLANNED,
 	KEY_NFIELDS
+};
+
+/* The fields of one narrowing condition in the also list */
+enum
+{
+	ALSO_KEY,
+	ALSO_POS,
+	ALSO_IS_ARRAY,
+	ALSO_NFIELDS
 };
 
 /* The fields of one date condition in the dates list */
@@ -87,6 +97,22 @@ kis_pushdown_add_date(KisPushdown *pd, KisQualOp op, Expr *expr, KisDateOrigin o
 	pd->exprs = lappend(pd->exprs, expr);
 }
 
+/* Another condition on a key that has one: its values narrow the key's */
+void
+kis_pushdown_add_also(KisPushdown *pd, KisKeyColumn key, Expr *expr, bool is_array)
+{
+	Assert(key < KIS_NUM_LIST_KEYS && pd->keys[key].pos >= 0);
+	if (pd->nalso == 0)
+		pd->also = palloc(sizeof(KisAlsoPushdown));
+	else
+		pd->also = repalloc(pd->also, sizeof(KisAlsoPushdown) * (pd->nalso + 1));
+	pd->also[pd->nalso].key = key;
+	pd->also[pd->nalso].pos = list_length(pd->exprs);
+	pd->also[pd->nalso].is_array = is_array;
+	pd->nalso++;
+	pd->exprs = lappend(pd->exprs, expr);
+}
+
 bool
 kis_pushdown_has_key(const KisPushdown *pd, KisKeyColumn key)
 {
@@ -99,6 +125,7 @@ kis_pushdown_to_list(const KisPushdown *pd)
 {
 	List	   *keys = NIL;
 	List	   *dates = NIL;
+	List	   *also = NIL;
 
 	for (int k = 0; k < KIS_NUM_LIST_KEYS; k++)
 	{
@@ -121,7 +148,17 @@ kis_pushdown_to_list(const KisPushdown *pd)
 		for (int f = 0; f < DATE_NFIELDS; f++)
 			dates = lappend_int(dates, fields[f]);
 	}
-	return list_make2(keys, dates);
+	for (int i = 0; i < pd->nalso; i++)
+	{
+		int			fields[ALSO_NFIELDS];
+
+		fields[ALSO_KEY] = pd->also[i].key;
+		fields[ALSO_POS] = pd->also[i].pos;
+		fields[ALSO_IS_ARRAY] = pd->also[i].is_array;
+		for (int f = 0; f < ALSO_NFIELDS; f++)
+			also = lappend_int(also, fields[f]);
+	}
+	return list_make3(keys, dates, also);
 }
 
 /* Read the list form back, in the current memory context (exprs NIL) */
@@ -130,6 +167,7 @@ kis_pushdown_from_list(KisPushdown *pd, List *list)
 {
 	List	   *keys = list_nth(list, PUSHDOWN_KEYS);
 	List	   *dates = list_nth(list, PUSHDOWN_DATES);
+	List	   *also = list_nth(list, PUSHDOWN_ALSO);
 
 	kis_pushdown_init(pd);
 	Assert(list_length(keys) == KIS_NUM_LIST_KEYS * KEY_NFIELDS);
@@ -148,5 +186,15 @@ kis_pushdown_from_list(KisPushdown *pd, List *list)
 		pd->dates[i].op = list_nth_int(dates, i * DATE_NFIELDS + DATE_OP);
 		pd->dates[i].pos = list_nth_int(dates, i * DATE_NFIELDS + DATE_POS);
 		pd->dates[i].origin = list_nth_int(dates, i * DATE_NFIELDS + DATE_ORIGIN);
+	}
+	Assert(list_length(also) % ALSO_NFIELDS == 0);
+	pd->nalso = list_length(also) / ALSO_NFIELDS;
+	if (pd->nalso > 0)
+		pd->also = palloc(sizeof(KisAlsoPushdown) * pd->nalso);
+	for (int i = 0; i < pd->nalso; i++)
+	{
+		pd->also[i].key = list_nth_int(also, i * ALSO_NFIELDS + ALSO_KEY);
+		pd->also[i].pos = list_nth_int(also, i * ALSO_NFIELDS + ALSO_POS);
+		pd->also[i].is_array = list_nth_int(also, i * ALSO_NFIELDS + ALSO_IS_ARRAY);
 	}
 }

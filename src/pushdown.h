@@ -33,6 +33,18 @@ typedef struct KisKeyPushdown
 	int			nplanned;		/* values known at plan time, or -1 */
 } KisKeyPushdown;
 
+/*
+ * Another condition on a list key that already has one: its values narrow
+ * the key's (they are intersected at run time), so that every condition on
+ * a key, a view's and its caller's alike, limits what is sent.
+ */
+typedef struct KisAlsoPushdown
+{
+	KisKeyColumn key;
+	int			pos;			/* its expression's position */
+	bool		is_array;
+} KisAlsoPushdown;
+
 /* One date condition: "date op expression" */
 typedef struct KisDatePushdown
 {
@@ -51,6 +63,8 @@ typedef struct KisPushdown
 	KisKeyPushdown keys[KIS_NUM_LIST_KEYS];
 	int			ndates;
 	KisDatePushdown *dates;
+	int			nalso;
+	KisAlsoPushdown *also;
 	List	   *exprs;			/* the planner's: the expressions, in order */
 } KisPushdown;
 
@@ -59,6 +73,8 @@ extern void kis_pushdown_set_key(KisPushdown *pd, KisKeyColumn key, Expr *expr,
 								 bool is_array, int nplanned);
 extern void kis_pushdown_add_date(KisPushdown *pd, KisQualOp op, Expr *expr,
 								  KisDateOrigin origin);
+extern void kis_pushdown_add_also(KisPushdown *pd, KisKeyColumn key, Expr *expr,
+								  bool is_array);
 extern bool kis_pushdown_has_key(const KisPushdown *pd, KisKeyColumn key);
 extern List *kis_pushdown_to_list(const KisPushdown *pd);
 extern void kis_pushdown_from_list(KisPushdown *pd, List *list);

@@ -37,7 +37,6 @@
 #include "commands/explain.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
-#include "util.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -55,6 +54,7 @@
 #include "response.h"
 #include "run.h"
 #include "text.h"
+#include "util.h"
 
 #define KIS_MAX_SKIPPED_LISTED	10	/* symbols named in the skip WARNING */
 
@@ -276,13 +276,14 @@ report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
-						kis_endpoint_key_column(ep, KIS_KEY_SYMBOL) : "symbol", key->symbol),
+						kis_endpoint_key_column(ep, KIS_KEY_SYMBOL) : "symbol",
+						kis_printable(key->symbol)),
 				 errhint("%s", kis_endpoint_symbol_hint(ep))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
 					kis_endpoint_key_column(ep, KIS_KEY_MARKET) : kis_endpoint_venue_name(ep),
-					key->venue),
+					kis_printable(key->venue)),
 			 errhint("%s", kis_endpoint_venue_hint(ep))));
 }
 

@@ -39,7 +39,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "util.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -49,6 +48,7 @@
 #include "limiter.h"
 #include "shmem.h"
 #include "shmem_internal.h"
+#include "util.h"
 
 typedef struct KisSlotTable
 {

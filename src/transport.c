@@ -35,12 +35,12 @@
 #include "pgstat.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
-#include "util.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
 #include "transport.h"
+#include "util.h"
 
 #define KIS_MAX_IDLE_WAIT_MS	1000	/* re-check even if nobody wakes us */
 #define KIS_USER_AGENT			"kis_fdw/1.0"

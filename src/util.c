@@ -16,6 +16,8 @@
 
 #include <openssl/evp.h>
 
+#include "lib/stringinfo.h"
+
 #include "util.h"
 
 /*
@@ -76,4 +78,24 @@ kis_sort_unique_strings(List *values)
 	}
 	list_free(values);
 	return unique;
+}
+
+/*
+ * A copy of s for a message: control characters as \xNN, so that a value
+ * echoed in an error cannot start a line of its own in the server log.
+ */
+char *
+kis_printable(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			appendStringInfo(&buf, "\\x%02x", *p);
+		else
+			appendStringInfoChar(&buf, (char) *p);
+	}
+	return buf.data;
 }
