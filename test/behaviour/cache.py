@@ -8,10 +8,9 @@ import time
 
 from kistest import mock
 from .harness import (
-    MOCK_URL, MOCK_CA, APP_KEY, APP_SECRET, WAIT, stats, mock_config, inject, reset_mock, price,
-    symbols, sql_list, wait_until, check, check_prices, run, Session, run_all, must, set_server,
-    wait_active)
-from .fixtures import BALANCE_PATH, APP_KEY_B, cached_table, waiting_on_another
+    APP_KEY, WAIT, stats, mock_config, inject, reset_mock, price, symbols, sql_list, wait_until,
+    check, check_prices, run, Session, must, set_server, wait_active)
+from .fixtures import APP_KEY_B, cached_table, waiting_on_another, check_cached_per_mapping
 
 
 def sessions_at_once(n, sql):
@@ -130,34 +129,12 @@ def test_cache_holdings_per_mapping():
     account X, key B account X, key A account Y) each get their own request, a
     repeat of one is served from the cache."""
     mock_config(holdings=10)   # one page: a listing that fits one page is cached
-    roles = {"kis_h1": (APP_KEY, "12345678-01"), "kis_h2": (APP_KEY_B, "12345678-01"),
-             "kis_h3": (APP_KEY, "22222222-01")}
-    setup = ["DROP SERVER IF EXISTS kis_hold CASCADE"]
-    setup += [f"DROP ROLE IF EXISTS {r}" for r in roles]
-    setup += [f"CREATE SERVER kis_hold FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-              f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
-              "CREATE FOREIGN TABLE holdings_cached (symbol text, qty bigint, raw jsonb) "
-              "SERVER kis_hold OPTIONS (endpoint 'domestic_holdings', cache_ttl_ms '60000')"]
-    for role, (key, account) in roles.items():
-        setup += [f"CREATE ROLE {role}", f"GRANT SELECT ON holdings_cached TO {role}",
-                  f"CREATE USER MAPPING FOR {role} SERVER kis_hold OPTIONS "
-                  f"(app_key '{key}', app_secret '{APP_SECRET}', account '{account}')"]
-    setup.append("SELECT kis_fdw_cache_reset()")
-    run_all(*setup)
-    try:
-        seen = {}
-        for role in ("kis_h1", "kis_h1", "kis_h2", "kis_h3", "kis_h2"):
-            before = stats()["pages"].get(BALANCE_PATH, 0)
-            rows = must(run(f"SET ROLE {role}; SELECT count(*) FROM holdings_cached")[:2], role)
-            sent = stats()["pages"].get(BALANCE_PATH, 0) - before
-            check(rows == [["10"]], f"{role}: {rows}")
-            check(sent == (1 if role not in seen else 0),
-                  f"{role}: {sent} requests ({'repeat' if role in seen else 'first'} query)")
-            seen[role] = True
-    finally:
-        run("DROP SERVER IF EXISTS kis_hold CASCADE")
-        for r in roles:
-            run(f"DROP ROLE IF EXISTS {r}")
+    check_cached_per_mapping(
+        "kis_hold", "holdings_cached", "symbol text, qty bigint, raw jsonb",
+        "endpoint 'domestic_holdings', cache_ttl_ms '60000'",
+        {"kis_h1": (APP_KEY, "12345678-01"), "kis_h2": (APP_KEY_B, "12345678-01"),
+         "kis_h3": (APP_KEY, "22222222-01")},
+        ("kis_h1", "kis_h1", "kis_h2", "kis_h3", "kis_h2"), "10")
 
 
 def test_cache_expiry():

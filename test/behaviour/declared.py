@@ -5,9 +5,10 @@ answers, which nothing checks against the request, never stand for a catalogue t
 """
 
 from .harness import (
-    MOCK_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, symbols, sql_list, check, run,
-    run_all, must, set_server)
-from .fixtures import hold_first_for_company, BALANCE_PATH, cached_table
+    APP_KEY, APP_SECRET, stats, mock_config, symbols, sql_list, check, run, run_all, must,
+    set_server)
+from .fixtures import (hold_first_for_company, BALANCE_PATH, cached_table,
+                       check_cached_per_mapping)
 
 INVESTOR_PATH = "/uapi/domestic-stock/v1/quotations/inquire-investor"
 INVESTOR = ("CREATE FOREIGN TABLE {name} (symbol text OPTIONS (param 'FID_INPUT_ISCD'), "
@@ -74,38 +75,15 @@ def test_declared_account_answers_private():
     with different accounts, each sends its own request and reads its own account; a
     repeat of one is served from the cache."""
     mock_config(holdings=10)   # one page: a listing that fits one page is cached
-    roles = {"kis_d1": "12345678-01", "kis_d2": "22222222-01"}
-    setup = ["DROP SERVER IF EXISTS kis_decl CASCADE"]
-    setup += [f"DROP ROLE IF EXISTS {r}" for r in roles]
-    setup += [f"CREATE SERVER kis_decl FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-              f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
-              "CREATE FOREIGN TABLE balance_decl (symbol text OPTIONS (field 'pdno'), "
-              "qty bigint OPTIONS (field 'hldg_qty'), raw jsonb) SERVER kis_decl OPTIONS "
-              f"(path '{BALANCE_PATH}', tr_id 'TTTC8434R', rows 'output1', "
-              "paging 'continuation', cache_ttl_ms '60000', params 'CANO={CANO}&"
-              "ACNT_PRDT_CD={ACNT_PRDT_CD}&AFHR_FLPR_YN=N&OFL_YN=&INQR_DVSN=02&UNPR_DVSN=01&"
-              "FUND_STTL_ICLD_YN=N&FNCG_AMT_AUTO_RDPT_YN=N&PRCS_DVSN=00')"]
-    for role, account in roles.items():
-        setup += [f"CREATE ROLE {role}", f"GRANT SELECT ON balance_decl TO {role}",
-                  f"CREATE USER MAPPING FOR {role} SERVER kis_decl OPTIONS "
-                  f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}', account '{account}')"]
-    setup.append("SELECT kis_fdw_cache_reset()")
-    run_all(*setup)
-    try:
-        seen = set()
-        for role in ("kis_d1", "kis_d1", "kis_d2", "kis_d2", "kis_d1"):
-            before = stats()["pages"].get(BALANCE_PATH, 0)
-            rows = must(run(f"SET ROLE {role}; SELECT count(*), "
-                            f"min(raw->>'pdno') IS NOT NULL FROM balance_decl")[:2], role)
-            got = stats()["pages"].get(BALANCE_PATH, 0) - before
-            check(rows == [["10", "t"]], f"{role}: {rows}")
-            check(got == (0 if role in seen else 1),
-                  f"{role}: {got} requests ({'repeat' if role in seen else 'first'} query)")
-            seen.add(role)
-    finally:
-        run("DROP SERVER IF EXISTS kis_decl CASCADE")
-        for r in roles:
-            run(f"DROP ROLE IF EXISTS {r}")
+    check_cached_per_mapping(
+        "kis_decl", "balance_decl",
+        "symbol text OPTIONS (field 'pdno'), qty bigint OPTIONS (field 'hldg_qty'), raw jsonb",
+        f"path '{BALANCE_PATH}', tr_id 'TTTC8434R', rows 'output1', paging 'continuation', "
+        "cache_ttl_ms '60000', params 'CANO={CANO}&ACNT_PRDT_CD={ACNT_PRDT_CD}&AFHR_FLPR_YN=N&"
+        "OFL_YN=&INQR_DVSN=02&UNPR_DVSN=01&FUND_STTL_ICLD_YN=N&FNCG_AMT_AUTO_RDPT_YN=N&"
+        "PRCS_DVSN=00'",
+        {"kis_d1": (APP_KEY, "12345678-01"), "kis_d2": (APP_KEY, "22222222-01")},
+        ("kis_d1", "kis_d1", "kis_d2", "kis_d2", "kis_d1"), "10")
 
 
 def test_declared_answers_never_stand_for_catalogue():

@@ -167,3 +167,34 @@ def _join_table(name, syms):
     values = ", ".join(f"('{sym}', {i + 1})" for i, sym in enumerate(syms))
     _, err, rc = run(f"INSERT INTO {name} (symbol, qty) VALUES {values}; ANALYZE {name}")
     check(rc == 0, f"fill {name}: {err}")
+
+
+def check_cached_per_mapping(server, table, columns, options, roles, order, expect_rows):
+    """A table on its own server, read by roles whose user mappings differ (roles: name ->
+    (app key, account)), one page of holdings in the mock: each role's first query sends one
+    balance request, a repeat of it none (served from its own cache entry)."""
+    setup = [f"DROP SERVER IF EXISTS {server} CASCADE"]
+    setup += [f"DROP ROLE IF EXISTS {r}" for r in roles]
+    setup += [f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+              f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', rate_limit '0')",
+              f"CREATE FOREIGN TABLE {table} ({columns}) SERVER {server} OPTIONS ({options})"]
+    for role, (key, account) in roles.items():
+        setup += [f"CREATE ROLE {role}", f"GRANT SELECT ON {table} TO {role}",
+                  f"CREATE USER MAPPING FOR {role} SERVER {server} OPTIONS "
+                  f"(app_key '{key}', app_secret '{APP_SECRET}', account '{account}')"]
+    setup.append("SELECT kis_fdw_cache_reset()")
+    run_all(*setup)
+    try:
+        seen = set()
+        for role in order:
+            before = stats()["pages"].get(BALANCE_PATH, 0)
+            rows = must(run(f"SET ROLE {role}; SELECT count(*) FROM {table}")[:2], role)
+            sent = stats()["pages"].get(BALANCE_PATH, 0) - before
+            check(rows == [[expect_rows]], f"{role}: {rows}")
+            check(sent == (0 if role in seen else 1),
+                  f"{role}: {sent} requests ({'repeat' if role in seen else 'first'} query)")
+            seen.add(role)
+    finally:
+        run(f"DROP SERVER IF EXISTS {server} CASCADE")
+        for r in roles:
+            run(f"DROP ROLE IF EXISTS {r}")

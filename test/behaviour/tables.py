@@ -219,7 +219,7 @@ def test_minute_bars_with_pg_cron():
                 create, insert):
         must(run(sql)[:2], sql)
     first = int(run("SELECT count(*) FROM minute_bars")[0][0][0])
-    check(first > 0 or first_asked(syms[0]) < 60, f"the first INSERT stored nothing")
+    check(first > 0 or first_asked(syms[0]) < 60, "the first INSERT stored nothing")
     if os.environ.get("KIS_PG_CRON") != "1":
         raise Skipped("no pg_cron for this PostgreSQL major (the recipe's table and INSERT passed)")
     reset_mock()
