@@ -71,12 +71,16 @@ def test_declared_literal_account_answer_shared():
         check(seen and "CANO=12345678" in seen[0][0], f"ftoptions as the attacker: {seen}")
         must(run(f"SET ROLE {ATTACKER}; " +
                  balance_table("h_att.steal", ", cache_ttl_ms '3600000'"))[:2], "attacker table")
-        rows = must(run(f"SET ROLE {ATTACKER}; SELECT count(*), min(symbol) FROM h_att.steal")[:2],
-                    "attacker")
+        plan = must(run(f"SET ROLE {ATTACKER}; EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, "
+                        f"SUMMARY OFF) SELECT count(*) FROM h_att.steal")[:2], "attacker")
+        lines = [r[0].strip() for r in plan]
         sent = stats()["by_path"].get(BALANCE_PATH, 0) - before
-        check(sent == 2,
-              f"the attacker's query (another app key) was answered with the victim's answer: "
-              f"{rows}, {sent} request(s) in all, expected 2 (one per mapping)")
+        # the attacker's own request(s) (a stale token of its key may add a retry)
+        check(sent >= 2 and "KIS Cache Hits: 0" in lines and
+              any(line.startswith("KIS Requests:") and line != "KIS Requests: 0"
+                  for line in lines),
+              f"the attacker's query (another app key) was answered from the victim's answer: "
+              f"{sent} request(s) in all, plan {lines}")
     finally:
         drop_roles()
 
