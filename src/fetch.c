@@ -225,7 +225,6 @@ pump(KisFetcher *f, TimestampTz now)
 	TimestampTz wake = -1;
 	TimestampTz token_wake = -1;
 	dlist_mutable_iter iter;
-	bool		api_ready = false;
 
 	dlist_foreach_modify(iter, &f->delayed)
 	{
@@ -234,7 +233,7 @@ pump(KisFetcher *f, TimestampTz now)
 		if (req->not_before <= now)
 		{
 			dlist_delete(&req->node);
-			dlist_push_tail(&f->ready, &req->node);
+			kis_fetch_ready(f, req, false);
 		}
 		else
 			wake = kis_earliest(wake, req->not_before);
@@ -245,15 +244,10 @@ pump(KisFetcher *f, TimestampTz now)
 	 * Downloads need neither a token nor the API's gate; those that must
 	 * wait for max_concurrency wait here, not at the token below.
 	 */
-	dlist_foreach_modify(iter, &f->ready)
+	dlist_foreach_modify(iter, &f->ready_files)
 	{
 		KisRequest *req = dlist_container(KisRequest, node, iter.cur);
 
-		if (req->kind != KIS_REQ_FILE)
-		{
-			api_ready = true;
-			continue;
-		}
 		if (f->fatal != NULL || f->ndata_inflight >= f->config->max_concurrency)
 			continue;
 		if (kis_fetch_share_lookup(f, req, now))
@@ -262,7 +256,7 @@ pump(KisFetcher *f, TimestampTz now)
 		start_request(f, req);
 	}
 
-	if (f->fatal != NULL || f->tok.claim != 0 || !api_ready)
+	if (f->fatal != NULL || f->tok.claim != 0 || dlist_is_empty(&f->ready))
 		return wake;
 
 	switch (kis_token_for_scan(&f->tok, f->slot, f->creds, f->config->timeout_ms,
@@ -391,6 +385,7 @@ kis_fetch_begin(MemoryContext run_cxt, const KisConfig *config, KisFetchStats *s
 	f->config = config;
 	f->stats = stats;
 	dlist_init(&f->ready);
+	dlist_init(&f->ready_files);
 	dlist_init(&f->delayed);
 	dlist_init(&f->inflight);
 	dlist_init(&f->done);
@@ -440,7 +435,7 @@ kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 	url = psprintf("%s%s", f->config->base_url, path_and_query);
 	req = new_request(f, KIS_REQ_DATA, url, tr_id, flags, arg);
 	req->header = header;		/* a string constant */
-	dlist_push_tail(&f->ready, &req->node);
+	kis_fetch_ready(f, req, false);
 	f->npending++;
 	pfree(url);
 }
@@ -462,7 +457,7 @@ kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg
 	KisRequest *req = new_request(f, KIS_REQ_FILE, url, NULL, KIS_FETCH_SHARED, arg);
 
 	req->whole = whole;
-	dlist_push_tail(&f->ready, &req->node);
+	kis_fetch_ready(f, req, false);
 	f->npending++;
 }
 

@@ -275,12 +275,12 @@ kis_fetch_share_poll(KisFetcher *f, TimestampTz now)
 			/* taken over from a sender that is away: others may wait for us */
 			req->share = KIS_SHARE_OWNER;
 			dlist_push_tail(&f->owned, &req->owned_node);
-			dlist_push_head(&f->ready, &req->node);
+			kis_fetch_ready(f, req, true);
 		}
 		else
 		{
 			req->share = KIS_SHARE_ALONE;
-			dlist_push_head(&f->ready, &req->node);
+			kis_fetch_ready(f, req, true);
 		}
 	}
 	return wake;
@@ -399,7 +399,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 			if (req->share == KIS_SHARE_OWNER)	/* unsent until a new token */
 				kis_cache_sending(req->answer_id, req->share_serial, false);
 			req->attempts--;
-			dlist_push_head(&f->ready, &req->node);
+			kis_fetch_ready(f, req, true);
 			break;
 		case KIS_ACTION_TOKEN_FAILED:
 			FAIL_FETCHER(f, kis_token_raise_rejected(f->slot, req->token_generation,

@@ -88,7 +88,9 @@ struct KisFetcher
 	bool		has_reservation;	/* a send time reserved at the gate */
 	TimestampTz reserved_at;
 
-	dlist_head	ready;			/* may go when a slot and the gate allow */
+	dlist_head	ready;			/* API requests that may go when a slot and
+								 * the gate allow */
+	dlist_head	ready_files;	/* downloads that may go when a slot allows */
 	dlist_head	delayed;		/* backing off until not_before */
 	dlist_head	inflight;		/* on the wire */
 	dlist_head	done;			/* completions not yet taken */
@@ -118,5 +120,21 @@ extern bool kis_fetch_share_lookup(KisFetcher *f, KisRequest *req, TimestampTz n
 extern TimestampTz kis_fetch_share_poll(KisFetcher *f, TimestampTz now);
 extern void kis_fetch_share_done(KisRequest *req);
 extern void kis_fetch_raise_fatal(KisFetcher *f);
+
+/*
+ * Queue req as ready to go (at the head: before the others, as a retry or
+ * a take-over is).  Downloads wait in a list of their own, so that the
+ * engine's loop never walks the API requests to find them.
+ */
+static inline void
+kis_fetch_ready(KisFetcher *f, KisRequest *req, bool at_head)
+{
+	dlist_head *list = req->kind == KIS_REQ_FILE ? &f->ready_files : &f->ready;
+
+	if (at_head)
+		dlist_push_head(list, &req->node);
+	else
+		dlist_push_tail(list, &req->node);
+}
 
 #endif							/* KIS_FETCH_INTERNAL_H */
