@@ -745,11 +745,11 @@ kis_endpoint_venue_key(const KisEndpoint *ep)
 	return ep->has_exchange ? KIS_KEY_EXCHANGE : KIS_KEY_MARKET;
 }
 
-/* "market" or "exchange", for messages */
+/* The venue key's column: "market" or "exchange", or a declared one's */
 const char *
 kis_endpoint_venue_name(const KisEndpoint *ep)
 {
-	return ep->has_exchange ? "exchange" : "market";
+	return kis_endpoint_key_column(ep, kis_endpoint_venue_key(ep));
 }
 
 /* The venue asked for without a condition: the server's default */
@@ -757,7 +757,7 @@ const char *
 kis_endpoint_default_venue(const KisEndpoint *ep, const KisConfig *config)
 {
 	if (kis_endpoint_is_declared(ep))
-		return ep->has_market ? ep->key_defaults[KIS_KEY_MARKET] : "";
+		return ep->has_market ? kis_endpoint_key_default(ep, KIS_KEY_MARKET) : "";
 	return ep->has_exchange ? config->exchange : config->market;
 }
 
@@ -981,6 +981,13 @@ kis_endpoint_key_required(const KisEndpoint *ep, KisKeyColumn key)
 	if (!kis_endpoint_has_key(ep, key))
 		return false;
 	if (kis_endpoint_is_declared(ep))
-		return key < KIS_NUM_LIST_KEYS && ep->key_defaults[key] == NULL;
+		return kis_endpoint_key_default(ep, key) == NULL;
 	return key == KIS_KEY_SYMBOL;
+}
+
+/* A declared table's value for a key without a condition (params), or NULL */
+const char *
+kis_endpoint_key_default(const KisEndpoint *ep, KisKeyColumn key)
+{
+	return key < KIS_NUM_LIST_KEYS ? ep->key_defaults[key] : NULL;
 }

@@ -211,5 +211,6 @@ extern bool kis_endpoint_private_answers(const KisEndpoint *ep);
 extern bool kis_endpoint_is_declared(const KisEndpoint *ep);
 extern const char *kis_endpoint_key_column(const KisEndpoint *ep, KisKeyColumn key);
 extern bool kis_endpoint_key_required(const KisEndpoint *ep, KisKeyColumn key);
+extern const char *kis_endpoint_key_default(const KisEndpoint *ep, KisKeyColumn key);
 
 #endif							/* KIS_ENDPOINTS_H */

@@ -342,8 +342,7 @@ kis_keys_eval(const KisKeyExprs *ke, ExprContext *econtext, Relation rel,
 	{
 		if (with_symbols)
 			out->symbols = key_values(ke, econtext, KIS_KEY_SYMBOL,
-									  kis_endpoint_key_required(ep, KIS_KEY_SYMBOL) ? NULL :
-									  ep->key_defaults[KIS_KEY_SYMBOL]);
+									  kis_endpoint_key_default(ep, KIS_KEY_SYMBOL));
 		out->venues = key_values(ke, econtext, venue_key,
 								 kis_endpoint_default_venue(ep, config));
 	}

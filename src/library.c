@@ -258,17 +258,6 @@ const KisLibraryTable kis_library[] = {
 	{NULL}
 };
 
-const KisLibraryTable *
-kis_library_lookup(const char *name)
-{
-	for (const KisLibraryTable *t = kis_library; t->name; t++)
-	{
-		if (strcmp(t->name, name) == 0)
-			return t;
-	}
-	return NULL;
-}
-
 /* "symbol, exchange": the key columns, for kis_fdw_endpoints() */
 char *
 kis_library_key_columns(const KisLibraryTable *t)

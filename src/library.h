@@ -37,7 +37,6 @@ typedef struct KisLibraryTable
 
 extern const KisLibraryTable kis_library[];
 
-extern const KisLibraryTable *kis_library_lookup(const char *name);
 extern char *kis_library_key_columns(const KisLibraryTable *t);
 extern char *kis_library_table_ddl(const KisLibraryTable *t, const char *server_name);
 

@@ -261,8 +261,7 @@ static const char *
 invalid_key_problem(const KisEndpoint *ep, const KisKey *key)
 {
 	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
-		return kis_endpoint_is_declared(ep) ?
-			psprintf("invalid %s", kis_endpoint_key_column(ep, KIS_KEY_SYMBOL)) : "invalid symbol";
+		return psprintf("invalid %s", kis_endpoint_key_column(ep, KIS_KEY_SYMBOL));
 	if (!kis_endpoint_venue_is_valid(ep, key->venue))
 		return psprintf("invalid %s", kis_endpoint_venue_name(ep));
 	return NULL;
@@ -275,14 +274,12 @@ report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 	if (!kis_endpoint_symbol_is_valid(ep, key->symbol))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
-						kis_endpoint_key_column(ep, KIS_KEY_SYMBOL) : "symbol",
+				 errmsg("invalid %s \"%s\"", kis_endpoint_key_column(ep, KIS_KEY_SYMBOL),
 						kis_printable(key->symbol)),
 				 errhint("%s", kis_endpoint_symbol_hint(ep))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid %s \"%s\"", kis_endpoint_is_declared(ep) ?
-					kis_endpoint_key_column(ep, KIS_KEY_MARKET) : kis_endpoint_venue_name(ep),
+			 errmsg("invalid %s \"%s\"", kis_endpoint_venue_name(ep),
 					kis_printable(key->venue)),
 			 errhint("%s", kis_endpoint_venue_hint(ep))));
 }
