@@ -95,31 +95,28 @@ key_values(const KisKeyExprs *ke, ExprContext *econtext, KisKeyColumn key,
 		return NIL;
 	values = kis_key_strings(d, type, kp->is_array);
 
-	/* every other condition on the key narrows its values */
+	/* every other condition on the key narrows its values (both sorted) */
 	for (int i = 0; i < ke->pushdown.nalso && values != NIL; i++)
 	{
 		const KisAlsoPushdown *ap = &ke->pushdown.also[i];
 		List	   *also = NIL;
 		List	   *kept = NIL;
-		ListCell   *lc;
+		int			a = 0;
+		int			b = 0;
 
 		if (ap->key != key)
 			continue;
 		d = eval_key_expr(ke, econtext, ap->pos, &isnull, &type);
 		if (!isnull)
 			also = kis_key_strings(d, type, ap->is_array);
-		foreach(lc, values)
+		while (a < list_length(values) && b < list_length(also))
 		{
-			ListCell   *la;
+			int			cmp = strcmp(list_nth(values, a), list_nth(also, b));
 
-			foreach(la, also)
-			{
-				if (strcmp(lfirst(lc), lfirst(la)) == 0)
-				{
-					kept = lappend(kept, lfirst(lc));
-					break;
-				}
-			}
+			if (cmp == 0)
+				kept = lappend(kept, list_nth(values, a));
+			a += cmp <= 0;
+			b += cmp >= 0;
 		}
 		values = kept;
 	}
