@@ -30,6 +30,9 @@ OBJS = \
 	src/keys.o \
 	src/library.o \
 	src/limiter.o \
+	src/live.o \
+	src/live_scan.o \
+	src/live_sql.o \
 	src/master.o \
 	src/options.o \
 	src/outcome.o \
@@ -46,14 +49,15 @@ OBJS = \
 	src/stats.o \
 	src/text.o \
 	src/transport.o \
-	src/util.o
+	src/util.o \
+	src/worker.o
 
 EXTENSION = kis_fdw
 # make installcheck: the same tests and order as make test's pg_regress run
 REGRESS = $(shell sed -n 's/^test: *//p' $(srcdir)/test/schedule)
 REGRESS_OPTS = --dbname=kis_regress
 DATA = kis_fdw--1.0.sql kis_fdw--1.0--1.1.sql kis_fdw--1.2.sql kis_fdw--1.1--1.2.sql \
-	kis_fdw--1.0--1.2.sql
+	kis_fdw--1.0--1.2.sql kis_fdw--1.3.sql kis_fdw--1.2--1.3.sql
 PGFILEDESC = "kis_fdw - foreign data wrapper for the KIS Open API"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -64,7 +68,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 ifeq ($(KIS_WERROR),1)
 PG_CFLAGS += -Werror
 endif
-SHLIB_LINK = -lcurl -ljansson -lcrypto -lz
+SHLIB_LINK = -lcurl -ljansson -lcrypto -lz -lwslay
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -74,7 +78,7 @@ else
 # a fresh machine: no PostgreSQL headers yet; the demo and test scripts install them
 all:
 	@echo "pg_config not found: run 'make test' or 'make demo' (they install what is missing)," >&2
-	@echo "or: sudo apt-get install postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev libssl-dev" >&2
+	@echo "or: sudo apt-get install postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev libssl-dev libwslay-dev" >&2
 	@exit 1
 endif
 

@@ -119,7 +119,12 @@ from_source() {
 from_chroot() {
     local suite="$1" root
     root="$CACHE/$suite"
+    # install-deps.sh runs each time (quick when nothing is missing): a
+    # cached chroot then gains what a newer tree needs
     if [ -f "$root/.complete-$major" ]; then
+        cp scripts/install-deps.sh "$root/tmp/install-deps.sh"
+        chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bash /tmp/install-deps.sh "$major" \
+            >"$CACHE/install-$suite-$major.log" 2>&1 || { tail -30 "$CACHE/install-$suite-$major.log" >&2; exit 1; }
         echo "chroot $root"
         return
     fi

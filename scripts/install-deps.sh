@@ -2,14 +2,14 @@
 # scripts/install-deps.sh [MAJOR]: installs the Debian packages kis_fdw needs
 # to build and test, if any are missing: PostgreSQL MAJOR's server and headers
 # (default 15; "-" for none, when PostgreSQL was built from source), libcurl,
-# jansson, OpenSSL, Python 3 (the mock server), clang with its libFuzzer
+# jansson, OpenSSL, wslay (WebSocket framing for the live tables), Python 3 (the mock server), clang with its libFuzzer
 # runtime (the fuzz harness), sqlsmith (random queries), and pg_cron (the scheduled-refresh recipe test)
 # where the release has it for that major.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 major="${1:-15}"
 
-packages=(libcurl4-openssl-dev libjansson-dev libssl-dev python3 openssl make gcc clang libclang-rt-dev
+packages=(libcurl4-openssl-dev libjansson-dev libssl-dev libwslay-dev python3 openssl make gcc clang libclang-rt-dev
           sqlsmith)
 [ "$major" = "-" ] || packages+=("postgresql-$major" "postgresql-server-dev-$major")
 optional=()

@@ -288,13 +288,9 @@ append_json_string(StringInfo buf, const char *value)
 	appendStringInfoChar(buf, '"');
 }
 
-/*
- * The JSON body of POST /oauth2/tokenP, in the current memory context.
- * Built here rather than by jansson so that no copy of the secret is left
- * behind in buffers we cannot wipe; the caller wipes this one.
- */
+/* {"grant_type", "appkey", secret_field: the app secret}, in one buffer */
 static char *
-kis_token_request_body(const KisConfig *config)
+credentials_body(const KisConfig *config, const char *secret_field)
 {
 	StringInfoData buf;
 
@@ -306,10 +302,38 @@ kis_token_request_body(const KisConfig *config)
 	enlargeStringInfo(&buf, 128 + 6 * (strlen(config->app_key) + strlen(config->app_secret)));
 	appendStringInfoString(&buf, "{\"grant_type\":\"client_credentials\",\"appkey\":");
 	append_json_string(&buf, config->app_key);
-	appendStringInfoString(&buf, ",\"appsecret\":");
+	appendStringInfo(&buf, ",\"%s\":", secret_field);
 	append_json_string(&buf, config->app_secret);
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
+}
+
+/*
+ * The JSON body of POST /oauth2/tokenP, in the current memory context.
+ * Built here rather than by jansson so that no copy of the secret is left
+ * behind in buffers we cannot wipe; the caller wipes this one.
+ */
+static char *
+kis_token_request_body(const KisConfig *config)
+{
+	return credentials_body(config, "appsecret");
+}
+
+/*
+ * The body of POST /oauth2/Approval, the WebSocket approval key's: the
+ * same, with the secret in "secretkey" (docs/live.md).
+ */
+char *
+kis_approval_request_body(const KisConfig *config)
+{
+	return credentials_body(config, "secretkey");
+}
+
+/* Where the WebSocket approval key is asked for */
+char *
+kis_approval_url(const KisConfig *config)
+{
+	return psprintf("%s/oauth2/Approval", config->base_url);
 }
 
 /*

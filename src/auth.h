@@ -71,6 +71,8 @@ typedef struct KisHeader
 extern int	kis_auth_headers(const struct KisConfig *config, const char *token,
 							 const char *tr_id, KisHeader *out);
 extern char *kis_token_url(const struct KisConfig *config);
+extern char *kis_approval_url(const struct KisConfig *config);
+extern char *kis_approval_request_body(const struct KisConfig *config);
 extern int	kis_token_headers(KisHeader *out);
 
 /* One scan's dealings with its app key's token (kis_token_for_scan) */

@@ -315,6 +315,81 @@ static const KisColumnDef domestic_symbols_columns[] = {
 	{NULL}
 };
 
+/*
+ * ---- the live tables: KIS's WebSocket streams (live.c, docs/live.md) ----
+ * Field names are the stream's, in lower case; the friendly names match
+ * the REST table each falls back to, whose fields carry the same names.
+ * source, received_at and trade_time are filled by live.c.
+ */
+static const KisColumnDef domestic_live_columns[] = {
+	{"price", "stck_prpr", "numeric"},
+	{"change", "prdy_vrss", "numeric", "prdy_vrss_sign", "prdy_ctrt"},
+	{"change_sign", "prdy_vrss_sign", "text"},
+	{"change_rate", "prdy_ctrt", "numeric", "prdy_vrss_sign", "prdy_vrss"},
+	{"volume", "acml_vol", "bigint"},
+	{"trade_volume", "cntg_vol", "bigint"},
+	{"trade_value", "acml_tr_pbmn", "numeric"},
+	{"trade_time", "trade_time", "timestamptz"},
+	{"open", "stck_oprc", "numeric"},
+	{"high", "stck_hgpr", "numeric"},
+	{"low", "stck_lwpr", "numeric"},
+	{"ask1", "askp1", "numeric"},
+	{"bid1", "bidp1", "numeric"},
+	{"source", "source", "text"},
+	{"received_at", "received_at", "timestamptz"},
+	{NULL}
+};
+
+static const KisColumnDef domestic_live_orderbook_columns[] = {
+	{"quote_time", "bsop_hour", "text"},
+	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"},
+	{"ask3", "askp3", "numeric"}, {"ask4", "askp4", "numeric"},
+	{"ask5", "askp5", "numeric"}, {"ask6", "askp6", "numeric"},
+	{"ask7", "askp7", "numeric"}, {"ask8", "askp8", "numeric"},
+	{"ask9", "askp9", "numeric"}, {"ask10", "askp10", "numeric"},
+	{"bid1", "bidp1", "numeric"}, {"bid2", "bidp2", "numeric"},
+	{"bid3", "bidp3", "numeric"}, {"bid4", "bidp4", "numeric"},
+	{"bid5", "bidp5", "numeric"}, {"bid6", "bidp6", "numeric"},
+	{"bid7", "bidp7", "numeric"}, {"bid8", "bidp8", "numeric"},
+	{"bid9", "bidp9", "numeric"}, {"bid10", "bidp10", "numeric"},
+	{"ask_qty1", "askp_rsqn1", "bigint"}, {"ask_qty2", "askp_rsqn2", "bigint"},
+	{"ask_qty3", "askp_rsqn3", "bigint"}, {"ask_qty4", "askp_rsqn4", "bigint"},
+	{"ask_qty5", "askp_rsqn5", "bigint"}, {"ask_qty6", "askp_rsqn6", "bigint"},
+	{"ask_qty7", "askp_rsqn7", "bigint"}, {"ask_qty8", "askp_rsqn8", "bigint"},
+	{"ask_qty9", "askp_rsqn9", "bigint"}, {"ask_qty10", "askp_rsqn10", "bigint"},
+	{"bid_qty1", "bidp_rsqn1", "bigint"}, {"bid_qty2", "bidp_rsqn2", "bigint"},
+	{"bid_qty3", "bidp_rsqn3", "bigint"}, {"bid_qty4", "bidp_rsqn4", "bigint"},
+	{"bid_qty5", "bidp_rsqn5", "bigint"}, {"bid_qty6", "bidp_rsqn6", "bigint"},
+	{"bid_qty7", "bidp_rsqn7", "bigint"}, {"bid_qty8", "bidp_rsqn8", "bigint"},
+	{"bid_qty9", "bidp_rsqn9", "bigint"}, {"bid_qty10", "bidp_rsqn10", "bigint"},
+	{"total_ask_qty", "total_askp_rsqn", "bigint"},
+	{"total_bid_qty", "total_bidp_rsqn", "bigint"},
+	{"expected_price", "antc_cnpr", "numeric"},
+	{"expected_volume", "antc_vol", "bigint"},
+	{"source", "source", "text"},
+	{"received_at", "received_at", "timestamptz"},
+	{NULL}
+};
+
+static const KisColumnDef overseas_live_columns[] = {
+	{"price", "last", "numeric"},
+	{"change", "diff", "numeric", "sign", "rate"},
+	{"change_sign", "sign", "text"},
+	{"change_rate", "rate", "numeric", "sign", "diff"},
+	{"volume", "tvol", "bigint"},
+	{"trade_volume", "evol", "bigint"},
+	{"trade_value", "tamt", "numeric"},
+	{"trade_time", "trade_time", "timestamptz"},
+	{"open", "open", "numeric"},
+	{"high", "high", "numeric"},
+	{"low", "low", "numeric"},
+	{"ask1", "pask", "numeric"},
+	{"bid1", "pbid", "numeric"},
+	{"source", "source", "text"},
+	{"received_at", "received_at", "timestamptz"},
+	{NULL}
+};
+
 const KisEndpoint kis_endpoints[] = {
 	{
 		.name = "domestic_price",
@@ -497,6 +572,52 @@ const KisEndpoint kis_endpoints[] = {
 		.batch_size = 1,
 		.row_symbol_field = "mksc_shrn_iscd",
 		.columns = domestic_symbols_columns,
+	},
+	{
+		.name = "domestic_live",
+		.description = "latest trade of a domestic symbol from KIS's WebSocket (H0STCNT0), read from shared memory; REST inquire-price until its first tick",
+		.source = KIS_SOURCE_STREAM,
+		.path = "(WebSocket)",
+		.tr_id_real = "H0STCNT0",
+		.tr_id_virtual = "H0STCNT0",
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_OBJECT,
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.batch_size = 1,
+		.stream = KIS_LIVE_TRADE,
+		.fallback = "domestic_price",
+		.columns = domestic_live_columns,
+	},
+	{
+		.name = "domestic_live_orderbook",
+		.description = "latest 10-level order book of a domestic symbol from KIS's WebSocket (H0STASP0); REST until its first update",
+		.source = KIS_SOURCE_STREAM,
+		.path = "(WebSocket)",
+		.tr_id_real = "H0STASP0",
+		.tr_id_virtual = "H0STASP0",
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_OBJECT,
+		.symbol_kind = KIS_SYMBOL_DOMESTIC,
+		.batch_size = 1,
+		.stream = KIS_LIVE_BOOK,
+		.fallback = "domestic_orderbook",
+		.columns = domestic_live_orderbook_columns,
+	},
+	{
+		.name = "overseas_live",
+		.description = "latest trade of an overseas symbol from KIS's WebSocket (HDFSCNT0); REST price until its first tick",
+		.source = KIS_SOURCE_STREAM,
+		.path = "(WebSocket)",
+		.tr_id_real = "HDFSCNT0",
+		.tr_id_virtual = "HDFSCNT0",
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_OBJECT,
+		.symbol_kind = KIS_SYMBOL_OVERSEAS,
+		.has_exchange = true,
+		.batch_size = 1,
+		.stream = KIS_LIVE_OVERSEAS,
+		.fallback = "overseas_price",
+		.columns = overseas_live_columns,
 	},
 	{NULL}
 };
@@ -791,6 +912,28 @@ bool
 kis_endpoint_from_master_file(const KisEndpoint *ep)
 {
 	return ep->source == KIS_SOURCE_MASTER_FILE;
+}
+
+/* Read from a live stream (live.c) instead of asked for */
+bool
+kis_endpoint_streamed(const KisEndpoint *ep)
+{
+	return ep->source == KIS_SOURCE_STREAM;
+}
+
+/*
+ * The REST table a live table answers from until a symbol's first tick:
+ * a copy whose rows say so (source 'rest', received_at when answered).
+ */
+const KisEndpoint *
+kis_endpoint_fallback(const KisEndpoint *ep)
+{
+	KisEndpoint *fallback = palloc(sizeof(KisEndpoint));
+
+	Assert(kis_endpoint_streamed(ep));
+	*fallback = *kis_endpoint_lookup(ep->fallback);
+	fallback->row_source = "rest";
+	return fallback;
 }
 
 /* Where the rows of an answer are: an object, an array, or either */

@@ -13,6 +13,7 @@
 #ifndef KIS_ENDPOINTS_H
 #define KIS_ENDPOINTS_H
 
+#include "live.h"
 #include "options.h"
 #include "quals.h"
 
@@ -84,8 +85,10 @@ typedef enum KisRowShape
 typedef enum KisSource
 {
 	KIS_SOURCE_API,				/* a KIS API answer (JSON) */
-	KIS_SOURCE_MASTER_FILE		/* a stock master file: one download per
+	KIS_SOURCE_MASTER_FILE,		/* a stock master file: one download per
 								 * market from master_url (master.c) */
+	KIS_SOURCE_STREAM			/* a live stream (live.c): the latest
+								 * record per key, from shared memory */
 } KisSource;
 
 /* How an endpoint continues past one answer */
@@ -142,6 +145,11 @@ typedef struct KisEndpoint
 	const char *ctx_nk_member;	/* ctx_area_fk100, ctx_area_nk100) */
 	const KisColumnDef *columns;	/* friendly map, terminated by NULL */
 
+	/* a live table (KIS_SOURCE_STREAM) */
+	KisLiveKind stream;
+	const char *fallback;		/* the REST endpoint before a first tick */
+	const char *row_source;		/* rows carry source = this and received_at */
+
 	/* a table declared in SQL (declared.c); unset in a catalogue entry */
 	bool		declared;
 	const char *key_columns[KIS_NUM_KEYS];	/* its key columns' names */
@@ -192,6 +200,8 @@ extern bool kis_endpoint_venue_is_valid(const KisEndpoint *ep, const char *venue
 extern bool kis_endpoint_needs_account(const KisEndpoint *ep);
 extern bool kis_endpoint_is_public(const KisEndpoint *ep);
 extern bool kis_endpoint_from_master_file(const KisEndpoint *ep);
+extern bool kis_endpoint_streamed(const KisEndpoint *ep);
+extern const KisEndpoint *kis_endpoint_fallback(const KisEndpoint *ep);
 extern KisRowShape kis_endpoint_rows_shape(const KisEndpoint *ep);
 extern bool kis_endpoint_symbol_is_valid(const KisEndpoint *ep, const char *symbol);
 extern const char *kis_endpoint_symbol_hint(const KisEndpoint *ep);

@@ -24,6 +24,7 @@
 #include "postgres.h"
 
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "async_wait.h"
 #include "auth.h"
@@ -67,6 +68,13 @@ start_request(KisFetcher *f, KisRequest *req)
 
 	if (req->kind == KIS_REQ_TOKEN)
 		kis_transfer_post(&req->xfer, f->tok.request_body);
+	else if (req->post_body != NULL)
+	{
+		kis_transfer_add_header(&req->xfer, "Content-Type: application/json");
+		kis_transfer_post(&req->xfer, req->post_body);
+		f->ndata_inflight++;
+		f->stats->requests++;
+	}
 	else
 	{
 		if (req->header != NULL)
@@ -459,6 +467,43 @@ kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg
 	req->whole = whole;
 	kis_fetch_ready(f, req, false);
 	f->npending++;
+}
+
+/*
+ * Queue one POST of body to url outside the API's gate and token (the
+ * WebSocket approval key): never shared, its body and answer held as
+ * secrets, the answer handed over as received.
+ */
+void
+kis_fetch_add_post(KisFetcher *f, const char *url, const char *body, void *arg)
+{
+	KisRequest *req = new_request(f, KIS_REQ_FILE, url, NULL, 0, arg);
+
+	req->post_body = MemoryContextStrdup(f->cxt, body);
+	req->xfer.secret = true;
+	kis_fetch_ready(f, req, false);
+	f->npending++;
+}
+
+/*
+ * Hand back an answer the caller already has (a live table's tick) as if
+ * KIS had just sent it: the next kis_fetch_next or kis_fetch_poll returns
+ * it, before any request's.
+ */
+void
+kis_fetch_add_answer(KisFetcher *f, const char *body, size_t len, void *arg)
+{
+	MemoryContext rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(rcxt);
+	KisCompletion *c = palloc0(sizeof(KisCompletion));
+
+	c->cxt = rcxt;
+	c->arg = arg;
+	kis_response_read(&c->resp, 200, body, len);
+	c->completed_at = GetCurrentTimestamp();
+	MemoryContextSwitchTo(old);
+	dlist_push_tail(&f->done, &c->node);
 }
 
 /*

@@ -89,6 +89,8 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 {
 	KisCompletion *c = MemoryContextAllocZero(rcxt, sizeof(KisCompletion));
 
+	if (req->post_body != NULL) /* sent for good: wipe the secret */
+		explicit_bzero(req->post_body, strlen(req->post_body));
 	c->cxt = rcxt;
 	c->arg = req->arg;
 	memcpy(c->tr_cont, req->xfer.kept, sizeof(c->tr_cont));

@@ -52,6 +52,7 @@ typedef struct KisRequest
 	const char *tr_id;
 	const char *header;			/* an extra request header line, or NULL */
 	KisBodyCheck whole;			/* a download's, or NULL */
+	char	   *post_body;		/* a download sent as this secret POST */
 	int			attempts;		/* sends so far */
 	int			token_rejections;
 	uint64		token_generation;	/* of the token it was sent with */

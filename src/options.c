@@ -35,6 +35,7 @@
 #include "declared.h"
 #include "endpoints.h"
 #include "limiter.h"
+#include "live.h"
 #include "options.h"
 
 /* Which catalog an option may appear in (a bit mask) */
@@ -52,6 +53,7 @@ typedef enum KisOptionType
 	OPT_REAL,
 	OPT_BOOL,
 	OPT_URL,
+	OPT_WS_URL,					/* ws://host[:port][/path] (live.c) */
 	OPT_ACCOUNT,
 	OPT_ENDPOINT,
 	OPT_MARKET,
@@ -78,6 +80,7 @@ static const KisOptionDef kis_options[] = {
 	{"environment", ON_SERVER, OPT_CHOICE, environment_choices},
 	{"base_url", ON_SERVER, OPT_URL, NULL, 0, 0, true},
 	{"master_url", ON_SERVER, OPT_URL, NULL, 0, 0, true},
+	{"ws_url", ON_SERVER, OPT_WS_URL, NULL, 0, 0, true},
 	{"rate_limit", ON_SERVER, OPT_REAL, NULL, 0, 1000},
 	{"max_concurrency", ON_SERVER, OPT_INT, NULL, 1, 64},
 	{"timeout_ms", ON_SERVER, OPT_INT, NULL, 100, 600000},
@@ -87,6 +90,7 @@ static const KisOptionDef kis_options[] = {
 	{"on_error", ON_SERVER | ON_TABLE, OPT_CHOICE, on_error_choices},
 	{"async_capable", ON_SERVER | ON_TABLE, OPT_BOOL},
 	{"cache_ttl_ms", ON_SERVER | ON_TABLE, OPT_INT, NULL, 0, 86400000},
+	{"live_wait_ms", ON_SERVER | ON_TABLE, OPT_INT, NULL, 0, 600000},
 	{"app_key", ON_MAPPING, OPT_CREDENTIAL},
 	{"app_secret", ON_MAPPING, OPT_CREDENTIAL},
 	{"account", ON_MAPPING, OPT_ACCOUNT},
@@ -113,6 +117,8 @@ static const KisOptionDef kis_options[] = {
 #define KIS_REAL_URL		"https://openapi.koreainvestment.com:9443"
 #define KIS_VIRTUAL_URL		"https://openapivts.koreainvestment.com:29443"
 #define KIS_MASTER_URL		"https://new.real.download.dws.co.kr/common/master"	/* docs/new-tables.md */
+#define KIS_REAL_WS_URL		"ws://ops.koreainvestment.com:21000"	/* docs/live.md */
+#define KIS_VIRTUAL_WS_URL	"ws://ops.koreainvestment.com:31000"
 #define KIS_REAL_RATE		18.0	/* documented 20/s */
 #define KIS_VIRTUAL_RATE	1.8		/* documented ~2/s */
 
@@ -371,6 +377,14 @@ check_value(const KisOptionDef *opt, const char *value)
 							 errhint("Use an https:// URL such as %s.", KIS_REAL_URL)));
 			}
 			break;
+		case OPT_WS_URL:
+			if (!kis_live_url_split(value, NULL, NULL, NULL))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+						 errdetail("KIS's real-time endpoint is plain ws://, with a host, an optional port and path, and no user name, query or fragment."),
+						 errhint("Use a URL such as %s.", KIS_REAL_WS_URL)));
+			break;
 		case OPT_ACCOUNT:
 			if (!account_is_valid(value))
 				ereport(ERROR,
@@ -560,6 +574,7 @@ kis_config_for_server(Oid serverid, KisConfig *config)
 	config->period = "D";
 	config->adjusted = true;
 	config->async_capable = true;
+	config->live_wait_ms = 2000;
 
 	foreach(lc, server->options)
 	{
@@ -575,6 +590,8 @@ kis_config_for_server(Oid serverid, KisConfig *config)
 		}
 		else if (strcmp(def->defname, "master_url") == 0)
 			config->master_url = strip_trailing_slash(lower_scheme(pstrdup(value)));
+		else if (strcmp(def->defname, "ws_url") == 0)
+			config->ws_url = pstrdup(value);
 		else if (strcmp(def->defname, "rate_limit") == 0)
 		{
 			config->rate_limit = strtod(value, NULL);
@@ -596,7 +613,12 @@ kis_config_for_server(Oid serverid, KisConfig *config)
 			(void) parse_bool(value, &config->async_capable);
 		else if (strcmp(def->defname, "cache_ttl_ms") == 0)
 			config->cache_ttl_ms = atoi(value);
+		else if (strcmp(def->defname, "live_wait_ms") == 0)
+			config->live_wait_ms = atoi(value);
 	}
+	if (config->ws_url == NULL)
+		config->ws_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
+								 KIS_VIRTUAL_WS_URL : KIS_REAL_WS_URL);
 	if (!have_url)
 		config->base_url = pstrdup(config->environment == KIS_ENV_VIRTUAL ?
 								   KIS_VIRTUAL_URL : KIS_REAL_URL);
@@ -644,6 +666,8 @@ kis_config_for_table(Oid foreigntableid, KisConfig *config)
 			(void) parse_bool(value, &config->async_capable);
 		else if (strcmp(def->defname, "cache_ttl_ms") == 0)
 			config->cache_ttl_ms = atoi(value);
+		else if (strcmp(def->defname, "live_wait_ms") == 0)
+			config->live_wait_ms = atoi(value);
 	}
 
 	/* The validator requires it, but a table may predate a rename. */

@@ -37,6 +37,7 @@ typedef struct KisConfig
 	char	   *base_url;		/* no trailing slash */
 	char	   *origin;			/* base_url's scheme://host:port */
 	char	   *master_url;		/* where the stock master files are */
+	char	   *ws_url;			/* KIS's real-time WebSocket (live tables) */
 	double		rate_limit;		/* requests per second; 0 = no client gate */
 	int			max_concurrency;
 	int			timeout_ms;
@@ -53,6 +54,7 @@ typedef struct KisConfig
 	bool		adjusted;		/* adjusted prices, for daily tables */
 	bool		async_capable;	/* may run as an async Append child */
 	int			cache_ttl_ms;	/* serve answers this young from the cache */
+	int			live_wait_ms;	/* live tables: wait this long for a first tick */
 
 	/* user mapping: filled only at execution (kis_config_add_credentials) */
 	char	   *app_key;

@@ -279,6 +279,27 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	return ncalls;
 }
 
+/*
+ * Rows of a live table's REST fallback say so: source, and received_at
+ * (when KIS answered).
+ */
+static void
+mark_source(List *rows, const char *source, TimestampTz at)
+{
+	ListCell   *lc;
+	char	   *when = pstrdup(timestamptz_to_str(at));
+
+	foreach(lc, rows)
+	{
+		KisRow	   *row = lfirst(lc);
+
+		if (row->row == NULL || !json_is_object(row->row))
+			continue;
+		json_object_set_new(row->row, "source", json_string(source));
+		json_object_set_new(row->row, "received_at", json_string(when));
+	}
+}
+
 /* A row of an answer, or a key's failure (row NULL, problem set) */
 KisRow *
 kis_row_new(const KisEndpoint *ep, KisKey *key, json_t *row, json_t *extra,
@@ -563,6 +584,25 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		if (call->paging->read(&call->page, &answer, &rows))
 			send_call(f, call);
 	}
+	if (ep->row_source != NULL)
+		mark_source(rows, ep->row_source, c->completed_at);
 	MemoryContextSwitchTo(old);
 	return rows;
+}
+
+/*
+ * Queue an answer the caller already has for one key (a live table's
+ * tick, live.c), as the endpoint's own answer.
+ */
+void
+kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key,
+						const char *body, size_t len)
+{
+	KisRange	range;
+	KisCall    *call;
+
+	memset(&range, 0, sizeof(range));
+	call = new_call(config, &range, kis_today_kst());
+	call->keys = list_make1(key);
+	kis_fetch_add_answer(f, body, len, call);
 }

@@ -48,6 +48,7 @@
 #include "endpoints.h"
 #include "fetch.h"
 #include "keys.h"
+#include "live_scan.h"
 #include "options.h"
 #include "partition.h"
 #include "requests.h"
@@ -361,7 +362,9 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	if (can_match && r->nkeys > 0 && (valid != NIL || keying != KIS_KEYING_SYMBOL))
 	{
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
-		if (kis_requests_start(r->fetcher, r->config, valid, range) == 0 &&
+		if ((kis_endpoint_streamed(ep) ?
+			 kis_live_scan_start(r->fetcher, r->config, valid, range) :
+			 kis_requests_start(r->fetcher, r->config, valid, range)) == 0 &&
 			r->invalid == NIL)
 			r->nkeys = 0;
 	}

@@ -46,6 +46,7 @@
 #include "cache.h"
 #include "compat.h"
 #include "limiter.h"
+#include "live.h"
 #include "shmem.h"
 #include "shmem_internal.h"
 #include "util.h"
@@ -90,6 +91,7 @@ kis_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(table_size(kis_max_app_keys));
 	kis_cache_shmem_request();
+	kis_live_shmem_request(kis_max_app_keys);
 }
 
 static void
@@ -106,6 +108,7 @@ kis_shmem_startup(void)
 	if (!found)
 		init_table(table, kis_max_app_keys, true);
 	kis_cache_shmem_startup();
+	kis_live_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	slot_table = table;
 }
@@ -126,6 +129,7 @@ kis_shmem_init(void)
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	kis_cache_define_gucs();
+	kis_live_define_gucs();
 	kis_install_shmem_request_hook(prev_shmem_request_hook, kis_shmem_request);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kis_shmem_startup;

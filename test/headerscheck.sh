@@ -7,8 +7,9 @@
 #     what it needs, and nothing relies on what a .c file included before it
 #     (the idea of PostgreSQL's src/tools/pginclude/headerscheck)
 #   - no header includes postgres.h (the .c file includes it first)
-#   - shmem_internal.h, the shared-memory layout of an app-key slot, is
-#     included only by the files that own what a slot holds
+#   - shmem_internal.h, the shared-memory layout of an app-key slot, and
+#     live_internal.h, the live tables', are included only by the files that
+#     own what they hold
 #   - fetch.h, with everything it includes, knows nothing of tuples, plans
 #     or the executor
 #
@@ -47,15 +48,21 @@ for h in src/*.h; do
 	fi
 done
 
-for f in $(grep -l '#include "shmem_internal.h"' kis_fdw.c src/*.c src/*.h fuzz/*.c fuzz/*.h test/*.c 2>/dev/null); do
-	case " $PRIVATE_OWNERS " in
-		*" $f "*) ;;
-		*)
-			echo "headerscheck: $f includes shmem_internal.h; only $PRIVATE_OWNERS may" >&2
-			fail=1
-			;;
-	esac
-done
+# each private layout, with the files that may include it
+check_private() {
+	local header="$1" owners="$2" f
+	for f in $(grep -l "#include \"$header\"" kis_fdw.c src/*.c src/*.h fuzz/*.c fuzz/*.h test/*.c 2>/dev/null); do
+		case " $owners " in
+			*" $f "*) ;;
+			*)
+				echo "headerscheck: $f includes $header; only $owners may" >&2
+				fail=1
+				;;
+		esac
+	done
+}
+check_private shmem_internal.h "$PRIVATE_OWNERS"
+check_private live_internal.h "src/live.c src/worker.c src/live_sql.c"
 
 # the include guards of PostgreSQL's tuple, plan, path and executor headers
 # must stay undefined after postgres.h and fetch.h

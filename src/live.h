@@ -1,0 +1,76 @@
+/*-------------------------------------------------------------------------
+ *
+ * live.h
+ *	  The live tables' shared state, as backends see it (live.c): a
+ *	  channel per app key whose background worker (worker.c) holds KIS's
+ *	  WebSocket, the latest record of each subscribed symbol, and the tick
+ *	  ring.  docs/live.md tells how it works.
+ *
+ * src/live.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_LIVE_H
+#define KIS_LIVE_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+/* The streams a live table reads */
+typedef enum KisLiveKind
+{
+	KIS_LIVE_TRADE,				/* H0STCNT0, domestic trades */
+	KIS_LIVE_BOOK,				/* H0STASP0, domestic order book */
+	KIS_LIVE_OVERSEAS,			/* HDFSCNT0, overseas trades */
+	KIS_LIVE_NUM_KINDS
+} KisLiveKind;
+
+typedef struct KisLiveChannel KisLiveChannel;
+struct KisConfig;
+
+/* What a scan learned of one key after waiting (kis_live_collect) */
+typedef struct KisLiveKey
+{
+	KisLiveKind kind;
+	char	   *tr_key;
+	bool		has_tick;		/* record holds the latest one */
+	char	   *record;			/* its fields joined by ^ */
+	TimestampTz received_at;
+	char	   *refusal;		/* why KIS would not stream it, or NULL */
+} KisLiveKey;
+
+extern int	kis_live_idle_s;
+
+extern void kis_live_define_gucs(void);
+extern void kis_live_shmem_request(int nchannels);
+extern void kis_live_shmem_startup(void);
+
+extern bool kis_live_url_split(const char *url, char **host, char **port, char **path);
+extern const char *kis_live_tr_id(KisLiveKind kind);
+extern bool kis_live_kind_by_name(const char *name, KisLiveKind *kind);
+extern char *kis_live_tr_key(KisLiveKind kind, const char *symbol, const char *exchange);
+extern KisLiveChannel *kis_live_channel(const struct KisConfig *config);
+extern int	kis_live_channel_index(KisLiveChannel *ch);
+extern bool kis_live_needs_approval(KisLiveChannel *ch);
+extern void kis_live_set_approval(KisLiveChannel *ch, const char *approval_key);
+extern void kis_live_want(KisLiveChannel *ch, List *keys, bool pin);
+extern void kis_live_unwant(KisLiveChannel *ch, List *keys);
+extern void kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms);
+extern char *kis_live_record_field(const char *record, KisLiveKind kind,
+								   const char *field);
+extern int	kis_live_field_index(KisLiveKind kind, const char *field);
+extern char *kis_live_answer(KisLiveKind kind, const char *record,
+							 TimestampTz received_at);
+
+/* The tick ring (domestic_ticks) */
+typedef struct KisLiveRingRead
+{
+	uint64		next;			/* the next seq to read */
+	uint64		missed;			/* ticks overwritten before they were read */
+} KisLiveRingRead;
+
+extern void kis_live_ring_begin(KisLiveRingRead *rr, uint64 after);
+extern bool kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch,
+							   uint64 *seq, char *record, TimestampTz *received_at);
+
+#endif							/* KIS_LIVE_H */

@@ -1,0 +1,142 @@
+/*-------------------------------------------------------------------------
+ *
+ * live_internal.h
+ *	  The shared-memory layout of the live tables: one channel per app key
+ *	  and WebSocket URL, its subscriptions with their latest record, and the
+ *	  tick ring.  PRIVATE to live.c (the backends' side) and worker.c (the
+ *	  background worker that holds the socket); everyone else sees live.h.
+ *	  docs/live.md tells the protocol between the two.
+ *
+ * src/live_internal.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KIS_LIVE_INTERNAL_H
+#define KIS_LIVE_INTERNAL_H
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#include "live.h"
+#include "util.h"
+
+#define KIS_LIVE_MAX_ENTRIES	64	/* subscriptions a channel can track;
+									 * KIS allows about 41 (docs/live.md) */
+#define KIS_LIVE_TR_KEY_MAX		24
+#define KIS_LIVE_RECORD_MAX		1024	/* one record's fields joined by ^ */
+#define KIS_LIVE_TICK_MAX		512 /* a trade record in the ring */
+#define KIS_LIVE_APPROVAL_MAX	128
+#define KIS_LIVE_URL_MAX		256
+#define KIS_LIVE_TEXT_MAX		128 /* KIS's words for a refusal */
+
+/* Where a subscription stands; changed under the channel's mutex */
+typedef enum KisSubState
+{
+	KIS_SUB_FREE,				/* an unused entry */
+	KIS_SUB_WANTED,				/* a backend asked; the worker sends it */
+	KIS_SUB_SENT,				/* subscribe sent, no ack yet */
+	KIS_SUB_ACTIVE,				/* KIS acknowledged it */
+	KIS_SUB_REFUSED,			/* KIS refused it: refusal says why */
+	KIS_SUB_DROP,				/* to unsubscribe; the worker sends it */
+	KIS_SUB_DROPPING			/* unsubscribe sent, no ack yet */
+} KisSubState;
+
+/* The worker's socket, as the view shows it */
+typedef enum KisSocketState
+{
+	KIS_SOCKET_NONE,			/* no worker */
+	KIS_SOCKET_STARTING,		/* a backend registered a worker */
+	KIS_SOCKET_CONNECTING,
+	KIS_SOCKET_OPEN,
+	KIS_SOCKET_BACKOFF,			/* lost; reconnecting after a pause */
+	KIS_SOCKET_IN_USE			/* KIS said another program holds the key */
+} KisSocketState;
+
+typedef struct KisLiveEntry
+{
+	/* under the channel's mutex */
+	KisSubState state;
+	KisLiveKind kind;
+	bool		pinned;			/* kis_fdw_live_subscribe: never idle */
+	char		tr_key[KIS_LIVE_TR_KEY_MAX];
+	char		refusal[KIS_LIVE_TEXT_MAX]; /* msg_cd and msg1 of a refusal */
+	TimestampTz wanted_at;
+
+	pg_atomic_uint64 last_read; /* readers touch it without the mutex */
+
+	/*
+	 * The latest record, written by the worker alone: change is odd while
+	 * it writes, so a reader copies, then checks change did not move.
+	 */
+	pg_atomic_uint32 change;
+	TimestampTz received_at;	/* 0: no tick since the subscription */
+	uint32		len;
+	char		record[KIS_LIVE_RECORD_MAX];
+} KisLiveEntry;
+
+typedef struct KisLiveChannel
+{
+	slock_t		mutex;			/* everything but the atomics and records */
+	bool		in_use;
+	uint64		generation;		/* bumped when the channel is taken anew */
+	uint8		id[KIS_SHA256_LEN]; /* kis_live_channel_id */
+	uint8		app_key_hash[KIS_SHA256_LEN];	/* shown by the view */
+	char		ws_url[KIS_LIVE_URL_MAX];
+	char		approval_key[KIS_LIVE_APPROVAL_MAX];	/* "" until a backend
+														 * obtains one */
+
+	KisSocketState socket;
+	int			worker_pid;
+	Latch	   *worker_latch;	/* set when there is work for the worker */
+	int			limit;			/* subscriptions KIS took before refusing
+								 * one (MAX SUBSCRIBE OVER), 0 if unknown */
+	char		last_error[KIS_LIVE_TEXT_MAX];
+	TimestampTz last_error_at;
+	int64		reconnects;
+	TimestampTz connected_at;
+
+	pg_atomic_uint64 ticks;
+	pg_atomic_uint64 last_tick; /* TimestampTz */
+
+	ConditionVariable cv;		/* broadcast after ticks and acks */
+	KisLiveEntry entries[KIS_LIVE_MAX_ENTRIES];
+} KisLiveChannel;
+
+/* One trade in the ring; seq is 0 while the worker writes it */
+typedef struct KisLiveTick
+{
+	pg_atomic_uint64 seq;
+	int			channel;
+	TimestampTz received_at;
+	uint32		len;
+	char		record[KIS_LIVE_TICK_MAX];
+} KisLiveTick;
+
+typedef struct KisLiveShared
+{
+	slock_t		mutex;			/* taking and giving back channels */
+	int			nchannels;
+	int			ring_size;
+	pg_atomic_uint64 next_seq;	/* the last seq handed out */
+	KisLiveChannel *channels;	/* nchannels of them, after this */
+	KisLiveTick *ring;			/* ring_size of them, after those */
+} KisLiveShared;
+
+/* The stream of each kind (docs/live.md) */
+typedef struct KisLiveKindInfo
+{
+	const char *tr_id;
+	int			nfields;		/* at least this many per record */
+	const char *const *fields;	/* their names, lower case, in order */
+	bool		ringed;			/* its records go to the tick ring */
+} KisLiveKindInfo;
+
+extern const KisLiveKindInfo kis_live_kinds[KIS_LIVE_NUM_KINDS];
+
+extern KisLiveShared *kis_live_shared(void);
+extern KisLiveChannel *kis_live_channel_at(int i);
+
+#endif							/* KIS_LIVE_INTERNAL_H */

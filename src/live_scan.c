@@ -1,0 +1,139 @@
+/*-------------------------------------------------------------------------
+ *
+ * live_scan.c
+ *	  A live table's run: subscribe the keys not yet subscribed, wait up to
+ *	  live_wait_ms for their first ticks, hand each key's latest tick to
+ *	  the run as its answer, and ask the REST table the live table falls
+ *	  back to for each key that has none (market closed, halted, no room
+ *	  at the key's limit).  Those rows say source 'rest'.
+ *
+ * The WebSocket approval key is asked for here, once per credential, and
+ * handed to the worker through shared memory (live.c).
+ *
+ * XXX The wait for first ticks blocks the backend, also as an async
+ * Append child; it happens once per new subscription (docs/live.md).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <jansson.h>
+
+#include "auth.h"
+#include "endpoints.h"
+#include "fetch.h"
+#include "keys.h"
+#include "live.h"
+#include "live_scan.h"
+#include "options.h"
+#include "requests.h"
+#include "util.h"
+
+/* Ask KIS for the credential's approval key and hand it to the worker */
+void
+kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *ch)
+{
+	char	   *body = kis_approval_request_body(config);
+	char	   *url = kis_approval_url(config);
+	KisCompletion *c;
+	json_t	   *root = NULL;
+	const char *key = NULL;
+
+	kis_fetch_add_post(f, url, body, NULL);
+	explicit_bzero(body, strlen(body));
+	pfree(body);
+	c = kis_fetch_next(f);
+	Assert(c != NULL);
+	if (c->resp.outcome == KIS_OUTCOME_OK && c->resp.body != NULL)
+	{
+		root = json_loadb(c->resp.body, c->resp.body_len, 0, NULL);
+		key = json_string_value(json_object_get(root, "approval_key"));
+	}
+	if (key == NULL || key[0] == '\0')
+	{
+		char	   *problem = c->resp.problem ? pstrdup(c->resp.problem) : pstrdup("no approval_key");
+
+		if (c->resp.body != NULL)
+			explicit_bzero((char *) c->resp.body, c->resp.body_len);
+		json_decref(root);
+		kis_fetch_forget(c);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("KIS did not issue a WebSocket approval key"),
+				 errdetail("POST %s answered: %s.", url, problem),
+				 errhint("Check the user mapping's app_key and app_secret; live tables need the same credentials as the REST tables.")));
+	}
+	kis_live_set_approval(ch, key);
+	explicit_bzero((char *) c->resp.body, c->resp.body_len);
+	json_decref(root);			/* jansson's copy is freed unwiped: XXX */
+	kis_fetch_forget(c);
+}
+
+/*
+ * Queue the run of a live table over keys (KisKey *s): ticks in hand
+ * become answers at once, the rest REST requests.  Returns how many
+ * answers and requests were queued.
+ */
+int
+kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
+					const KisRange *range)
+{
+	const KisEndpoint *ep = config->endpoint;
+	KisLiveKind kind = ep->stream;
+	KisLiveChannel *ch;
+	List	   *live_keys = NIL;
+	List	   *missing = NIL;
+	ListCell   *lc;
+	ListCell   *lk;
+	int			n = 0;
+
+	if (keys == NIL)
+		return 0;
+	ch = kis_live_channel(config);
+	if (kis_live_needs_approval(ch))
+		kis_live_scan_approval(f, config, ch);
+
+	foreach(lc, keys)
+	{
+		KisKey	   *key = lfirst(lc);
+		KisLiveKey *lkey = palloc0(sizeof(KisLiveKey));
+
+		lkey->kind = kind;
+		lkey->tr_key = kis_live_tr_key(kind, key->symbol, key->venue);
+		live_keys = lappend(live_keys, lkey);
+	}
+	kis_live_want(ch, live_keys, false);
+	kis_live_collect(ch, live_keys, config->live_wait_ms);
+
+	forboth(lc, keys, lk, live_keys)
+	{
+		KisKey	   *key = lfirst(lc);
+		KisLiveKey *lkey = lfirst(lk);
+
+		if (lkey->has_tick)
+		{
+			char	   *answer = kis_live_answer(kind, lkey->record, lkey->received_at);
+
+			kis_requests_add_answer(f, config, key, answer, strlen(answer));
+			n++;
+		}
+		else
+			missing = lappend(missing, key);
+	}
+	if (missing != NIL)
+	{
+		KisConfig  *rest = palloc(sizeof(KisConfig));
+
+		*rest = *config;
+		rest->endpoint = kis_endpoint_fallback(ep);
+		foreach(lc, missing)
+		{
+			KisKey	   *key = lfirst(lc);
+
+			if (!kis_endpoint_has_key(ep, kis_endpoint_venue_key(ep)))
+				key->venue = pstrdup(kis_endpoint_default_venue(rest->endpoint, rest));
+		}
+		n += kis_requests_start(f, rest, missing, range);
+	}
+	return n;
+}
