@@ -390,6 +390,21 @@ static const KisColumnDef overseas_live_columns[] = {
 	{NULL}
 };
 
+static const KisColumnDef domestic_ticks_columns[] = {
+	{"seq", "seq", "bigint"},
+	{"symbol", "mksc_shrn_iscd", "text"},
+	{"price", "stck_prpr", "numeric"},
+	{"change", "prdy_vrss", "numeric", "prdy_vrss_sign", "prdy_ctrt"},
+	{"change_rate", "prdy_ctrt", "numeric", "prdy_vrss_sign", "prdy_vrss"},
+	{"volume", "acml_vol", "bigint"},
+	{"trade_volume", "cntg_vol", "bigint"},
+	{"trade_time", "trade_time", "timestamptz"},
+	{"ask1", "askp1", "numeric"},
+	{"bid1", "bidp1", "numeric"},
+	{"received_at", "received_at", "timestamptz"},
+	{NULL}
+};
+
 const KisEndpoint kis_endpoints[] = {
 	{
 		.name = "domestic_price",
@@ -618,6 +633,22 @@ const KisEndpoint kis_endpoints[] = {
 		.stream = KIS_LIVE_OVERSEAS,
 		.fallback = "overseas_price",
 		.columns = overseas_live_columns,
+	},
+	{
+		.name = "domestic_ticks",
+		.description = "every domestic trade the live worker received (H0STCNT0), from a shared ring; seq increases, and \"seq >\" reads only what is new",
+		.source = KIS_SOURCE_RING,
+		.path = "(WebSocket)",
+		.tr_id_real = "H0STCNT0",
+		.tr_id_virtual = "H0STCNT0",
+		.rows_member = "output",
+		.rows_shape = KIS_ROWS_ARRAY,
+		.symbol_kind = KIS_SYMBOL_NONE,
+		.has_date = true,
+		.key_columns = {[KIS_KEY_DATE] = "seq"},
+		.batch_size = 1,
+		.stream = KIS_LIVE_TRADE,
+		.columns = domestic_ticks_columns,
 	},
 	{NULL}
 };
@@ -914,11 +945,18 @@ kis_endpoint_from_master_file(const KisEndpoint *ep)
 	return ep->source == KIS_SOURCE_MASTER_FILE;
 }
 
-/* Read from a live stream (live.c) instead of asked for */
+/* Read from the live tables' shared memory (live.c) instead of asked for */
 bool
 kis_endpoint_streamed(const KisEndpoint *ep)
 {
-	return ep->source == KIS_SOURCE_STREAM;
+	return ep->source == KIS_SOURCE_STREAM || ep->source == KIS_SOURCE_RING;
+}
+
+/* Read from the tick ring: its "date" key is the bigint seq */
+bool
+kis_endpoint_ringed(const KisEndpoint *ep)
+{
+	return ep->source == KIS_SOURCE_RING;
 }
 
 /*
@@ -930,7 +968,7 @@ kis_endpoint_fallback(const KisEndpoint *ep)
 {
 	KisEndpoint *fallback = palloc(sizeof(KisEndpoint));
 
-	Assert(kis_endpoint_streamed(ep));
+	Assert(ep->source == KIS_SOURCE_STREAM);
 	*fallback = *kis_endpoint_lookup(ep->fallback);
 	fallback->row_source = "rest";
 	return fallback;
@@ -1075,7 +1113,8 @@ const char *
 kis_endpoint_key_columns(const KisEndpoint *ep)
 {
 	if (ep->symbol_kind == KIS_SYMBOL_NONE)
-		return ep->has_date ? "date" : ep->has_market ? "market" : "";
+		return ep->has_date ? kis_endpoint_key_column(ep, KIS_KEY_DATE) :
+			ep->has_market ? "market" : "";
 	if (ep->has_date)
 		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
 	return ep->has_exchange ? "symbol, exchange" : "symbol, market";

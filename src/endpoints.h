@@ -87,8 +87,10 @@ typedef enum KisSource
 	KIS_SOURCE_API,				/* a KIS API answer (JSON) */
 	KIS_SOURCE_MASTER_FILE,		/* a stock master file: one download per
 								 * market from master_url (master.c) */
-	KIS_SOURCE_STREAM			/* a live stream (live.c): the latest
+	KIS_SOURCE_STREAM,			/* a live stream (live.c): the latest
 								 * record per key, from shared memory */
+	KIS_SOURCE_RING				/* the live tick ring: every trade received,
+								 * "seq >" pushed down */
 } KisSource;
 
 /* How an endpoint continues past one answer */
@@ -201,6 +203,7 @@ extern bool kis_endpoint_needs_account(const KisEndpoint *ep);
 extern bool kis_endpoint_is_public(const KisEndpoint *ep);
 extern bool kis_endpoint_from_master_file(const KisEndpoint *ep);
 extern bool kis_endpoint_streamed(const KisEndpoint *ep);
+extern bool kis_endpoint_ringed(const KisEndpoint *ep);
 extern const KisEndpoint *kis_endpoint_fallback(const KisEndpoint *ep);
 extern KisRowShape kis_endpoint_rows_shape(const KisEndpoint *ep);
 extern bool kis_endpoint_symbol_is_valid(const KisEndpoint *ep, const char *symbol);

@@ -259,6 +259,20 @@ date_range(const KisKeyExprs *ke, ExprContext *econtext, KisRange *range)
 			have_set = true;
 			continue;
 		}
+		if (type == INT8OID || type == INT4OID)
+		{
+			/* the tick ring's seq: a lower bound, the rest stays local */
+			int64		seq = type == INT8OID ? DatumGetInt64(value) : DatumGetInt32(value);
+
+			if (op == KIS_OP_GT || op == KIS_OP_GE || op == KIS_OP_EQ)
+			{
+				int64		after = op == KIS_OP_GT ? seq : seq - 1;
+
+				r->after = r->has_after ? Max(r->after, after) : after;
+				r->has_after = true;
+			}
+			continue;
+		}
 		if (type == TIMESTAMPOID || type == TIMESTAMPTZOID)
 		{
 			d = DatumGetDateADT(DirectFunctionCall1(type == TIMESTAMPOID ? timestamp_date :
@@ -385,6 +399,8 @@ kis_run_keys_equal(const KisRunKeys *a, const KisRunKeys *b)
 		a->range.has_to == b->range.has_to &&
 		(!a->range.has_from || a->range.from == b->range.from) &&
 		(!a->range.has_to || a->range.to == b->range.to) &&
+		a->range.has_after == b->range.has_after &&
+		(!a->range.has_after || a->range.after == b->range.after) &&
 		a->range.ndates == b->range.ndates &&
 		(a->range.ndates == 0 ||
 		 memcmp(a->range.dates, b->range.dates, sizeof(int) * a->range.ndates) == 0);

@@ -772,28 +772,26 @@ append_member(StringInfo buf, const char *name, const char *text, size_t len)
 }
 
 /*
- * A record as the answer a REST table would give: {"rt_cd": "0",
- * "output": {field: value, ...}}, with source 'live', received_at and,
- * for trades, trade_time.  The run reads it like any answer.  (Written
- * by hand: jansson's json_object is shadowed by the server's.)
+ * One record as a JSON object: {"source": "live", field: value, ...},
+ * received_at, for trades trade_time, and seq if it is not 0.  (Written by
+ * hand: jansson's json_object is shadowed by the server's.)
  */
-char *
-kis_live_answer(KisLiveKind kind, const char *record, TimestampTz received_at)
+void
+kis_live_append_record(StringInfo buf, KisLiveKind kind, const char *record,
+					   TimestampTz received_at, uint64 seq)
 {
 	const char *const *fields = kis_live_kinds[kind].fields;
-	StringInfoData buf;
 	const char *p = record;
 	char	   *date = NULL;
 	char	   *time = NULL;
 	char	   *text;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"rt_cd\":\"0\",\"msg_cd\":\"LIVE\",\"msg1\":\"\",\"output\":{\"source\":\"live\"");
+	appendStringInfoString(buf, "{\"source\":\"live\"");
 	for (int i = 0; fields[i] && p != NULL; i++)
 	{
 		size_t		len = strcspn(p, "^");
 
-		append_member(&buf, fields[i], p, len);
+		append_member(buf, fields[i], p, len);
 		p = p[len] == '^' ? p + len + 1 : NULL;
 	}
 	if (kind == KIS_LIVE_TRADE)
@@ -807,14 +805,47 @@ kis_live_answer(KisLiveKind kind, const char *record, TimestampTz received_at)
 		time = kis_live_record_field(record, kind, "khms");
 	}
 	if ((text = kst_time(date, time)) != NULL)
-		append_member(&buf, "trade_time", text, strlen(text));
+		append_member(buf, "trade_time", text, strlen(text));
 	text = pstrdup(timestamptz_to_str(received_at));
-	append_member(&buf, "received_at", text, strlen(text));
-	appendStringInfoString(&buf, "}}");
+	append_member(buf, "received_at", text, strlen(text));
+	if (seq != 0)
+	{
+		text = psprintf(UINT64_FORMAT, seq);
+		append_member(buf, "seq", text, strlen(text));
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/* A record as the answer a REST table would give: {"rt_cd": "0", "output": {...}} */
+char *
+kis_live_answer(KisLiveKind kind, const char *record, TimestampTz received_at)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, KIS_LIVE_ANSWER_HEAD);
+	kis_live_append_record(&buf, kind, record, received_at, 0);
+	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
 
 /* ---- the tick ring ---- */
+
+/* The seq just before the oldest tick the ring still holds */
+uint64
+kis_live_ring_oldest(void)
+{
+	KisLiveShared *shared = kis_live_shared();
+	uint64		last = pg_atomic_read_u64(&shared->next_seq);
+
+	return last > (uint64) shared->ring_size ? last - shared->ring_size : 0;
+}
+
+int
+kis_live_ring_size(void)
+{
+	return kis_live_shared()->ring_size;
+}
 
 /* Start reading after seq "after" */
 void

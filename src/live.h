@@ -26,6 +26,7 @@ typedef enum KisLiveKind
 } KisLiveKind;
 
 typedef struct KisLiveChannel KisLiveChannel;
+struct StringInfoData;
 struct KisConfig;
 
 /* What a scan learned of one key after waiting (kis_live_collect) */
@@ -61,8 +62,16 @@ extern char *kis_live_record_field(const char *record, KisLiveKind kind,
 extern int	kis_live_field_index(KisLiveKind kind, const char *field);
 extern char *kis_live_answer(KisLiveKind kind, const char *record,
 							 TimestampTz received_at);
+extern void kis_live_append_record(struct StringInfoData *buf, KisLiveKind kind,
+								   const char *record, TimestampTz received_at,
+								   uint64 seq);
+
+/* What an answer made of live records starts with; "output" follows */
+#define KIS_LIVE_ANSWER_HEAD "{\"rt_cd\":\"0\",\"msg_cd\":\"LIVE\",\"msg1\":\"\",\"output\":"
 
 /* The tick ring (domestic_ticks) */
+#define KIS_LIVE_RING_RECORD_MAX 512	/* a trade record in the ring */
+
 typedef struct KisLiveRingRead
 {
 	uint64		next;			/* the next seq to read */
@@ -72,5 +81,7 @@ typedef struct KisLiveRingRead
 extern void kis_live_ring_begin(KisLiveRingRead *rr, uint64 after);
 extern bool kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch,
 							   uint64 *seq, char *record, TimestampTz *received_at);
+extern uint64 kis_live_ring_oldest(void);
+extern int	kis_live_ring_size(void);
 
 #endif							/* KIS_LIVE_H */

@@ -27,7 +27,7 @@
 									 * KIS allows about 41 (docs/live.md) */
 #define KIS_LIVE_TR_KEY_MAX		24
 #define KIS_LIVE_RECORD_MAX		1024	/* one record's fields joined by ^ */
-#define KIS_LIVE_TICK_MAX		512 /* a trade record in the ring */
+#define KIS_LIVE_TICK_MAX		KIS_LIVE_RING_RECORD_MAX
 #define KIS_LIVE_APPROVAL_MAX	128
 #define KIS_LIVE_URL_MAX		256
 #define KIS_LIVE_TEXT_MAX		128 /* KIS's words for a refusal */

@@ -70,6 +70,47 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
 }
 
 /*
+ * The tick ring's new ticks (seq > range->after, else all it holds) of the
+ * table's channel, as one answer.  A WARNING says how many a capture that
+ * fell behind missed.
+ */
+static int
+ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range)
+{
+	KisLiveChannel *ch = kis_live_channel(config);
+	KisLiveRingRead rr;
+	StringInfoData buf;
+	char	   *record = palloc(KIS_LIVE_RING_RECORD_MAX);
+	uint64		seq;
+	TimestampTz at;
+	bool		first = true;
+
+	kis_live_ring_begin(&rr, !range->has_after ? kis_live_ring_oldest() :
+						range->after > 0 ? (uint64) range->after : 0);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, KIS_LIVE_ANSWER_HEAD "[");
+	while (kis_live_ring_next(&rr, ch, &seq, record, &at))
+	{
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		kis_live_append_record(&buf, config->endpoint->stream, record, at, seq);
+	}
+	appendStringInfoString(&buf, "]}");
+	if (rr.missed > 0 && range->has_after)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("%s missed " UINT64_FORMAT " ticks after seq " INT64_FORMAT,
+						config->endpoint->name, rr.missed, range->after),
+				 errdetail("The tick ring holds the last %d ticks; these were overwritten before this read.",
+						   kis_live_ring_size()),
+				 errhint("Capture more often, or raise kis_fdw.live_ring_size and restart PostgreSQL.")));
+	kis_requests_add_answer(f, config, NULL, buf.data, buf.len);
+	pfree(record);
+	return 1;
+}
+
+/*
  * Queue the run of a live table over keys (KisKey *s): ticks in hand
  * become answers at once, the rest REST requests.  Returns how many
  * answers and requests were queued.
@@ -87,6 +128,8 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 	ListCell   *lk;
 	int			n = 0;
 
+	if (kis_endpoint_ringed(ep))
+		return ring_start(f, config, range);
 	if (keys == NIL)
 		return 0;
 	ch = kis_live_channel(config);

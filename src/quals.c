@@ -48,9 +48,10 @@ kis_key_attnums(Oid relid, const KisEndpoint *ep, AttrNumber *attnums)
 			kis_column_field_option(relid, attnums[k]) != NULL)
 			attnums[k] = InvalidAttrNumber;
 	}
-	/* date ranges need a real date column to compare with */
+	/* ranges need a real date column (the tick ring: bigint seq) */
 	if (attnums[KIS_KEY_DATE] != InvalidAttrNumber &&
-		get_atttype(relid, attnums[KIS_KEY_DATE]) != DATEOID)
+		get_atttype(relid, attnums[KIS_KEY_DATE]) !=
+		(kis_endpoint_ringed(ep) ? INT8OID : DATEOID))
 		attnums[KIS_KEY_DATE] = InvalidAttrNumber;
 }
 
@@ -142,6 +143,42 @@ date_comparison(Oid opno, bool column_left, KisQualOp *op, bool *loose)
 	return false;
 }
 
+/*
+ * Comparisons of the tick ring's bigint seq, as date_comparison; they
+ * bound what is read and stay local filters too (loose).
+ */
+static bool
+seq_comparison(Oid opno, bool column_left, KisQualOp *op, bool *loose)
+{
+	static const struct
+	{
+		RegProcedure fn;
+		KisQualOp	op;			/* with the column on the left */
+	}			ops[] = {
+		{F_INT8EQ, KIS_OP_EQ}, {F_INT8LT, KIS_OP_LT}, {F_INT8LE, KIS_OP_LE},
+		{F_INT8GT, KIS_OP_GT}, {F_INT8GE, KIS_OP_GE},
+		{F_INT84EQ, KIS_OP_EQ}, {F_INT84LT, KIS_OP_LT}, {F_INT84LE, KIS_OP_LE},
+		{F_INT84GT, KIS_OP_GT}, {F_INT84GE, KIS_OP_GE},
+	};
+	static const KisQualOp flipped[] = {
+		[KIS_OP_EQ] = KIS_OP_EQ, [KIS_OP_IN] = KIS_OP_IN,
+		[KIS_OP_LT] = KIS_OP_GT, [KIS_OP_LE] = KIS_OP_GE,
+		[KIS_OP_GT] = KIS_OP_LT, [KIS_OP_GE] = KIS_OP_LE
+	};
+	RegProcedure fn = get_opcode(opno);
+
+	for (int i = 0; i < lengthof(ops); i++)
+	{
+		/* int84 takes the bigint on the left: the column must be there */
+		if (ops[i].fn != fn || (!column_left && i >= 5))
+			continue;
+		*op = column_left ? ops[i].op : flipped[ops[i].op];
+		*loose = true;
+		return true;
+	}
+	return false;
+}
+
 /* Something the executor can compute before scanning this table */
 static bool
 is_key_value(Node *expr, Index relid)
@@ -210,7 +247,9 @@ kis_match_key_clause(RelOptInfo *baserel, RestrictInfo *rinfo,
 				value = l;
 			if (value == NULL)
 				continue;
-			if (k == KIS_KEY_DATE ? !date_comparison(opno, column_left, &op, &loose) :
+			if (k == KIS_KEY_DATE ?
+				!(date_comparison(opno, column_left, &op, &loose) ||
+				  seq_comparison(opno, column_left, &op, &loose)) :
 				!is_text_equality(opno))
 				continue;
 			out->key = k;

@@ -603,6 +603,6 @@ kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key,
 
 	memset(&range, 0, sizeof(range));
 	call = new_call(config, &range, kis_today_kst());
-	call->keys = list_make1(key);
+	call->keys = key ? list_make1(key) : NIL;
 	kis_fetch_add_answer(f, body, len, call);
 }

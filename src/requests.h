@@ -39,6 +39,8 @@ typedef struct KisRange
 	int			to;
 	int			ndates;
 	int		   *dates;
+	bool		has_after;		/* the tick ring: seq > after */
+	int64		after;
 } KisRange;
 
 /* One row of an answer, or a key that failed (problem set, row NULL) */

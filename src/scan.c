@@ -333,13 +333,17 @@ kisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		if (nmarkets >= 0)
 			ExplainPropertyInteger("KIS Planned Requests", NULL, nmarkets, es);
 	}
+	else if (kis_endpoint_streamed(ep))
+		ExplainPropertyText(kis_endpoint_ringed(ep) ? "KIS Tick Ring" : "KIS Live Stream",
+							kis_live_tr_id(ep->stream), es);
 	else if (keying != KIS_KEYING_SYMBOL || (nsym >= 0 && nven >= 0))
 		ExplainPropertyInteger("KIS Planned Requests", NULL,
 							   (int64) kis_planned_requests(ep, (double) Max(nsym, 0) * nven), es);
 	if (kis_endpoint_paging(ep) != KIS_PAGING_NONE)
 		ExplainPropertyText("KIS Paging", kis_endpoint_paging_detail(ep), es);
 	if (pd->ndates > 0)
-		ExplainPropertyInteger("KIS Date Conditions", NULL, pd->ndates, es);
+		ExplainPropertyInteger(kis_endpoint_ringed(ep) ? "KIS Seq Conditions" :
+							   "KIS Date Conditions", NULL, pd->ndates, es);
 
 	if (es->analyze && st->runner != NULL)
 		kis_runner_explain(st->runner, es);
