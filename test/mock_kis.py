@@ -329,6 +329,7 @@ import time
 import zipfile
 
 import mock_library
+import mock_ws
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
@@ -399,7 +400,7 @@ RT_CD = {"SYDB0050": "7"}
 MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
             "tls_failures", "token_requests", "tokens_issued", "token_rejections", "violations",
-            "bad_requests")
+            "bad_requests", "approval_requests", "approvals_issued")
 SECTORS = ("전기·전자", "화학", "서비스업", "금융업", "운수장비", "의약품", "유통업", "철강·금속")
 NUMERIC = re.compile(r"-?\d+(\.\d+)?")
 # Overseas quotation exchange codes (EXCD) -> the exchange a symbol is listed on.
@@ -478,6 +479,7 @@ CONFIG_TYPES = {"environment": _choice("environment", "real", "virtual"),
                 "overseas_session": _choice("overseas_session", "open", "closed"),
                 "minute_session": _hhmm_range,
                 "investor_today": _choice("investor_today", "blank", "filled")}
+CONFIG_TYPES.update(mock_ws.config_types(_non_negative))   # the ws_* keys
 
 
 # --------------------------------------------------------------------------- formatting
@@ -1420,6 +1422,7 @@ class MockState:
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self.released = threading.Event()   # set by a release: the hold fault waits on it
         self._clear()
+        self.ws = mock_ws.WsHub(sys.modules[__name__], self)   # the WebSocket side
 
     def _clear(self):
         """Zero everything a reset forgets (caller holds the lock, or no one shares it yet)."""
@@ -1491,6 +1494,7 @@ class MockState:
             self._clear()
             if forget_tokens:
                 self.tokens.clear()
+        self.ws.reset(forget_tokens)
 
     def configure(self, changes):
         unknown = set(changes) - set(CONFIG_TYPES)
@@ -1673,6 +1677,7 @@ class MockState:
                         tls=self.tls, **self.config)
             if with_timeline:
                 snap["timeline"] = [round(t, 6) for t in self.timeline]
+        snap["ws"] = self.ws.snapshot()
         return snap
 
 
@@ -1709,6 +1714,9 @@ class KisHandler(BaseHTTPRequestHandler):
         if url.path == "/oauth2/tokenP" and self.command == "POST":
             self.server.state.bump("token_requests")
             self._token(body)
+        elif url.path == "/oauth2/Approval" and self.command == "POST":
+            self.server.state.bump("approval_requests")
+            self._approval(body)
         elif url.path.startswith(MASTER_DIR):
             self._master(url)
         else:
@@ -1781,6 +1789,9 @@ class KisHandler(BaseHTTPRequestHandler):
                 state.add_faults(payload.get("faults"))
             elif route == ("POST", "/__mock/release"):
                 state.release()
+            elif route[0] == "POST" and url.path in WS_ROUTES:
+                self._send_json(200, WS_ROUTES[url.path](state.ws, payload))
+                return
             else:
                 self._send_json(404, {"ok": False, "error": f"no route {self.command} {url.path}"})
                 return
@@ -1788,6 +1799,35 @@ class KisHandler(BaseHTTPRequestHandler):
             self._send_json(400, {"ok": False, "error": str(exc)})
             return
         self._send_json(200, {"ok": True})
+
+    # ---- POST /oauth2/Approval (the WebSocket approval key)
+
+    def _approval(self, body):
+        """tokenP's checks, with the secret in "secretkey" (an "appsecret" is not read)."""
+        state = self.server.state
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
+            return self._token_error("EGW00101")
+        appkey, secret = req.get("appkey"), req.get("secretkey")
+        if not req.get("grant_type"):
+            return self._token_error("EGW00115")
+        if req["grant_type"] != "client_credentials":
+            return self._token_error("EGW00112")
+        if not appkey or not isinstance(appkey, str):
+            return self._token_error("EGW00102")
+        if appkey.startswith("BAD"):
+            return self._token_error("EGW00103")
+        if not secret or not isinstance(secret, str):
+            return self._token_error("EGW00104")
+        if secret.startswith("BAD"):
+            return self._token_error("EGW00105")
+        key, new = state.ws.approve(appkey, secret)
+        if new:
+            state.bump("approvals_issued")
+        self._send_json(200, {"approval_key": key})
 
     # ---- POST /oauth2/tokenP
 
@@ -1979,6 +2019,32 @@ class KisHandler(BaseHTTPRequestHandler):
         return True
 
 
+# --------------------------------------------------------------------------- ws control
+
+def _ws_tick(hub, p):
+    count = p.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError('"count" must be an integer')
+    return {"sent": hub.tick(str(p.get("tr_id", "")), str(p.get("tr_key", "")), count,
+                             p.get("price"))}
+
+
+def _ws_refuse(hub, p):
+    times = p.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+        raise ValueError('"times" must be a non-negative integer')
+    hub.refuse(times)
+    return {"ok": True}
+
+
+WS_ROUTES = {   # POST /__mock/ws/...: hub, JSON body -> the JSON answer
+    "/__mock/ws/tick": _ws_tick,
+    "/__mock/ws/drop": lambda hub, p: {"dropped": hub.drop()},
+    "/__mock/ws/pingpong": lambda hub, p: {"sent": hub.pingpong_all()},
+    "/__mock/ws/refuse": _ws_refuse,
+}
+
+
 # --------------------------------------------------------------------------- server
 
 class MockServer(ThreadingHTTPServer):
@@ -2074,10 +2140,18 @@ def parse_args(argv):
     p.add_argument("--investor-today", choices=("blank", "filled"), default="blank",
                    help="inquire-investor's row for today: blank flows, as before the close "
                         "(default), or filled")
+    p.add_argument("--ws-port", type=int, default=None,
+                   help="run the WebSocket listener on this port (0 picks a free one)")
+    p.add_argument("--ws-port-file", help="write the WebSocket port here")
+    for key, default in mock_ws.CONFIG_DEFAULTS.items():   # like /__mock/config
+        p.add_argument("--" + key.replace("_", "-"), type=CONFIG_TYPES[key], default=default,
+                       metavar=key.upper().removeprefix("WS_"))
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    if args.ws_port_file and args.ws_port is None:
+        p.error("--ws-port-file needs --ws-port")
     for key in ("today", "holdings", "data_start"):  # checked like /__mock/config
         try:
             CONFIG_TYPES[key](getattr(args, key))
@@ -2096,15 +2170,25 @@ def main(argv=None):
     state = MockState({key: getattr(args, key) for key in CONFIG_TYPES}, tls=bool(ssl_context))
     server = MockServer((args.host, args.port), state, ssl_context)
     port = server.server_address[1]
-    written = [path for path in (args.pid_file, args.port_file) if path]
+    ws_server = None
+    if args.ws_port is not None:
+        ws_server = mock_ws.WsServer((args.host, args.ws_port), state.ws)
+        threading.Thread(target=ws_server.serve_forever, kwargs={"poll_interval": 0.1},
+                         name="ws-listener", daemon=True).start()
+    written = [path for path in (args.pid_file, args.ws_port_file, args.port_file) if path]
     if args.pid_file:
         write_atomic(args.pid_file, str(os.getpid()))
+    if args.ws_port_file:   # before --port-file: a waiter on that one finds both
+        write_atomic(args.ws_port_file, str(ws_server.server_address[1]))
     if args.port_file:
         write_atomic(args.port_file, str(port))
     if not args.quiet:
         scheme = "https" if ssl_context else "http"
         print(f"mock_kis: listening on {scheme}://{args.host}:{port} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
+        if ws_server:
+            print(f"mock_kis: WebSocket on ws://{args.host}:{ws_server.server_address[1]}",
+                  file=sys.stderr, flush=True)
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
@@ -2116,6 +2200,10 @@ def main(argv=None):
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        if ws_server:
+            ws_server.shutdown()
+            ws_server.server_close()
+        state.ws.drop()
         for path in written:
             try:
                 os.unlink(path)
