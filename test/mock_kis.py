@@ -13,12 +13,20 @@ uses, answers deterministically, and can inject faults, latency and rate limits 
                              [--today YYYYMMDD]
                              [--holdings N] [--multprice-shape array|object]
                              [--multprice-signs signed|unsigned]
-                             [--overseas-session open|closed] [--quiet]
+                             [--overseas-session open|closed]
+                             [--ws-port P [--ws-port-file F]] [--ws-first-tick B]
+                             [--ws-tick-rate N] [--ws-records-per-frame N]
+                             [--ws-max-subscriptions N] [--ws-in-use B] [--ws-pingpong-s S]
+                             [--ws-pingpong-strict B] [--ws-time HHMMSS] [--quiet]
 
 With --port 0 (the default) a free port is chosen; --port-file receives it (written
 atomically) once the server listens. SIGTERM or SIGINT stops the server within ~0.1 s.
 --today (default 20251230, a Tuesday) is the mock's "today" for everything date-related;
 nothing depends on the wall clock except token expiry and the rate-limit windows.
+--ws-port runs the real-time WebSocket listener (see "Real-time WebSocket") on a second
+port (0: a free one), written to --ws-port-file before --port-file is written; without
+--ws-port there is no listener (the ws control routes still answer). The --ws-* value
+flags set the ws_* config keys, as /__mock/config does (booleans: true/false/1/0).
 
 KIS endpoints
 -------------
@@ -31,6 +39,16 @@ POST /oauth2/tokenP
     seconds (0, the default: never) of an appkey's last new token, an issuance hands back
     that same token, as KIS does for 6 hours. Each request takes --token-latency-ms (0)
     before anything is decided or counted but token_requests (counted on arrival).
+
+POST /oauth2/Approval
+    The WebSocket approval key. Body {"grant_type":"client_credentials","appkey":..,
+    "secretkey":..} (secretkey, not appsecret: a body with only "appsecret" has no secret,
+    EGW00104). Rejections exactly as tokenP's (HTTP 403 {"error_code",
+    "error_description"}: EGW00101, EGW00115, EGW00112, EGW00102, EGW00103 appkey "BAD..",
+    EGW00104, EGW00105 secretkey "BAD.."), but no issuance interval and no latency.
+    Answer 200 {"approval_key": a 36-character uuid4}, one per (appkey, secretkey): asked
+    again, the same key. Counted: approval_requests (every request), approvals_issued
+    (new keys). Keys survive /__mock/reset unless "tokens": true.
 
 Every GET /uapi endpoint below (the ENDPOINTS table) runs the same pipeline:
   1. Counted: requests, by_path[path], by_symbol[s] for each symbol the request carries
@@ -258,6 +276,118 @@ Deterministic quote data (see quote_numbers / quote_output; all values are JSON 
     bstp_kor_isnm is "" when h0 is odd; Y/N flags are "N"; dates are YYYYMMDD in 2025.
     Nothing depends on time or randomness; the stock name is absent, as in real KIS.
 
+Real-time WebSocket (--ws-port; kis-api.md section 12)
+------------------------------------------------------
+Plain ws, any request path (samples send /tryitout/H0STCNT0). Handshake: GET with
+Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version 13 and a
+Sec-WebSocket-Key, answered 101 with Sec-WebSocket-Accept = base64(sha1(key + RFC 6455
+GUID)); anything else HTTP 400; while /__mock/ws/refuse has refusals left, HTTP 503 (one
+used up per handshake). Frames (RFC 6455, server side): client frames must be masked
+(else close 1002 and the TCP connection ends); reserved bits, unknown opcodes, a
+continuation without a message, a new message inside a fragmented one, fragmented or over
+125-byte control frames: close 1002; a text message not UTF-8: 1007; over 1 MiB: 1009.
+Fragmented client messages are joined (control frames may come between the fragments);
+ping -> pong with its payload (counted rfc_pings); pong ignored; close -> a close frame
+with the client's code (1000 if none), then the TCP close; binary messages are ignored.
+Server frames are unmasked and final, with 7-, 16- or 64-bit lengths as the size needs.
+
+Text messages from the client:
+    {"header":{"approval_key","custtype":"P","tr_type":"1"|"2","content-type":"utf-8"},
+     "body":{"input":{"tr_id","tr_key"}}}    tr_type "1" subscribes, "2" unsubscribes.
+    {"header":{"tr_id":"PINGPONG",..}} (no body): the echo of a PINGPONG (counted
+    pingpong_echoed, and clears the socket's pending PINGPONG).
+Each subscribe/unsubscribe is answered with one ack, a text frame
+    {"header":{"tr_id","tr_key","encrypt":"N"},"body":{"rt_cd","msg_cd","msg1"[,"output"]}}
+with tr_id/tr_key as asked ("" when the message could not be read); rt_cd "0" acks carry
+"output" {"iv": 16 hex digits, "key": 32 hex digits} (of sha256(tr_id:tr_key); nothing is
+encrypted), the others none. In the order checked:
+    MOCK0004 "1"  not a JSON object with header and body.input.tr_id/tr_key   (mock's own)
+    MOCK0001 "1"  approval_key not issued by /oauth2/Approval                 (mock's own)
+    MOCK0003 "1"  tr_type not "1" or "2"                                       (mock's own)
+    MOCK0002 "1"  tr_id not H0STCNT0, H0STASP0 or HDFSCNT0                     (mock's own)
+    OPSP8996 "1"  ALREADY IN USE appkey: another socket holds the approval key's app key
+                  (the first socket to subscribe under an app key holds it until that
+                  socket closes or is dropped), or any subscribe while ws_in_use is true
+    OPSP0003 "1"  UNSUBSCRIBE ERROR(not found!): unsubscribing what this socket does not
+                  subscribe (under that app key)
+    OPSP0001 "0"  UNSUBSCRIBE SUCCESS
+    OPSP0002 "1"  ALREADY IN SUBSCRIBE: nothing changes, the subscription stays (harmless;
+                  rt_cd "1" as third-party captures show it)
+    OPSP0008 "1"  MAX SUBSCRIBE OVER: the app key already has ws_max_subscriptions
+    OPSP0000 "0"  SUBSCRIBE SUCCESS; with ws_first_tick, one data record follows at once
+The MOCK* codes stand for answers real KIS gives in an undocumented form; match on rt_cd.
+Any tr_key is accepted (real KIS does not check it either).
+
+Data frames: text "0|TR_ID|NNN|" + the records, NNN the record count zero-padded to 3,
+every record's fields (TR_FIELDS order in mock_ws.py = kis-api.md section 12) joined by
+"^" and the records joined by "^" too; at most ws_records_per_frame records a frame.
+Records come from a tick state per (tr_id, tr_key), shared by every socket and zeroed by
+/__mock/reset: record n (0, 1, ...) of it has clock = ws_time + n seconds (wrapping at
+midnight), today = config today. Whatever is not listed is "0" (or as noted).
+  H0STCNT0 (46 fields), tr_key a domestic symbol; q = inquire-price's numbers for it on
+    market J (quote_numbers), tick = the KRX tick size of q's price (_tick):
+    p = q.price + (n % 5) * tick, or the tick request's "price" (whole won);
+    vol = 10 * (1 + n % 10); record n is a buy (CCLD_DVSN "1") when n is even, else "5".
+    MKSC_SHRN_ISCD tr_key, STCK_CNTG_HOUR clock, STCK_PRPR p, PRDY_VRSS p - q.base with
+    PRDY_VRSS_SIGN and PRDY_CTRT as inquire-price computes them, WGHN_AVRG_STCK_PRC as
+    inquire-price's, STCK_OPRC q.open, STCK_HGPR max(q.high, p), STCK_LWPR min(q.low, p),
+    ASKP1 p + tick, BIDP1 p, CNTG_VOL vol, ACML_VOL q.vol + the vols of records 0..n,
+    ACML_TR_PBMN q.vol * q.price + the sum of vol * p, SELN/SHNU_CNTG_CSNU the sell/buy
+    records so far, NTBY_CNTG_CSNU buys - sells, SELN/SHNU_CNTG_SMTN their volumes, CTTR
+    shnu * 100 / seln, SHNU_RATE shnu * 100 / (shnu + seln), PRDY_VOL_VRSS_ACML_VOL_RATE
+    and PRDY_SMNS_HOUR_ACML_VOL_RATE ACML_VOL * 100 / q.prev_vol, PRDY_SMNS_HOUR_ACML_VOL
+    q.prev_vol, OPRC/HGPR/LWPR_HOUR 090000/100000/110000 with p against open/high/low
+    (sign and difference), BSOP_DATE today, NEW_MKOP_CLS_CODE "20", TRHT_YN "N",
+    ASKP_RSQN1 / BIDP_RSQN1 and TOTAL_* the inquire-asking-price quantities (book_sizes),
+    VOL_TNRT ACML_VOL * 100 / lstn_stcn, HOUR_CLS_CODE "0", MRKT_TRTM_CLS_CODE "N",
+    VI_STND_PRC q.base. Rates are 2-decimal strings as prdy_ctrt.
+  H0STASP0 (59 fields): MKSC_SHRN_ISCD, BSOP_HOUR clock, HOUR_CLS_CODE "0", p as above,
+    ASKPk p + k * tick, BIDPk p - (k - 1) * tick, ASKP_RSQNk / BIDP_RSQNk the book_sizes
+    quantities + n % 10, TOTAL_ASKP/BIDP_RSQN their sums, ANTC_CNTG_VRSS_SIGN "3",
+    ANTC_CNTG_PRDY_CTRT "0.00", ACML_VOL q.vol + 100 * n, STCK_DEAL_CLS_CODE "0".
+  HDFSCNT0 (26 fields), tr_key "D" (or "R") + exchange (3) + symbol, e.g. DNASAAPL:
+    with last0, diff, base of the overseas price formula for the symbol (hundredths,
+    printed with 4 decimals): last = last0 + n % 5, or the tick request's "price" (at most
+    2 decimals); evol = 1 + n % 10, a buy when n is even. RSYM tr_key, SYMB symbol, ZDIV
+    "4", TYMD/XYMD/KYMD today, XHMS/KHMS clock, OPEN base, HIGH max(base, last0 + 4, last),
+    LOW min(base, last0, last) (at least 0.01), LAST last, SIGN "2"/"3"/"5", DIFF |last - base| (no sign),
+    RATE (last - base) * 100 / base ("-1.41"), PBID last - 1, PASK last + 1, VBID / VASK
+    as the daily bars' (from h3 of the symbol), EVOL evol, TVOL h3 % 50000000 + the evols,
+    TAMT the sum of evol * last in whole units (// 100), BIVL / ASVL bought / sold volume, STRN BIVL * 100 / ASVL,
+    MTYP "1".
+The tick state does not depend on timing, so a test knows record n of a symbol exactly.
+
+Sending: POST /__mock/ws/tick sends now; with ws_tick_rate > 0 a background thread sends
+each subscription ws_tick_rate records a second (2,000 a second over 40 subscriptions is
+sustained), owed records batched up to ws_records_per_frame a frame. Every ws_pingpong_s
+seconds (0: never) each socket gets {"header":{"tr_id":"PINGPONG","datetime":
+"YYYYMMDDHHMMSS"}} (config today + the wall clock's Korean time of day). With
+ws_pingpong_strict a socket that has not echoed a PINGPONG text frame 2 s after it was
+sent is closed (TCP close without a close frame; an RFC pong does not count), as KIS
+closes sockets that only pong. A send blocked 30 s aborts the socket.
+
+Config keys (command line --ws-...; /__mock/config):
+    ws_first_tick (true)   one record right after each OPSP0000 ack
+    ws_tick_rate (0)       records per second per subscription from the rate thread
+    ws_records_per_frame (1)  at most this many records in one data frame (1..1000)
+    ws_max_subscriptions (41) per app key; the next subscribe is OPSP0008
+    ws_in_use (false)      every subscribe is OPSP8996, as if another program held the key
+    ws_pingpong_s (0)      seconds between PINGPONGs to every socket (0: never)
+    ws_pingpong_strict (false)  close a socket that does not echo a PINGPONG within 2 s
+    ws_time ("090000")     HHMMSS: the clock of record 0 of every tick state
+
+Control routes (POST, JSON body, on the HTTP port):
+    /__mock/ws/tick {"tr_id","tr_key","count" (1),"price" (optional string)}
+        count records to every socket that subscribes (tr_id, tr_key), ws_records_per_frame
+        to a frame; answers {"sent": records sent} (0 when nobody subscribes; a bad tr_id,
+        count or price is HTTP 400)
+    /__mock/ws/drop      abort every socket (TCP close, no close frame) and forget their
+                         subscriptions and app key holds, as KIS does; {"dropped": sockets}
+    /__mock/ws/pingpong  one PINGPONG to every socket now; {"sent": sockets}
+    /__mock/ws/refuse {"times": N}  answer the next N handshakes HTTP 503; {"ok": true}
+/__mock/reset also closes every socket (abruptly), zeroes the ws counters, tick states and
+pending refusals (approval keys stay unless "tokens": true).
+
 Control API (same port and scheme, no auth, never counted or rate limited)
 --------------------------------------------------------------------------
 GET  /__mock/stats[?timeline=1]  counters, current config, pending faults; timeline=1 adds
@@ -273,7 +403,8 @@ POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency
                       "multprice_signs" ("signed" | "unsigned"),
                       "overseas_session" ("open" | "closed"),
                       "minute_session" ("HHMM-HHMM"),
-                      "investor_today" ("blank" | "filled")}
+                      "investor_today" ("blank" | "filled"),
+                      the ws_* keys of "Real-time WebSocket"}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
                                   "body" (answer: an object; file: base64), "headers"}]}
 POST /__mock/release  answers every request the hold fault holds now
@@ -306,7 +437,13 @@ by_symbol, by_appkey (by_symbol per appkey request header), by_path (API request
 connections_opened (connections that carried at least one KIS request, so stats polling does
 not disturb it), tls_failures, token_requests (tokenP requests received), tokens_issued,
 tokens_issued_by_appkey, token_rejections, violations, bad_requests, faults_injected (by kind), errors (error answers by msg_cd /
-error_code).
+error_code), approval_requests, approvals_issued.
+"ws": connections (handshakes accepted), open (sockets now), refused (503 handshakes),
+subscribe_requests / unsubscribe_requests (messages with tr_type "1" / "2"), subscriptions
+(sorted "TR_ID:tr_key" over all sockets), per_key (app key -> subscriptions), ticks_sent
+(records), frames_sent (data frames), pingpong_sent, pingpong_echoed, rfc_pings, acks (by
+msg_cd), last_error (the latest refused ack, protocol error or strict close, "" after a
+reset), refusals_pending, approval_keys (issued, kept).
 """
 
 import argparse
@@ -329,6 +466,7 @@ import time
 import zipfile
 
 import mock_library
+import mock_ws
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
@@ -399,7 +537,7 @@ RT_CD = {"SYDB0050": "7"}
 MSG1_BYTES = 80            # account answers pad msg1 with blanks to 80 bytes of CP949
 COUNTERS = ("requests", "max_in_flight", "connections_accepted", "connections_opened",
             "tls_failures", "token_requests", "tokens_issued", "token_rejections", "violations",
-            "bad_requests")
+            "bad_requests", "approval_requests", "approvals_issued")
 SECTORS = ("전기·전자", "화학", "서비스업", "금융업", "운수장비", "의약품", "유통업", "철강·금속")
 NUMERIC = re.compile(r"-?\d+(\.\d+)?")
 # Overseas quotation exchange codes (EXCD) -> the exchange a symbol is listed on.
@@ -478,6 +616,7 @@ CONFIG_TYPES = {"environment": _choice("environment", "real", "virtual"),
                 "overseas_session": _choice("overseas_session", "open", "closed"),
                 "minute_session": _hhmm_range,
                 "investor_today": _choice("investor_today", "blank", "filled")}
+CONFIG_TYPES.update(mock_ws.config_types(_non_negative))   # the ws_* keys
 
 
 # --------------------------------------------------------------------------- formatting
@@ -1420,6 +1559,7 @@ class MockState:
         self.arrivals = 0   # API requests ever begun: the overlap fault reads it
         self.released = threading.Event()   # set by a release: the hold fault waits on it
         self._clear()
+        self.ws = mock_ws.WsHub(sys.modules[__name__], self)   # the WebSocket side
 
     def _clear(self):
         """Zero everything a reset forgets (caller holds the lock, or no one shares it yet)."""
@@ -1491,6 +1631,7 @@ class MockState:
             self._clear()
             if forget_tokens:
                 self.tokens.clear()
+        self.ws.reset(forget_tokens)
 
     def configure(self, changes):
         unknown = set(changes) - set(CONFIG_TYPES)
@@ -1673,6 +1814,7 @@ class MockState:
                         tls=self.tls, **self.config)
             if with_timeline:
                 snap["timeline"] = [round(t, 6) for t in self.timeline]
+        snap["ws"] = self.ws.snapshot()
         return snap
 
 
@@ -1709,6 +1851,9 @@ class KisHandler(BaseHTTPRequestHandler):
         if url.path == "/oauth2/tokenP" and self.command == "POST":
             self.server.state.bump("token_requests")
             self._token(body)
+        elif url.path == "/oauth2/Approval" and self.command == "POST":
+            self.server.state.bump("approval_requests")
+            self._approval(body)
         elif url.path.startswith(MASTER_DIR):
             self._master(url)
         else:
@@ -1781,6 +1926,9 @@ class KisHandler(BaseHTTPRequestHandler):
                 state.add_faults(payload.get("faults"))
             elif route == ("POST", "/__mock/release"):
                 state.release()
+            elif route[0] == "POST" and url.path in WS_ROUTES:
+                self._send_json(200, WS_ROUTES[url.path](state.ws, payload))
+                return
             else:
                 self._send_json(404, {"ok": False, "error": f"no route {self.command} {url.path}"})
                 return
@@ -1788,6 +1936,35 @@ class KisHandler(BaseHTTPRequestHandler):
             self._send_json(400, {"ok": False, "error": str(exc)})
             return
         self._send_json(200, {"ok": True})
+
+    # ---- POST /oauth2/Approval (the WebSocket approval key)
+
+    def _approval(self, body):
+        """tokenP's checks, with the secret in "secretkey" (an "appsecret" is not read)."""
+        state = self.server.state
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
+            return self._token_error("EGW00101")
+        appkey, secret = req.get("appkey"), req.get("secretkey")
+        if not req.get("grant_type"):
+            return self._token_error("EGW00115")
+        if req["grant_type"] != "client_credentials":
+            return self._token_error("EGW00112")
+        if not appkey or not isinstance(appkey, str):
+            return self._token_error("EGW00102")
+        if appkey.startswith("BAD"):
+            return self._token_error("EGW00103")
+        if not secret or not isinstance(secret, str):
+            return self._token_error("EGW00104")
+        if secret.startswith("BAD"):
+            return self._token_error("EGW00105")
+        key, new = state.ws.approve(appkey, secret)
+        if new:
+            state.bump("approvals_issued")
+        self._send_json(200, {"approval_key": key})
 
     # ---- POST /oauth2/tokenP
 
@@ -1979,6 +2156,32 @@ class KisHandler(BaseHTTPRequestHandler):
         return True
 
 
+# --------------------------------------------------------------------------- ws control
+
+def _ws_tick(hub, p):
+    count = p.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError('"count" must be an integer')
+    return {"sent": hub.tick(str(p.get("tr_id", "")), str(p.get("tr_key", "")), count,
+                             p.get("price"))}
+
+
+def _ws_refuse(hub, p):
+    times = p.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+        raise ValueError('"times" must be a non-negative integer')
+    hub.refuse(times)
+    return {"ok": True}
+
+
+WS_ROUTES = {   # POST /__mock/ws/...: hub, JSON body -> the JSON answer
+    "/__mock/ws/tick": _ws_tick,
+    "/__mock/ws/drop": lambda hub, p: {"dropped": hub.drop()},
+    "/__mock/ws/pingpong": lambda hub, p: {"sent": hub.pingpong_all()},
+    "/__mock/ws/refuse": _ws_refuse,
+}
+
+
 # --------------------------------------------------------------------------- server
 
 class MockServer(ThreadingHTTPServer):
@@ -2074,10 +2277,18 @@ def parse_args(argv):
     p.add_argument("--investor-today", choices=("blank", "filled"), default="blank",
                    help="inquire-investor's row for today: blank flows, as before the close "
                         "(default), or filled")
+    p.add_argument("--ws-port", type=int, default=None,
+                   help="run the WebSocket listener on this port (0 picks a free one)")
+    p.add_argument("--ws-port-file", help="write the WebSocket port here")
+    for key, default in mock_ws.CONFIG_DEFAULTS.items():   # like /__mock/config
+        p.add_argument("--" + key.replace("_", "-"), type=CONFIG_TYPES[key], default=default,
+                       metavar=key.upper().removeprefix("WS_"))
     p.add_argument("--quiet", action="store_true", help="no startup line either")
     args = p.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
+    if args.ws_port_file and args.ws_port is None:
+        p.error("--ws-port-file needs --ws-port")
     for key in ("today", "holdings", "data_start"):  # checked like /__mock/config
         try:
             CONFIG_TYPES[key](getattr(args, key))
@@ -2096,15 +2307,25 @@ def main(argv=None):
     state = MockState({key: getattr(args, key) for key in CONFIG_TYPES}, tls=bool(ssl_context))
     server = MockServer((args.host, args.port), state, ssl_context)
     port = server.server_address[1]
-    written = [path for path in (args.pid_file, args.port_file) if path]
+    ws_server = None
+    if args.ws_port is not None:
+        ws_server = mock_ws.WsServer((args.host, args.ws_port), state.ws)
+        threading.Thread(target=ws_server.serve_forever, kwargs={"poll_interval": 0.1},
+                         name="ws-listener", daemon=True).start()
+    written = [path for path in (args.pid_file, args.ws_port_file, args.port_file) if path]
     if args.pid_file:
         write_atomic(args.pid_file, str(os.getpid()))
+    if args.ws_port_file:   # before --port-file: a waiter on that one finds both
+        write_atomic(args.ws_port_file, str(ws_server.server_address[1]))
     if args.port_file:
         write_atomic(args.port_file, str(port))
     if not args.quiet:
         scheme = "https" if ssl_context else "http"
         print(f"mock_kis: listening on {scheme}://{args.host}:{port} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
+        if ws_server:
+            print(f"mock_kis: WebSocket on ws://{args.host}:{ws_server.server_address[1]}",
+                  file=sys.stderr, flush=True)
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
@@ -2116,6 +2337,10 @@ def main(argv=None):
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        if ws_server:
+            ws_server.shutdown()
+            ws_server.server_close()
+        state.ws.drop()
         for path in written:
             try:
                 os.unlink(path)

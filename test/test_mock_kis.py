@@ -7,6 +7,7 @@ endpoint's shape, paging (tr_cont header and ctx cursors, date cursors), errors,
 counters. Expected values are recomputed here from the formulas in mock_kis's docstring.
 """
 
+import base64
 import datetime
 import hashlib
 import http.client
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -948,6 +950,577 @@ class MockKisCase(unittest.TestCase):
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=5), 0)
         self.assertLess(time.monotonic() - started, 1)
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_DEFAULTS = {"ws_first_tick": True, "ws_tick_rate": 0, "ws_records_per_frame": 1,
+               "ws_max_subscriptions": 41, "ws_in_use": False, "ws_pingpong_s": 0,
+               "ws_pingpong_strict": False, "ws_time": "090000", "today": "20251230"}
+
+
+class WsClient:
+    """A tiny RFC 6455 client: masks what it sends, checks the server does not mask."""
+
+    def __init__(self, port, path="/tryitout/H0STCNT0", key=None, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.key = key or base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {self.key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, self.buf = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ")[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in
+                        (line.partition(":") for line in lines[1:])}
+
+    def send_frame(self, opcode, payload, fin=True, mask=True):
+        n = len(payload)
+        head = bytes(((0x80 if fin else 0) | opcode,))
+        bit = 0x80 if mask else 0
+        if n < 126:
+            head += bytes((bit | n,))
+        elif n < 65536:
+            head += bytes((bit | 126,)) + n.to_bytes(2, "big")
+        else:
+            head += bytes((bit | 127,)) + n.to_bytes(8, "big")
+        if mask:
+            key = os.urandom(4)
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            head += key
+        self.sock.sendall(head + payload)
+
+    def send_json(self, obj):
+        self.send_frame(1, json.dumps(obj).encode())
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buf += chunk
+
+    def recv_frame(self):
+        """(opcode, payload, length bytes used: 0, 2 or 8)."""
+        self._fill(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert b0 & 0x80, "the server sends final frames only"
+        assert not b1 & 0x80, "server frames must not be masked"
+        n, at, ext = b1 & 0x7F, 2, 0
+        if n == 126:
+            self._fill(4)
+            n, at, ext = int.from_bytes(self.buf[2:4], "big"), 4, 2
+        elif n == 127:
+            self._fill(10)
+            n, at, ext = int.from_bytes(self.buf[2:10], "big"), 10, 8
+        self._fill(at + n)
+        payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
+        return b0 & 0x0F, payload, ext
+
+    def recv_text(self):
+        while True:
+            opcode, payload, _ = self.recv_frame()
+            if opcode == 1:
+                return payload.decode()
+            if opcode == 8:
+                raise EOFError(f"close frame {payload!r}")
+
+    def recv_json(self):
+        return json.loads(self.recv_text())
+
+    def at_eof(self, timeout=3.0):
+        """True when the server closes the TCP connection (without a close frame)
+        within timeout; frames before the end fail the check."""
+        self.sock.settimeout(timeout)
+        try:
+            if self.buf:
+                return False
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def ws_request(key, tr_id="H0STCNT0", tr_key="005930", tr_type="1"):
+    return {"header": {"approval_key": key, "custtype": "P", "tr_type": tr_type,
+                       "content-type": "utf-8"},
+            "body": {"input": {"tr_id": tr_id, "tr_key": tr_key}}}
+
+
+def data_frame(text):
+    """(tr_id, count, [records as field lists]) of a data frame; fields split evenly."""
+    flag, tr_id, count, payload = text.split("|", 3)
+    assert flag == "0", text[:40]
+    fields = payload.split("^")
+    width = len(fields) // int(count)
+    assert width * int(count) == len(fields), (count, len(fields))
+    return tr_id, int(count), [fields[i:i + width] for i in range(0, len(fields), width)]
+
+
+def clock_plus(hhmmss, n):
+    t = (int(hhmmss[:2]) * 3600 + int(hhmmss[2:4]) * 60 + int(hhmmss[4:]) + n) % 86400
+    return f"{t // 3600:02d}{t % 3600 // 60:02d}{t % 60:02d}"
+
+
+def krx_tick(price):
+    for limit, tick in ((2000, 1), (5000, 5), (20000, 10), (50000, 50),
+                        (200000, 100), (500000, 500)):
+        if price < limit:
+            return tick
+    return 1000
+
+
+class MockKisWsCase(unittest.TestCase):
+    """The WebSocket side: --ws-port, /oauth2/Approval, subscribe acks, data frames,
+    PINGPONG, faults and the tick rate thread (mock_kis docstring, "Real-time WebSocket")."""
+
+    connect = MockKisCase.connect
+    call = MockKisCase.call
+    call_full = MockKisCase.call_full
+    control = MockKisCase.control
+    stats = MockKisCase.stats
+    context = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="mock_kis_ws_test")
+        port_file, ws_file = (os.path.join(cls.dir, n) for n in ("port", "ws_port"))
+        cls.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_kis.py"),
+                                     "--quiet", "--port-file", port_file,
+                                     "--ws-port", "0", "--ws-port-file", ws_file])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline:
+                raise RuntimeError("mock did not start")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            cls.port = int(f.read())
+        with open(ws_file) as f:
+            cls.ws_port = int(f.read())
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            cls.proc.kill()
+            cls.proc.wait()
+        shutil.rmtree(cls.dir)
+
+    def setUp(self):
+        self.control("reset", {"tokens": True})
+        self.control("config", WS_DEFAULTS)
+        self.clients = []
+        self.key = self.approval()
+
+    def tearDown(self):
+        for client in self.clients:
+            client.close()
+
+    def approval(self, appkey="AK", secret="SEC", field="secretkey"):
+        status, body = self.call("POST", "/oauth2/Approval", {
+            "grant_type": "client_credentials", "appkey": appkey, field: secret})
+        self.assertEqual(status, 200, body)
+        return body["approval_key"]
+
+    def ws(self, **kw):
+        client = WsClient(self.ws_port, **kw)
+        self.clients.append(client)
+        if client.status == 101:
+            client.sock.settimeout(5)
+        return client
+
+    def subscribe(self, client, tr_id="H0STCNT0", tr_key="005930", tr_type="1", key=None):
+        client.send_json(ws_request(key or self.key, tr_id, tr_key, tr_type))
+        return client.recv_json()
+
+    def ws_post(self, what, body=None):
+        status, answer = self.call("POST", "/__mock/ws/" + what, body or {})
+        self.assertEqual(status, 200, answer)
+        return answer
+
+    def ws_stats(self):
+        return self.stats()["ws"]
+
+    def test_handshake(self):
+        # RFC 6455 section 1.3's example key and accept value
+        client = self.ws(key="dGhlIHNhbXBsZSBub25jZQ==")
+        self.assertEqual(client.status, 101)
+        self.assertEqual(client.headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        self.assertEqual(client.headers["upgrade"].lower(), "websocket")
+        other = self.ws(path="/")
+        expected = base64.b64encode(hashlib.sha1((other.key + WS_GUID).encode()).digest())
+        self.assertEqual(other.headers["sec-websocket-accept"], expected.decode())
+        # not an upgrade: 400, not counted
+        sock = socket.create_connection(("127.0.0.1", self.ws_port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 400 "))
+        sock.close()
+        s = self.ws_stats()
+        self.assertEqual((s["connections"], s["open"]), (2, 2))
+
+    def test_approval(self):
+        self.assertRegex(self.key, r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        self.assertEqual(len(self.key), 36)
+        self.assertEqual(self.approval(), self.key)             # reused
+        other = self.approval("AK2")
+        self.assertNotEqual(other, self.key)
+        body = {"grant_type": "client_credentials", "appkey": "AK", "secretkey": "BADSECRET"}
+        self.assertEqual(self.call("POST", "/oauth2/Approval", body),
+                         (403, {"error_code": "EGW00105",
+                                "error_description": "유효하지 않은 AppSecret입니다."}))
+        body = {"grant_type": "client_credentials", "appkey": "BADKEY", "secretkey": "SEC"}
+        self.assertEqual(self.call("POST", "/oauth2/Approval", body)[1]["error_code"], "EGW00103")
+        # tokenP's field name is refused: the approval wants "secretkey"
+        body = {"grant_type": "client_credentials", "appkey": "AK", "appsecret": "SEC"}
+        self.assertEqual(self.call("POST", "/oauth2/Approval", body),
+                         (403, {"error_code": "EGW00104",
+                                "error_description": "AppSecret은 필수입니다."}))
+        body = {"grant_type": "password", "appkey": "AK", "secretkey": "SEC"}
+        self.assertEqual(self.call("POST", "/oauth2/Approval", body)[1]["error_code"], "EGW00112")
+        s = self.stats()
+        self.assertEqual((s["approval_requests"], s["approvals_issued"], s["tokens_issued"]),
+                         (7, 2, 0))
+        self.assertEqual(s["errors"], {"EGW00105": 1, "EGW00103": 1, "EGW00104": 1,
+                                       "EGW00112": 1})
+        # approval keys survive a plain reset, not one with tokens
+        self.control("reset", {})
+        self.assertEqual(self.approval(), self.key)
+        self.control("reset", {"tokens": True})
+        self.assertNotEqual(self.approval(), self.key)
+
+    def test_subscribe_ack_and_first_tick(self):
+        client = self.ws()
+        ack = self.subscribe(client)
+        self.assertEqual(ack["header"], {"tr_id": "H0STCNT0", "tr_key": "005930",
+                                         "encrypt": "N"})
+        body = ack["body"]
+        self.assertEqual((body["rt_cd"], body["msg_cd"], body["msg1"]),
+                         ("0", "OPSP0000", "SUBSCRIBE SUCCESS"))
+        self.assertEqual(set(body["output"]), {"iv", "key"})
+        tr_id, count, records = data_frame(client.recv_text())
+        self.assertEqual((tr_id, count, len(records[0])), ("H0STCNT0", 1, 46))
+        price = expected_price("005930")[0]
+        self.assertEqual(records[0][:3], ["005930", "090000", str(price)])
+        s = self.ws_stats()
+        self.assertEqual((s["subscriptions"], s["per_key"], s["ticks_sent"], s["frames_sent"],
+                          s["subscribe_requests"]),
+                         (["H0STCNT0:005930"], {"AK": 1}, 1, 1, 1))
+        ack = self.subscribe(client, tr_type="2")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"], ack["body"]["msg1"]),
+                         ("0", "OPSP0001", "UNSUBSCRIBE SUCCESS"))
+        ack = self.subscribe(client, tr_type="2")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"]), ("1", "OPSP0003"))
+        s = self.ws_stats()
+        self.assertEqual((s["subscriptions"], s["unsubscribe_requests"]), ([], 2))
+        self.assertEqual(self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "005930"}),
+                         {"sent": 0})
+        # ws_first_tick false: the ack alone
+        self.control("config", {"ws_first_tick": False})
+        self.assertEqual(self.subscribe(client)["body"]["msg_cd"], "OPSP0000")
+        self.assertEqual(self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "005930"}),
+                         {"sent": 1})
+        # the counter went on: this is the second record of 005930
+        self.assertEqual(data_frame(client.recv_text())[2][0][1], "090001")
+
+    def test_already_max_and_errors(self):
+        self.control("config", {"ws_max_subscriptions": 3, "ws_first_tick": False})
+        client = self.ws()
+        for key in ("005930", "000660", "035420"):
+            self.assertEqual(self.subscribe(client, tr_key=key)["body"]["msg_cd"], "OPSP0000")
+        ack = self.subscribe(client, tr_key="005930")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"], ack["body"]["msg1"]),
+                         ("1", "OPSP0002", "ALREADY IN SUBSCRIBE"))
+        self.assertNotIn("output", ack["body"])
+        ack = self.subscribe(client, tr_key="207940")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"], ack["body"]["msg1"]),
+                         ("1", "OPSP0008", "MAX SUBSCRIBE OVER"))
+        self.assertEqual(self.ws_stats()["subscriptions"],
+                         ["H0STCNT0:000660", "H0STCNT0:005930", "H0STCNT0:035420"])
+        ack = self.subscribe(client, tr_key="005930", key="not-an-approval-key")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"]), ("1", "MOCK0001"))
+        ack = self.subscribe(client, tr_id="H0XXXXX0")
+        self.assertEqual((ack["header"]["tr_id"], ack["body"]["rt_cd"], ack["body"]["msg_cd"]),
+                         ("H0XXXXX0", "1", "MOCK0002"))
+        ack = self.subscribe(client, tr_type="0")
+        self.assertEqual(ack["body"]["msg_cd"], "MOCK0003")
+        client.send_frame(1, b"not json")
+        self.assertEqual(client.recv_json()["body"]["msg_cd"], "MOCK0004")
+        s = self.ws_stats()
+        self.assertEqual(s["per_key"], {"AK": 3})
+        self.assertEqual(s["acks"], {"OPSP0000": 3, "OPSP0002": 1, "OPSP0008": 1,
+                                     "MOCK0001": 1, "MOCK0002": 1, "MOCK0003": 1,
+                                     "MOCK0004": 1})
+        self.assertIn("MOCK0004", s["last_error"])
+
+    def test_already_in_use(self):
+        self.control("config", {"ws_first_tick": False})
+        first, second = self.ws(), self.ws()
+        self.assertEqual(self.subscribe(first)["body"]["msg_cd"], "OPSP0000")
+        ack = self.subscribe(second, tr_key="000660")
+        self.assertEqual((ack["body"]["rt_cd"], ack["body"]["msg_cd"], ack["body"]["msg1"]),
+                         ("1", "OPSP8996", "ALREADY IN USE appkey"))
+        # another app key is free to use the second socket
+        self.assertEqual(self.subscribe(second, key=self.approval("AK2"))["body"]["msg_cd"],
+                         "OPSP0000")
+        # the key is free once its socket closes (a close frame, answered in kind)
+        first.send_frame(8, (1000).to_bytes(2, "big"))
+        self.assertEqual(first.recv_frame()[:2], (8, (1000).to_bytes(2, "big")))
+        self.assertTrue(first.at_eof())
+        deadline = time.monotonic() + 3
+        while self.ws_stats()["open"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.subscribe(second, tr_key="000660")["body"]["msg_cd"], "OPSP0000")
+        self.assertEqual(self.ws_stats()["per_key"], {"AK": 1, "AK2": 1})
+        # ws_in_use: every subscribe is refused, as if another program held the key
+        self.control("config", {"ws_in_use": True})
+        third = self.ws()
+        self.assertEqual(self.subscribe(third, key=self.approval("AK3"))["body"]["msg_cd"],
+                         "OPSP8996")
+
+    def test_tick_values(self):
+        """Records follow the documented formulas: price + (n % 5) * tick, the ws_time
+        clock + n seconds, CNTG_VOL 10 * (1 + n % 10) and ACML_VOL adding up."""
+        self.control("config", {"ws_time": "235958", "ws_first_tick": False,
+                                "ws_records_per_frame": 100})
+        client = self.ws()
+        self.subscribe(client, tr_key="000660")
+        self.assertEqual(self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "000660",
+                                               "count": 7}), {"sent": 7})
+        _, count, records = data_frame(client.recv_text())
+        self.assertEqual(count, 7)
+        price, change, base = expected_price("000660")
+        tick = krx_tick(price)
+        acml = int(self.quote_acml("000660"))
+        for n, rec in enumerate(records):
+            p = price + (n % 5) * tick
+            acml += 10 * (1 + n % 10)
+            self.assertEqual(len(rec), 46)
+            self.assertEqual((rec[0], rec[1], rec[2], rec[4], rec[10], rec[11], rec[12], rec[13],
+                              rec[33]),
+                             ("000660", clock_plus("235958", n), str(p), str(p - base),
+                              str(p + tick), str(p), str(10 * (1 + n % 10)), str(acml),
+                              "20251230"))
+            self.assertEqual(rec[21], "1" if n % 2 == 0 else "5")
+        # a fixed price
+        self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "000660", "count": 2,
+                              "price": "12345"})
+        _, _, records = data_frame(client.recv_text())
+        self.assertEqual([r[2] for r in records], ["12345", "12345"])
+        self.assertEqual(records[0][1], "000005")   # wrapped past midnight
+        status, body = self.call("POST", "/__mock/ws/tick", {"tr_id": "NOPE", "tr_key": "x"})
+        self.assertEqual(status, 400)
+        status, body = self.call("POST", "/__mock/ws/tick",
+                                 {"tr_id": "H0STCNT0", "tr_key": "000660", "price": "1.5"})
+        self.assertEqual(status, 400)
+
+    def quote_acml(self, symbol):
+        """acml_vol of inquire-price (the REST mock) for symbol."""
+        tok = self.call("POST", "/oauth2/tokenP", {"grant_type": "client_credentials",
+                                                   "appkey": "AKQ", "appsecret": "SEC"})[1]
+        headers = {"authorization": f"Bearer {tok['access_token']}", "appkey": "AKQ",
+                   "appsecret": "SEC", "tr_id": "FHKST01010100", "custtype": "P"}
+        status, body = self.call(
+            "GET", f"{QUOTE}?FID_COND_MRKT_DIV_CODE=J&FID_INPUT_ISCD={symbol}", headers=headers)
+        self.assertEqual(status, 200)
+        return body["output"]["acml_vol"]
+
+    def test_other_trs(self):
+        client = self.ws()
+        self.assertEqual(self.subscribe(client, "H0STASP0", "005930")["body"]["msg_cd"],
+                         "OPSP0000")
+        tr_id, count, records = data_frame(client.recv_text())
+        price = expected_price("005930")[0]
+        tick = krx_tick(price)
+        self.assertEqual((tr_id, count, len(records[0])), ("H0STASP0", 1, 59))
+        rec = records[0]
+        self.assertEqual(rec[:5], ["005930", "090000", "0", str(price + tick),
+                                   str(price + 2 * tick)])
+        self.assertEqual((rec[13], rec[14]), (str(price), str(price - tick)))   # BIDP1, 2
+        self.assertEqual(int(rec[43]), sum(int(x) for x in rec[23:33]))  # TOTAL_ASKP_RSQN
+        self.assertEqual(int(rec[44]), sum(int(x) for x in rec[33:43]))
+        self.assertEqual(self.subscribe(client, "HDFSCNT0", "DNASAAPL")["body"]["msg_cd"],
+                         "OPSP0000")
+        tr_id, count, records = data_frame(client.recv_text())
+        self.assertEqual((tr_id, count, len(records[0])), ("HDFSCNT0", 1, 26))
+        rec = records[0]
+        last, diff, base = overseas_last("AAPL")
+        self.assertEqual(rec[:3] + rec[11:15], ["DNASAAPL", "AAPL", "4", dec4(last), "5",
+                                                 dec4(abs(diff)), "-1.41"])
+        self.assertEqual((rec[5], rec[19]), ("090000", "1"))   # XHMS, EVOL
+
+    def test_multi_record_frames(self):
+        self.control("config", {"ws_first_tick": False, "ws_records_per_frame": 5})
+        client = self.ws()
+        self.subscribe(client)
+        self.assertEqual(self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "005930",
+                                               "count": 12}), {"sent": 12})
+        frames = [client.recv_text() for _ in range(3)]
+        self.assertEqual([f.split("|")[2] for f in frames], ["005", "005", "002"])
+        self.assertEqual([len(f.split("|", 3)[3].split("^")) for f in frames],
+                         [5 * 46, 5 * 46, 2 * 46])
+        clocks = [rec[1] for f in frames for rec in data_frame(f)[2]]
+        self.assertEqual(clocks, [clock_plus("090000", n) for n in range(12)])
+        # 40 records: over 8 kB, a 16-bit length; 400: over 64 kB, a 64-bit length
+        for count, ext in ((40, 2), (400, 8)):
+            self.control("config", {"ws_records_per_frame": count})
+            self.ws_post("tick", {"tr_id": "H0STCNT0", "tr_key": "005930", "count": count})
+            opcode, payload, used = client.recv_frame()
+            self.assertEqual((opcode, used), (1, ext))
+            self.assertGreater(len(payload), 8192 if count == 40 else 65535)
+            _, n, records = data_frame(payload.decode())
+            self.assertEqual((n, {len(r) for r in records}), (count, {46}))
+        s = self.ws_stats()
+        self.assertEqual((s["ticks_sent"], s["frames_sent"]), (452, 5))
+
+    def test_fragmented_and_control_frames(self):
+        client = self.ws()
+        text = json.dumps(ws_request(self.key)).encode()
+        client.send_frame(1, text[:10], fin=False)
+        client.send_frame(9, b"hello")                  # a ping between the fragments
+        client.send_frame(0, text[10:30], fin=False)
+        client.send_frame(10, b"unasked pong")          # ignored
+        client.send_frame(0, text[30:])
+        self.assertEqual(client.recv_frame()[:2], (10, b"hello"))
+        self.assertEqual(client.recv_json()["body"]["msg_cd"], "OPSP0000")
+        self.assertEqual(self.ws_stats()["rfc_pings"], 1)
+        # an unmasked client frame: close 1002, then the connection ends
+        client.send_frame(1, text, mask=False)
+        while True:
+            opcode, payload, _ = client.recv_frame()
+            if opcode == 8:
+                break
+        self.assertEqual(int.from_bytes(payload[:2], "big"), 1002)
+        self.assertTrue(client.at_eof())
+        self.assertIn("unmasked", self.ws_stats()["last_error"])
+        # a continuation without a message is a protocol error too
+        other = self.ws()
+        other.send_frame(0, b"x")
+        self.assertEqual(int.from_bytes(other.recv_frame()[1][:2], "big"), 1002)
+
+    def test_pingpong(self):
+        client = self.ws()
+        self.assertEqual(self.ws_post("pingpong"), {"sent": 1})
+        text = client.recv_text()
+        msg = json.loads(text)
+        self.assertEqual(list(msg), ["header"])
+        self.assertEqual(msg["header"]["tr_id"], "PINGPONG")
+        self.assertRegex(msg["header"]["datetime"], r"^20251230\d{6}$")
+        client.send_frame(1, text.encode())            # echo it, as KIS wants
+        deadline = time.monotonic() + 3
+        while self.ws_stats()["pingpong_echoed"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        s = self.ws_stats()
+        self.assertEqual((s["pingpong_sent"], s["pingpong_echoed"]), (1, 1))
+        # every ws_pingpong_s seconds
+        self.control("config", {"ws_pingpong_s": 0.2})
+        started = time.monotonic()
+        for _ in range(2):
+            self.assertEqual(client.recv_json()["header"]["tr_id"], "PINGPONG")
+        self.assertLess(time.monotonic() - started, 2)
+
+    def test_pingpong_strict(self):
+        """Strict: a socket that does not echo a PINGPONG within 2 s is closed; one that
+        echoes stays, and an RFC pong is not an echo."""
+        self.control("config", {"ws_pingpong_strict": True})
+        echoing, silent = self.ws(), self.ws()
+        self.assertEqual(self.ws_post("pingpong"), {"sent": 2})
+        echoing.send_frame(1, echoing.recv_text().encode())
+        silent.recv_text()
+        silent.send_frame(10, b"")                       # an RFC pong: not enough
+        self.assertTrue(silent.at_eof(timeout=4))
+        time.sleep(0.1)
+        s = self.ws_stats()
+        self.assertEqual((s["open"], s["pingpong_echoed"]), (1, 1))
+        self.assertIn("PINGPONG", s["last_error"])
+        echoing.send_frame(9, b"still there")
+        self.assertEqual(echoing.recv_frame()[:2], (10, b"still there"))
+
+    def test_drop_refuse_reset(self):
+        self.control("config", {"ws_first_tick": False})
+        a, b = self.ws(), self.ws()
+        self.subscribe(a)
+        self.subscribe(b, key=self.approval("AK2"), tr_key="000660")
+        self.assertEqual(len(self.ws_stats()["subscriptions"]), 2)
+        self.assertEqual(self.ws_post("drop"), {"dropped": 2})
+        self.assertTrue(a.at_eof())                      # no close frame before the end
+        self.assertTrue(b.at_eof())
+        s = self.ws_stats()
+        self.assertEqual((s["open"], s["subscriptions"], s["per_key"]), (0, [], {}))
+        # the app key is free again on a new socket
+        c = self.ws()
+        self.assertEqual(self.subscribe(c)["body"]["msg_cd"], "OPSP0000")
+        self.assertEqual(self.ws_post("refuse", {"times": 2}), {"ok": True})
+        self.assertEqual([self.ws().status for _ in range(3)], [503, 503, 101])
+        s = self.ws_stats()
+        self.assertEqual((s["refused"], s["connections"]), (2, 4))
+        # reset closes the sockets and zeroes the ws counters
+        self.ws_post("refuse", {"times": 5})
+        self.control("reset", {})
+        self.assertTrue(c.at_eof())
+        s = self.ws_stats()
+        self.assertEqual((s["connections"], s["refused"], s["open"], s["ticks_sent"],
+                          s["refusals_pending"]), (0, 0, 0, 0, 0))
+        self.assertEqual(self.ws().status, 101)
+
+    def test_tick_rate(self):
+        """ws_tick_rate 50 over 40 subscriptions: 2,000 ticks/s, every one delivered."""
+        self.control("config", {"ws_first_tick": False})
+        client = self.ws()
+        symbols = [f"{100000 + i:06d}" for i in range(40)]
+        for symbol in symbols:
+            self.assertEqual(self.subscribe(client, tr_key=symbol)["body"]["msg_cd"],
+                             "OPSP0000")
+        received = []
+        per_symbol = {}
+
+        def read():
+            client.sock.settimeout(1.0)
+            try:
+                while True:
+                    _, count, records = data_frame(client.recv_text())
+                    received.append(count)
+                    for rec in records:
+                        per_symbol[rec[0]] = per_symbol.get(rec[0], 0) + 1
+            except (socket.timeout, EOFError, OSError):
+                pass
+        reader = threading.Thread(target=read)
+        reader.start()
+        started = time.monotonic()
+        self.control("config", {"ws_tick_rate": 50})
+        time.sleep(2.0)
+        self.control("config", {"ws_tick_rate": 0})
+        elapsed = time.monotonic() - started
+        reader.join(timeout=10)
+        sent = self.ws_stats()["ticks_sent"]
+        self.assertEqual(sum(received), sent)
+        self.assertGreaterEqual(sent / elapsed, 1500, (sent, elapsed))
+        self.assertLessEqual(sent, 2000 * elapsed * 1.1)
+        self.assertEqual(set(per_symbol), set(symbols))
+        self.assertGreater(min(per_symbol.values()), 0.75 * max(per_symbol.values()))
+        # batching: with ws_records_per_frame 10 the same rate takes fewer frames
+        self.control("reset", {})
+        self.control("config", {"ws_first_tick": False, "ws_records_per_frame": 10})
+        client = self.ws()
+        for symbol in symbols[:4]:
+            self.subscribe(client, tr_key=symbol)
+        self.control("config", {"ws_tick_rate": 500})
+        time.sleep(1.0)
+        self.control("config", {"ws_tick_rate": 0})
+        time.sleep(0.1)
+        s = self.ws_stats()
+        self.assertGreater(s["ticks_sent"], 1000)
+        self.assertLess(s["frames_sent"], s["ticks_sent"])
 
 
 def make_certs(directory, ca, cert, key):
