@@ -5,13 +5,14 @@
 --
 \getenv mock_url KIS_MOCK_URL
 \getenv mock_ca KIS_MOCK_CA
+\getenv mock_ws_url KIS_MOCK_WS_URL
 
 CREATE EXTENSION kis_fdw;
 SELECT extname, extversion FROM pg_extension WHERE extname = 'kis_fdw';
 
 CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
-           rate_limit '0', max_retries '1');
+           ws_url :'mock_ws_url', rate_limit '0', max_retries '1');
 CREATE USER MAPPING FOR CURRENT_USER SERVER kis
   OPTIONS (app_key 'PSregressAppKey000000000000000000000', app_secret 'regress-secret');
 

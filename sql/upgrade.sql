@@ -1,6 +1,6 @@
 --
 -- upgrade: kis_fdw installed at 1.0 and updated with ALTER EXTENSION, one
--- version at a time (1.0 -> 1.1 -> 1.2), gives the same answers before and
+-- version at a time (1.0 -> 1.1 -> 1.2 -> 1.3), gives the same answers before and
 -- after, and has the same objects as a fresh install of the current version
 -- (this database's, made by setup).
 --
@@ -54,7 +54,8 @@ FROM prices p JOIN answers_1_0 a USING (symbol)
 WHERE symbol IN ('005930', '000660') ORDER BY symbol;
 SELECT count(*) AS endpoints_gone FROM (TABLE endpoints_1_0 EXCEPT SELECT * FROM kis_fdw_endpoints()) e;
 
--- 1.1 -> 1.2: kis_fdw_comment runs with pg_catalog and pg_temp only
+-- 1.1 -> 1.2 -> 1.3: kis_fdw_comment runs with pg_catalog and pg_temp only,
+-- and the live tables' functions and view come
 ALTER EXTENSION kis_fdw UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw';
 SELECT proconfig FROM pg_proc WHERE oid = 'kis_fdw_comment(regnamespace)'::regprocedure;
@@ -75,7 +76,7 @@ SELECT :'fresh_string_agg' = :'upgraded_string_agg' AS same_objects;
 DROP DATABASE kis_upgrade;
 
 -- 1.0 -> 1.2 in one step, the path a plain UPDATE from 1.0 takes (the
--- shortest): the same objects and privileges as a fresh install
+-- shortest, then 1.2 -> 1.3): the same objects and privileges as a fresh install
 SELECT path FROM pg_extension_update_paths('kis_fdw') WHERE source = '1.0' AND target = '1.2';
 CREATE DATABASE kis_upgrade;
 \c kis_upgrade

@@ -27,7 +27,7 @@ cp -r Makefile sql expected test "$dir/"
 mkdir -p "$dir/src"
 chown -R postgres: "$dir"
 status=0
-kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" KIS_MOCK_WS_URL="$KIS_MOCK_WS_URL" \
     PGHOST="$KIS_PGHOST" PGPORT="$KIS_PGPORT" PGUSER=postgres \
     make -C "$dir" -s PG_CONFIG="$KIS_PG_CONFIG" installcheck >"$KIS_WORK/installcheck.log" 2>&1 || status=1
 cat "$KIS_WORK/installcheck.log"

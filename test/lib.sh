@@ -6,6 +6,7 @@
 #   kis_workdir            a fresh directory the postgres user can use ($KIS_WORK)
 #   kis_make_certs         a CA and a server certificate for 127.0.0.1 (openssl CLI)
 #   kis_start_mock [args]  the mock KIS server over TLS ($KIS_MOCK_URL, $KIS_MOCK_CA)
+#                          and its WebSocket ($KIS_MOCK_WS_URL)
 #   kis_start_cluster      a throwaway PostgreSQL cluster run by the postgres user
 #                          ($KIS_PGHOST, $KIS_PGPORT); extra config lines on stdin
 #   kis_psql ARGS...       psql against it as the postgres user
@@ -73,11 +74,11 @@ kis_make_certs() {
 }
 
 kis_start_mock() {
-    local portfile="$KIS_WORK/mock.port"
-    rm -f "$portfile"
+    local portfile="$KIS_WORK/mock.port" wsportfile="$KIS_WORK/mock.wsport"
+    rm -f "$portfile" "$wsportfile"
     "$KIS_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/mock_kis.py" --quiet \
         --cert "$KIS_WORK/tls/server.pem" --key "$KIS_WORK/tls/server.key" \
-        --port-file "$portfile" "$@" &
+        --port-file "$portfile" --ws-port 0 --ws-port-file "$wsportfile" "$@" &
     KIS_MOCK_PID=$!
     for _ in $(seq 100); do
         [ -s "$portfile" ] && break
@@ -85,7 +86,8 @@ kis_start_mock() {
     done
     [ -s "$portfile" ] || { echo "mock KIS server did not start" >&2; return 1; }
     KIS_MOCK_URL="https://127.0.0.1:$(cat "$portfile")"
-    export KIS_MOCK_URL KIS_MOCK_PID
+    KIS_MOCK_WS_URL="ws://127.0.0.1:$(cat "$wsportfile")"
+    export KIS_MOCK_URL KIS_MOCK_WS_URL KIS_MOCK_PID
 }
 
 kis_free_port() {
@@ -121,6 +123,7 @@ kis_pg_regress() {
     chown -R postgres: "$dir"
     # shellcheck disable=SC2046  # one test name per word
     kis_as_postgres env KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+        KIS_MOCK_WS_URL="$KIS_MOCK_WS_URL" \
         "$("$KIS_PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
         --host="$KIS_PGHOST" --port="$KIS_PGPORT" --user=postgres \
         --inputdir="$dir" --outputdir="$dir" \

@@ -22,6 +22,7 @@ from kistest import PSQL, PsqlPipe, mock, mock_price
 
 
 MOCK_URL = os.environ["KIS_MOCK_URL"]
+MOCK_WS_URL = os.environ["KIS_MOCK_WS_URL"]
 MOCK_CA = os.environ["KIS_MOCK_CA"]
 WORK = os.environ["KIS_WORK"]
 PGHOST = os.environ.get("PGHOST") or os.environ["KIS_PGHOST"]
@@ -251,7 +252,7 @@ def setup_database():
     for sql in (
         "CREATE EXTENSION kis_fdw",
         f"CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-        f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', {opts})",
+        f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', ws_url '{MOCK_WS_URL}', {opts})",
         f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis "
         f"OPTIONS (app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
         "CREATE FOREIGN TABLE kis_prices_or_row (symbol text, price numeric, error text) "

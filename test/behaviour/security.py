@@ -345,7 +345,7 @@ def test_update_from_1_0_runs_nothing_planted():
             _, err, rc = run(sql, db=db)
             check(rc == 0, f"{sql[:60]}: {err}")
         rows, _, _ = run("SELECT extversion FROM pg_extension WHERE extname = 'kis_fdw'", db=db)
-        check(rows == [["1.2"]], f"not updated to 1.2: {rows}")
+        check(rows == [["1.3"]], f"not updated to 1.3: {rows}")
         rows, _, _ = run(f"SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'")
         check(rows == [["f"]], f"the update from 1.0 ran the planted operator: {role} "
               f"is superuser ({rows})")
