@@ -1117,7 +1117,7 @@ kis_endpoint_key_columns(const KisEndpoint *ep)
 			ep->has_market ? "market" : "";
 	if (ep->has_date)
 		return ep->has_exchange ? "symbol, exchange, date" : "symbol, market, date";
-	return ep->has_exchange ? "symbol, exchange" : "symbol, market";
+	return ep->has_exchange ? "symbol, exchange" : ep->has_market ? "symbol, market" : "symbol";
 }
 
 /*

@@ -221,7 +221,12 @@ kis_live_shmem_startup(void)
 	SpinLockInit(&live->mutex);
 	live->nchannels = live_nchannels;
 	live->ring_size = live_ring_size;
-	pg_atomic_init_u64(&live->next_seq, 0);
+	/*
+	 * seq starts from the clock in microseconds, so that it keeps
+	 * increasing across restarts (fewer than a tick per microsecond)
+	 */
+	live->base_seq = (uint64) Max(GetCurrentTimestamp(), 0);
+	pg_atomic_init_u64(&live->next_seq, live->base_seq);
 	live->channels = (KisLiveChannel *) (base + MAXALIGN(sizeof(KisLiveShared)));
 	live->ring = (KisLiveTick *) ((char *) live->channels +
 								  MAXALIGN(mul_size(live_nchannels, sizeof(KisLiveChannel))));
@@ -838,7 +843,8 @@ kis_live_ring_oldest(void)
 	KisLiveShared *shared = kis_live_shared();
 	uint64		last = pg_atomic_read_u64(&shared->next_seq);
 
-	return last > (uint64) shared->ring_size ? last - shared->ring_size : 0;
+	return last - shared->base_seq > (uint64) shared->ring_size ?
+		last - shared->ring_size : shared->base_seq;
 }
 
 int
@@ -847,11 +853,16 @@ kis_live_ring_size(void)
 	return kis_live_shared()->ring_size;
 }
 
-/* Start reading after seq "after" */
+/*
+ * Start reading after seq "after".  Ticks before the server started are
+ * gone with its shared memory, uncounted.
+ */
 void
 kis_live_ring_begin(KisLiveRingRead *rr, uint64 after)
 {
-	rr->next = after + 1;
+	uint64		base = kis_live_shared()->base_seq;
+
+	rr->next = Max(after, base) + 1;
 	rr->missed = 0;
 }
 

@@ -120,6 +120,8 @@ typedef struct KisLiveShared
 	slock_t		mutex;			/* taking and giving back channels */
 	int			nchannels;
 	int			ring_size;
+	uint64		base_seq;		/* seq before the first tick (the clock at
+								 * startup, in microseconds) */
 	pg_atomic_uint64 next_seq;	/* the last seq handed out */
 	KisLiveChannel *channels;	/* nchannels of them, after this */
 	KisLiveTick *ring;			/* ring_size of them, after those */

@@ -7,11 +7,11 @@ import os
 import subprocess
 import tempfile
 
-from kistest import PSQL
+from kistest import PSQL, mock
 from .harness import (
     MOCK_URL, MOCK_CA, WORK, PGHOST, PGPORT, DB, WAIT, TEST_DIR, ROOT, stats, inject, reset_mock,
     symbols, sql_list, Skipped, check, check_prices, run, Session, run_all, must, create_server,
-    set_server)
+    set_server, wait_until)
 from .fixtures import run_with_pg_cron, PlainMock
 
 
@@ -68,6 +68,79 @@ def test_mv_refresh_with_pg_cron():
         check(all(r[2] == "t" for r in after), f"pg_cron's refresh did not refetch: {after}")
     finally:
         run("DROP MATERIALIZED VIEW quotes")
+
+
+def ran(result, what):
+    """run()'s result of a statement that must succeed without a WARNING: its rows."""
+    rows, err, rc = result
+    check(rc == 0 and "WARNING" not in err, f"{what}: {err}")
+    return rows
+
+
+def _tick_capture_recipe():
+    """The README's tick-capture statements, as written."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = readme.split("<!-- tick-capture:begin -->\n```sql\n", 1)[1].split("```", 1)[0]
+    create, subscribe, schedule = [st.strip() for st in block.split(";\n") if st.strip()]
+    body = schedule.split("$$", 2)[1].strip()
+    return create, subscribe, body
+
+
+def test_tick_capture_recipe():
+    """The README's tick capture: pin the watch list, then INSERT what domestic_ticks
+    has past the history's max(seq), through pg_cron where the major has it.  Every
+    tick the mock sent for the watch list is stored once; a second capture appends
+    only the new ones."""
+    create, subscribe, capture = _tick_capture_recipe()
+    watch = ["005930", "000660"]
+    run_all("DROP TABLE IF EXISTS tick_history, watchlist",
+            "DROP FOREIGN TABLE IF EXISTS domestic_ticks",
+            "CREATE TABLE watchlist (symbol text)",
+            "INSERT INTO watchlist VALUES " + ", ".join("('%s')" % w for w in watch),
+            "IMPORT FOREIGN SCHEMA kis LIMIT TO (domestic_ticks) FROM SERVER kis INTO public")
+    try:
+        run_all(create)
+        rows = ran(run(subscribe), "the recipe's subscribe")
+        check(rows == [["2"]], f"kis_fdw_live_subscribe took {rows}")
+        # what earlier tests left in the ring is not this test's: the history
+        # starts at the ring's newest tick, a row that the checks leave out
+        ran(run("INSERT INTO tick_history (seq) SELECT coalesce(max(seq), 0) FROM domestic_ticks"),
+             "the starting point")
+
+        def send(n):
+            for w in watch:
+                got = mock("/__mock/ws/tick", {"tr_id": "H0STCNT0", "tr_key": w, "count": n})
+                check(got.get("sent") == n, f"the mock sent {got} ticks of {w}")
+
+        def history():
+            r = ran(run("SELECT symbol, count(*), count(DISTINCT seq) FROM tick_history "
+                         "WHERE symbol IS NOT NULL GROUP BY symbol ORDER BY symbol"), "tick_history")
+            return {sym: (int(n), int(d)) for sym, n, d in r}
+
+        def arrived(n):
+            r = ran(run("SELECT symbol, count(*) FROM domestic_ticks WHERE symbol IN "
+                         f"({sql_list(watch)}) AND seq > (SELECT coalesce(max(seq), 0) "
+                         "FROM tick_history) GROUP BY symbol ORDER BY symbol"), "ticks")
+            return r == [[w, str(n)] for w in sorted(watch)]
+
+        send(3)
+        wait_until(lambda: arrived(3), "the ticks in the ring")
+        if os.environ.get("KIS_PG_CRON") == "1":
+            run_with_pg_cron("kis_ticks", capture)
+        else:
+            ran(run(capture), "the capture")
+        first = history()
+        check(first == {w: (3, 3) for w in watch}, f"first capture stored {first}")
+        send(2)
+        wait_until(lambda: arrived(2), "the new ticks in the ring")
+        ran(run(capture), "the second capture")
+        second = history()
+        check(second == {w: (5, 5) for w in watch}, f"second capture stored {second}")
+    finally:
+        run(f"SELECT kis_fdw_live_unsubscribe('kis', ARRAY[{sql_list(watch)}])")
+        run_all("DROP TABLE IF EXISTS tick_history, watchlist",
+                "DROP FOREIGN TABLE IF EXISTS domestic_ticks")
 
 
 def test_keepalive_reuse():
