@@ -314,6 +314,7 @@ kis_live_channel(const KisConfig *config)
 {
 	KisLiveShared *shared = kis_live_shared();
 	uint8		id[KIS_SHA256_LEN];
+	uint8		app_key_hash[KIS_SHA256_LEN];
 	KisLiveChannel *found = NULL;
 	KisLiveChannel *spare = NULL;
 
@@ -322,6 +323,7 @@ kis_live_channel(const KisConfig *config)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"ws_url\" is longer than %d bytes", KIS_LIVE_URL_MAX - 1)));
 	channel_id(config, id);
+	kis_hash_app_key(config->app_key, app_key_hash);
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < shared->nchannels && found == NULL; i++)
 	{
@@ -341,7 +343,7 @@ kis_live_channel(const KisConfig *config)
 		found->in_use = true;
 		found->generation++;
 		memcpy(found->id, id, KIS_SHA256_LEN);
-		kis_hash_app_key(config->app_key, found->app_key_hash);
+		memcpy(found->app_key_hash, app_key_hash, KIS_SHA256_LEN);
 		strlcpy(found->ws_url, config->ws_url, KIS_LIVE_URL_MAX);
 		explicit_bzero(found->approval_key, KIS_LIVE_APPROVAL_MAX);
 		found->socket = KIS_SOCKET_NONE;
@@ -522,35 +524,50 @@ void
 kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int			nkeys = list_length(keys);
+	KisLiveKey **key = palloc(sizeof(KisLiveKey *) * Max(nkeys, 1));
+	uint8	   *refused = palloc0(Max(nkeys, 1));	/* 1: no room, 2: no entry */
+	bool	   *missing = palloc0(sizeof(bool) * Max(nkeys, 1));
 	bool		any = false;
+	int			limit;
 	ListCell   *lc;
 
-	SpinLockAcquire(&ch->mutex);
 	foreach(lc, keys)
-	{
-		KisLiveKey *key = lfirst(lc);
-		KisLiveEntry *entry = find_entry(ch, key->kind, key->tr_key);
+		key[foreach_current_index(lc)] = lfirst(lc);
 
-		if (entry != NULL)
+	SpinLockAcquire(&ch->mutex);
+	/* first those subscribed: read now, so that no room is made of them */
+	for (int i = 0; i < nkeys; i++)
+	{
+		KisLiveEntry *entry = find_entry(ch, key[i]->kind, key[i]->tr_key);
+
+		if (entry == NULL)
 		{
-			pg_atomic_write_u64(&entry->last_read, (uint64) now);
-			entry->pinned |= pin;
-			if (entry->state == KIS_SUB_DROP)
-				entry->state = KIS_SUB_ACTIVE;	/* never unsubscribed */
-			else if (entry->state == KIS_SUB_REFUSED &&
-					 now - entry->wanted_at >= USECS_PER_SEC)
-			{
-				entry->state = KIS_SUB_WANTED;	/* ask again */
-				entry->wanted_at = now;
-				any = true;
-			}
+			missing[i] = true;
 			continue;
 		}
-		/* at the limit KIS taught us: the least recently read goes */
-		if (ch->limit > 0 && subscribed_count(ch) >= ch->limit &&
-			!evict_one(ch, now))
+		pg_atomic_write_u64(&entry->last_read, (uint64) now);
+		entry->pinned |= pin;
+		if (entry->state == KIS_SUB_DROP)
+			entry->state = KIS_SUB_ACTIVE;	/* never unsubscribed */
+		else if (entry->state == KIS_SUB_REFUSED &&
+				 now - entry->wanted_at >= USECS_PER_SEC)
 		{
-			key->refusal = psprintf("all %d subscriptions of the app key are in use", ch->limit);
+			entry->state = KIS_SUB_WANTED;	/* ask again */
+			entry->wanted_at = now;
+			any = true;
+		}
+	}
+	for (int i = 0; i < nkeys; i++)
+	{
+		KisLiveEntry *entry = NULL;
+
+		if (!missing[i] || find_entry(ch, key[i]->kind, key[i]->tr_key) != NULL)
+			continue;			/* subscribed, or twice in keys */
+		/* at the limit KIS taught us: the least recently read goes */
+		if (ch->limit > 0 && subscribed_count(ch) >= ch->limit && !evict_one(ch, now))
+		{
+			refused[i] = 1;
 			continue;
 		}
 		for (int e = 0; e < KIS_LIVE_MAX_ENTRIES && entry == NULL; e++)
@@ -560,13 +577,12 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		}
 		if (entry == NULL)
 		{
-			key->refusal = psprintf("all %d live entries of the app key are in use",
-									KIS_LIVE_MAX_ENTRIES);
+			refused[i] = 2;
 			continue;
 		}
 		entry->state = KIS_SUB_WANTED;
-		entry->kind = key->kind;
-		strlcpy(entry->tr_key, key->tr_key, KIS_LIVE_TR_KEY_MAX);
+		entry->kind = key[i]->kind;
+		strlcpy(entry->tr_key, key[i]->tr_key, KIS_LIVE_TR_KEY_MAX);
 		entry->refusal[0] = '\0';
 		entry->pinned = pin;
 		entry->wanted_at = now;
@@ -575,7 +591,20 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		pg_atomic_write_u64(&entry->last_read, (uint64) now);
 		any = true;
 	}
+	limit = ch->limit;
 	SpinLockRelease(&ch->mutex);
+
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (refused[i] == 1)
+			key[i]->refusal = psprintf("all %d subscriptions of the app key are in use", limit);
+		else if (refused[i] == 2)
+			key[i]->refusal = psprintf("all %d live entries of the app key are in use",
+									   KIS_LIVE_MAX_ENTRIES);
+	}
+	pfree(key);
+	pfree(refused);
+	pfree(missing);
 	wake_worker(ch, any);
 }
 
@@ -660,14 +689,18 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 			KisLiveKey *key = lfirst(lc);
 			KisLiveEntry *entry;
 			TimestampTz at;
+			char		refusal[KIS_LIVE_TEXT_MAX];
 
 			if (key->has_tick || key->refusal != NULL)
 				continue;
 			SpinLockAcquire(&ch->mutex);
 			entry = find_entry(ch, key->kind, key->tr_key);
+			refusal[0] = '\0';
 			if (entry != NULL && entry->state == KIS_SUB_REFUSED)
-				key->refusal = pstrdup(entry->refusal);
+				strlcpy(refusal, entry->refusal, sizeof(refusal));
 			SpinLockRelease(&ch->mutex);
+			if (refusal[0] != '\0')
+				key->refusal = pstrdup(refusal);
 			if (entry != NULL && key->refusal == NULL &&
 				read_record(entry, key->tr_key, buf, &at))
 			{
