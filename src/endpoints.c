@@ -173,29 +173,33 @@ static const KisColumnDef overseas_daily_columns[] = {
 	{NULL}
 };
 
+/* The ten levels of an order book, as REST and the stream name them */
+#define KIS_BOOK_LEVEL_COLUMNS \
+	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"}, \
+	{"ask3", "askp3", "numeric"}, {"ask4", "askp4", "numeric"}, \
+	{"ask5", "askp5", "numeric"}, {"ask6", "askp6", "numeric"}, \
+	{"ask7", "askp7", "numeric"}, {"ask8", "askp8", "numeric"}, \
+	{"ask9", "askp9", "numeric"}, {"ask10", "askp10", "numeric"}, \
+	{"bid1", "bidp1", "numeric"}, {"bid2", "bidp2", "numeric"}, \
+	{"bid3", "bidp3", "numeric"}, {"bid4", "bidp4", "numeric"}, \
+	{"bid5", "bidp5", "numeric"}, {"bid6", "bidp6", "numeric"}, \
+	{"bid7", "bidp7", "numeric"}, {"bid8", "bidp8", "numeric"}, \
+	{"bid9", "bidp9", "numeric"}, {"bid10", "bidp10", "numeric"}, \
+	{"ask_qty1", "askp_rsqn1", "bigint"}, {"ask_qty2", "askp_rsqn2", "bigint"}, \
+	{"ask_qty3", "askp_rsqn3", "bigint"}, {"ask_qty4", "askp_rsqn4", "bigint"}, \
+	{"ask_qty5", "askp_rsqn5", "bigint"}, {"ask_qty6", "askp_rsqn6", "bigint"}, \
+	{"ask_qty7", "askp_rsqn7", "bigint"}, {"ask_qty8", "askp_rsqn8", "bigint"}, \
+	{"ask_qty9", "askp_rsqn9", "bigint"}, {"ask_qty10", "askp_rsqn10", "bigint"}, \
+	{"bid_qty1", "bidp_rsqn1", "bigint"}, {"bid_qty2", "bidp_rsqn2", "bigint"}, \
+	{"bid_qty3", "bidp_rsqn3", "bigint"}, {"bid_qty4", "bidp_rsqn4", "bigint"}, \
+	{"bid_qty5", "bidp_rsqn5", "bigint"}, {"bid_qty6", "bidp_rsqn6", "bigint"}, \
+	{"bid_qty7", "bidp_rsqn7", "bigint"}, {"bid_qty8", "bidp_rsqn8", "bigint"}, \
+	{"bid_qty9", "bidp_rsqn9", "bigint"}, {"bid_qty10", "bidp_rsqn10", "bigint"},
+
 /* ---- domestic_orderbook: inquire-asking-price-exp-ccn FHKST01010200 ---- */
 static const KisColumnDef domestic_orderbook_columns[] = {
 	{"quote_time", "aspr_acpt_hour", "text"},
-	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"},
-	{"ask3", "askp3", "numeric"}, {"ask4", "askp4", "numeric"},
-	{"ask5", "askp5", "numeric"}, {"ask6", "askp6", "numeric"},
-	{"ask7", "askp7", "numeric"}, {"ask8", "askp8", "numeric"},
-	{"ask9", "askp9", "numeric"}, {"ask10", "askp10", "numeric"},
-	{"bid1", "bidp1", "numeric"}, {"bid2", "bidp2", "numeric"},
-	{"bid3", "bidp3", "numeric"}, {"bid4", "bidp4", "numeric"},
-	{"bid5", "bidp5", "numeric"}, {"bid6", "bidp6", "numeric"},
-	{"bid7", "bidp7", "numeric"}, {"bid8", "bidp8", "numeric"},
-	{"bid9", "bidp9", "numeric"}, {"bid10", "bidp10", "numeric"},
-	{"ask_qty1", "askp_rsqn1", "bigint"}, {"ask_qty2", "askp_rsqn2", "bigint"},
-	{"ask_qty3", "askp_rsqn3", "bigint"}, {"ask_qty4", "askp_rsqn4", "bigint"},
-	{"ask_qty5", "askp_rsqn5", "bigint"}, {"ask_qty6", "askp_rsqn6", "bigint"},
-	{"ask_qty7", "askp_rsqn7", "bigint"}, {"ask_qty8", "askp_rsqn8", "bigint"},
-	{"ask_qty9", "askp_rsqn9", "bigint"}, {"ask_qty10", "askp_rsqn10", "bigint"},
-	{"bid_qty1", "bidp_rsqn1", "bigint"}, {"bid_qty2", "bidp_rsqn2", "bigint"},
-	{"bid_qty3", "bidp_rsqn3", "bigint"}, {"bid_qty4", "bidp_rsqn4", "bigint"},
-	{"bid_qty5", "bidp_rsqn5", "bigint"}, {"bid_qty6", "bidp_rsqn6", "bigint"},
-	{"bid_qty7", "bidp_rsqn7", "bigint"}, {"bid_qty8", "bidp_rsqn8", "bigint"},
-	{"bid_qty9", "bidp_rsqn9", "bigint"}, {"bid_qty10", "bidp_rsqn10", "bigint"},
+	KIS_BOOK_LEVEL_COLUMNS
 	{"total_ask_qty", "total_askp_rsqn", "bigint"},
 	{"total_bid_qty", "total_bidp_rsqn", "bigint"},
 	{"expected_price", "antc_cnpr", "numeric"},	/* from output2 */
@@ -342,26 +346,7 @@ static const KisColumnDef domestic_live_columns[] = {
 
 static const KisColumnDef domestic_live_orderbook_columns[] = {
 	{"quote_time", "bsop_hour", "text"},
-	{"ask1", "askp1", "numeric"}, {"ask2", "askp2", "numeric"},
-	{"ask3", "askp3", "numeric"}, {"ask4", "askp4", "numeric"},
-	{"ask5", "askp5", "numeric"}, {"ask6", "askp6", "numeric"},
-	{"ask7", "askp7", "numeric"}, {"ask8", "askp8", "numeric"},
-	{"ask9", "askp9", "numeric"}, {"ask10", "askp10", "numeric"},
-	{"bid1", "bidp1", "numeric"}, {"bid2", "bidp2", "numeric"},
-	{"bid3", "bidp3", "numeric"}, {"bid4", "bidp4", "numeric"},
-	{"bid5", "bidp5", "numeric"}, {"bid6", "bidp6", "numeric"},
-	{"bid7", "bidp7", "numeric"}, {"bid8", "bidp8", "numeric"},
-	{"bid9", "bidp9", "numeric"}, {"bid10", "bidp10", "numeric"},
-	{"ask_qty1", "askp_rsqn1", "bigint"}, {"ask_qty2", "askp_rsqn2", "bigint"},
-	{"ask_qty3", "askp_rsqn3", "bigint"}, {"ask_qty4", "askp_rsqn4", "bigint"},
-	{"ask_qty5", "askp_rsqn5", "bigint"}, {"ask_qty6", "askp_rsqn6", "bigint"},
-	{"ask_qty7", "askp_rsqn7", "bigint"}, {"ask_qty8", "askp_rsqn8", "bigint"},
-	{"ask_qty9", "askp_rsqn9", "bigint"}, {"ask_qty10", "askp_rsqn10", "bigint"},
-	{"bid_qty1", "bidp_rsqn1", "bigint"}, {"bid_qty2", "bidp_rsqn2", "bigint"},
-	{"bid_qty3", "bidp_rsqn3", "bigint"}, {"bid_qty4", "bidp_rsqn4", "bigint"},
-	{"bid_qty5", "bidp_rsqn5", "bigint"}, {"bid_qty6", "bidp_rsqn6", "bigint"},
-	{"bid_qty7", "bidp_rsqn7", "bigint"}, {"bid_qty8", "bidp_rsqn8", "bigint"},
-	{"bid_qty9", "bidp_rsqn9", "bigint"}, {"bid_qty10", "bidp_rsqn10", "bigint"},
+	KIS_BOOK_LEVEL_COLUMNS
 	{"total_ask_qty", "total_askp_rsqn", "bigint"},
 	{"total_bid_qty", "total_bidp_rsqn", "bigint"},
 	{"expected_price", "antc_cnpr", "numeric"},

@@ -77,6 +77,13 @@ is_text_equality(Oid opno)
 	return fn == F_TEXTEQ || fn == F_BPCHAREQ;
 }
 
+/* An operator as seen with its operands swapped */
+static const KisQualOp flipped[] = {
+	[KIS_OP_EQ] = KIS_OP_EQ, [KIS_OP_IN] = KIS_OP_IN,
+	[KIS_OP_LT] = KIS_OP_GT, [KIS_OP_LE] = KIS_OP_GE,
+	[KIS_OP_GT] = KIS_OP_LT, [KIS_OP_GE] = KIS_OP_LE
+};
+
 /*
  * Date comparisons; *op as seen with the column on the left.  Comparisons
  * with a timestamp or timestamptz (date >= now() - interval '1 year') are
@@ -119,11 +126,6 @@ date_comparison(Oid opno, bool column_left, KisQualOp *op, bool *loose)
 		{F_TIMESTAMPTZ_GT_DATE, KIS_OP_LT, false, true},
 		{F_TIMESTAMPTZ_GE_DATE, KIS_OP_LE, false, true},
 	};
-	static const KisQualOp flipped[] = {
-		[KIS_OP_EQ] = KIS_OP_EQ, [KIS_OP_IN] = KIS_OP_IN,
-		[KIS_OP_LT] = KIS_OP_GT, [KIS_OP_LE] = KIS_OP_GE,
-		[KIS_OP_GT] = KIS_OP_LT, [KIS_OP_GE] = KIS_OP_LE
-	};
 	RegProcedure fn = get_opcode(opno);
 
 	for (int i = 0; i < lengthof(ops); i++)
@@ -159,11 +161,6 @@ seq_comparison(Oid opno, bool column_left, KisQualOp *op, bool *loose)
 		{F_INT8GT, KIS_OP_GT}, {F_INT8GE, KIS_OP_GE},
 		{F_INT84EQ, KIS_OP_EQ}, {F_INT84LT, KIS_OP_LT}, {F_INT84LE, KIS_OP_LE},
 		{F_INT84GT, KIS_OP_GT}, {F_INT84GE, KIS_OP_GE},
-	};
-	static const KisQualOp flipped[] = {
-		[KIS_OP_EQ] = KIS_OP_EQ, [KIS_OP_IN] = KIS_OP_IN,
-		[KIS_OP_LT] = KIS_OP_GT, [KIS_OP_LE] = KIS_OP_GE,
-		[KIS_OP_GT] = KIS_OP_LT, [KIS_OP_GE] = KIS_OP_LE
 	};
 	RegProcedure fn = get_opcode(opno);
 
