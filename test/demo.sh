@@ -24,7 +24,7 @@ else
     kis_start_mock --token-interval 0 --latency-ms 30 --jitter-ms 10
     echo "No KIS_APP_KEY/KIS_APP_SECRET in the environment: using the bundled MOCK KIS server."
     echo "All prices below are SIMULATED."
-    server_opts="base_url '$KIS_MOCK_URL', ca_file '$KIS_MOCK_CA', rate_limit '19'"
+    server_opts="base_url '$KIS_MOCK_URL', ca_file '$KIS_MOCK_CA', ws_url '$KIS_MOCK_WS_URL', rate_limit '19'"
     app_key="PSdemoAppKey0000000000000000000000000"
     app_secret="demo-secret"
     account="12345678-01"
@@ -84,6 +84,12 @@ FROM kis.domestic_holdings;
 SELECT symbol, name, qty, avg_price, price, profit_rate
 FROM kis.domestic_holdings ORDER BY value DESC LIMIT 5;
 \endif
+
+-- live quotes from KIS's WebSocket: the first read subscribes and waits for the first tick,
+-- later reads come from shared memory without a request (source 'rest' outside trading hours)
+SELECT p.symbol, p.qty, l.price, p.qty * l.price AS value, l.source
+FROM portfolio p JOIN kis.domestic_live l USING (symbol) ORDER BY value DESC;
+SELECT socket, subscriptions, ticks > 0 AS ticking FROM kis_fdw_live;
 
 -- every request this cluster made, per app key (a hash prefix, never the key)
 SELECT key_hash, shared, scans, requests, retries, rate_limited, tokens_issued,

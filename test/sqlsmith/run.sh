@@ -59,10 +59,10 @@ finish() {
 trap finish EXIT INT TERM
 
 export KIS_SMITH_HOST="$KIS_WORK" KIS_SMITH_PORT="$port" KIS_SMITH_LOG="$dir/server.log"
-KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" KIS_MOCK_WS_URL="$KIS_MOCK_WS_URL" \
     "$KIS_PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$KIS_WORK" -p "$port" -U postgres -d postgres \
     -c "CREATE DATABASE kis_smith" >/dev/null
-KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" \
+KIS_MOCK_URL="$KIS_MOCK_URL" KIS_MOCK_CA="$KIS_MOCK_CA" KIS_MOCK_WS_URL="$KIS_MOCK_WS_URL" \
     "$KIS_PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$KIS_WORK" -p "$port" -U postgres -d kis_smith \
     -f test/sqlsmith/schema.sql >/dev/null
 

@@ -10,6 +10,7 @@
 --
 \getenv mock_url KIS_MOCK_URL
 \getenv mock_ca KIS_MOCK_CA
+\getenv mock_ws_url KIS_MOCK_WS_URL
 SET client_min_messages = warning;
 
 CREATE EXTENSION kis_fdw;
@@ -18,9 +19,11 @@ CREATE ROLE smith LOGIN;
 REVOKE EXECUTE ON FUNCTION set_config(text, text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION pg_terminate_backend(integer, bigint) FROM PUBLIC;
 
+-- live tables (imported below) stream from the mock's WebSocket and wait
+-- little for a first tick
 CREATE SERVER kis FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
-           rate_limit '0', max_retries '1');
+           ws_url :'mock_ws_url', live_wait_ms '100', rate_limit '0', max_retries '1');
 CREATE SERVER kis_b FOREIGN DATA WRAPPER kis_fdw
   OPTIONS (environment 'real', base_url :'mock_url', ca_file :'mock_ca',
            rate_limit '0', max_retries '1');
