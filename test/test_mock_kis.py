@@ -1473,6 +1473,44 @@ class MockKisWsCase(unittest.TestCase):
                           s["refusals_pending"]), (0, 0, 0, 0, 0))
         self.assertEqual(self.ws().status, 101)
 
+    def test_flags_and_config(self):
+        """--ws-* flags set the ws_* config keys; bad values are refused both ways."""
+        files = [os.path.join(self.dir, n) for n in ("flags_port", "flags_ws_port")]
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_kis.py"), "--quiet",
+                                 "--port-file", files[0], "--ws-port", "0",
+                                 "--ws-port-file", files[1], "--ws-first-tick", "false",
+                                 "--ws-records-per-frame", "3", "--ws-time", "153000",
+                                 "--ws-max-subscriptions", "40", "--ws-pingpong-strict", "1"])
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(files[0]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with open(files[0]) as f, open(files[1]) as g:
+                port, ws_port = int(f.read()), int(g.read())
+            self.assertNotEqual(port, ws_port)
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request("GET", "/__mock/stats")
+            s = json.loads(conn.getresponse().read())
+            conn.close()
+            self.assertEqual({k: s[k] for k in WS_DEFAULTS if k != "today"},
+                             {"ws_first_tick": False, "ws_tick_rate": 0.0,
+                              "ws_records_per_frame": 3, "ws_max_subscriptions": 40,
+                              "ws_in_use": False, "ws_pingpong_s": 0.0,
+                              "ws_pingpong_strict": True, "ws_time": "153000"})
+            client = WsClient(ws_port)
+            client.close()
+            self.assertEqual(client.status, 101)
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=5), 0)
+        self.assertFalse(os.path.exists(files[1]))      # removed on exit, as --port-file
+        bad = subprocess.run([sys.executable, os.path.join(HERE, "mock_kis.py"), "--quiet",
+                              "--ws-port", "0", "--ws-time", "250000"], capture_output=True)
+        self.assertEqual(bad.returncode, 2)
+        for change in ({"ws_time": "9am"}, {"ws_records_per_frame": 0}, {"ws_in_use": "maybe"},
+                       {"ws_tick_rate": -1}):
+            self.assertEqual(self.call("POST", "/__mock/config", change)[0], 400, change)
+
     def test_tick_rate(self):
         """ws_tick_rate 50 over 40 subscriptions: 2,000 ticks/s, every one delivered."""
         self.control("config", {"ws_first_tick": False})
