@@ -563,7 +563,7 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 		}
 		break;
 	}
-	if (rt_cd && strcmp(rt_cd, "0") != 0)
+	if (rt_cd && strcmp(rt_cd, "0") != 0 && !(msg_cd && strcmp(msg_cd, "OPSP0002") == 0))
 	{
 		snprintf(ch->last_error, KIS_LIVE_TEXT_MAX, "%s %s", msg_cd ? msg_cd : "",
 				 msg1 ? msg1 : "");
