@@ -372,14 +372,20 @@ kis_live_channel_index(KisLiveChannel *ch)
 	return (int) (ch - kis_live_shared()->channels);
 }
 
-/* Whether a backend must obtain an approval key for the worker first */
+/*
+ * Whether a backend must obtain an approval key for the worker first:
+ * there is none, the worker dropped it (KIS refused a subscription for a
+ * reason not its own), or it is half a day old.
+ */
 bool
 kis_live_needs_approval(KisLiveChannel *ch)
 {
 	bool		needs;
 
+	TimestampTz renew = GetCurrentTimestamp() - (int64) KIS_LIVE_APPROVAL_RENEW_S * USECS_PER_SEC;
+
 	SpinLockAcquire(&ch->mutex);
-	needs = ch->approval_key[0] == '\0';
+	needs = ch->approval_key[0] == '\0' || ch->approval_at < renew;
 	SpinLockRelease(&ch->mutex);
 	return needs;
 }
@@ -395,6 +401,7 @@ kis_live_set_approval(KisLiveChannel *ch, const char *approval_key)
 						   KIS_LIVE_APPROVAL_MAX - 1)));
 	SpinLockAcquire(&ch->mutex);
 	strlcpy(ch->approval_key, approval_key, KIS_LIVE_APPROVAL_MAX);
+	ch->approval_at = GetCurrentTimestamp();
 	SpinLockRelease(&ch->mutex);
 }
 

@@ -31,6 +31,7 @@
 #define KIS_LIVE_APPROVAL_MAX	128
 #define KIS_LIVE_URL_MAX		256
 #define KIS_LIVE_TEXT_MAX		128 /* KIS's words for a refusal */
+#define KIS_LIVE_APPROVAL_RENEW_S	(12 * 3600) /* reported valid 24 h */
 
 /* Where a subscription stands; changed under the channel's mutex */
 typedef enum KisSubState
@@ -87,6 +88,7 @@ typedef struct KisLiveChannel
 	char		ws_url[KIS_LIVE_URL_MAX];
 	char		approval_key[KIS_LIVE_APPROVAL_MAX];	/* "" until a backend
 														 * obtains one */
+	TimestampTz approval_at;	/* when it was obtained */
 
 	KisSocketState socket;
 	int			worker_pid;

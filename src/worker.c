@@ -553,6 +553,14 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 			entry->state = KIS_SUB_REFUSED;
 			snprintf(entry->refusal, KIS_LIVE_TEXT_MAX, "%s %s",
 					 msg_cd ? msg_cd : "", msg1 ? msg1 : "");
+
+			/*
+			 * Not the limit, nor the key held elsewhere: perhaps the approval
+			 * key (KIS has no documented code for it); the next read obtains
+			 * a new one
+			 */
+			if (!in_use && !(msg_cd && strcmp(msg_cd, "OPSP0008") == 0))
+				explicit_bzero(ch->approval_key, KIS_LIVE_APPROVAL_MAX);
 			if (msg_cd && strcmp(msg_cd, "OPSP0008") == 0)
 			{
 				for (int a = 0; a < KIS_LIVE_MAX_ENTRIES; a++)
