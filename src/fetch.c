@@ -488,10 +488,10 @@ kis_fetch_add_post(KisFetcher *f, const char *url, const char *body, void *arg)
 /*
  * Hand back an answer the caller already has (a live table's tick) as if
  * KIS had just sent it: the next kis_fetch_next or kis_fetch_poll returns
- * it, before any request's.
+ * it, before any request's.  The completion takes a reference to root.
  */
 void
-kis_fetch_add_answer(KisFetcher *f, const char *body, size_t len, void *arg)
+kis_fetch_add_answer(KisFetcher *f, json_t *root, void *arg)
 {
 	MemoryContext rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
 											   ALLOCSET_SMALL_SIZES);
@@ -500,7 +500,7 @@ kis_fetch_add_answer(KisFetcher *f, const char *body, size_t len, void *arg)
 
 	c->cxt = rcxt;
 	c->arg = arg;
-	kis_response_read(&c->resp, 200, body, len);
+	kis_response_of(&c->resp, root);
 	c->completed_at = GetCurrentTimestamp();
 	MemoryContextSwitchTo(old);
 	dlist_push_tail(&f->done, &c->node);

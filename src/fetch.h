@@ -89,8 +89,7 @@ extern void kis_fetch_add_file(KisFetcher *fetcher, const char *url,
 							   KisBodyCheck whole, void *arg);
 extern void kis_fetch_add_post(KisFetcher *fetcher, const char *url,
 							   const char *body, void *arg);
-extern void kis_fetch_add_answer(KisFetcher *fetcher, const char *body, size_t len,
-								 void *arg);
+extern void kis_fetch_add_answer(KisFetcher *fetcher, json_t *root, void *arg);
 extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);

@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <jansson.h>
+
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "lib/stringinfo.h"
@@ -23,13 +25,13 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
-#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
 #include "live.h"
 #include "live_internal.h"
 #include "options.h"
+#include "response.h"
 #include "util.h"
 
 int			kis_live_idle_s = 300;
@@ -72,6 +74,10 @@ static const char *const overseas_fields[] = {
 	"low", "last", "sign", "diff", "rate", "pbid", "pask", "vbid", "vask", "evol",
 	"tvol", "tamt", "bivl", "asvl", "strn", "mtyp", NULL
 };
+
+/* nfields is the length of each list (kis_live_field_mask relies on it) */
+StaticAssertDecl(lengthof(trade_fields) == 46 + 1 && lengthof(book_fields) == 59 + 1 &&
+				 lengthof(overseas_fields) == 26 + 1, "a stream's field list and count differ");
 
 const KisLiveKindInfo kis_live_kinds[KIS_LIVE_NUM_KINDS] = {
 	[KIS_LIVE_TRADE] = {"H0STCNT0", 46, trade_fields, true},
@@ -416,10 +422,23 @@ find_entry(KisLiveChannel *ch, KisLiveKind kind, const char *tr_key)
 		KisLiveEntry *entry = &ch->entries[e];
 
 		if (entry->state != KIS_SUB_FREE && entry->kind == kind &&
-			strcmp(entry->tr_key, tr_key) == 0)
+			entry->tr_key[0] == tr_key[0] && strcmp(entry->tr_key, tr_key) == 0)
 			return entry;
 	}
 	return NULL;
+}
+
+/* The entry of a key: the one kis_live_want found, if it still is; ch->mutex held */
+static KisLiveEntry *
+entry_of(KisLiveChannel *ch, const KisLiveKey *key)
+{
+	KisLiveEntry *entry = &ch->entries[key->entry];
+
+	if (key->entry >= 0 && key->entry < KIS_LIVE_MAX_ENTRIES &&
+		entry->state != KIS_SUB_FREE && entry->kind == key->kind &&
+		strcmp(entry->tr_key, key->tr_key) == 0)
+		return entry;
+	return find_entry(ch, key->kind, key->tr_key);
 }
 
 /* Subscriptions KIS holds or will: what its limit counts */
@@ -501,7 +520,7 @@ start_worker(KisLiveChannel *ch)
 	}
 }
 
-/* Wake the worker, if it runs; start it if it does not */
+/* There is work for the worker: wake it, or (start) start it if it does not run */
 static void
 wake_worker(KisLiveChannel *ch, bool start)
 {
@@ -553,6 +572,7 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 			missing[i] = true;
 			continue;
 		}
+		key[i]->entry = (int) (entry - ch->entries);
 		pg_atomic_write_u64(&entry->last_read, (uint64) now);
 		entry->pinned |= pin;
 		if (entry->state == KIS_SUB_DROP)
@@ -587,6 +607,7 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 			refused[i] = 2;
 			continue;
 		}
+		key[i]->entry = (int) (entry - ch->entries);
 		entry->state = KIS_SUB_WANTED;
 		entry->kind = key[i]->kind;
 		strlcpy(entry->tr_key, key[i]->tr_key, KIS_LIVE_TR_KEY_MAX);
@@ -612,7 +633,8 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 	pfree(key);
 	pfree(refused);
 	pfree(missing);
-	wake_worker(ch, any);
+	if (any)
+		wake_worker(ch, true);
 }
 
 /* Unsubscribe each KisLiveKey of keys (and unpin it) */
@@ -701,7 +723,7 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 			if (key->has_tick || key->refusal != NULL)
 				continue;
 			SpinLockAcquire(&ch->mutex);
-			entry = find_entry(ch, key->kind, key->tr_key);
+			entry = entry_of(ch, key);
 			refusal[0] = '\0';
 			if (entry != NULL && entry->state == KIS_SUB_REFUSED)
 				strlcpy(refusal, entry->refusal, sizeof(refusal));
@@ -750,6 +772,26 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 	if (sleeping)
 		ConditionVariableCancelSleep();
 	pfree(buf);
+}
+
+/* Which of kind's fields are among the names in fields (NIL: NULL, all) */
+bool *
+kis_live_field_mask(KisLiveKind kind, List *fields)
+{
+	bool	   *copy;
+	ListCell   *lc;
+
+	if (fields == NIL)
+		return NULL;
+	copy = palloc0(sizeof(bool) * kis_live_kinds[kind].nfields);
+	foreach(lc, fields)
+	{
+		int			n = kis_live_field_index(kind, lfirst(lc));
+
+		if (n >= 0)
+			copy[n] = true;
+	}
+	return copy;
 }
 
 /* The index of a field of kind's records, or -1 */
@@ -803,40 +845,36 @@ kst_time(const char *date, const char *time)
 					time, time + 2, time + 4);
 }
 
-/* ,"name":"value" (value the first len bytes of text) */
+/* object[name] = the first len bytes of text (a field KIS sent in UTF-8) */
 static void
-append_member(StringInfo buf, const char *name, const char *text, size_t len)
+set_member(json_t *object, const char *name, const char *text, size_t len)
 {
-	char	   *value = pnstrdup(text, len);
-
-	appendStringInfoChar(buf, ',');
-	escape_json(buf, name);
-	appendStringInfoChar(buf, ':');
-	escape_json(buf, value);
-	pfree(value);
+	(void) json_object_set_new(object, name, json_stringn(text, len));
 }
 
 /*
- * One record as a JSON object: {"source": "live", field: value, ...},
- * received_at, for trades trade_time, and seq if it is not 0.  (Written by
- * hand: jansson's json_object is shadowed by the server's.)
+ * One record as the object a REST answer's row would be: its fields by
+ * name (those copy says, NULL: all), source 'live', received_at, for trades trade_time, and seq if it
+ * is not 0.  Owned by the current memory context.
  */
-void
-kis_live_append_record(StringInfo buf, KisLiveKind kind, const char *record,
-					   TimestampTz received_at, uint64 seq)
+json_t *
+kis_live_record_object(KisLiveKind kind, const char *record, TimestampTz received_at,
+					   uint64 seq, const bool *copy)
 {
 	const char *const *fields = kis_live_kinds[kind].fields;
+	json_t	   *object = kis_json_new_object();
 	const char *p = record;
 	char	   *date = NULL;
 	char	   *time = NULL;
 	char	   *text;
 
-	appendStringInfoString(buf, "{\"source\":\"live\"");
+	set_member(object, "source", "live", 4);
 	for (int i = 0; fields[i] && p != NULL; i++)
 	{
 		size_t		len = strcspn(p, "^");
 
-		append_member(buf, fields[i], p, len);
+		if (copy == NULL || copy[i])
+			set_member(object, fields[i], p, len);
 		p = p[len] == '^' ? p + len + 1 : NULL;
 	}
 	if (kind == KIS_LIVE_TRADE)
@@ -850,28 +888,26 @@ kis_live_append_record(StringInfo buf, KisLiveKind kind, const char *record,
 		time = kis_live_record_field(record, kind, "khms");
 	}
 	if ((text = kst_time(date, time)) != NULL)
-		append_member(buf, "trade_time", text, strlen(text));
+		set_member(object, "trade_time", text, strlen(text));
 	text = pstrdup(timestamptz_to_str(received_at));
-	append_member(buf, "received_at", text, strlen(text));
+	set_member(object, "received_at", text, strlen(text));
 	if (seq != 0)
 	{
 		text = psprintf(UINT64_FORMAT, seq);
-		append_member(buf, "seq", text, strlen(text));
+		set_member(object, "seq", text, strlen(text));
 	}
-	appendStringInfoChar(buf, '}');
+	return object;
 }
 
-/* A record as the answer a REST table would give: {"rt_cd": "0", "output": {...}} */
-char *
-kis_live_answer(KisLiveKind kind, const char *record, TimestampTz received_at)
+/*
+ * An answer as a REST table's would be: {"rt_cd": "0", "output": output}
+ * (an object, or an array of them), owned by the current memory context.
+ */
+json_t *
+kis_live_answer(json_t *output)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, KIS_LIVE_ANSWER_HEAD);
-	kis_live_append_record(&buf, kind, record, received_at, 0);
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	return kis_json_own(json_pack("{s:s,s:s,s:s,s:O}", "rt_cd", "0", "msg_cd", "LIVE",
+								  "msg1", "", "output", output));
 }
 
 /* ---- the tick ring ---- */

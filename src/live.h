@@ -26,7 +26,7 @@ typedef enum KisLiveKind
 } KisLiveKind;
 
 typedef struct KisLiveChannel KisLiveChannel;
-struct StringInfoData;
+typedef struct json_t json_t;
 struct KisConfig;
 
 /* What a scan learned of one key after waiting (kis_live_collect) */
@@ -34,6 +34,7 @@ typedef struct KisLiveKey
 {
 	KisLiveKind kind;
 	char	   *tr_key;
+	int			entry;			/* where kis_live_want found it (a hint) */
 	bool		has_tick;		/* record holds the latest one */
 	char	   *record;			/* its fields joined by ^ */
 	TimestampTz received_at;
@@ -60,14 +61,11 @@ extern void kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms);
 extern char *kis_live_record_field(const char *record, KisLiveKind kind,
 								   const char *field);
 extern int	kis_live_field_index(KisLiveKind kind, const char *field);
-extern char *kis_live_answer(KisLiveKind kind, const char *record,
-							 TimestampTz received_at);
-extern void kis_live_append_record(struct StringInfoData *buf, KisLiveKind kind,
-								   const char *record, TimestampTz received_at,
-								   uint64 seq);
-
-/* What an answer made of live records starts with; "output" follows */
-#define KIS_LIVE_ANSWER_HEAD "{\"rt_cd\":\"0\",\"msg_cd\":\"LIVE\",\"msg1\":\"\",\"output\":"
+extern bool *kis_live_field_mask(KisLiveKind kind, List *fields);
+extern json_t *kis_live_record_object(KisLiveKind kind, const char *record,
+									  TimestampTz received_at, uint64 seq,
+									  const bool *copy);
+extern json_t *kis_live_answer(json_t *output);
 
 /* The tick ring (domestic_ticks) */
 #define KIS_LIVE_RING_RECORD_MAX 512	/* a trade record in the ring */

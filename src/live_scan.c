@@ -27,6 +27,7 @@
 #include "live_scan.h"
 #include "options.h"
 #include "requests.h"
+#include "response.h"
 #include "util.h"
 
 /* Ask KIS for the credential's approval key and hand it to the worker */
@@ -75,28 +76,20 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
  * fell behind missed.
  */
 static int
-ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range)
+ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range, const bool *copy)
 {
 	KisLiveChannel *ch = kis_live_channel(config);
 	KisLiveRingRead rr;
-	StringInfoData buf;
 	char	   *record = palloc(KIS_LIVE_RING_RECORD_MAX);
 	uint64		seq;
 	TimestampTz at;
-	bool		first = true;
+	json_t	   *ticks = kis_json_new_array();
 
 	kis_live_ring_begin(&rr, !range->has_after ? kis_live_ring_oldest() :
 						range->after > 0 ? (uint64) range->after : 0);
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, KIS_LIVE_ANSWER_HEAD "[");
 	while (kis_live_ring_next(&rr, ch, &seq, record, &at))
-	{
-		if (!first)
-			appendStringInfoChar(&buf, ',');
-		first = false;
-		kis_live_append_record(&buf, config->endpoint->stream, record, at, seq);
-	}
-	appendStringInfoString(&buf, "]}");
+		(void) json_array_append(ticks, kis_live_record_object(config->endpoint->stream,
+																	record, at, seq, copy));
 	if (rr.missed > 0 && range->has_after)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
@@ -105,19 +98,20 @@ ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range)
 				 errdetail("The tick ring holds the last %d ticks; these were overwritten before this read.",
 						   kis_live_ring_size()),
 				 errhint("Capture more often, or raise kis_fdw.live_ring_size and restart PostgreSQL.")));
-	kis_requests_add_answer(f, config, NULL, buf.data, buf.len);
+	kis_requests_add_answer(f, config, NULL, kis_live_answer(ticks));
 	pfree(record);
 	return 1;
 }
 
 /*
  * Queue the run of a live table over keys (KisKey *s): ticks in hand
- * become answers at once, the rest REST requests.  Returns how many
+ * become answers at once (with the fields named in fields, NIL: all), the
+ * rest REST requests.  Returns how many
  * answers and requests were queued.
  */
 int
 kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
-					const KisRange *range)
+					const KisRange *range, List *fields)
 {
 	const KisEndpoint *ep = config->endpoint;
 	KisLiveKind kind = ep->stream;
@@ -128,8 +122,10 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 	ListCell   *lk;
 	int			n = 0;
 
+	bool	   *copy = kis_live_field_mask(kind, fields);
+
 	if (kis_endpoint_ringed(ep))
-		return ring_start(f, config, range);
+		return ring_start(f, config, range, copy);
 	if (keys == NIL)
 		return 0;
 	ch = kis_live_channel(config);
@@ -155,9 +151,10 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 
 		if (lkey->has_tick)
 		{
-			char	   *answer = kis_live_answer(kind, lkey->record, lkey->received_at);
-
-			kis_requests_add_answer(f, config, key, answer, strlen(answer));
+			kis_requests_add_answer(f, config, key,
+									kis_live_answer(kis_live_record_object(kind, lkey->record,
+																		   lkey->received_at, 0,
+																		   copy)));
 			n++;
 		}
 		else

@@ -22,6 +22,6 @@ struct KisConfig;
 extern void kis_live_scan_approval(KisFetcher *fetcher, const struct KisConfig *config,
 								   KisLiveChannel *ch);
 extern int	kis_live_scan_start(KisFetcher *fetcher, const struct KisConfig *config,
-								List *keys, const KisRange *range);
+								List *keys, const KisRange *range, List *fields);
 
 #endif							/* KIS_LIVE_SCAN_H */

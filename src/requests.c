@@ -591,12 +591,11 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 }
 
 /*
- * Queue an answer the caller already has for one key (a live table's
- * tick, live.c), as the endpoint's own answer.
+ * Queue an answer the caller already has for one key (a live table's tick,
+ * live.c), as the endpoint's own answer; root becomes the answer's.
  */
 void
-kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key,
-						const char *body, size_t len)
+kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key, json_t *root)
 {
 	KisRange	range;
 	KisCall    *call;
@@ -604,5 +603,5 @@ kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key,
 	memset(&range, 0, sizeof(range));
 	call = new_call(config, &range, kis_today_kst());
 	call->keys = key ? list_make1(key) : NIL;
-	kis_fetch_add_answer(f, body, len, call);
+	kis_fetch_add_answer(f, root, call);
 }

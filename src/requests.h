@@ -59,7 +59,7 @@ extern int	kis_requests_start(KisFetcher *fetcher, const struct KisConfig *confi
 							   List *keys, const KisRange *range);
 extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
 extern void kis_requests_add_answer(KisFetcher *fetcher, const struct KisConfig *config,
-									KisKey *key, const char *body, size_t len);
+									KisKey *key, json_t *root);
 extern KisRow *kis_row_new(const struct KisEndpoint *ep, KisKey *key, json_t *row,
 						   json_t *extra, const char *problem);
 extern char *kis_row_value(const KisRow *row, const char *field);

@@ -110,6 +110,47 @@ kis_json_parse(const char *body, size_t len)
 	return own_document(json_loadb(body, len, 0, NULL), cb);
 }
 
+/*
+ * An answer made here rather than received (a live table's tick), meaning
+ * rt_cd "0": the current memory context takes a reference to root.
+ */
+void
+kis_response_of(KisResponse *resp, json_t *root)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	memset(resp, 0, sizeof(KisResponse));
+	resp->http_status = 200;
+	resp->outcome = KIS_OUTCOME_OK;
+	resp->root = own_document(json_incref(root), cb);
+}
+
+/* Take ownership of a new document (NULL: out of memory) for the current memory context */
+json_t *
+kis_json_own(json_t *doc)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	if (doc == NULL)
+	{
+		pfree(cb);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+	return own_document(doc, cb);
+}
+
+/*
+ * An empty object owned like kis_json_parse's documents, made by jansson
+ * (the server's json_object shadows jansson's)
+ */
+json_t *
+kis_json_new_object(void)
+{
+	return kis_json_own(json_pack("{}"));
+}
+
 /* An empty array owned like kis_json_parse's documents */
 json_t *
 kis_json_new_array(void)

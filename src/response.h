@@ -48,6 +48,9 @@ extern json_t *kis_json_new_array(void);
 extern json_t *kis_json_copy(json_t *value);
 extern void kis_response_read(KisResponse *resp, long http_status,
 							  const char *body, size_t len);
+extern void kis_response_of(KisResponse *resp, json_t *root);
+extern json_t *kis_json_new_object(void);
+extern json_t *kis_json_own(json_t *doc);
 extern char *kis_response_summary(const KisResponse *resp);
 extern char *kis_row_field_text(json_t *row, json_t *extra, const char *field);
 

@@ -92,6 +92,7 @@ struct KisRunner
 	int			ncolumns;
 	KisColumn  *columns;
 	bool		has_error_column;
+	List	   *fields;			/* a live table's fields to copy (NIL: all) */
 	KisPartitionFilter *partition;	/* NULL unless rel is a partition */
 
 	/* the current run */
@@ -118,6 +119,8 @@ typedef struct KisConvContext
 	const KisColumn *column;
 	const KisRow *row;
 } KisConvContext;
+
+static List *needed_fields(KisRunner *r);
 
 /* Decide what fills each column, and look up its input function */
 static void
@@ -177,6 +180,38 @@ build_column_map(KisRunner *r, List *needed)
 		fmgr_info_cxt(infunc, &col->input, r->cxt);
 		col->typmod = attr->atttypmod;
 	}
+	r->fields = needed_fields(r);
+}
+
+/*
+ * The fields the columns read, with those that give their sign, for a
+ * live table to copy only those (NIL: every field, for the raw column).
+ */
+static List *
+needed_fields(KisRunner *r)
+{
+	List	   *fields = NIL;
+
+	if (!kis_endpoint_streamed(r->config->endpoint))
+		return NIL;
+	for (int i = 0; i < r->ncolumns; i++)
+	{
+		const KisColumn *col = &r->columns[i];
+		const KisColumnDef *def;
+
+		if (col->source == KIS_COL_RAW)
+			return NIL;
+		if (col->source != KIS_COL_FIELD)
+			continue;
+		fields = lappend(fields, (char *) col->field);
+		def = kis_endpoint_column_of_field(r->config->endpoint, col->field);
+		if (def != NULL && def->sign_field != NULL)
+			fields = lappend(fields, (char *) def->sign_field);
+		if (def != NULL && def->sign_twin != NULL)
+			fields = lappend(fields, (char *) def->sign_twin);
+	}
+	/* a table that reads no field at all still reads the symbol */
+	return fields != NIL ? fields : list_make1("");
 }
 
 /*
@@ -363,7 +398,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	{
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
 		if ((kis_endpoint_streamed(ep) ?
-			 kis_live_scan_start(r->fetcher, r->config, valid, range) :
+			 kis_live_scan_start(r->fetcher, r->config, valid, range, r->fields) :
 			 kis_requests_start(r->fetcher, r->config, valid, range)) == 0 &&
 			r->invalid == NIL)
 			r->nkeys = 0;
