@@ -3,7 +3,8 @@
 
 bench/run.sh builds and installs kis_fdw, starts the mock (test/mock_kis.py, TLS) and a
 throwaway cluster with shared_preload_libraries = 'kis_fdw', then runs this file with
-KIS_WORK, KIS_MOCK_URL, KIS_MOCK_CA, KIS_MOCK_PID and PGHOST/PGPORT/PGUSER set.  Python 3
+KIS_WORK, KIS_MOCK_URL, KIS_MOCK_CA, KIS_MOCK_WS_URL, KIS_MOCK_PID and PGHOST/PGPORT/PGUSER
+set.  Python 3
 standard library only.  Figures, not pass/fail: every scenario is compared with its ideal
 and its target, and a missed target is reported, never raised.
 
@@ -17,6 +18,12 @@ is reset before each and its timeline read after):
   overhead       no limit, no latency, 10,000 symbols, 3 times: backend CPU per row,
                  rows/s (and the same with domestic_multi_price, 30 symbols a request)
   cancel         2,000-symbol scan cancelled after 1 s, 20 times: pg_cancel_backend -> error
+  live           the live tables on the mock's WebSocket (KIS_MOCK_WS_URL): 40 symbols
+                 subscribed by a first read, then their read's server time and REST requests
+                 (0) against a local table; tick-to-visible latency (a tick POSTed to the
+                 mock, SELECTs until it shows; 200 times); 2,000 ticks/s for 60 s captured
+                 every second from domestic_ticks: lost ticks, the worker's CPU, the
+                 capturing backend's RSS
   two-keys-*     two app keys (two servers), mock limit 20/s per key, rate_limit 19 each,
                  2 x 95 symbols: through a UNION ALL of the two tables, and through a
                  table hash-partitioned by symbol over them; rate / (2 x 19)
@@ -48,17 +55,22 @@ table (so `BENCH_QUICK=1 bash bench/run.sh` fails CI when a step is broken).
 
 import collections
 import datetime
+import decimal
 import hashlib
+import http.client
 import json
 import math
 import os
 import platform
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import time
 import traceback
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test"))
 from kistest import PSQL, PsqlPipe, mock  # noqa: E402  (the shared test helpers)
@@ -66,6 +78,7 @@ from kistest import PSQL, PsqlPipe, mock  # noqa: E402  (the shared test helpers
 MOCK_URL = os.environ.get("KIS_MOCK_URL", "")   # all set by bench/run.sh (not needed
 MOCK_CA = os.environ.get("KIS_MOCK_CA")          # for --replot)
 MOCK_PID = int(os.environ.get("KIS_MOCK_PID", "0"))
+MOCK_WS_URL = os.environ.get("KIS_MOCK_WS_URL", "")  # the mock's WebSocket (live)
 PGHOST = os.environ.get("PGHOST") or os.environ.get("KIS_PGHOST")
 PGPORT = os.environ.get("PGPORT") or os.environ.get("KIS_PGPORT")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,11 +92,13 @@ WAIT = 120  # seconds before a hung psql is given up (a safety net)
 FULL_SIZES = {"rate-bound": 200, "latency-bound": 320, "shared": 60, "same-symbols": 40,
               "batched": 600, "overhead": 10000, "overhead-reps": 3, "cancel": 2000,
               "cancel-reps": 20, "two-keys": 95, "join": 200, "cached-join": 1200,
-              "cached-join-reps": 5}
+              "cached-join-reps": 5, "live": 40, "live-reps": 20, "live-latency": 200,
+              "live-stream-s": 60}
 QUICK_SIZES = {"rate-bound": 40, "latency-bound": 64, "shared": 15, "same-symbols": 10,
                "batched": 120, "overhead": 1000, "overhead-reps": 2, "cancel": 2000,
                "cancel-reps": 3, "two-keys": 20, "join": 40, "cached-join": 200,
-               "cached-join-reps": 2}
+               "cached-join-reps": 2, "live": 40, "live-reps": 5, "live-latency": 50,
+               "live-stream-s": 10}
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = dict(QUICK_SIZES if QUICK else FULL_SIZES)
 
@@ -204,7 +219,7 @@ def key_hash(key):
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def create_server(name, endpoint="domestic_price", **options):
+def create_server(name, endpoint="domestic_price", columns=COLUMNS, **options):
     """A foreign server, user mapping (app key of its own) and table named after name."""
     ident = name.replace("-", "_")
     opts = {"base_url": MOCK_URL, "ca_file": MOCK_CA, "timeout_ms": "30000", **options}
@@ -213,7 +228,7 @@ CREATE SERVER s_{ident} FOREIGN DATA WRAPPER kis_fdw
   OPTIONS ({", ".join(f"{k} '{v}'" for k, v in opts.items())});
 CREATE USER MAPPING FOR CURRENT_USER SERVER s_{ident}
   OPTIONS (app_key '{app_key(name)}', app_secret 'bench-secret');
-CREATE FOREIGN TABLE p_{ident} ({COLUMNS}) SERVER s_{ident} OPTIONS (endpoint '{endpoint}');""")
+CREATE FOREIGN TABLE p_{ident} ({columns}) SERVER s_{ident} OPTIONS (endpoint '{endpoint}');""")
     return f"p_{ident}"
 
 
@@ -410,6 +425,305 @@ ANALYZE cj_portfolio, cj_local;""")
          "kis_ms_all": kis, "local_ms_all": local, "requests": requests}
     r["ratio"] = r["kis_ms"] / r["local_ms"]
     r["met"] = r["ratio"] <= 3 and requests == 0
+    return r
+
+
+# --------------------------------------------------------------------------- live
+
+LIVE_COLUMNS = ("symbol text, price numeric, change numeric, change_rate numeric, volume bigint, "
+                "trade_volume bigint, trade_time timestamptz, ask1 numeric, bid1 numeric, "
+                "source text, received_at timestamptz")
+LIVE_TICKS_COLUMNS = ("seq bigint, symbol text, price numeric, trade_volume bigint, "
+                      "trade_time timestamptz, received_at timestamptz")
+LIVE_STREAM_RATE = 2000  # ticks a second over all subscriptions, in the stream step
+
+
+def ws_listener(url):
+    """Check that the mock's WebSocket listens (a TCP connect); a clear error if not."""
+    if not url:
+        raise RuntimeError("no WebSocket listener: KIS_MOCK_WS_URL is not set (bench/run.sh's "
+                           "kis_start_mock sets it when the mock runs with --ws-port)")
+    u = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((u.hostname, u.port), timeout=2).close()
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"no WebSocket listener at {url}: {exc}") from None
+
+
+class MockConn:
+    """POSTs to the mock's control API over one kept-alive HTTPS connection (kistest.mock
+    opens a connection, TLS handshake included, per call): a tick costs one round trip."""
+
+    def __init__(self):
+        u = urllib.parse.urlsplit(MOCK_URL)
+        self.host, self.port = u.hostname, u.port
+        self.ctx = ssl.create_default_context(cafile=MOCK_CA)
+        self.conn = None
+
+    def post(self, path, body):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
+                                                        timeout=10)
+            try:
+                self.conn.request("POST", path, json.dumps(body),
+                                  {"Content-Type": "application/json"})
+                resp = self.conn.getresponse()
+                data = resp.read()
+            except (http.client.HTTPException, OSError):
+                self.close()  # the mock closed a kept-alive connection: once more, fresh
+                if attempt:
+                    raise
+                continue
+            if resp.status != 200:
+                raise RuntimeError(f"mock {path}: HTTP {resp.status}: {data[:200]!r}")
+            if (resp.getheader("Connection") or "").lower() == "close":
+                self.close()
+            return json.loads(data)
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def rss_kb(pid):
+    """(VmRSS, RssAnon) of /proc/PID/status in kB: the resident set, and its private part
+    (VmRSS also counts the pages of shared memory, shared buffers and the tick ring, that a
+    backend touches for the first time; RssAnon is what the backend itself allocated)."""
+    got = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon"):
+                got[key] = int(line.split()[1])
+    if len(got) != 2:
+        raise RuntimeError(f"no VmRSS/RssAnon for pid {pid}")
+    return got["VmRSS"], got["RssAnon"]
+
+
+def live_channel(name):
+    """The kis_fdw_live row of name's app key, as a dict ({} when it has no channel)."""
+    cols = ("socket", "subscriptions", "pending", "refused", "ticks", "reconnects",
+            "last_error", "worker_pid")
+    rows = psql(f"SELECT {', '.join(cols)} FROM kis_fdw_live "
+                f"WHERE key_hash = '{key_hash(app_key(name))}'")
+    if not rows:
+        return {}
+    r = dict(zip(cols, rows[0].split("|")))
+    for k in ("subscriptions", "pending", "refused", "ticks", "reconnects", "worker_pid"):
+        r[k] = int(r[k]) if r[k] else None
+    return r
+
+
+def session_rows(sess, sql):
+    """The rows (lists of fields) of sql in a Session; RuntimeError on an ERROR."""
+    out, err = sess.query(sql)
+    bad = [line for _, line in err if "ERROR" in line or "FATAL" in line]
+    if bad:
+        raise RuntimeError(f"{sql[:80]}: {bad[:2]}")
+    return [(t, line.split("|")) for t, line in out]
+
+
+def session_explain(sess, sql):
+    """(execution ms, Foreign Scan node) of EXPLAIN (ANALYZE) of sql in a Session."""
+    return parse_explain("\n".join(f[0] for _, f in session_rows(sess, explain_cmd(sql))))
+
+
+def percentile(xs, p):
+    """Nearest rank."""
+    xs = sorted(xs)
+    return xs[max(0, math.ceil(p * len(xs)) - 1)]
+
+
+def scenario_live(first=800000, n=None):
+    """Live tables on the mock's WebSocket, in one run: (1) n symbols subscribed by a first
+    read, then the server time of reading all n (EXPLAIN ANALYZE in one session, best and
+    median of reps; the mock's REST requests meanwhile) against the same rows in a local
+    table; (2) tick-to-visible latency: a tick with a new price POSTed to the mock, then
+    SELECTs in one session until it shows, from before the POST to the SELECT that saw it;
+    (3) a sustained stream of 2,000 ticks/s (one record a frame) while a session captures
+    domestic_ticks every second by "seq >": ticks sent, captured, lost, the worker's CPU
+    and the capturing backend's memory."""
+    n = n or SIZES["live"]
+    reps, K, stream_s = SIZES["live-reps"], SIZES["live-latency"], SIZES["live-stream-s"]
+    ws_listener(MOCK_WS_URL)
+    name, server = "live", "s_live"
+    table = create_server(name, endpoint="domestic_live", columns=LIVE_COLUMNS,
+                          ws_url=MOCK_WS_URL)
+    syms = [f"{c:06d}" for c in range(first, first + n)]
+    in_list = ", ".join(f"'{s}'" for s in syms)
+    arr = f"ARRAY[{in_list}]"
+    psql(f"CREATE FOREIGN TABLE live_ticks ({LIVE_TICKS_COLUMNS}) SERVER {server} "
+         f"OPTIONS (endpoint 'domestic_ticks'); CREATE TABLE live_cap (seq bigint, symbol text)")
+    mock_setup()
+    mock("/__mock/config", {"ws_tick_rate": 0, "ws_records_per_frame": 1, "ws_first_tick": True})
+    r = {"symbols": n, "reps": reps, "ticks": K, "stream_s": stream_s}
+    s = cap = None
+    mc = MockConn()
+    try:
+        s = Session()
+        # 1. the first read subscribes; every symbol streams
+        t0, reads = time.monotonic(), 0
+        while True:
+            rows = session_rows(s, f"SELECT symbol, source FROM {table} WHERE symbol IN ({in_list})")
+            reads += 1
+            live = sum(1 for _, f in rows if f[1] == "live")
+            if live == n:
+                break
+            if time.monotonic() - t0 > 30:
+                raise RuntimeError(f"after 30 s, {live} of {n} symbols live; "
+                                   f"channel {live_channel(name)}")
+            time.sleep(0.2)
+        r.update(subscribe_s=time.monotonic() - t0, subscribe_reads=reads,
+                 subscribe_requests=mock_stats()["requests"])
+        # pinned, so that nothing is unsubscribed as idle whatever the step's length
+        r["pinned"] = int(psql(f"SELECT kis_fdw_live_subscribe('{server}', {arr})")[0])
+        ch = live_channel(name)
+        r["worker_pid"] = ch["worker_pid"]
+        psql(f"CREATE TABLE live_local AS SELECT * FROM {table} WHERE symbol IN ({in_list}); "
+             "ANALYZE live_local")
+        read = f"SELECT * FROM {{}} WHERE symbol IN ({in_list})"
+        session_explain(s, read.format(table))  # warm: plan, caches
+        before = mock_stats()["requests"]
+        kis = []
+        for _ in range(reps):
+            ms, scan = session_explain(s, read.format(table))
+            if scan["Actual Rows"] != n:
+                raise RuntimeError(f"read of {n} live symbols: {scan['Actual Rows']} rows")
+            kis.append(ms)
+        r["read_scan"] = {k: v for k, v in scan.items() if k != "Plans"}
+        r["requests"] = mock_stats()["requests"] - before
+        session_explain(s, read.format("live_local"))
+        local = [session_explain(s, read.format("live_local"))[0] for _ in range(reps)]
+        r.update(read_ms_best=min(kis), read_ms_median=statistics.median(kis), read_ms_all=kis,
+                 local_ms_best=min(local), local_ms_median=statistics.median(local),
+                 local_ms_all=local)
+        r["ratio"] = r["read_ms_best"] / r["local_ms_best"]
+        r["ratio_median"] = r["read_ms_median"] / r["local_ms_median"]
+
+        # 2. tick to visible: POST a tick with a price no symbol has, SELECT until it shows
+        one = f"SELECT price FROM {table} WHERE symbol = '{syms[0]}'"
+        rtt = []
+        for _ in range(20):
+            t = time.perf_counter()
+            session_rows(s, one)
+            rtt.append((time.perf_counter() - t) * 1000)
+        r["select_rtt_ms_median"] = statistics.median(rtt)
+        lat, post_ms, polls, invisible, unsent = [], [], [], [], 0
+        for k in range(K):
+            sym, price = syms[k % n], 900000 + 10 * k  # above every formula price
+            t0 = time.perf_counter()
+            sent = mc.post("/__mock/ws/tick", {"tr_id": "H0STCNT0", "tr_key": sym, "count": 1,
+                                               "price": str(price)})["sent"]
+            t1 = time.perf_counter()
+            if sent != 1:
+                unsent += 1
+                continue
+            seen, m = None, 0
+            while seen is None and time.perf_counter() - t0 < 5:
+                rows = session_rows(s, f"SELECT price FROM {table} WHERE symbol = '{sym}'")
+                m += 1
+                if rows and decimal.Decimal(rows[0][1][0]) == price:
+                    seen = rows[0][0]  # when psql's answer was read
+            if seen is None:
+                invisible.append(sym)
+                continue
+            lat.append((seen - t0) * 1000)
+            post_ms.append((t1 - t0) * 1000)
+            polls.append(m)
+        if not lat:
+            raise RuntimeError(f"no tick became visible ({unsent} not sent, "
+                               f"{len(invisible)} not seen within 5 s)")
+        r.update(latency_p50_ms=statistics.median(lat), latency_p99_ms=percentile(lat, 0.99),
+                 latency_max_ms=max(lat), latency_ms_all=lat, post_ms_median=statistics.median(post_ms),
+                 polls_mean=statistics.mean(polls), polls_max=max(polls),
+                 ticks_unsent=unsent, ticks_invisible=len(invisible),
+                 invisible_symbols=invisible[:10])
+
+        # 3. a sustained stream, captured every second
+        cap = Session()
+        capture = ("INSERT INTO live_cap SELECT seq, symbol FROM live_ticks WHERE seq > "
+                   "(SELECT coalesce(max(seq), 0) FROM live_cap); SELECT count(*) FROM live_cap")
+        warnings = []
+
+        def captured():
+            out, err = cap.query(capture)
+            bad = [line for _, line in err if "ERROR" in line]
+            if bad:
+                raise RuntimeError(f"capture: {bad[:2]}")
+            warnings.extend(line for _, line in err if "WARNING" in line)
+            return int(out[-1][1])
+
+        base = captured()  # what the ring held before the stream
+        ch0 = live_channel(name)
+        pid = ch0["worker_pid"]
+        if not pid:
+            raise RuntimeError(f"no worker_pid in kis_fdw_live: {ch0}")
+        ws0 = mock_stats()["ws"]
+        rss0, anon0 = rss_kb(cap.pid)
+        cpu0, mock_cpu0 = cpu_ticks(pid), cpu_ticks(MOCK_PID) if MOCK_PID else 0
+        per_sub = LIVE_STREAM_RATE / n
+        t0 = time.monotonic()
+        mock("/__mock/config", {"ws_tick_rate": per_sub, "ws_records_per_frame": 1})
+        counts, late, anon_series = [base], 0, []
+        for i in range(1, stream_s + 1):
+            delay = t0 + i - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                late += 1
+            counts.append(captured())
+            anon_series.append(rss_kb(cap.pid)[1])
+        cpu1, mock_cpu1 = cpu_ticks(pid), cpu_ticks(MOCK_PID) if MOCK_PID else 0
+        wall = time.monotonic() - t0
+        mock("/__mock/config", {"ws_tick_rate": 0})
+        time.sleep(0.5)  # frames on their way
+        ws1 = mock_stats()["ws"]
+        for _ in range(10):  # until a capture finds nothing new
+            counts.append(captured())
+            if counts[-1] == counts[-2]:
+                break
+            time.sleep(0.2)
+        rss1, anon1 = rss_kb(cap.pid)
+        ch1 = live_channel(name)
+        sent = ws1["ticks_sent"] - ws0["ticks_sent"]
+        got = counts[-1] - base
+        per_capture = [b - a for a, b in zip(counts, counts[1:stream_s + 1])]
+        r.update(stream_rate=per_sub * n, per_subscription=per_sub, stream_wall_s=wall,
+                 ticks_sent=sent, frames_sent=ws1["frames_sent"] - ws0["frames_sent"],
+                 sent_per_s=sent / wall, ticks_received=(ch1.get("ticks") or 0) - ch0["ticks"],
+                 captured=got, lost=sent - got, capture_warnings=warnings[:5],
+                 per_capture_max=max(per_capture), captures_late=late,
+                 worker_cpu_pct=(cpu1 - cpu0) / wall * 100,
+                 mock_cpu_pct=(mock_cpu1 - mock_cpu0) / wall * 100,
+                 rss_start_kb=rss0, rss_end_kb=rss1, anon_start_kb=anon0, anon_end_kb=anon1,
+                 anon_series_kb=anon_series,
+                 worker_pid_end=ch1.get("worker_pid"),
+                 reconnects=(ch1.get("reconnects") or 0) - (ch0["reconnects"] or 0),
+                 socket=ch1.get("socket"), last_error=ch1.get("last_error"))
+        # flat: a leak grows with every capture, a warm-up (malloc'd arenas kept) once
+        r["anon_growth_2nd_half_kb"] = anon1 - anon_series[(len(anon_series) - 1) // 2]
+        r["worker_restarted"] = r["worker_pid_end"] != r["worker_pid"]
+    finally:
+        try:
+            mock("/__mock/config", {"ws_tick_rate": 0})
+            r["unsubscribed"] = int(psql(f"SELECT kis_fdw_live_unsubscribe('{server}', {arr})")[0])
+        except Exception as exc:  # the figures stand; say why the cleanup did not
+            r["cleanup_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        for sess in (s, cap):
+            if sess is not None:
+                sess.close()
+        mc.close()
+    # the worker exits once nothing is subscribed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and live_channel(name).get("worker_pid"):
+        time.sleep(0.2)
+    r["worker_exited"] = not live_channel(name).get("worker_pid")
+    r["met"] = (r["read_ms_median"] < 1 and r["requests"] == 0 and r["latency_p99_ms"] <= 5
+                and r["ticks_invisible"] == 0 and r["ticks_unsent"] == 0
+                and r["worker_cpu_pct"] < 10 and r["lost"] == 0
+                and r["anon_growth_2nd_half_kb"] <= 1024)
     return r
 
 
@@ -799,6 +1113,33 @@ def table_rows(R):
             f"kis_fdw {f(cj['kis_ms'])} ms, local table {f(cj['local_ms'])} ms (server time, "
             f"best of {cj['reps']}): {f(cj['ratio'], 1)}× the local table; {cj['requests']} "
             "requests", "≤ 3× the local table, 0 requests", yes(cj["met"])),
+        "live": lambda lv: (
+            "live", f"{lv['symbols']} symbols on the mock's WebSocket (domestic_live, "
+            f"domestic_ticks); {lv['ticks']} ticks one by one; a stream of "
+            f"{lv['stream_rate']:,.0f} ticks/s (1 record a frame) for {lv['stream_s']} s, "
+            "captured every second by \"seq >\"",
+            f"read of {lv['symbols']}: {f(lv['read_ms_best'], 3)} ms best, "
+            f"{f(lv['read_ms_median'], 3)} ms median server time (local table "
+            f"{f(lv['local_ms_best'], 3)} / {f(lv['local_ms_median'], 3)} ms: "
+            f"{f(lv['ratio'], 1)}× best, {f(lv['ratio_median'], 1)}× median; {lv['reps']} "
+            f"reps), {lv['requests']} REST requests; tick to visible p50 "
+            f"{f(lv['latency_p50_ms'])} ms, p99 {f(lv['latency_p99_ms'])} ms, max "
+            f"{f(lv['latency_max_ms'])} ms (from before the HTTP POST to the mock, median "
+            f"{f(lv['post_ms_median'])} ms, to the psql SELECT that saw it, round trip "
+            f"{f(lv['select_rtt_ms_median'])} ms; {f(lv['polls_mean'])} SELECTs a tick), "
+            f"{lv['ticks_invisible'] + lv['ticks_unsent']} of {lv['ticks']} never visible; "
+            f"stream: {lv['ticks_sent']:,} sent ({lv['sent_per_s']:,.0f}/s), "
+            f"{lv['ticks_received']:,} received, {lv['captured']:,} captured, {lv['lost']:,} "
+            f"lost; worker CPU {f(lv['worker_cpu_pct'], 1)} % of a core (mock "
+            f"{f(lv['mock_cpu_pct'], 0)} %); capture backend RssAnon "
+            f"{lv['anon_start_kb']:,} kB before the stream, {lv['anon_series_kb'][0]:,} after "
+            f"the first capture, {lv['anon_series_kb'][(len(lv['anon_series_kb']) - 1) // 2]:,} "
+            f"halfway, {lv['anon_end_kb']:,} at the end (VmRSS, shared memory touched "
+            f"included: {lv['rss_start_kb']:,} → {lv['rss_end_kb']:,} kB)"
+            + ("; WORKER RESTARTED" if lv["worker_restarted"] else "")
+            + (f"; {lv['reconnects']} reconnects" if lv["reconnects"] else ""),
+            "read < 1 ms, 0 requests; p99 ≤ 5 ms; worker < 10 % of a core, 0 lost, RSS flat "
+            "(RssAnon ≤ 1 MB more over the second half)", yes(lv["met"])),
         "cancel": lambda ca: (
             "cancel", f"{n['cancel']:,} symbols, 50 ms, cancelled after 1 s, ×{n['cancel-reps']}",
             f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "
@@ -912,6 +1253,7 @@ STEPS = [("rate-bound", scenario_rate_bound), ("latency-bound", scenario_latency
          ("overhead-batched", lambda: scenario_overhead("overhead-batched",
                                                         "domestic_multi_price", 400000)),
          ("cached-join", scenario_cached_join),
+         ("live", scenario_live),
          ("cancel", scenario_cancel),
          ("two-keys-union", lambda: scenario_two_keys("union", 500000)),
          ("two-keys-partitioned", lambda: scenario_two_keys("partitioned", 510000)),
