@@ -1,4 +1,4 @@
-"""Behaviour tests: live tables (issue 24, docs/live.md).  A background worker per app key
+"""Behaviour tests: live tables (issue 24).  A background worker per app key
 holds the mock's WebSocket (test/mock_kis.py, "Real-time WebSocket"); backends read the
 latest tick per symbol, and the tick ring, from shared memory.
 
@@ -20,7 +20,6 @@ import hashlib
 import os
 import re
 import signal
-import time
 
 from kistest import mock
 from .harness import (
@@ -643,10 +642,11 @@ def test_live_ring_private_after_channel_reuse():
         took = [i for i in ours_at if i < len(after) and after[i][0] == thief]
         print(f"    (the role's channel {'was' if took else 'was not'} our former one)")
         check(rc == 0, f"{R_THIEF}'s ticks scan: {err}")
+        seen = sorted({r[1] for r in rows})
         check(not rows, f"{R_THIEF}, whose app key never subscribed anything, read "
-                        f"{len(rows)} ticks of symbols {sorted({r[1] for r in rows})} from the "
-                        f"ring (our symbol: {sym}); the channel it was given was "
-                        f"{'ours' if took else 'not ours'}")
+                        f"{len(rows)} ticks of {len(seen)} symbols ({', '.join(seen[:4])}, ...; "
+                        f"ours {sym} among them: {sym in seen}) from the ring; the channel it "
+                        f"was given was {'ours' if took else 'not ours'}")
     finally:
         finish(sym)
         run(f"DROP OWNED BY {R_THIEF} CASCADE")
