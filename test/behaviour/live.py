@@ -1,0 +1,825 @@
+"""Behaviour tests: live tables (issue 24).  A background worker per app key
+holds the mock's WebSocket (test/mock_kis.py, "Real-time WebSocket"); backends read the
+latest tick per symbol, and the tick ring, from shared memory.
+
+What each test checks is what the mock and the view kis_fdw_live say happened: the REST
+requests a read cost (stats "requests"), the mock's subscriptions, acks, PINGPONG echoes
+and sockets, the view's socket state, reconnects, limit and last error, the prices the
+mock's ticks carried (/__mock/ws/tick with a fixed price).  Nothing depends on timing:
+a tick's arrival, a reconnect or a worker's restart is waited for with wait_until (a hang
+guard with generous limits), never measured.
+
+/__mock/reset (before each test) closes every WebSocket and the worker reconnects, so a
+test first waits for the socket to be 'open' with its symbols subscribed at the mock.
+Each test leaves nothing subscribed (kis_fdw_live_unsubscribe in a finally), so the
+worker stops and the next test starts with none; the mock's ws_* config keys, which its
+reset keeps, are set to their defaults at the start and end of each test.
+"""
+
+import hashlib
+import os
+import re
+import signal
+
+from kistest import mock
+from .harness import (
+    MOCK_URL, MOCK_WS_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, price, symbols,
+    sql_list, wait_until, check, run, run_all, must, Session, known_gap)
+from .fixtures import APP_KEY_B, cancel_backend
+
+TRADE = "H0STCNT0"
+OUR_HASH = hashlib.sha256(APP_KEY.encode()).hexdigest()[:12]
+WS_DEFAULTS = {"ws_first_tick": True, "ws_tick_rate": 0, "ws_records_per_frame": 1,
+               "ws_max_subscriptions": 41, "ws_in_use": False, "ws_pingpong_s": 0,
+               "ws_pingpong_strict": False, "ws_time": "090000"}
+VIEW = ("socket", "subscriptions", "pending", "refused", "ticks", "reconnects",
+        "subscription_limit", "last_error", "worker_pid")
+INTS = ("subscriptions", "pending", "refused", "ticks", "reconnects", "subscription_limit",
+        "worker_pid")
+LONG = 60   # seconds: the hang guard of a wait for the worker or the mock
+
+
+# --------------------------------------------------------------------------- helpers
+
+def tables():
+    """live_t (live_wait_ms default 2000), live_slow (60 s), live_nowait (0) and ticks_t."""
+    cols = ("symbol text, price numeric, change numeric, volume bigint, source text, "
+            "received_at timestamptz")
+    run_all(f"CREATE FOREIGN TABLE IF NOT EXISTS live_t ({cols}) SERVER kis "
+            f"OPTIONS (endpoint 'domestic_live')",
+            f"CREATE FOREIGN TABLE IF NOT EXISTS live_slow ({cols}) SERVER kis "
+            f"OPTIONS (endpoint 'domestic_live', live_wait_ms '60000')",
+            f"CREATE FOREIGN TABLE IF NOT EXISTS live_nowait ({cols}) SERVER kis "
+            f"OPTIONS (endpoint 'domestic_live', live_wait_ms '0')",
+            "CREATE FOREIGN TABLE IF NOT EXISTS ticks_t (seq bigint, symbol text, "
+            "price numeric, trade_volume bigint, received_at timestamptz) SERVER kis "
+            "OPTIONS (endpoint 'domestic_ticks')")
+
+
+def ws():
+    return stats()["ws"]
+
+
+def mock_subs(tr_id=TRADE):
+    """The tr_keys of tr_id the mock's sockets subscribe, as a sorted list (one entry
+    per socket that subscribes it)."""
+    return sorted(s.split(":", 1)[1] for s in ws()["subscriptions"] if s.startswith(tr_id + ":"))
+
+
+def channels(key_hash=OUR_HASH):
+    """The view's rows of an app key, as dicts (ints as ints, NULL as None)."""
+    rows, err, rc = run(f"SELECT {', '.join(VIEW)} FROM kis_fdw_live "
+                        f"WHERE key_hash = '{key_hash}'")
+    check(rc == 0, f"kis_fdw_live: {err}")
+    out = []
+    for row in rows:
+        d = dict(zip(VIEW, row))
+        for k in d:
+            if d[k] == "":
+                d[k] = None
+            elif k in INTS:
+                d[k] = int(d[k])
+        out.append(d)
+    return out
+
+
+def ours(key_hash=OUR_HASH):
+    """Our channel's row (of the app key's rows, the one with most subscriptions), or a
+    row saying idle when the view has none."""
+    rows = channels(key_hash)
+    if not rows:
+        return {k: None for k in VIEW} | {"socket": "idle", "subscriptions": 0,
+                                           "pending": 0, "refused": 0}
+    return max(rows, key=lambda r: (r["subscriptions"], r["worker_pid"] is not None))
+
+
+def tick(sym, price_=None, count=1, tr_id=TRADE):
+    """count records of sym to every socket that subscribes it; returns how many went."""
+    body = {"tr_id": tr_id, "tr_key": sym, "count": count}
+    if price_ is not None:
+        body["price"] = str(price_)
+    return mock("/__mock/ws/tick", body, timeout=120)["sent"]
+
+
+def read(syms, table="live_t", cols="symbol, price, source", settings=""):
+    """SELECT cols FROM table for syms (one-shot psql); (rows by symbol, stderr)."""
+    rows, err, rc = run(f"{settings}SELECT {cols} FROM {table} "
+                        f"WHERE symbol IN ({sql_list(syms)}) ORDER BY symbol")
+    check(rc == 0 and "ERROR" not in err, f"SELECT from {table} failed: {err}")
+    return {r[0]: r[1:] for r in rows}, err
+
+
+def shows(syms, prices=None, table="live_t"):
+    """Every sym's row is 'live' (and at prices[sym] when given)."""
+    got, _ = read(syms, table)
+    return (set(got) == set(syms) and all(got[s][1] == "live" for s in syms)
+            and (prices is None or all(got[s][0] == str(prices[s]) for s in syms)))
+
+
+def open_with(syms, table="live_t", key_hash=OUR_HASH):
+    """Wait until our socket is open, the mock subscribes each of syms, and each reads
+    'live'."""
+    def ready():
+        return ours(key_hash)["socket"] == "open" and set(syms) <= set(mock_subs())
+    wait_until(ready, f"the socket open with {len(syms)} symbols subscribed at the mock", LONG)
+    wait_until(lambda: shows(syms, table=table), f"{len(syms)} symbols to read 'live'", LONG)
+
+
+def start():
+    """Tables, the mock's ws defaults, and no worker left from an earlier test."""
+    tables()
+    mock_config(**WS_DEFAULTS)
+    wait_until(lambda: ours()["socket"] == "idle", "no live worker of an earlier test", LONG)
+
+
+def release(syms, kind="trade", role=None, server="kis"):
+    """Unpin and unsubscribe syms (errors ignored: cleanup)."""
+    if syms:
+        prefix = f"SET ROLE {role}; " if role else ""
+        run(f"{prefix}SELECT kis_fdw_live_unsubscribe('{server}', ARRAY[{sql_list(syms)}], "
+            f"'{kind}')")
+
+
+def finish(*syms, server="kis", key_hash=OUR_HASH):
+    """Cleanup of a test: the ws defaults, syms unsubscribed, and the worker stopped
+    (it must stop once nothing is subscribed; said, not raised, so that a failure
+    of the test itself is what is reported)."""
+    try:
+        mock_config(**WS_DEFAULTS)
+    except OSError:
+        pass
+    release(list(syms), server=server)
+    try:
+        wait_until(lambda: ours(key_hash)["socket"] == "idle"
+                   and not ours(key_hash)["worker_pid"], "the worker to stop", LONG)
+    except AssertionError:
+        print(f"    (cleanup: the live worker did not stop: {ours(key_hash)}, "
+              f"mock {mock_subs()})")
+
+
+def anon_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def new_price(sym, k=1):
+    """A price the mock's formula never gives sym's first tick."""
+    return price(sym) + 7 * k
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_live_forty_symbols_no_requests():
+    """40 subscribed symbols: a SELECT of all of them costs no REST request (nor token or
+    approval request), every row says source 'live' and carries the price of the mock's
+    latest tick."""
+    start()
+    syms = symbols(40)
+    try:
+        got, _ = read(syms)
+        check(len(got) == 40, f"first read: {len(got)} rows for 40 symbols")
+        open_with(syms)
+        fixed = {s: new_price(s, i + 1) for i, s in enumerate(syms)}
+        for s in syms:
+            check(tick(s, fixed[s]) == 1, f"the mock sent no tick of {s}")
+        wait_until(lambda: shows(syms, fixed), "the 40 ticks' prices to show", LONG)
+        before = stats()
+        got, err = read(syms)
+        after = stats()
+        for counter in ("requests", "token_requests", "approval_requests"):
+            check(after[counter] == before[counter],
+                  f"a SELECT of 40 live symbols cost {after[counter] - before[counter]} "
+                  f"{counter}")
+        wrong = {s: got.get(s) for s in syms if got.get(s) != [str(fixed[s]), "live"]}
+        check(not wrong and len(got) == 40, f"rows not live at the tick's price: {wrong}")
+        check("WARNING" not in err, f"stderr: {err}")
+    finally:
+        finish(*syms)
+
+
+def test_live_tick_visible():
+    """A tick the mock sends with a new price is what the next SELECTs show, tick after
+    tick; the view counts the ticks."""
+    start()
+    sym = symbols(1)[0]
+    try:
+        read([sym])
+        open_with([sym])
+        ticks0 = ours()["ticks"]
+        for k in (1, 2, 3):
+            p = new_price(sym, k)
+            check(tick(sym, p) == 1, "the mock sent no tick")
+            wait_until(lambda: shows([sym], {sym: p}), f"tick {k} ({p}) to show", LONG)
+        check(ours()["ticks"] >= ticks0 + 3, f"view ticks {ours()['ticks']}, were {ticks0}")
+    finally:
+        finish(sym)
+
+
+def test_live_drop_reconnects():
+    """The mock drops the socket: the worker reconnects, subscribes exactly what it had,
+    ticks flow again, and the view counts the reconnect."""
+    start()
+    syms = symbols(3)
+    try:
+        read(syms)
+        open_with(syms)
+        subs0 = mock_subs()
+        reconnects0 = ours()["reconnects"]
+        connections0 = ws()["connections"]
+        check(mock("/__mock/ws/drop", {})["dropped"] >= 1, "the mock dropped no socket")
+        wait_until(lambda: ws()["connections"] > connections0 and mock_subs() == subs0
+                   and ours()["socket"] == "open", "the worker to reconnect and resubscribe",
+                   LONG)
+        check(mock_subs() == subs0, f"subscriptions {mock_subs()}, before the drop {subs0}")
+        fixed = {s: new_price(s) for s in syms}
+        for s in syms:
+            check(tick(s, fixed[s]) == 1, f"no socket subscribes {s} after the reconnect")
+        wait_until(lambda: shows(syms, fixed), "ticks after the reconnect to show", LONG)
+        view = ours()
+        check(view["reconnects"] >= reconnects0 + 1,
+              f"view reconnects {view['reconnects']}, {reconnects0} before the drop")
+    finally:
+        finish(*syms)
+
+
+def test_live_worker_terminated():
+    """SIGTERM to the worker: the postmaster starts a new one, which subscribes everything
+    again (subscriptions are in shared memory); SELECTs meanwhile answer (live or REST
+    rows, never an error nor a hang), and later ones are live at new ticks' prices."""
+    start()
+    syms = symbols(3)
+    try:
+        read(syms)
+        open_with(syms)
+        pid0 = ours()["worker_pid"]
+        check(pid0, f"no worker_pid in the view: {ours()}")
+        connections0 = ws()["connections"]
+        os.kill(pid0, signal.SIGTERM)
+        answers = []
+
+        def restarted():
+            rows, err, rc = run("SET statement_timeout = '30s'; SELECT symbol, price, source "
+                                f"FROM live_t WHERE symbol IN ({sql_list(syms)})")
+            check(rc == 0 and "ERROR" not in err, f"a SELECT while the worker restarts: {err}")
+            check(len(rows) == 3 and all(r[2] in ("live", "rest") for r in rows),
+                  f"a SELECT while the worker restarts: {rows}")
+            answers.append(rows)
+            view = ours()
+            return (view["worker_pid"] not in (None, pid0) and view["socket"] == "open"
+                    and ws()["connections"] > connections0 and set(syms) <= set(mock_subs()))
+        wait_until(restarted, "a new worker with the subscriptions restored", LONG)
+        print(f"    ({len(answers)} SELECTs while the worker restarted, sources "
+              f"{sorted({r[2] for rows in answers for r in rows})})")
+        check(mock_subs() == sorted(syms), f"mock subscriptions {mock_subs()}")
+        fixed = {s: new_price(s) for s in syms}
+        for s in syms:
+            check(tick(s, fixed[s]) == 1, f"no socket subscribes {s} after the restart")
+        wait_until(lambda: shows(syms, fixed), "the new worker's ticks to show", LONG)
+    finally:
+        finish(*syms)
+
+
+IN_USE = "KIS says another program holds the app key's WebSocket"
+
+
+def in_use_state(first):
+    """Our socket open with first streaming, then the mock's ws_in_use: a new symbol read
+    makes KIS refuse it with OPSP8996; returns that read's (rows, stderr, rc) once the
+    view says 'in use elsewhere'."""
+    read([first])
+    open_with([first])
+    mock_config(ws_in_use=True)
+    second = symbols(1)[0]
+    result = run(f"SELECT symbol, price, source FROM live_t WHERE symbol = '{second}'")
+    wait_until(lambda: ours()["socket"] == "in use elsewhere", "the view to say in use", LONG)
+    return second, result
+
+
+def test_live_in_use_elsewhere():
+    """KIS says another program holds the app key's WebSocket (OPSP8996): the view says
+    'in use elsewhere' with KIS's code as last_error; a SELECT that finds that state with
+    a symbol not yet subscribed is an ERROR that says so and quotes KIS (the worker is
+    paused with SIGSTOP while it looks, so that its symbol is surely still pending and
+    the query does not race KIS's answer: see test_live_in_use_waiting_query); a symbol
+    subscribed before still reads live; once the other program is gone, a new symbol
+    streams again."""
+    start()
+    first, third, fourth = symbols(3)
+    second = None
+    try:
+        second, _ = in_use_state(first)
+        view = ours()
+        check("OPSP8996" in (view["last_error"] or "") and view["worker_pid"], f"view: {view}")
+        os.kill(view["worker_pid"], signal.SIGSTOP)
+        try:
+            rows, err, rc = run(f"SELECT symbol, price, source FROM live_t "
+                                f"WHERE symbol = '{third}'")
+        finally:
+            os.kill(view["worker_pid"], signal.SIGCONT)
+        check(rc != 0 and not rows and IN_USE in err and "OPSP8996" in err,
+              f"a new symbol while the key is in use elsewhere: rc {rc}, {rows}, {err}")
+        check(shows([first]), "the symbol subscribed before no longer reads live")
+        mock_config(ws_in_use=False)
+
+        def streams():
+            rows, err, rc = run(f"SELECT source FROM live_t WHERE symbol = '{fourth}'")
+            check(rc == 0 or IN_USE in err, f"a new symbol once the key is free: {err}")
+            return rows == [["live"]]
+        wait_until(streams, "a new symbol to stream once the key is free", LONG)
+        check(ours()["socket"] == "open", f"view: {ours()}")
+    finally:
+        finish(first, second or first, third, fourth)
+
+
+@known_gap
+def test_live_in_use_waiting_query():
+    """Gap: the query whose subscription KIS refuses with OPSP8996 (ALREADY IN USE
+    appkey) is not told: the ack marks its symbol refused and the socket 'in use' at
+    once, so the query's wait sees a refusal, not a pending symbol, and answers the
+    symbol from REST (source 'rest') without a word.  Issue 24 wants the waiting query
+    to get the clear ERROR (only later queries get it today)."""
+    start()
+    first = symbols(1)[0]
+    second = None
+    try:
+        second, (rows, err, rc) = in_use_state(first)
+        check(rc != 0 and IN_USE in err,
+              f"the query KIS refused with OPSP8996 got rc {rc}, rows {rows}, stderr {err!r}")
+    finally:
+        finish(first, second or first)
+
+
+@known_gap
+def test_live_in_use_cleared():
+    """Gap: once the other program has let go of the app key, the first query of a new
+    symbol still fails with "another program holds the app key's WebSocket": the
+    channel stays 'in use elsewhere' until some subscription is acknowledged, and a
+    query that finds that state with a symbol pending fails at once, before the
+    worker has even sent its subscription (which then succeeds: the next query
+    streams)."""
+    start()
+    first, third = symbols(2)
+    second = None
+    try:
+        second, _ = in_use_state(first)
+        mock_config(ws_in_use=False)
+        rows, err, rc = run(f"SELECT symbol, price, source FROM live_t WHERE symbol = '{third}'")
+        check(rc == 0 and IN_USE not in err,
+              f"the first new symbol after the key was freed: rc {rc}, {err}")
+    finally:
+        finish(first, second or first, third)
+
+
+APP_KEY_L = "PSbehaviourLiveLimit0c4e7a91d2b3f5"
+LIMIT_HASH = hashlib.sha256(APP_KEY_L.encode()).hexdigest()[:12]
+
+
+def test_live_subscription_limit():
+    """At the key's limit (the mock's ws_max_subscriptions 3, learned from OPSP0008) the
+    symbol KIS refused comes from REST (source 'rest', not an error) and the view shows
+    the limit; a symbol read later makes room by unsubscribing the least recently read
+    unpinned one.  (On a server and app key of its own: a channel keeps the limit it
+    learned for as long as it lives.)"""
+    start()
+    run("DROP SERVER IF EXISTS kis_lim CASCADE")
+    run_all(f"CREATE SERVER kis_lim FOREIGN DATA WRAPPER kis_fdw OPTIONS (base_url '{MOCK_URL}', "
+            f"ca_file '{MOCK_CA}', ws_url '{MOCK_WS_URL}', rate_limit '0')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER kis_lim OPTIONS "
+            f"(app_key '{APP_KEY_L}', app_secret '{APP_SECRET}')",
+            "CREATE FOREIGN TABLE live_lim (symbol text, price numeric, source text) "
+            "SERVER kis_lim OPTIONS (endpoint 'domestic_live')")
+    mock_config(ws_max_subscriptions=3)
+    syms = symbols(5)
+    four, fifth = syms[:4], syms[4]
+
+    def view():
+        return ours(LIMIT_HASH)
+    try:
+        got, err = read(four, "live_lim")
+        check(sorted(got) == sorted(four) and all(got[s][0] == str(price(s)) for s in four),
+              f"4 symbols at a limit of 3: {got} {err}")
+        wait_until(lambda: view()["subscriptions"] == 3 and view()["refused"] == 1
+                   and view()["pending"] == 0, "3 subscribed and 1 refused", LONG)
+        subs = mock_subs()
+        check(len(subs) == 3 and set(subs) < set(four), f"mock subscriptions {subs}")
+        refused = (set(four) - set(subs)).pop()
+        check(got[refused][1] == "rest", f"the refused {refused}: {got[refused]}")
+        check(stats()["by_symbol"].get(refused, 0) >= 1, f"no REST request for {refused}")
+        check(ws()["acks"].get("OPSP0008") == 1, f"acks {ws()['acks']}")
+        check(view()["subscription_limit"] == 3 and "OPSP0008" in (view()["last_error"] or ""),
+              f"view: {view()}")
+        # kept[0] is read least recently: the others are read again, one after the other
+        kept = sorted(subs)
+        open_with(kept, "live_lim", LIMIT_HASH)
+        read([kept[1]], "live_lim")
+        read([kept[2]], "live_lim")
+        got, err = read([fifth], "live_lim")
+        check(list(got) == [fifth] and got[fifth][0] == str(price(fifth)),
+              f"the 5th symbol: {got} {err}")
+        want = sorted([kept[1], kept[2], fifth])
+        wait_until(lambda: mock_subs() == want, f"the mock to subscribe {want}", LONG)
+        check(ws()["acks"].get("OPSP0001") == 1,
+              f"one unsubscription ({kept[0]}, read least recently) expected: {ws()['acks']}")
+        check(view()["subscriptions"] == 3 and view()["subscription_limit"] == 3,
+              f"view: {view()}")
+    finally:
+        finish(*syms, server="kis_lim", key_hash=LIMIT_HASH)
+        run("DROP SERVER IF EXISTS kis_lim CASCADE")
+
+
+def test_live_cancel_first_tick_wait():
+    """A query waiting for a first tick that does not come (ws_first_tick false,
+    live_wait_ms 60 s) ends at pg_cancel_backend, and its session goes on."""
+    start()
+    first, waiting = symbols(2)
+    try:
+        read([first])
+        open_with([first])
+        mock_config(ws_first_tick=False)
+        with Session() as s:
+            pid = s.pid()
+            bg = s.background(f"SELECT symbol, price, source FROM live_slow "
+                              f"WHERE symbol = '{waiting}'")
+
+            def waits():
+                rows, _, _ = run(f"SELECT state, wait_event_type FROM pg_stat_activity "
+                                 f"WHERE pid = {pid}")
+                return rows == [["active", "Extension"]] and waiting in mock_subs()
+            wait_until(waits, "the query to wait for its first tick", LONG)
+            cancel_backend(pid, bg)
+            check(not bg.result[0], f"the cancelled query returned rows: {bg.result}")
+            rows = must(s.query("SELECT 1"), "the session after the cancel")
+            check(rows == [["1"]], f"after the cancel: {rows}")
+    finally:
+        finish(first, waiting)
+
+
+def test_live_pingpong():
+    """KIS's PINGPONG is echoed: the mock counts the echoes, and with ws_pingpong_strict
+    (a socket that does not echo is closed) the socket stays: no new connection, no
+    reconnect in the view, ticks still flow."""
+    start()
+    sym = symbols(1)[0]
+    try:
+        read([sym])
+        open_with([sym])
+        mock_config(ws_pingpong_strict=True)
+        before, reconnects0 = ws(), ours()["reconnects"]
+        for k in range(3):
+            echoed = ws()["pingpong_echoed"]
+            check(mock("/__mock/ws/pingpong", {})["sent"] == before["open"], "no PINGPONG sent")
+            wait_until(lambda: ws()["pingpong_echoed"] > echoed, f"PINGPONG {k + 1} echoed", LONG)
+        after = ws()
+        check(after["pingpong_echoed"] - before["pingpong_echoed"] == 3 * before["open"],
+              f"echoed {after['pingpong_echoed'] - before['pingpong_echoed']} of 3")
+        check(after["connections"] == before["connections"] and after["open"] == before["open"]
+              and after["last_error"] == before["last_error"],
+              f"the socket was closed or replaced: {before} -> {after}")
+        view = ours()
+        check(view["socket"] == "open" and view["reconnects"] == reconnects0, f"view: {view}")
+        p = new_price(sym)
+        check(tick(sym, p) == 1, "no socket subscribes the symbol")
+        wait_until(lambda: shows([sym], {sym: p}), "a tick after the PINGPONGs", LONG)
+    finally:
+        finish(sym)
+
+
+BAD_SECRET, OTHER_SECRET = "BADsecret-of-a-hostile-role", "another-secret-0f3a9c"
+R_BAD, R_WRONG, R_OTHER = "kis_l_badsecret", "kis_l_wrongsecret", "kis_l_other"
+HOSTILE = {R_BAD: (APP_KEY, BAD_SECRET), R_WRONG: (APP_KEY, OTHER_SECRET),
+           R_OTHER: (APP_KEY_B, APP_SECRET)}
+
+
+def drop_hostile_roles():
+    for role in HOSTILE:
+        run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+            f"EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}'; END IF; END $$")
+
+
+def hostile_roles():
+    """Ordinary roles with USAGE on kis, SELECT on live_t and ticks_t, and a mapping each:
+    our app key with a secret KIS refuses (R_BAD), our app key with a secret KIS takes
+    (R_WRONG), an app key of its own (R_OTHER)."""
+    drop_hostile_roles()
+    setup = []
+    for role, (key, secret) in HOSTILE.items():
+        setup += [f"CREATE ROLE {role}", f"GRANT USAGE ON FOREIGN SERVER kis TO {role}",
+                  f"GRANT SELECT ON live_t, ticks_t TO {role}",
+                  f"CREATE USER MAPPING FOR {role} SERVER kis OPTIONS (app_key '{key}', "
+                  f"app_secret '{secret}')"]
+    run_all(*setup)
+
+
+def as_role(role, sql):
+    return run(f"SET ROLE {role}; {sql}")
+
+
+def ring_symbols(role):
+    rows, err, rc = as_role(role, "SELECT DISTINCT symbol FROM ticks_t")
+    check(rc == 0, f"{role}'s ticks scan: {err}")
+    return {r[0] for r in rows}
+
+
+def test_live_hostile_roles():
+    """Other roles never reach our channel: (a) our app key with a secret KIS refuses
+    gets no approval key, an ERROR that says so, and never our ticks; our app key with a
+    secret KIS takes gets a channel of its own, which KIS refuses (the key's socket is
+    ours), never our ticks, and our socket goes on; (b) a role with an app key of its own
+    gets its own channel, and its kis_fdw_live_unsubscribe of our symbols leaves ours
+    subscribed; (c) an ordinary role cannot read kis_fdw_live, and its ticks scan returns
+    its own channel's ticks, none of ours."""
+    start()
+    syms = symbols(2)
+    other_sym = symbols(1)[0]
+    hostile_roles()
+    try:
+        read(syms)
+        open_with(syms)
+        fixed = {s: new_price(s) for s in syms}
+        for s in syms:
+            tick(s, fixed[s])
+        wait_until(lambda: shows(syms, fixed), "our ticks to show", LONG)
+        # (a) our key, a secret KIS refuses
+        rows, err, rc = as_role(R_BAD, f"SELECT symbol, price, source FROM live_t "
+                                       f"WHERE symbol IN ({sql_list(syms)})")
+        check(rc != 0 and not rows and "KIS did not issue a WebSocket approval key" in err,
+              f"{R_BAD}: rc {rc}, rows {rows}, {err}")
+        leaked = ring_symbols(R_BAD) & set(syms)
+        check(not leaked, f"{R_BAD} read our ticks from the ring: {leaked}")
+        # our key, a secret KIS takes: a channel of its own, refused (the key is ours)
+        rows, err, rc = as_role(R_WRONG, f"SELECT symbol, price, source FROM live_t "
+                                         f"WHERE symbol IN ({sql_list(syms)})")
+        check(all(r[2] == "rest" and r[1] == str(price(r[0])) for r in rows),
+              f"{R_WRONG} got rows that are not REST answers: {rows}")
+        check(rc == 0 or "KIS says another program holds the app key's WebSocket" in err,
+              f"{R_WRONG}: rc {rc}, {err}")
+        leaked = ring_symbols(R_WRONG) & set(syms)
+        check(not leaked, f"{R_WRONG} read our ticks from the ring: {leaked}")
+        view = ours()
+        check(view["socket"] == "open" and view["subscriptions"] == 2, f"our channel: {view}")
+        fixed = {s: new_price(s, 2) for s in syms}
+        for s in syms:
+            tick(s, fixed[s])
+        wait_until(lambda: shows(syms, fixed), "our ticks after the other roles", LONG)
+        # (b) an app key of its own: its own channel
+        hash_b = hashlib.sha256(APP_KEY_B.encode()).hexdigest()[:12]
+        wait_until(lambda: as_role(R_OTHER, f"SELECT source FROM live_t "
+                                            f"WHERE symbol = '{other_sym}'")[0] == [["live"]],
+                   f"{R_OTHER}'s symbol to stream", LONG)
+        check(ws()["per_key"].get(APP_KEY_B) == 1 and ws()["per_key"].get(APP_KEY) == 2,
+              f"per key at the mock: {ws()['per_key']}")
+        unsub0 = ws()["unsubscribe_requests"]
+        rows, err, rc = as_role(R_OTHER, f"SELECT kis_fdw_live_unsubscribe('kis', "
+                                         f"ARRAY[{sql_list(syms)}])")
+        check(rc == 0, f"{R_OTHER}'s unsubscribe: {err}")
+        view = ours()
+        check(view["subscriptions"] == 2 and view["pending"] == 0,
+              f"our channel after {R_OTHER}'s unsubscribe: {view}")
+        # (c) its ticks scan: its own channel's ticks only
+        seen = ring_symbols(R_OTHER)
+        check(seen == {other_sym}, f"{R_OTHER}'s ticks scan returned {seen}")
+        _, err, rc = as_role(R_OTHER, "SELECT * FROM kis_fdw_live")
+        check(rc != 0 and "permission denied" in err, f"{R_OTHER} reads kis_fdw_live: {err}")
+        # its worker stops when its own symbol goes; ours are still subscribed
+        release([other_sym], role=R_OTHER)
+        wait_until(lambda: all(r["socket"] == "idle" for r in channels(hash_b)),
+                   f"{R_OTHER}'s worker to stop", LONG)
+        check(ws()["unsubscribe_requests"] == unsub0 + 1,
+              f"unsubscribe requests: {ws()['unsubscribe_requests'] - unsub0} (its own only)")
+        check(set(syms) <= set(mock_subs()) and ours()["subscriptions"] == 2,
+              f"ours after {R_OTHER} left: mock {mock_subs()}, view {ours()}")
+    finally:
+        for role in HOSTILE:
+            release(syms + [other_sym], role=role)
+        finish(*syms)
+        drop_hostile_roles()
+
+
+APP_KEY_T = "PSbehaviourLiveThief5e81c0b7a4d92f"
+R_THIEF = "kis_l_thief"
+
+
+def view_order():
+    rows, err, rc = run("SELECT key_hash, ticks FROM kis_fdw_live")
+    check(rc == 0, f"kis_fdw_live: {err}")
+    return rows
+
+
+@known_gap
+def test_live_ring_private_after_channel_reuse():
+    """Gap: the tick ring leaks a former owner's ticks to whoever is given its channel.
+    A channel whose subscriptions all went (its worker stopped) is handed to the next
+    credential that asks for one (kis_live_channel takes the first idle channel), and the
+    ring's ticks are tagged with the channel's index only, so the new owner's
+    domestic_ticks scan returns every tick of the old owner the ring still holds.  Here a
+    role whose app key never subscribed anything (its secret is one KIS refuses: a ticks
+    scan needs no approval key) reads domestic_ticks right after our symbols went: it
+    must get no rows.  (Deterministic when our channel is the first idle one, as in a
+    run of the behaviour suite alone: the test prints whether it was.)"""
+    start()
+    sym = symbols(1)[0]
+    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{R_THIEF}') THEN "
+        f"EXECUTE 'DROP OWNED BY {R_THIEF} CASCADE'; EXECUTE 'DROP ROLE {R_THIEF}'; END IF; END $$")
+    run_all(f"CREATE ROLE {R_THIEF}", f"GRANT USAGE ON FOREIGN SERVER kis TO {R_THIEF}",
+            f"GRANT SELECT ON ticks_t TO {R_THIEF}",
+            f"CREATE USER MAPPING FOR {R_THIEF} SERVER kis OPTIONS (app_key '{APP_KEY_T}', "
+            f"app_secret '{BAD_SECRET}')")
+    try:
+        read([sym])
+        open_with([sym])
+        check(tick(sym, new_price(sym), count=3) == 3, "the mock sent no ticks")
+        wait_until(lambda: run(f"SELECT count(*) FROM ticks_t WHERE symbol = '{sym}'")[0]
+                   >= [["4"]], "our ticks in the ring", LONG)
+        finish(sym)
+        before = view_order()
+        rows, err, rc = as_role(R_THIEF, "SELECT seq, symbol FROM ticks_t")
+        after = view_order()
+        thief = hashlib.sha256(APP_KEY_T.encode()).hexdigest()[:12]
+        ours_at = [i for i, r in enumerate(before) if r[0] == OUR_HASH and int(r[1]) > 0]
+        took = [i for i in ours_at if i < len(after) and after[i][0] == thief]
+        print(f"    (the role's channel {'was' if took else 'was not'} our former one)")
+        check(rc == 0, f"{R_THIEF}'s ticks scan: {err}")
+        seen = sorted({r[1] for r in rows})
+        check(not rows, f"{R_THIEF}, whose app key never subscribed anything, read "
+                        f"{len(rows)} ticks of {len(seen)} symbols ({', '.join(seen[:4])}, ...; "
+                        f"ours {sym} among them: {sym in seen}) from the ring; the channel it "
+                        f"was given was {'ours' if took else 'not ours'}")
+    finally:
+        finish(sym)
+        run(f"DROP OWNED BY {R_THIEF} CASCADE")
+        run(f"DROP ROLE IF EXISTS {R_THIEF}")
+
+
+def test_live_idle_unsubscribe():
+    """kis_fdw.live_idle_s 1: a symbol nobody reads is unsubscribed and the worker stops;
+    a pinned one (kis_fdw_live_subscribe) stays while one read as long ago goes."""
+    start()
+    unpinned, pinned, unpinned2 = symbols(3)
+    try:
+        _, err, rc = run("ALTER SYSTEM SET kis_fdw.live_idle_s = 1")
+        check(rc == 0, f"ALTER SYSTEM: {err}")
+        run_all("SELECT pg_reload_conf()")
+        wait_until(lambda: run("SHOW kis_fdw.live_idle_s")[0] == [["1s"]], "the reload", LONG)
+        read([unpinned])
+        wait_until(lambda: ws()["unsubscribe_requests"] >= 1 and unpinned not in mock_subs()
+                   and ours()["socket"] == "idle", "the idle symbol to go and the worker to stop",
+                   LONG)
+        acks = ws()["acks"]
+        check(acks.get("OPSP0000") == 1 and acks.get("OPSP0001") == 1, f"acks {acks}")
+        check(ours()["worker_pid"] is None, f"view: {ours()}")
+        rows, err, rc = run(f"SELECT kis_fdw_live_subscribe('kis', ARRAY['{pinned}'])")
+        check(rc == 0 and rows == [["1"]], f"kis_fdw_live_subscribe: {rows} {err}")
+        read([unpinned2])
+        wait_until(lambda: ws()["acks"].get("OPSP0001") == 2, "the second idle symbol to go",
+                   LONG)
+        check(mock_subs() == [pinned], f"mock subscriptions {mock_subs()}, pinned {pinned}")
+        view = ours()
+        check(view["socket"] == "open" and view["subscriptions"] == 1, f"view: {view}")
+    finally:
+        run("ALTER SYSTEM RESET kis_fdw.live_idle_s")
+        run("SELECT pg_reload_conf()")
+        finish(unpinned, pinned, unpinned2)
+
+
+def ring_max():
+    rows, err, rc = run("SELECT coalesce(max(seq), 0) FROM ticks_t")
+    check(rc == 0, f"max(seq): {err}")
+    return int(rows[0][0])
+
+
+def test_live_frames_over_8kb():
+    """40 trade records in one data frame (over 8 kB): each is a tick of the ring, in
+    order: seq strictly increasing, the records' volumes in the mock's sequence."""
+    start()
+    sym = symbols(1)[0]
+    try:
+        read([sym])
+        open_with([sym])
+        mock_config(ws_records_per_frame=40)
+        last = ring_max()
+        before = ws()
+        check(tick(sym, count=40) == 40, "the mock did not send 40 records")
+        after = ws()
+        check(after["frames_sent"] - before["frames_sent"] == 1,
+              f"{after['frames_sent'] - before['frames_sent']} frames for 40 records")
+        wait_until(lambda: run(f"SELECT count(*) FROM ticks_t WHERE seq > {last}")[0]
+                   >= [["40"]], "40 ticks in the ring", LONG)
+        rows, err, rc = run(f"SELECT seq, symbol, trade_volume FROM ticks_t WHERE seq > {last}")
+        check(rc == 0 and "WARNING" not in err, f"ticks: {err}")
+        check(len(rows) == 40 and all(r[1] == sym for r in rows),
+              f"{len(rows)} ticks after seq {last}: {[r[1] for r in rows]}")
+        seqs = [int(r[0]) for r in rows]
+        check(all(a < b for a, b in zip(seqs, seqs[1:])), f"seq not increasing: {seqs}")
+        # record n's volume is 10 * (1 + n % 10): consecutive records
+        vols = [int(r[2]) // 10 - 1 for r in rows]
+        check(all((a + 1) % 10 == b for a, b in zip(vols, vols[1:])),
+              f"volumes out of the mock's order: {[r[2] for r in rows]}")
+        size = frame_size(sym, 40)
+        check(size > 8192, f"40 records make a frame of {size} bytes only")
+    finally:
+        finish(sym)
+
+
+def frame_size(sym, n):
+    """The bytes of the mock's data frame of records 1..n of sym (its formulas)."""
+    import mock_kis
+    import mock_ws
+    records = mock_ws.Records(mock_kis)
+    st = records.start(TRADE, sym)
+    recs = [records.record(TRADE, sym, st, None, "090000", "20251230") for _ in range(n + 1)]
+    return len((f"0|{TRADE}|{n:03d}|" + "^".join("^".join(r) for r in recs[1:])).encode())
+
+
+def test_live_ring_fell_behind():
+    """A capture that fell behind the ring (more ticks came than it holds) gets a WARNING
+    with how many it missed, and the ring's last ring_size ticks; a capture that kept up
+    gets exactly what is new, and no WARNING."""
+    start()
+    sym = symbols(1)[0]
+    try:
+        rows, _, _ = run("SHOW kis_fdw.live_ring_size")
+        ring = int(rows[0][0])
+        read([sym])
+        open_with([sym])
+        mock_config(ws_records_per_frame=40)
+        old = ring_max()
+        ticks0 = ours()["ticks"]
+        total = ring + 100
+        sent = 0
+        while sent < total:
+            sent += tick(sym, count=min(2000, total - sent))
+        check(sent == total, f"the mock sent {sent} records")
+        wait_until(lambda: ours()["ticks"] >= ticks0 + total, f"{total} ticks received", LONG)
+        rows, err, rc = run(f"SELECT count(*), min(seq), max(seq), "
+                            f"count(*) FILTER (WHERE symbol <> '{sym}') FROM ticks_t "
+                            f"WHERE seq > {old}")
+        check(rc == 0, f"capture: {err}")
+        count, lo, hi, others = (int(x) for x in rows[0])
+        m = re.search(r"WARNING:  domestic_ticks missed (\d+) ticks after seq (\d+)", err)
+        check(m is not None, f"no WARNING for a capture {total} ticks behind: {err!r}")
+        missed, after = int(m.group(1)), int(m.group(2))
+        print(f"    (ring {ring}: {count} rows, missed {missed}, seq {lo}..{hi} after {old})")
+        check(after == old and missed >= 100, f"WARNING: missed {missed} after seq {after}")
+        check(count <= ring and others == 0 and hi - lo + 1 == count,
+              f"{count} rows (ring {ring}), seq {lo}..{hi}, {others} of other symbols")
+        check(count + missed == hi - old,
+              f"{count} rows + {missed} missed != {hi - old} ticks after seq {old}")
+        rows, err, rc = run(f"SELECT count(*) FROM ticks_t WHERE seq > {hi - 10}")
+        check(rc == 0 and rows == [["10"]] and "WARNING" not in err,
+              f"a capture of the last 10: {rows} {err}")
+    finally:
+        finish(sym)
+
+
+def test_live_backend_memory_flat():
+    """200 SELECTs of 40 live symbols in one session: the backend's private memory
+    grows by less than 4 MB (a leak of 20 kB a query would show), and none costs a REST
+    request."""
+    start()
+    syms = symbols(40)
+    q = f"SELECT symbol, price, source FROM live_t WHERE symbol IN ({sql_list(syms)})"
+    try:
+        with Session() as s:
+            pid = s.pid()
+            must(s.query(q), "first read")
+            open_with(syms)
+            for _ in range(20):
+                must(s.query(q), "warm-up")
+            before, requests0 = anon_kb(pid), stats()["requests"]
+            for i in range(200):
+                rows = must(s.query(q), f"query {i}")
+                check(len(rows) == 40 and all(r[2] == "live" for r in rows),
+                      f"query {i}: {len(rows)} rows, sources {sorted({r[2] for r in rows})}")
+            grew = anon_kb(pid) - before
+            print(f"    (private memory {before} kB, grew {grew} kB over 200 queries)")
+            check(grew < 4096, f"the backend's private memory grew by {grew} kB")
+            check(stats()["requests"] == requests0,
+                  f"{stats()['requests'] - requests0} REST requests for live reads")
+    finally:
+        finish(*syms)
+
+
+def test_live_rest_same_columns():
+    """live_wait_ms 0: symbols never subscribed come from REST at once (source 'rest')
+    with the same price, change and volume as domestic_price; once their first ticks are
+    in, the live rows carry the same price and change (the mock's first tick is the
+    quote's)."""
+    start()
+    syms = symbols(5)
+    cols = "symbol, price, change, volume"
+    try:
+        got, err = read(syms, "live_nowait", cols + ", source")
+        rest, _ = read(syms, "kis_prices", cols)
+        check(sorted(got) == sorted(syms), f"rows {got} {err}")
+        wrong = {s: (got[s], rest[s]) for s in syms
+                 if got[s] != rest[s] + ["rest"] or rest[s][0] != str(price(s))}
+        check(not wrong, f"live_nowait vs domestic_price (live, rest): {wrong}")
+        wait_until(lambda: shows(syms, table="live_nowait"), "the first ticks", LONG)
+        got, _ = read(syms, "live_nowait", cols + ", source")
+        wrong = {s: (got[s], rest[s]) for s in syms if got[s][:2] != rest[s][:2]}
+        check(not wrong, f"first ticks vs domestic_price (live, rest): {wrong}")
+    finally:
+        finish(*syms)
