@@ -562,6 +562,8 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		key[foreach_current_index(lc)] = lfirst(lc);
 
 	SpinLockAcquire(&ch->mutex);
+	if (ch->limit > 0 && now - ch->limit_at > (int64) KIS_LIVE_LIMIT_FORGET_S * USECS_PER_SEC)
+		ch->limit = 0;			/* KIS may take more now: learn it again */
 	/* first those subscribed: read now, so that no room is made of them */
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -741,11 +743,30 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 				pending = true;
 		}
 
+		/*
+		 * Another program holds the key's socket: KIS refused one of ours
+		 * saying so, or the wait is over while KIS says so.  An error, not
+		 * REST: the table could never stream.
+		 */
 		SpinLockAcquire(&ch->mutex);
 		in_use = ch->socket == KIS_SOCKET_IN_USE;
 		strlcpy(error, ch->last_error, sizeof(error));
 		SpinLockRelease(&ch->mutex);
-		if (in_use && pending)
+		now = GetCurrentTimestamp();
+		foreach(lc, keys)
+		{
+			KisLiveKey *key = lfirst(lc);
+
+			if (key->refusal != NULL && strncmp(key->refusal, KIS_LIVE_IN_USE_CODE,
+												strlen(KIS_LIVE_IN_USE_CODE)) == 0)
+			{
+				in_use = true;
+				strlcpy(error, key->refusal, sizeof(error));
+				pending = true;
+				now = deadline;
+			}
+		}
+		if (in_use && pending && now >= deadline)
 		{
 			if (sleeping)
 				ConditionVariableCancelSleep();
@@ -756,7 +777,6 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 					 errhint("KIS allows one WebSocket per app key. Close the other program's connection, or give kis_fdw an app key of its own.")));
 		}
 
-		now = GetCurrentTimestamp();
 		if (!pending || now >= deadline)
 			break;
 		if (!sleeping)
@@ -953,7 +973,13 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 {
 	KisLiveShared *shared = kis_live_shared();
 	int			index = kis_live_channel_index(ch);
+	uint64		generation;
 	int			spins = 0;
+
+	/* a channel given to another credential does not show its former ticks */
+	SpinLockAcquire(&ch->mutex);
+	generation = ch->generation;
+	SpinLockRelease(&ch->mutex);
 
 	for (;;)
 	{
@@ -962,6 +988,7 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 		uint64		s;
 		uint32		len;
 		int			owner;
+		uint64		owner_generation;
 
 		if (rr->next > last)
 			return false;
@@ -995,6 +1022,7 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 		}
 		pg_read_barrier();
 		owner = tick->channel;
+		owner_generation = tick->generation;
 		len = Min(tick->len, KIS_LIVE_TICK_MAX - 1);
 		memcpy(record, tick->record, len);
 		record[len] = '\0';
@@ -1003,7 +1031,7 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 		if (pg_atomic_read_u64(&tick->seq) != rr->next)
 			continue;			/* overwritten while copied */
 		*seq = rr->next++;
-		if (owner == index)
+		if (owner == index && owner_generation == generation)
 			return true;
 	}
 }

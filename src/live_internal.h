@@ -31,6 +31,8 @@
 #define KIS_LIVE_APPROVAL_MAX	128
 #define KIS_LIVE_URL_MAX		256
 #define KIS_LIVE_TEXT_MAX		128 /* KIS's words for a refusal */
+#define KIS_LIVE_IN_USE_CODE	"OPSP8996"	/* ALREADY IN USE appkey */
+#define KIS_LIVE_LIMIT_FORGET_S	600 /* a learned limit is tried again after */
 #define KIS_LIVE_APPROVAL_RENEW_S	(12 * 3600) /* reported valid 24 h */
 
 /* Where a subscription stands; changed under the channel's mutex */
@@ -95,6 +97,7 @@ typedef struct KisLiveChannel
 	Latch	   *worker_latch;	/* set when there is work for the worker */
 	int			limit;			/* subscriptions KIS took before refusing
 								 * one (MAX SUBSCRIBE OVER), 0 if unknown */
+	TimestampTz limit_at;		/* when it was learned */
 	char		last_error[KIS_LIVE_TEXT_MAX];
 	TimestampTz last_error_at;
 	int64		reconnects;
@@ -112,6 +115,7 @@ typedef struct KisLiveTick
 {
 	pg_atomic_uint64 seq;
 	int			channel;
+	uint64		generation;		/* the channel's owner when received */
 	TimestampTz received_at;
 	uint32		len;
 	char		record[KIS_LIVE_TICK_MAX];

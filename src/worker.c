@@ -58,6 +58,7 @@ typedef struct KisSocket
 {
 	KisLiveChannel *ch;
 	int			index;			/* the channel's, in the ring's ticks */
+	uint64		generation;		/* the channel's owner, likewise */
 	pgsocket	sock;
 	wslay_event_context_ptr ctx;
 	char	   *early;			/* bytes read with the handshake's answer */
@@ -446,6 +447,7 @@ store_record(KisSocket *ws, KisLiveKind kind, const char *rec, size_t len,
 		pg_atomic_write_u64(&tick->seq, 0);
 		pg_write_barrier();
 		tick->channel = ws->index;
+		tick->generation = ws->generation;
 		tick->received_at = now;
 		memcpy(tick->record, rec, len);
 		tick->len = len;
@@ -519,7 +521,7 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 {
 	KisLiveChannel *ch = ws->ch;
 	int			kind = -1;
-	bool		in_use = msg_cd && strcmp(msg_cd, "OPSP8996") == 0;
+	bool		in_use = msg_cd && strcmp(msg_cd, KIS_LIVE_IN_USE_CODE) == 0;
 
 	for (int k = 0; k < KIS_LIVE_NUM_KINDS; k++)
 		if (tr_id && strcmp(tr_id, kis_live_kinds[k].tr_id) == 0)
@@ -567,6 +569,7 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 					if (ch->entries[a].state == KIS_SUB_ACTIVE)
 						active++;
 				ch->limit = Max(active, 1);
+				ch->limit_at = GetCurrentTimestamp();
 			}
 		}
 		break;
@@ -766,6 +769,8 @@ run_connection(KisLiveChannel *ch)
 	ws.ch = ch;
 	ws.index = channel_index;
 	SpinLockAcquire(&ch->mutex);
+	ws.generation = ch->generation;
+	ch->limit = 0;				/* a new socket may take more: learn it again */
 	strlcpy(url, ch->ws_url, sizeof(url));
 	SpinLockRelease(&ch->mutex);
 	if (!kis_live_url_split(url, &host, &port, &path))

@@ -276,7 +276,7 @@ Deterministic quote data (see quote_numbers / quote_output; all values are JSON 
     bstp_kor_isnm is "" when h0 is odd; Y/N flags are "N"; dates are YYYYMMDD in 2025.
     Nothing depends on time or randomness; the stock name is absent, as in real KIS.
 
-Real-time WebSocket (--ws-port; kis-api.md section 12)
+Real-time WebSocket (--ws-port; docs/live.md)
 ------------------------------------------------------
 Plain ws, any request path (samples send /tryitout/H0STCNT0). Handshake: GET with
 Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version 13 and a
@@ -319,7 +319,7 @@ The MOCK* codes stand for answers real KIS gives in an undocumented form; match 
 Any tr_key is accepted (real KIS does not check it either).
 
 Data frames: text "0|TR_ID|NNN|" + the records, NNN the record count zero-padded to 3,
-every record's fields (TR_FIELDS order in mock_ws.py = kis-api.md section 12) joined by
+every record's fields (TR_FIELDS order in mock_ws.py = docs/live.md) joined by
 "^" and the records joined by "^" too; at most ws_records_per_frame records a frame.
 Records come from a tick state per (tr_id, tr_key), shared by every socket and zeroed by
 /__mock/reset: record n (0, 1, ...) of it has clock = ws_time + n seconds (wrapping at

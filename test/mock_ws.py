@@ -26,7 +26,7 @@ PINGPONG_GRACE = 2.0            # ws_pingpong_strict: seconds to echo a PINGPONG
 TICKER_PERIOD = 0.005           # seconds between passes of the background thread
 MAX_RECORDS_PER_FRAME = 1000
 
-# Field names of each supported TR, in the order KIS sends them (kis-api.md §12).
+# Field names of each supported TR, in the order KIS sends them (docs/live.md).
 H0STCNT0_FIELDS = (
     "MKSC_SHRN_ISCD", "STCK_CNTG_HOUR", "STCK_PRPR", "PRDY_VRSS_SIGN", "PRDY_VRSS",
     "PRDY_CTRT", "WGHN_AVRG_STCK_PRC", "STCK_OPRC", "STCK_HGPR", "STCK_LWPR", "ASKP1",
@@ -55,7 +55,7 @@ TR_FIELDS = {"H0STCNT0": H0STCNT0_FIELDS, "H0STASP0": H0STASP0_FIELDS,
              "HDFSCNT0": HDFSCNT0_FIELDS}
 assert [len(TR_FIELDS[tr]) for tr in ("H0STCNT0", "H0STASP0", "HDFSCNT0")] == [46, 59, 26]
 
-# Ack codes: (rt_cd, msg1). OPSP* are KIS's (kis-api.md §12); MOCK* are this mock's own,
+# Ack codes: (rt_cd, msg1). OPSP* are KIS's (docs/live.md); MOCK* are this mock's own,
 # for cases whose real answer is not documented.
 ACKS = {
     "OPSP0000": ("0", "SUBSCRIBE SUCCESS"),

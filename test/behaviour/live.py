@@ -24,7 +24,7 @@ import signal
 from kistest import mock
 from .harness import (
     MOCK_URL, MOCK_WS_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, price, symbols,
-    sql_list, wait_until, check, run, run_all, must, Session, known_gap)
+    sql_list, wait_until, check, run, run_all, must, Session)
 from .fixtures import APP_KEY_B, cancel_backend
 
 TRADE = "H0STCNT0"
@@ -334,13 +334,11 @@ def test_live_in_use_elsewhere():
         finish(first, second or first, third, fourth)
 
 
-@known_gap
 def test_live_in_use_waiting_query():
-    """Gap: the query whose subscription KIS refuses with OPSP8996 (ALREADY IN USE
-    appkey) is not told: the ack marks its symbol refused and the socket 'in use' at
-    once, so the query's wait sees a refusal, not a pending symbol, and answers the
-    symbol from REST (source 'rest') without a word.  Issue 24 wants the waiting query
-    to get the clear ERROR (only later queries get it today)."""
+    """The query whose subscription KIS refuses with OPSP8996 (ALREADY IN USE appkey)
+    gets the clear ERROR, never a silent REST row (it once did: the ack marked its
+    symbol refused and the socket 'in use' at once, and the wait took the refusal for
+    an ordinary one)."""
     start()
     first = symbols(1)[0]
     second = None
@@ -352,14 +350,12 @@ def test_live_in_use_waiting_query():
         finish(first, second or first)
 
 
-@known_gap
 def test_live_in_use_cleared():
-    """Gap: once the other program has let go of the app key, the first query of a new
-    symbol still fails with "another program holds the app key's WebSocket": the
-    channel stays 'in use elsewhere' until some subscription is acknowledged, and a
-    query that finds that state with a symbol pending fails at once, before the
-    worker has even sent its subscription (which then succeeds: the next query
-    streams)."""
+    """Once the other program has let go of the app key, the first query of a new
+    symbol streams.  (It once failed with "another program holds the app key's
+    WebSocket": the channel stays 'in use elsewhere' until a subscription is
+    acknowledged, and a query that found that state with a symbol pending failed at
+    once, before the worker had even sent its subscription.)"""
     start()
     first, third = symbols(2)
     second = None
@@ -608,13 +604,13 @@ def view_order():
     return rows
 
 
-@known_gap
 def test_live_ring_private_after_channel_reuse():
-    """Gap: the tick ring leaks a former owner's ticks to whoever is given its channel.
+    """The tick ring never shows a former owner's ticks to whoever is given its channel.
     A channel whose subscriptions all went (its worker stopped) is handed to the next
-    credential that asks for one (kis_live_channel takes the first idle channel), and the
-    ring's ticks are tagged with the channel's index only, so the new owner's
-    domestic_ticks scan returns every tick of the old owner the ring still holds.  Here a
+    credential that asks for one (kis_live_channel takes the first idle channel); the
+    ring's ticks were once tagged with the channel's index only, so the new owner's
+    domestic_ticks scan returned every tick of the old owner the ring still held (now
+    the channel's generation too).  Here a
     role whose app key never subscribed anything (its secret is one KIS refuses: a ticks
     scan needs no approval key) reads domestic_ticks right after our symbols went: it
     must get no rows.  (Deterministic when our channel is the first idle one, as in a
