@@ -1942,25 +1942,13 @@ class KisHandler(BaseHTTPRequestHandler):
     def _approval(self, body):
         """tokenP's checks, with the secret in "secretkey" (an "appsecret" is not read)."""
         state = self.server.state
-        try:
-            req = json.loads(body)
-        except ValueError:
-            req = None
-        if not isinstance(req, dict):
+        req = self._json_object(body)
+        if req is None:
             return self._token_error("EGW00101")
         appkey, secret = req.get("appkey"), req.get("secretkey")
-        if not req.get("grant_type"):
-            return self._token_error("EGW00115")
-        if req["grant_type"] != "client_credentials":
-            return self._token_error("EGW00112")
-        if not appkey or not isinstance(appkey, str):
-            return self._token_error("EGW00102")
-        if appkey.startswith("BAD"):
-            return self._token_error("EGW00103")
-        if not secret or not isinstance(secret, str):
-            return self._token_error("EGW00104")
-        if secret.startswith("BAD"):
-            return self._token_error("EGW00105")
+        refused = self._credentials_refused(req, appkey, secret)
+        if refused:
+            return self._token_error(refused)
         key, new = state.ws.approve(appkey, secret)
         if new:
             state.bump("approvals_issued")
@@ -1968,34 +1956,48 @@ class KisHandler(BaseHTTPRequestHandler):
 
     # ---- POST /oauth2/tokenP
 
+    @staticmethod
+    def _json_object(body):
+        """A request body's JSON object, or None."""
+        try:
+            req = json.loads(body)
+        except ValueError:
+            return None
+        return req if isinstance(req, dict) else None
+
+    @staticmethod
+    def _credentials_refused(req, appkey, secret):
+        """The error code tokenP and Approval give a request's credentials, or None."""
+        if not req.get("grant_type"):
+            return "EGW00115"
+        if req["grant_type"] != "client_credentials":
+            return "EGW00112"
+        if not appkey or not isinstance(appkey, str):
+            return "EGW00102"
+        if appkey.startswith("BAD"):
+            return "EGW00103"
+        if not secret or not isinstance(secret, str):
+            return "EGW00104"
+        if secret.startswith("BAD"):
+            return "EGW00105"
+        return None
+
     def _token_error(self, code):
         self.server.state.count_error(code)
         self._send_json(403, {"error_code": code, "error_description": MESSAGES[code]})
 
     def _token(self, body):
         state = self.server.state
-        try:
-            req = json.loads(body)
-        except ValueError:
-            req = None
-        if not isinstance(req, dict):
+        req = self._json_object(body)
+        if req is None:
             return self._token_error("EGW00101")
         appkey, appsecret = req.get("appkey"), req.get("appsecret")
         with state.lock:
             delay = state.config["token_latency_ms"] / 1000
         time.sleep(delay)  # KIS working on it: nothing is decided before the answer
-        if not req.get("grant_type"):
-            return self._token_error("EGW00115")
-        if req["grant_type"] != "client_credentials":
-            return self._token_error("EGW00112")
-        if not appkey or not isinstance(appkey, str):
-            return self._token_error("EGW00102")
-        if appkey.startswith("BAD"):
-            return self._token_error("EGW00103")
-        if not appsecret or not isinstance(appsecret, str):
-            return self._token_error("EGW00104")
-        if appsecret.startswith("BAD"):
-            return self._token_error("EGW00105")
+        refused = self._credentials_refused(req, appkey, appsecret)
+        if refused:
+            return self._token_error(refused)
         issued = (None if state.take_fault(None, token_endpoint=True)
                   else state.issue_token(appkey, appsecret))
         if issued is None:

@@ -78,6 +78,26 @@ def dec4(hundredths):
     return f"{sign}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}00"
 
 
+def start_mock(cls, args, port_file):
+    """Start the mock for a test class; cls.port is its port (the --ws-port-file, if
+    any, is written before port_file)."""
+    cls.proc = subprocess.Popen(args)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline:
+            raise RuntimeError("mock did not start")
+        time.sleep(0.02)
+    with open(port_file) as f:
+        cls.port = int(f.read())
+
+
+def stop_mock(cls):
+    if cls.proc.poll() is None:
+        cls.proc.kill()
+        cls.proc.wait()
+    shutil.rmtree(cls.dir)
+
+
 class MockKisCase(unittest.TestCase):
     tls = False
 
@@ -93,21 +113,11 @@ class MockKisCase(unittest.TestCase):
             make_certs(cls.dir, ca, cert, key)
             cls.context = ssl.create_default_context(cafile=ca)
             args += ["--cert", cert, "--key", key]
-        cls.proc = subprocess.Popen(args)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if time.monotonic() > deadline:
-                raise RuntimeError("mock did not start")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            cls.port = int(f.read())
+        start_mock(cls, args, port_file)
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            cls.proc.kill()
-            cls.proc.wait()
-        shutil.rmtree(cls.dir)
+        stop_mock(cls)
 
     def connect(self):
         if self.context:
@@ -1097,25 +1107,15 @@ class MockKisWsCase(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="mock_kis_ws_test")
         port_file, ws_file = (os.path.join(cls.dir, n) for n in ("port", "ws_port"))
-        cls.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_kis.py"),
-                                     "--quiet", "--port-file", port_file,
-                                     "--ws-port", "0", "--ws-port-file", ws_file])
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if time.monotonic() > deadline:
-                raise RuntimeError("mock did not start")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            cls.port = int(f.read())
+        start_mock(cls, [sys.executable, os.path.join(HERE, "mock_kis.py"),
+                         "--quiet", "--port-file", port_file,
+                         "--ws-port", "0", "--ws-port-file", ws_file], port_file)
         with open(ws_file) as f:
             cls.ws_port = int(f.read())
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            cls.proc.kill()
-            cls.proc.wait()
-        shutil.rmtree(cls.dir)
+        stop_mock(cls)
 
     def setUp(self):
         self.control("reset", {"tokens": True})
