@@ -93,12 +93,12 @@ FULL_SIZES = {"rate-bound": 200, "latency-bound": 320, "shared": 60, "same-symbo
               "batched": 600, "overhead": 10000, "overhead-reps": 3, "cancel": 2000,
               "cancel-reps": 20, "two-keys": 95, "join": 200, "cached-join": 1200,
               "cached-join-reps": 5, "live": 40, "live-reps": 20, "live-latency": 200,
-              "live-stream-s": 60}
+              "live-stream-s": 60, "live-cancels": 20}
 QUICK_SIZES = {"rate-bound": 40, "latency-bound": 64, "shared": 15, "same-symbols": 10,
                "batched": 120, "overhead": 1000, "overhead-reps": 2, "cancel": 2000,
                "cancel-reps": 3, "two-keys": 20, "join": 40, "cached-join": 200,
                "cached-join-reps": 2, "live": 40, "live-reps": 5, "live-latency": 50,
-               "live-stream-s": 10}
+               "live-stream-s": 10, "live-cancels": 5}
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = dict(QUICK_SIZES if QUICK else FULL_SIZES)
 
@@ -542,9 +542,10 @@ def scenario_live(first=800000, n=None):
     median of reps; the mock's REST requests meanwhile) against the same rows in a local
     table; (2) tick-to-visible latency: a tick with a new price POSTed to the mock, then
     SELECTs in one session until it shows, from before the POST to the SELECT that saw it;
-    (3) a sustained stream of 2,000 ticks/s (one record a frame) while a session captures
-    domestic_ticks every second by "seq >": ticks sent, captured, lost, the worker's CPU
-    and the capturing backend's memory."""
+    (3) a query waiting for a first tick that never comes, cancelled from another session:
+    from before pg_cancel_backend to its ERROR; (4) a sustained stream of 2,000 ticks/s (one
+    record a frame) while a session captures domestic_ticks every second by "seq >": ticks
+    sent, captured, lost, the worker's CPU and the capturing backend's memory."""
     n = n or SIZES["live"]
     reps, K, stream_s = SIZES["live-reps"], SIZES["live-latency"], SIZES["live-stream-s"]
     ws_listener(MOCK_WS_URL)
@@ -641,7 +642,38 @@ def scenario_live(first=800000, n=None):
                  ticks_unsent=unsent, ticks_invisible=len(invisible),
                  invisible_symbols=invisible[:10])
 
-        # 3. a sustained stream, captured every second
+        # 3. cancel while waiting for a first tick: a symbol that gets none (the mock
+        # sends no first tick), a table that would wait a minute; pg_cancel_backend from
+        # the other session, from before that statement to the waiting query's ERROR line
+        mock("/__mock/config", {"ws_first_tick": False})
+        psql(f"CREATE FOREIGN TABLE live_wait (symbol text, price numeric) SERVER {server} "
+             "OPTIONS (endpoint 'domestic_live', live_wait_ms '60000')")
+        w = Session()
+        cancel_ms = []
+        try:
+            for k in range(SIZES["live-cancels"]):
+                fresh = f"{first + n + k:06d}"
+                marker = w.send(f"SELECT price FROM live_wait WHERE symbol = '{fresh}'")
+                deadline = time.monotonic() + 10
+                while not session_rows(s, "SELECT 1 FROM pg_stat_activity WHERE pid = "
+                                       f"{w.pid} AND wait_event_type = 'Extension'"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the query never waited for its first tick")
+                    time.sleep(0.005)
+                t0 = time.perf_counter()
+                session_rows(s, f"SELECT pg_cancel_backend({w.pid})")
+                _, err = w.finish(marker)
+                ended = [t for t, line in err if "canceling statement" in line]
+                if not ended:
+                    raise RuntimeError(f"the waiting query was not cancelled: {err[-2:]}")
+                cancel_ms.append((ended[0] - t0) * 1000)
+        finally:
+            w.close()
+            mock("/__mock/config", {"ws_first_tick": True})
+        r.update(cancel_ms_median=statistics.median(cancel_ms), cancel_ms_max=max(cancel_ms),
+                 cancel_ms_all=cancel_ms)
+
+        # 4. a sustained stream, captured every second
         cap = Session()
         capture = ("INSERT INTO live_cap SELECT seq, symbol FROM live_ticks WHERE seq > "
                    "(SELECT coalesce(max(seq), 0) FROM live_cap); SELECT count(*) FROM live_cap")
@@ -721,6 +753,7 @@ def scenario_live(first=800000, n=None):
         time.sleep(0.2)
     r["worker_exited"] = not live_channel(name).get("worker_pid")
     r["met"] = (r["read_ms_median"] < 1 and r["requests"] == 0 and r["latency_p99_ms"] <= 5
+                and r["cancel_ms_max"] <= 20
                 and r["ticks_invisible"] == 0 and r["ticks_unsent"] == 0
                 and r["worker_cpu_pct"] < 10 and r["lost"] == 0
                 and r["anon_growth_2nd_half_kb"] <= 1024)
@@ -1128,6 +1161,9 @@ def table_rows(R):
             f"{f(lv['post_ms_median'])} ms, to the psql SELECT that saw it, round trip "
             f"{f(lv['select_rtt_ms_median'])} ms; {f(lv['polls_mean'])} SELECTs a tick), "
             f"{lv['ticks_invisible'] + lv['ticks_unsent']} of {lv['ticks']} never visible; "
+            f"cancel while waiting for a first tick: median {f(lv['cancel_ms_median'])} ms, "
+            f"max {f(lv['cancel_ms_max'])} ms ({len(lv['cancel_ms_all'])} cancels, from before "
+            "pg_cancel_backend in another session to the ERROR); "
             f"stream: {lv['ticks_sent']:,} sent ({lv['sent_per_s']:,.0f}/s), "
             f"{lv['ticks_received']:,} received, {lv['captured']:,} captured, {lv['lost']:,} "
             f"lost; worker CPU {f(lv['worker_cpu_pct'], 1)} % of a core (mock "
@@ -1138,8 +1174,8 @@ def table_rows(R):
             f"included: {lv['rss_start_kb']:,} → {lv['rss_end_kb']:,} kB)"
             + ("; WORKER RESTARTED" if lv["worker_restarted"] else "")
             + (f"; {lv['reconnects']} reconnects" if lv["reconnects"] else ""),
-            "read < 1 ms, 0 requests; p99 ≤ 5 ms; worker < 10 % of a core, 0 lost, RSS flat "
-            "(RssAnon ≤ 1 MB more over the second half)", yes(lv["met"])),
+            "read < 1 ms, 0 requests; p99 ≤ 5 ms; cancel ≤ 20 ms; worker < 10 % of a core, "
+            "0 lost, RSS flat (RssAnon ≤ 1 MB more over the second half)", yes(lv["met"])),
         "cancel": lambda ca: (
             "cancel", f"{n['cancel']:,} symbols, 50 ms, cancelled after 1 s, ×{n['cancel-reps']}",
             f"p50 {f(ca['p50_ms'], 1)} ms, p95 {f(ca['p95_ms'], 1)} ms, max {f(ca['max_ms'], 1)} "

@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -780,6 +782,28 @@ TimestampTz
 GetCurrentTimestamp(void)
 {
 	return fuzz_now;
+}
+
+/* utils/adt/timestamp.c's, in UTC (a live table's REST rows say when) */
+const char *
+timestamptz_to_str(TimestampTz t)
+{
+	static char buf[64];
+	time_t		secs = (time_t) (t / USECS_PER_SEC) +
+		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	int			usecs = (int) (t % USECS_PER_SEC);
+	struct tm	tm;
+
+	if (usecs < 0)
+	{
+		secs--;
+		usecs += USECS_PER_SEC;
+	}
+	gmtime_r(&secs, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, usecs);
+	return buf;
 }
 
 int

@@ -573,6 +573,7 @@ const KisEndpoint kis_endpoints[] = {
 		.row_symbol_field = "mksc_shrn_iscd",
 		.columns = domestic_symbols_columns,
 	},
+	/* the live tables stay last: the fuzz harness stops at the first */
 	{
 		.name = "domestic_live",
 		.description = "latest trade of a domestic symbol from KIS's WebSocket (H0STCNT0), read from shared memory; REST inquire-price until its first tick",
