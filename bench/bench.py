@@ -662,11 +662,15 @@ def scenario_live(first=800000, n=None):
                     time.sleep(0.005)
                 t0 = time.perf_counter()
                 session_rows(s, f"SELECT pg_cancel_backend({w.pid})")
-                _, err = w.finish(marker)
+                out, err = w.finish(marker)
                 ended = [t for t, line in err if "canceling statement" in line]
                 if not ended:
-                    raise RuntimeError(f"the waiting query was not cancelled: {err[-2:]}")
+                    raise RuntimeError(f"the waiting query was not cancelled: {out[-2:]} "
+                                       f"{err[-2:]}")
                 cancel_ms.append((ended[0] - t0) * 1000)
+                # within the key's 41 subscriptions (40 are the read's)
+                session_rows(s, f"SELECT kis_fdw_live_unsubscribe('{server}', "
+                             f"ARRAY['{fresh}'])")
         finally:
             w.close()
             mock("/__mock/config", {"ws_first_tick": True})
