@@ -86,4 +86,8 @@ SELECT has_table_privilege('public', 'kis_fdw_live', 'SELECT') AS public_reads,
 SELECT key_hash ~ '^[0-9a-f]{12}$' AS hashed, socket, worker_pid IS NOT NULL AS has_worker
 FROM kis_fdw_live;
 
+-- what this file read is dropped, so that its worker stops and no later
+-- test shares the mock with it
+SELECT kis_fdw_live_unsubscribe('kis', ARRAY['005930', '000660', '035420']);
+SELECT kis_fdw_live_unsubscribe('kis', ARRAY['005930'], 'orderbook');
 DROP FOREIGN TABLE live, live_book, live_overseas, live_nowait, ticks;

@@ -35,6 +35,8 @@
 #include "util.h"
 
 int			kis_live_idle_s = 300;
+
+#define KIS_LIVE_RING_PATIENCE	(1000 + 100)	/* spins, then 1 ms sleeps */
 static int	live_ring_size = 16384;
 static int	live_nchannels = 0;
 static KisLiveShared *live = NULL;
@@ -673,13 +675,16 @@ read_record(KisLiveEntry *entry, const char *tr_key, char *buf, TimestampTz *at)
 {
 	size_t		keylen = strlen(tr_key);
 
-	for (;;)
+	for (int spins = 0;; spins++)
 	{
 		uint32		before = pg_atomic_read_u32(&entry->change);
 		uint32		len;
 
 		if (before & 1)
 		{
+			/* a worker that died while writing: no tick until the next one */
+			if (spins > 10000)
+				return false;
 			pg_spin_delay();
 			continue;
 		}
@@ -1003,21 +1008,28 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 		s = pg_atomic_read_u64(&tick->seq);
 		if (s != rr->next)
 		{
-			if (s > rr->next || s == 0)
+			/*
+			 * Overwritten (a later seq): lost.  Being written (0) or handed
+			 * out and not written yet (an earlier seq): wait a moment; a
+			 * writer that died there lost it, unless it is the last.
+			 */
+			if (s < rr->next && ++spins <= KIS_LIVE_RING_PATIENCE)
 			{
-				/* being written or already overwritten: look again */
-				if (s == 0)
-				{
-					if (++spins > 10000)
-						return false;	/* its writer is gone: later */
+				/* a moment's spin, then up to 100 ms for a descheduled writer */
+				if (spins < 1000)
 					pg_spin_delay();
-					continue;
+				else
+				{
+					CHECK_FOR_INTERRUPTS();
+					pg_usleep(1000);
 				}
-				rr->missed++;
-				rr->next++;
+				continue;
 			}
-			else
-				return false;	/* handed out, not written yet */
+			if (s < rr->next && rr->next >= last)
+				return false;
+			spins = 0;
+			rr->missed++;
+			rr->next++;
 			continue;
 		}
 		pg_read_barrier();

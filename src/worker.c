@@ -904,6 +904,18 @@ kis_live_worker_main(Datum main_arg)
 	}
 	channel->worker_pid = MyProcPid;
 	channel->worker_latch = MyLatch;
+	/* a record the last worker died writing is no record */
+	for (int e = 0; e < KIS_LIVE_MAX_ENTRIES; e++)
+	{
+		KisLiveEntry *entry = &channel->entries[e];
+
+		if (pg_atomic_read_u32(&entry->change) & 1)
+		{
+			entry->received_at = 0;
+			entry->len = 0;
+			pg_atomic_fetch_add_u32(&entry->change, 1);
+		}
+	}
 	if (channel->socket == KIS_SOCKET_NONE || channel->socket == KIS_SOCKET_STARTING)
 		channel->socket = KIS_SOCKET_CONNECTING;
 	SpinLockRelease(&channel->mutex);
