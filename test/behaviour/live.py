@@ -24,7 +24,7 @@ import signal
 from kistest import mock
 from .harness import (
     MOCK_URL, MOCK_WS_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, price, symbols,
-    sql_list, wait_until, check, run, run_all, must, Session)
+    sql_list, wait_until, check, run, run_all, must, Session, known_gap)
 from .fixtures import APP_KEY_B, cancel_backend
 
 TRADE = "H0STCNT0"
@@ -819,3 +819,246 @@ def test_live_rest_same_columns():
         check(not wrong, f"first ticks vs domestic_price (live, rest): {wrong}")
     finally:
         finish(*syms)
+
+
+# --------------------------------------------------------------------------- review (live-review)
+
+def ws_port():
+    return int(MOCK_WS_URL.rsplit(":", 1)[1].split("/")[0])
+
+
+def mock_unread_ws_bytes():
+    """Bytes the worker sent that the mock's WebSocket side has not read yet (the
+    receive queues of its established connections, from /proc/net/tcp*)."""
+    port, total = ws_port(), 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+@known_gap
+def test_live_subscribe_while_unsubscribing():
+    """KNOWN GAP (review): kis_fdw_live_subscribe of a symbol whose unsubscription is
+    in flight (its entry DROPPING: the worker sent the unsubscribe, KIS has not acked)
+    pins the entry but leaves it DROPPING, reads its last record and returns 1; KIS's
+    OPSP0001 then frees the entry, so the symbol the caller was told is subscribed
+    and pinned is not, and the worker stops.  (kis_live_want turns DROP back into
+    ACTIVE, but not DROPPING.)  The mock is paused (SIGSTOP) between the worker's
+    unsubscribe and its ack, so that the subscribe surely finds the entry DROPPING."""
+    start()
+    sym = symbols(1)[0]
+    mock_pid = int(os.environ["KIS_MOCK_PID"])
+    stopped = False
+    try:
+        rows, err, rc = run(f"SELECT kis_fdw_live_subscribe('kis', ARRAY['{sym}'])")
+        check(rc == 0 and rows == [["1"]], f"subscribe: {rows} {err}")
+        open_with([sym])
+        wait_until(lambda: mock_unread_ws_bytes() == 0, "the mock to read everything", LONG)
+        os.kill(mock_pid, signal.SIGSTOP)
+        stopped = True
+        rows, err, rc = run(f"SELECT kis_fdw_live_unsubscribe('kis', ARRAY['{sym}'])")
+        check(rc == 0 and rows == [["1"]], f"unsubscribe: {rows} {err}")
+        wait_until(lambda: mock_unread_ws_bytes() > 0, "the worker to send the unsubscribe",
+                   LONG)
+        rows, err, rc = run(f"SELECT kis_fdw_live_subscribe('kis', ARRAY['{sym}'])")
+        check(rc == 0 and rows == [["1"]] and "WARNING" not in err,
+              f"subscribe while the unsubscribe is in flight: {rows} {err}")
+        os.kill(mock_pid, signal.SIGCONT)
+        stopped = False
+        wait_until(lambda: ws()["acks"].get("OPSP0001", 0) >= 1, "KIS's unsubscribe ack", LONG)
+
+        def resubscribed():
+            return sym in mock_subs() and ours()["subscriptions"] == 1
+        try:
+            wait_until(resubscribed, "the pinned symbol to be subscribed again", 10)
+        except AssertionError:
+            check(False, f"kis_fdw_live_subscribe returned 1 for {sym}, yet after KIS's "
+                         f"unsubscribe ack it is not subscribed: mock {mock_subs()}, "
+                         f"view {ours()}")
+    finally:
+        if stopped:
+            os.kill(mock_pid, signal.SIGCONT)
+        finish(sym)
+
+
+@known_gap
+def test_live_ring_other_channel_warning():
+    """KNOWN GAP (review): the tick ring is one for every channel, and a capture counts
+    every tick the ring overwrote as one it missed, whoever's it was.  Another role with
+    an app key of its own (R_OTHER) floods the ring with its own ticks; our capture
+    seq > S, after which our channel received nothing, gets the WARNING "missed N
+    ticks" with N the other channel's tick count (which kis_fdw_live hides from
+    ordinary roles), though none of ours was lost.  Expected: no WARNING, no rows."""
+    start()
+    sym, other_sym = symbols(2)
+    hostile_roles()
+    hash_b = hashlib.sha256(APP_KEY_B.encode()).hexdigest()[:12]
+    try:
+        rows, _, _ = run("SHOW kis_fdw.live_ring_size")
+        ring = int(rows[0][0])
+        read([sym])
+        open_with([sym])
+        wait_until(lambda: as_role(R_OTHER, f"SELECT source FROM live_t "
+                                            f"WHERE symbol = '{other_sym}'")[0] == [["live"]],
+                   f"{R_OTHER}'s symbol to stream", LONG)
+        last = ring_max()
+        check(last > 0, "none of our ticks in the ring")
+        mock_config(ws_records_per_frame=40)
+        ticks0 = ours(hash_b)["ticks"] or 0
+        total, sent = ring + 100, 0
+        while sent < total:
+            sent += tick(other_sym, count=min(2000, total - sent))
+        wait_until(lambda: (ours(hash_b)["ticks"] or 0) >= ticks0 + total,
+                   f"{total} ticks of {R_OTHER}'s channel", LONG)
+        rows, err, rc = run(f"SELECT seq, symbol FROM ticks_t WHERE seq > {last}")
+        check(rc == 0, f"our capture: {err}")
+        check(not rows, f"our capture after seq {last} returned {len(rows)} rows")
+        check("WARNING" not in err,
+              f"our capture after seq {last}, after which our channel received no tick, "
+              f"warns of ticks it missed (another channel's): {err.strip()!r}")
+    finally:
+        release([other_sym], role=R_OTHER)
+        finish(sym)
+        drop_hostile_roles()
+
+
+def test_live_subscribe_odd_arguments():
+    """kis_fdw_live_subscribe's odd arguments: an empty array, NULL elements, a NULL
+    argument (STRICT), the same symbol twice, an unknown kind, a 10 kB symbol, a
+    two-dimensional array, overseas 'NAS:' and ':AAPL' are answers or clean ERRORs (no
+    crash); 70 symbols at once (more than the channel's 64 entries and the mock's 41
+    subscriptions) take 41, with a WARNING for each of the other 29, and all go on
+    unsubscribe (the worker stops)."""
+    start()
+    syms = symbols(70)
+    sub = "SELECT kis_fdw_live_subscribe"
+    try:
+        for call, want in ((f"{sub}('kis', '{{}}')", [["0"]]),
+                           (f"{sub}('kis', ARRAY[NULL, NULL]::text[])", [["0"]]),
+                           (f"{sub}(NULL, ARRAY['{syms[0]}'])", []),   # NULL: psql's blank line
+                           (f"{sub}('kis', NULL)", [])):
+            rows, err, rc = run(call)
+            check(rc == 0 and rows == want and "WARNING" not in err, f"{call}: {rows} {err}")
+        for call, message in ((f"{sub}('kis', ARRAY['{syms[0]}'], 'bogus')", "invalid live kind"),
+                              (f"{sub}('kis', ARRAY[repeat('A', 10000)])", "invalid symbol"),
+                              (f"{sub}('kis', ARRAY['{syms[0]}:X'])", "invalid symbol"),
+                              (f"{sub}('kis', '{{{{a,b}},{{c,d}}}}')", "invalid symbol"),
+                              (f"{sub}('kis', ARRAY['NAS:'], 'overseas')", "invalid symbol"),
+                              (f"{sub}('kis', ARRAY[':AAPL'], 'overseas')", "invalid exchange"),
+                              (f"{sub}('nosuchserver', ARRAY['{syms[0]}'])", "does not exist")):
+            rows, err, rc = run(call)
+            check(rc != 0 and message in err, f"{call[:80]}: {rows} {err[:300]}")
+        rows, err, rc = run(f"{sub}('kis', ARRAY['{syms[0]}', '{syms[0]}'])")
+        print(f"    (the same symbol twice: {rows}, {err.strip()!r})")
+        check(rc == 0 and mock_subs().count(syms[0]) <= 1, f"twice: {rows} {err} {mock_subs()}")
+        rows, err, rc = run(f"{sub}('kis', ARRAY[{sql_list(syms)}])")
+        warnings = err.count("WARNING:  KIS did not subscribe")
+        print(f"    (70 symbols: {rows}, {warnings} WARNINGs, view {ours()})")
+        check(rc == 0 and rows == [["41"]] and warnings == 29, f"70 symbols: {rows} {err[-500:]}")
+        wait_until(lambda: len(mock_subs()) == 41, "41 subscriptions at the mock", LONG)
+        rows, err, rc = run(f"SELECT kis_fdw_live_unsubscribe('kis', ARRAY[{sql_list(syms)}])")
+        check(rc == 0 and rows == [["70"]], f"unsubscribe: {rows} {err}")
+        wait_until(lambda: ours()["socket"] == "idle" and not mock_subs(),
+                   "every symbol to go and the worker to stop", LONG)
+    finally:
+        finish(*syms)
+
+
+def test_live_scan_shapes():
+    """A live table in a cursor paused mid-scan while its symbols are unsubscribed, a
+    prepared statement run with changing parameters, LATERAL rescans with a new symbol
+    each, and a UNION ALL of two live tables: each row is there once at the mock's
+    price."""
+    start()
+    syms = symbols(4)
+    try:
+        read(syms)
+        open_with(syms)
+        with Session() as s:
+            must(s.query("BEGIN"), "BEGIN")
+            must(s.query(f"DECLARE c CURSOR FOR SELECT symbol, price FROM live_t "
+                         f"WHERE symbol IN ({sql_list(syms)}) ORDER BY symbol"), "DECLARE")
+            first = must(s.query("FETCH 1 FROM c"), "FETCH 1")
+            release(syms)
+            wait_until(lambda: ours()["socket"] == "idle", "the worker to stop", LONG)
+            rest = must(s.query("FETCH ALL FROM c"), "FETCH ALL")
+            must(s.query("COMMIT"), "COMMIT")
+            got = first + rest
+            check([r[0] for r in got] == sorted(syms), f"cursor rows {got}")
+            check(all(r[1] == str(price(r[0])) for r in got), f"cursor prices {got}")
+            must(s.query("PREPARE p(text) AS SELECT symbol, price, source FROM live_t "
+                         "WHERE symbol = $1"), "PREPARE")
+            for i in range(8):
+                sym = syms[i % 4]
+                rows = must(s.query(f"EXECUTE p('{sym}')"), f"EXECUTE {i}")
+                check(len(rows) == 1 and rows[0][0] == sym, f"EXECUTE p('{sym}'): {rows}")
+            rows = must(s.query(f"SELECT v.s, l.symbol, l.price FROM (VALUES {', '.join(f'({chr(39)}{x}{chr(39)})' for x in syms)}) v(s) "
+                                f"CROSS JOIN LATERAL (SELECT * FROM live_t WHERE symbol = v.s "
+                                f"OFFSET 0) l ORDER BY 1"), "LATERAL")
+            check([(r[0], r[1]) for r in rows] == [(x, x) for x in sorted(syms)],
+                  f"LATERAL rows {rows}")
+            rows = must(s.query(f"SELECT symbol FROM live_t WHERE symbol IN ({sql_list(syms[:2])}) "
+                                f"UNION ALL SELECT symbol FROM live_nowait "
+                                f"WHERE symbol IN ({sql_list(syms[2:])}) ORDER BY 1"),
+                        "UNION ALL")
+            check([r[0] for r in rows] == sorted(syms), f"UNION ALL rows {rows}")
+    finally:
+        finish(*syms)
+
+
+def test_live_ws_url_not_websocket():
+    """ws_url at a port where nothing listens, and at the mock's REST port (TLS, not
+    WebSocket): a read answers from REST (source 'rest', the mock's price) after
+    live_wait_ms, the view says why in printable text without the secret, nothing in
+    the server log carries the app secret, and the worker stops once the symbol is
+    unsubscribed."""
+    start()
+    sym = symbols(1)[0]
+    import socket as socket_
+    probe = socket_.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead_port = probe.getsockname()[1]
+    probe.close()
+    rest_port = MOCK_URL.rsplit(":", 1)[1].split("/")[0]
+    log_at = os.path.getsize(os.path.join(os.environ["KIS_WORK"], "server.log"))
+    cases = (("kis_ws_dead", f"ws://127.0.0.1:{dead_port}/x"),
+             ("kis_ws_http", f"ws://127.0.0.1:{rest_port}/"))
+    try:
+        for server, url in cases:
+            run(f"DROP SERVER IF EXISTS {server} CASCADE")
+            run_all(f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+                    f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', ws_url '{url}', "
+                    f"rate_limit '0', live_wait_ms '300')",
+                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} OPTIONS "
+                    f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+                    f"CREATE FOREIGN TABLE {server}_t (symbol text, price numeric, source text) "
+                    f"SERVER {server} OPTIONS (endpoint 'domestic_live')")
+            rows, err, rc = run(f"SELECT symbol, price, source FROM {server}_t "
+                                f"WHERE symbol = '{sym}'")
+            check(rc == 0 and rows == [[sym, str(price(sym)), "rest"]],
+                  f"{server}: {rows} {err}")
+            rows, err, rc = run("SELECT socket, last_error FROM kis_fdw_live "
+                                "WHERE last_error IS NOT NULL")
+            print(f"    ({server}: view {rows})")
+            check(all(APP_SECRET not in r[1] for r in rows), f"view: {rows}")
+            run(f"SELECT kis_fdw_live_unsubscribe('{server}', ARRAY['{sym}'])")
+        wait_until(lambda: run("SELECT count(*) FROM kis_fdw_live WHERE socket <> 'idle'")[0]
+                   == [["0"]], "the workers to stop", LONG)
+        with open(os.path.join(os.environ["KIS_WORK"], "server.log"), errors="replace") as f:
+            f.seek(log_at)
+            log = f.read()
+        check(APP_SECRET not in log, "the app secret is in the server log")
+    finally:
+        for server, _ in cases:
+            run(f"SELECT kis_fdw_live_unsubscribe('{server}', ARRAY['{sym}'])")
+            run(f"DROP SERVER IF EXISTS {server} CASCADE")
+        finish(sym)
