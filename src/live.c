@@ -192,7 +192,7 @@ kis_live_define_gucs(void)
 							"Ticks kept in the shared ring that domestic_ticks reads.",
 							NULL,
 							&live_ring_size,
-							16384, 16, 1048576,
+							16384, 1024, 1048576,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 }
@@ -229,10 +229,7 @@ kis_live_shmem_startup(void)
 	SpinLockInit(&live->mutex);
 	live->nchannels = live_nchannels;
 	live->ring_size = live_ring_size;
-	/*
-	 * seq starts from the clock in microseconds, so that it keeps
-	 * increasing across restarts (fewer than a tick per microsecond)
-	 */
+	/* ring positions are counted from here; any start would do */
 	live->base_seq = (uint64) Max(GetCurrentTimestamp(), 0);
 	pg_atomic_init_u64(&live->next_seq, live->base_seq);
 	live->channels = (KisLiveChannel *) (base + MAXALIGN(sizeof(KisLiveShared)));
@@ -247,6 +244,7 @@ kis_live_shmem_startup(void)
 		ConditionVariableInit(&ch->cv);
 		pg_atomic_init_u64(&ch->ticks, 0);
 		pg_atomic_init_u64(&ch->last_tick, 0);
+		pg_atomic_init_u64(&ch->tick_seq, 0);
 		for (int e = 0; e < KIS_LIVE_MAX_ENTRIES; e++)
 		{
 			pg_atomic_init_u64(&ch->entries[e].last_read, 0);
@@ -315,10 +313,12 @@ channel_idle(KisLiveChannel *ch)
 
 /*
  * The channel of this table's credential and ws_url, taken if it has
- * none.  config must have its credentials.
+ * none, and its generation: until something is wanted on it, an idle
+ * channel may be given to another credential, which the functions below
+ * that take the generation notice.  config must have its credentials.
  */
 KisLiveChannel *
-kis_live_channel(const KisConfig *config)
+kis_live_channel(const KisConfig *config, uint64 *generation)
 {
 	KisLiveShared *shared = kis_live_shared();
 	uint8		id[KIS_SHA256_LEN];
@@ -362,6 +362,14 @@ kis_live_channel(const KisConfig *config)
 		found->connected_at = 0;
 		pg_atomic_write_u64(&found->ticks, 0);
 		pg_atomic_write_u64(&found->last_tick, 0);
+		found->tick_base = (uint64) Max(GetCurrentTimestamp(), 0);
+		pg_atomic_write_u64(&found->tick_seq, found->tick_base);
+		SpinLockRelease(&found->mutex);
+	}
+	if (found != NULL)
+	{
+		SpinLockAcquire(&found->mutex);
+		*generation = found->generation;
 		SpinLockRelease(&found->mutex);
 	}
 	SpinLockRelease(&shared->mutex);
@@ -398,9 +406,11 @@ kis_live_needs_approval(KisLiveChannel *ch)
 	return needs;
 }
 
-void
-kis_live_set_approval(KisLiveChannel *ch, const char *approval_key)
+bool
+kis_live_set_approval(KisLiveChannel *ch, uint64 generation, const char *approval_key)
 {
+	bool		ours;
+
 	if (strlen(approval_key) >= KIS_LIVE_APPROVAL_MAX || !kis_is_printable_ascii(approval_key))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
@@ -408,9 +418,14 @@ kis_live_set_approval(KisLiveChannel *ch, const char *approval_key)
 				 errdetail("An approval key is printable ASCII of at most %d bytes.",
 						   KIS_LIVE_APPROVAL_MAX - 1)));
 	SpinLockAcquire(&ch->mutex);
-	strlcpy(ch->approval_key, approval_key, KIS_LIVE_APPROVAL_MAX);
-	ch->approval_at = GetCurrentTimestamp();
+	ours = ch->generation == generation;
+	if (ours)
+	{
+		strlcpy(ch->approval_key, approval_key, KIS_LIVE_APPROVAL_MAX);
+		ch->approval_at = GetCurrentTimestamp();
+	}
 	SpinLockRelease(&ch->mutex);
+	return ours;
 }
 
 /* ---- subscriptions ---- */
@@ -434,12 +449,14 @@ find_entry(KisLiveChannel *ch, KisLiveKind kind, const char *tr_key)
 static KisLiveEntry *
 entry_of(KisLiveChannel *ch, const KisLiveKey *key)
 {
-	KisLiveEntry *entry = &ch->entries[key->entry];
+	if (key->entry >= 0 && key->entry < KIS_LIVE_MAX_ENTRIES)
+	{
+		KisLiveEntry *entry = &ch->entries[key->entry];
 
-	if (key->entry >= 0 && key->entry < KIS_LIVE_MAX_ENTRIES &&
-		entry->state != KIS_SUB_FREE && entry->kind == key->kind &&
-		strcmp(entry->tr_key, key->tr_key) == 0)
-		return entry;
+		if (entry->state != KIS_SUB_FREE && entry->kind == key->kind &&
+			strcmp(entry->tr_key, key->tr_key) == 0)
+			return entry;
+	}
 	return find_entry(ch, key->kind, key->tr_key);
 }
 
@@ -546,10 +563,11 @@ wake_worker(KisLiveChannel *ch, bool start)
 /*
  * Subscribe to each KisLiveKey of keys that is not yet (pin: and keep it
  * until unsubscribed), and note them read now.  A key there is no room
- * for at the key's limit gets its refusal.
+ * for at the key's limit gets its refusal.  False if the channel is no
+ * longer of that generation (nothing was done).
  */
-void
-kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
+bool
+kis_live_want(KisLiveChannel *ch, uint64 generation, List *keys, bool pin)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			nkeys = list_length(keys);
@@ -564,6 +582,11 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		key[foreach_current_index(lc)] = lfirst(lc);
 
 	SpinLockAcquire(&ch->mutex);
+	if (ch->generation != generation)
+	{
+		SpinLockRelease(&ch->mutex);
+		return false;			/* given to another credential meanwhile */
+	}
 	if (ch->limit > 0 && now - ch->limit_at > (int64) KIS_LIVE_LIMIT_FORGET_S * USECS_PER_SEC)
 		ch->limit = 0;			/* KIS may take more now: learn it again */
 	/* first those subscribed: read now, so that no room is made of them */
@@ -581,6 +604,11 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		entry->pinned |= pin;
 		if (entry->state == KIS_SUB_DROP)
 			entry->state = KIS_SUB_ACTIVE;	/* never unsubscribed */
+		else if (entry->state == KIS_SUB_DROPPING)
+		{
+			entry->rewant = true;	/* again, once KIS acks the unsubscription */
+			any = true;
+		}
 		else if (entry->state == KIS_SUB_REFUSED &&
 				 now - entry->wanted_at >= USECS_PER_SEC)
 		{
@@ -613,6 +641,7 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 		}
 		key[i]->entry = (int) (entry - ch->entries);
 		entry->state = KIS_SUB_WANTED;
+		entry->rewant = false;
 		entry->kind = key[i]->kind;
 		strlcpy(entry->tr_key, key[i]->tr_key, KIS_LIVE_TR_KEY_MAX);
 		entry->refusal[0] = '\0';
@@ -639,15 +668,21 @@ kis_live_want(KisLiveChannel *ch, List *keys, bool pin)
 	pfree(missing);
 	if (any)
 		wake_worker(ch, true);
+	return true;
 }
 
 /* Unsubscribe each KisLiveKey of keys (and unpin it) */
 void
-kis_live_unwant(KisLiveChannel *ch, List *keys)
+kis_live_unwant(KisLiveChannel *ch, uint64 generation, List *keys)
 {
 	ListCell   *lc;
 
 	SpinLockAcquire(&ch->mutex);
+	if (ch->generation != generation)
+	{
+		SpinLockRelease(&ch->mutex);
+		return;					/* no longer ours: nothing of ours on it */
+	}
 	foreach(lc, keys)
 	{
 		KisLiveKey *key = lfirst(lc);
@@ -656,6 +691,7 @@ kis_live_unwant(KisLiveChannel *ch, List *keys)
 		if (entry == NULL)
 			continue;
 		entry->pinned = false;
+		entry->rewant = false;
 		if (entry->state == KIS_SUB_WANTED || entry->state == KIS_SUB_REFUSED)
 			entry->state = KIS_SUB_FREE;	/* never sent, or refused */
 		else if (entry->state == KIS_SUB_SENT || entry->state == KIS_SUB_ACTIVE)
@@ -937,17 +973,6 @@ kis_live_answer(json_t *output)
 
 /* ---- the tick ring ---- */
 
-/* The seq just before the oldest tick the ring still holds */
-uint64
-kis_live_ring_oldest(void)
-{
-	KisLiveShared *shared = kis_live_shared();
-	uint64		last = pg_atomic_read_u64(&shared->next_seq);
-
-	return last - shared->base_seq > (uint64) shared->ring_size ?
-		last - shared->ring_size : shared->base_seq;
-}
-
 int
 kis_live_ring_size(void)
 {
@@ -955,36 +980,38 @@ kis_live_ring_size(void)
 }
 
 /*
- * Start reading after seq "after".  Ticks before the server started are
- * gone with its shared memory, uncounted.
+ * Start reading channel ch's ticks after its seq "after" (has_after false:
+ * every one the ring holds).
  */
 void
-kis_live_ring_begin(KisLiveRingRead *rr, uint64 after)
+kis_live_ring_begin(KisLiveRingRead *rr, KisLiveChannel *ch, bool has_after, uint64 after)
 {
-	uint64		base = kis_live_shared()->base_seq;
+	KisLiveShared *shared = kis_live_shared();
+	uint64		last = pg_atomic_read_u64(&shared->next_seq);
 
-	rr->next = Max(after, base) + 1;
-	rr->missed = 0;
+	rr->pos = (last - shared->base_seq > (uint64) shared->ring_size ?
+			   last - shared->ring_size : shared->base_seq) + 1;
+	rr->index = kis_live_channel_index(ch);
+	SpinLockAcquire(&ch->mutex);
+	rr->generation = ch->generation;
+	rr->base = ch->tick_base;
+	SpinLockRelease(&ch->mutex);
+	rr->last = pg_atomic_read_u64(&ch->tick_seq);
+	rr->has_after = has_after;
+	rr->after = has_after ? after : 0;
+	rr->first = 0;
 }
 
 /*
- * The next tick of channel ch into record (KIS_LIVE_TICK_MAX bytes); false
- * when there is none yet.  Ticks the ring overwrote before they were read
- * are counted in rr->missed.
+ * The next tick of the channel after rr->after, in the order received, into
+ * record (KIS_LIVE_RING_RECORD_MAX bytes); false when there is none.  The
+ * ring is every channel's: other channels' ticks are passed over.
  */
 bool
-kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
-				   char *record, TimestampTz *received_at)
+kis_live_ring_next(KisLiveRingRead *rr, uint64 *seq, char *record, TimestampTz *received_at)
 {
 	KisLiveShared *shared = kis_live_shared();
-	int			index = kis_live_channel_index(ch);
-	uint64		generation;
 	int			spins = 0;
-
-	/* a channel given to another credential does not show its former ticks */
-	SpinLockAcquire(&ch->mutex);
-	generation = ch->generation;
-	SpinLockRelease(&ch->mutex);
 
 	for (;;)
 	{
@@ -992,28 +1019,23 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 		KisLiveTick *tick;
 		uint64		s;
 		uint32		len;
-		int			owner;
-		uint64		owner_generation;
+		bool		ours;
+		uint64		tick_seq;
 
-		if (rr->next > last)
+		if (rr->pos > last)
 			return false;
-		if (last - rr->next >= (uint64) shared->ring_size)
-		{
-			uint64		oldest = last - shared->ring_size + 1;
-
-			rr->missed += oldest - rr->next;
-			rr->next = oldest;
-		}
-		tick = &shared->ring[(rr->next - 1) % shared->ring_size];
+		if (last - rr->pos >= (uint64) shared->ring_size)
+			rr->pos = last - shared->ring_size + 1; /* overwritten meanwhile */
+		tick = &shared->ring[(rr->pos - 1) % shared->ring_size];
 		s = pg_atomic_read_u64(&tick->seq);
-		if (s != rr->next)
+		if (s != rr->pos)
 		{
 			/*
-			 * Overwritten (a later seq): lost.  Being written (0) or handed
-			 * out and not written yet (an earlier seq): wait a moment; a
-			 * writer that died there lost it, unless it is the last.
+			 * Overwritten (a later turn): gone.  Being written (0) or handed
+			 * out and not written yet (an earlier turn): wait a moment; a
+			 * writer that died there took it with it, unless it is the last.
 			 */
-			if (s < rr->next && ++spins <= KIS_LIVE_RING_PATIENCE)
+			if (s < rr->pos && ++spins <= KIS_LIVE_RING_PATIENCE)
 			{
 				/* a moment's spin, then up to 100 ms for a descheduled writer */
 				if (spins < 1000)
@@ -1025,25 +1047,47 @@ kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch, uint64 *seq,
 				}
 				continue;
 			}
-			if (s < rr->next && rr->next >= last)
+			if (s < rr->pos && rr->pos >= last)
 				return false;
 			spins = 0;
-			rr->missed++;
-			rr->next++;
+			rr->pos++;
 			continue;
 		}
 		pg_read_barrier();
-		owner = tick->channel;
-		owner_generation = tick->generation;
+		ours = tick->channel == rr->index && tick->generation == rr->generation;
+		tick_seq = tick->tick_seq;
 		len = Min(tick->len, KIS_LIVE_TICK_MAX - 1);
-		memcpy(record, tick->record, len);
-		record[len] = '\0';
-		*received_at = tick->received_at;
+		if (ours && tick_seq > rr->after)
+		{
+			memcpy(record, tick->record, len);
+			record[len] = '\0';
+			*received_at = tick->received_at;
+		}
 		pg_read_barrier();
-		if (pg_atomic_read_u64(&tick->seq) != rr->next)
+		if (pg_atomic_read_u64(&tick->seq) != rr->pos)
 			continue;			/* overwritten while copied */
-		*seq = rr->next++;
-		if (owner == index && owner_generation == generation)
+		spins = 0;
+		rr->pos++;
+		if (ours && tick_seq > rr->after)
+		{
+			*seq = tick_seq;
+			if (rr->first == 0)
+				rr->first = tick_seq;
 			return true;
+		}
 	}
+}
+
+/*
+ * After the last kis_live_ring_next: how many of the channel's ticks after
+ * rr->after the ring no longer held.  Those before the channel was taken
+ * (a restart) are not counted: nobody can tell.
+ */
+uint64
+kis_live_ring_missed(const KisLiveRingRead *rr)
+{
+	uint64		from = Max(rr->after, rr->base);
+	uint64		upto = rr->first != 0 ? rr->first - 1 : rr->last;
+
+	return rr->has_after && upto > from ? upto - from : 0;
 }

@@ -51,12 +51,13 @@ extern bool kis_live_url_split(const char *url, char **host, char **port, char *
 extern const char *kis_live_tr_id(KisLiveKind kind);
 extern bool kis_live_kind_by_name(const char *name, KisLiveKind *kind);
 extern char *kis_live_tr_key(KisLiveKind kind, const char *symbol, const char *exchange);
-extern KisLiveChannel *kis_live_channel(const struct KisConfig *config);
+extern KisLiveChannel *kis_live_channel(const struct KisConfig *config, uint64 *generation);
 extern int	kis_live_channel_index(KisLiveChannel *ch);
 extern bool kis_live_needs_approval(KisLiveChannel *ch);
-extern void kis_live_set_approval(KisLiveChannel *ch, const char *approval_key);
-extern void kis_live_want(KisLiveChannel *ch, List *keys, bool pin);
-extern void kis_live_unwant(KisLiveChannel *ch, List *keys);
+extern bool kis_live_set_approval(KisLiveChannel *ch, uint64 generation,
+								  const char *approval_key);
+extern bool kis_live_want(KisLiveChannel *ch, uint64 generation, List *keys, bool pin);
+extern void kis_live_unwant(KisLiveChannel *ch, uint64 generation, List *keys);
 extern void kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms);
 extern char *kis_live_record_field(const char *record, KisLiveKind kind,
 								   const char *field);
@@ -72,14 +73,21 @@ extern json_t *kis_live_answer(json_t *output);
 
 typedef struct KisLiveRingRead
 {
-	uint64		next;			/* the next seq to read */
-	uint64		missed;			/* ticks overwritten before they were read */
+	uint64		pos;			/* the next ring position to look at */
+	int			index;			/* the channel's */
+	uint64		generation;
+	uint64		base;			/* its first seq, less one */
+	uint64		last;			/* its last seq when the read began */
+	bool		has_after;
+	uint64		after;			/* the seq the caller has */
+	uint64		first;			/* the first seq returned, or 0 */
 } KisLiveRingRead;
 
-extern void kis_live_ring_begin(KisLiveRingRead *rr, uint64 after);
-extern bool kis_live_ring_next(KisLiveRingRead *rr, KisLiveChannel *ch,
-							   uint64 *seq, char *record, TimestampTz *received_at);
-extern uint64 kis_live_ring_oldest(void);
+extern void kis_live_ring_begin(KisLiveRingRead *rr, KisLiveChannel *ch, bool has_after,
+								uint64 after);
+extern bool kis_live_ring_next(KisLiveRingRead *rr, uint64 *seq, char *record,
+							   TimestampTz *received_at);
+extern uint64 kis_live_ring_missed(const KisLiveRingRead *rr);
 extern int	kis_live_ring_size(void);
 
 #endif							/* KIS_LIVE_H */

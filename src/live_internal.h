@@ -64,6 +64,8 @@ typedef struct KisLiveEntry
 	KisSubState state;
 	KisLiveKind kind;
 	bool		pinned;			/* kis_fdw_live_subscribe: never idle */
+	bool		rewant;			/* wanted again while DROPPING: subscribe
+								 * once KIS acks the unsubscription */
 	char		tr_key[KIS_LIVE_TR_KEY_MAX];
 	char		refusal[KIS_LIVE_TEXT_MAX]; /* msg_cd and msg1 of a refusal */
 	TimestampTz wanted_at;
@@ -106,16 +108,28 @@ typedef struct KisLiveChannel
 	pg_atomic_uint64 ticks;
 	pg_atomic_uint64 last_tick; /* TimestampTz */
 
+	/*
+	 * The channel's trades in the ring are numbered from tick_base (the
+	 * clock in microseconds when the channel was taken: increasing across
+	 * restarts); tick_seq is the last one written, by the worker alone
+	 */
+	uint64		tick_base;
+	pg_atomic_uint64 tick_seq;
+
 	ConditionVariable cv;		/* broadcast after ticks and acks */
 	KisLiveEntry entries[KIS_LIVE_MAX_ENTRIES];
 } KisLiveChannel;
 
-/* One trade in the ring; seq is 0 while the worker writes it */
+/*
+ * One trade in the ring, of any channel; seq (its position's turn) is 0
+ * while a worker writes it
+ */
 typedef struct KisLiveTick
 {
 	pg_atomic_uint64 seq;
 	int			channel;
 	uint64		generation;		/* the channel's owner when received */
+	uint64		tick_seq;		/* its number in the channel: domestic_ticks' seq */
 	TimestampTz received_at;
 	uint32		len;
 	char		record[KIS_LIVE_TICK_MAX];
@@ -126,7 +140,7 @@ typedef struct KisLiveShared
 	slock_t		mutex;			/* taking and giving back channels */
 	int			nchannels;
 	int			ring_size;
-	uint64		base_seq;		/* seq before the first tick (the clock at
+	uint64		base_seq;		/* the position before the first tick (the clock at
 								 * startup, in microseconds) */
 	pg_atomic_uint64 next_seq;	/* the last seq handed out */
 	KisLiveChannel *channels;	/* nchannels of them, after this */

@@ -19,6 +19,8 @@
 
 #include <jansson.h>
 
+#include "utils/memutils.h"
+
 #include "auth.h"
 #include "endpoints.h"
 #include "fetch.h"
@@ -31,13 +33,14 @@
 #include "util.h"
 
 /* Ask KIS for the credential's approval key and hand it to the worker */
-void
-kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *ch)
+static bool
+obtain_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *ch, uint64 generation)
 {
+	bool		ours;
 	char	   *body = kis_approval_request_body(config);
 	char	   *url = kis_approval_url(config);
 	KisCompletion *c;
-	json_t	   *root = NULL;
+	json_t	   *root;
 	const char *key = NULL;
 
 	kis_fetch_add_post(f, url, body, NULL);
@@ -47,7 +50,11 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
 	Assert(c != NULL);
 	if (c->resp.outcome == KIS_OUTCOME_OK && c->resp.body != NULL)
 	{
-		root = json_loadb(c->resp.body, c->resp.body_len, 0, NULL);
+		/* owned by the answer's context: freed on any ERROR below */
+		MemoryContext old = MemoryContextSwitchTo(c->cxt);
+
+		root = kis_json_parse(c->resp.body, c->resp.body_len);
+		MemoryContextSwitchTo(old);
 		key = json_string_value(json_object_get(root, "approval_key"));
 	}
 	if (key == NULL || key[0] == '\0')
@@ -56,7 +63,6 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
 
 		if (c->resp.body != NULL)
 			explicit_bzero((char *) c->resp.body, c->resp.body_len);
-		json_decref(root);
 		kis_fetch_forget(c);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
@@ -64,10 +70,56 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
 				 errdetail("POST %s answered: %s.", url, problem),
 				 errhint("Check the user mapping's app_key and app_secret; live tables need the same credentials as the REST tables.")));
 	}
-	kis_live_set_approval(ch, key);
 	explicit_bzero((char *) c->resp.body, c->resp.body_len);
-	json_decref(root);			/* jansson's copy is freed unwiped: XXX */
-	kis_fetch_forget(c);
+	ours = kis_live_set_approval(ch, generation, key);
+	kis_fetch_forget(c);		/* jansson's copy of the key is freed unwiped: XXX */
+	return ours;
+}
+
+/*
+ * The channel of config's credential, with the KisLiveKeys of keys wanted
+ * on it (pin: kept until unsubscribed), an approval key obtained first if
+ * it has none (with fetcher f, or one of its own if f is NULL).
+ */
+KisLiveChannel *
+kis_live_scan_subscribe(KisFetcher *f, const KisConfig *config, List *keys, bool pin)
+{
+	for (int attempt = 1;; attempt++)
+	{
+		uint64		generation;
+		KisLiveChannel *ch = kis_live_channel(config, &generation);
+		bool		ours = true;
+
+		if (kis_live_needs_approval(ch))
+		{
+			KisFetchStats stats;
+			MemoryContext cxt = NULL;
+			KisFetcher *own = f;
+
+			if (own == NULL)
+			{
+				memset(&stats, 0, sizeof(stats));
+				cxt = AllocSetContextCreate(CurrentMemoryContext, "kis_fdw approval",
+											ALLOCSET_SMALL_SIZES);
+				own = kis_fetch_begin(cxt, config, &stats);
+			}
+			ours = obtain_approval(own, config, ch, generation);
+			if (cxt != NULL)
+			{
+				kis_fetch_end(own);
+				MemoryContextDelete(cxt);
+			}
+		}
+		if (ours && kis_live_want(ch, generation, keys, pin))
+			return ch;
+		/* an idle channel went to another credential meanwhile */
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("kis_fdw's live channels are taken as fast as they free"),
+					 errdetail("Three times, the channel found for this app key was given to another before it could subscribe."),
+					 errhint("Try again, or raise kis_fdw.max_app_keys and restart PostgreSQL.")));
+	}
 }
 
 /*
@@ -78,24 +130,25 @@ kis_live_scan_approval(KisFetcher *f, const KisConfig *config, KisLiveChannel *c
 static int
 ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range, const bool *copy)
 {
-	KisLiveChannel *ch = kis_live_channel(config);
+	uint64		generation;
+	KisLiveChannel *ch = kis_live_channel(config, &generation);
 	KisLiveRingRead rr;
 	char	   *record = palloc(KIS_LIVE_RING_RECORD_MAX);
 	uint64		seq;
 	TimestampTz at;
 	json_t	   *ticks = kis_json_new_array();
 
-	kis_live_ring_begin(&rr, !range->has_after ? kis_live_ring_oldest() :
-						range->after > 0 ? (uint64) range->after : 0);
-	while (kis_live_ring_next(&rr, ch, &seq, record, &at))
+	kis_live_ring_begin(&rr, ch, range->has_after,
+						range->has_after && range->after > 0 ? (uint64) range->after : 0);
+	while (kis_live_ring_next(&rr, &seq, record, &at))
 		(void) json_array_append(ticks, kis_live_record_object(config->endpoint->stream,
-																	record, at, seq, copy));
-	if (rr.missed > 0 && range->has_after)
+																record, at, seq, copy));
+	if (kis_live_ring_missed(&rr) > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("%s missed " UINT64_FORMAT " ticks after seq " INT64_FORMAT,
-						config->endpoint->name, rr.missed, range->after),
-				 errdetail("The tick ring holds the last %d ticks; these were overwritten before this read.",
+						config->endpoint->name, kis_live_ring_missed(&rr), range->after),
+				 errdetail("The tick ring holds the last %d ticks of every app key; these were overwritten before this read.",
 						   kis_live_ring_size()),
 				 errhint("Capture more often, or raise kis_fdw.live_ring_size and restart PostgreSQL.")));
 	kis_requests_add_answer(f, config, NULL, kis_live_answer(ticks));
@@ -128,9 +181,6 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 		return ring_start(f, config, range, copy);
 	if (keys == NIL)
 		return 0;
-	ch = kis_live_channel(config);
-	if (kis_live_needs_approval(ch))
-		kis_live_scan_approval(f, config, ch);
 
 	foreach(lc, keys)
 	{
@@ -141,7 +191,7 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 		lkey->tr_key = kis_live_tr_key(kind, key->symbol, key->venue);
 		live_keys = lappend(live_keys, lkey);
 	}
-	kis_live_want(ch, live_keys, false);
+	ch = kis_live_scan_subscribe(f, config, live_keys, false);
 	kis_live_collect(ch, live_keys, config->live_wait_ms);
 
 	forboth(lc, keys, lk, live_keys)

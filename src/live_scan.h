@@ -19,8 +19,9 @@
 
 struct KisConfig;
 
-extern void kis_live_scan_approval(KisFetcher *fetcher, const struct KisConfig *config,
-								   KisLiveChannel *ch);
+extern KisLiveChannel *kis_live_scan_subscribe(KisFetcher *fetcher,
+											   const struct KisConfig *config,
+											   List *keys, bool pin);
 extern int	kis_live_scan_start(KisFetcher *fetcher, const struct KisConfig *config,
 								List *keys, const KisRange *range, List *fields);
 

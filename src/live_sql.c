@@ -16,12 +16,10 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "endpoints.h"
-#include "fetch.h"
 #include "keys.h"
 #include "live.h"
 #include "live_internal.h"
@@ -48,12 +46,12 @@ kind_endpoint(const char *kind_name, KisLiveKind *kind)
 }
 
 /*
- * The caller's channel on the server (its user mapping's credential), the
- * symbols of the array as KisLiveKeys; overseas symbols are EXCHANGE:SYMBOL
+ * The caller's configuration on the server (its user mapping's credential)
+ * and the symbols of the array as KisLiveKeys; overseas symbols are EXCHANGE:SYMBOL
  * or SYMBOL on the server's default exchange.
  */
-static KisLiveChannel *
-call_channel(FunctionCallInfo fcinfo, KisConfig *config, List **keys)
+static void
+call_keys(FunctionCallInfo fcinfo, KisConfig *config, List **keys)
 {
 	char	   *servername = NameStr(*PG_GETARG_NAME(0));
 	ArrayType  *symbols = PG_GETARG_ARRAYTYPE_P(1);
@@ -102,7 +100,6 @@ call_channel(FunctionCallInfo fcinfo, KisConfig *config, List **keys)
 		key->tr_key = kis_live_tr_key(kind, symbol, exchange);
 		*keys = lappend(*keys, key);
 	}
-	return kis_live_channel(config);
 }
 
 PG_FUNCTION_INFO_V1(kis_fdw_live_subscribe);
@@ -117,24 +114,12 @@ kis_fdw_live_subscribe(PG_FUNCTION_ARGS)
 {
 	KisConfig	config;
 	List	   *keys;
-	KisLiveChannel *ch = call_channel(fcinfo, &config, &keys);
+	KisLiveChannel *ch;
 	int			refused = 0;
 	ListCell   *lc;
 
-	if (kis_live_needs_approval(ch))
-	{
-		KisFetchStats stats;
-		MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "kis_fdw approval",
-												  ALLOCSET_SMALL_SIZES);
-		KisFetcher *f;
-
-		memset(&stats, 0, sizeof(stats));
-		f = kis_fetch_begin(cxt, &config, &stats);
-		kis_live_scan_approval(f, &config, ch);
-		kis_fetch_end(f);
-		MemoryContextDelete(cxt);
-	}
-	kis_live_want(ch, keys, true);
+	call_keys(fcinfo, &config, &keys);
+	ch = kis_live_scan_subscribe(NULL, &config, keys, true);
 	kis_live_collect(ch, keys, config.live_wait_ms);
 	foreach(lc, keys)
 	{
@@ -161,9 +146,12 @@ kis_fdw_live_unsubscribe(PG_FUNCTION_ARGS)
 {
 	KisConfig	config;
 	List	   *keys;
-	KisLiveChannel *ch = call_channel(fcinfo, &config, &keys);
+	KisLiveChannel *ch;
+	uint64		generation;
 
-	kis_live_unwant(ch, keys);
+	call_keys(fcinfo, &config, &keys);
+	ch = kis_live_channel(&config, &generation);
+	kis_live_unwant(ch, generation, keys);
 	PG_RETURN_INT32(list_length(keys));
 }
 

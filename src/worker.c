@@ -443,16 +443,20 @@ store_record(KisSocket *ws, KisLiveKind kind, const char *rec, size_t len,
 	{
 		uint64		seq = pg_atomic_add_fetch_u64(&shared->next_seq, 1);
 		KisLiveTick *tick = &shared->ring[(seq - 1) % shared->ring_size];
+		uint64		tick_seq = pg_atomic_read_u64(&ch->tick_seq) + 1;
 
 		pg_atomic_write_u64(&tick->seq, 0);
 		pg_write_barrier();
 		tick->channel = ws->index;
 		tick->generation = ws->generation;
+		tick->tick_seq = tick_seq;
 		tick->received_at = now;
 		memcpy(tick->record, rec, len);
 		tick->len = len;
 		pg_write_barrier();
 		pg_atomic_write_u64(&tick->seq, seq);
+		/* published once written: a reader counts as lost only what it misses */
+		pg_atomic_write_u64(&ch->tick_seq, tick_seq);
 	}
 	pg_atomic_fetch_add_u64(&ch->ticks, 1);
 	pg_atomic_write_u64(&ch->last_tick, (uint64) now);
@@ -543,10 +547,11 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 			if (ch->socket == KIS_SOCKET_IN_USE)
 				ch->socket = KIS_SOCKET_OPEN;
 		}
-		else if (msg_cd && (strcmp(msg_cd, "OPSP0001") == 0 || strcmp(msg_cd, "OPSP0003") == 0))
+		else if (entry->state == KIS_SUB_DROPPING)
 		{
-			if (entry->state == KIS_SUB_DROPPING)
-				entry->state = KIS_SUB_FREE;
+			/* unsubscribed, or KIS would not: either way it is no longer ours */
+			entry->state = entry->rewant ? KIS_SUB_WANTED : KIS_SUB_FREE;
+			entry->rewant = false;
 		}
 		else if (rt_cd && strcmp(rt_cd, "0") != 0 && entry->state == KIS_SUB_SENT)
 		{
@@ -677,6 +682,11 @@ send_subscriptions(KisSocket *ws, TimestampTz now)
 			if (pass == 0 && entry->state == KIS_SUB_REFUSED && !entry->pinned &&
 				(TimestampTz) pg_atomic_read_u64(&entry->last_read) < idle_before)
 				entry->state = KIS_SUB_FREE;
+			if (pass == 0 && entry->state == KIS_SUB_DROP && approval_key[0] == '\0')
+			{
+				entry->state = KIS_SUB_FREE;	/* KIS forgets it with the socket */
+				continue;
+			}
 			if ((pass == 0 && entry->state == KIS_SUB_DROP) ||
 				(pass == 1 && entry->state == KIS_SUB_WANTED && approval_key[0] != '\0'))
 			{
@@ -706,18 +716,30 @@ resubscribe_all(KisLiveChannel *ch)
 		if (entry->state == KIS_SUB_SENT || entry->state == KIS_SUB_ACTIVE)
 			entry->state = KIS_SUB_WANTED;
 		else if (entry->state == KIS_SUB_DROP || entry->state == KIS_SUB_DROPPING)
-			entry->state = KIS_SUB_FREE;
+		{
+			entry->state = entry->rewant ? KIS_SUB_WANTED : KIS_SUB_FREE;
+			entry->rewant = false;
+		}
 	}
 	SpinLockRelease(&ch->mutex);
 }
 
-/* Nothing is subscribed nor asked for: the worker may stop (true) */
+/*
+ * Nothing is subscribed nor asked for, or another worker has the channel:
+ * this worker stops (true), and says so while holding the mutex.
+ */
 static bool
 stop_if_idle(KisLiveChannel *ch)
 {
 	bool		idle = true;
 
 	SpinLockAcquire(&ch->mutex);
+	if (ch->worker_pid != MyProcPid)
+	{
+		/* another worker has the channel: this one goes */
+		SpinLockRelease(&ch->mutex);
+		return true;
+	}
 	for (int e = 0; e < KIS_LIVE_MAX_ENTRIES && idle; e++)
 		if (ch->entries[e].state != KIS_SUB_FREE)
 			idle = false;
@@ -810,9 +832,10 @@ run_connection(KisLiveChannel *ch)
 
 		if (stop_if_idle(ch))
 		{
+			/* the channel is no longer ours: a backend may start another worker */
 			(void) wslay_event_queue_close(ws.ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
 			(void) wslay_event_send(ws.ctx);
-			break;
+			proc_exit(0);
 		}
 		send_subscriptions(&ws, GetCurrentTimestamp());
 		if (wslay_event_want_write(ws.ctx) && wslay_event_send(ws.ctx) != 0)

@@ -24,7 +24,7 @@ import signal
 from kistest import mock
 from .harness import (
     MOCK_URL, MOCK_WS_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, price, symbols,
-    sql_list, wait_until, check, run, run_all, must, Session, known_gap)
+    sql_list, wait_until, check, run, run_all, must, Session)
 from .fixtures import APP_KEY_B, cancel_backend
 
 TRADE = "H0STCNT0"
@@ -845,14 +845,12 @@ def mock_unread_ws_bytes():
     return total
 
 
-@known_gap
 def test_live_subscribe_while_unsubscribing():
-    """KNOWN GAP (review): kis_fdw_live_subscribe of a symbol whose unsubscription is
-    in flight (its entry DROPPING: the worker sent the unsubscribe, KIS has not acked)
-    pins the entry but leaves it DROPPING, reads its last record and returns 1; KIS's
-    OPSP0001 then frees the entry, so the symbol the caller was told is subscribed
-    and pinned is not, and the worker stops.  (kis_live_want turns DROP back into
-    ACTIVE, but not DROPPING.)  The mock is paused (SIGSTOP) between the worker's
+    """kis_fdw_live_subscribe of a symbol whose unsubscription is in flight (its entry
+    DROPPING: the worker sent the unsubscribe, KIS has not acked) subscribes it again
+    once KIS acks the unsubscription.  (Found by review: the entry was freed with its
+    pin on the ack, so a symbol the caller was told is subscribed and pinned was not,
+    and the worker stopped.)  The mock is paused (SIGSTOP) between the worker's
     unsubscribe and its ack, so that the subscribe surely finds the entry DROPPING."""
     start()
     sym = symbols(1)[0]
@@ -890,14 +888,13 @@ def test_live_subscribe_while_unsubscribing():
         finish(sym)
 
 
-@known_gap
 def test_live_ring_other_channel_warning():
-    """KNOWN GAP (review): the tick ring is one for every channel, and a capture counts
-    every tick the ring overwrote as one it missed, whoever's it was.  Another role with
-    an app key of its own (R_OTHER) floods the ring with its own ticks; our capture
-    seq > S, after which our channel received nothing, gets the WARNING "missed N
-    ticks" with N the other channel's tick count (which kis_fdw_live hides from
-    ordinary roles), though none of ours was lost.  Expected: no WARNING, no rows."""
+    """The tick ring is one for every channel, but seq and the missed count are each
+    channel's own: another role with an app key of its own (R_OTHER) floods the ring
+    with its ticks, and our capture seq > S, after which our channel received nothing,
+    returns no rows and no WARNING.  (Found by review: every overwritten tick counted as
+    one we missed, telling us the other channel's tick count, which kis_fdw_live hides
+    from ordinary roles.)"""
     start()
     sym, other_sym = symbols(2)
     hostile_roles()
