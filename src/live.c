@@ -278,6 +278,8 @@ kis_live_channel_at(int i)
 
 /* ---- channels ---- */
 
+static KisLiveChannel *live_channel(const KisConfig *config, uint64 *generation, bool take);
+
 /*
  * Whose channel: the credential (kis_hash_credentials, so another role's
  * mapping with our app key and a wrong secret never reaches it) and the
@@ -320,6 +322,19 @@ channel_idle(KisLiveChannel *ch)
 KisLiveChannel *
 kis_live_channel(const KisConfig *config, uint64 *generation)
 {
+	return live_channel(config, generation, true);
+}
+
+/* The channel of this credential if it has one, else NULL (nothing is taken) */
+KisLiveChannel *
+kis_live_channel_find(const KisConfig *config, uint64 *generation)
+{
+	return live_channel(config, generation, false);
+}
+
+static KisLiveChannel *
+live_channel(const KisConfig *config, uint64 *generation, bool take)
+{
 	KisLiveShared *shared = kis_live_shared();
 	uint8		id[KIS_SHA256_LEN];
 	uint8		app_key_hash[KIS_SHA256_LEN];
@@ -337,13 +352,18 @@ kis_live_channel(const KisConfig *config, uint64 *generation)
 	{
 		KisLiveChannel *ch = &shared->channels[i];
 
+		/* a channel never used first, then an idle one (its ticks go) */
 		SpinLockAcquire(&ch->mutex);
 		if (ch->in_use && memcmp(ch->id, id, KIS_SHA256_LEN) == 0)
 			found = ch;
-		else if (spare == NULL && (!ch->in_use || channel_idle(ch)))
+		else if (!ch->in_use && (spare == NULL || spare->in_use))
+			spare = ch;
+		else if (spare == NULL && channel_idle(ch))
 			spare = ch;
 		SpinLockRelease(&ch->mutex);
 	}
+	if (found == NULL && !take)
+		spare = NULL;
 	if (found == NULL && spare != NULL)
 	{
 		found = spare;
@@ -373,7 +393,7 @@ kis_live_channel(const KisConfig *config, uint64 *generation)
 		SpinLockRelease(&found->mutex);
 	}
 	SpinLockRelease(&shared->mutex);
-	if (found == NULL)
+	if (found == NULL && take)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("kis_fdw has no free live channel"),
@@ -429,6 +449,19 @@ kis_live_set_approval(KisLiveChannel *ch, uint64 generation, const char *approva
 }
 
 /* ---- subscriptions ---- */
+
+/* Whether KIS refused a pinned symbol: someone must ask again */
+bool
+kis_live_refused_pins(KisLiveChannel *ch)
+{
+	bool		refused = false;
+
+	SpinLockAcquire(&ch->mutex);
+	for (int e = 0; e < KIS_LIVE_MAX_ENTRIES && !refused; e++)
+		refused = ch->entries[e].pinned && ch->entries[e].state == KIS_SUB_REFUSED;
+	SpinLockRelease(&ch->mutex);
+	return refused;
+}
 
 /* The entry of (kind, tr_key), or NULL; the caller holds ch->mutex */
 static KisLiveEntry *
@@ -589,6 +622,23 @@ kis_live_want(KisLiveChannel *ch, uint64 generation, List *keys, bool pin)
 	}
 	if (ch->limit > 0 && now - ch->limit_at > (int64) KIS_LIVE_LIMIT_FORGET_S * USECS_PER_SEC)
 		ch->limit = 0;			/* KIS may take more now: learn it again */
+	/*
+	 * Pinned symbols KIS refused (the approval key, say) are asked for again
+	 * whenever the channel is used: nothing else would (a capture of the
+	 * ring reads no symbol)
+	 */
+	for (int e = 0; e < KIS_LIVE_MAX_ENTRIES; e++)
+	{
+		KisLiveEntry *entry = &ch->entries[e];
+
+		if (entry->pinned && entry->state == KIS_SUB_REFUSED &&
+			now - entry->wanted_at >= USECS_PER_SEC)
+		{
+			entry->state = KIS_SUB_WANTED;
+			entry->wanted_at = now;
+			any = true;
+		}
+	}
 	/* first those subscribed: read now, so that no room is made of them */
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -999,7 +1049,8 @@ kis_live_ring_begin(KisLiveRingRead *rr, KisLiveChannel *ch, bool has_after, uin
 	rr->last = pg_atomic_read_u64(&ch->tick_seq);
 	rr->has_after = has_after;
 	rr->after = has_after ? after : 0;
-	rr->first = 0;
+	rr->seen = Max(rr->after, rr->base);
+	rr->missed = 0;
 }
 
 /*
@@ -1071,8 +1122,10 @@ kis_live_ring_next(KisLiveRingRead *rr, uint64 *seq, char *record, TimestampTz *
 		if (ours && tick_seq > rr->after)
 		{
 			*seq = tick_seq;
-			if (rr->first == 0)
-				rr->first = tick_seq;
+			/* a gap in the channel's numbers: ticks the ring no longer held */
+			if (tick_seq > rr->seen + 1)
+				rr->missed += tick_seq - rr->seen - 1;
+			rr->seen = Max(rr->seen, tick_seq);
 			return true;
 		}
 	}
@@ -1080,14 +1133,17 @@ kis_live_ring_next(KisLiveRingRead *rr, uint64 *seq, char *record, TimestampTz *
 
 /*
  * After the last kis_live_ring_next: how many of the channel's ticks after
- * rr->after the ring no longer held.  Those before the channel was taken
- * (a restart) are not counted: nobody can tell.
+ * rr->after the read passed over because the ring no longer held them
+ * (before or during the read).  Those before the channel was taken (a
+ * restart) are not counted: nobody can tell.  0 without "after".
  */
 uint64
 kis_live_ring_missed(const KisLiveRingRead *rr)
 {
-	uint64		from = Max(rr->after, rr->base);
-	uint64		upto = rr->first != 0 ? rr->first - 1 : rr->last;
+	uint64		missed = rr->missed;
 
-	return rr->has_after && upto > from ? upto - from : 0;
+	/* written before the read began, yet not found */
+	if (rr->last > rr->seen)
+		missed += rr->last - rr->seen;
+	return rr->has_after ? missed : 0;
 }

@@ -52,8 +52,11 @@ extern const char *kis_live_tr_id(KisLiveKind kind);
 extern bool kis_live_kind_by_name(const char *name, KisLiveKind *kind);
 extern char *kis_live_tr_key(KisLiveKind kind, const char *symbol, const char *exchange);
 extern KisLiveChannel *kis_live_channel(const struct KisConfig *config, uint64 *generation);
+extern KisLiveChannel *kis_live_channel_find(const struct KisConfig *config,
+											 uint64 *generation);
 extern int	kis_live_channel_index(KisLiveChannel *ch);
 extern bool kis_live_needs_approval(KisLiveChannel *ch);
+extern bool kis_live_refused_pins(KisLiveChannel *ch);
 extern bool kis_live_set_approval(KisLiveChannel *ch, uint64 generation,
 								  const char *approval_key);
 extern bool kis_live_want(KisLiveChannel *ch, uint64 generation, List *keys, bool pin);
@@ -80,7 +83,8 @@ typedef struct KisLiveRingRead
 	uint64		last;			/* its last seq when the read began */
 	bool		has_after;
 	uint64		after;			/* the seq the caller has */
-	uint64		first;			/* the first seq returned, or 0 */
+	uint64		seen;			/* the highest seq accounted for */
+	uint64		missed;			/* gaps in the seqs returned so far */
 } KisLiveRingRead;
 
 extern void kis_live_ring_begin(KisLiveRingRead *rr, KisLiveChannel *ch, bool has_after,

@@ -131,13 +131,28 @@ static int
 ring_start(KisFetcher *f, const KisConfig *config, const KisRange *range, const bool *copy)
 {
 	uint64		generation;
-	KisLiveChannel *ch = kis_live_channel(config, &generation);
+	KisLiveChannel *ch = kis_live_channel_find(config, &generation);
 	KisLiveRingRead rr;
 	char	   *record = palloc(KIS_LIVE_RING_RECORD_MAX);
 	uint64		seq;
 	TimestampTz at;
 	json_t	   *ticks = kis_json_new_array();
 
+	/* a key that never streamed has nothing in the ring: no channel is taken */
+	if (ch == NULL)
+	{
+		kis_requests_add_answer(f, config, NULL, kis_live_answer(ticks));
+		pfree(record);
+		return 1;
+	}
+
+	/*
+	 * Pinned symbols KIS refused (its approval key, say) are asked for again,
+	 * with a new key if due: a capture job reads no symbol, and nothing else
+	 * might ever ask
+	 */
+	if (kis_live_refused_pins(ch))
+		ch = kis_live_scan_subscribe(f, config, NIL, false);
 	kis_live_ring_begin(&rr, ch, range->has_after,
 						range->has_after && range->after > 0 ? (uint64) range->after : 0);
 	while (kis_live_ring_next(&rr, &seq, record, &at))

@@ -150,7 +150,9 @@ kis_fdw_live_unsubscribe(PG_FUNCTION_ARGS)
 	uint64		generation;
 
 	call_keys(fcinfo, &config, &keys);
-	ch = kis_live_channel(&config, &generation);
+	ch = kis_live_channel_find(&config, &generation);
+	if (ch == NULL)
+		PG_RETURN_INT32(0);		/* nothing of this key streams */
 	kis_live_unwant(ch, generation, keys);
 	PG_RETURN_INT32(list_length(keys));
 }

@@ -651,9 +651,39 @@ queue_subscription(KisSocket *ws, const char *approval_key, KisLiveKind kind,
 }
 
 /*
- * Send what backends asked for: unsubscriptions first (they make room),
- * then subscriptions; drop what nobody read for kis_fdw.live_idle_s.
+ * What nobody read for kis_fdw.live_idle_s goes, unless pinned: whether
+ * KIS has it (connected: unsubscribed) or not (a wish never sent, a
+ * refusal, or, with no socket, anything: KIS forgot it with the socket).
  */
+static void
+expire_idle(KisLiveChannel *ch, TimestampTz now, bool connected)
+{
+	TimestampTz idle_before = now - (int64) kis_live_idle_s * USECS_PER_SEC;
+
+	SpinLockAcquire(&ch->mutex);
+	for (int e = 0; e < KIS_LIVE_MAX_ENTRIES; e++)
+	{
+		KisLiveEntry *entry = &ch->entries[e];
+		bool		idle = !entry->pinned &&
+			(TimestampTz) pg_atomic_read_u64(&entry->last_read) < idle_before;
+
+		if (!connected && (entry->state == KIS_SUB_DROP || entry->state == KIS_SUB_DROPPING))
+		{
+			entry->state = entry->rewant ? KIS_SUB_WANTED : KIS_SUB_FREE;
+			entry->rewant = false;
+		}
+		if (!idle)
+			continue;
+		if (entry->state == KIS_SUB_WANTED || entry->state == KIS_SUB_REFUSED ||
+			(!connected && (entry->state == KIS_SUB_SENT || entry->state == KIS_SUB_ACTIVE)))
+			entry->state = KIS_SUB_FREE;
+		else if (entry->state == KIS_SUB_ACTIVE || entry->state == KIS_SUB_SENT)
+			entry->state = KIS_SUB_DROP;
+	}
+	SpinLockRelease(&ch->mutex);
+}
+
+/* Send what backends asked for: unsubscriptions first (they make room), then subscriptions */
 static void
 send_subscriptions(KisSocket *ws, TimestampTz now)
 {
@@ -666,28 +696,34 @@ send_subscriptions(KisSocket *ws, TimestampTz now)
 		bool		subscribe;
 	}			todo[KIS_LIVE_MAX_ENTRIES];
 	int			ntodo = 0;
-	TimestampTz idle_before = now - (int64) kis_live_idle_s * USECS_PER_SEC;
 
+	expire_idle(ch, now, true);
 	SpinLockAcquire(&ch->mutex);
 	strlcpy(approval_key, ch->approval_key, sizeof(approval_key));
+	if (approval_key[0] == '\0')
+	{
+		bool		only_drops = true;
+
+		/*
+		 * Without a key nothing can be sent.  If all that is left is to
+		 * unsubscribe, forget it: the worker then stops, and KIS forgets it
+		 * with the socket.
+		 */
+		for (int e = 0; e < KIS_LIVE_MAX_ENTRIES && only_drops; e++)
+			only_drops = ch->entries[e].state == KIS_SUB_FREE ||
+				ch->entries[e].state == KIS_SUB_DROP;
+		for (int e = 0; e < KIS_LIVE_MAX_ENTRIES && only_drops; e++)
+			if (ch->entries[e].state == KIS_SUB_DROP)
+				ch->entries[e].state = KIS_SUB_FREE;
+	}
 	for (int pass = 0; pass < 2; pass++)
 	{
 		for (int e = 0; e < KIS_LIVE_MAX_ENTRIES; e++)
 		{
 			KisLiveEntry *entry = &ch->entries[e];
 
-			if (pass == 0 && entry->state == KIS_SUB_ACTIVE && !entry->pinned &&
-				(TimestampTz) pg_atomic_read_u64(&entry->last_read) < idle_before)
-				entry->state = KIS_SUB_DROP;
-			if (pass == 0 && entry->state == KIS_SUB_REFUSED && !entry->pinned &&
-				(TimestampTz) pg_atomic_read_u64(&entry->last_read) < idle_before)
-				entry->state = KIS_SUB_FREE;
-			if (pass == 0 && entry->state == KIS_SUB_DROP && approval_key[0] == '\0')
-			{
-				entry->state = KIS_SUB_FREE;	/* KIS forgets it with the socket */
-				continue;
-			}
-			if ((pass == 0 && entry->state == KIS_SUB_DROP) ||
+			/* else a DROP waits for an approval key: the next read brings one */
+			if ((pass == 0 && entry->state == KIS_SUB_DROP && approval_key[0] != '\0') ||
 				(pass == 1 && entry->state == KIS_SUB_WANTED && approval_key[0] != '\0'))
 			{
 				todo[ntodo].kind = entry->kind;
@@ -895,6 +931,7 @@ worker_exit(int code, Datum arg)
 	if (ch->worker_pid == MyProcPid)
 	{
 		ch->worker_latch = NULL;
+		ch->worker_pid = 0;		/* the restarted worker sets its own */
 		/* exit 1 brings it back (bgw_restart_time); 0 means stopped */
 		if (ch->socket != KIS_SOCKET_NONE)
 			ch->socket = KIS_SOCKET_BACKOFF;
@@ -957,6 +994,7 @@ kis_live_worker_main(Datum main_arg)
 		first = false;
 		if (run_connection(channel))
 			backoff_ms = 0;
+		expire_idle(channel, GetCurrentTimestamp(), false);
 		if (stop_if_idle(channel))
 			proc_exit(0);
 		set_socket_state(channel, KIS_SOCKET_BACKOFF);
@@ -968,7 +1006,12 @@ kis_live_worker_main(Datum main_arg)
 			long		left;
 
 			while ((left = (long) ((until - GetCurrentTimestamp()) / 1000)) > 0)
-				(void) wait_for(PGINVALID_SOCKET, 0, left);
+			{
+				(void) wait_for(PGINVALID_SOCKET, 0, Min(left, 1000));
+				expire_idle(channel, GetCurrentTimestamp(), false);
+				if (stop_if_idle(channel))
+					proc_exit(0);
+			}
 		}
 		backoff_ms = backoff_ms == 0 ? 1000 : Min(backoff_ms * 2, BACKOFF_MAX_MS);
 	}

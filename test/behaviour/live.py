@@ -1063,20 +1063,19 @@ def test_live_ws_url_not_websocket():
 
 # --------------------------------------------------------------------------- second review
 
-from .harness import known_gap, reset_mock   # noqa: E402  (added by the second review)
+from .harness import reset_mock   # noqa: E402  (added by the second review)
 
 
-@known_gap
 def test_live_pinned_after_approval_refused():
     """A symbol pinned with kis_fdw_live_subscribe for a domestic_ticks capture job comes
     back after KIS refused its resubscription for a reason of the approval key's (KIS's
     keys are reported valid 24 h; here the mock forgets its approval keys and drops the
     socket, /__mock/reset {"tokens": true}).  The worker wipes the channel's approval key
-    on such a refusal and leaves the entry REFUSED; only a live table's read (or another
-    kis_fdw_live_subscribe) obtains a new key and asks again, and a domestic_ticks scan
-    does neither: the pinned symbol never streams again, every capture returns nothing
-    and warns of nothing, and the worker holds an idle socket forever.  (Found by the
-    second review.)"""
+    on such a refusal and leaves the entry REFUSED; a domestic_ticks scan now obtains a
+    new key and asks again for pinned symbols KIS refused.  (Found by the second review:
+    only a live table's read or another kis_fdw_live_subscribe did, so the pinned symbol
+    never streamed again, every capture returned nothing and warned of nothing, and the
+    worker held an idle socket forever.)"""
     start()
     sym = symbols(1)[0]
     try:
@@ -1106,14 +1105,13 @@ def test_live_pinned_after_approval_refused():
         finish(sym)
 
 
-@known_gap
 def test_live_unreachable_ws_url_worker_stops():
     """A symbol read through a server whose ws_url nothing answers (a typo, or the URL
     before an ALTER SERVER fixed it) and then never read again is forgotten after
-    kis_fdw.live_idle_s, and the worker stops.  Today the entry stays WANTED forever:
-    the idle check runs only on an open socket, so the worker reconnects every 5 s
-    until PostgreSQL restarts, holding a background worker slot and a channel that no
-    other credential can be given.  (Found by the second review.)"""
+    kis_fdw.live_idle_s, and the worker stops.  (Found by the second review: the entry
+    stayed WANTED forever, since the idle check ran only on an open socket, so the
+    worker reconnected every 5 s until PostgreSQL restarted, holding a background worker
+    slot and a channel that no other credential could be given.)"""
     start()
     sym = symbols(1)[0]
     import socket as socket_
@@ -1166,16 +1164,15 @@ APP_KEY_F = "PSbehaviourLiveFresh9b1d4c27e8a05f"
 R_FRESH = "kis_l_fresh"
 
 
-@known_gap
 def test_live_ticks_scan_keeps_idle_channels():
     """Another credential's domestic_ticks scan, while kis_fdw.max_app_keys has channels
     nobody ever used, leaves the channels in use alone: our channel, idle since our
     symbol went, still holds its generation, so our capture after seq S still returns
-    our ticks the ring holds.  Today kis_live_channel gives the first idle channel in
-    index order, in use or not, to any credential that asks, and a ticks scan (like
-    kis_fdw_live_unsubscribe) asks without wanting anything: a role's mere read of
-    domestic_ticks hides another key's captured-but-unread ticks (with no WARNING) and
-    wipes its approval key, while free channels stand unused.  (Found by the second
+    our ticks the ring holds.  (kis_live_channel gave the first idle channel in index
+    order, in use or not, to any credential that asked, and a ticks scan, like
+    kis_fdw_live_unsubscribe, asked without wanting anything: a role's mere read of
+    domestic_ticks hid another key's captured-but-unread ticks, with no WARNING, and
+    wiped its approval key, while free channels stood unused.)  (Found by the second
     review.)"""
     start()
     sym = symbols(1)[0]
