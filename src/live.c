@@ -82,9 +82,10 @@ StaticAssertDecl(lengthof(trade_fields) == 46 + 1 && lengthof(book_fields) == 59
 				 lengthof(overseas_fields) == 26 + 1, "a stream's field list and count differ");
 
 const KisLiveKindInfo kis_live_kinds[KIS_LIVE_NUM_KINDS] = {
-	[KIS_LIVE_TRADE] = {"H0STCNT0", 46, trade_fields, true},
-	[KIS_LIVE_BOOK] = {"H0STASP0", 59, book_fields, false},
-	[KIS_LIVE_OVERSEAS] = {"HDFSCNT0", 26, overseas_fields, false},
+	/* trade_time: bsop_date and stck_cntg_hour; overseas kymd and khms */
+	[KIS_LIVE_TRADE] = {"H0STCNT0", 46, trade_fields, true, 33, 1},
+	[KIS_LIVE_BOOK] = {"H0STASP0", 59, book_fields, false, -1, -1},
+	[KIS_LIVE_OVERSEAS] = {"HDFSCNT0", 26, overseas_fields, false, 6, 7},
 };
 
 static const char *const kind_names[KIS_LIVE_NUM_KINDS] = {
@@ -221,6 +222,11 @@ kis_live_shmem_startup(void)
 	bool		found;
 	char	   *base;
 
+	/* kis_live_kinds' trade_time fields name what the field lists say */
+	Assert(strcmp(trade_fields[kis_live_kinds[KIS_LIVE_TRADE].date_field], "bsop_date") == 0 &&
+		   strcmp(trade_fields[kis_live_kinds[KIS_LIVE_TRADE].time_field], "stck_cntg_hour") == 0 &&
+		   strcmp(overseas_fields[kis_live_kinds[KIS_LIVE_OVERSEAS].date_field], "kymd") == 0 &&
+		   strcmp(overseas_fields[kis_live_kinds[KIS_LIVE_OVERSEAS].time_field], "khms") == 0);
 	base = ShmemInitStruct("kis_fdw live", live_size(live_nchannels), &found);
 	live = (KisLiveShared *) base;
 	if (found)
@@ -402,8 +408,8 @@ live_channel(const KisConfig *config, uint64 *generation, bool take)
 	return found;
 }
 
-int
-kis_live_channel_index(KisLiveChannel *ch)
+static int
+channel_index(KisLiveChannel *ch)
 {
 	return (int) (ch - kis_live_shared()->channels);
 }
@@ -541,7 +547,7 @@ start_worker(KisLiveChannel *ch)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
-	int			index = kis_live_channel_index(ch);
+	int			index = channel_index(ch);
 	uint64		generation;
 
 	SpinLockAcquire(&ch->mutex);
@@ -885,6 +891,8 @@ kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms)
 	pfree(buf);
 }
 
+static int	field_index(KisLiveKind kind, const char *field);
+
 /* Which of kind's fields are among the names in fields (NIL: NULL, all) */
 bool *
 kis_live_field_mask(KisLiveKind kind, List *fields)
@@ -897,7 +905,7 @@ kis_live_field_mask(KisLiveKind kind, List *fields)
 	copy = palloc0(sizeof(bool) * kis_live_kinds[kind].nfields);
 	foreach(lc, fields)
 	{
-		int			n = kis_live_field_index(kind, lfirst(lc));
+		int			n = field_index(kind, lfirst(lc));
 
 		if (n >= 0)
 			copy[n] = true;
@@ -906,8 +914,8 @@ kis_live_field_mask(KisLiveKind kind, List *fields)
 }
 
 /* The index of a field of kind's records, or -1 */
-int
-kis_live_field_index(KisLiveKind kind, const char *field)
+static int
+field_index(KisLiveKind kind, const char *field)
 {
 	const char *const *fields = kis_live_kinds[kind].fields;
 
@@ -917,30 +925,6 @@ kis_live_field_index(KisLiveKind kind, const char *field)
 			return i;
 	}
 	return -1;
-}
-
-/* Field n of a record (fields joined by ^), palloc'd, or NULL */
-static char *
-nth_field(const char *record, int n)
-{
-	const char *p = record;
-
-	for (int i = 0; i < n; i++)
-	{
-		p = strchr(p, '^');
-		if (p == NULL)
-			return NULL;
-		p++;
-	}
-	return pnstrdup(p, strcspn(p, "^"));
-}
-
-char *
-kis_live_record_field(const char *record, KisLiveKind kind, const char *field)
-{
-	int			n = kis_live_field_index(kind, field);
-
-	return n < 0 ? NULL : nth_field(record, n);
 }
 
 /* "YYYY-MM-DD HH:MM:SS+09" from KST YYYYMMDD and HHMMSS, or NULL */
@@ -972,7 +956,7 @@ json_t *
 kis_live_record_object(KisLiveKind kind, const char *record, TimestampTz received_at,
 					   uint64 seq, const bool *copy)
 {
-	const char *const *fields = kis_live_kinds[kind].fields;
+	const KisLiveKindInfo *info = &kis_live_kinds[kind];
 	json_t	   *object = kis_json_new_object();
 	const char *p = record;
 	char	   *date = NULL;
@@ -980,23 +964,17 @@ kis_live_record_object(KisLiveKind kind, const char *record, TimestampTz receive
 	char	   *text;
 
 	set_member(object, "source", "live", 4);
-	for (int i = 0; fields[i] && p != NULL; i++)
+	for (int i = 0; info->fields[i] && p != NULL; i++)
 	{
 		size_t		len = strcspn(p, "^");
 
 		if (copy == NULL || copy[i])
-			set_member(object, fields[i], p, len);
+			set_member(object, info->fields[i], p, len);
+		if (i == info->date_field)
+			date = pnstrdup(p, len);
+		else if (i == info->time_field)
+			time = pnstrdup(p, len);
 		p = p[len] == '^' ? p + len + 1 : NULL;
-	}
-	if (kind == KIS_LIVE_TRADE)
-	{
-		date = kis_live_record_field(record, kind, "bsop_date");
-		time = kis_live_record_field(record, kind, "stck_cntg_hour");
-	}
-	else if (kind == KIS_LIVE_OVERSEAS)
-	{
-		date = kis_live_record_field(record, kind, "kymd");
-		time = kis_live_record_field(record, kind, "khms");
 	}
 	if ((text = kst_time(date, time)) != NULL)
 		set_member(object, "trade_time", text, strlen(text));
@@ -1041,7 +1019,7 @@ kis_live_ring_begin(KisLiveRingRead *rr, KisLiveChannel *ch, bool has_after, uin
 
 	rr->pos = (last - shared->base_seq > (uint64) shared->ring_size ?
 			   last - shared->ring_size : shared->base_seq) + 1;
-	rr->index = kis_live_channel_index(ch);
+	rr->index = channel_index(ch);
 	SpinLockAcquire(&ch->mutex);
 	rr->generation = ch->generation;
 	rr->base = ch->tick_base;

@@ -54,7 +54,6 @@ extern char *kis_live_tr_key(KisLiveKind kind, const char *symbol, const char *e
 extern KisLiveChannel *kis_live_channel(const struct KisConfig *config, uint64 *generation);
 extern KisLiveChannel *kis_live_channel_find(const struct KisConfig *config,
 											 uint64 *generation);
-extern int	kis_live_channel_index(KisLiveChannel *ch);
 extern bool kis_live_needs_approval(KisLiveChannel *ch);
 extern bool kis_live_refused_pins(KisLiveChannel *ch);
 extern bool kis_live_set_approval(KisLiveChannel *ch, uint64 generation,
@@ -62,9 +61,6 @@ extern bool kis_live_set_approval(KisLiveChannel *ch, uint64 generation,
 extern bool kis_live_want(KisLiveChannel *ch, uint64 generation, List *keys, bool pin);
 extern void kis_live_unwant(KisLiveChannel *ch, uint64 generation, List *keys);
 extern void kis_live_collect(KisLiveChannel *ch, List *keys, int wait_ms);
-extern char *kis_live_record_field(const char *record, KisLiveKind kind,
-								   const char *field);
-extern int	kis_live_field_index(KisLiveKind kind, const char *field);
 extern bool *kis_live_field_mask(KisLiveKind kind, List *fields);
 extern json_t *kis_live_record_object(KisLiveKind kind, const char *record,
 									  TimestampTz received_at, uint64 seq,

@@ -154,6 +154,8 @@ typedef struct KisLiveKindInfo
 	int			nfields;		/* at least this many per record */
 	const char *const *fields;	/* their names, lower case, in order */
 	bool		ringed;			/* its records go to the tick ring */
+	int			date_field;		/* KST YYYYMMDD and HHMMSS of a trade: */
+	int			time_field;		/* trade_time (-1: none) */
 } KisLiveKindInfo;
 
 extern const KisLiveKindInfo kis_live_kinds[KIS_LIVE_NUM_KINDS];

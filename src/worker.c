@@ -464,6 +464,16 @@ store_record(KisSocket *ws, KisLiveKind kind, const char *rec, size_t len,
 	ws->got_tick = true;
 }
 
+/* The stream of a TR_ID, or -1 */
+static int
+kind_of(const char *tr_id)
+{
+	for (int k = 0; k < KIS_LIVE_NUM_KINDS; k++)
+		if (strcmp(tr_id, kis_live_kinds[k].tr_id) == 0)
+			return k;
+	return -1;
+}
+
 /* flag|TR_ID|NNN|f1^f2^...: NNN records of equally many fields */
 static void
 data_frame(KisSocket *ws, const char *msg, size_t len)
@@ -474,7 +484,7 @@ data_frame(KisSocket *ws, const char *msg, size_t len)
 	const char *payload;
 	const char *end = msg + len;
 	char		tr_id[16];
-	int			kind = -1;
+	int			kind;
 	long		count;
 	long		nfields = 1;
 	long		per;
@@ -489,9 +499,7 @@ data_frame(KisSocket *ws, const char *msg, size_t len)
 		return;
 	memcpy(tr_id, bar1 + 1, bar2 - bar1 - 1);
 	tr_id[bar2 - bar1 - 1] = '\0';
-	for (int k = 0; k < KIS_LIVE_NUM_KINDS; k++)
-		if (strcmp(tr_id, kis_live_kinds[k].tr_id) == 0)
-			kind = k;
+	kind = kind_of(tr_id);
 	if (kind < 0)
 		return;
 	count = strtol(bar2 + 1, NULL, 10);
@@ -524,12 +532,10 @@ ack(KisSocket *ws, const char *tr_id, const char *tr_key, const char *rt_cd,
 	const char *msg_cd, const char *msg1)
 {
 	KisLiveChannel *ch = ws->ch;
-	int			kind = -1;
+	int			kind;
 	bool		in_use = msg_cd && strcmp(msg_cd, KIS_LIVE_IN_USE_CODE) == 0;
 
-	for (int k = 0; k < KIS_LIVE_NUM_KINDS; k++)
-		if (tr_id && strcmp(tr_id, kis_live_kinds[k].tr_id) == 0)
-			kind = k;
+	kind = tr_id ? kind_of(tr_id) : -1;
 	SpinLockAcquire(&ch->mutex);
 	if (in_use)
 		ch->socket = KIS_SOCKET_IN_USE;

@@ -1218,3 +1218,49 @@ def test_live_ticks_scan_keeps_idle_channels():
         finish(sym)
         run(f"DROP OWNED BY {R_FRESH} CASCADE")
         run(f"DROP ROLE IF EXISTS {R_FRESH}")
+
+
+def test_live_join_plan_independent():
+    """A live table joined to a local table gives the same rows whatever the plan: the
+    batched join (a Custom Scan), the plain join with kis_fdw.enable_batched_join off,
+    and the = ANY form; the local side holds a symbol twice, a NULL and one not
+    streaming (answered by REST with live_wait_ms 0 in all three alike)."""
+    start()
+    syms = symbols(4)
+    rest = symbols(1)[0]  # no tick ever: REST in every form
+    prices = {s: new_price(s) for s in syms}
+    try:
+        read(syms)
+        open_with(syms)
+        for s in syms:
+            check(tick(s, prices[s]) == 1, f"the mock sent no tick of {s}")
+        wait_until(lambda: shows(syms, prices), "the new prices", LONG)
+        mock_config(ws_first_tick=False)
+        run_all("DROP TABLE IF EXISTS live_hold",
+                "CREATE TABLE live_hold (id int, symbol text)",
+                "INSERT INTO live_hold VALUES " + ", ".join(
+                    f"({i}, {'NULL' if s is None else repr(s)})"
+                    for i, s in enumerate(syms + [syms[0], None, rest])),
+                "ANALYZE live_hold")
+        join = ("SELECT h.id, h.symbol, l.price, l.source FROM live_hold h "
+                "JOIN live_nowait l ON l.symbol = h.symbol ORDER BY h.id")
+        any_form = ("SELECT h.id, h.symbol, l.price, l.source FROM live_hold h "
+                    "JOIN (SELECT * FROM live_nowait WHERE symbol = ANY "
+                    "(ARRAY(SELECT symbol FROM live_hold WHERE symbol IS NOT NULL))) l "
+                    "ON l.symbol = h.symbol ORDER BY h.id")
+        plan, err, rc = run("EXPLAIN (COSTS OFF) " + join)
+        check(rc == 0 and any("Custom Scan" in r[0] for r in plan),
+              f"the join is not batched: {plan} {err}")
+        batched, err1, rc1 = run(join)
+        plain, err2, rc2 = run("SET kis_fdw.enable_batched_join = off; " + join)
+        anyrows, err3, rc3 = run(any_form)
+        check(rc1 == rc2 == rc3 == 0, f"{err1} {err2} {err3}")
+        expect = [[str(i), s, str(prices[s]), "live"] for i, s in enumerate(syms + [syms[0]])]
+        check(batched[:5] == expect, f"batched rows {batched}")
+        check(len(batched) == 6 and batched[5] == ["6", rest, str(price(rest)), "rest"],
+              f"the symbol not streaming: {batched}")
+        check(plain == batched, f"batched join off gave {plain}, on {batched}")
+        check(anyrows == batched, f"the = ANY form gave {anyrows}, the join {batched}")
+    finally:
+        run("DROP TABLE IF EXISTS live_hold")
+        finish(*syms, rest)
