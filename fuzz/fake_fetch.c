@@ -182,6 +182,12 @@ kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
 	f->check = check;
 }
 
+/* No shared answers here: a view is never asked for */
+void
+kis_fetch_set_view(KisFetcher *f, KisViewOf view_of)
+{
+}
+
 /* A download (domestic_symbols): a master file under the server's master_url */
 void
 kis_fetch_add_file(KisFetcher *f, const char *url, KisBodyCheck whole, void *arg)

@@ -564,7 +564,7 @@ run_scan(const uint8_t *data, size_t size, MemoryContext run_cxt)
 	segs = palloc(sizeof(Segment) * 1024);
 	nsegs = split_segments(data + HEADER_BYTES, size - HEADER_BYTES, segs, 1024);
 
-	kis_requests_start(f, config, keys, &range);
+	kis_requests_start(f, config, keys, &range, NULL);
 	if (CurrentMemoryContext != run_cxt)
 		harness_abort("kis_requests_start changed the current memory context");
 	for (int i = 0; i < nsegs && f->head < f->tail; i++)
@@ -755,7 +755,7 @@ check_symbolless_endpoint(KisRange *range)
 	ep->columns = columns;
 	f->ep = ep;
 	f->cxt = CurrentMemoryContext;
-	if (kis_requests_start(f, selftest_config(ep), NIL, range) != 1 || f->tail != 1)
+	if (kis_requests_start(f, selftest_config(ep), NIL, range, NULL) != 1 || f->tail != 1)
 		harness_abort("self-test: an endpoint without symbols did not ask once");
 	rows = selftest_answer(f, CurrentMemoryContext,
 						   "{\"rt_cd\":\"0\",\"output\":{\"x\":\"1\"}}");
@@ -780,7 +780,7 @@ check_row_dates(KisRange *range)
 	f->ep = ep;
 	f->cxt = CurrentMemoryContext;
 	f->scan_keys = list_make1(key);
-	kis_requests_start(f, selftest_config(ep), f->scan_keys, range);
+	kis_requests_start(f, selftest_config(ep), f->scan_keys, range, NULL);
 	rows = selftest_answer(f, CurrentMemoryContext,
 						   "{\"rt_cd\":\"0\",\"output2\":["
 						   "{\"stck_bsop_date\":\"2025-1-1\"},"

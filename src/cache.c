@@ -94,6 +94,8 @@ typedef struct CacheEntry
 	uint32		len;
 	int			first_chunk;	/* chained through chunk_next, -1 ends */
 	int			nchunks;
+	bool		is_view;		/* a reader's prepared form of an answer */
+	uint64		base_serial;	/* a view: the serial of the answer it is of */
 } CacheEntry;
 
 typedef struct CacheStore
@@ -116,6 +118,7 @@ typedef struct CacheStore
 static int	kis_cache_size_kb = 16 * 1024;
 static CacheStore *store = NULL;
 static bool exit_registered = false;
+static bool ever_claimed = false;	/* give_back_mine has something to look for */
 
 #define STORE_HEADER		MAXALIGN(sizeof(CacheStore))
 #define BUCKETS(s)			((int *) ((char *) (s) + STORE_HEADER))
@@ -455,6 +458,7 @@ claim(CacheStore *s, CacheEntry *e)
 		lru_unlink(s, e);
 		free_chunks(s, e);
 	}
+	ever_claimed = true;
 	e->state = ENTRY_INFLIGHT;
 	e->owner_pid = MyProcPid;
 	e->owner_procno = s->shared && MyProc != NULL ? my_procno() : -1;
@@ -462,6 +466,55 @@ claim(CacheStore *s, CacheEntry *e)
 	e->sent = false;
 	e->serial = s->next_serial++;
 	return e->serial;
+}
+
+/* A free entry for id, in its bucket (state still free), or NULL */
+static CacheEntry *
+new_entry(CacheStore *s, const uint8 *id)
+{
+	CacheEntry *e;
+	int			i;
+
+	if (s->free_entry < 0 && !evict_one(s))
+		return NULL;
+	i = s->free_entry;
+	e = &ENTRIES(s)[i];
+	s->free_entry = e->lru_next;
+	memcpy(e->id, id, KIS_SHA256_LEN);
+	e->nwaiters = 0;
+	e->first_chunk = -1;
+	e->is_view = false;
+	e->base_serial = 0;
+	e->lru_prev = e->lru_next = -1;
+	e->bucket_next = BUCKETS(s)[bucket_of(s, id)];
+	BUCKETS(s)[bucket_of(s, id)] = i;
+	return e;
+}
+
+/* Put len bytes into e's chunks (enough are free) */
+static void
+write_chunks(CacheStore *s, CacheEntry *e, const char *body, size_t len, int need)
+{
+	int		   *next = CHUNK_NEXT(s);
+	char	   *data = CHUNK_DATA(s);
+	int		   *link = &e->first_chunk;
+	size_t		done = 0;
+
+	for (int n = 0; n < need; n++)
+	{
+		int			c = s->free_chunk;
+		size_t		part = Min(CACHE_CHUNK, len - done);
+
+		s->free_chunk = next[c];
+		s->nfree_chunks--;
+		memcpy(data + (Size) c * CACHE_CHUNK, body + done, part);
+		done += part;
+		*link = c;
+		link = &next[c];
+	}
+	*link = -1;
+	e->nchunks = need;
+	e->len = (uint32) len;
 }
 
 static void
@@ -484,6 +537,32 @@ copy_out(CacheStore *s, CacheEntry *e, KisCachedAnswer *answer, MemoryContext cx
 	answer->http_status = e->http_status;
 	answer->answered_at = e->answered_at;
 	memcpy(answer->tr_cont, e->tr_cont, sizeof(answer->tr_cont));
+	answer->view = e->is_view;
+}
+
+/*
+ * A ready answer is read: the reader's view of it if there is one (made of
+ * this very answer: same serial), else the answer itself.
+ */
+static void
+read_ready(CacheStore *s, CacheEntry *e, const uint8 *view_id,
+		   KisCachedAnswer *answer, MemoryContext cxt)
+{
+	CacheEntry *v = view_id ? find_entry(s, view_id) : NULL;
+
+	if (v != NULL && v->state == ENTRY_READY && v->is_view && v->base_serial == e->serial)
+	{
+		copy_out(s, v, answer, cxt);
+		answer->answered_at = e->answered_at;
+		memcpy(answer->tr_cont, e->tr_cont, sizeof(answer->tr_cont));
+		lru_unlink(s, v);
+		lru_push_head(s, v);
+	}
+	else
+		copy_out(s, e, answer, cxt);
+	answer->serial = e->serial;
+	lru_unlink(s, e);
+	lru_push_head(s, e);
 }
 
 /* ----------------------------------------------------------------
@@ -579,8 +658,8 @@ kis_cache_next_look(TimestampTz now, TimestampTz until)
  * or kis_cache_abandon.  SEND: nothing to share; send it unshared.
  */
 KisCacheResult
-kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now, uint64 *serial,
-				 KisCachedAnswer *answer, MemoryContext cxt)
+kis_cache_lookup(const uint8 *id, const uint8 *view_id, int ttl_ms, TimestampTz now,
+				 uint64 *serial, KisCachedAnswer *answer, MemoryContext cxt)
 {
 	CacheStore *s = get_store();
 	CacheEntry *e;
@@ -596,9 +675,7 @@ kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now, uint64 *serial,
 	if (e != NULL && e->state == ENTRY_READY && ttl_ms > 0 &&
 		now - e->stored_at < (int64) ttl_ms * 1000)
 	{
-		copy_out(s, e, answer, cxt);
-		lru_unlink(s, e);
-		lru_push_head(s, e);
+		read_ready(s, e, view_id, answer, cxt);
 		result = KIS_CACHE_HIT;
 	}
 	else if (e != NULL && e->state == ENTRY_INFLIGHT && !owner_gone(s, e) &&
@@ -618,18 +695,8 @@ kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now, uint64 *serial,
 		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
-	else if (s->free_entry >= 0 || evict_one(s))
+	else if ((e = new_entry(s, id)) != NULL)
 	{
-		int			i = s->free_entry;
-
-		e = &ENTRIES(s)[i];
-		s->free_entry = e->lru_next;
-		memcpy(e->id, id, KIS_SHA256_LEN);
-		e->nwaiters = 0;
-		e->first_chunk = -1;
-		e->lru_prev = e->lru_next = -1;
-		e->bucket_next = BUCKETS(s)[bucket_of(s, id)];
-		BUCKETS(s)[bucket_of(s, id)] = i;
 		*serial = claim(s, e);
 		result = KIS_CACHE_OWNER;
 	}
@@ -647,8 +714,8 @@ kis_cache_lookup(const uint8 *id, int ttl_ms, TimestampTz now, uint64 *serial,
  * the request (*serial), as after kis_cache_lookup.
  */
 KisCacheResult
-kis_cache_poll(const uint8 *id, uint64 *serial, KisCachedAnswer *answer,
-			   MemoryContext cxt)
+kis_cache_poll(const uint8 *id, const uint8 *view_id, uint64 *serial,
+			   KisCachedAnswer *answer, MemoryContext cxt)
 {
 	CacheStore *s = get_store();
 	CacheEntry *e;
@@ -658,9 +725,7 @@ kis_cache_poll(const uint8 *id, uint64 *serial, KisCachedAnswer *answer,
 	e = find_entry(s, id);
 	if (e != NULL && e->state == ENTRY_READY && e->serial >= *serial)
 	{
-		copy_out(s, e, answer, cxt);
-		lru_unlink(s, e);
-		lru_push_head(s, e);
+		read_ready(s, e, view_id, answer, cxt);
 		result = KIS_CACHE_HIT;
 	}
 	else if (e != NULL && e->state == ENTRY_INFLIGHT)
@@ -732,28 +797,7 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 	}
 	while (s->nfree_chunks < need && evict_one(s))
 		;
-	{
-		int		   *next = CHUNK_NEXT(s);
-		char	   *data = CHUNK_DATA(s);
-		int		   *link = &e->first_chunk;
-		size_t		done = 0;
-
-		for (int n = 0; n < need; n++)
-		{
-			int			c = s->free_chunk;
-			size_t		part = Min(CACHE_CHUNK, len - done);
-
-			s->free_chunk = next[c];
-			s->nfree_chunks--;
-			memcpy(data + (Size) c * CACHE_CHUNK, body + done, part);
-			done += part;
-			*link = c;
-			link = &next[c];
-		}
-		*link = -1;
-	}
-	e->nchunks = need;
-	e->len = (uint32) len;
+	write_chunks(s, e, body, len, need);
 	e->http_status = http_status;
 	e->answered_at = answered_at;
 	e->stored_at = kis_clock_now();
@@ -761,6 +805,61 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 	e->state = ENTRY_READY;
 	lru_push_head(s, e);
 	wake_waiters(s, e);
+	unlock_store(s);
+}
+
+/*
+ * Keep a reader's prepared form of a stored answer (a view: docs/cache.md)
+ * under view_id, if the answer is still the one of that serial.  It is
+ * served instead of the answer to readers asking for the same view, while
+ * the answer is; it is evicted like an answer, never before its own.
+ */
+void
+kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
+					const char *bytes, size_t len)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+	CacheEntry *v;
+	int			need = (int) ((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
+
+	lock_store(s);
+	e = find_entry(s, id);
+	if (e == NULL || e->state != ENTRY_READY || e->serial != serial ||
+		len > (size_t) (s->nchunks / 2) * CACHE_CHUNK)
+	{
+		unlock_store(s);
+		return;
+	}
+	v = find_entry(s, view_id);
+	if (v != NULL && (!v->is_view || v->state != ENTRY_READY))
+	{
+		unlock_store(s);		/* not a view: never replaced by one */
+		return;
+	}
+	if (v != NULL)
+		remove_entry(s, v);
+	/* room for it, without evicting the answer it is of */
+	lru_unlink(s, e);
+	while (s->nfree_chunks < need && evict_one(s))
+		;
+	v = s->nfree_chunks >= need ? new_entry(s, view_id) : NULL;
+	lru_push_head(s, e);
+	if (v == NULL)
+	{
+		unlock_store(s);
+		return;
+	}
+	write_chunks(s, v, bytes, len, need);
+	v->is_view = true;
+	v->base_serial = serial;
+	v->serial = s->next_serial++;
+	v->http_status = e->http_status;
+	v->answered_at = e->answered_at;
+	v->stored_at = e->stored_at;
+	memcpy(v->tr_cont, e->tr_cont, sizeof(v->tr_cont));
+	v->state = ENTRY_READY;
+	lru_push_head(s, v);
 	unlock_store(s);
 }
 
@@ -795,6 +894,8 @@ give_back_mine(int code, Datum arg)
 		return;
 	if (s->lock && LWLockHeldByMe(s->lock))
 		LWLockRelease(s->lock);
+	if (!ever_claimed)
+		return;					/* nothing of ours can be in flight */
 	lock_store(s);
 	entries = ENTRIES(s);
 	for (int i = 0; i < s->nentries; i++)
@@ -836,7 +937,7 @@ kis_cache_bytes(void)
 	return bytes;
 }
 
-/* Forget every ready answer (in-flight requests stay); how many were dropped */
+/* Forget every ready answer and view (in-flight requests stay); how many answers */
 int64
 kis_cache_reset(void)
 {
@@ -844,8 +945,11 @@ kis_cache_reset(void)
 	int64		n = 0;
 
 	lock_store(s);
-	while (evict_one(s))
-		n++;
+	while (s->lru_tail >= 0)
+	{
+		n += ENTRIES(s)[s->lru_tail].is_view ? 0 : 1;
+		evict_one(s);
+	}
 	unlock_store(s);
 	return n;
 }

@@ -53,6 +53,14 @@
 #define kis_create_foreignscan_path create_foreignscan_path
 #endif
 
+/* heap_form_minimal_tuple() gained room for extra bytes (18); kis_fdw needs none */
+#if PG_VERSION_NUM >= 180000
+#define kis_form_minimal_tuple(desc, values, isnull) \
+	heap_form_minimal_tuple((desc), (values), (isnull), 0)
+#else
+#define kis_form_minimal_tuple heap_form_minimal_tuple
+#endif
+
 /*
  * The role a foreign scan runs as (for its user mapping): the plan's
  * checkAsUser since 16, the range table entry's before.  InvalidOid means

@@ -456,6 +456,17 @@ kis_fetch_set_check(KisFetcher *f, KisAnswerCheck check)
 }
 
 /*
+ * How the caller describes its view of a request's answer: a shared answer
+ * read by a request with a view comes with the view kept for it, if any
+ * (KisCompletion.view), and the caller may keep one (kis_fetch_keep_view).
+ */
+void
+kis_fetch_set_view(KisFetcher *f, KisViewOf view_of)
+{
+	f->view_of = view_of;
+}
+
+/*
  * Queue one download of url (outside the API: no token, no rate gate),
  * shared with others when whole (NULL: always) says its body is whole.
  */

@@ -15,6 +15,7 @@
 
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
+#include "lib/stringinfo.h"
 #include "utils/palloc.h"
 
 #include "response.h"
@@ -44,6 +45,8 @@ typedef enum KisPoll
 /* The reply header a completion keeps (the caller's paging reads it) */
 #define KIS_FETCH_KEPT_HEADER "tr_cont"
 
+#define KIS_FETCH_ID_LEN		32	/* an answer id (a SHA-256) */
+
 /* A finished request handed back to the scan, in completion order */
 typedef struct KisCompletion
 {
@@ -51,9 +54,18 @@ typedef struct KisCompletion
 	MemoryContext cxt;			/* holds this and the parsed answer */
 	void	   *arg;			/* what kis_fetch_add was given */
 	KisResponse resp;
+	const char *view;			/* the caller's view of a shared answer,
+								 * served instead of resp (kis_fetch_set_view);
+								 * else NULL */
+	size_t		view_len;
 	char		tr_cont[4];		/* its KIS_FETCH_KEPT_HEADER, or "" */
 	int			attempts;
 	TimestampTz completed_at;
+
+	/* the engine's: where kis_fetch_keep_view keeps a view of this answer */
+	uint64		view_serial;	/* of the stored answer, or 0: nowhere */
+	uint8		answer_id[KIS_FETCH_ID_LEN];
+	uint8		view_id[KIS_FETCH_ID_LEN];
 } KisCompletion;
 
 /* Counters of one scan; EXPLAIN ANALYZE shows them */
@@ -65,6 +77,7 @@ typedef struct KisFetchStats
 	int64		rate_limited;	/* EGW00201 answers */
 	int64		tokens_issued;
 	int64		cache_hits;		/* answers served by the answer cache */
+	int64		cache_views;	/* of which as the caller's view */
 	int64		shared_waits;	/* requests answered by another's send */
 	double		rate_wait_ms;	/* time spent with work blocked by the gate */
 	double		http_ms;		/* sum of request durations */
@@ -75,6 +88,13 @@ typedef struct KisFetchStats
  * what is wrong; such an answer is the request's failure and is not shared.
  */
 typedef char *(*KisAnswerCheck) (void *arg, const KisResponse *resp);
+
+/*
+ * A shared request's view, as its caller describes it (appended to desc):
+ * what makes the caller's prepared form of an answer (kis_fetch_keep_view)
+ * the one another request may be served.  false: none, use the answer.
+ */
+typedef bool (*KisViewOf) (void *arg, StringInfo desc);
 
 /* Whether a download's body is whole (worth keeping for others) */
 typedef bool (*KisBodyCheck) (const char *body, size_t len);
@@ -91,6 +111,9 @@ extern void kis_fetch_add_post(KisFetcher *fetcher, const char *url,
 							   const char *body, void *arg);
 extern void kis_fetch_add_answer(KisFetcher *fetcher, json_t *root, void *arg);
 extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
+extern void kis_fetch_set_view(KisFetcher *fetcher, KisViewOf view_of);
+extern void kis_fetch_keep_view(const KisCompletion *completion, const char *bytes,
+								size_t len);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);
 extern KisPoll kis_fetch_poll(KisFetcher *fetcher, KisCompletion **completion);

@@ -28,6 +28,8 @@
 
 #define KIS_RATE_PENALTY_MS		500 /* after EGW00201, for the whole key */
 
+StaticAssertDecl(KIS_FETCH_ID_LEN == KIS_SHA256_LEN, "an answer id is a SHA-256");
+
 /*
  * Keep an error that ends this fetcher's scan, to be raised by the scan's
  * own kis_fetch_next: the request may have been completed while another
@@ -96,6 +98,12 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	memcpy(c->tr_cont, req->xfer.kept, sizeof(c->tr_cont));
 	c->resp = *resp;
 	c->attempts = req->attempts;
+	if (req->has_view && req->view_serial != 0)
+	{
+		c->view_serial = req->view_serial;
+		memcpy(c->answer_id, req->answer_id, KIS_FETCH_ID_LEN);
+		memcpy(c->view_id, req->view_id, KIS_FETCH_ID_LEN);
+	}
 	/* the row's fetched_at: when KIS answered, a shared answer too */
 	c->completed_at = req->answered_at != 0 ? req->answered_at : GetCurrentTimestamp();
 	kis_fetch_share_done(req);
@@ -157,38 +165,62 @@ share_answer(KisFetcher *f, KisRequest *req, long http_status)
 		kis_cache_may_keep((req->flags & KIS_FETCH_PRIVATE) != 0,
 						   (req->flags & KIS_FETCH_MAY_CONTINUE) != 0,
 						   f->config->cache_ttl_ms, req->xfer.kept))
+	{
 		kis_cache_store(req->answer_id, req->share_serial,
 						req->xfer.body ? req->xfer.body : "", req->xfer.body_len,
 						req->xfer.kept, http_status, req->answered_at);
+		req->view_serial = req->share_serial;
+	}
 }
 
-/* Complete a request with a shared answer (from the cache, or another's send) */
+/*
+ * The context a shared answer is copied into, to become its completion's:
+ * made ahead and kept until an answer comes (most lookups find none).
+ */
+static MemoryContext
+answer_cxt(KisFetcher *f)
+{
+	if (f->spare_cxt == NULL)
+		f->spare_cxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
+											 ALLOCSET_SMALL_SIZES);
+	return f->spare_cxt;
+}
+
+/*
+ * Complete a request with a shared answer (from the cache, or another's
+ * send), copied into answer_cxt
+ */
 static void
 complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hit)
 {
-	MemoryContext rcxt = AllocSetContextCreate(f->cxt, "kis_fdw response",
-											   ALLOCSET_SMALL_SIZES);
+	MemoryContext rcxt = answer_cxt(f);
 	MemoryContext old = MemoryContextSwitchTo(rcxt);
 	KisResponse resp;
 
-	if (req->kind == KIS_REQ_FILE)
+	f->spare_cxt = NULL;		/* the completion's now */
+	memset(&resp, 0, sizeof(resp));
+	if (answer->view || req->kind == KIS_REQ_FILE)
 	{
-		/* a download's body as received (finish_file_request) */
-		char	   *body = palloc(answer->len + 1);
-
-		memcpy(body, answer->body, answer->len + 1);
-		memset(&resp, 0, sizeof(resp));
+		/* the caller's own view of it, or a download's body as received */
 		resp.outcome = KIS_OUTCOME_OK;
 		resp.http_status = answer->http_status;
-		resp.body = body;
-		resp.body_len = answer->len;
+		if (!answer->view)
+		{
+			resp.body = answer->body;
+			resp.body_len = answer->len;
+		}
 	}
 	else
+	{
 		kis_response_read(&resp, answer->http_status, answer->body, answer->len);
+		pfree(answer->body);
+	}
 	MemoryContextSwitchTo(old);
-	pfree(answer->body);
 	memcpy(req->xfer.kept, answer->tr_cont, sizeof(req->xfer.kept));
 	req->answered_at = answer->answered_at;
+	req->view_serial = answer->serial;
+	if (answer->view)
+		f->stats->cache_views++;
 	if (hit)
 	{
 		f->stats->cache_hits++;
@@ -200,6 +232,44 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 		kis_slot_count(f->slot, KIS_CTR_SHARED_WAITS, 1);
 	}
 	complete_request(f, req, &resp, rcxt);
+	if (answer->view)
+	{
+		KisCompletion *c = dlist_container(KisCompletion, node, dlist_tail_node(&f->done));
+
+		c->view = answer->body;
+		c->view_len = answer->len;
+	}
+}
+
+/*
+ * The caller's view of a shared answer (KisViewOf) is a request's too: its
+ * id is the answer id and the caller's description, hashed.
+ */
+static void
+view_id_of(KisFetcher *f, KisRequest *req)
+{
+	StringInfoData desc;
+
+	req->has_view = false;
+	if (f->view_of == NULL)
+		return;
+	initStringInfo(&desc);
+	appendBinaryStringInfo(&desc, "view", 5);
+	appendBinaryStringInfo(&desc, (const char *) req->answer_id, KIS_SHA256_LEN);
+	if (f->view_of(req->arg, &desc))
+	{
+		kis_sha256(desc.data, desc.len, req->view_id);
+		req->has_view = true;
+	}
+	pfree(desc.data);
+}
+
+/* Keep the caller's view of a completed shared answer beside it */
+void
+kis_fetch_keep_view(const KisCompletion *c, const char *bytes, size_t len)
+{
+	if (c->view_serial != 0 && c->view == NULL)
+		kis_cache_keep_view(c->answer_id, c->view_serial, c->view_id, bytes, len);
 }
 
 /*
@@ -222,9 +292,11 @@ kis_fetch_share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 	kis_cache_answer_id(config, f->creds, (req->flags & KIS_FETCH_PRIVATE) != 0,
 						(req->flags & KIS_FETCH_UNCHECKED) != 0, req->url, req->tr_id,
 						req->header, req->answer_id);
-	switch (kis_cache_lookup(req->answer_id,
+	if (req->kind == KIS_REQ_DATA)
+		view_id_of(f, req);
+	switch (kis_cache_lookup(req->answer_id, req->has_view ? req->view_id : NULL,
 							 kis_cache_ttl_ms(config->cache_ttl_ms, req->kind == KIS_REQ_FILE),
-							 now, &req->share_serial, &answer, f->cxt))
+							 now, &req->share_serial, &answer, answer_cxt(f)))
 	{
 		case KIS_CACHE_SEND:
 			break;
@@ -263,7 +335,8 @@ kis_fetch_share_poll(KisFetcher *f, TimestampTz now)
 		KisCachedAnswer answer;
 		KisCacheResult r;
 
-		r = kis_cache_poll(req->answer_id, &req->share_serial, &answer, f->cxt);
+		r = kis_cache_poll(req->answer_id, req->has_view ? req->view_id : NULL,
+						   &req->share_serial, &answer, answer_cxt(f));
 		if (r == KIS_CACHE_WAIT && now < req->share_until)
 		{
 			wake = kis_earliest(wake, kis_cache_next_look(now, req->share_until));

@@ -65,6 +65,9 @@ typedef struct KisRequest
 	KisShare	share;
 	uint8		answer_id[KIS_SHA256_LEN];
 	uint64		share_serial;
+	bool		has_view;		/* view_id is the caller's view of it */
+	uint8		view_id[KIS_SHA256_LEN];
+	uint64		view_serial;	/* the answer its view may be kept for */
 	TimestampTz share_until;	/* a waiter gives up and sends then */
 	dlist_node	owned_node;		/* in the fetcher's owned list */
 
@@ -85,6 +88,8 @@ struct KisFetcher
 								 * downloads only) */
 	uint8		creds[KIS_SHA256_LEN];	/* whose token we need */
 	KisAnswerCheck check;		/* is an answer the one asked for, or NULL */
+	KisViewOf	view_of;		/* a request's view, or NULL: none */
+	MemoryContext spare_cxt;	/* the next shared answer's, or NULL */
 	KisTokenScan tok;			/* our token, claim and tokenP body */
 	bool		has_reservation;	/* a send time reserved at the gate */
 	TimestampTz reserved_at;

@@ -238,7 +238,7 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 			if (!kis_endpoint_has_key(ep, kis_endpoint_venue_key(ep)))
 				key->venue = pstrdup(kis_endpoint_default_venue(rest->endpoint, rest));
 		}
-		n += kis_requests_start(f, rest, missing, range);
+		n += kis_requests_start(f, rest, missing, range, NULL);
 	}
 	return n;
 }

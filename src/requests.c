@@ -44,6 +44,8 @@ typedef struct KisCall
 	KisRange	range;			/* as the query asked */
 	const KisPagingOps *paging; /* the endpoint's paging kind */
 	KisPage		page;			/* the next page's request */
+	const uint8 *view;			/* the reader's view (kis_requests_start), or
+								 * NULL */
 } KisCall;
 
 /* Today in Korea (UTC+9, no daylight saving), as a julian day */
@@ -74,13 +76,23 @@ append_url_encoded(StringInfo buf, const char *value)
 	}
 }
 
+/* name=value, or nameN=value for a batch's Nth; after '?' the first time */
 static void
-append_param(StringInfo buf, const char *name, int n, const char *value)
+append_param(StringInfo buf, bool *first, const char *name, int n, const char *value)
 {
-	appendStringInfoChar(buf, strchr(buf->data, '?') ? '&' : '?');
+	appendStringInfoChar(buf, *first ? '?' : '&');
+	*first = false;
 	appendStringInfoString(buf, name);
 	if (n > 0)
-		appendStringInfo(buf, "%d", n);
+	{
+		char		digits[12];
+		int			len = 0;
+
+		for (; n > 0; n /= 10)
+			digits[len++] = (char) ('0' + n % 10);
+		while (len > 0)
+			appendStringInfoChar(buf, digits[--len]);
+	}
 	appendStringInfoChar(buf, '=');
 	append_url_encoded(buf, value);
 }
@@ -137,6 +149,7 @@ send_call(KisFetcher *f, KisCall *call)
 {
 	StringInfoData path;
 	const char *header;
+	bool		first = true;
 
 	initStringInfo(&path);
 	appendStringInfoString(&path, call->ep->path);
@@ -151,12 +164,12 @@ send_call(KisFetcher *f, KisCall *call)
 			{
 				KisKey	   *key = lfirst(lc);
 
-				append_param(&path, p->name, ++n,
+				append_param(&path, &first, p->name, ++n,
 							 p->source == KIS_PARAM_BATCH_MARKET ? key->venue : key->symbol);
 			}
 		}
 		else
-			append_param(&path, p->name, 0, param_value(call, p));
+			append_param(&path, &first, p->name, 0, param_value(call, p));
 	}
 	header = call->paging->header(&call->page);
 	kis_fetch_add(f, path.data, kis_endpoint_tr_id(call->ep, call->config->environment),
@@ -171,10 +184,11 @@ send_call(KisFetcher *f, KisCall *call)
 }
 
 static KisCall *
-new_call(const KisConfig *config, const KisRange *range, int today)
+new_call(const KisConfig *config, const KisRange *range, int today, const uint8 *view)
 {
 	KisCall    *call = palloc0(sizeof(KisCall));
 
+	call->view = view;
 	call->ep = config->endpoint;
 	call->config = config;
 	call->range = *range;
@@ -202,6 +216,36 @@ call_has_symbol(const KisCall *call, const char *symbol)
 static char *answer_mismatch(void *arg, const KisResponse *resp);
 
 /*
+ * A call's view of its answer (KisViewOf): the reader's, and what else its
+ * rows are made of besides the answer: the endpoint and the keys asked for.
+ * Only answers whose rows are nothing more (a batch, one object); a paged
+ * answer's rows depend on where the paging stands.
+ */
+static bool
+call_view(void *arg, StringInfo desc)
+{
+	KisCall    *call = (KisCall *) arg;
+	const KisEndpoint *ep = call->ep;
+	ListCell   *lc;
+
+	if (call->view == NULL || kis_endpoint_from_master_file(ep) ||
+		kis_endpoint_streamed(ep) ||
+		(kis_endpoint_keys_per_request(ep) <= 1 &&
+		 kis_endpoint_rows_shape(ep) != KIS_ROWS_OBJECT))
+		return false;
+	appendBinaryStringInfo(desc, (const char *) call->view, KIS_VIEW_LEN);
+	appendStringInfo(desc, "%s%c%s%c", ep->name, '\0',
+					 ep->row_source ? ep->row_source : "", '\0');
+	foreach(lc, call->keys)
+	{
+		KisKey	   *key = lfirst(lc);
+
+		appendStringInfo(desc, "%s%c%s%c", key->symbol, '\0', key->venue, '\0');
+	}
+	return true;
+}
+
+/*
  * Queue the requests of a scan: one call per (symbol, venue) key, or
  * batches of keys where the endpoint takes several, or one call for an
  * account endpoint; a paging kind may split a key's range into several
@@ -210,7 +254,7 @@ static char *answer_mismatch(void *arg, const KisResponse *resp);
  */
 int
 kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
-				   const KisRange *range)
+				   const KisRange *range, const uint8 *view)
 {
 	const KisEndpoint *ep = config->endpoint;
 	const KisPagingOps *paging = kis_paging_ops(kis_endpoint_paging(ep));
@@ -223,6 +267,7 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	ListCell   *lr;
 
 	kis_fetch_set_check(f, answer_mismatch);
+	kis_fetch_set_view(f, call_view);
 
 	if (!paging->range_ok(ep, range, today))
 		return 0;
@@ -234,7 +279,7 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 		{
 			KisKey	   *key = lfirst(lc);
 
-			call = new_call(config, range, today);
+			call = new_call(config, range, today, view);
 			call->keys = list_make1(key);
 			kis_fetch_add_file(f, psprintf("%s/%s", config->master_url,
 										   kis_master_file(key->venue)),
@@ -246,7 +291,7 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 
 	if (!kis_endpoint_per_symbol(ep))
 	{
-		send_call(f, new_call(config, range, today));
+		send_call(f, new_call(config, range, today, view));
 		return 1;
 	}
 
@@ -268,7 +313,7 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 			{
 				if (call != NULL)
 					send_call(f, call);
-				call = new_call(config, lfirst(lr), today);
+				call = new_call(config, lfirst(lr), today, view);
 				ncalls++;
 			}
 			call->keys = lappend(call->keys, key);
@@ -601,7 +646,7 @@ kis_requests_add_answer(KisFetcher *f, const KisConfig *config, KisKey *key, jso
 	KisCall    *call;
 
 	memset(&range, 0, sizeof(range));
-	call = new_call(config, &range, kis_today_kst());
+	call = new_call(config, &range, kis_today_kst(), NULL);
 	call->keys = key ? list_make1(key) : NIL;
 	kis_fetch_add_answer(f, root, call);
 }

@@ -55,8 +55,11 @@ typedef struct KisRow
 } KisRow;
 
 extern int	kis_today_kst(void);
+/* A reader's view of answers (run.c): a SHA-256 of what makes its rows */
+#define KIS_VIEW_LEN	32
+
 extern int	kis_requests_start(KisFetcher *fetcher, const struct KisConfig *config,
-							   List *keys, const KisRange *range);
+							   List *keys, const KisRange *range, const uint8 *view);
 extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
 extern void kis_requests_add_answer(KisFetcher *fetcher, const struct KisConfig *config,
 									KisKey *key, json_t *root);

@@ -33,11 +33,14 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -103,9 +106,18 @@ struct KisRunner
 	KisCompletion *current;		/* the answer whose rows are being returned */
 	List	   *rows;			/* its KisRow *s */
 	int			next_row;
+	const char *view_next;		/* or its view's next tuple (current->view) */
+	StringInfoData view_made;	/* its view as its rows are made */
+	bool		view_making;	/* every row so far went into view_made */
 	List	   *gathered;		/* on_error 'error': the wave's answers so far */
 	Tuplestorestate *wave;		/* the rows of the wave going out, or NULL */
 	TupleTableSlot *wave_slot;	/* reads r->wave */
+	List	   *wave_views;		/* the wave's answers served as views: their
+								 * rows go out as they are, before r->wave's */
+
+	/* views of shared answers (docs/cache.md): the run's, when its columns allow */
+	bool		view_able;
+	uint8		view[KIS_VIEW_LEN];
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
@@ -122,6 +134,150 @@ typedef struct KisConvContext
 
 static List *needed_fields(KisRunner *r);
 
+/* ----------------------------------------------------------------
+ * Views: a run's rows of a shared answer, kept beside it (fetch.h,
+ * KisViewOf) as the MinimalTuples they became, so that the next run that
+ * makes rows the same way is served them instead of the answer: no JSON,
+ * no input function.  docs/cache.md says when.
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Types whose input function gives the same value for the same text in
+ * every session of a database, given the settings view_describe names:
+ * built in, no domain (its constraints may change), nothing user-defined.
+ */
+static bool
+view_type_ok(Oid type)
+{
+	switch (type)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case NAMEOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case JSONOID:
+		case JSONBOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static void
+describe_text(StringInfo desc, const char *text)
+{
+	appendStringInfo(desc, "%s%c", text ? text : "", '\0');
+}
+
+/*
+ * What makes this run's rows of an answer, besides the answer and its keys
+ * (requests.c adds those): the database and its encoding, the settings the
+ * date and time types read, and each column's source, field, sign and type.
+ * Its SHA-256 is the run's view.
+ */
+static void
+view_describe(KisRunner *r)
+{
+	const KisEndpoint *ep = r->config->endpoint;
+	TupleDesc	tupdesc = RelationGetDescr(r->rel);
+	StringInfoData desc;
+
+	initStringInfo(&desc);
+	appendStringInfo(&desc, "%u %d %d %d %d%c", MyDatabaseId, GetDatabaseEncoding(),
+					 tupdesc->natts, (int) ep->rows_shape,
+					 kis_endpoint_keys_per_request(ep), '\0');
+	describe_text(&desc, GetConfigOption("DateStyle", false, false));
+	describe_text(&desc, GetConfigOption("TimeZone", false, false));
+	describe_text(&desc, GetConfigOption("IntervalStyle", false, false));
+	describe_text(&desc, ep->name);
+	describe_text(&desc, ep->rows_member);
+	describe_text(&desc, ep->extra_member);
+	describe_text(&desc, ep->row_symbol_field);
+	describe_text(&desc, ep->identity_field);
+	describe_text(&desc, ep->notfound_field);
+	describe_text(&desc, ep->row_source);
+	for (int i = 0; i < r->ncolumns; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(tupdesc, i);
+		const KisColumn *col = &r->columns[i];
+		const KisColumnDef *def = col->field ?
+			kis_endpoint_column_of_field(ep, col->field) : NULL;
+
+		appendStringInfo(&desc, "%d %u %d %d%c", (int) attr->attisdropped, attr->atttypid,
+						 attr->atttypmod, (int) col->source, '\0');
+		describe_text(&desc, col->field);
+		describe_text(&desc, def ? def->sign_field : NULL);
+		describe_text(&desc, def ? def->sign_twin : NULL);
+	}
+	kis_sha256(desc.data, desc.len, r->view);
+	pfree(desc.data);
+}
+
+/* The next tuple of an answer's view (at *next) into slot; false at its end */
+static bool
+view_step(const KisCompletion *c, const char **next, TupleTableSlot *slot)
+{
+	const char *end = c->view + c->view_len;
+	MinimalTuple tuple = (MinimalTuple) *next;
+
+	if (*next >= end)
+		return false;
+	if ((Size) (end - *next) < offsetof(MinimalTupleData, t_bits) ||
+		tuple->t_len > (Size) (end - *next))
+		elog(ERROR, "kis_fdw: a stored view of an answer is damaged");
+	*next += MAXALIGN(tuple->t_len);
+	ExecForceStoreMinimalTuple(tuple, slot, false);
+	return true;
+}
+
+/* Start the view of an answer being read, if one may be kept for it */
+static void
+view_begin(KisRunner *r, StringInfo made, const KisCompletion *c)
+{
+	/* only a reader with a TTL makes one: it is for such readers */
+	r->view_making = r->view_able && r->config->cache_ttl_ms > 0 &&
+		c->view_serial != 0 && c->view == NULL;
+	if (r->view_making)
+		resetStringInfo(made);
+}
+
+/* A row went into slot: add it to the view being made */
+static void
+view_add(KisRunner *r, StringInfo made, TupleTableSlot *slot)
+{
+	MinimalTuple tuple;
+	static const char zeros[MAXIMUM_ALIGNOF] = {0};
+
+	if (!r->view_making)
+		return;
+	tuple = kis_form_minimal_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+									slot->tts_isnull);
+	appendBinaryStringInfo(made, (const char *) tuple, tuple->t_len);
+	appendBinaryStringInfo(made, zeros, MAXALIGN(tuple->t_len) - tuple->t_len);
+	pfree(tuple);
+}
+
+/* Every row of an answer was made: keep its view */
+static void
+view_end(KisRunner *r, StringInfo made, const KisCompletion *c)
+{
+	if (r->view_making)
+		kis_fetch_keep_view(c, made->data, made->len);
+	r->view_making = false;
+}
+
 /* Decide what fills each column, and look up its input function */
 static void
 build_column_map(KisRunner *r, List *needed)
@@ -133,6 +289,7 @@ build_column_map(KisRunner *r, List *needed)
 
 	r->ncolumns = tupdesc->natts;
 	r->columns = palloc0(sizeof(KisColumn) * tupdesc->natts);
+	r->view_able = !kis_endpoint_streamed(ep);
 	for (int i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute attr = TupleDescAttr(tupdesc, i);
@@ -179,6 +336,8 @@ build_column_map(KisRunner *r, List *needed)
 		getTypeInputInfo(attr->atttypid, &infunc, &col->ioparam);
 		fmgr_info_cxt(infunc, &col->input, r->cxt);
 		col->typmod = attr->atttypmod;
+		if (!view_type_ok(attr->atttypid))
+			r->view_able = false;
 	}
 	r->fields = needed_fields(r);
 }
@@ -335,6 +494,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	const KisEndpoint *ep = r->config->endpoint;
 	KisKeying	keying = kis_endpoint_keying(ep);
 	List	   *valid = NIL;
+	bool		any_invalid = false;
 	ListCell   *lc;
 	MemoryContext old;
 
@@ -346,14 +506,28 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	r->skipped = NIL;
 	r->next_row = 0;
 	r->gathered = NIL;
+	r->wave_views = NIL;
 	r->invalid = NIL;
+	r->view_next = NULL;
+	r->view_making = false;
+	initStringInfo(&r->view_made);
+	if (r->view_able)
+		view_describe(r);
 
 	/*
 	 * A bad key is an ERROR unless it comes from table data and on_error
 	 * says otherwise; symbols first, then venues: the first bad one is
 	 * named.
 	 */
-	if (!from_rows || r->config->on_error == KIS_ON_ERROR_ERROR)
+	foreach(lc, keys)
+	{
+		if (invalid_key_problem(ep, lfirst(lc)) != NULL)
+		{
+			any_invalid = true;
+			break;
+		}
+	}
+	if (any_invalid && (!from_rows || r->config->on_error == KIS_ON_ERROR_ERROR))
 	{
 		foreach(lc, keys)
 		{
@@ -373,7 +547,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	{
 		KisKey	   *key = lfirst(lc);
 		KisKey	   *copy = palloc(sizeof(KisKey));
-		const char *problem = invalid_key_problem(ep, key);
+		const char *problem = any_invalid ? invalid_key_problem(ep, key) : NULL;
 
 		copy->symbol = pstrdup(key->symbol);
 		copy->venue = pstrdup(key->venue);
@@ -399,7 +573,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
 		if ((kis_endpoint_streamed(ep) ?
 			 kis_live_scan_start(r->fetcher, r->config, valid, range, r->fields) :
-			 kis_requests_start(r->fetcher, r->config, valid, range)) == 0 &&
+			 kis_requests_start(r->fetcher, r->config, valid, range,
+								r->view_able ? r->view : NULL)) == 0 &&
 			r->invalid == NIL)
 			r->nkeys = 0;
 	}
@@ -438,9 +613,12 @@ kis_runner_end(KisRunner *r)
 	r->run_cxt = NULL;
 	r->current = NULL;
 	r->rows = NIL;
+	r->view_next = NULL;
+	r->view_making = false;
 	r->invalid = NIL;
 	r->next_row = 0;
 	r->gathered = NIL;
+	r->wave_views = NIL;
 }
 
 /*
@@ -698,7 +876,8 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 
 	foreach(lc, r->gathered)
 	{
-		List	   *answer_rows = kis_requests_answer(r->fetcher, lfirst(lc));
+		KisCompletion *c = lfirst(lc);
+		List	   *answer_rows = c->view ? NIL : kis_requests_answer(r->fetcher, c);
 
 		foreach(lr, answer_rows)
 		{
@@ -721,14 +900,25 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 		KisCompletion *c = lfirst(lc);
 		ListCell   *lt;
 
+		if (c->view != NULL)
+		{
+			/* made rows already: no copy in the tuplestore */
+			old = MemoryContextSwitchTo(r->run_cxt);
+			r->wave_views = lappend(r->wave_views, c);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		view_begin(r, &r->view_made, c);
 		foreach(lt, (List *) lfirst(lr))
 		{
 			store_row(r, slot, lfirst(lt), c);
+			view_add(r, &r->view_made, slot);
 			if (kis_partition_row_ok(r->partition, slot))
 				tuplestore_puttupleslot(r->wave, slot);
 			ExecClearTuple(slot);
 			MemoryContextReset(r->row_cxt);
 		}
+		view_end(r, &r->view_made, c);
 		kis_fetch_forget(c);
 	}
 	list_free(rows);
@@ -746,6 +936,24 @@ wave_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
 	while (r->fetcher != NULL)
 	{
+		while (r->wave_views != NIL)
+		{
+			if (r->current == NULL)
+			{
+				r->current = linitial(r->wave_views);
+				r->view_next = r->current->view;
+			}
+			while (view_step(r->current, &r->view_next, slot))
+			{
+				if (kis_partition_row_ok(r->partition, slot))
+					return KIS_POLL_ROW;
+				ExecClearTuple(slot);
+			}
+			kis_fetch_forget(r->current);
+			r->current = NULL;
+			r->view_next = NULL;
+			r->wave_views = list_delete_first(r->wave_views);
+		}
 		if (r->wave != NULL)
 		{
 			/* a tuple read back from the file is palloc'd: as long as the slot */
@@ -803,13 +1011,25 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 
 	while (r->fetcher != NULL)
 	{
-		if (r->next_row < list_length(r->rows))
+		if (r->view_next != NULL)
+		{
+			if (view_step(r->current, &r->view_next, slot))
+			{
+				if (kis_partition_row_ok(r->partition, slot))
+					return KIS_POLL_ROW;
+				ExecClearTuple(slot);
+				continue;
+			}
+			r->view_next = NULL;
+		}
+		else if (r->next_row < list_length(r->rows))
 		{
 			KisRow	   *row = list_nth(r->rows, r->next_row++);
 
 			if (row->problem == NULL)
 			{
 				store_row(r, slot, row, r->current);
+				view_add(r, &r->view_made, slot);
 				if (kis_partition_row_ok(r->partition, slot))
 					return KIS_POLL_ROW;
 				/* another partition's row */
@@ -817,10 +1037,13 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 				MemoryContextReset(r->row_cxt);
 				continue;
 			}
+			r->view_making = false; /* a view holds made rows only */
 			if (handle_failure(r, slot, row, r->current))
 				return KIS_POLL_ROW;
 			continue;
 		}
+		else if (r->current != NULL)
+			view_end(r, &r->view_made, r->current);
 		if (r->current != NULL)
 			kis_fetch_forget(r->current);
 		r->current = NULL;
@@ -832,7 +1055,13 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 			return KIS_POLL_WAIT;
 		if (r->current == NULL)
 			break;
-		r->rows = kis_requests_answer(r->fetcher, r->current);
+		if (r->current->view != NULL)
+			r->view_next = r->current->view;
+		else
+		{
+			r->rows = kis_requests_answer(r->fetcher, r->current);
+			view_begin(r, &r->view_made, r->current);
+		}
 	}
 
 	if (r->skipped != NIL)
@@ -917,6 +1146,7 @@ kis_runners_explain(const KisRunner *const *runners, int nrunners, ExplainState 
 		sum.tokens_issued += r->stats.tokens_issued;
 		sum.cache_hits += r->stats.cache_hits;
 		sum.shared_waits += r->stats.shared_waits;
+		sum.cache_views += r->stats.cache_views;
 		sum.rate_wait_ms += r->stats.rate_wait_ms;
 		sum.http_ms += r->stats.http_ms;
 		cache |= r->config->cache_ttl_ms > 0;
@@ -930,6 +1160,8 @@ kis_runners_explain(const KisRunner *const *runners, int nrunners, ExplainState 
 	/* only where sharing happened or was asked for: plans elsewhere unchanged */
 	if (cache || sum.cache_hits > 0)
 		ExplainPropertyInteger("KIS Cache Hits", NULL, sum.cache_hits, es);
+	if (es->verbose && sum.cache_views > 0)
+		ExplainPropertyInteger("KIS Cache Views", NULL, sum.cache_views, es);
 	if (sum.shared_waits > 0)
 		ExplainPropertyInteger("KIS Shared In-Flight", NULL, sum.shared_waits, es);
 	if (es->timing)
