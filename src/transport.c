@@ -51,6 +51,8 @@ typedef struct KisSocket
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
 	int			pos;			/* its event's position in the wait set, or -1 */
 	bool		dirty;			/* "what" changed since the set was built */
+	bool		parked;			/* curl stopped watching it (what 0), but it
+								 * is still open and in the wait set */
 } KisSocket;
 
 /* The backend's transport; see the file header */
@@ -77,17 +79,92 @@ static struct
  * frees is wiped first.  Its request buffer holds our header lines (the
  * app key, the secret, the bearer token) and the tokenP body, and its
  * receive buffer a token answer; libcurl frees them without wiping.
+ *
+ * Those two buffers are allocated anew for every transfer (the request
+ * buffer at its minimum, 16 kB: CURLOPT_UPLOAD_BUFFERSIZE): freeing them
+ * and faulting in fresh pages cost more than wiping them.  So large blocks
+ * libcurl frees are wiped and kept (up to KEPT_BLOCKS), and handed back to
+ * its next allocation of about their size instead of going back to the C
+ * library.
  * Never throws and calls no PostgreSQL code: the resolver thread uses it.
  * ----------------------------------------------------------------
  */
+#define KEPT_BLOCKS		16
+#define KEPT_MIN_SIZE	4096
+#define KEPT_MAX_SIZE	(128 * 1024)
+
+static struct
+{
+	void	   *blocks[KEPT_BLOCKS];
+	size_t		sizes[KEPT_BLOCKS];
+	int			n;
+	pthread_mutex_t lock;
+} kept = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+wipe_and_free(void *ptr)
+{
+	explicit_bzero(ptr, kis_malloc_usable_size(ptr));
+	free(ptr);
+}
+
+static void *
+keeping_malloc(size_t size)
+{
+	void	   *ptr = NULL;
+
+	if (size >= KEPT_MIN_SIZE && size <= KEPT_MAX_SIZE)
+	{
+		pthread_mutex_lock(&kept.lock);
+		for (int i = kept.n - 1; i >= 0; i--)
+		{
+			/* a block of about the size asked for: no waste kept */
+			if (kept.sizes[i] >= size && kept.sizes[i] <= 2 * size)
+			{
+				ptr = kept.blocks[i];
+				kept.n--;
+				kept.blocks[i] = kept.blocks[kept.n];
+				kept.sizes[i] = kept.sizes[kept.n];
+				break;
+			}
+		}
+		pthread_mutex_unlock(&kept.lock);
+	}
+	return ptr != NULL ? ptr : malloc(size);
+}
+
 static void
 wiping_free(void *ptr)
 {
-	if (ptr != NULL)
+	size_t		size;
+
+	if (ptr == NULL)
+		return;
+	size = kis_malloc_usable_size(ptr);
+	if (size >= KEPT_MIN_SIZE && size <= KEPT_MAX_SIZE)
 	{
-		explicit_bzero(ptr, kis_malloc_usable_size(ptr));
-		free(ptr);
+		pthread_mutex_lock(&kept.lock);
+		if (kept.n < KEPT_BLOCKS)
+		{
+			explicit_bzero(ptr, size);
+			kept.blocks[kept.n] = ptr;
+			kept.sizes[kept.n++] = size;
+			ptr = NULL;
+		}
+		pthread_mutex_unlock(&kept.lock);
 	}
+	if (ptr != NULL)
+		wipe_and_free(ptr);
+}
+
+/* Free the kept blocks (wiped when kept): the transport is torn down */
+static void
+free_kept_blocks(void)
+{
+	pthread_mutex_lock(&kept.lock);
+	while (kept.n > 0)
+		free(kept.blocks[--kept.n]);
+	pthread_mutex_unlock(&kept.lock);
 }
 
 /* Grow by copying, so that the old block is wiped too */
@@ -98,11 +175,11 @@ wiping_realloc(void *ptr, size_t size)
 	void	   *grown;
 
 	if (ptr == NULL)
-		return malloc(size);
+		return keeping_malloc(size);
 	old = kis_malloc_usable_size(ptr);
 	if (size <= old)
 		return ptr;
-	grown = malloc(size);
+	grown = keeping_malloc(size);
 	if (grown == NULL)
 		return NULL;
 	memcpy(grown, ptr, old);
@@ -117,7 +194,7 @@ wiping_realloc(void *ptr, size_t size)
 void
 kis_transport_global_init(void)
 {
-	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free,
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, keeping_malloc, wiping_free,
 							 wiping_realloc, strdup, calloc) != CURLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -140,13 +217,28 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	}
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < transport.nsockets)
-			transport.sockets[i] = transport.sockets[--transport.nsockets];
+		if (i >= transport.nsockets)
+			return 0;
+		if (transport.sockets[i].pos >= 0)
+		{
+			/*
+			 * A connection back in curl's pool: parked, most often taken by
+			 * the next request before we wait again, which then costs no
+			 * new wait set (close_socket_cb says when it really goes).
+			 */
+			transport.sockets[i].what = 0;
+			transport.sockets[i].parked = true;
+			transport.sockets[i].dirty = true;
+			transport.events_dirty = true;
+			return 0;
+		}
+		transport.sockets[i] = transport.sockets[--transport.nsockets];
 	}
 	else if (i < transport.nsockets)
 	{
 		/* curl changes interest at every request: modify, don't rebuild */
 		transport.sockets[i].what = what;
+		transport.sockets[i].parked = false;
 		if (transport.sockets[i].pos >= 0 && (what & CURL_POLL_INOUT) != 0)
 		{
 			transport.sockets[i].dirty = true;
@@ -160,6 +252,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		transport.sockets[i].what = what;
 		transport.sockets[i].pos = -1;
 		transport.sockets[i].dirty = false;
+		transport.sockets[i].parked = false;
 		transport.nsockets++;
 	}
 	else
@@ -202,7 +295,23 @@ open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 static int
 close_socket_cb(void *clientp, curl_socket_t fd)
 {
-	int			rc = close(fd);
+	int			rc;
+
+	/*
+	 * A closed socket leaves every epoll set by itself, and its number may
+	 * come back as another socket's: forget it, build the sets anew.
+	 */
+	for (int i = 0; i < transport.nsockets; i++)
+	{
+		if (transport.sockets[i].fd == fd)
+		{
+			transport.sockets[i] = transport.sockets[--transport.nsockets];
+			transport.sockets_changed = true;
+			transport.socket_gen++;
+			break;
+		}
+	}
+	rc = close(fd);
 
 	ReleaseExternalFD();
 	return rc;
@@ -312,6 +421,7 @@ transport_teardown(void)
 	}
 	while (transport.neasy > 0)
 		curl_easy_cleanup(transport.easy_pool[--transport.neasy]);
+	free_kept_blocks();
 	transport.nsockets = 0;
 	transport.timer_deadline = -1;
 	transport.sockets_changed = true;
@@ -375,6 +485,15 @@ transport_rebuild_wait_set(void)
 		FreeWaitEventSet(transport.wes);
 		transport.wes = NULL;
 	}
+	/* parked sockets are not watched: out of the set, and of the array */
+	for (int i = transport.nsockets - 1; i >= 0; i--)
+	{
+		if (transport.sockets[i].parked)
+		{
+			transport.sockets[i] = transport.sockets[--transport.nsockets];
+			transport.socket_gen++;
+		}
+	}
 	transport.wes = kis_create_wait_event_set(transport.nsockets + 2);
 	AddWaitEventToSet(transport.wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(transport.wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -390,11 +509,19 @@ transport_rebuild_wait_set(void)
 	transport.events_dirty = false;
 }
 
-/* Bring the wait set up to date: rebuilt if sockets came or went, else modified */
+/*
+ * Bring the wait set up to date: rebuilt if sockets came or went or one is
+ * still parked (watching it for nothing is not possible: a closing peer
+ * would wake us at once, again and again), else modified
+ */
 static void
 transport_update_wait_set(void)
 {
-	if (transport.sockets_changed || transport.wes == NULL)
+	bool		parked = false;
+
+	for (int i = 0; i < transport.nsockets && transport.events_dirty; i++)
+		parked |= transport.sockets[i].parked;
+	if (transport.sockets_changed || transport.wes == NULL || parked)
 		transport_rebuild_wait_set();
 	else if (transport.events_dirty)
 	{
@@ -462,6 +589,19 @@ kis_transport_wait(TimestampTz wake)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many KIS connections open in this session (more than %d)",
 						KIS_MAX_SOCKETS)));
+
+	/*
+	 * curl's timer already ran out (it starts the transfers just added so):
+	 * let it work first, and come back without waiting.  A connection it
+	 * parked then is most often taken again, and the wait set stays.
+	 */
+	if (transport.timer_deadline >= 0 && now >= transport.timer_deadline)
+	{
+		transport.timer_deadline = -1;
+		transport_action(CURL_SOCKET_TIMEOUT, 0);
+		CHECK_FOR_INTERRUPTS();
+		return;
+	}
 	transport_update_wait_set();
 
 	n = WaitEventSetWait(transport.wes, timeout, events, lengthof(events),
@@ -592,6 +732,7 @@ kis_transfer_begin(KisTransfer *x, const char *url, const char *ca_file)
 	kis_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
 	kis_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) INT_MAX);
 	kis_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	kis_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);	/* its minimum */
 	kis_easy_setopt(easy, CURLOPT_USERAGENT, KIS_USER_AGENT);
 	kis_easy_setopt(easy, CURLOPT_ERRORBUFFER, x->errbuf);
 	kis_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
