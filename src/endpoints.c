@@ -692,15 +692,20 @@ kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env)
 	return env == KIS_ENV_VIRTUAL ? ep->tr_id_virtual : ep->tr_id_real;
 }
 
+/* Every character a digit, or also an upper-case ASCII letter or one of extra */
 static bool
-all_chars(const char *s, const char *allowed)
+all_chars(const char *s, bool letters, const char *extra)
 {
-	return strspn(s, allowed) == strlen(s);
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if (!((*p >= '0' && *p <= '9') || (letters && *p >= 'A' && *p <= 'Z') ||
+			  (extra != NULL && strchr(extra, *p) != NULL)))
+			return false;
+	}
+	return true;
 }
 
-#define DIGITS "0123456789"
 #define KIS_PARAM_VALUE_MAX 128
-#define UPPER_ALNUM DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 /*
  * Domestic short codes are 6 characters (digits, and upper-case letters in
@@ -718,12 +723,12 @@ kis_symbol_is_valid(KisSymbolKind kind, const char *symbol)
 			return false;
 		case KIS_SYMBOL_DOMESTIC:
 			if (len == 6)
-				return all_chars(symbol, UPPER_ALNUM);
+				return all_chars(symbol, true, NULL);
 			if (len == 7 && symbol[0] == 'Q')
-				return all_chars(symbol + 1, DIGITS);
+				return all_chars(symbol + 1, false, NULL);
 			return false;
 		case KIS_SYMBOL_OVERSEAS:
-			return len >= 1 && len <= 16 && all_chars(symbol, UPPER_ALNUM "./-");
+			return len >= 1 && len <= 16 && all_chars(symbol, true, "./-");
 		case KIS_SYMBOL_PARAM:
 			if (len < 1 || len > KIS_PARAM_VALUE_MAX)
 				return false;

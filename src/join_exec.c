@@ -49,11 +49,19 @@
 #include "requests.h"
 #include "run.h"
 
-/* The fetched rows of one symbol */
+/* A fetched row, in its symbol's chain */
+typedef struct KisJoinRow
+{
+	struct KisJoinRow *next;
+	MinimalTuple tuple;
+} KisJoinRow;
+
+/* The fetched rows of one symbol (mostly one: a chain, not a List) */
 typedef struct KisJoinRows
 {
 	char	   *symbol;			/* hash key */
-	List	   *rows;			/* MinimalTuples */
+	KisJoinRow *first;
+	KisJoinRow *last;
 } KisJoinRows;
 
 /*
@@ -112,8 +120,7 @@ typedef struct KisJoinState
 	/* the join */
 	bool		have_outer;
 	bool		matched;
-	List	   *candidates;
-	int			next_candidate;
+	KisJoinRow *next_candidate; /* the outer row's next to try, or NULL */
 
 	/* EXPLAIN ANALYZE */
 	int64		batches;
@@ -420,6 +427,7 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	Datum		d = slot_getattr(slot, p->symbol_attno, &isnull);
 	char	   *symbol;
 	KisJoinRows *entry;
+	KisJoinRow *link;
 	bool		found;
 
 	if (isnull)
@@ -443,9 +451,14 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	/* as the outer keys are: a char(n) value without its padding */
 	symbol = kis_key_text(d, p->symbol_type);
 	entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
+	link = palloc(sizeof(KisJoinRow));
+	link->next = NULL;
+	link->tuple = ExecCopySlotMinimalTuple(row);
 	if (!found)
-		entry->rows = NIL;
-	entry->rows = lappend(entry->rows, ExecCopySlotMinimalTuple(row));
+		entry->first = link;
+	else
+		entry->last->next = link;
+	entry->last = link;
 	MemoryContextSwitchTo(old);
 }
 
@@ -637,18 +650,18 @@ kis_join_exec(CustomScanState *node)
 				return NULL;
 			st->have_outer = true;
 			st->matched = false;
-			st->next_candidate = 0;
 			pair_tuple(st, st->outer_slot, NULL);
 			symbol = outer_key(st, st->symbol_expr, st->symbol_type);
 			if (symbol != NULL && st->gate_open)
 				entry = hash_search(st->rows_by_symbol, &symbol, HASH_FIND, NULL);
-			st->candidates = entry ? entry->rows : NIL;
+			st->next_candidate = entry ? entry->first : NULL;
 		}
 
-		while (st->next_candidate < list_length(st->candidates))
+		while (st->next_candidate != NULL)
 		{
-			MinimalTuple row = list_nth(st->candidates, st->next_candidate++);
+			MinimalTuple row = st->next_candidate->tuple;
 
+			st->next_candidate = st->next_candidate->next;
 			ExecStoreMinimalTuple(row, st->inner_slot, false);
 			pair_tuple(st, st->outer_slot, st->inner_slot);
 			if (!ExecQual(st->join_qual, econtext))
