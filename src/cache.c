@@ -94,6 +94,7 @@ typedef struct CacheEntry
 	uint32		len;
 	int			first_chunk;	/* chained through chunk_next, -1 ends */
 	int			nchunks;
+	bool		secret;			/* private to a user mapping: zeroed when freed */
 	bool		is_view;		/* a reader's prepared form of an answer */
 	uint64		base_serial;	/* a view: the serial of the answer it is of */
 } CacheEntry;
@@ -322,7 +323,11 @@ lru_push_head(CacheStore *s, CacheEntry *e)
 		s->lru_tail = i;
 }
 
-/* Give back an entry's chunks, zeroed: they may hold an account's answer */
+/*
+ * Give back an entry's chunks, zeroed if they hold an account's answer (or
+ * its view): a quote's bytes are everyone's, and a chunk that held a secret
+ * was zeroed when it was given back
+ */
 static void
 free_chunks(CacheStore *s, CacheEntry *e)
 {
@@ -333,7 +338,8 @@ free_chunks(CacheStore *s, CacheEntry *e)
 	{
 		int			c = e->first_chunk;
 
-		memset(data + (Size) c * CACHE_CHUNK, 0, CACHE_CHUNK);
+		if (e->secret)
+			memset(data + (Size) c * CACHE_CHUNK, 0, CACHE_CHUNK);
 		e->first_chunk = next[c];
 		next[c] = s->free_chunk;
 		s->free_chunk = c;
@@ -341,6 +347,7 @@ free_chunks(CacheStore *s, CacheEntry *e)
 	}
 	e->nchunks = 0;
 	e->len = 0;
+	e->secret = false;
 }
 
 /* Set the latches of the entry's waiters (they look at the store again) */
@@ -772,11 +779,12 @@ kis_cache_sending(const uint8 *id, uint64 serial, bool sending)
 /*
  * The owner's request succeeded: keep the answer and wake the waiters.
  * An answer larger than the whole store is not kept (the waiters send
- * their own).
+ * their own).  A secret one (an account's) is zeroed when it goes.
  */
 void
 kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
-				const char *tr_cont, long http_status, TimestampTz answered_at)
+				const char *tr_cont, long http_status, TimestampTz answered_at,
+				bool secret)
 {
 	CacheStore *s = get_store();
 	CacheEntry *e;
@@ -798,6 +806,7 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 	while (s->nfree_chunks < need && evict_one(s))
 		;
 	write_chunks(s, e, body, len, need);
+	e->secret = secret;
 	e->http_status = http_status;
 	e->answered_at = answered_at;
 	e->stored_at = kis_clock_now();
@@ -851,6 +860,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 		return;
 	}
 	write_chunks(s, v, bytes, len, need);
+	v->secret = e->secret;
 	v->is_view = true;
 	v->base_serial = serial;
 	v->serial = s->next_serial++;

@@ -55,7 +55,8 @@ extern void kis_cache_sending(const uint8 *id, uint64 serial, bool sending);
 extern KisCacheResult kis_cache_poll(const uint8 *id, const uint8 *view_id, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);
 extern void kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
-							const char *tr_cont, long http_status, TimestampTz answered_at);
+							const char *tr_cont, long http_status, TimestampTz answered_at,
+							bool secret);
 extern void kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 								const char *bytes, size_t len);
 extern void kis_cache_abandon(const uint8 *id, uint64 serial);

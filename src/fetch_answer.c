@@ -168,7 +168,8 @@ share_answer(KisFetcher *f, KisRequest *req, long http_status)
 	{
 		kis_cache_store(req->answer_id, req->share_serial,
 						req->xfer.body ? req->xfer.body : "", req->xfer.body_len,
-						req->xfer.kept, http_status, req->answered_at);
+						req->xfer.kept, http_status, req->answered_at,
+						(req->flags & KIS_FETCH_PRIVATE) != 0);
 		req->view_serial = req->share_serial;
 	}
 }
