@@ -323,6 +323,21 @@ lru_push_head(CacheStore *s, CacheEntry *e)
 		s->lru_tail = i;
 }
 
+/* Put v in the LRU list just ahead of e (as recently used) */
+static void
+lru_insert_before(CacheStore *s, CacheEntry *v, CacheEntry *e)
+{
+	CacheEntry *entries = ENTRIES(s);
+
+	v->lru_next = e - entries;
+	v->lru_prev = e->lru_prev;
+	if (e->lru_prev >= 0)
+		entries[e->lru_prev].lru_next = v - entries;
+	else
+		s->lru_head = v - entries;
+	e->lru_prev = v - entries;
+}
+
 /*
  * Give back an entry's chunks, zeroed if they hold an account's answer (or
  * its view): a quote's bytes are everyone's, and a chunk that held a secret
@@ -821,7 +836,8 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
  * Keep a reader's prepared form of a stored answer (a view: docs/cache.md)
  * under view_id, if the answer is still the one of that serial.  It is
  * served instead of the answer to readers asking for the same view, while
- * the answer is; it is evicted like an answer, never before its own.
+ * the answer is; it is evicted like an answer (never making room for itself
+ * at the expense of anything used more recently than its answer).
  */
 void
 kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
@@ -848,12 +864,17 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	}
 	if (v != NULL)
 		remove_entry(s, v);
-	/* room for it, without evicting the answer it is of */
-	lru_unlink(s, e);
-	while (s->nfree_chunks < need && evict_one(s))
-		;
-	v = s->nfree_chunks >= need ? new_entry(s, view_id) : NULL;
-	lru_push_head(s, e);
+
+	/*
+	 * Room for it from what was used less recently than its answer only,
+	 * and it takes its answer's place: keeping a view is no use of the
+	 * answer, and must not push out answers used since (a scan that keeps
+	 * the views of many answers at its end would evict its newest ones).
+	 */
+	while ((s->nfree_chunks < need || s->free_entry < 0) &&
+		   s->lru_tail >= 0 && s->lru_tail != e - ENTRIES(s))
+		evict_one(s);
+	v = s->nfree_chunks >= need && s->free_entry >= 0 ? new_entry(s, view_id) : NULL;
 	if (v == NULL)
 	{
 		unlock_store(s);
@@ -869,7 +890,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	v->stored_at = e->stored_at;
 	memcpy(v->tr_cont, e->tr_cont, sizeof(v->tr_cont));
 	v->state = ENTRY_READY;
-	lru_push_head(s, v);
+	lru_insert_before(s, v, e);
 	unlock_store(s);
 }
 
