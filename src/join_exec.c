@@ -401,10 +401,8 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 					 errhint("Raise kis_fdw.batched_join_max_keys, or narrow the other side of the join.")));
 		{
 			MemoryContext old = MemoryContextSwitchTo(keys_cxt);
-			KisKey	   *key = palloc(sizeof(KisKey));
+			KisKey	   *key = kis_key_copy(&probe);
 
-			key->symbol = pstrdup(probe.symbol);
-			key->venue = probe.venue ? pstrdup(probe.venue) : NULL;
 			keys = lappend(keys, key);
 			hash_search(seen, &key, HASH_ENTER, NULL);
 			MemoryContextSwitchTo(old);
@@ -597,11 +595,7 @@ start_batch(KisJoinState *st)
 		st->last_pairs = NIL;
 		foreach(lc, pairs)
 		{
-			KisKey	   *key = palloc(sizeof(KisKey));
-
-			key->symbol = pstrdup(((KisKey *) lfirst(lc))->symbol);
-			key->venue = pstrdup(((KisKey *) lfirst(lc))->venue);
-			st->last_pairs = lappend(st->last_pairs, key);
+			st->last_pairs = lappend(st->last_pairs, kis_key_copy(lfirst(lc)));
 		}
 		MemoryContextSwitchTo(tmp);
 		fetch_rows(st, run, pairs);

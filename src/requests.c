@@ -57,21 +57,41 @@ kis_today_kst(void)
 	return (int) (kst / USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
 }
 
+/* A copy of a key in one allocation (a NULL venue stays NULL) */
+KisKey *
+kis_key_copy(const KisKey *key)
+{
+	size_t		slen = strlen(key->symbol) + 1;
+	size_t		vlen = key->venue ? strlen(key->venue) + 1 : 0;
+	KisKey	   *copy = palloc(sizeof(KisKey) + slen + vlen);
+	char	   *text = (char *) (copy + 1);
+
+	copy->symbol = memcpy(text, key->symbol, slen);
+	copy->venue = key->venue ? memcpy(text + slen, key->venue, vlen) : NULL;
+	return copy;
+}
+
 /* RFC 3986 percent-encoding of a query value */
 static void
 append_url_encoded(StringInfo buf, const char *value)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *) value;
 
-	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	while (*p)
 	{
-		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
-			appendStringInfoChar(buf, (char) *p);
-		else
+		const unsigned char *run = p;
+
+		/* unreserved characters go as they are, a run at a time */
+		while (*p && (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~'))
+			p++;
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		if (*p)
 		{
-			appendStringInfoChar(buf, '%');
-			appendStringInfoChar(buf, hex[*p >> 4]);
-			appendStringInfoChar(buf, hex[*p & 0x0F]);
+			char		escaped[3] = {'%', hex[*p >> 4], hex[*p & 0x0F]};
+
+			appendBinaryStringInfo(buf, escaped, 3);
+			p++;
 		}
 	}
 }
@@ -234,13 +254,17 @@ call_view(void *arg, StringInfo desc)
 		 kis_endpoint_rows_shape(ep) != KIS_ROWS_OBJECT))
 		return false;
 	appendBinaryStringInfo(desc, (const char *) call->view, KIS_VIEW_LEN);
-	appendStringInfo(desc, "%s%c%s%c", ep->name, '\0',
-					 ep->row_source ? ep->row_source : "", '\0');
+	appendBinaryStringInfo(desc, ep->name, strlen(ep->name) + 1);
+	if (ep->row_source != NULL)
+		appendBinaryStringInfo(desc, ep->row_source, strlen(ep->row_source));
+	appendStringInfoChar(desc, '\0');
 	foreach(lc, call->keys)
 	{
 		KisKey	   *key = lfirst(lc);
 
-		appendStringInfo(desc, "%s%c%s%c", key->symbol, '\0', key->venue, '\0');
+		/* each with its terminating NUL: no two lists read alike */
+		appendBinaryStringInfo(desc, key->symbol, strlen(key->symbol) + 1);
+		appendBinaryStringInfo(desc, key->venue ? key->venue : "", key->venue ? strlen(key->venue) + 1 : 1);
 	}
 	return true;
 }
@@ -262,6 +286,8 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	int			today = kis_today_kst();
 	int			ncalls = 0;
 	KisCall    *call = NULL;
+	const char *prev = NULL;
+	bool		sorted = true;
 	List	   *ranges;
 	ListCell   *lc;
 	ListCell   *lr;
@@ -301,6 +327,10 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 	{
 		KisKey	   *key = lfirst(lc);
 
+		/* keys come sorted by symbol: a repeat can only be the last one */
+		if (prev != NULL && strcmp(prev, key->symbol) > 0)
+			sorted = false;
+		prev = key->symbol;
 		foreach(lr, ranges)
 		{
 			/*
@@ -309,7 +339,8 @@ kis_requests_start(KisFetcher *f, const KisConfig *config, List *keys,
 			 * another.
 			 */
 			if (call == NULL || list_length(call->keys) >= per_request ||
-				call_has_symbol(call, key->symbol))
+				(sorted ? strcmp(((KisKey *) llast(call->keys))->symbol, key->symbol) == 0 :
+				 call_has_symbol(call, key->symbol)))
 			{
 				if (call != NULL)
 					send_call(f, call);

@@ -55,6 +55,7 @@ typedef struct KisRow
 } KisRow;
 
 extern int	kis_today_kst(void);
+extern KisKey *kis_key_copy(const KisKey *key);
 /* A reader's view of answers (run.c): a SHA-256 of what makes its rows */
 #define KIS_VIEW_LEN	32
 

@@ -546,11 +546,9 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	foreach(lc, keys)
 	{
 		KisKey	   *key = lfirst(lc);
-		KisKey	   *copy = palloc(sizeof(KisKey));
+		KisKey	   *copy = kis_key_copy(key);
 		const char *problem = any_invalid ? invalid_key_problem(ep, key) : NULL;
 
-		copy->symbol = pstrdup(key->symbol);
-		copy->venue = pstrdup(key->venue);
 		if (problem == NULL)
 			valid = lappend(valid, copy);
 		else
