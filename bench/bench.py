@@ -404,8 +404,9 @@ def scenario_batched(first=130000, n=None):
 
 def scenario_cached_join(first=700000, n=None, reps=None):
     """A portfolio joined to domestic_multi_price with every answer in the cache
-    (cache_ttl_ms), against the same join on a local table of the same rows:
-    server time (EXPLAIN ANALYZE's Execution Time), best of reps each."""
+    (cache_ttl_ms), against the same join on a local table of the same rows: server time
+    (EXPLAIN ANALYZE's Execution Time), best of reps each, in a fresh session each time
+    (as psql -c) and in one long-lived session (as a dashboard's pooled connection)."""
     n, reps = n or SIZES["cached-join"], reps or SIZES["cached-join-reps"]
     table = create_server("cached-join", endpoint="domestic_multi_price",
                           max_concurrency="8", cache_ttl_ms="3600000")
@@ -419,12 +420,25 @@ ANALYZE cj_portfolio, cj_local;""")
     join = "SELECT p.symbol, p.qty * q.price FROM cj_portfolio p JOIN {} q USING (symbol)"
     before = mock_stats()["requests"]
     kis = [explain(join.format(table))[0] for _ in range(reps)]
-    requests = mock_stats()["requests"] - before
     local = [explain(join.format("cj_local"))[0] for _ in range(reps)]
+    s = Session()
+    try:
+        def session_ms(t):
+            out, err = s.query(explain_cmd(join.format(t)))
+            if err:
+                raise RuntimeError(f"cached join in a session: {err[:3]}")
+            return parse_explain("\n".join(line for _, line in out))[0]
+        kis_s = [session_ms(table) for _ in range(4 * reps)]
+        local_s = [session_ms("cj_local") for _ in range(4 * reps)]
+    finally:
+        s.close()
+    requests = mock_stats()["requests"] - before
     r = {"symbols": n, "reps": reps, "kis_ms": min(kis), "local_ms": min(local),
-         "kis_ms_all": kis, "local_ms_all": local, "requests": requests}
+         "kis_ms_all": kis, "local_ms_all": local, "requests": requests,
+         "kis_ms_session": min(kis_s), "local_ms_session": min(local_s)}
     r["ratio"] = r["kis_ms"] / r["local_ms"]
-    r["met"] = r["ratio"] <= 3 and requests == 0
+    r["ratio_session"] = r["kis_ms_session"] / r["local_ms_session"]
+    r["met"] = r["ratio"] <= 3 and r["ratio_session"] <= 3 and requests == 0
     return r
 
 
@@ -961,7 +975,9 @@ def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, 
     per_row = [r["cpu_us_per_row"] for r in runs]
     r = dict(sorted(runs, key=lambda r: r["cpu_us_per_row"])[len(runs) // 2], rows=n,
              reps=reps, cpu_us_per_row_all=per_row, rows_per_s_all=[r["rows_per_s"] for r in runs])
-    r["met"] = r["cpu_us_per_row"] <= 20
+    # a cold request of one row: issue 25's goal; a batch: per row
+    r["met"] = (r["cpu_us_per_request"] <= 60 if endpoint == "domestic_price"
+                else r["cpu_us_per_row"] <= 20)
     return r
 
 
@@ -1134,9 +1150,10 @@ def table_rows(R):
         "overhead": lambda ov: (
             "overhead", f"no limit, 0 ms, {n['overhead']:,} symbols ×{n['overhead-reps']}, "
             "max_concurrency 8",
-            f"{f(ov['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ov)}), "
-            f"{ov['rows_per_s']:.0f} rows/s; CPU: backend {f(ov['backend_cpu_share'])}, "
-            f"mock {f(ov['mock_cpu_share'])} cores", "≤ 20 µs/row", yes(ov["met"])),
+            f"{f(ov['cpu_us_per_request'], 0)} µs backend CPU per cold request (a row each; "
+            f"median of {spread(ov)}), {ov['rows_per_s']:.0f} rows/s; CPU: backend "
+            f"{f(ov['backend_cpu_share'])}, mock {f(ov['mock_cpu_share'])} cores",
+            "≤ 60 µs/request", yes(ov["met"])),
         "overhead-batched": lambda ob: (
             "overhead, batched", "as overhead, domestic_multi_price",
             f"{f(ob['cpu_us_per_row'], 1)} µs CPU/row (median of {spread(ob)}; "
@@ -1147,9 +1164,11 @@ def table_rows(R):
         "cached-join": lambda cj: (
             "cached join", f"{n['cached-join']:,} symbols in a table joined to "
             "domestic_multi_price, every answer cached (cache_ttl_ms)",
-            f"kis_fdw {f(cj['kis_ms'])} ms, local table {f(cj['local_ms'])} ms (server time, "
-            f"best of {cj['reps']}): {f(cj['ratio'], 1)}× the local table; {cj['requests']} "
-            "requests", "≤ 3× the local table, 0 requests", yes(cj["met"])),
+            f"fresh sessions: kis_fdw {f(cj['kis_ms'])} ms, local table {f(cj['local_ms'])} ms "
+            f"(server time, best of {cj['reps']}): {f(cj['ratio'], 1)}× the local table; "
+            f"one session: {f(cj['kis_ms_session'])} ms, {f(cj['local_ms_session'])} ms: "
+            f"{f(cj['ratio_session'], 1)}×; {cj['requests']} requests",
+            "≤ 3× the local table, 0 requests", yes(cj["met"])),
         "live": lambda lv: (
             "live", f"{lv['symbols']} symbols on the mock's WebSocket (domestic_live, "
             f"domestic_ticks); {lv['ticks']} ticks one by one; a stream of "
