@@ -146,9 +146,11 @@ static List *needed_fields(KisRunner *r);
  * Types whose input function gives the same value for the same text in
  * every session of a database, given the settings view_describe names:
  * built in, no domain (its constraints may change), nothing user-defined.
+ * A date or time from KIS could be "now" or "today", whose value is the
+ * reader's moment: only fetched_at (our own text of a timestamp) may be one.
  */
 static bool
-view_type_ok(Oid type)
+view_type_ok(Oid type, KisColumnSource source)
 {
 	switch (type)
 	{
@@ -163,13 +165,14 @@ view_type_ok(Oid type)
 		case VARCHAROID:
 		case BPCHAROID:
 		case NAMEOID:
+		case JSONOID:
+		case JSONBOID:
+			return true;
 		case DATEOID:
 		case TIMEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
-		case JSONOID:
-		case JSONBOID:
-			return true;
+			return source == KIS_COL_FETCHED_AT;
 		default:
 			return false;
 	}
@@ -201,6 +204,7 @@ view_describe(KisRunner *r)
 	describe_text(&desc, GetConfigOption("DateStyle", false, false));
 	describe_text(&desc, GetConfigOption("TimeZone", false, false));
 	describe_text(&desc, GetConfigOption("IntervalStyle", false, false));
+	describe_text(&desc, GetConfigOption("timezone_abbreviations", false, false));
 	describe_text(&desc, ep->name);
 	describe_text(&desc, ep->rows_member);
 	describe_text(&desc, ep->extra_member);
@@ -336,7 +340,7 @@ build_column_map(KisRunner *r, List *needed)
 		getTypeInputInfo(attr->atttypid, &infunc, &col->ioparam);
 		fmgr_info_cxt(infunc, &col->input, r->cxt);
 		col->typmod = attr->atttypmod;
-		if (!view_type_ok(attr->atttypid))
+		if (!view_type_ok(attr->atttypid, col->source))
 			r->view_able = false;
 	}
 	r->fields = needed_fields(r);

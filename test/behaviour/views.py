@@ -259,6 +259,20 @@ def test_view_not_for_domains():
     run_all("DROP FOREIGN TABLE v_dom", "DROP DOMAIN v_price")
 
 
+def test_view_not_for_kis_dates():
+    """A KIS field read as a date or time type could say "now" or "today", whose value is
+    the reader's moment: such a table is served the answer, never a view (fetched_at, our
+    own text of a timestamp, may be one: test_views_served_to_a_join)."""
+    syms = symbols(2)
+    cached_multi("v_date", "symbol text, price numeric, listed date OPTIONS (field 'no_such')")
+    sql = f"SELECT symbol, price, listed FROM v_date WHERE symbol IN ({sql_list(syms)}) ORDER BY 1"
+    rows = must(run(sql)[:2], "first")
+    check_prices([r[:2] for r in rows], syms)
+    views, requests, hits = views_of(sql)
+    check((views, requests, hits) == (0, 0, 1), f"{views} views, {requests} requests, {hits} hits")
+    run("DROP FOREIGN TABLE v_date")
+
+
 def test_view_hostile_role():
     """An ordinary role with its own user mapping (another app key) on our server, so its
     quotes have our answer ids, declares tables that make other rows of the same answers
