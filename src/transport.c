@@ -55,6 +55,25 @@ typedef struct KisSocket
 								 * is still open and in the wait set */
 } KisSocket;
 
+/*
+ * The sockets open_socket_cb opened: curl closes them through
+ * close_socket_cb, so only they may be parked.  Its own (the threaded
+ * resolver's socketpair) it closes itself: their numbers may come back as a
+ * new socket's before we wait.
+ */
+#define KIS_MAX_OWN_SOCKETS		(2 * KIS_MAX_SOCKETS)
+static curl_socket_t own_sockets[KIS_MAX_OWN_SOCKETS];
+static int	n_own_sockets = 0;
+
+static bool
+own_socket(curl_socket_t fd)
+{
+	for (int i = 0; i < n_own_sockets; i++)
+		if (own_sockets[i] == fd)
+			return true;
+	return false;
+}
+
 /* The backend's transport; see the file header */
 static struct
 {
@@ -219,7 +238,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	{
 		if (i >= transport.nsockets)
 			return 0;
-		if (transport.sockets[i].pos >= 0)
+		if (transport.sockets[i].pos >= 0 && own_socket(fd))
 		{
 			/*
 			 * A connection back in curl's pool: parked, most often taken by
@@ -289,6 +308,8 @@ open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 	fd = socket(addr->family, addr->socktype, addr->protocol);
 	if (fd == CURL_SOCKET_BAD)
 		ReleaseExternalFD();
+	else if (n_own_sockets < KIS_MAX_OWN_SOCKETS)
+		own_sockets[n_own_sockets++] = fd;
 	return fd;
 }
 
@@ -308,6 +329,14 @@ close_socket_cb(void *clientp, curl_socket_t fd)
 			transport.sockets[i] = transport.sockets[--transport.nsockets];
 			transport.sockets_changed = true;
 			transport.socket_gen++;
+			break;
+		}
+	}
+	for (int i = 0; i < n_own_sockets; i++)
+	{
+		if (own_sockets[i] == fd)
+		{
+			own_sockets[i] = own_sockets[--n_own_sockets];
 			break;
 		}
 	}
