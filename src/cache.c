@@ -59,6 +59,8 @@
 
 #define CACHE_CHUNK			1024	/* bytes of answer per chunk */
 #define CACHE_MAX_WAITERS	16	/* latches set directly; others poll */
+#define CACHE_MAX_VIEWS		4	/* views of one answer (one per way of
+								 * making rows of it) */
 #define CACHE_TRANCHE		"kis_fdw answer cache"
 #define CACHE_AWAY_GRACE_US	(100 * 1000)	/* a sender between two rows */
 #define CACHE_UNSENT_GRACE_US	(500 * 1000)	/* a claim not yet on the wire */
@@ -97,6 +99,8 @@ typedef struct CacheEntry
 	bool		secret;			/* private to a user mapping: zeroed when freed */
 	bool		is_view;		/* a reader's prepared form of an answer */
 	uint64		base_serial;	/* a view: the serial of the answer it is of */
+	int			views[CACHE_MAX_VIEWS]; /* an answer: its views' entries, or -1
+										 * (stale once reused: see live_view) */
 } CacheEntry;
 
 typedef struct CacheStore
@@ -338,6 +342,35 @@ lru_insert_before(CacheStore *s, CacheEntry *v, CacheEntry *e)
 	e->lru_prev = v - entries;
 }
 
+/* The entry at index i, if it is a view of e as it is now */
+static CacheEntry *
+live_view(CacheStore *s, CacheEntry *e, int i)
+{
+	CacheEntry *v = i >= 0 ? &ENTRIES(s)[i] : NULL;
+
+	if (v == NULL || v->state != ENTRY_READY || !v->is_view || v->base_serial != e->serial)
+		return NULL;
+	return v;
+}
+
+static void remove_entry(CacheStore *s, CacheEntry *e);
+
+/* An answer leaves or is sent again: its views go with it (zeroed if secret) */
+static void
+drop_views(CacheStore *s, CacheEntry *e)
+{
+	if (e->is_view)
+		return;
+	for (int i = 0; i < CACHE_MAX_VIEWS; i++)
+	{
+		CacheEntry *v = live_view(s, e, e->views[i]);
+
+		e->views[i] = -1;
+		if (v != NULL)
+			remove_entry(s, v);
+	}
+}
+
 /*
  * Give back an entry's chunks, zeroed if they hold an account's answer (or
  * its view): a quote's bytes are everyone's, and a chunk that held a secret
@@ -391,6 +424,7 @@ remove_entry(CacheStore *s, CacheEntry *e)
 		*link = e->bucket_next;
 	if (e->state == ENTRY_READY)
 		lru_unlink(s, e);
+	drop_views(s, e);
 	wake_waiters(s, e);
 	free_chunks(s, e);
 	e->state = ENTRY_FREE;
@@ -478,6 +512,7 @@ claim(CacheStore *s, CacheEntry *e)
 	if (e->state == ENTRY_READY)
 	{
 		lru_unlink(s, e);
+		drop_views(s, e);
 		free_chunks(s, e);
 	}
 	ever_claimed = true;
@@ -507,6 +542,8 @@ new_entry(CacheStore *s, const uint8 *id)
 	e->first_chunk = -1;
 	e->is_view = false;
 	e->base_serial = 0;
+	for (int k = 0; k < CACHE_MAX_VIEWS; k++)
+		e->views[k] = -1;
 	e->lru_prev = e->lru_next = -1;
 	e->bucket_next = BUCKETS(s)[bucket_of(s, id)];
 	BUCKETS(s)[bucket_of(s, id)] = i;
@@ -846,6 +883,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	CacheStore *s = get_store();
 	CacheEntry *e;
 	CacheEntry *v;
+	int			slot;
 	int			need = (int) ((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
 
 	lock_store(s);
@@ -864,6 +902,19 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	}
 	if (v != NULL)
 		remove_entry(s, v);
+
+	/* a few ways of making rows of one answer, not one per setting tried */
+	slot = -1;
+	for (int i = CACHE_MAX_VIEWS - 1; i >= 0; i--)
+	{
+		if (live_view(s, e, e->views[i]) == NULL)
+			slot = i;
+	}
+	if (slot < 0)
+	{
+		unlock_store(s);
+		return;
+	}
 
 	/*
 	 * Room for it from what was used less recently than its answer only,
@@ -891,6 +942,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	memcpy(v->tr_cont, e->tr_cont, sizeof(v->tr_cont));
 	v->state = ENTRY_READY;
 	lru_insert_before(s, v, e);
+	e->views[slot] = v - ENTRIES(s);
 	unlock_store(s);
 }
 

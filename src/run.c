@@ -39,6 +39,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "mb/pg_wchar.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -84,6 +85,16 @@ typedef struct KisColumn
 	int32		typmod;
 } KisColumn;
 
+/* The settings a view's rows were made under (view_describe) */
+typedef struct KisViewSettings
+{
+	int			date_style;
+	int			date_order;
+	int			interval_style;
+	pg_tz	   *time_zone;
+	char		abbreviations[64];
+} KisViewSettings;
+
 struct KisRunner
 {
 	MemoryContext cxt;
@@ -118,6 +129,7 @@ struct KisRunner
 	/* views of shared answers (docs/cache.md): the run's, when its columns allow */
 	bool		view_able;
 	uint8		view[KIS_VIEW_LEN];
+	KisViewSettings view_settings;	/* as the run's view describes them */
 
 	/* over all runs, for EXPLAIN ANALYZE */
 	KisFetchStats stats;
@@ -191,12 +203,31 @@ describe_text(StringInfo desc, const char *text)
  * Its SHA-256 is the run's view.
  */
 static void
+view_settings_now(KisViewSettings *vs)
+{
+	memset(vs, 0, sizeof(KisViewSettings));
+	vs->date_style = DateStyle;
+	vs->date_order = DateOrder;
+	vs->interval_style = IntervalStyle;
+	vs->time_zone = session_timezone;
+	strlcpy(vs->abbreviations, GetConfigOption("timezone_abbreviations", false, false),
+			sizeof(vs->abbreviations));
+}
+
+static void
 view_describe(KisRunner *r)
 {
 	const KisEndpoint *ep = r->config->endpoint;
 	TupleDesc	tupdesc = RelationGetDescr(r->rel);
 	StringInfoData desc;
 
+	view_settings_now(&r->view_settings);
+	if (strlen(GetConfigOption("timezone_abbreviations", false, false)) >=
+		sizeof(r->view_settings.abbreviations))
+	{
+		r->view_able = false;	/* a name too long to compare: no views */
+		return;
+	}
 	initStringInfo(&desc);
 	appendStringInfo(&desc, "%u %d %d %d %d%c", MyDatabaseId, GetDatabaseEncoding(),
 					 tupdesc->natts, (int) ep->rows_shape,
@@ -204,7 +235,7 @@ view_describe(KisRunner *r)
 	describe_text(&desc, GetConfigOption("DateStyle", false, false));
 	describe_text(&desc, GetConfigOption("TimeZone", false, false));
 	describe_text(&desc, GetConfigOption("IntervalStyle", false, false));
-	describe_text(&desc, GetConfigOption("timezone_abbreviations", false, false));
+	describe_text(&desc, r->view_settings.abbreviations);
 	describe_text(&desc, ep->name);
 	describe_text(&desc, ep->rows_member);
 	describe_text(&desc, ep->extra_member);
@@ -239,6 +270,7 @@ view_step(const KisCompletion *c, const char **next, TupleTableSlot *slot)
 	if (*next >= end)
 		return false;
 	if ((Size) (end - *next) < offsetof(MinimalTupleData, t_bits) ||
+		tuple->t_len < offsetof(MinimalTupleData, t_bits) ||
 		tuple->t_len > (Size) (end - *next))
 		elog(ERROR, "kis_fdw: a stored view of an answer is damaged");
 	*next += MAXALIGN(tuple->t_len);
@@ -262,10 +294,23 @@ static void
 view_add(KisRunner *r, StringInfo made, TupleTableSlot *slot)
 {
 	MinimalTuple tuple;
+	KisViewSettings now;
 	static const char zeros[MAXIMUM_ALIGNOF] = {0};
 
 	if (!r->view_making)
 		return;
+
+	/*
+	 * A row made under other settings than the view's id says (SET between
+	 * two FETCHes, or by a function a partition check called) is no row of
+	 * that view: none is kept for this answer.
+	 */
+	view_settings_now(&now);
+	if (memcmp(&now, &r->view_settings, sizeof(now)) != 0)
+	{
+		r->view_making = false;
+		return;
+	}
 	tuple = kis_form_minimal_tuple(slot->tts_tupleDescriptor, slot->tts_values,
 									slot->tts_isnull);
 	appendBinaryStringInfo(made, (const char *) tuple, tuple->t_len);

@@ -273,6 +273,61 @@ def test_view_not_for_kis_dates():
     run("DROP FOREIGN TABLE v_date")
 
 
+def test_view_settings_changed_mid_cursor():
+    """Another role's cursor changes TimeZone between two FETCHes of a table that makes
+    rows one at a time (on_error 'skip'), with our layout: the answer whose rows were made
+    under two settings keeps no view, and we read our own fetched_at (found by the hostile
+    review of views)."""
+    syms = symbols(31)
+    evil = "v_evil2"
+    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{evil}') THEN "
+        f"EXECUTE 'DROP OWNED BY {evil} CASCADE'; EXECUTE 'DROP ROLE {evil}'; END IF; END $$")
+    run_all(f"CREATE ROLE {evil}", f"GRANT USAGE ON FOREIGN SERVER kis TO {evil}",
+            f"CREATE SCHEMA v_evil2 AUTHORIZATION {evil}",
+            f"CREATE USER MAPPING FOR {evil} SERVER kis OPTIONS "
+            f"(app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')")
+    cached_multi("v_ts", "symbol text, fetched_at timestamp")
+    cached_multi("v_tstz", "symbol text, fetched_at timestamptz")
+    try:
+        run("SELECT kis_fdw_cache_reset()")
+        _, err, rc = run(
+            f"SET ROLE {evil}; "
+            "CREATE FOREIGN TABLE v_evil2.t (symbol text, fetched_at timestamp) SERVER kis "
+            "OPTIONS (endpoint 'domestic_multi_price', cache_ttl_ms '3600000', on_error 'skip'); "
+            "SET TimeZone = 'Asia/Seoul'; BEGIN; "
+            f"DECLARE c CURSOR FOR SELECT symbol, fetched_at FROM v_evil2.t "
+            f"WHERE symbol IN ({sql_list(syms)}); "
+            "FETCH 1 FROM c; SET TimeZone = 'UTC'; FETCH ALL FROM c; COMMIT")
+        check(rc == 0, f"the other role's cursor: {err}")
+        rows, err, rc = run(
+            "SET TimeZone = 'Asia/Seoul'; "
+            "SELECT count(*), count(*) FILTER (WHERE a.fetched_at = "
+            "b.fetched_at AT TIME ZONE 'Asia/Seoul') FROM v_ts a JOIN v_tstz b USING (symbol) "
+            f"WHERE a.symbol IN ({sql_list(syms)}) AND b.symbol IN ({sql_list(syms)})")
+        check(rc == 0 and rows == [["31", "31"]],
+              f"fetched_at made under another TimeZone was served: {rows} {err}")
+    finally:
+        run(f"DROP OWNED BY {evil} CASCADE")
+        run(f"DROP ROLE {evil}")
+
+
+def test_view_at_most_four():
+    """Five tables make rows of the same answer five ways: four views are kept, the fifth
+    is served the answer (a role trying one setting after another cannot fill the store
+    with views of one answer)."""
+    syms = symbols(3)
+    layouts = ["numeric", "text", "float8", "varchar", "int8"]
+    for i, t in enumerate(layouts):
+        cached_multi(f"v_way{i}", f"symbol text, price {t}")
+    run("SELECT kis_fdw_cache_reset()")
+    for i in range(len(layouts)):
+        must(run(f"SELECT * FROM v_way{i} WHERE symbol IN ({sql_list(syms)})")[:2], f"way {i}")
+    views = [views_of(f"SELECT * FROM v_way{i} WHERE symbol IN ({sql_list(syms)})")[0]
+             for i in range(len(layouts))]
+    check(views == [1, 1, 1, 1, 0], f"views served per way: {views}")
+    check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1")
+
+
 def test_view_hostile_role():
     """An ordinary role with its own user mapping (another app key) on our server, so its
     quotes have our answer ids, declares tables that make other rows of the same answers
