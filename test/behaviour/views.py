@@ -9,6 +9,7 @@ never outlives its answer; and another role's table cannot change what we read.
 
 import json
 import time
+from contextlib import contextmanager
 
 from .harness import (
     APP_SECRET, stats, check, check_prices, run, run_all, must, symbols, sql_list, reset_mock)
@@ -134,6 +135,23 @@ def test_views_same_rows_every_endpoint():
     print(f"    (served as views: {', '.join(sorted(viewed))})")
     for endpoint in ("domestic_price", "domestic_multi_price", "overseas_price"):
         check(endpoint in viewed, f"{endpoint}: no answer was served as a view")
+
+
+@contextmanager
+def ordinary_role(name):
+    """An ordinary role with a schema of its own and its own user mapping (another app key)
+    on our server, so that its quotes have our answer ids; dropped afterwards."""
+    drop = (f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN "
+            f"EXECUTE 'DROP OWNED BY {name} CASCADE'; EXECUTE 'DROP ROLE {name}'; END IF; END $$")
+    run(drop)
+    run_all(f"CREATE ROLE {name}", f"GRANT USAGE ON FOREIGN SERVER kis TO {name}",
+            f"CREATE SCHEMA {name} AUTHORIZATION {name}",
+            f"CREATE USER MAPPING FOR {name} SERVER kis OPTIONS "
+            f"(app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')")
+    try:
+        yield name
+    finally:
+        run(drop)
 
 
 def cached_multi(name="v_multi", columns="symbol text, price numeric, fetched_at timestamptz",
@@ -279,23 +297,16 @@ def test_view_settings_changed_mid_cursor():
     under two settings keeps no view, and we read our own fetched_at (found by the hostile
     review of views)."""
     syms = symbols(31)
-    evil = "v_evil2"
-    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{evil}') THEN "
-        f"EXECUTE 'DROP OWNED BY {evil} CASCADE'; EXECUTE 'DROP ROLE {evil}'; END IF; END $$")
-    run_all(f"CREATE ROLE {evil}", f"GRANT USAGE ON FOREIGN SERVER kis TO {evil}",
-            f"CREATE SCHEMA v_evil2 AUTHORIZATION {evil}",
-            f"CREATE USER MAPPING FOR {evil} SERVER kis OPTIONS "
-            f"(app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')")
     cached_multi("v_ts", "symbol text, fetched_at timestamp")
     cached_multi("v_tstz", "symbol text, fetched_at timestamptz")
-    try:
+    with ordinary_role("v_evil2") as evil:
         run("SELECT kis_fdw_cache_reset()")
         _, err, rc = run(
             f"SET ROLE {evil}; "
-            "CREATE FOREIGN TABLE v_evil2.t (symbol text, fetched_at timestamp) SERVER kis "
+            f"CREATE FOREIGN TABLE {evil}.t (symbol text, fetched_at timestamp) SERVER kis "
             "OPTIONS (endpoint 'domestic_multi_price', cache_ttl_ms '3600000', on_error 'skip'); "
             "SET TimeZone = 'Asia/Seoul'; BEGIN; "
-            f"DECLARE c CURSOR FOR SELECT symbol, fetched_at FROM v_evil2.t "
+            f"DECLARE c CURSOR FOR SELECT symbol, fetched_at FROM {evil}.t "
             f"WHERE symbol IN ({sql_list(syms)}); "
             "FETCH 1 FROM c; SET TimeZone = 'UTC'; FETCH ALL FROM c; COMMIT")
         check(rc == 0, f"the other role's cursor: {err}")
@@ -306,9 +317,6 @@ def test_view_settings_changed_mid_cursor():
             f"WHERE a.symbol IN ({sql_list(syms)}) AND b.symbol IN ({sql_list(syms)})")
         check(rc == 0 and rows == [["31", "31"]],
               f"fetched_at made under another TimeZone was served: {rows} {err}")
-    finally:
-        run(f"DROP OWNED BY {evil} CASCADE")
-        run(f"DROP ROLE {evil}")
 
 
 def test_view_at_most_four():
@@ -335,26 +343,19 @@ def test_view_hostile_role():
     us.  We always read our own prices; the views it kept are never served to us unless
     made exactly our way."""
     syms = symbols(30)
-    evil = "v_evil"
-    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{evil}') THEN "
-        f"EXECUTE 'DROP OWNED BY {evil} CASCADE'; EXECUTE 'DROP ROLE {evil}'; END IF; END $$")
-    run_all(f"CREATE ROLE {evil}", f"GRANT USAGE ON FOREIGN SERVER kis TO {evil}",
-            f"CREATE SCHEMA v_evil AUTHORIZATION {evil}",
-            f"CREATE USER MAPPING FOR {evil} SERVER kis OPTIONS "
-            f"(app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')")
     cached_multi("v_ours", "symbol text, price numeric")
-    try:
+    with ordinary_role("v_evil") as evil:
         _, err, rc = run(
             f"SET ROLE {evil}; "
-            "CREATE FOREIGN TABLE v_evil.high (symbol text, price numeric OPTIONS "
+            f"CREATE FOREIGN TABLE {evil}.high (symbol text, price numeric OPTIONS "
             "(field 'inter2_hgpr')) SERVER kis OPTIONS "
             "(endpoint 'domestic_multi_price', cache_ttl_ms '3600000'); "
-            "CREATE FOREIGN TABLE v_evil.plain (symbol text, price numeric) SERVER kis "
+            f"CREATE FOREIGN TABLE {evil}.plain (symbol text, price numeric) SERVER kis "
             "OPTIONS (endpoint 'domestic_multi_price', cache_ttl_ms '3600000')")
         check(rc == 0, f"the other role's setup: {err}")
         # both keys' tokens first: the counts below are of quotes only
         warm = symbols(1)
-        _, err, rc = run(f"SET ROLE {evil}; SELECT * FROM v_evil.plain WHERE symbol = '{warm[0]}'")
+        _, err, rc = run(f"SET ROLE {evil}; SELECT * FROM {evil}.plain WHERE symbol = '{warm[0]}'")
         check(rc == 0, f"the other role's first read: {err}")
         must(run(f"SELECT * FROM v_ours WHERE symbol = '{warm[0]}'")[:2], "our first read")
         run("SELECT kis_fdw_cache_reset()")
@@ -362,15 +363,12 @@ def test_view_hostile_role():
         ours = f"SELECT symbol, price FROM v_ours WHERE symbol IN ({sql_list(syms)}) ORDER BY 1"
         where = f"WHERE symbol IN ({sql_list(syms)})"
         for step in range(3):
-            rows, err, rc = run(f"SET ROLE {evil}; SELECT symbol, price FROM v_evil.high {where}; "
-                                f"SELECT symbol, price FROM v_evil.plain {where}; "
-                                f"SELECT symbol, price FROM v_evil.high {where}")
+            rows, err, rc = run(f"SET ROLE {evil}; SELECT symbol, price FROM {evil}.high {where}; "
+                                f"SELECT symbol, price FROM {evil}.plain {where}; "
+                                f"SELECT symbol, price FROM {evil}.high {where}")
             check(rc == 0 and len(rows) == 90, f"step {step}: the other role's reads: {err}")
             check_prices(must(run(ours)[:2], f"step {step}: ours"), syms, f"step {step}")
         views, requests, _ = views_of(ours)
         check((views, requests) == (1, 0), f"ours: {views} views, {requests} requests")
         check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1: "
               f"{stats()['by_symbol']}")
-    finally:
-        run(f"DROP OWNED BY {evil} CASCADE")
-        run(f"DROP ROLE {evil}")
