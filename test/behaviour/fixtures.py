@@ -26,6 +26,12 @@ BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
 APP_KEY_B = "PSbehaviourKeyB7d2e6f1a9c3b5048e"
 
 
+def drop_role(role):
+    """Drop role and everything it owns, if it exists (errors ignored: cleanup)."""
+    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+        f"EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}'; END IF; END $$")
+
+
 def two_keys(server_options="", on_error=("error", "error")):
     """Servers kis_a and kis_b on the mock, one app key each, a price table on each
     (prices_a, prices_b); server_options are added to both servers."""

@@ -88,11 +88,13 @@ def sql_list(syms):
     return ", ".join(f"'{s}'" for s in syms)
 
 
-def wait_until(cond, what, limit=20):
+def wait_until(cond, what, limit=20, why=None):
+    """Until cond() holds; else fail after limit seconds, saying why() when given (what
+    the test found instead) or that it gave up waiting for what."""
     deadline = time.monotonic() + limit
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
+            raise AssertionError(why() if why else f"gave up waiting for {what}")
         time.sleep(0.02)
 
 

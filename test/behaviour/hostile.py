@@ -8,7 +8,7 @@ the one pushed down, and params values are printable ASCII.
 
 from .harness import (
     APP_KEY, APP_SECRET, stats, mock_config, symbols, sql_list, check, run, run_all, must)
-from .fixtures import BALANCE_PATH, APP_KEY_B
+from .fixtures import BALANCE_PATH, APP_KEY_B, drop_role
 
 INVESTOR_PATH = "/uapi/domestic-stock/v1/quotations/inquire-investor"
 VICTIM, ATTACKER = "kis_h_victim", "kis_h_att"
@@ -16,8 +16,7 @@ VICTIM, ATTACKER = "kis_h_victim", "kis_h_att"
 
 def drop_roles():
     for role in (VICTIM, ATTACKER):
-        run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-            f"EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}'; END IF; END $$")
+        drop_role(role)
     run("DROP SCHEMA IF EXISTS h_victim, h_att CASCADE")
 
 

@@ -17,6 +17,7 @@ reset keeps, are set to their defaults at the start and end of each test.
 """
 
 import hashlib
+from contextlib import contextmanager
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from kistest import mock
 from .harness import (
     MOCK_URL, MOCK_WS_URL, MOCK_CA, APP_KEY, APP_SECRET, stats, mock_config, price, symbols,
     sql_list, wait_until, check, run, run_all, must, Session)
-from .fixtures import APP_KEY_B, cancel_backend
+from .fixtures import APP_KEY_B, cancel_backend, drop_role
 
 TRADE = "H0STCNT0"
 OUR_HASH = hashlib.sha256(APP_KEY.encode()).hexdigest()[:12]
@@ -491,8 +492,7 @@ HOSTILE = {R_BAD: (APP_KEY, BAD_SECRET), R_WRONG: (APP_KEY, OTHER_SECRET),
 
 def drop_hostile_roles():
     for role in HOSTILE:
-        run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-            f"EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}'; END IF; END $$")
+        drop_role(role)
 
 
 def hostile_roles():
@@ -604,15 +604,25 @@ def view_order():
     return rows
 
 
-def ticks_reader(role, app_key):
-    """role, made anew, reads ticks_t through a user mapping of its own app key with a
-    secret KIS refuses."""
-    run(f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-        f"EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}'; END IF; END $$")
+@contextmanager
+def live_symbol_and_ticks_reader(role, app_key):
+    """One symbol of ours (yielded) read 'live', and role, made anew, reading ticks_t
+    through a user mapping of its own app key with a secret KIS refuses; the symbol
+    released and the role dropped afterwards."""
+    start()
+    sym = symbols(1)[0]
+    drop_role(role)
     run_all(f"CREATE ROLE {role}", f"GRANT USAGE ON FOREIGN SERVER kis TO {role}",
             f"GRANT SELECT ON ticks_t TO {role}",
             f"CREATE USER MAPPING FOR {role} SERVER kis OPTIONS (app_key '{app_key}', "
             f"app_secret '{BAD_SECRET}')")
+    try:
+        read([sym])
+        open_with([sym])
+        yield sym
+    finally:
+        finish(sym)
+        drop_role(role)
 
 
 def test_live_ring_private_after_channel_reuse():
@@ -627,12 +637,7 @@ def test_live_ring_private_after_channel_reuse():
     must get no rows.  (A ticks scan now takes no channel at all; when one did, this was
     deterministic when our channel was the first idle one: the test prints whether our
     channel changed hands.)"""
-    start()
-    sym = symbols(1)[0]
-    ticks_reader(R_THIEF, APP_KEY_T)
-    try:
-        read([sym])
-        open_with([sym])
+    with live_symbol_and_ticks_reader(R_THIEF, APP_KEY_T) as sym:
         check(tick(sym, new_price(sym), count=3) == 3, "the mock sent no ticks")
         wait_until(lambda: run(f"SELECT count(*) FROM ticks_t WHERE symbol = '{sym}'")[0]
                    >= [["4"]], "our ticks in the ring", LONG)
@@ -650,10 +655,6 @@ def test_live_ring_private_after_channel_reuse():
                         f"{len(rows)} ticks of {len(seen)} symbols ({', '.join(seen[:4])}, ...; "
                         f"ours {sym} among them: {sym in seen}) from the ring; the channel it "
                         f"was given was {'ours' if took else 'not ours'}")
-    finally:
-        finish(sym)
-        run(f"DROP OWNED BY {R_THIEF} CASCADE")
-        run(f"DROP ROLE IF EXISTS {R_THIEF}")
 
 
 def test_live_idle_unsubscribe():
@@ -883,12 +884,10 @@ def test_live_subscribe_while_unsubscribing():
 
         def resubscribed():
             return sym in mock_subs() and ours()["subscriptions"] == 1
-        try:
-            wait_until(resubscribed, "the pinned symbol to be subscribed again", 10)
-        except AssertionError:
-            check(False, f"kis_fdw_live_subscribe returned 1 for {sym}, yet after KIS's "
-                         f"unsubscribe ack it is not subscribed: mock {mock_subs()}, "
-                         f"view {ours()}")
+        wait_until(resubscribed, "the pinned symbol to be subscribed again", 10,
+                   lambda: f"kis_fdw_live_subscribe returned 1 for {sym}, yet after KIS's "
+                           f"unsubscribe ack it is not subscribed: mock {mock_subs()}, "
+                           f"view {ours()}")
     finally:
         if stopped:
             os.kill(mock_pid, signal.SIGCONT)
@@ -1029,6 +1028,21 @@ def free_port():
     return port
 
 
+
+def read_through_dead_ws(server, url, sym):
+    """server (made anew, ws_url url, where nothing speaks WebSocket) and a live table
+    on it, read for sym: its row must come from the REST fallback."""
+    run(f"DROP SERVER IF EXISTS {server} CASCADE")
+    run_all(f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
+            f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', ws_url '{url}', "
+            f"rate_limit '0', live_wait_ms '300')",
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} OPTIONS "
+            f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
+            f"CREATE FOREIGN TABLE {server}_t (symbol text, price numeric, source text) "
+            f"SERVER {server} OPTIONS (endpoint 'domestic_live')")
+    rows, err, rc = run(f"SELECT symbol, price, source FROM {server}_t WHERE symbol = '{sym}'")
+    check(rc == 0 and rows == [[sym, str(price(sym)), "rest"]], f"{server}: {rows} {err}")
+
 def test_live_ws_url_not_websocket():
     """ws_url at a port where nothing listens, and at the mock's REST port (TLS, not
     WebSocket): a read answers from REST (source 'rest', the mock's price) after
@@ -1044,18 +1058,7 @@ def test_live_ws_url_not_websocket():
              ("kis_ws_http", f"ws://127.0.0.1:{rest_port}/"))
     try:
         for server, url in cases:
-            run(f"DROP SERVER IF EXISTS {server} CASCADE")
-            run_all(f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-                    f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', ws_url '{url}', "
-                    f"rate_limit '0', live_wait_ms '300')",
-                    f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} OPTIONS "
-                    f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
-                    f"CREATE FOREIGN TABLE {server}_t (symbol text, price numeric, source text) "
-                    f"SERVER {server} OPTIONS (endpoint 'domestic_live')")
-            rows, err, rc = run(f"SELECT symbol, price, source FROM {server}_t "
-                                f"WHERE symbol = '{sym}'")
-            check(rc == 0 and rows == [[sym, str(price(sym)), "rest"]],
-                  f"{server}: {rows} {err}")
+            read_through_dead_ws(server, url, sym)
             rows, err, rc = run("SELECT socket, last_error FROM kis_fdw_live "
                                 "WHERE last_error IS NOT NULL")
             print(f"    ({server}: view {rows})")
@@ -1107,12 +1110,10 @@ def test_live_pinned_after_approval_refused():
             check(rc == 0, f"capture: {err}")
             captures.append((len(rows), "WARNING" in err))
             return sym in mock_subs()
-        try:
-            wait_until(back, "the pinned symbol to be subscribed again", 20)
-        except AssertionError:
-            check(False, f"{sym}, pinned, is not subscribed again after KIS refused its "
-                         f"resubscription: {len(captures)} captures since, rows/warned "
-                         f"{sorted(set(captures))}; view {ours()}; mock {mock_subs()}")
+        wait_until(back, "the pinned symbol to be subscribed again", 20,
+                   lambda: f"{sym}, pinned, is not subscribed again after KIS refused its "
+                           f"resubscription: {len(captures)} captures since, rows/warned "
+                           f"{sorted(set(captures))}; view {ours()}; mock {mock_subs()}")
         check(tick(sym, new_price(sym)) == 1, "no socket subscribes the symbol")
     finally:
         finish(sym)
@@ -1134,28 +1135,16 @@ def test_live_unreachable_ws_url_worker_stops():
         check(rc == 0, f"ALTER SYSTEM: {err}")
         run_all("SELECT pg_reload_conf()")
         wait_until(lambda: run("SHOW kis_fdw.live_idle_s")[0] == [["1s"]], "the reload", LONG)
-        run(f"DROP SERVER IF EXISTS {server} CASCADE")
-        run_all(f"CREATE SERVER {server} FOREIGN DATA WRAPPER kis_fdw OPTIONS "
-                f"(base_url '{MOCK_URL}', ca_file '{MOCK_CA}', "
-                f"ws_url 'ws://127.0.0.1:{dead_port}/x', rate_limit '0', live_wait_ms '300')",
-                f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} OPTIONS "
-                f"(app_key '{APP_KEY}', app_secret '{APP_SECRET}')",
-                f"CREATE FOREIGN TABLE {server}_t (symbol text, price numeric, source text) "
-                f"SERVER {server} OPTIONS (endpoint 'domestic_live')")
-        rows, err, rc = run(f"SELECT symbol, price, source FROM {server}_t "
-                            f"WHERE symbol = '{sym}'")
-        check(rc == 0 and rows == [[sym, str(price(sym)), "rest"]], f"read: {rows} {err}")
+        read_through_dead_ws(server, f"ws://127.0.0.1:{dead_port}/x", sym)
 
         def busy():
             rows, _, _ = run("SELECT socket, pending, reconnects FROM kis_fdw_live "
                              "WHERE socket <> 'idle'")
             return rows
-        try:
-            wait_until(lambda: not busy(), "the worker to forget the idle symbol and stop", 20)
-        except AssertionError:
-            check(False, f"20 s after the only read, with kis_fdw.live_idle_s 1, the worker "
-                         f"of the unreachable ws_url still runs: (socket, pending, "
-                         f"reconnects) {busy()}")
+        wait_until(lambda: not busy(), "the worker to forget the idle symbol and stop", 20,
+                   lambda: f"20 s after the only read, with kis_fdw.live_idle_s 1, the worker "
+                           f"of the unreachable ws_url still runs: (socket, pending, "
+                           f"reconnects) {busy()}")
     finally:
         run(f"SELECT kis_fdw_live_unsubscribe('{server}', ARRAY['{sym}'])")
         run(f"DROP SERVER IF EXISTS {server} CASCADE")
@@ -1183,12 +1172,7 @@ def test_live_ticks_scan_keeps_idle_channels():
     domestic_ticks hid another key's captured-but-unread ticks, with no WARNING, and
     wiped its approval key, while free channels stood unused.)  (Found by the second
     review.)"""
-    start()
-    sym = symbols(1)[0]
-    ticks_reader(R_FRESH, APP_KEY_F)
-    try:
-        read([sym])
-        open_with([sym])
+    with live_symbol_and_ticks_reader(R_FRESH, APP_KEY_F) as sym:
         after = ring_max()
         check(after > 0, "no tick of ours in the ring")
         check(tick(sym, new_price(sym), count=3) == 3, "the mock sent no ticks")
@@ -1214,10 +1198,6 @@ def test_live_ticks_scan_keeps_idle_channels():
         check(not taken, f"{R_FRESH}'s ticks scan took the channel(s) (view position, key "
                          f"hash) {taken} while {nmax - len(before)} channels were unused "
                          f"(view now {now}, {R_FRESH}'s key hash {fresh})")
-    finally:
-        finish(sym)
-        run(f"DROP OWNED BY {R_FRESH} CASCADE")
-        run(f"DROP ROLE IF EXISTS {R_FRESH}")
 
 
 def test_live_join_plan_independent():

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from .harness import (
     APP_SECRET, stats, check, check_prices, run, run_all, must, symbols, sql_list, reset_mock)
-from .fixtures import APP_KEY_B
+from .fixtures import APP_KEY_B, drop_role
 
 ON_ERRORS = ("error", "skip", "row")
 # a value for each key column of kis_fdw_endpoints(); under on_error 'skip' and 'row' the
@@ -141,9 +141,7 @@ def test_views_same_rows_every_endpoint():
 def ordinary_role(name):
     """An ordinary role with a schema of its own and its own user mapping (another app key)
     on our server, so that its quotes have our answer ids; dropped afterwards."""
-    drop = (f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN "
-            f"EXECUTE 'DROP OWNED BY {name} CASCADE'; EXECUTE 'DROP ROLE {name}'; END IF; END $$")
-    run(drop)
+    drop_role(name)
     run_all(f"CREATE ROLE {name}", f"GRANT USAGE ON FOREIGN SERVER kis TO {name}",
             f"CREATE SCHEMA {name} AUTHORIZATION {name}",
             f"CREATE USER MAPPING FOR {name} SERVER kis OPTIONS "
@@ -151,7 +149,7 @@ def ordinary_role(name):
     try:
         yield name
     finally:
-        run(drop)
+        drop_role(name)
 
 
 def cached_multi(name="v_multi", columns="symbol text, price numeric, fetched_at timestamptz",
