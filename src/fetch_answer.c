@@ -82,10 +82,11 @@ forget_body(KisRequest *req)
 }
 
 /*
- * Hand a finished data request to the scan.  The completion and its parsed
- * answer live in their own small context, freed by kis_fetch_forget.
+ * Hand a finished data request to the scan (the completion, returned).  The
+ * completion and its parsed answer live in their own small context, freed
+ * by kis_fetch_forget.
  */
-static void
+static KisCompletion *
 complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 				 MemoryContext rcxt)
 {
@@ -122,6 +123,7 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	}
 	f->npending--;
 	dlist_push_tail(&f->done, &c->node);
+	return c;
 }
 
 /* Send it again after a back-off (KIS_ACTION_RETRY) */
@@ -197,6 +199,7 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 	MemoryContext rcxt = answer_cxt(f);
 	MemoryContext old = MemoryContextSwitchTo(rcxt);
 	KisResponse resp;
+	KisCompletion *c;
 
 	f->spare_cxt = NULL;		/* the completion's now */
 	memset(&resp, 0, sizeof(resp));
@@ -232,11 +235,9 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 		f->stats->shared_waits++;
 		kis_slot_count(f->slot, KIS_CTR_SHARED_WAITS, 1);
 	}
-	complete_request(f, req, &resp, rcxt);
+	c = complete_request(f, req, &resp, rcxt);
 	if (answer->view)
 	{
-		KisCompletion *c = dlist_container(KisCompletion, node, dlist_tail_node(&f->done));
-
 		c->view = answer->body;
 		c->view_len = answer->len;
 	}

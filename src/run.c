@@ -232,9 +232,10 @@ view_describe(KisRunner *r)
 	appendStringInfo(&desc, "%u %d %d %d %d%c", MyDatabaseId, GetDatabaseEncoding(),
 					 tupdesc->natts, (int) ep->rows_shape,
 					 kis_endpoint_keys_per_request(ep), '\0');
-	describe_text(&desc, GetConfigOption("DateStyle", false, false));
-	describe_text(&desc, GetConfigOption("TimeZone", false, false));
-	describe_text(&desc, GetConfigOption("IntervalStyle", false, false));
+	/* the settings view_add checks each row against, the time zone by name */
+	appendStringInfo(&desc, "%d %d %d%c", r->view_settings.date_style,
+					 r->view_settings.date_order, r->view_settings.interval_style, '\0');
+	describe_text(&desc, pg_get_timezone_name(r->view_settings.time_zone));
 	describe_text(&desc, r->view_settings.abbreviations);
 	describe_text(&desc, ep->name);
 	describe_text(&desc, ep->rows_member);
