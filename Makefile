@@ -16,6 +16,7 @@
 MODULE_big = kis_fdw
 OBJS = \
 	kis_fdw.o \
+	src/arena.o \
 	src/async_wait.o \
 	src/auth.o \
 	src/cache.o \

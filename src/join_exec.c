@@ -38,6 +38,7 @@
 #include "utils/ruleutils.h"
 #include "utils/tuplestore.h"
 
+#include "arena.h"
 #include "compat.h"
 #include "endpoints.h"
 #include "join.h"
@@ -60,9 +61,25 @@ typedef struct KisJoinRow
 typedef struct KisJoinRows
 {
 	char	   *symbol;			/* hash key */
+	uint32		hash;
+	char		status;
 	KisJoinRow *first;
 	KisJoinRow *last;
 } KisJoinRows;
+
+/* Fetched rows hashed by their symbol string: rows_create(), rows_insert() */
+#define SH_PREFIX		rows
+#define SH_ELEMENT_TYPE	KisJoinRows
+#define SH_KEY_TYPE		char *
+#define SH_KEY			symbol
+#define SH_HASH_KEY(tb, key)	hash_bytes((const unsigned char *) (key), strlen(key))
+#define SH_EQUAL(tb, a, b)		(strcmp(a, b) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)		((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 /*
  * One kis foreign table the join fetches from: the table itself, or one
@@ -115,7 +132,7 @@ typedef struct KisJoinState
 	bool		gate_open;		/* the gate held: the fetched rows count */
 	bool		have_last;		/* parts' last and last_pairs are valid */
 	List	   *last_pairs;		/* joined on the venue: the fetched KisKeys */
-	HTAB	   *rows_by_symbol;
+	rows_hash  *rows_by_symbol;
 
 	/* the join */
 	bool		have_outer;
@@ -215,8 +232,7 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		kis_config_add_credentials(&p->config, OidIsValid(userid) ? userid : GetUserId());
 		p->runner = kis_runner_create(p->rel, &p->config, needed, st->cxt);
 	}
-	st->batch_cxt = AllocSetContextCreate(st->cxt, "kis_fdw join keys",
-										  ALLOCSET_DEFAULT_SIZES);
+	st->batch_cxt = kis_arena_take(st->cxt);
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
 
@@ -283,21 +299,6 @@ outer_key(KisJoinState *st, ExprState *expr, Oid type)
 		text = kis_key_text(value, type);
 	MemoryContextSwitchTo(old);
 	return text;
-}
-
-/* Fetched rows: hashed by their symbol string */
-static uint32
-symbol_hash(const void *key, Size keysize)
-{
-	const char *s = *(char *const *) key;
-
-	return string_hash(s, strlen(s) + 1);
-}
-
-static int
-symbol_match(const void *key1, const void *key2, Size keysize)
-{
-	return strcmp(*(char *const *) key1, *(char *const *) key2);
 }
 
 /* Batch keys: hashed by their strings, compared by them */
@@ -448,7 +449,7 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	old = MemoryContextSwitchTo(st->batch_cxt);
 	/* as the outer keys are: a char(n) value without its padding */
 	symbol = kis_key_text(d, p->symbol_type);
-	entry = hash_search(st->rows_by_symbol, &symbol, HASH_ENTER, &found);
+	entry = rows_insert(st->rows_by_symbol, symbol, &found);
 	link = palloc(sizeof(KisJoinRow));
 	link->next = NULL;
 	link->tuple = ExecCopySlotMinimalTuple(row);
@@ -470,18 +471,10 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 static void
 fetch_rows(KisJoinState *st, const KisRunKeys *run, List *pairs)
 {
-	HASHCTL		ctl;
 	KisRunner **waiting = palloc(sizeof(KisRunner *) * st->nparts);
 	int			nrunning = st->nparts;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(KisJoinRows);
-	ctl.hash = symbol_hash;
-	ctl.match = symbol_match;
-	ctl.hcxt = st->batch_cxt;
-	st->rows_by_symbol = hash_create("kis_fdw join rows", Max(list_length(run[0].symbols), 16),
-									 &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	st->rows_by_symbol = rows_create(st->batch_cxt, Max(list_length(run[0].symbols), 16), NULL);
 
 	for (int i = 0; i < st->nparts; i++)
 	{
@@ -647,7 +640,7 @@ kis_join_exec(CustomScanState *node)
 			pair_tuple(st, st->outer_slot, NULL);
 			symbol = outer_key(st, st->symbol_expr, st->symbol_type);
 			if (symbol != NULL && st->gate_open)
-				entry = hash_search(st->rows_by_symbol, &symbol, HASH_FIND, NULL);
+				entry = rows_lookup(st->rows_by_symbol, symbol);
 			st->next_candidate = entry ? entry->first : NULL;
 		}
 

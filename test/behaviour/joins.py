@@ -190,3 +190,60 @@ def test_join_large_outer():
     check(join_growth <= any_growth + 12 * 1024,
           f"the join's private memory grew by {join_growth} kB, the ANY form's by "
           f"{any_growth} kB (allowed: 12 MB more, 3 x work_mem)")
+
+
+def _arena(s):
+    """(total, used) bytes of the session's join arena, or None without one."""
+    rows, err = s.query("SELECT total_bytes, used_bytes FROM pg_backend_memory_contexts "
+                        "WHERE name = 'kis_fdw join arena'")
+    check(not err, f"pg_backend_memory_contexts: {err}")
+    return tuple(int(x) for x in rows[0]) if rows else None
+
+
+def _arena_empty(s, after):
+    used = _arena(s)[1]
+    check(used < 8192, f"the arena holds {used} bytes after {after}")
+
+
+def test_join_arena():
+    """The batched join keeps its rows in a backend's arena between queries
+    (docs/batched-join.md, "Memory"): 512 kB kept, emptied at every end, an
+    error's too; lent to one join at a time, so a second join in the same
+    query, or one run while a cursor holds another open, has rows of its own."""
+    syms = symbols(40)
+    bad = symbols(1, prefix="98")
+    _join_table("arena_pf", syms)
+    _join_table("arena_bad", syms + bad)
+    join = "SELECT p.symbol, q.price FROM arena_pf p JOIN kis_prices q USING (symbol)"
+    with Session() as s:
+        check(_arena(s) is None, "a new backend has an arena")
+        check_prices(must(s.query(join), "join"), syms, "join")
+        total = _arena(s)[0]
+        check(total >= 512 * 1024, f"the arena keeps {total} bytes, expected 512 kB")
+        _arena_empty(s, "a join")
+        # two batched joins in one query: the second has a context of its own
+        two = (f"SELECT 'a', p.symbol, q.price FROM arena_pf p JOIN kis_prices q USING (symbol) "
+               f"UNION ALL SELECT 'b', p.symbol, q.price FROM arena_pf p JOIN kis_prices q "
+               f"USING (symbol) WHERE p.qty > 20")
+        plan = must(s.query(f"EXPLAIN (COSTS OFF) {two}"), "plan")
+        check(sum("KIS Batched Join" in r[0] for r in plan) == 2, f"plan: {plan}")
+        rows = must(s.query(two), "two joins")
+        check_prices([r[1:] for r in rows if r[0] == "a"], syms, "the first join")
+        check_prices([r[1:] for r in rows if r[0] == "b"], syms[20:], "the second join")
+        _arena_empty(s, "two joins")
+        # an error while rows are kept: the arena is emptied all the same
+        _, err = s.query("SELECT p.symbol, q.price FROM arena_bad p JOIN kis_prices q "
+                         "USING (symbol)")
+        check("ERROR" in err and bad[0] in err, f"the refused symbol's error: {err}")
+        _arena_empty(s, "an error")
+        # a cursor holds the arena; a join meanwhile, then the cursor's rest
+        must(s.query(f"BEGIN; DECLARE c CURSOR FOR {join}"), "declare")
+        first = must(s.query("FETCH 10 FROM c"), "fetch 10")
+        meanwhile = must(s.query("SELECT p.symbol, q.price FROM arena_bad p "
+                                 "JOIN kis_prices_or_row q USING (symbol) "
+                                 "WHERE q.error IS NULL"), "a join while the cursor is open")
+        check_prices(meanwhile, syms, "a join while the cursor is open")
+        rest = must(s.query("FETCH ALL FROM c"), "fetch all")
+        must(s.query("COMMIT"), "commit")
+        check_prices(first + rest, syms, "the cursor's rows")
+        _arena_empty(s, "the cursor")
