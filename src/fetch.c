@@ -381,6 +381,7 @@ void
 kis_fetch_global_init(void)
 {
 	kis_transport_global_init();
+	kis_sha256_init();			/* answer ids are digests */
 }
 
 KisFetcher *

@@ -46,13 +46,31 @@ kis_clock_check(void)
 				 errmsg("kis_fdw needs CLOCK_MONOTONIC: %m")));
 }
 
+/*
+ * The SHA-256 implementation, fetched once per process: EVP_sha256() makes
+ * OpenSSL look it up again on every digest.  At load, so that with
+ * shared_preload_libraries every backend inherits it from the postmaster.
+ */
+static EVP_MD *sha256_md = NULL;
+
+void
+kis_sha256_init(void)
+{
+	if (sha256_md == NULL)
+		sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (sha256_md == NULL)
+		elog(ERROR, "kis_fdw: OpenSSL has no SHA-256");
+}
+
 /* SHA-256 of data into out (KIS_SHA256_LEN bytes) */
 void
 kis_sha256(const void *data, size_t len, uint8 *out)
 {
 	unsigned int outlen;
 
-	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1)
+	if (sha256_md == NULL)
+		kis_sha256_init();
+	if (EVP_Digest(data, len, out, &outlen, sha256_md, NULL) != 1)
 		elog(ERROR, "kis_fdw: SHA-256 failed");
 }
 

@@ -18,6 +18,7 @@
 
 extern TimestampTz kis_clock_now(void);
 extern void kis_clock_check(void);
+extern void kis_sha256_init(void);
 extern void kis_sha256(const void *data, size_t len, uint8 *out);
 extern int	kis_compare_strings(const ListCell *a, const ListCell *b);
 extern List *kis_sort_unique_strings(List *values);
