@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * compat.h
- *		Every PostgreSQL-major and libcurl-version difference kis_fdw meets,
- *		in one place, so that the rest of the code reads as one version.
+ *		Every PostgreSQL-major, libcurl- and OpenSSL-version difference
+ *		kis_fdw meets, in one place, so that the rest of the code reads as
+ *		one version.
  *
  * PostgreSQL 14 to 18 are supported by these guards (15, 17 and 18 are
  * built and tested; docs/pg-versions.md says which API changed when).
@@ -175,6 +176,20 @@ kis_init_materialized_srf_14(FunctionCallInfo fcinfo)
 	rsinfo->setDesc = tupdesc;
 	MemoryContextSwitchTo(old);
 }
+#endif
+#endif
+
+/*
+ * OpenSSL: SHA-256 looked up once per process.  In OpenSSL 3 EVP_sha256()
+ * makes every digest look the implementation up again; EVP_MD_fetch() does
+ * it once.  OpenSSL 1.1 has no lookup to save.  Compiled only in files that
+ * include <openssl/evp.h> first.
+ */
+#if defined(OPENSSL_EVP_H) || defined(HEADER_ENVELOPE_H)
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#define kis_fetch_sha256() EVP_MD_fetch(NULL, "SHA256", NULL)
+#else
+#define kis_fetch_sha256() EVP_sha256()
 #endif
 #endif
 

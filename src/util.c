@@ -14,10 +14,12 @@
 
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "lib/stringinfo.h"
 
+#include "compat.h"
 #include "util.h"
 
 /*
@@ -47,19 +49,22 @@ kis_clock_check(void)
 }
 
 /*
- * The SHA-256 implementation, fetched once per process: EVP_sha256() makes
- * OpenSSL look it up again on every digest.  At load, so that with
- * shared_preload_libraries every backend inherits it from the postmaster.
+ * The SHA-256 implementation, looked up once per process (compat.h), at
+ * load: with shared_preload_libraries every backend inherits it from the
+ * postmaster.  Failing there is no error (it would stop the server): the
+ * first digest then tries again and fails the query.
  */
-static EVP_MD *sha256_md = NULL;
+static const EVP_MD *sha256_md = NULL;
 
 void
 kis_sha256_init(void)
 {
 	if (sha256_md == NULL)
-		sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (sha256_md == NULL)
-		elog(ERROR, "kis_fdw: OpenSSL has no SHA-256");
+	{
+		sha256_md = kis_fetch_sha256();
+		if (sha256_md == NULL)
+			ERR_clear_error();
+	}
 }
 
 /* SHA-256 of data into out (KIS_SHA256_LEN bytes) */
@@ -68,10 +73,13 @@ kis_sha256(const void *data, size_t len, uint8 *out)
 {
 	unsigned int outlen;
 
-	if (sha256_md == NULL)
-		kis_sha256_init();
-	if (EVP_Digest(data, len, out, &outlen, sha256_md, NULL) != 1)
+	kis_sha256_init();
+	if (sha256_md == NULL ||
+		EVP_Digest(data, len, out, &outlen, sha256_md, NULL) != 1)
+	{
+		ERR_clear_error();
 		elog(ERROR, "kis_fdw: SHA-256 failed");
+	}
 }
 
 /* list_sort comparator for lists of C strings */
