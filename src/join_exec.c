@@ -14,7 +14,10 @@
  * and their descriptors: the executor's tuple table outlives the node):
  *	  "kis_fdw join"        config, expressions, a runner (run.c) per
  *	                        kis table or leaf partition, tuplestore
- *	    "kis_fdw join keys" the current batch's keys and fetched rows;
+ *	    "kis_fdw join outer keys"  one batch's outer keys, while it starts
+ * and, lent to the node from its first batch until "kis_fdw join" goes
+ * (arena.c; "kis_fdw join rows" under it when another node has it):
+ *	  "kis_fdw join arena"  the current batch's keys and fetched rows;
  *	                        reset when the keys change
  *
  *-------------------------------------------------------------------------
@@ -232,7 +235,6 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		kis_config_add_credentials(&p->config, OidIsValid(userid) ? userid : GetUserId());
 		p->runner = kis_runner_create(p->rel, &p->config, needed, st->cxt);
 	}
-	st->batch_cxt = kis_arena_take(st->cxt);
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
 
@@ -580,6 +582,9 @@ start_batch(KisJoinState *st)
 		st->batches_reused++;
 	else
 	{
+		/* lent from the first batch on, not to a node that never runs */
+		if (st->batch_cxt == NULL)
+			st->batch_cxt = kis_arena_take(st->cxt);
 		MemoryContextReset(st->batch_cxt);
 		st->have_last = false;
 		MemoryContextSwitchTo(st->batch_cxt);
