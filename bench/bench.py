@@ -92,7 +92,7 @@ WAIT = 120  # seconds before a hung psql is given up (a safety net)
 FULL_SIZES = {"rate-bound": 200, "latency-bound": 320, "shared": 60, "same-symbols": 40,
               "batched": 600, "overhead": 10000, "overhead-reps": 3, "cancel": 2000,
               "cancel-reps": 20, "two-keys": 95, "join": 200, "cached-join": 1200,
-              "cached-join-reps": 5, "live": 40, "live-reps": 20, "live-latency": 200,
+              "cached-join-reps": 15, "live": 40, "live-reps": 20, "live-latency": 200,
               "live-stream-s": 60, "live-cancels": 20}
 QUICK_SIZES = {"rate-bound": 40, "latency-bound": 64, "shared": 15, "same-symbols": 10,
                "batched": 120, "overhead": 1000, "overhead-reps": 2, "cancel": 2000,
