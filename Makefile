@@ -28,6 +28,7 @@ OBJS = \
 	src/join.o \
 	src/join_exec.o \
 	src/join_plan.o \
+	src/json_pick.o \
 	src/keys.o \
 	src/library.o \
 	src/limiter.o \
@@ -130,7 +131,8 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,u
 FUZZ_STAMP = fuzz/build/pg-version
 FUZZ_OBJS = fuzz/build/fuzz_kis.o fuzz/build/fake_fetch.o fuzz/build/shims.o \
 	fuzz/build/response.o fuzz/build/requests.o fuzz/build/paging.o fuzz/build/endpoints.o \
-	fuzz/build/auth.o fuzz/build/master.o fuzz/build/outcome.o fuzz/build/util.o
+	fuzz/build/auth.o fuzz/build/master.o fuzz/build/outcome.o fuzz/build/util.o \
+	fuzz/build/json_pick.o
 
 fuzz/build/%.o: src/%.c $(KIS_HEADERS) fuzz/shims.h
 	@mkdir -p fuzz/build

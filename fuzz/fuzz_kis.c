@@ -67,6 +67,7 @@
 #include "auth.h"
 #include "endpoints.h"
 #include "fetch.h"
+#include "json_pick.h"
 #include "master.h"
 #include "options.h"
 #include "outcome.h"
@@ -344,6 +345,97 @@ read_file_answer(KisResponse *resp, const Segment *seg)
 	}
 }
 
+/* whole with the fields of its rows that pick leaves out deleted (json_pick.c's rule) */
+static void
+trim_rows(json_t *row, const char *const *fields, int nfields)
+{
+	const char *key;
+	json_t	   *value;
+	void	   *tmp;
+
+	json_object_foreach_safe(row, tmp, key, value)
+	{
+		bool		keep = false;
+
+		for (int i = 0; i < nfields && !keep; i++)
+			keep = strcmp(fields[i], key) == 0;
+		if (!keep)
+			json_object_del(row, key);
+	}
+}
+
+static void
+trim(json_t *whole, const char *const *fields, int nfields)
+{
+	const char *key;
+	json_t	   *member;
+
+	json_object_foreach(whole, key, member)
+	{
+		size_t		i;
+		json_t	   *elem;
+
+		if (json_is_object(member))
+			trim_rows(member, fields, nfields);
+		else if (json_is_array(member))
+		{
+			json_array_foreach(member, i, elem)
+			{
+				if (json_is_object(elem))
+					trim_rows(elem, fields, nfields);
+			}
+		}
+	}
+}
+
+/*
+ * The picked parse of a body (as a table reading every catalogue column
+ * has, and as one reading none has) is either refused, or jansson's parse
+ * of it with the fields not picked deleted: never a document jansson
+ * refuses, never other values.
+ */
+static void
+check_picked(const KisEndpoint *ep, const Segment *seg)
+{
+	const char *fields[128];
+	int			nfields = 0;
+	List	   *list = NIL;
+	json_t	   *whole;
+
+	if (seg->len == 0)
+		return;
+	for (int all = 0; all < 2; all++)
+	{
+		KisJsonPick *pick;
+		json_t	   *picked;
+
+		list = kis_endpoint_rule_fields(ep, NIL);
+		for (const KisColumnDef *col = ep->columns; all && col->column; col++)
+		{
+			list = lappend(list, (char *) col->field);
+			if (col->sign_field != NULL)
+				list = lappend(list, (char *) col->sign_field);
+			if (col->sign_twin != NULL)
+				list = lappend(list, (char *) col->sign_twin);
+		}
+		nfields = 0;
+		for (int i = 0; i < list_length(list) && nfields < lengthof(fields); i++)
+			fields[nfields++] = list_nth(list, i);
+		pick = kis_json_pick_create(list);
+		picked = kis_json_parse_picked((const char *) seg->body, seg->len, pick);
+		if (picked == NULL)
+			continue;
+		whole = json_loadb((const char *) seg->body, seg->len, 0, NULL);
+		if (whole == NULL)
+			harness_abort("the picked parse took a body jansson refuses");
+		trim(whole, fields, nfields);
+		if (!json_equal(picked, whole))
+			harness_abort("the picked parse differs from jansson's");
+		json_decref(whole);
+		json_decref(picked);
+	}
+}
+
 /*
  * The answer of one request, as fetch_answer.c's finish_data_request and
  * complete_request treat it, by the same rules (outcome.c); returns false
@@ -368,7 +460,10 @@ answer_request(KisFetcher *f, MemoryContext run_cxt, const Segment *seg)
 	if (f->ep->source == KIS_SOURCE_MASTER_FILE)
 		read_file_answer(&resp, seg);
 	else
-		kis_response_read(&resp, seg->status, body_copy(seg), seg->len);
+	{
+		kis_response_read(&resp, seg->status, body_copy(seg), seg->len, NULL);
+		check_picked(f->ep, seg);
+	}
 	/* as the engine does before an answer is shared */
 	if (resp.outcome == KIS_OUTCOME_OK && f->check != NULL &&
 		(resp.problem = f->check(req.arg, &resp)) != NULL)
@@ -707,7 +802,7 @@ selftest_answer(KisFetcher *f, MemoryContext run_cxt, const char *body)
 	c->cxt = run_cxt;
 	c->arg = req.arg;
 	c->completed_at = fuzz_now;
-	kis_response_read(&c->resp, 200, body, strlen(body));
+	kis_response_read(&c->resp, 200, body, strlen(body), NULL);
 	return kis_requests_answer(f, c);
 }
 

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "nodes/memnodes.h"
 #include "nodes/pg_list.h"
 #include "pgtime.h"
@@ -704,6 +705,16 @@ errfinish(const char *filename, int lineno, const char *funcname)
 	abort();
 }
 
+/* PG_RE_THROW(): on to the next PG_TRY out, as errfinish goes */
+void
+pg_re_throw(void)
+{
+	if (PG_exception_stack != NULL)
+		siglongjmp(*PG_exception_stack, 1);
+	fprintf(stderr, "shims: PG_RE_THROW with no PG_TRY around it\n");
+	abort();
+}
+
 int
 errcode(int sqlerrcode)
 {
@@ -958,6 +969,18 @@ tm2timestamp(struct pg_tm *tm, fsec_t fsec, int *tzp, Timestamp *result)
 	}
 
 	return 0;
+}
+
+/* mbutils.c's, for json_pick.c: the check itself is libpgcommon's */
+bool
+pg_verify_mbstr(int encoding, const char *mbstr, int len, bool noError)
+{
+	if (!noError)
+	{
+		fprintf(stderr, "shims: pg_verify_mbstr only answers, it reports no error\n");
+		abort();
+	}
+	return pg_encoding_verifymbstr(encoding, mbstr, len) == len;
 }
 
 /*

@@ -180,6 +180,29 @@ kis_init_materialized_srf_14(FunctionCallInfo fcinfo)
 #endif
 
 /*
+ * PostgreSQL's JSON parser (common/jsonapi.h): semantic actions return an
+ * error code since 16 (KIS_JSON_ACTION_OK: "go on"), and the lexer is made
+ * into a caller's (or a new) struct since 17.  Compiled only in files that
+ * include common/jsonapi.h first.
+ */
+#ifdef JSONAPI_H
+#if PG_VERSION_NUM >= 160000
+typedef JsonParseErrorType KisJsonActionResult;
+#define KIS_JSON_ACTION_OK JSON_SUCCESS
+#else
+typedef void KisJsonActionResult;
+#define KIS_JSON_ACTION_OK
+#endif
+#if PG_VERSION_NUM >= 170000
+#define kis_json_lex(json, len) \
+	makeJsonLexContextCstringLen(NULL, (json), (len), PG_UTF8, true)
+#else
+#define kis_json_lex(json, len) \
+	makeJsonLexContextCstringLen((char *) (json), (int) (len), PG_UTF8, true)
+#endif
+#endif
+
+/*
  * OpenSSL: SHA-256 looked up once per process.  In OpenSSL 3 EVP_sha256()
  * makes every digest look the implementation up again; EVP_MD_fetch() does
  * it once.  OpenSSL 1.1 has no lookup to save.  Compiled only in files that

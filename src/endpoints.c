@@ -686,6 +686,24 @@ kis_endpoint_column_of_field(const KisEndpoint *ep, const char *field)
 	return NULL;
 }
 
+/*
+ * fields with the row fields ep's own rules read added: whose row it is,
+ * its date and time (paging), whether it is listed, the echoed symbol
+ */
+List *
+kis_endpoint_rule_fields(const KisEndpoint *ep, List *fields)
+{
+	const char *rule_fields[] = {ep->row_symbol_field, ep->row_date_field,
+		ep->row_time_field, ep->notfound_field, ep->identity_field, ep->echo_field};
+
+	for (int i = 0; i < lengthof(rule_fields); i++)
+	{
+		if (rule_fields[i] != NULL)
+			fields = lappend(fields, (char *) rule_fields[i]);
+	}
+	return fields;
+}
+
 const char *
 kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env)
 {

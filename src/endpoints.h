@@ -181,6 +181,7 @@ extern char *kis_endpoint_names(void);
 extern const char *kis_endpoint_field(const KisEndpoint *ep, const char *column);
 extern const KisColumnDef *kis_endpoint_column_of_field(const KisEndpoint *ep,
 														const char *field);
+extern List *kis_endpoint_rule_fields(const KisEndpoint *ep, List *fields);
 extern const char *kis_endpoint_tr_id(const KisEndpoint *ep, KisEnvironment env);
 extern bool kis_symbol_is_valid(KisSymbolKind kind, const char *symbol);
 extern const char *kis_symbol_hint(KisSymbolKind kind);

@@ -468,6 +468,16 @@ kis_fetch_set_view(KisFetcher *f, KisViewOf view_of)
 }
 
 /*
+ * Keep, of the rows of the answers to come, only pick's fields (NULL: all;
+ * json_pick.c).  pick must live as long as the fetcher.
+ */
+void
+kis_fetch_set_pick(KisFetcher *f, const KisJsonPick *pick)
+{
+	f->pick = pick;
+}
+
+/*
  * Queue one download of url (outside the API: no token, no rate gate),
  * shared with others when whole (NULL: always) says its body is whole.
  */

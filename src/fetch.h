@@ -112,6 +112,7 @@ extern void kis_fetch_add_post(KisFetcher *fetcher, const char *url,
 extern void kis_fetch_add_answer(KisFetcher *fetcher, json_t *root, void *arg);
 extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
 extern void kis_fetch_set_view(KisFetcher *fetcher, KisViewOf view_of);
+extern void kis_fetch_set_pick(KisFetcher *fetcher, const KisJsonPick *pick);
 extern void kis_fetch_keep_view(const KisCompletion *completion, const char *bytes,
 								size_t len);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);

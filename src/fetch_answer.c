@@ -216,7 +216,7 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 	}
 	else
 	{
-		kis_response_read(&resp, answer->http_status, answer->body, answer->len);
+		kis_response_read(&resp, answer->http_status, answer->body, answer->len, f->pick);
 		pfree(answer->body);
 	}
 	MemoryContextSwitchTo(old);
@@ -419,7 +419,7 @@ finish_data_request(KisFetcher *f, KisRequest *req, CURLcode rc, long status,
 	old = MemoryContextSwitchTo(rcxt);
 	if (rc == CURLE_OK)
 		kis_response_read(&resp, status, req->xfer.body ? req->xfer.body : "",
-						  req->xfer.body_len);
+						  req->xfer.body_len, f->pick);
 	else
 	{
 		memset(&resp, 0, sizeof(resp));

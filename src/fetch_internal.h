@@ -89,6 +89,7 @@ struct KisFetcher
 	uint8		creds[KIS_SHA256_LEN];	/* whose token we need */
 	KisAnswerCheck check;		/* is an answer the one asked for, or NULL */
 	KisViewOf	view_of;		/* a request's view, or NULL: none */
+	const KisJsonPick *pick;	/* the row fields answers keep, or NULL: all */
 	MemoryContext spare_cxt;	/* the next shared answer's, or NULL */
 	KisTokenScan tok;			/* our token, claim and tokenP body */
 	bool		has_reservation;	/* a send time reserved at the gate */

@@ -25,6 +25,7 @@
 
 #include "utils/memutils.h"
 
+#include "json_pick.h"
 #include "response.h"
 
 /* What a msg_cd means when rt_cd is not "0" (docs/kis-api.md §7) */
@@ -204,17 +205,26 @@ status_is_transient(long http_status)
 }
 
 /*
- * Parse and classify one HTTP answer.  resp->root stays valid as long as
- * the memory context that was current here.
+ * Parse and classify one HTTP answer, its rows with pick's fields only
+ * (NULL: all).  resp->root stays valid as long as the memory context that
+ * was current here.
  */
 void
-kis_response_read(KisResponse *resp, long http_status, const char *body, size_t len)
+kis_response_read(KisResponse *resp, long http_status, const char *body, size_t len,
+				  const KisJsonPick *pick)
 {
 	const char *rt_cd;
 
 	memset(resp, 0, sizeof(KisResponse));
 	resp->http_status = http_status;
-	resp->root = kis_json_parse(body, len);
+	if (pick != NULL)
+	{
+		MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+		resp->root = own_document(kis_json_parse_picked(body, len, pick), cb);
+	}
+	if (resp->root == NULL)
+		resp->root = kis_json_parse(body, len);
 
 	if (resp->root == NULL || !json_is_object(resp->root))
 	{

@@ -18,6 +18,9 @@
  */
 typedef struct json_t json_t;
 
+/* the fields of rows a reader keeps (json_pick.c) */
+typedef struct KisJsonPick KisJsonPick;
+
 typedef enum KisOutcome
 {
 	KIS_OUTCOME_OK,				/* rt_cd "0" with a row */
@@ -47,7 +50,8 @@ extern json_t *kis_json_parse(const char *body, size_t len);
 extern json_t *kis_json_new_array(void);
 extern json_t *kis_json_copy(json_t *value);
 extern void kis_response_read(KisResponse *resp, long http_status,
-							  const char *body, size_t len);
+							  const char *body, size_t len,
+							  const KisJsonPick *pick);
 extern void kis_response_of(KisResponse *resp, json_t *root);
 extern json_t *kis_json_new_object(void);
 extern json_t *kis_json_own(json_t *doc);

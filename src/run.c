@@ -51,6 +51,7 @@
 #include "compat.h"
 #include "endpoints.h"
 #include "fetch.h"
+#include "json_pick.h"
 #include "keys.h"
 #include "live_scan.h"
 #include "options.h"
@@ -107,6 +108,8 @@ struct KisRunner
 	KisColumn  *columns;
 	bool		has_error_column;
 	List	   *fields;			/* a live table's fields to copy (NIL: all) */
+	KisJsonPick *pick;			/* a REST table's: its answers' row fields
+								 * to keep (NULL: all) */
 	KisPartitionFilter *partition;	/* NULL unless rel is a partition */
 
 	/* the current run */
@@ -336,6 +339,7 @@ build_column_map(KisRunner *r, List *needed)
 	TupleDesc	tupdesc = RelationGetDescr(r->rel);
 	Oid			relid = RelationGetRelid(r->rel);
 	bool		whole_row = list_member_int(needed, 0);
+	List	   *fields;
 
 	r->ncolumns = tupdesc->natts;
 	r->columns = palloc0(sizeof(KisColumn) * tupdesc->natts);
@@ -389,20 +393,23 @@ build_column_map(KisRunner *r, List *needed)
 		if (!view_type_ok(attr->atttypid, col->source))
 			r->view_able = false;
 	}
-	r->fields = needed_fields(r);
+	fields = needed_fields(r);
+	if (kis_endpoint_streamed(ep))
+		r->fields = fields;
+	else if (fields != NIL)
+		r->pick = kis_json_pick_create(kis_endpoint_rule_fields(ep, fields));
 }
 
 /*
- * The fields the columns read, with those that give their sign, for a
- * live table to copy only those (NIL: every field, for the raw column).
+ * The fields the columns read, with those that give their sign (NIL: every
+ * field, for the raw column).  A live table copies only those of a tick,
+ * and a REST answer's rows keep only those and the endpoint's own.
  */
 static List *
 needed_fields(KisRunner *r)
 {
 	List	   *fields = NIL;
 
-	if (!kis_endpoint_streamed(r->config->endpoint))
-		return NIL;
 	for (int i = 0; i < r->ncolumns; i++)
 	{
 		const KisColumn *col = &r->columns[i];
@@ -619,6 +626,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	if (can_match && r->nkeys > 0 && (valid != NIL || keying != KIS_KEYING_SYMBOL))
 	{
 		r->fetcher = kis_fetch_begin(r->run_cxt, r->config, &r->stats);
+		kis_fetch_set_pick(r->fetcher, r->pick);
 		if ((kis_endpoint_streamed(ep) ?
 			 kis_live_scan_start(r->fetcher, r->config, valid, range, r->fields) :
 			 kis_requests_start(r->fetcher, r->config, valid, range,

@@ -1,0 +1,352 @@
+/*-------------------------------------------------------------------------
+ *
+ * json_pick.c
+ *	  Parsing a KIS answer keeping, of each row object, only the fields a
+ *	  reader uses.
+ *
+ * An answer has 80-odd fields a row and a table reads a few; jansson
+ * builds every one, three allocations a field.  Here PostgreSQL's own
+ * parser (pg_parse_json) reads the text and only what is kept becomes a
+ * jansson value: every top-level member, except that the objects that are
+ * rows (a top-level member that is an object, the objects of a top-level
+ * member that is an array) keep only the picked fields, each whole.
+ *
+ * jansson stays the judge of what an answer is: where the two parsers
+ * could read a text differently (invalid UTF-8, nesting deeper than
+ * PICK_MAX_DEPTH, an integer beyond 64 bits, a number beyond a double,
+ * any syntax error, a document that is not an object), this returns NULL
+ * and the caller parses the whole answer with jansson.  docs/design.md,
+ * "Parsing answers".
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <jansson.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+
+#include "compat.h"
+#include "json_pick.h"
+
+#define PICK_MAX_DEPTH	16		/* KIS answers nest three deep */
+
+struct KisJsonPick
+{
+	int			nfields;
+	const char **fields;		/* sorted, distinct */
+};
+
+/* The parse under way */
+typedef struct PickState
+{
+	const KisJsonPick *pick;
+	json_t	   *root;
+	json_t	   *containers[PICK_MAX_DEPTH + 1]; /* being built, by level */
+	char		kinds[PICK_MAX_DEPTH + 1];	/* 'o' or 'a', by level */
+	const char *key;			/* the field whose value comes next */
+	int			level;			/* nesting: 1 inside the root object */
+	int			skip_level;		/* > 0: in a field left out of the object
+								 * at this level */
+	bool		failed;
+} PickState;
+
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The fields to keep (C strings), in the current memory context */
+KisJsonPick *
+kis_json_pick_create(List *fields)
+{
+	KisJsonPick *pick = palloc(sizeof(KisJsonPick));
+	int			n = 0;
+	ListCell   *lc;
+
+	pick->fields = palloc(sizeof(char *) * Max(list_length(fields), 1));
+	foreach(lc, fields)
+		pick->fields[n++] = lfirst(lc);
+	qsort(pick->fields, n, sizeof(char *), compare_names);
+	pick->nfields = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (pick->nfields == 0 ||
+			strcmp(pick->fields[pick->nfields - 1], pick->fields[i]) != 0)
+			pick->fields[pick->nfields++] = pick->fields[i];
+	}
+	return pick;
+}
+
+static bool
+picked(const KisJsonPick *pick, const char *name)
+{
+	return bsearch(&name, pick->fields, pick->nfields, sizeof(char *),
+				   compare_names) != NULL;
+}
+
+/*
+ * No deeper than PICK_MAX_DEPTH (PostgreSQL's parser recurses, and raises
+ * an ERROR where jansson would refuse gracefully)
+ */
+static bool
+shallow(const char *s, size_t len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > PICK_MAX_DEPTH)
+				return false;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return true;
+}
+
+/* Is the object now at s->level a row? */
+static bool
+in_row(const PickState *s)
+{
+	return s->kinds[1] == 'o' &&
+		((s->level == 2 && s->kinds[2] == 'o') ||
+		 (s->level == 3 && s->kinds[2] == 'a' && s->kinds[3] == 'o'));
+}
+
+/* Put v (a new reference) into the container at parent, or make it the root */
+static void
+attach(PickState *s, int parent, json_t *v)
+{
+	if (v == NULL)
+		s->failed = true;
+	else if (parent == 0)
+	{
+		if (json_is_object(v) && s->root == NULL)
+			s->root = v;
+		else
+		{
+			s->failed = true;
+			json_decref(v);
+		}
+	}
+	else if (s->kinds[parent] == 'o')
+	{
+		if (json_object_set_new(s->containers[parent], s->key, v) != 0)
+			s->failed = true;
+	}
+	else if (json_array_append_new(s->containers[parent], v) != 0)
+		s->failed = true;
+}
+
+static void
+open_container(PickState *s, char kind)
+{
+	json_t	   *v;
+
+	if (++s->level > PICK_MAX_DEPTH)
+	{
+		s->failed = true;
+		return;
+	}
+	if (s->skip_level > 0 || s->failed)
+		return;
+	/* the server's json_object() shadows jansson's (response.c) */
+	v = kind == 'o' ? json_pack("{}") : json_array();
+	s->kinds[s->level] = kind;
+	s->containers[s->level] = v;
+	attach(s, s->level - 1, v);
+}
+
+static KisJsonActionResult
+object_start(void *state)
+{
+	open_container((PickState *) state, 'o');
+	return KIS_JSON_ACTION_OK;
+}
+
+static KisJsonActionResult
+array_start(void *state)
+{
+	open_container((PickState *) state, 'a');
+	return KIS_JSON_ACTION_OK;
+}
+
+static KisJsonActionResult
+container_end(void *state)
+{
+	((PickState *) state)->level--;
+	return KIS_JSON_ACTION_OK;
+}
+
+static KisJsonActionResult
+field_start(void *state, char *fname, bool isnull)
+{
+	PickState  *s = (PickState *) state;
+
+	if (s->skip_level > 0 || s->failed)
+		return KIS_JSON_ACTION_OK;
+	if (in_row(s) && !picked(s->pick, fname))
+		s->skip_level = s->level;
+	else
+		s->key = fname;
+	return KIS_JSON_ACTION_OK;
+}
+
+static KisJsonActionResult
+field_end(void *state, char *fname, bool isnull)
+{
+	PickState  *s = (PickState *) state;
+
+	if (s->skip_level == s->level)
+		s->skip_level = 0;
+	return KIS_JSON_ACTION_OK;
+}
+
+/* A number as jansson reads one: a 64-bit integer, else a double */
+static json_t *
+number(const char *text)
+{
+	char	   *end;
+
+	errno = 0;
+	if (strpbrk(text, ".eE") == NULL)
+	{
+		long long	i = strtoll(text, &end, 10);
+
+		if (errno != 0 || *end != '\0')
+			return NULL;
+		return json_integer(i);
+	}
+	else
+	{
+		double		d = strtod(text, &end);
+
+		if (*end != '\0' || isinf(d) || isnan(d))
+			return NULL;
+		return json_real(d);
+	}
+}
+
+static KisJsonActionResult
+scalar(void *state, char *token, JsonTokenType type)
+{
+	PickState  *s = (PickState *) state;
+	json_t	   *v;
+
+	if (s->failed)
+		return KIS_JSON_ACTION_OK;
+	if (s->skip_level > 0)
+	{
+		/* a number jansson refuses fails the answer, read or not */
+		if (type == JSON_TOKEN_NUMBER)
+		{
+			v = number(token);
+			if (v == NULL)
+				s->failed = true;
+			else
+				json_decref(v);
+		}
+		return KIS_JSON_ACTION_OK;
+	}
+	switch (type)
+	{
+		case JSON_TOKEN_STRING:
+			v = json_string(token);
+			break;
+		case JSON_TOKEN_NUMBER:
+			v = number(token);
+			break;
+		case JSON_TOKEN_TRUE:
+			v = json_true();
+			break;
+		case JSON_TOKEN_FALSE:
+			v = json_false();
+			break;
+		case JSON_TOKEN_NULL:
+			v = json_null();
+			break;
+		default:
+			v = NULL;
+			break;
+	}
+	attach(s, s->level, v);
+	return KIS_JSON_ACTION_OK;
+}
+
+/*
+ * The answer in body, with only pick's fields in its rows; NULL when
+ * jansson must read it instead (see above).  The caller owns the document.
+ */
+json_t *
+kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
+{
+	MemoryContext scratch;
+	MemoryContext old;
+	PickState	s;
+	JsonSemAction sem;
+	JsonParseErrorType rc = JSON_SUCCESS;
+
+	if (len > MaxAllocSize || !shallow(body, len) ||
+		!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
+		return NULL;
+
+	memset(&s, 0, sizeof(s));
+	s.pick = pick;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &s;
+	sem.object_start = object_start;
+	sem.object_end = container_end;
+	sem.array_start = array_start;
+	sem.array_end = container_end;
+	sem.object_field_start = field_start;
+	sem.object_field_end = field_end;
+	sem.scalar = scalar;
+
+	/* the parser's strings, gone when it is done */
+	scratch = AllocSetContextCreate(CurrentMemoryContext, "kis_fdw json pick",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(scratch);
+	PG_TRY();
+	{
+		rc = pg_parse_json(kis_json_lex(body, len), &sem);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		if (s.root != NULL)
+			json_decref(s.root);
+		MemoryContextDelete(scratch);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(scratch);
+
+	if (rc != JSON_SUCCESS || s.failed || s.root == NULL)
+	{
+		if (s.root != NULL)
+			json_decref(s.root);
+		return NULL;
+	}
+	return s.root;
+}
