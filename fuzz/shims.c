@@ -971,6 +971,13 @@ tm2timestamp(struct pg_tm *tm, fsec_t fsec, int *tzp, Timestamp *result)
 	return 0;
 }
 
+/* The harness's database is in UTF-8 (text.c's conversions are none) */
+int
+GetDatabaseEncoding(void)
+{
+	return PG_UTF8;
+}
+
 /* mbutils.c's, for json_pick.c: the check itself is libpgcommon's */
 bool
 pg_verify_mbstr(int encoding, const char *mbstr, int len, bool noError)

@@ -13,9 +13,10 @@
  *
  * jansson stays the judge of what an answer is: where the two parsers
  * could read a text differently (invalid UTF-8, nesting deeper than
- * PICK_MAX_DEPTH, an integer beyond 64 bits, a number beyond a double,
- * any syntax error, a document that is not an object), this returns NULL
- * and the caller parses the whole answer with jansson.  docs/design.md,
+ * PICK_MAX_DEPTH, a \u escape outside a UTF-8 database, an integer beyond
+ * 64 bits, a number beyond a double, any syntax error, a document that is
+ * not an object), this returns NULL and the caller parses the whole answer
+ * with jansson.  docs/design.md,
  * "Parsing answers".
  *
  *-------------------------------------------------------------------------
@@ -92,10 +93,12 @@ picked(const KisJsonPick *pick, const char *name)
 
 /*
  * No deeper than PICK_MAX_DEPTH (PostgreSQL's parser recurses, and raises
- * an ERROR where jansson would refuse gracefully)
+ * an ERROR where jansson would refuse gracefully), and with no \u escape
+ * unless escapes_ok: in a backend, PostgreSQL's parser writes what one
+ * stands for in the database encoding, jansson in UTF-8
  */
 static bool
-shallow(const char *s, size_t len)
+plain_enough(const char *s, size_t len, bool escapes_ok)
 {
 	int			depth = 0;
 	bool		in_string = false;
@@ -107,7 +110,11 @@ shallow(const char *s, size_t len)
 		if (in_string)
 		{
 			if (c == '\\')
+			{
+				if (!escapes_ok && i + 1 < len && s[i + 1] == 'u')
+					return false;
 				i++;
+			}
 			else if (c == '"')
 				in_string = false;
 		}
@@ -302,18 +309,20 @@ kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
 {
 	MemoryContext scratch;
 	MemoryContext old;
-	PickState	s;
+	PickState  *s;
 	JsonSemAction sem;
 	JsonParseErrorType rc = JSON_SUCCESS;
+	json_t	   *root;
 
-	if (len > MaxAllocSize || !shallow(body, len) ||
+	if (len > MaxAllocSize ||
+		!plain_enough(body, len, GetDatabaseEncoding() == PG_UTF8) ||
 		!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
 		return NULL;
 
-	memset(&s, 0, sizeof(s));
-	s.pick = pick;
+	s = palloc0(sizeof(PickState));
+	s->pick = pick;
 	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &s;
+	sem.semstate = s;
 	sem.object_start = object_start;
 	sem.object_end = container_end;
 	sem.array_start = array_start;
@@ -333,20 +342,23 @@ kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(old);
-		if (s.root != NULL)
-			json_decref(s.root);
+		if (s->root != NULL)
+			json_decref(s->root);
 		MemoryContextDelete(scratch);
+		pfree(s);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(scratch);
 
-	if (rc != JSON_SUCCESS || s.failed || s.root == NULL)
+	root = s->root;
+	if (rc != JSON_SUCCESS || s->failed)
 	{
-		if (s.root != NULL)
-			json_decref(s.root);
-		return NULL;
+		if (root != NULL)
+			json_decref(root);
+		root = NULL;
 	}
-	return s.root;
+	pfree(s);
+	return root;
 }

@@ -406,7 +406,8 @@ POST /__mock/config  {"environment" ("real" | "virtual"), "rate_limit", "latency
                       "investor_today" ("blank" | "filled"),
                       the ws_* keys of "Real-time WebSocket"}
 POST /__mock/faults  {"faults": [{"kind", "symbol": "005930" | "*", "times": 1 | -1, "ms",
-                                  "body" (answer: an object; file: base64), "headers"}]}
+                                  "body" (answer: an object; file: base64), "headers",
+                                  "ascii" (answer: non-ASCII text as \\u escapes)}]}
 POST /__mock/release  answers every request the hold fault holds now
     kinds: http500 egw00201 egw00001 egw00002 drop truncate garbage bad_shape numbers huge
     slow overlap hold close expire_token invalid_token answer (any /uapi endpoint, after the
@@ -1655,6 +1656,7 @@ class MockState:
                     raise ValueError(f'an "answer" rule needs a "body" object: {fault!r}')
                 rule["body"] = fault["body"]
                 rule["headers"] = {str(k): str(v) for k, v in fault.get("headers", {}).items()}
+                rule["ascii"] = bool(fault.get("ascii", False))
             elif rule["kind"] == "file":
                 rule["body"] = str(fault.get("body", ""))
                 base64.b64decode(rule["body"], validate=True)   # a bad one fails here
@@ -2131,7 +2133,10 @@ class KisHandler(BaseHTTPRequestHandler):
         elif kind == "sydb0050":
             self._reply(kis("SYDB0050", padded=True))
         elif kind == "answer":
-            self._reply(Reply(200, fault["body"], JSON_TYPE, tuple(fault["headers"].items())))
+            body = fault["body"]
+            if fault.get("ascii"):  # every non-ASCII character as a \u escape
+                body = json.dumps(body, ensure_ascii=True).encode()
+            self._reply(Reply(200, body, JSON_TYPE, tuple(fault["headers"].items())))
         elif kind == "stray":
             self._reply(endpoint.handler(call._replace(symbols=[STRAY_SYMBOL])))
         elif kind == "drop":

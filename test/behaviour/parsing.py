@@ -11,14 +11,16 @@ import json
 
 from kistest import mock
 from mock_kis import quote_output
+from .encoding import encoded_database, run_utf8
 from .harness import check, run, run_all, reset_mock, set_server
 from .views import data_columns, each_on_error, endpoint_queries
 
 
-def _same(picked, whole, what, extra_columns=1):
+def _same(picked, whole, what, extra_columns=1, db=None):
     """Run both; the same exit code and messages, and the same rows once the whole
     table's extra columns are cut; the picked result."""
-    a, b = run(picked), run(whole)
+    a, b = ((run(picked), run(whole)) if db is None else
+            (run_utf8(picked, db), run_utf8(whole, db)))
     check(a[2] == b[2], f"{what}: exit {a[2]} picked, {b[2]} whole: {a[1]!r} / {b[1]!r}")
     check(a[1] == b[1], f"{what}: messages differ, picked {a[1]!r}, whole {b[1]!r}")
     if a[2] == 0:
@@ -55,9 +57,9 @@ def test_picked_rows_every_endpoint():
 
 
 def _answer(output, **top):
-    """inquire-price's answer with this output (and more top-level members)."""
+    """inquire-price's answer with this output (and other top-level members)."""
     return {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.",
-            "output": output, **top}
+            "output": output} | top
 
 
 def test_picked_unusual_answers():
@@ -106,3 +108,41 @@ def test_picked_unusual_answers():
         reset_mock()
         run("DROP SCHEMA IF EXISTS p_pick CASCADE")
         run("DROP SCHEMA IF EXISTS p_whole CASCADE")
+
+
+def test_picked_escapes_other_encodings():
+    """In EUC_KR, LATIN1 and SQL_ASCII databases, answers that write Korean as \\u escapes
+    (in a field read, in one not read, in the message of a refusal) give the same rows
+    and messages picked and whole.  PostgreSQL's parser writes an escape in the database
+    encoding, jansson in UTF-8: outside UTF-8 an answer with one is read by jansson."""
+    usual = quote_output("005930", "J")
+    # 징 in EUC_KR is C2 A1, which is also UTF-8 (for "¡"); 카 is not UTF-8 there.  The
+    # message is ASCII, or its Korean would make any answer jansson's in EUC_KR
+    answers = {
+        "a field read": _answer(dict(usual, bstp_kor_isnm="징"), msg1="OK"),
+        "a field read, not UTF-8 in EUC_KR": _answer(dict(usual, bstp_kor_isnm="징카 의약품")),
+        "a field not read": _answer(dict(usual, bstp_kor_isnm="의약", rprs_mrkt_kor_name="징"),
+                                    msg1="OK"),
+        "a refusal": {"rt_cd": "1", "msg_cd": "OPSQ9999", "msg1": "징 오류 é", "output": {}},
+    }
+    cols = "symbol text, price numeric, sector text OPTIONS (field 'bstp_kor_isnm')"
+    for encoding in ("EUC_KR", "LATIN1", "SQL_ASCII"):
+        db = "kis_pick_" + encoding.lower()
+        # raw as text: it keeps the escapes a jsonb column would have to convert
+        encoded_database(db, encoding, "CREATE SCHEMA p_pick", "CREATE SCHEMA p_whole",
+                         f"CREATE FOREIGN TABLE p_pick.quotes ({cols}) SERVER kis "
+                         f"OPTIONS (endpoint 'domestic_price')",
+                         f"CREATE FOREIGN TABLE p_whole.quotes ({cols}, raw text) SERVER kis "
+                         f"OPTIONS (endpoint 'domestic_price')")
+        try:
+            for what, body in answers.items():
+                reset_mock()
+                mock("/__mock/faults", {"faults": [
+                    {"kind": "answer", "symbol": "*", "times": -1, "body": body,
+                     "headers": {}, "ascii": True}]})
+                _same("SELECT symbol, price, sector FROM p_pick.quotes WHERE symbol = '005930'",
+                      "SELECT symbol, price, sector, raw IS NULL FROM p_whole.quotes "
+                      "WHERE symbol = '005930'", f"{encoding}, {what}", db=db)
+        finally:
+            reset_mock()
+            run(f"DROP DATABASE IF EXISTS {db}", db="postgres")
