@@ -468,6 +468,16 @@ initStringInfo(StringInfo str)
 	resetStringInfo(str);
 }
 
+#if PG_VERSION_NUM >= 170000
+/* 17: PostgreSQL's JSON parser (libpgcommon, json_pick.c) frees its strings so */
+void
+destroyStringInfo(StringInfo str)
+{
+	pfree(str->data);
+	pfree(str);
+}
+#endif
+
 StringInfo
 makeStringInfo(void)
 {
