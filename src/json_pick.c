@@ -33,6 +33,7 @@
 
 #include "compat.h"
 #include "json_pick.h"
+#include "util.h"
 
 #define PICK_MAX_DEPTH	16		/* KIS answers nest three deep */
 
@@ -62,25 +63,23 @@ compare_names(const void *a, const void *b)
 	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The fields to keep (C strings), in the current memory context */
+/*
+ * The fields to keep (C strings), in the current memory context; the list
+ * is consumed
+ */
 KisJsonPick *
 kis_json_pick_create(List *fields)
 {
 	KisJsonPick *pick = palloc(sizeof(KisJsonPick));
+	List	   *names = kis_sort_unique_strings(fields);
 	int			n = 0;
 	ListCell   *lc;
 
-	pick->fields = palloc(sizeof(char *) * Max(list_length(fields), 1));
-	foreach(lc, fields)
+	pick->fields = palloc(sizeof(char *) * Max(list_length(names), 1));
+	foreach(lc, names)
 		pick->fields[n++] = lfirst(lc);
-	qsort(pick->fields, n, sizeof(char *), compare_names);
-	pick->nfields = 0;
-	for (int i = 0; i < n; i++)
-	{
-		if (pick->nfields == 0 ||
-			strcmp(pick->fields[pick->nfields - 1], pick->fields[i]) != 0)
-			pick->fields[pick->nfields++] = pick->fields[i];
-	}
+	pick->nfields = n;
+	list_free(names);
 	return pick;
 }
 
@@ -229,29 +228,36 @@ field_end(void *state, char *fname, bool isnull)
 	return KIS_JSON_ACTION_OK;
 }
 
-/* A number as jansson reads one: a 64-bit integer, else a double */
-static json_t *
-number(const char *text)
+/*
+ * A number as jansson reads one: a 64-bit integer (*is_integer), else a
+ * double; false for one jansson refuses
+ */
+static bool
+read_number(const char *text, bool *is_integer, long long *i, double *d)
 {
 	char	   *end;
 
 	errno = 0;
-	if (strpbrk(text, ".eE") == NULL)
+	*is_integer = strpbrk(text, ".eE") == NULL;
+	if (*is_integer)
 	{
-		long long	i = strtoll(text, &end, 10);
-
-		if (errno != 0 || *end != '\0')
-			return NULL;
-		return json_integer(i);
+		*i = strtoll(text, &end, 10);
+		return errno == 0 && *end == '\0';
 	}
-	else
-	{
-		double		d = strtod(text, &end);
+	*d = strtod(text, &end);
+	return *end == '\0' && !isinf(*d) && !isnan(*d);
+}
 
-		if (*end != '\0' || isinf(d) || isnan(d))
-			return NULL;
-		return json_real(d);
-	}
+static json_t *
+number(const char *text)
+{
+	bool		is_integer;
+	long long	i;
+	double		d;
+
+	if (!read_number(text, &is_integer, &i, &d))
+		return NULL;
+	return is_integer ? json_integer(i) : json_real(d);
 }
 
 static KisJsonActionResult
@@ -264,15 +270,13 @@ scalar(void *state, char *token, JsonTokenType type)
 		return KIS_JSON_ACTION_OK;
 	if (s->skip_level > 0)
 	{
+		bool		is_integer;
+		long long	i;
+		double		d;
+
 		/* a number jansson refuses fails the answer, read or not */
-		if (type == JSON_TOKEN_NUMBER)
-		{
-			v = number(token);
-			if (v == NULL)
-				s->failed = true;
-			else
-				json_decref(v);
-		}
+		if (type == JSON_TOKEN_NUMBER && !read_number(token, &is_integer, &i, &d))
+			s->failed = true;
 		return KIS_JSON_ACTION_OK;
 	}
 	switch (type)
