@@ -568,32 +568,44 @@ transport_update_wait_set(void)
 }
 
 /*
- * Tell curl about one socket event or its timer; never throws.
+ * Block every asynchronous signal while curl works; never throws.
  *
- * This is where libcurl starts its work, and so its threaded resolver: a
- * host name is resolved by getaddrinfo on a short-lived thread, while this
- * backend keeps waiting on its latch (cancellable, bounded by
- * connect_timeout_ms).  The thread calls no PostgreSQL code; so that no
- * PostgreSQL signal handler ever runs on it either, it is started with
- * every asynchronous signal blocked (a thread inherits its creator's mask).
- * Signals arriving meanwhile are delivered when the mask is restored.
- * See docs/design.md, "Name resolution".
+ * curl's work is where it starts its threaded resolver: a host name is
+ * resolved by getaddrinfo on a short-lived thread, while this backend keeps
+ * waiting on its latch (cancellable, bounded by connect_timeout_ms).  The
+ * thread calls no PostgreSQL code; so that no PostgreSQL signal handler
+ * ever runs on it either, it is started with every asynchronous signal
+ * blocked (a thread inherits its creator's mask).  Signals arriving
+ * meanwhile are delivered when the mask is restored (curl_unblock).  One
+ * block covers every event of a wait: two system calls a wake, not two an
+ * event.  See docs/design.md, "Name resolution".
  */
 static void
-transport_action(curl_socket_t fd, int mask)
+curl_block(sigset_t *saved)
 {
 	sigset_t	blocked;
-	sigset_t	saved;
-	int			running;
 
 	sigfillset(&blocked);
 	sigdelset(&blocked, SIGSEGV);
 	sigdelset(&blocked, SIGBUS);
 	sigdelset(&blocked, SIGFPE);
 	sigdelset(&blocked, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &blocked, &saved);
+	pthread_sigmask(SIG_SETMASK, &blocked, saved);
+}
+
+static void
+curl_unblock(const sigset_t *saved)
+{
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+/* Tell curl about one socket event or its timer, between curl_block/unblock */
+static void
+transport_action(curl_socket_t fd, int mask)
+{
+	int			running;
+
 	curl_multi_socket_action(transport.multi, fd, mask, &running);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 /*
@@ -605,6 +617,8 @@ void
 kis_transport_wait(TimestampTz wake)
 {
 	WaitEvent	events[16];
+	sigset_t	saved;
+	bool		blocked = false;
 	TimestampTz now = kis_clock_now();
 	TimestampTz deadline = kis_earliest(wake, transport.timer_deadline);
 	long		timeout = KIS_MAX_IDLE_WAIT_MS;
@@ -627,7 +641,9 @@ kis_transport_wait(TimestampTz wake)
 	if (transport.timer_deadline >= 0 && now >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
+		curl_block(&saved);
 		transport_action(CURL_SOCKET_TIMEOUT, 0);
+		curl_unblock(&saved);
 		CHECK_FOR_INTERRUPTS();
 		return;
 	}
@@ -647,14 +663,22 @@ kis_transport_wait(TimestampTz wake)
 				mask |= CURL_CSELECT_IN;
 			if (events[i].events & WL_SOCKET_WRITEABLE)
 				mask |= CURL_CSELECT_OUT;
+			if (!blocked)
+				curl_block(&saved);
+			blocked = true;
 			transport_action(events[i].fd, mask);
 		}
 	}
 	if (transport.timer_deadline >= 0 && kis_clock_now() >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
+		if (!blocked)
+			curl_block(&saved);
+		blocked = true;
 		transport_action(CURL_SOCKET_TIMEOUT, 0);
 	}
+	if (blocked)
+		curl_unblock(&saved);
 
 	CHECK_FOR_INTERRUPTS();
 }
