@@ -70,7 +70,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 ifeq ($(KIS_WERROR),1)
 PG_CFLAGS += -Werror
 endif
-SHLIB_LINK = -lcurl -ljansson -lcrypto -lz -lwslay
+SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lwslay
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -217,6 +217,20 @@ typedef void KisJsonActionResult;
 #endif
 
 /*
+ * OpenSSL: wiping a record's plaintext once handed over exists from 3.0;
+ * before, record buffers are not kept (transport.c, ssl_ctx_cb).  Compiled
+ * only in files that include <openssl/ssl.h> first.
+ */
+#if defined(OPENSSL_SSL_H) || defined(HEADER_SSL_H)
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+#define KIS_SSL_CAN_CLEANSE 1
+#else
+#define KIS_SSL_CAN_CLEANSE 0
+#define SSL_OP_CLEANSE_PLAINTEXT 0
+#endif
+#endif
+
+/*
  * libcurl: the oldest supported version, and options that newer versions
  * have.  Compiled only in files that include <curl/curl.h> first.
  */

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -740,6 +741,47 @@ kis_transport_socket(int i, int *fd, bool *readable, bool *writable)
 }
 
 /* ----------------------------------------------------------------
+ * TLS record buffers
+ *
+ * libcurl asks OpenSSL to free a connection's record buffers (about 17 kB
+ * each way) whenever they are empty: on a kept-alive connection, that is
+ * a malloc, a free and fresh pages for every request and answer.  We keep
+ * them for the connection's life instead (a backend holds at most
+ * KIS_MAX_SOCKETS connections), and have OpenSSL wipe each record's
+ * plaintext once handed over, so that a kept buffer holds no token answer.
+ * Where OpenSSL cannot wipe (before 3.0), libcurl's default stays.  Only
+ * when libcurl's TLS is the OpenSSL we were built with: another library's
+ * context is not ours to touch.  See docs/tokens-and-rate.md, "Secrets in
+ * memory".
+ * ----------------------------------------------------------------
+ */
+static CURLcode
+ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *userp)
+{
+	SSL_CTX_clear_mode((SSL_CTX *) ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_options((SSL_CTX *) ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+	return CURLE_OK;
+}
+
+static bool
+curl_tls_is_ours(void)
+{
+	static int	ours = -1;
+
+	if (ours < 0)
+	{
+		const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+		char		prefix[32];
+
+		snprintf(prefix, sizeof(prefix), "OpenSSL/%d.",
+				 (int) (OPENSSL_VERSION_NUMBER >> 28));
+		ours = KIS_SSL_CAN_CLEANSE && v != NULL && v->ssl_version != NULL &&
+			strncmp(v->ssl_version, prefix, strlen(prefix)) == 0;
+	}
+	return ours;
+}
+
+/* ----------------------------------------------------------------
  * Transfers
  * ----------------------------------------------------------------
  */
@@ -779,6 +821,8 @@ kis_transfer_begin(KisTransfer *x, const char *url, const char *ca_file)
 	kis_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	kis_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	kis_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (curl_tls_is_ours())
+		kis_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 	if (ca_file)
 		kis_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
 	/* no wall-clock limits in curl: the fetch engine applies its own */
