@@ -122,9 +122,9 @@ static struct
 } kept = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
-wipe_and_free(void *ptr)
+wipe_and_free(void *ptr, size_t size)
 {
-	explicit_bzero(ptr, kis_malloc_usable_size(ptr));
+	explicit_bzero(ptr, size);
 	free(ptr);
 }
 
@@ -174,7 +174,7 @@ wiping_free(void *ptr)
 		pthread_mutex_unlock(&kept.lock);
 	}
 	if (ptr != NULL)
-		wipe_and_free(ptr);
+		wipe_and_free(ptr, size);
 }
 
 /* Free the kept blocks (wiped when kept): the transport is torn down */
