@@ -476,32 +476,33 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 {
 	KisKeying	keying = kis_endpoint_keying(r->config->endpoint);
 	List	   *pairs = NIL;
+	KisKey	   *key;
 	ListCell   *ls;
 	ListCell   *lv;
 
+	/* the pairs in one allocation: the run copies what it keeps */
 	if (keying == KIS_KEYING_MARKET)
 	{
 		/* a listing per market: the market is the key */
+		key = palloc(sizeof(KisKey) * Max(list_length(keys->venues), 1));
 		foreach(lv, keys->venues)
 		{
-			KisKey	   *key = palloc(sizeof(KisKey));
-
 			key->symbol = lfirst(lv);
 			key->venue = lfirst(lv);
-			pairs = lappend(pairs, key);
+			pairs = lappend(pairs, key++);
 		}
 	}
 	else if (keying == KIS_KEYING_SYMBOL)
 	{
+		key = palloc(sizeof(KisKey) *
+					 Max(list_length(keys->symbols) * list_length(keys->venues), 1));
 		foreach(ls, keys->symbols)
 		{
 			foreach(lv, keys->venues)
 			{
-				KisKey	   *key = palloc(sizeof(KisKey));
-
 				key->symbol = lfirst(ls);
 				key->venue = lfirst(lv);
-				pairs = lappend(pairs, key);
+				pairs = lappend(pairs, key++);
 			}
 		}
 	}
