@@ -14,10 +14,12 @@
  * and their descriptors: the executor's tuple table outlives the node):
  *	  "kis_fdw join"        config, expressions, a runner (run.c) per
  *	                        kis table or leaf partition, tuplestore
- *	    "kis_fdw join outer keys"  one batch's outer keys, while it starts
+ *	    "kis_fdw join outer keys"  a batch's outer keys: kept as the last
+ *	                        batch's while its rows are, else gone at its start
+ *	    "kis_fdw join row"  one fetched row's making
  * and, lent to the node from its first batch until "kis_fdw join" goes
  * (arena.c; "kis_fdw join rows" under it when another node has it):
- *	  "kis_fdw join arena"  the current batch's keys and fetched rows;
+ *	  "kis_fdw join arena"  the current batch's fetched rows;
  *	                        reset when the keys change
  *
  *-------------------------------------------------------------------------
@@ -135,7 +137,11 @@ typedef struct KisJoinState
 	bool		gate_open;		/* the gate held: the fetched rows count */
 	bool		have_last;		/* parts' last and last_pairs are valid */
 	List	   *last_pairs;		/* joined on the venue: the fetched KisKeys */
+	MemoryContext last_cxt;		/* where those are: the fetching batch's keys */
 	rows_hash  *rows_by_symbol;
+	char	   *carve_next;		/* the rows' current block in batch_cxt */
+	Size		carve_left;
+	MemoryContext row_cxt;		/* one fetched row's making, reset each */
 
 	/* the join */
 	bool		have_outer;
@@ -237,6 +243,8 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 	}
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
+	st->row_cxt = AllocSetContextCreate(st->cxt, "kis_fdw join row",
+										ALLOCSET_SMALL_SIZES);
 
 	/*
 	 * Slots and their descriptors belong to the executor, which resets its
@@ -417,6 +425,32 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 	return keys;
 }
 
+/*
+ * n bytes of batch_cxt that are never freed on their own: carved from
+ * blocks rather than palloc'd one by one, so that a row, its link and its
+ * symbol take what they need and no chunk header or power-of-two rounding
+ * (a cold backend pays for every page it touches first; docs/batched-join.md,
+ * "Memory").  Blocks stay under AllocSet's chunk limit: they come from the
+ * arena's kept block, not from a malloc of their own.
+ */
+#define KIS_JOIN_CARVE_BLOCK	(8 * 1024)
+
+static void *
+carve(KisJoinState *st, Size n)
+{
+	n = MAXALIGN(n);
+	if (n > st->carve_left)
+	{
+		Size		block = Max(n, KIS_JOIN_CARVE_BLOCK);
+
+		st->carve_next = MemoryContextAlloc(st->batch_cxt, block);
+		st->carve_left = block;
+	}
+	st->carve_next += n;
+	st->carve_left -= n;
+	return st->carve_next - n;
+}
+
 /* Keep the fetched row of part p in batch_cxt, under its symbol */
 static void
 keep_row(KisJoinState *st, KisJoinPart *p)
@@ -427,6 +461,7 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	bool		isnull;
 	Datum		d = slot_getattr(slot, p->symbol_attno, &isnull);
 	char	   *symbol;
+	MinimalTuple tuple;
 	KisJoinRows *entry;
 	KisJoinRow *link;
 	bool		found;
@@ -448,19 +483,27 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	}
 	ExecStoreVirtualTuple(row);
 
-	old = MemoryContextSwitchTo(st->batch_cxt);
+	MemoryContextReset(st->row_cxt);
+	old = MemoryContextSwitchTo(st->row_cxt);
 	/* as the outer keys are: a char(n) value without its padding */
 	symbol = kis_key_text(d, p->symbol_type);
-	entry = rows_insert(st->rows_by_symbol, symbol, &found);
-	link = palloc(sizeof(KisJoinRow));
+	tuple = ExecCopySlotMinimalTuple(row);
+	MemoryContextSwitchTo(old);
+
+	link = carve(st, MAXALIGN(sizeof(KisJoinRow)) + tuple->t_len);
 	link->next = NULL;
-	link->tuple = ExecCopySlotMinimalTuple(row);
+	link->tuple = (MinimalTuple) ((char *) link + MAXALIGN(sizeof(KisJoinRow)));
+	memcpy(link->tuple, tuple, tuple->t_len);
+	entry = rows_insert(st->rows_by_symbol, symbol, &found);
 	if (!found)
+	{
+		/* the key was the row's scratch copy: the entry keeps its own */
+		entry->symbol = strcpy(carve(st, strlen(symbol) + 1), symbol);
 		entry->first = link;
+	}
 	else
 		entry->last->next = link;
 	entry->last = link;
-	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -586,21 +629,23 @@ start_batch(KisJoinState *st)
 		if (st->batch_cxt == NULL)
 			st->batch_cxt = kis_arena_take(st->cxt);
 		MemoryContextReset(st->batch_cxt);
-		st->have_last = false;
-		MemoryContextSwitchTo(st->batch_cxt);
+		st->carve_left = 0;
+
+		/* these keys become the last ones where they are: no copy made */
+		if (st->last_cxt != NULL)
+			MemoryContextDelete(st->last_cxt);
+		st->last_cxt = tmp;
+		tmp = NULL;
 		for (int i = 0; i < st->nparts; i++)
-			kis_run_keys_copy(&st->parts[i].last, &run[i]);
-		st->last_pairs = NIL;
-		foreach(lc, pairs)
-		{
-			st->last_pairs = lappend(st->last_pairs, kis_key_copy(lfirst(lc)));
-		}
-		MemoryContextSwitchTo(tmp);
+			st->parts[i].last = run[i];
+		st->last_pairs = pairs;
+		st->have_last = false;
 		fetch_rows(st, run, pairs);
 		st->have_last = true;
 	}
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tmp);
+	if (tmp != NULL)
+		MemoryContextDelete(tmp);
 
 	tuplestore_rescan(st->outer_rows);
 	st->fetched = true;
