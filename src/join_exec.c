@@ -54,6 +54,7 @@
 #include "quals.h"
 #include "requests.h"
 #include "run.h"
+#include "util.h"
 
 /* A fetched row, in its symbol's chain */
 typedef struct KisJoinRow
@@ -139,8 +140,7 @@ typedef struct KisJoinState
 	List	   *last_pairs;		/* joined on the venue: the fetched KisKeys */
 	MemoryContext last_cxt;		/* where those are: the fetching batch's keys */
 	rows_hash  *rows_by_symbol;
-	char	   *carve_next;		/* the rows' current block in batch_cxt */
-	Size		carve_left;
+	KisCarve	rows_carve;		/* the rows, their links and symbols */
 	MemoryContext row_cxt;		/* one fetched row's making, reset each */
 
 	/* the join */
@@ -359,6 +359,7 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 	HASHCTL		ctl;
 	HTAB	   *seen = NULL;
 	List	   *keys = NIL;
+	KisCarve	carve;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(KisKey *);
@@ -367,8 +368,11 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 	ctl.match = join_key_match;
 	ctl.hcxt = keys_cxt;
 	if (keys_cxt != NULL)
+	{
 		seen = hash_create("kis_fdw join keys", 256, &ctl,
 						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		kis_carve_init(&carve, keys_cxt);
+	}
 
 	tuplestore_clear(st->outer_rows);
 	for (;;)
@@ -412,7 +416,8 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 					 errhint("Raise kis_fdw.batched_join_max_keys, or narrow the other side of the join.")));
 		{
 			MemoryContext old = MemoryContextSwitchTo(keys_cxt);
-			KisKey	   *key = kis_key_copy(&probe);
+			KisKey	   *key = kis_key_copy_to(kis_carve(&carve, kis_key_size(&probe)),
+											  &probe);
 
 			keys = lappend(keys, key);
 			hash_search(seen, &key, HASH_ENTER, NULL);
@@ -426,32 +431,10 @@ read_outer(KisJoinState *st, MemoryContext keys_cxt)
 }
 
 /*
- * n bytes of batch_cxt that are never freed on their own: carved from
- * blocks rather than palloc'd one by one, so that a row, its link and its
- * symbol take what they need and no chunk header or power-of-two rounding
- * (a cold backend pays for every page it touches first; docs/batched-join.md,
- * "Memory").  Blocks stay under AllocSet's chunk limit: they come from the
- * arena's kept block, not from a malloc of their own.
+ * Keep the fetched row of part p in batch_cxt, under its symbol: the row,
+ * its link and its symbol carved from the arena's blocks (a cold backend
+ * pays for every page it touches first; docs/batched-join.md, "Memory").
  */
-#define KIS_JOIN_CARVE_BLOCK	(8 * 1024)
-
-static void *
-carve(KisJoinState *st, Size n)
-{
-	n = MAXALIGN(n);
-	if (n > st->carve_left)
-	{
-		Size		block = Max(n, KIS_JOIN_CARVE_BLOCK);
-
-		st->carve_next = MemoryContextAlloc(st->batch_cxt, block);
-		st->carve_left = block;
-	}
-	st->carve_next += n;
-	st->carve_left -= n;
-	return st->carve_next - n;
-}
-
-/* Keep the fetched row of part p in batch_cxt, under its symbol */
 static void
 keep_row(KisJoinState *st, KisJoinPart *p)
 {
@@ -490,7 +473,7 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	tuple = ExecCopySlotMinimalTuple(row);
 	MemoryContextSwitchTo(old);
 
-	link = carve(st, MAXALIGN(sizeof(KisJoinRow)) + tuple->t_len);
+	link = kis_carve(&st->rows_carve, MAXALIGN(sizeof(KisJoinRow)) + tuple->t_len);
 	link->next = NULL;
 	link->tuple = (MinimalTuple) ((char *) link + MAXALIGN(sizeof(KisJoinRow)));
 	memcpy(link->tuple, tuple, tuple->t_len);
@@ -498,7 +481,7 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 	if (!found)
 	{
 		/* the key was the row's scratch copy: the entry keeps its own */
-		entry->symbol = strcpy(carve(st, strlen(symbol) + 1), symbol);
+		entry->symbol = strcpy(kis_carve(&st->rows_carve, strlen(symbol) + 1), symbol);
 		entry->first = link;
 	}
 	else
@@ -629,7 +612,7 @@ start_batch(KisJoinState *st)
 		if (st->batch_cxt == NULL)
 			st->batch_cxt = kis_arena_take(st->cxt);
 		MemoryContextReset(st->batch_cxt);
-		st->carve_left = 0;
+		kis_carve_init(&st->rows_carve, st->batch_cxt);
 
 		/* these keys become the last ones where they are: no copy made */
 		if (st->last_cxt != NULL)

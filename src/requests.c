@@ -57,18 +57,32 @@ kis_today_kst(void)
 	return (int) (kst / USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
 }
 
-/* A copy of a key in one allocation (a NULL venue stays NULL) */
+/* The bytes of a key's copy in one piece: kis_key_copy_to */
+Size
+kis_key_size(const KisKey *key)
+{
+	return sizeof(KisKey) + strlen(key->symbol) + 1 +
+		(key->venue ? strlen(key->venue) + 1 : 0);
+}
+
+/* A copy of a key into mem, kis_key_size(key) bytes (a NULL venue stays NULL) */
 KisKey *
-kis_key_copy(const KisKey *key)
+kis_key_copy_to(void *mem, const KisKey *key)
 {
 	size_t		slen = strlen(key->symbol) + 1;
-	size_t		vlen = key->venue ? strlen(key->venue) + 1 : 0;
-	KisKey	   *copy = palloc(sizeof(KisKey) + slen + vlen);
+	KisKey	   *copy = mem;
 	char	   *text = (char *) (copy + 1);
 
 	copy->symbol = memcpy(text, key->symbol, slen);
-	copy->venue = key->venue ? memcpy(text + slen, key->venue, vlen) : NULL;
+	copy->venue = key->venue ? strcpy(text + slen, key->venue) : NULL;
 	return copy;
+}
+
+/* A copy of a key in one allocation */
+KisKey *
+kis_key_copy(const KisKey *key)
+{
+	return kis_key_copy_to(palloc(kis_key_size(key)), key);
 }
 
 /* RFC 3986 percent-encoding of a query value */

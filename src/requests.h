@@ -56,6 +56,8 @@ typedef struct KisRow
 
 extern int	kis_today_kst(void);
 extern KisKey *kis_key_copy(const KisKey *key);
+extern Size kis_key_size(const KisKey *key);
+extern KisKey *kis_key_copy_to(void *mem, const KisKey *key);
 /* A reader's view of answers (run.c): a SHA-256 of what makes its rows */
 #define KIS_VIEW_LEN	32
 

@@ -555,6 +555,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	bool		any_invalid = false;
 	ListCell   *lc;
 	MemoryContext old;
+	KisCarve	carve;
 
 	Assert(r->run_cxt == NULL);
 	r->run_cxt = AllocSetContextCreate(r->cxt, "kis_fdw run",
@@ -601,10 +602,11 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 
 	/* a partition asks only for the keys of its bound (partition.c) */
 	keys = kis_partition_keys(r->partition, keys);
+	kis_carve_init(&carve, r->run_cxt);
 	foreach(lc, keys)
 	{
 		KisKey	   *key = lfirst(lc);
-		KisKey	   *copy = kis_key_copy(key);
+		KisKey	   *copy = kis_key_copy_to(kis_carve(&carve, kis_key_size(key)), key);
 		const char *problem = any_invalid ? invalid_key_problem(ep, key) : NULL;
 
 		if (problem == NULL)

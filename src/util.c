@@ -125,3 +125,35 @@ kis_printable(const char *s)
 	}
 	return buf.data;
 }
+
+/* Carve from cxt from now on (after a reset of cxt too) */
+void
+kis_carve_init(KisCarve *c, MemoryContext cxt)
+{
+	c->cxt = cxt;
+	c->next = NULL;
+	c->left = 0;
+}
+
+/*
+ * n bytes, MAXALIGNed.  Blocks stay under AllocSet's chunk limit, so that
+ * they come from the context's blocks (the join arena's kept one) rather
+ * than from a malloc of their own.
+ */
+#define KIS_CARVE_BLOCK		(8 * 1024)
+
+void *
+kis_carve(KisCarve *c, Size n)
+{
+	n = MAXALIGN(n);
+	if (n > c->left)
+	{
+		Size		block = Max(n, KIS_CARVE_BLOCK);
+
+		c->next = MemoryContextAlloc(c->cxt, block);
+		c->left = block;
+	}
+	c->next += n;
+	c->left -= n;
+	return c->next - n;
+}
