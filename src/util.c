@@ -2,7 +2,8 @@
  *
  * util.c
  *	  Small helpers with no home of their own: the clock every schedule of
- *	  kis_fdw runs on, SHA-256, and sorting lists of strings.
+ *	  kis_fdw runs on, SHA-256, sorting lists of strings, and memory carved
+ *	  in pieces that are freed only all together.
  *
  * The clock is CLOCK_MONOTONIC in microseconds: system-wide on Linux, so
  * comparable between the backends sharing shared memory, and never stepped

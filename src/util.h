@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * util.h
- *	  Small helpers with no home of their own: the monotonic clock, SHA-256
- *	  and string lists (util.c).
+ *	  Small helpers with no home of their own: the monotonic clock, SHA-256,
+ *	  string lists and carved memory (util.c).
  *
  * src/util.h
  *
