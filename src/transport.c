@@ -600,12 +600,18 @@ curl_unblock(const sigset_t *saved)
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
-/* Tell curl about one socket event or its timer, between curl_block/unblock */
+/*
+ * Tell curl about one socket event or its timer; the first of a wait
+ * blocks signals (*blocked), and the wait unblocks them once at its end.
+ */
 static void
-transport_action(curl_socket_t fd, int mask)
+transport_action(curl_socket_t fd, int mask, sigset_t *saved, bool *blocked)
 {
 	int			running;
 
+	if (!*blocked)
+		curl_block(saved);
+	*blocked = true;
 	curl_multi_socket_action(transport.multi, fd, mask, &running);
 }
 
@@ -642,8 +648,7 @@ kis_transport_wait(TimestampTz wake)
 	if (transport.timer_deadline >= 0 && now >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
-		curl_block(&saved);
-		transport_action(CURL_SOCKET_TIMEOUT, 0);
+		transport_action(CURL_SOCKET_TIMEOUT, 0, &saved, &blocked);
 		curl_unblock(&saved);
 		CHECK_FOR_INTERRUPTS();
 		return;
@@ -664,19 +669,13 @@ kis_transport_wait(TimestampTz wake)
 				mask |= CURL_CSELECT_IN;
 			if (events[i].events & WL_SOCKET_WRITEABLE)
 				mask |= CURL_CSELECT_OUT;
-			if (!blocked)
-				curl_block(&saved);
-			blocked = true;
-			transport_action(events[i].fd, mask);
+			transport_action(events[i].fd, mask, &saved, &blocked);
 		}
 	}
 	if (transport.timer_deadline >= 0 && kis_clock_now() >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
-		if (!blocked)
-			curl_block(&saved);
-		blocked = true;
-		transport_action(CURL_SOCKET_TIMEOUT, 0);
+		transport_action(CURL_SOCKET_TIMEOUT, 0, &saved, &blocked);
 	}
 	if (blocked)
 		curl_unblock(&saved);
