@@ -98,6 +98,8 @@ typedef struct CacheEntry
 	int			nchunks;
 	bool		secret;			/* private to a user mapping: zeroed when freed */
 	bool		is_view;		/* a reader's prepared form of an answer */
+	bool		view_read;		/* a view: served since its answer last wanted
+								 * a slot for another (second chance) */
 	uint64		base_serial;	/* a view: the serial of the answer it is of */
 	int			views[CACHE_MAX_VIEWS]; /* an answer: its views' entries, or -1
 										 * (stale once reused: see live_view) */
@@ -612,6 +614,7 @@ read_ready(CacheStore *s, CacheEntry *e, const uint8 *view_id,
 	if (v != NULL && v->state == ENTRY_READY && v->is_view && v->base_serial == e->serial)
 	{
 		copy_out(s, v, answer, cxt);
+		v->view_read = true;
 		answer->answered_at = e->answered_at;
 		memcpy(answer->tr_cont, e->tr_cont, sizeof(answer->tr_cont));
 		lru_unlink(s, v);
@@ -870,6 +873,40 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 }
 
 /*
+ * A slot of e's for one more view, or -1.  When all are taken, a view not
+ * served since e last wanted a slot gives its own up; else every view loses
+ * its mark, and the next want takes the first still unread.  A way of
+ * reading that ended (its table or database dropped, its settings no longer
+ * used) so leaves within two wants, while ways still read keep theirs: four
+ * ways read in turn with a fifth keep their views, instead of each pushing
+ * out the next.
+ */
+static int
+free_view_slot(CacheStore *s, CacheEntry *e)
+{
+	int			unread = -1;
+
+	for (int i = 0; i < CACHE_MAX_VIEWS; i++)
+	{
+		CacheEntry *v = live_view(s, e, e->views[i]);
+
+		if (v == NULL)
+			return i;
+		if (!v->view_read && unread < 0)
+			unread = i;
+	}
+	if (unread >= 0)
+	{
+		remove_entry(s, &ENTRIES(s)[e->views[unread]]);
+		e->views[unread] = -1;
+		return unread;
+	}
+	for (int i = 0; i < CACHE_MAX_VIEWS; i++)
+		ENTRIES(s)[e->views[i]].view_read = false;
+	return -1;
+}
+
+/*
  * Keep a reader's prepared form of a stored answer (a view: docs/cache.md)
  * under view_id, if the answer is still the one of that serial.  It is
  * served instead of the answer to readers asking for the same view, while
@@ -904,12 +941,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 		remove_entry(s, v);
 
 	/* a few ways of making rows of one answer, not one per setting tried */
-	slot = -1;
-	for (int i = CACHE_MAX_VIEWS - 1; i >= 0; i--)
-	{
-		if (live_view(s, e, e->views[i]) == NULL)
-			slot = i;
-	}
+	slot = free_view_slot(s, e);
 	if (slot < 0)
 	{
 		unlock_store(s);
@@ -934,6 +966,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	write_chunks(s, v, bytes, len, need);
 	v->secret = e->secret;
 	v->is_view = true;
+	v->view_read = true;
 	v->base_serial = serial;
 	v->serial = s->next_serial++;
 	v->http_status = e->http_status;

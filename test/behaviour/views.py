@@ -347,6 +347,28 @@ def test_view_at_most_four():
     check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1")
 
 
+def test_view_slot_given_up():
+    """Four ways keep views of one answer; two of them end (their tables dropped).  A fifth
+    way is served the answer on its first read (every view loses its mark), takes an unread
+    view's slot on its second and is served its view from the third on; the ways still read
+    keep theirs, and the answer is asked for once."""
+    syms = symbols(3)
+    layouts = ["numeric", "text", "float8", "varchar", "int8"]
+    for i, t in enumerate(layouts):
+        cached_multi(f"v_slot{i}", f"symbol text, price {t}")
+    run("SELECT kis_fdw_cache_reset()")
+    reset_mock()
+    where = f"WHERE symbol IN ({sql_list(syms)})"
+    for i in range(4):
+        must(run(f"SELECT * FROM v_slot{i} {where}")[:2], f"way {i}")
+    run_all("DROP FOREIGN TABLE v_slot0", "DROP FOREIGN TABLE v_slot1")
+    fifth = [views_of(f"SELECT * FROM v_slot4 {where}")[0] for _ in range(3)]
+    check(fifth == [0, 0, 1], f"views served to the fifth way, read by read: {fifth}")
+    kept = [views_of(f"SELECT * FROM v_slot{i} {where}")[0] for i in (2, 3, 4)]
+    check(kept == [1, 1, 1], f"views served to the ways still read: {kept}")
+    check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1")
+
+
 def test_view_hostile_role():
     """An ordinary role with its own user mapping (another app key) on our server, so its
     quotes have our answer ids, declares tables that make other rows of the same answers
