@@ -712,6 +712,36 @@ kis_cache_next_look(TimestampTz now, TimestampTz until)
  * ----------------------------------------------------------------
  */
 
+/* e is a ready answer younger than ttl_ms */
+static bool
+fresh(const CacheEntry *e, int ttl_ms, TimestampTz now)
+{
+	return e != NULL && e->state == ENTRY_READY && ttl_ms > 0 &&
+		now - e->stored_at < (int64) ttl_ms * 1000;
+}
+
+/*
+ * When a request is made: a ready answer younger than ttl_ms is copied into
+ * answer as kis_cache_lookup's HIT is (true); else nothing changes (false),
+ * and the request is looked up again before it goes to the gate.
+ */
+bool
+kis_cache_read(const uint8 *id, const uint8 *view_id, int ttl_ms, TimestampTz now,
+			   KisCachedAnswer *answer, MemoryContext cxt)
+{
+	CacheStore *s = get_store();
+	CacheEntry *e;
+	bool		hit;
+
+	lock_store(s);
+	e = find_entry(s, id);
+	hit = fresh(e, ttl_ms, now);
+	if (hit)
+		read_ready(s, e, view_id, answer, cxt);
+	unlock_store(s);
+	return hit;
+}
+
 /*
  * Before a request goes to the rate gate.  HIT: a ready answer younger
  * than ttl_ms, copied into answer (body allocated in cxt).  WAIT: another
@@ -734,8 +764,7 @@ kis_cache_lookup(const uint8 *id, const uint8 *view_id, int ttl_ms, TimestampTz 
 	}
 	lock_store(s);
 	e = find_entry(s, id);
-	if (e != NULL && e->state == ENTRY_READY && ttl_ms > 0 &&
-		now - e->stored_at < (int64) ttl_ms * 1000)
+	if (fresh(e, ttl_ms, now))
 	{
 		read_ready(s, e, view_id, answer, cxt);
 		result = KIS_CACHE_HIT;

@@ -51,6 +51,8 @@ extern TimestampTz kis_cache_next_look(TimestampTz now, TimestampTz until);
 extern KisCacheResult kis_cache_lookup(const uint8 *id, const uint8 *view_id, int ttl_ms,
 									   TimestampTz now, uint64 *serial,
 									   KisCachedAnswer *answer, MemoryContext cxt);
+extern bool kis_cache_read(const uint8 *id, const uint8 *view_id, int ttl_ms,
+						   TimestampTz now, KisCachedAnswer *answer, MemoryContext cxt);
 extern void kis_cache_sending(const uint8 *id, uint64 serial, bool sending);
 extern KisCacheResult kis_cache_poll(const uint8 *id, const uint8 *view_id, uint64 *serial,
 									 KisCachedAnswer *answer, MemoryContext cxt);

@@ -96,7 +96,7 @@ new_request(KisFetcher *f, KisRequestKind kind, const char *url, const char *tr_
 	req->fetcher = f;
 	req->kind = kind;
 	req->flags = flags;
-	req->url = MemoryContextStrdup(f->cxt, url);
+	req->url = url ? MemoryContextStrdup(f->cxt, url) : NULL;
 	req->tr_id = tr_id;
 	req->arg = arg;
 	req->xfer.owner = req;
@@ -435,18 +435,28 @@ void
 kis_fetch_add(KisFetcher *f, const char *path_and_query, const char *tr_id,
 			  const char *header, int flags, void *arg)
 {
+	MemoryContext old;
 	char	   *url;
 	KisRequest *req;
 
 	/* only a public endpoint's scan has no key, and it makes no API request */
 	if (f->slot == NULL)
 		elog(ERROR, "kis_fdw: an API request for a scan without an app key");
+	old = MemoryContextSwitchTo(f->cxt);
 	url = psprintf("%s%s", f->config->base_url, path_and_query);
-	req = new_request(f, KIS_REQ_DATA, url, tr_id, flags, arg);
+	MemoryContextSwitchTo(old);
+	req = new_request(f, KIS_REQ_DATA, NULL, tr_id, flags, arg);
+	req->url = url;
 	req->header = header;		/* a string constant */
-	kis_fetch_ready(f, req, false);
 	f->npending++;
-	pfree(url);
+	if (kis_fetch_share_read(f, req, kis_clock_now()))
+	{
+		/* answered from the store: its memory goes back for the next */
+		pfree(url);
+		pfree(req);
+		return;
+	}
+	kis_fetch_ready(f, req, false);
 }
 
 /* Check each OK answer with check before it is shared or handed back */

@@ -274,6 +274,41 @@ kis_fetch_keep_view(const KisCompletion *c, const char *bytes, size_t len)
 		kis_cache_keep_view(c->answer_id, c->view_serial, c->view_id, bytes, len);
 }
 
+/* A shared request's answer id and, for an API request, its view's */
+static void
+ids_of(KisFetcher *f, KisRequest *req)
+{
+	kis_cache_answer_id(f->config, f->creds, (req->flags & KIS_FETCH_PRIVATE) != 0,
+						(req->flags & KIS_FETCH_UNCHECKED) != 0, req->url, req->tr_id,
+						req->header, req->answer_id);
+	if (req->kind == KIS_REQ_DATA)
+		view_id_of(f, req);
+	req->has_ids = true;
+}
+
+/*
+ * A shared API request just made, answered from the store if its answer is
+ * there (true): a cached join's requests leave nothing behind, not even
+ * their URLs.  Else it is looked up again at the head of the queue, where
+ * it may also wait for another's send or become the one others wait for.
+ */
+bool
+kis_fetch_share_read(KisFetcher *f, KisRequest *req, TimestampTz now)
+{
+	KisCachedAnswer answer;
+	int			ttl_ms = kis_cache_ttl_ms(f->config->cache_ttl_ms, false);
+
+	if ((req->flags & KIS_FETCH_SHARED) == 0 || ttl_ms <= 0)
+		return false;
+	ids_of(f, req);
+	if (!kis_cache_read(req->answer_id, req->has_view ? req->view_id : NULL, ttl_ms, now,
+						&answer, answer_cxt(f)))
+		return false;
+	req->share = KIS_SHARE_ALONE;
+	complete_shared(f, req, &answer, true);
+	return true;
+}
+
 /*
  * The request at the head of the ready queue, before the gate: answered
  * from the cache, or set waiting for another's send (true: it left the
@@ -291,11 +326,8 @@ kis_fetch_share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now)
 	if ((req->flags & KIS_FETCH_SHARED) == 0)
 		return false;			/* a paged listing's next page, say */
 
-	kis_cache_answer_id(config, f->creds, (req->flags & KIS_FETCH_PRIVATE) != 0,
-						(req->flags & KIS_FETCH_UNCHECKED) != 0, req->url, req->tr_id,
-						req->header, req->answer_id);
-	if (req->kind == KIS_REQ_DATA)
-		view_id_of(f, req);
+	if (!req->has_ids)
+		ids_of(f, req);
 	switch (kis_cache_lookup(req->answer_id, req->has_view ? req->view_id : NULL,
 							 kis_cache_ttl_ms(config->cache_ttl_ms, req->kind == KIS_REQ_FILE),
 							 now, &req->share_serial, &answer, answer_cxt(f)))

@@ -63,6 +63,7 @@ typedef struct KisRequest
 
 	/* shared answers: see kis_fetch_share_lookup */
 	KisShare	share;
+	bool		has_ids;		/* answer_id and view_id are made */
 	uint8		answer_id[KIS_SHA256_LEN];
 	uint64		share_serial;
 	bool		has_view;		/* view_id is the caller's view of it */
@@ -123,6 +124,7 @@ struct KisFetcher
 /* fetch_answer.c */
 extern void kis_fetch_finish_request(KisRequest *req, CURLcode rc, long status,
 									 TimestampTz now);
+extern bool kis_fetch_share_read(KisFetcher *f, KisRequest *req, TimestampTz now);
 extern bool kis_fetch_share_lookup(KisFetcher *f, KisRequest *req, TimestampTz now);
 extern TimestampTz kis_fetch_share_poll(KisFetcher *f, TimestampTz now);
 extern void kis_fetch_share_done(KisRequest *req);
