@@ -56,30 +56,34 @@
 #include "run.h"
 #include "util.h"
 
-/* A fetched row, in its symbol's chain */
+/* A fetched row, in its symbol's chain; its MinimalTuple follows it */
 typedef struct KisJoinRow
 {
 	struct KisJoinRow *next;
-	MinimalTuple tuple;
+	const char *symbol;			/* the chain's, shared by its rows */
 } KisJoinRow;
 
-/* The fetched rows of one symbol (mostly one: a chain, not a List) */
+#define ROW_TUPLE(row)	((MinimalTuple) ((char *) (row) + MAXALIGN(sizeof(KisJoinRow))))
+
+/*
+ * The fetched rows of one symbol: the first of their chain, which is also
+ * the hash key (16 bytes an entry: a cold backend pays for every page of
+ * the index it touches first)
+ */
 typedef struct KisJoinRows
 {
-	char	   *symbol;			/* hash key */
+	KisJoinRow *first;
 	uint32		hash;
 	char		status;
-	KisJoinRow *first;
-	KisJoinRow *last;
 } KisJoinRows;
 
 /* Fetched rows hashed by their symbol string: rows_create(), rows_insert() */
 #define SH_PREFIX		rows
 #define SH_ELEMENT_TYPE	KisJoinRows
-#define SH_KEY_TYPE		char *
-#define SH_KEY			symbol
-#define SH_HASH_KEY(tb, key)	hash_bytes((const unsigned char *) (key), strlen(key))
-#define SH_EQUAL(tb, a, b)		(strcmp(a, b) == 0)
+#define SH_KEY_TYPE		KisJoinRow *
+#define SH_KEY			first
+#define SH_HASH_KEY(tb, key)	hash_bytes((const unsigned char *) (key)->symbol, strlen((key)->symbol))
+#define SH_EQUAL(tb, a, b)		(strcmp((a)->symbol, (b)->symbol) == 0)
 #define SH_STORE_HASH
 #define SH_GET_HASH(tb, a)		((a)->hash)
 #define SH_SCOPE		static inline
@@ -475,18 +479,49 @@ keep_row(KisJoinState *st, KisJoinPart *p)
 
 	link = kis_carve(&st->rows_carve, MAXALIGN(sizeof(KisJoinRow)) + tuple->t_len);
 	link->next = NULL;
-	link->tuple = (MinimalTuple) ((char *) link + MAXALIGN(sizeof(KisJoinRow)));
-	memcpy(link->tuple, tuple, tuple->t_len);
-	entry = rows_insert(st->rows_by_symbol, symbol, &found);
+	link->symbol = symbol;		/* the row's scratch copy: the probe */
+	memcpy(ROW_TUPLE(link), tuple, tuple->t_len);
+	entry = rows_insert(st->rows_by_symbol, link, &found);
 	if (!found)
 	{
-		/* the key was the row's scratch copy: the entry keeps its own */
-		entry->symbol = strcpy(kis_carve(&st->rows_carve, strlen(symbol) + 1), symbol);
-		entry->first = link;
+		/* the key is this row: it keeps its own symbol */
+		link->symbol = strcpy(kis_carve(&st->rows_carve, strlen(symbol) + 1), symbol);
 	}
 	else
-		entry->last->next = link;
-	entry->last = link;
+	{
+		/* second in the chain, reversed back in order by order_chains() */
+		link->symbol = entry->first->symbol;
+		link->next = entry->first->next;
+		entry->first->next = link;
+	}
+}
+
+/*
+ * keep_row puts each row of a symbol after its first: turn each chain's
+ * rest around, so that rows are tried in the order they were fetched.
+ */
+static void
+order_chains(rows_hash *rows)
+{
+	rows_iterator it;
+	KisJoinRows *entry;
+
+	rows_start_iterate(rows, &it);
+	while ((entry = rows_iterate(rows, &it)) != NULL)
+	{
+		KisJoinRow *rest = entry->first->next;
+		KisJoinRow *done = NULL;
+
+		while (rest != NULL)
+		{
+			KisJoinRow *next = rest->next;
+
+			rest->next = done;
+			done = rest;
+			rest = next;
+		}
+		entry->first->next = done;
+	}
 }
 
 /*
@@ -540,6 +575,7 @@ fetch_rows(KisJoinState *st, const KisRunKeys *run, List *pairs)
 			kis_runner_wait_any(waiting, nwaiting);
 	}
 	pfree(waiting);
+	order_chains(st->rows_by_symbol);
 }
 
 /*
@@ -586,8 +622,10 @@ start_batch(KisJoinState *st)
 		pairs = keys;
 	else
 	{
-		foreach(lc, keys)
-			symbols = lappend(symbols, ((KisKey *) lfirst(lc))->symbol);
+		/* sized at once: a list grown cell by cell leaves its old arrays */
+		symbols = list_copy(keys);
+		foreach(lc, symbols)
+			lfirst(lc) = ((KisKey *) lfirst(lc))->symbol;
 	}
 	run = palloc0(sizeof(KisRunKeys) * st->nparts);
 	same = st->have_last && kis_lists_equal(pairs, st->last_pairs, compare_keys);
@@ -663,7 +701,7 @@ kis_join_exec(CustomScanState *node)
 
 		if (!st->have_outer)
 		{
-			char	   *symbol;
+			KisJoinRow	probe;
 			KisJoinRows *entry = NULL;
 
 			if (!tuplestore_gettupleslot(st->outer_rows, true, false, st->outer_slot))
@@ -671,15 +709,15 @@ kis_join_exec(CustomScanState *node)
 			st->have_outer = true;
 			st->matched = false;
 			pair_tuple(st, st->outer_slot, NULL);
-			symbol = outer_key(st, st->symbol_expr, st->symbol_type);
-			if (symbol != NULL && st->gate_open)
-				entry = rows_lookup(st->rows_by_symbol, symbol);
+			probe.symbol = outer_key(st, st->symbol_expr, st->symbol_type);
+			if (probe.symbol != NULL && st->gate_open)
+				entry = rows_lookup(st->rows_by_symbol, &probe);
 			st->next_candidate = entry ? entry->first : NULL;
 		}
 
 		while (st->next_candidate != NULL)
 		{
-			MinimalTuple row = st->next_candidate->tuple;
+			MinimalTuple row = ROW_TUPLE(st->next_candidate);
 
 			st->next_candidate = st->next_candidate->next;
 			ExecStoreMinimalTuple(row, st->inner_slot, false);

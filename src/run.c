@@ -492,6 +492,18 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 			pairs = lappend(pairs, key++);
 		}
 	}
+	else if (keying == KIS_KEYING_SYMBOL && list_length(keys->venues) == 1)
+	{
+		/* sized at once: a list grown cell by cell leaves its old arrays */
+		key = palloc(sizeof(KisKey) * Max(list_length(keys->symbols), 1));
+		pairs = list_copy(keys->symbols);
+		foreach(ls, pairs)
+		{
+			key->symbol = lfirst(ls);
+			key->venue = linitial(keys->venues);
+			lfirst(ls) = key++;
+		}
+	}
 	else if (keying == KIS_KEYING_SYMBOL)
 	{
 		key = palloc(sizeof(KisKey) *
@@ -551,7 +563,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 {
 	const KisEndpoint *ep = r->config->endpoint;
 	KisKeying	keying = kis_endpoint_keying(ep);
-	List	   *valid = NIL;
+	List	   *valid;
+	int			nvalid;
 	bool		any_invalid = false;
 	ListCell   *lc;
 	MemoryContext old;
@@ -603,6 +616,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	/* a partition asks only for the keys of its bound (partition.c) */
 	keys = kis_partition_keys(r->partition, keys);
 	kis_carve_init(&carve, r->run_cxt);
+	valid = list_copy(keys);	/* sized at once, cut to the valid ones below */
+	nvalid = 0;
 	foreach(lc, keys)
 	{
 		KisKey	   *key = lfirst(lc);
@@ -610,7 +625,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 		const char *problem = any_invalid ? invalid_key_problem(ep, key) : NULL;
 
 		if (problem == NULL)
-			valid = lappend(valid, copy);
+			lfirst(list_nth_cell(valid, nvalid++)) = copy;
 		else
 		{
 			KisRow	   *row = palloc0(sizeof(KisRow));
@@ -620,6 +635,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 			r->invalid = lappend(r->invalid, row);
 		}
 	}
+	valid = list_truncate(valid, nvalid);
 
 	/* an account or a listing is one "key" for the skip WARNING */
 	r->nkeys = keying == KIS_KEYING_ACCOUNT || keying == KIS_KEYING_LISTING ? 1 :
