@@ -1827,7 +1827,11 @@ class KisHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "mock-kis/1.0"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    disable_nagle_algorithm = True
+    # An answer goes out in one write, so in one TLS record, as a gateway in front of KIS sends
+    # a small answer.  Unbuffered, the headers and the body were two records, and the client
+    # read (and polled) twice.
+    wbufsize = 64 * 1024
     counted = False                 # this connection already counted in connections_opened
 
     def log_message(self, format, *args):
@@ -1883,6 +1887,7 @@ class KisHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()  # one write (wbufsize), and out before a _hang_up
 
     def _send_json(self, status, obj):
         self._send(status, json.dumps(obj, ensure_ascii=False).encode())
