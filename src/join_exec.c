@@ -244,6 +244,8 @@ kis_join_begin(CustomScanState *node, EState *estate, int eflags)
 		}
 		kis_config_add_credentials(&p->config, OidIsValid(userid) ? userid : GetUserId());
 		p->runner = kis_runner_create(p->rel, &p->config, needed, st->cxt);
+		/* a run ends in fetch_rows, before its batch's keys (last_cxt) go */
+		kis_runner_borrow_keys(p->runner);
 	}
 	st->outer_rows = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);

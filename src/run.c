@@ -111,6 +111,7 @@ struct KisRunner
 	KisJsonPick *pick;			/* a REST table's: its answers' row fields
 								 * to keep (NULL: all) */
 	KisPartitionFilter *partition;	/* NULL unless rel is a partition */
+	bool		borrow_keys;	/* a run's keys outlive it: not copied */
 
 	/* the current run */
 	KisFetcher *fetcher;
@@ -467,6 +468,18 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 }
 
 /*
+ * The caller keeps the keys (and the pairs kis_runner_start makes, in the
+ * caller's memory context) of each run until it ends (kis_runner_end), so
+ * runs use them as they are instead of copying them: the batched join,
+ * whose keys are its batch's (a fresh backend pays for every page).
+ */
+void
+kis_runner_borrow_keys(KisRunner *r)
+{
+	r->borrow_keys = true;
+}
+
+/*
  * Start a run over every (symbol, venue) pair of keys, or every market of
  * an endpoint keyed by market (none for an account or a listing); the run
  * keeps copies.
@@ -621,7 +634,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	foreach(lc, keys)
 	{
 		KisKey	   *key = lfirst(lc);
-		KisKey	   *copy = kis_key_copy_to(kis_carve(&carve, kis_key_size(key)), key);
+		KisKey	   *copy = r->borrow_keys ? key :
+			kis_key_copy_to(kis_carve(&carve, kis_key_size(key)), key);
 		const char *problem = any_invalid ? invalid_key_problem(ep, key) : NULL;
 
 		if (problem == NULL)

@@ -28,6 +28,7 @@ struct TupleTableSlot;
 
 extern KisRunner *kis_runner_create(struct RelationData *rel, const struct KisConfig *config,
 									List *needed, MemoryContext parent);
+extern void kis_runner_borrow_keys(KisRunner *runner);
 extern void kis_runner_start(KisRunner *runner, const KisRunKeys *keys);
 extern void kis_runner_start_keys(KisRunner *runner, List *keys, const KisRange *range,
 								  bool can_match, bool from_rows);
