@@ -426,6 +426,7 @@ transport_multi(void)
 					 errmsg("could not create a libcurl multi handle")));
 		kis_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 		kis_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		kis_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 1 + transport.connections);
 		transport.multi = multi;
 		transport.nsockets = 0;
 		transport.timer_deadline = -1;
@@ -472,11 +473,16 @@ kis_transport_attach(int max_connections)
 	transport.connections += max_connections;
 }
 
-/* Room in the pool for every attached user's connections (async siblings) */
+/*
+ * Room in the pool for every attached user's connections (async siblings).
+ * The multi handle itself is made by the first transfer: a scan answered
+ * from the cache needs none.
+ */
 void
 kis_transport_size_pool(void)
 {
-	kis_multi_setopt(transport_multi(), CURLMOPT_MAXCONNECTS, 1 + transport.connections);
+	if (transport.multi != NULL)
+		kis_multi_setopt(transport.multi, CURLMOPT_MAXCONNECTS, 1 + transport.connections);
 }
 
 /*
