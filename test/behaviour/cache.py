@@ -9,7 +9,8 @@ import time
 from kistest import mock
 from .harness import (
     APP_KEY, WAIT, stats, mock_config, inject, reset_mock, price, symbols, sql_list, wait_until,
-    check, check_prices, run, Session, must, set_server, wait_active)
+    check, check_prices, run, Session, must, set_server, wait_active, create_server, MOCK_URL,
+    MOCK_CA)
 from .fixtures import APP_KEY_B, cached_table, waiting_on_another, check_cached_per_mapping
 
 
@@ -153,6 +154,34 @@ def test_cache_expiry():
     check(stats()["requests"] == 2, f"an expired answer was served: {stats()['requests']} requests")
     check(third[0][:2] == first[0][:2] and third[0][2] != first[0][2],
           f"expected the same price with a new fetched_at: {first} then {third}")
+
+
+def test_cache_hit_needs_no_token():
+    """A scan whose every answer is cached asks KIS for nothing, not even a token: a table on
+    a server whose app key KIS refuses reads the quotes another table cached, then fails,
+    naming the refusal, on the first symbol it must ask for."""
+    cached_table(60000)
+    syms = symbols(3)
+    where = f"WHERE symbol IN ({sql_list(syms)})"
+    check_prices(must(run(f"SELECT symbol, price FROM kis_prices_cached {where}")[:2],
+                      "the first read"), syms)
+    create_server("kis_refused", "kis_refused_prices",
+                  f"base_url '{MOCK_URL}', ca_file '{MOCK_CA}'",
+                  app_key="BADbehaviourKeyRefused0a1b2c3d4e", table_options=", cache_ttl_ms '60000'")
+    try:
+        before = stats()
+        check_prices(must(run(f"SELECT symbol, price FROM kis_refused_prices {where}")[:2],
+                          "the refused key's read of cached quotes"), syms)
+        after = stats()
+        check((after["requests"], after["token_requests"]) ==
+              (before["requests"], before["token_requests"]),
+              f"a cached read asked KIS: requests {before['requests']} -> {after['requests']}, "
+              f"token requests {before['token_requests']} -> {after['token_requests']}")
+        _, err, rc = run(f"SELECT symbol, price FROM kis_refused_prices "
+                         f"WHERE symbol = '{symbols(1)[0]}'")
+        check(rc != 0 and "EGW00103" in err, f"an uncached read with a refused key: {rc} {err}")
+    finally:
+        run("DROP SERVER IF EXISTS kis_refused CASCADE")
 
 
 def sender_and_waiter(sym, end_sender, a_lost=False):
