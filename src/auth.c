@@ -128,23 +128,52 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
  * A token is replaced a little before it expires: 5 minutes, or a tenth
  * of its life when that is shorter.
  */
+/*
+ * The slot holds a token issued to creds and not yet due for replacement
+ * (5 minutes before it expires, or a tenth of its life when that is
+ * shorter).  The caller holds the slot's mutex.
+ */
+static bool
+token_usable(KisAppSlot *slot, const uint8 *creds, TimestampTz now)
+{
+	int64		margin = Min((int64) 300 * USECS_PER_SEC,
+							 (slot->expires_at - slot->issued_at) / 10);
+
+	return slot->token[0] != '\0' &&
+		memcmp(slot->token_creds, creds, KIS_SHA256_LEN) == 0 &&
+		now < slot->expires_at - margin;
+}
+
+/*
+ * Whether creds hold a token KIS issued them that is good now, without
+ * asking for one: a request answered from the cache when it is made needs
+ * that much (docs/cache.md), so that made-up or revoked credentials read
+ * nothing another role's requests stored.
+ */
+bool
+kis_token_vouches(KisAppSlot *slot, const uint8 *creds, TimestampTz now)
+{
+	bool		usable;
+
+	SpinLockAcquire(&slot->mutex);
+	usable = token_usable(slot, creds, now);
+	SpinLockRelease(&slot->mutex);
+	return usable;
+}
+
 KisTokenState
 kis_token_acquire(KisAppSlot *slot, const uint8 *creds, TimestampTz now,
 				  int64 claim_us, char *token, uint64 *generation,
 				  TimestampTz *wake, uint64 *claim)
 {
 	KisTokenState state;
-	int64		margin;
 	TimestampTz interval_end;
 
 	SpinLockAcquire(&slot->mutex);
-	margin = Min((int64) 300 * USECS_PER_SEC, (slot->expires_at - slot->issued_at) / 10);
 	interval_end = slot->last_issued == 0 ? 0 :
 		slot->last_issued + (int64) kis_token_issue_interval * USECS_PER_SEC;
 
-	if (slot->token[0] != '\0' &&
-		memcmp(slot->token_creds, creds, KIS_SHA256_LEN) == 0 &&
-		now < slot->expires_at - margin)
+	if (token_usable(slot, creds, now))
 	{
 		strlcpy(token, slot->token, KIS_TOKEN_MAX);
 		*generation = pg_atomic_read_u64(&slot->generation);

@@ -35,6 +35,7 @@ typedef enum KisTokenState
 	KIS_TOKEN_ISSUE				/* the caller now holds the claim: issue */
 } KisTokenState;
 
+extern bool kis_token_vouches(KisAppSlot *slot, const uint8 *creds, TimestampTz now);
 extern KisTokenState kis_token_acquire(KisAppSlot *slot, const uint8 *creds,
 									   TimestampTz now, int64 claim_us, char *token,
 									   uint64 *generation, TimestampTz *wake,

@@ -288,9 +288,10 @@ ids_of(KisFetcher *f, KisRequest *req)
 
 /*
  * A shared API request just made, answered from the store if its answer is
- * there (true): a cached join's requests leave nothing behind, not even
- * their URLs.  Else it is looked up again at the head of the queue, where
- * it may also wait for another's send or become the one others wait for.
+ * there and the scan's credentials hold a good token (true): a cached
+ * join's requests leave nothing behind, not even their URLs.  Else it is
+ * looked up again at the head of the queue, after the token, where it may
+ * also wait for another's send or become the one others wait for.
  */
 bool
 kis_fetch_share_read(KisFetcher *f, KisRequest *req, TimestampTz now)
@@ -300,6 +301,13 @@ kis_fetch_share_read(KisFetcher *f, KisRequest *req, TimestampTz now)
 
 	if ((req->flags & KIS_FETCH_SHARED) == 0 || ttl_ms <= 0)
 		return false;
+	/* only for credentials KIS vouched for; else at the gate, after the token */
+	if (!f->vouched)
+	{
+		if (!kis_token_vouches(f->slot, f->creds, now))
+			return false;
+		f->vouched = true;
+	}
 	ids_of(f, req);
 	if (!kis_cache_read(req->answer_id, req->has_view ? req->view_id : NULL, ttl_ms, now,
 						&answer, answer_cxt(f)))

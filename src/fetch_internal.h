@@ -92,6 +92,7 @@ struct KisFetcher
 	KisViewOf	view_of;		/* a request's view, or NULL: none */
 	const KisJsonPick *pick;	/* the row fields answers keep, or NULL: all */
 	MemoryContext spare_cxt;	/* the next shared answer's, or NULL */
+	bool		vouched;		/* its credentials held a good token */
 	KisTokenScan tok;			/* our token, claim and tokenP body */
 	bool		has_reservation;	/* a send time reserved at the gate */
 	TimestampTz reserved_at;
