@@ -98,8 +98,9 @@ typedef struct CacheEntry
 	int			nchunks;
 	bool		secret;			/* private to a user mapping: zeroed when freed */
 	bool		is_view;		/* a reader's prepared form of an answer */
-	bool		view_read;		/* a view: served since its answer last wanted
+	bool		view_read;		/* a view: served since its maker last wanted
 								 * a slot for another (second chance) */
+	Oid			view_maker;		/* a view: the role that made it */
 	uint64		base_serial;	/* a view: the serial of the answer it is of */
 	int			views[CACHE_MAX_VIEWS]; /* an answer: its views' entries, or -1
 										 * (stale once reused: see live_view) */
@@ -902,16 +903,18 @@ kis_cache_store(const uint8 *id, uint64 serial, const char *body, size_t len,
 }
 
 /*
- * A slot of e's for one more view, or -1.  When all are taken, a view not
- * served since e last wanted a slot gives its own up; else every view loses
- * its mark, and the next want takes the first still unread.  A way of
- * reading that ended (its table or database dropped, its settings no longer
- * used) so leaves within two wants, while ways still read keep theirs: four
- * ways read in turn with a fifth keep their views, instead of each pushing
- * out the next.
+ * A slot of e's for one more view made by role, or -1.  When all are taken,
+ * a view role made and nobody has read since role last wanted a slot gives
+ * its own up; else role's views lose their marks, and its next want takes
+ * the first still unread.  A way of reading that ended (its table or
+ * database dropped, its settings no longer used) so leaves within two
+ * wants of its maker, while ways still read keep theirs: four ways read in
+ * turn with a fifth keep their views, instead of each pushing out the
+ * next.  Another role's views are never given up for one: trying setting
+ * after setting, it only ever pushes out its own.
  */
 static int
-free_view_slot(CacheStore *s, CacheEntry *e)
+free_view_slot(CacheStore *s, CacheEntry *e, Oid role)
 {
 	int			unread = -1;
 
@@ -921,7 +924,7 @@ free_view_slot(CacheStore *s, CacheEntry *e)
 
 		if (v == NULL)
 			return i;
-		if (!v->view_read && unread < 0)
+		if (v->view_maker == role && !v->view_read && unread < 0)
 			unread = i;
 	}
 	if (unread >= 0)
@@ -931,7 +934,12 @@ free_view_slot(CacheStore *s, CacheEntry *e)
 		return unread;
 	}
 	for (int i = 0; i < CACHE_MAX_VIEWS; i++)
-		ENTRIES(s)[e->views[i]].view_read = false;
+	{
+		CacheEntry *v = &ENTRIES(s)[e->views[i]];
+
+		if (v->view_maker == role)
+			v->view_read = false;
+	}
 	return -1;
 }
 
@@ -970,7 +978,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 		remove_entry(s, v);
 
 	/* a few ways of making rows of one answer, not one per setting tried */
-	slot = free_view_slot(s, e);
+	slot = free_view_slot(s, e, GetUserId());
 	if (slot < 0)
 	{
 		unlock_store(s);
@@ -996,6 +1004,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	v->secret = e->secret;
 	v->is_view = true;
 	v->view_read = true;
+	v->view_maker = GetUserId();
 	v->base_serial = serial;
 	v->serial = s->next_serial++;
 	v->http_status = e->http_status;

@@ -369,6 +369,35 @@ def test_view_slot_given_up():
     check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1")
 
 
+def test_view_slot_not_taken_by_another_role():
+    """Our four ways keep views of one answer.  An ordinary role with its own user mapping on
+    our server (so its quotes have our answer ids) reads the same answer under one TimeZone
+    after another, each a new way of making rows: it is served the answer each time, and our
+    four ways keep their views (a want of a slot only ever gives up the wanting role's own)."""
+    syms = symbols(3)
+    layouts = ["numeric", "text", "float8", "varchar"]
+    for i, t in enumerate(layouts):
+        cached_multi(f"v_keep{i}", f"symbol text, price {t}")
+    run("SELECT kis_fdw_cache_reset()")
+    reset_mock()
+    where = f"WHERE symbol IN ({sql_list(syms)})"
+    for i in range(len(layouts)):
+        must(run(f"SELECT * FROM v_keep{i} {where}")[:2], f"our way {i}")
+    with ordinary_role("v_churn") as other:
+        _, err, rc = run(
+            f"SET ROLE {other}; "
+            f"CREATE FOREIGN TABLE {other}.t (symbol text, price numeric, fetched_at timestamptz) "
+            "SERVER kis OPTIONS (endpoint 'domestic_multi_price', cache_ttl_ms '3600000')")
+        check(rc == 0, f"the other role's table: {err}")
+        for tz in ("UTC", "Asia/Seoul", "America/New_York", "Europe/London", "Asia/Tokyo"):
+            rows, err, rc = run(f"SET ROLE {other}; SET TimeZone = '{tz}'; "
+                                f"SELECT symbol, price FROM {other}.t {where}")
+            check(rc == 0 and len(rows) == 3, f"the other role's read under {tz}: {err}")
+        kept = [views_of(f"SELECT * FROM v_keep{i} {where}")[0] for i in range(len(layouts))]
+        check(kept == [1, 1, 1, 1], f"views served to our ways after the other role's: {kept}")
+    check(stats()["requests"] == 1, f"{stats()['requests']} requests, expected 1")
+
+
 def test_view_hostile_role():
     """An ordinary role with its own user mapping (another app key) on our server, so its
     quotes have our answer ids, declares tables that make other rows of the same answers
