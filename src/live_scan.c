@@ -233,10 +233,13 @@ kis_live_scan_start(KisFetcher *f, const KisConfig *config, List *keys,
 		rest->endpoint = kis_endpoint_fallback(ep);
 		foreach(lc, missing)
 		{
-			KisKey	   *key = lfirst(lc);
+			/* a copy: the run's keys may be its caller's (kis_runner_borrow_keys) */
+			KisKey	   *key = palloc(sizeof(KisKey));
 
+			*key = *(KisKey *) lfirst(lc);
 			if (!kis_endpoint_has_key(ep, kis_endpoint_venue_key(ep)))
 				key->venue = pstrdup(kis_endpoint_default_venue(rest->endpoint, rest));
+			lfirst(lc) = key;
 		}
 		n += kis_requests_start(f, rest, missing, range, NULL);
 	}

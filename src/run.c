@@ -470,8 +470,9 @@ kis_runner_create(Relation rel, const KisConfig *config, List *needed,
 /*
  * The caller keeps the keys (and the pairs kis_runner_start makes, in the
  * caller's memory context) of each run until it ends (kis_runner_end), so
- * runs use them as they are instead of copying them: the batched join,
- * whose keys are its batch's (a fresh backend pays for every page).
+ * runs use them as they are, read only, instead of copying them: the
+ * batched join, whose keys are its batch's (a fresh backend pays for every
+ * page).
  */
 void
 kis_runner_borrow_keys(KisRunner *r)
@@ -482,7 +483,7 @@ kis_runner_borrow_keys(KisRunner *r)
 /*
  * Start a run over every (symbol, venue) pair of keys, or every market of
  * an endpoint keyed by market (none for an account or a listing); the run
- * keeps copies.
+ * keeps copies, or borrows them and the pairs (kis_runner_borrow_keys).
  */
 void
 kis_runner_start(KisRunner *r, const KisRunKeys *keys)
@@ -493,7 +494,7 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 	ListCell   *ls;
 	ListCell   *lv;
 
-	/* the pairs in one allocation: the run copies what it keeps */
+	/* the pairs in one allocation, in the caller's context */
 	if (keying == KIS_KEYING_MARKET)
 	{
 		/* a listing per market: the market is the key */
@@ -564,7 +565,8 @@ report_invalid_key(const KisEndpoint *ep, const KisKey *key)
 
 /*
  * Start a run over a list of KisKey (distinct; NIL for account
- * endpoints); the run keeps copies.  A bad symbol or venue is an ERROR
+ * endpoints); the run keeps copies unless it borrows them, and never
+ * writes to them.  A bad symbol or venue is an ERROR
  * naming it, before anything is sent, unless it comes from table data
  * (from_rows) and on_error is 'skip' or 'row': then it is a failed key
  * like one KIS refused, and the others are asked for.  With can_match
