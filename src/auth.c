@@ -105,30 +105,6 @@ kis_hash_credentials(const KisConfig *config, uint8 *out)
 }
 
 /*
- * Get the key's token for these credentials, or learn what to do instead.
- * READY: the token (and its generation) is copied out.  WAIT_CLAIM:
- * another session is issuing one; look again at *wake.  WAIT: an issuance
- * failed a moment ago; look again at *wake.  WAIT_INTERVAL: KIS's
- * one-issuance-per-interval rule holds us until *wake.  ISSUE: the caller
- * now holds the issuing claim *claim and must call tokenP, then
- * kis_token_accept (or kis_token_release_claim).
- *
- * The claim lasts claim_us: the caller's worst case for the request it is
- * about to make.  Until then nobody takes it over, however long KIS takes
- * to answer, since KIS may still issue under it; a claimant that keeps
- * running gives up its request by then too (fetch.c), so the two never
- * both ask.  One whose scan is not running then (a cursor paused between
- * fetches) cannot give it up: KIS may have answered it meanwhile, and the
- * next claimant then draws EGW00133, which counts toward the interval, or
- * the same token (docs/tokens-and-rate.md).
- *
- * Only issuances KIS accepted (or said it made, EGW00133) count toward
- * the interval: a refused or cancelled one does not hold up the next.
- *
- * A token is replaced a little before it expires: 5 minutes, or a tenth
- * of its life when that is shorter.
- */
-/*
  * The slot holds a token issued to creds and not yet due for replacement
  * (5 minutes before it expires, or a tenth of its life when that is
  * shorter).  The caller holds the slot's mutex.
@@ -161,6 +137,30 @@ kis_token_vouches(KisAppSlot *slot, const uint8 *creds, TimestampTz now)
 	return usable;
 }
 
+/*
+ * Get the key's token for these credentials, or learn what to do instead.
+ * READY: the token (and its generation) is copied out.  WAIT_CLAIM:
+ * another session is issuing one; look again at *wake.  WAIT: an issuance
+ * failed a moment ago; look again at *wake.  WAIT_INTERVAL: KIS's
+ * one-issuance-per-interval rule holds us until *wake.  ISSUE: the caller
+ * now holds the issuing claim *claim and must call tokenP, then
+ * kis_token_accept (or kis_token_release_claim).
+ *
+ * The claim lasts claim_us: the caller's worst case for the request it is
+ * about to make.  Until then nobody takes it over, however long KIS takes
+ * to answer, since KIS may still issue under it; a claimant that keeps
+ * running gives up its request by then too (fetch.c), so the two never
+ * both ask.  One whose scan is not running then (a cursor paused between
+ * fetches) cannot give it up: KIS may have answered it meanwhile, and the
+ * next claimant then draws EGW00133, which counts toward the interval, or
+ * the same token (docs/tokens-and-rate.md).
+ *
+ * Only issuances KIS accepted (or said it made, EGW00133) count toward
+ * the interval: a refused or cancelled one does not hold up the next.
+ *
+ * A token is replaced a little before it expires: 5 minutes, or a tenth
+ * of its life when that is shorter.
+ */
 KisTokenState
 kis_token_acquire(KisAppSlot *slot, const uint8 *creds, TimestampTz now,
 				  int64 claim_us, char *token, uint64 *generation,

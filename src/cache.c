@@ -959,6 +959,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	CacheEntry *v;
 	int			slot;
 	int			need = (int) ((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
+	Oid			maker = GetUserId();
 
 	lock_store(s);
 	e = find_entry(s, id);
@@ -978,7 +979,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 		remove_entry(s, v);
 
 	/* a few ways of making rows of one answer, not one per setting tried */
-	slot = free_view_slot(s, e, GetUserId());
+	slot = free_view_slot(s, e, maker);
 	if (slot < 0)
 	{
 		unlock_store(s);
@@ -1004,7 +1005,7 @@ kis_cache_keep_view(const uint8 *id, uint64 serial, const uint8 *view_id,
 	v->secret = e->secret;
 	v->is_view = true;
 	v->view_read = true;
-	v->view_maker = GetUserId();
+	v->view_maker = maker;
 	v->base_serial = serial;
 	v->serial = s->next_serial++;
 	v->http_status = e->http_status;
