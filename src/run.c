@@ -506,18 +506,6 @@ kis_runner_start(KisRunner *r, const KisRunKeys *keys)
 			pairs = lappend(pairs, key++);
 		}
 	}
-	else if (keying == KIS_KEYING_SYMBOL && list_length(keys->venues) == 1)
-	{
-		/* sized at once: a list grown cell by cell leaves its old arrays */
-		key = palloc(sizeof(KisKey) * Max(list_length(keys->symbols), 1));
-		pairs = list_copy(keys->symbols);
-		foreach(ls, pairs)
-		{
-			key->symbol = lfirst(ls);
-			key->venue = linitial(keys->venues);
-			lfirst(ls) = key++;
-		}
-	}
 	else if (keying == KIS_KEYING_SYMBOL)
 	{
 		key = palloc(sizeof(KisKey) *
