@@ -9,9 +9,9 @@ import time
 from kistest import mock
 from .harness import (
     APP_KEY, WAIT, stats, mock_config, inject, reset_mock, price, symbols, sql_list, wait_until,
-    check, check_prices, run, Session, must, set_server, wait_active, create_server, MOCK_URL,
-    MOCK_CA)
-from .fixtures import APP_KEY_B, cached_table, waiting_on_another, check_cached_per_mapping
+    check, check_prices, run, Session, must, set_server, wait_active)
+from .fixtures import (APP_KEY_B, cached_table, waiting_on_another, check_cached_per_mapping,
+                       ordinary_role)
 
 
 def sessions_at_once(n, sql):
@@ -157,31 +157,32 @@ def test_cache_expiry():
 
 
 def test_cache_hit_needs_good_token():
-    """Quotes another table cached are served only to credentials KIS accepts: a table on a
-    server whose app key KIS refuses fails at the token, naming the refusal, without a data
-    request; a table with another good key is served them without a data request."""
+    """Quotes we cached are served only to credentials KIS accepts.  An ordinary role whose
+    own user mapping on our server names a key KIS refuses fails at the token, naming the
+    refusal, without a data request; another ordinary role with a good key of its own is
+    served them without a data request."""
     cached_table(60000)
     syms = symbols(3)
     where = f"WHERE symbol IN ({sql_list(syms)})"
     check_prices(must(run(f"SELECT symbol, price FROM kis_prices_cached {where}")[:2],
-                      "the first read"), syms)
-    options = f"base_url '{MOCK_URL}', ca_file '{MOCK_CA}'"
-    create_server("kis_refused", "kis_refused_prices", options,
-                  app_key="BADbehaviourKeyRefused0a1b2c3d4e", table_options=", cache_ttl_ms '60000'")
-    create_server("kis_other", "kis_other_prices", options, app_key=APP_KEY_B,
-                  table_options=", cache_ttl_ms '60000'")
-    try:
-        before = stats()["requests"]
-        _, err, rc = run(f"SELECT symbol, price FROM kis_refused_prices {where}")
+                      "our read"), syms)
+    table = ("CREATE FOREIGN TABLE {0}.p (symbol text, price numeric) SERVER kis "
+             "OPTIONS (endpoint 'domestic_price', cache_ttl_ms '60000')")
+    before = stats()["requests"]
+    with ordinary_role("c_forger", app_key="BADbehaviourKeyRefused0a1b2c3d4e") as forger:
+        _, err, rc = run(f"SET ROLE {forger}; {table.format(forger)}")
+        check(rc == 0, f"the refused role's table: {err}")
+        _, err, rc = run(f"SET ROLE {forger}; SELECT symbol, price FROM {forger}.p {where}")
         check(rc != 0 and "EGW00103" in err,
               f"a refused key read cached quotes: exit {rc}, {err!r}")
-        check_prices(must(run(f"SELECT symbol, price FROM kis_other_prices {where}")[:2],
-                          "another good key's read"), syms)
-        check(stats()["requests"] == before,
-              f"data requests went {before} -> {stats()['requests']}, expected none")
-    finally:
-        run("DROP SERVER IF EXISTS kis_refused CASCADE")
-        run("DROP SERVER IF EXISTS kis_other CASCADE")
+    with ordinary_role("c_other") as other:
+        _, err, rc = run(f"SET ROLE {other}; {table.format(other)}")
+        check(rc == 0, f"the other role's table: {err}")
+        rows, err, rc = run(f"SET ROLE {other}; SELECT symbol, price FROM {other}.p {where}")
+        check(rc == 0, f"the other role's read: {err}")
+        check_prices(rows, syms, "another good key's read")
+    check(stats()["requests"] == before,
+          f"data requests went {before} -> {stats()['requests']}, expected none")
 
 
 def sender_and_waiter(sym, end_sender, a_lost=False):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 
 from kistest import mock
 from .harness import (
@@ -204,3 +205,18 @@ def check_cached_per_mapping(server, table, columns, options, roles, order, expe
         run(f"DROP SERVER IF EXISTS {server} CASCADE")
         for r in roles:
             run(f"DROP ROLE IF EXISTS {r}")
+
+
+@contextmanager
+def ordinary_role(name, app_key=APP_KEY_B):
+    """An ordinary role with a schema of its own and its own user mapping (another app key)
+    on our server, so that its quotes have our answer ids; dropped afterwards."""
+    drop_role(name)
+    run_all(f"CREATE ROLE {name}", f"GRANT USAGE ON FOREIGN SERVER kis TO {name}",
+            f"CREATE SCHEMA {name} AUTHORIZATION {name}",
+            f"CREATE USER MAPPING FOR {name} SERVER kis OPTIONS "
+            f"(app_key '{app_key}', app_secret '{APP_SECRET}')")
+    try:
+        yield name
+    finally:
+        drop_role(name)

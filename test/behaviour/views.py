@@ -9,11 +9,10 @@ never outlives its answer; and another role's table cannot change what we read.
 
 import json
 import time
-from contextlib import contextmanager
 
 from .harness import (
-    APP_SECRET, stats, check, check_prices, run, run_all, must, symbols, sql_list, reset_mock)
-from .fixtures import APP_KEY_B, drop_role
+    stats, check, check_prices, run, run_all, must, symbols, sql_list, reset_mock)
+from .fixtures import ordinary_role
 
 ON_ERRORS = ("error", "skip", "row")
 # a value for each key column of kis_fdw_endpoints(); under on_error 'skip' and 'row' the
@@ -148,21 +147,6 @@ def test_views_same_rows_every_endpoint():
     print(f"    (served as views: {', '.join(sorted(viewed))})")
     for endpoint in ("domestic_price", "domestic_multi_price", "overseas_price"):
         check(endpoint in viewed, f"{endpoint}: no answer was served as a view")
-
-
-@contextmanager
-def ordinary_role(name):
-    """An ordinary role with a schema of its own and its own user mapping (another app key)
-    on our server, so that its quotes have our answer ids; dropped afterwards."""
-    drop_role(name)
-    run_all(f"CREATE ROLE {name}", f"GRANT USAGE ON FOREIGN SERVER kis TO {name}",
-            f"CREATE SCHEMA {name} AUTHORIZATION {name}",
-            f"CREATE USER MAPPING FOR {name} SERVER kis OPTIONS "
-            f"(app_key '{APP_KEY_B}', app_secret '{APP_SECRET}')")
-    try:
-        yield name
-    finally:
-        drop_role(name)
 
 
 def cached_multi(name="v_multi", columns="symbol text, price numeric, fetched_at timestamptz",
