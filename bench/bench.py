@@ -16,7 +16,9 @@ is reset before each and its timeline read after):
   shared         4 psql processes at once on one (fresh) key, limit 20/s, 60 symbols each
   batched        domestic_multi_price, 600 symbols, limit 20/s
   overhead       no limit, no latency, 10,000 symbols, 3 times: backend CPU per row,
-                 rows/s (and the same with domestic_multi_price, 30 symbols a request)
+                 rows/s (and the same with domestic_multi_price, 30 symbols a request);
+                 beside it, what the same requests cost libcurl alone and one bare TLS
+                 connection (bench/floor.c)
   cancel         2,000-symbol scan cancelled after 1 s, 20 times: pg_cancel_backend -> error
   live           the live tables on the mock's WebSocket (KIS_MOCK_WS_URL): 40 symbols
                  subscribed by a first read, then their read's server time and REST requests
@@ -939,6 +941,31 @@ def perf_stop(handle, name):
     os.unlink(data)
 
 
+def floor_costs(first, n, reps):
+    """What a cold request costs below kis_fdw, in the same run: bench/floor.c (built by
+    run.sh, BENCH_FLOOR) asks the mock for the same answers through libcurl driven as the
+    transport drives it, 8 in flight, and over one bare OpenSSL connection; process CPU
+    per request, the median of reps runs of n symbols each.  None where not built."""
+    if not os.environ.get("BENCH_FLOOR"):
+        return None
+    out = {}
+    for mode in ("curl", "tls"):
+        us = []
+        for k in range(reps):
+            mock_setup()
+            start = first + (k + (reps if mode == "tls" else 0)) * n
+            p = subprocess.run([os.environ["BENCH_FLOOR"], mode, str(n), str(start)],
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                raise RuntimeError(f"floor {mode}: {p.stderr.strip()}")
+            us.append(float(p.stdout))
+            if mock_stats()["requests"] < n:
+                raise RuntimeError(f"floor {mode}: the mock saw fewer than {n} requests")
+        out[mode] = sorted(us)[len(us) // 2]
+        out[mode + "_all"] = us
+    return out
+
+
 def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, n=None,
                       reps=None):
     """CPU of the backend per row (schedstat, and utime + stime as a cross-check), with no
@@ -975,6 +1002,8 @@ def scenario_overhead(name="overhead", endpoint="domestic_price", first=200000, 
     per_row = [r["cpu_us_per_row"] for r in runs]
     r = dict(sorted(runs, key=lambda r: r["cpu_us_per_row"])[len(runs) // 2], rows=n,
              reps=reps, cpu_us_per_row_all=per_row, rows_per_s_all=[r["rows_per_s"] for r in runs])
+    if endpoint == "domestic_price":
+        r["floor"] = floor_costs(first + reps * n, n, reps)
     # a cold request of one row: issue 25's goal; a batch: per row
     r["met"] = (r["cpu_us_per_request"] <= 60 if endpoint == "domestic_price"
                 else r["cpu_us_per_row"] <= 20)
@@ -1102,6 +1131,13 @@ def table_rows(R):
     def yes(ok):
         return "yes" if ok else "**no**"
 
+    def floor_text(fl, us):
+        if not fl:
+            return ""
+        return (f"; below kis_fdw, the same requests: libcurl alone {f(fl['curl'], 0)} µs, "
+                f"one bare TLS connection {f(fl['tls'], 0)} µs (bench/floor.c); kis_fdw "
+                f"{f(us / fl['curl'], 1)}× libcurl alone")
+
     def spread(r):
         return f"{r['reps']}: " + " / ".join(f"{x:.1f}" for x in r["cpu_us_per_row_all"])
 
@@ -1152,7 +1188,8 @@ def table_rows(R):
             "max_concurrency 8",
             f"{f(ov['cpu_us_per_request'], 0)} µs backend CPU per cold request (a row each; "
             f"median of {spread(ov)}), {ov['rows_per_s']:.0f} rows/s; CPU: backend "
-            f"{f(ov['backend_cpu_share'])}, mock {f(ov['mock_cpu_share'])} cores",
+            f"{f(ov['backend_cpu_share'])}, mock {f(ov['mock_cpu_share'])} cores" +
+            floor_text(ov.get("floor"), ov["cpu_us_per_request"]),
             "≤ 60 µs/request", yes(ov["met"])),
         "overhead-batched": lambda ob: (
             "overhead, batched", "as overhead, domestic_multi_price",

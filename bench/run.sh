@@ -39,6 +39,9 @@ if ! command -v gnuplot >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
         gnuplot-nox >/dev/null
 fi
+# the floor beside the overhead figure: the same requests without kis_fdw
+gcc -O2 -Wall -o "$KIS_WORK/floor" bench/floor.c -lcurl -lssl -lcrypto
+export BENCH_FLOOR="$KIS_WORK/floor"
 kis_make_certs
 kis_start_mock --token-interval 0
 kis_start_cluster <<CONF

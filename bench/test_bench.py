@@ -67,6 +67,43 @@ class BenchPlumbing(unittest.TestCase):
         self.assertNotIn("FAILED", row[2])
         self.assertIn("2 × 5 symbols", row[1])
 
+    def test_floor_beside_overhead(self):
+        """floor_costs runs BENCH_FLOOR per mode and repetition on symbols of its own and
+        keeps the median; the overhead row shows it, and does without it."""
+        calls = []
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "floor")
+            log = os.path.join(d, "log")
+            with open(fake, "w") as f:
+                f.write(f"#!/bin/sh\necho \"$1 $2 $3\" >> {log}\n"
+                        "case $1 in curl) echo 80.0;; *) echo 21.5;; esac\n")
+            os.chmod(fake, 0o755)
+            saved = os.environ.get("BENCH_FLOOR")
+            os.environ["BENCH_FLOOR"] = fake
+            try:
+                with Patched(mock_setup=lambda **kw: calls.append("setup"),
+                             mock_stats=lambda timeline=False: {"requests": 100}):
+                    fl = bench.floor_costs(230000, 100, 3)
+            finally:
+                if saved is None:
+                    del os.environ["BENCH_FLOOR"]
+                else:
+                    os.environ["BENCH_FLOOR"] = saved
+            with open(log) as f:
+                runs = f.read().split("\n")[:-1]
+        self.assertEqual((fl["curl"], fl["tls"]), (80.0, 21.5))
+        self.assertEqual(len(calls), 6)
+        starts = [int(r.split()[2]) for r in runs]
+        self.assertEqual(sorted(starts), [230000 + k * 100 for k in range(6)])
+        ov = {"cpu_us_per_request": 160.0, "reps": 3, "cpu_us_per_row_all": [1.0, 2.0, 3.0],
+              "rows_per_s": 2000.0, "backend_cpu_share": 0.3, "mock_cpu_share": 0.9,
+              "met": False}
+        plain = bench.table_rows({"overhead": ov})[0][2]
+        self.assertNotIn("libcurl", plain)
+        row = bench.table_rows({"overhead": dict(ov, floor=fl)})[0][2]
+        self.assertIn("libcurl alone 80 µs, one bare TLS connection 22 µs", row)
+        self.assertIn("kis_fdw 2.0× libcurl alone", row)
+
     def test_failed_step_is_its_row(self):
         """An exception, a missing result and a missing figure each fail only their own
         step; the others keep their figures."""
