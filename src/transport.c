@@ -92,6 +92,8 @@ static struct
 	int			users;			/* attached fetchers */
 	long		connections;	/* the sum of their max_connections */
 	bool		drop_pool;		/* tear down when the last user goes */
+	bool		resolve_blocked;	/* signals blocked for a resolver thread */
+	sigset_t	resolve_saved;	/* the mask to restore then */
 } transport = {.timer_deadline = -1};
 
 /* ----------------------------------------------------------------
@@ -575,50 +577,54 @@ transport_update_wait_set(void)
 }
 
 /*
- * Block every asynchronous signal while curl works; never throws.
- *
- * curl's work is where it starts its threaded resolver: a host name is
- * resolved by getaddrinfo on a short-lived thread, while this backend keeps
- * waiting on its latch (cancellable, bounded by connect_timeout_ms).  The
- * thread calls no PostgreSQL code; so that no PostgreSQL signal handler
- * ever runs on it either, it is started with every asynchronous signal
- * blocked (a thread inherits its creator's mask).  Signals arriving
- * meanwhile are delivered when the mask is restored (curl_unblock).  One
- * block covers every event of a wait: two system calls a wake, not two an
- * event.  See docs/design.md, "Name resolution".
+ * Signals and curl's threaded resolver: a host name is resolved by
+ * getaddrinfo on a short-lived thread, while this backend keeps waiting on
+ * its latch (cancellable, bounded by connect_timeout_ms).  The thread calls
+ * no PostgreSQL code; so that no PostgreSQL signal handler ever runs on it
+ * either, it must start with every asynchronous signal blocked (a thread
+ * inherits its creator's mask).  curl calls resolver_start_cb on this
+ * thread right before it starts a resolve: that blocks them, and
+ * transport_action restores our mask as soon as curl returns.  Signals
+ * arriving meanwhile are delivered then.  Every other call of curl (an
+ * answer read, a request sent) runs with our mask untouched, at no system
+ * call.  See docs/design.md, "Name resolution".  Never throws.
  */
-static void
-curl_block(sigset_t *saved)
+static int
+resolver_start_cb(void *resolver_state, void *reserved, void *userdata)
 {
 	sigset_t	blocked;
 
+	if (transport.resolve_blocked)
+		return 0;
 	sigfillset(&blocked);
 	sigdelset(&blocked, SIGSEGV);
 	sigdelset(&blocked, SIGBUS);
 	sigdelset(&blocked, SIGFPE);
 	sigdelset(&blocked, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &blocked, saved);
+	pthread_sigmask(SIG_SETMASK, &blocked, &transport.resolve_saved);
+	transport.resolve_blocked = true;
+	return 0;
 }
 
+/* After any curl call that may have started a resolve */
 static void
-curl_unblock(const sigset_t *saved)
+restore_after_resolve(void)
 {
-	pthread_sigmask(SIG_SETMASK, saved, NULL);
+	if (transport.resolve_blocked)
+	{
+		transport.resolve_blocked = false;
+		pthread_sigmask(SIG_SETMASK, &transport.resolve_saved, NULL);
+	}
 }
 
-/*
- * Tell curl about one socket event or its timer; the first of a wait
- * blocks signals (*blocked), and the wait unblocks them once at its end.
- */
+/* Tell curl about one socket event or its timer */
 static void
-transport_action(curl_socket_t fd, int mask, sigset_t *saved, bool *blocked)
+transport_action(curl_socket_t fd, int mask)
 {
 	int			running;
 
-	if (!*blocked)
-		curl_block(saved);
-	*blocked = true;
 	curl_multi_socket_action(transport.multi, fd, mask, &running);
+	restore_after_resolve();
 }
 
 /*
@@ -630,8 +636,6 @@ void
 kis_transport_wait(TimestampTz wake)
 {
 	WaitEvent	events[16];
-	sigset_t	saved;
-	bool		blocked = false;
 	TimestampTz now = kis_clock_now();
 	TimestampTz deadline = kis_earliest(wake, transport.timer_deadline);
 	long		timeout = KIS_MAX_IDLE_WAIT_MS;
@@ -654,8 +658,7 @@ kis_transport_wait(TimestampTz wake)
 	if (transport.timer_deadline >= 0 && now >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
-		transport_action(CURL_SOCKET_TIMEOUT, 0, &saved, &blocked);
-		curl_unblock(&saved);
+		transport_action(CURL_SOCKET_TIMEOUT, 0);
 		CHECK_FOR_INTERRUPTS();
 		return;
 	}
@@ -675,16 +678,14 @@ kis_transport_wait(TimestampTz wake)
 				mask |= CURL_CSELECT_IN;
 			if (events[i].events & WL_SOCKET_WRITEABLE)
 				mask |= CURL_CSELECT_OUT;
-			transport_action(events[i].fd, mask, &saved, &blocked);
+			transport_action(events[i].fd, mask);
 		}
 	}
 	if (transport.timer_deadline >= 0 && kis_clock_now() >= transport.timer_deadline)
 	{
 		transport.timer_deadline = -1;
-		transport_action(CURL_SOCKET_TIMEOUT, 0, &saved, &blocked);
+		transport_action(CURL_SOCKET_TIMEOUT, 0);
 	}
-	if (blocked)
-		curl_unblock(&saved);
 
 	CHECK_FOR_INTERRUPTS();
 }
@@ -843,6 +844,7 @@ kis_transfer_begin(KisTransfer *x, const char *url, const char *ca_file)
 	kis_easy_setopt(easy, CURLOPT_HEADERDATA, x);
 	kis_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	kis_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+	kis_easy_setopt(easy, CURLOPT_RESOLVER_START_FUNCTION, resolver_start_cb);
 }
 
 /* Keep what curl_slist_append returned; the list stays the transfer's */
@@ -914,6 +916,7 @@ kis_transfer_submit(KisTransfer *x)
 
 	kis_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
 	mrc = curl_multi_add_handle(transport_multi(), x->easy);
+	restore_after_resolve();	/* should a curl version resolve here */
 	if (mrc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -937,7 +940,10 @@ kis_transfer_release(KisTransfer *x)
 	if (x->easy != NULL)
 	{
 		if (transport.multi != NULL)
+		{
 			curl_multi_remove_handle(transport.multi, x->easy);
+			restore_after_resolve();
+		}
 
 		/*
 		 * Keep it for the next transfer (a new handle costs a few µs); but

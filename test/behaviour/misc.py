@@ -208,17 +208,31 @@ def test_upper_case_scheme():
             run("DROP SERVER IF EXISTS kis_upper CASCADE")
 
 
+def _blocked_signals(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                return line.split()[1]
+    raise AssertionError("no SigBlk")
+
+
 def test_host_name():
-    """base_url with a host name (resolved by libcurl's resolver), not only an IP address."""
+    """base_url with a host name (resolved by libcurl's resolver), not only an IP address.
+    Signals are blocked only while curl starts a resolve (docs/design.md, "Name
+    resolution"): afterwards the backend's mask is what it was."""
     port = MOCK_URL.rsplit(":", 1)[1].rstrip("/")
     try:
         create_server("kis_byname", "kis_prices_byname",
                       f"base_url 'https://localhost:{port}', ca_file '{MOCK_CA}', rate_limit '0'")
         syms = symbols(3)
         with Session() as s:
+            pid = s.pid()
+            before = _blocked_signals(pid)
             check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices_byname "
                                       f"WHERE symbol IN ({sql_list(syms)})"), "by name"), syms)
             check(s.alive, "the backend died")
+            after = _blocked_signals(pid)
+            check(after == before, f"signals blocked before the scan {before}, after {after}")
     finally:
         run("DROP SERVER IF EXISTS kis_byname CASCADE")
 
