@@ -5,11 +5,13 @@
  *	  reader uses.
  *
  * An answer has 80-odd fields a row and a table reads a few; jansson
- * builds every one, three allocations a field.  Here PostgreSQL's own
- * parser (pg_parse_json) reads the text and only what is kept becomes a
- * jansson value: every top-level member, except that the objects that are
- * rows (a top-level member that is an object, the objects of a top-level
- * member that is an array) keep only the picked fields, each whole.
+ * builds every one, three allocations a field.  Here only what is kept
+ * becomes a jansson value: every top-level member, except that the
+ * objects that are rows (a top-level member that is an object, the objects
+ * of a top-level member that is an array) keep only the picked fields,
+ * each whole.  A text with no escape in its strings (most answers) is
+ * read by a scanner of its own (the plain path); any other by PostgreSQL's
+ * parser (pg_parse_json), through the same actions.
  *
  * jansson stays the judge of what an answer is: where the two parsers
  * could read a text differently (invalid UTF-8, nesting deeper than
@@ -55,6 +57,7 @@ typedef struct PickState
 	int			skip_level;		/* > 0: in a field left out of the object
 								 * at this level */
 	bool		failed;
+	const char *base;			/* the text, on the plain path */
 } PickState;
 
 static int
@@ -304,27 +307,255 @@ scalar(void *state, char *token, JsonTokenType type)
 	return KIS_JSON_ACTION_OK;
 }
 
-/*
- * The answer in body, with only pick's fields in its rows; NULL when
- * jansson must read it instead (see above).  The caller owns the document.
+/* ----------------------------------------------------------------
+ * The plain path: most answers hold no escape at all, so their strings
+ * are their bytes.  A scanner of its own reads those, calling the same
+ * actions as pg_parse_json would, in the same order; it accepts only text
+ * that is JSON by RFC 8259 and whose strings have no backslash (nor a
+ * control character), and gives up on anything else, which the caller
+ * then hands to pg_parse_json as before.  Tokens are made strings in place
+ * in a copy of the text (buf), by a NUL over the byte after them.
+ * ----------------------------------------------------------------
  */
-json_t *
-kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
+typedef struct PlainScan
+{
+	const char *p;				/* the text, read */
+	const char *end;
+	char	   *buf;			/* its copy, written */
+	PickState  *s;
+} PlainScan;
+
+static bool plain_value(PlainScan *ps);
+
+static inline void
+plain_space(PlainScan *ps)
+{
+	while (ps->p < ps->end &&
+		   (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
+		ps->p++;
+}
+
+/* A string at p, with neither escape nor control character: its copy */
+static char *
+plain_string(PlainScan *ps)
+{
+	const char *start;
+	const char *close;
+
+	if (ps->p >= ps->end || *ps->p != '"')
+		return NULL;
+	start = ps->p + 1;
+	close = memchr(start, '"', ps->end - start);
+	if (close == NULL)
+		return NULL;
+	for (const char *c = start; c < close; c++)
+	{
+		if (*c == '\\' || (unsigned char) *c < 0x20)
+			return NULL;
+	}
+	ps->buf[close - ps->s->base] = '\0';
+	ps->p = close + 1;
+	return ps->buf + (start - ps->s->base);
+}
+
+static inline bool
+plain_digits(PlainScan *ps)
+{
+	const char *start = ps->p;
+
+	while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
+		ps->p++;
+	return ps->p > start;
+}
+
+/* A number by the JSON grammar, made a string in buf */
+static char *
+plain_number(PlainScan *ps)
+{
+	const char *start = ps->p;
+
+	if (ps->p < ps->end && *ps->p == '-')
+		ps->p++;
+	if (ps->p < ps->end && *ps->p == '0')
+		ps->p++;
+	else if (!plain_digits(ps))
+		return NULL;
+	if (ps->p < ps->end && *ps->p == '.')
+	{
+		ps->p++;
+		if (!plain_digits(ps))
+			return NULL;
+	}
+	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E'))
+	{
+		ps->p++;
+		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
+			ps->p++;
+		if (!plain_digits(ps))
+			return NULL;
+	}
+	/* the byte after it is a delimiter or the end: buf has room for a NUL */
+	ps->buf[ps->p - ps->s->base] = '\0';
+	return ps->buf + (start - ps->s->base);
+}
+
+static bool
+plain_literal(PlainScan *ps, const char *word, JsonTokenType type)
+{
+	size_t		n = strlen(word);
+
+	if ((size_t) (ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
+		return false;
+	ps->p += n;
+	scalar(ps->s, NULL, type);
+	return true;
+}
+
+static bool
+plain_object(PlainScan *ps)
+{
+	ps->p++;
+	object_start(ps->s);
+	plain_space(ps);
+	if (ps->p < ps->end && *ps->p == '}')
+	{
+		ps->p++;
+		container_end(ps->s);
+		return true;
+	}
+	for (;;)
+	{
+		char	   *name = plain_string(ps);
+
+		if (name == NULL)
+			return false;
+		plain_space(ps);
+		if (ps->p >= ps->end || *ps->p != ':')
+			return false;
+		ps->p++;
+		plain_space(ps);
+		field_start(ps->s, name, false);
+		if (!plain_value(ps))
+			return false;
+		field_end(ps->s, name, false);
+		plain_space(ps);
+		if (ps->p >= ps->end)
+			return false;
+		if (*ps->p == '}')
+			break;
+		if (*ps->p != ',')
+			return false;
+		ps->p++;
+		plain_space(ps);
+	}
+	ps->p++;
+	container_end(ps->s);
+	return true;
+}
+
+static bool
+plain_array(PlainScan *ps)
+{
+	ps->p++;
+	array_start(ps->s);
+	plain_space(ps);
+	if (ps->p < ps->end && *ps->p == ']')
+	{
+		ps->p++;
+		container_end(ps->s);
+		return true;
+	}
+	for (;;)
+	{
+		if (!plain_value(ps))
+			return false;
+		plain_space(ps);
+		if (ps->p >= ps->end)
+			return false;
+		if (*ps->p == ']')
+			break;
+		if (*ps->p != ',')
+			return false;
+		ps->p++;
+		plain_space(ps);
+	}
+	ps->p++;
+	container_end(ps->s);
+	return true;
+}
+
+/* One value at p (no space before it); false: not plain, or not JSON */
+static bool
+plain_value(PlainScan *ps)
+{
+	char	   *token;
+
+	if (ps->p >= ps->end || ps->s->failed)
+		return false;
+	switch (*ps->p)
+	{
+		case '{':
+		case '[':
+			/* no deeper than open_container allows: a shallow recursion */
+			if (ps->s->level >= PICK_MAX_DEPTH)
+				return false;
+			return *ps->p == '{' ? plain_object(ps) : plain_array(ps);
+		case '"':
+			if ((token = plain_string(ps)) == NULL)
+				return false;
+			scalar(ps->s, token, JSON_TOKEN_STRING);
+			return true;
+		case 't':
+			return plain_literal(ps, "true", JSON_TOKEN_TRUE);
+		case 'f':
+			return plain_literal(ps, "false", JSON_TOKEN_FALSE);
+		case 'n':
+			return plain_literal(ps, "null", JSON_TOKEN_NULL);
+		default:
+			if ((token = plain_number(ps)) == NULL)
+				return false;
+			scalar(ps->s, token, JSON_TOKEN_NUMBER);
+			return true;
+	}
+}
+
+/*
+ * Read body on the plain path into s; false when it is not plain (s may
+ * then hold part of a document, which the caller drops)
+ */
+static bool
+parse_plain(PickState *s, const char *body, size_t len)
+{
+	PlainScan	ps;
+	bool		ok;
+
+	ps.p = body;
+	ps.end = body + len;
+	ps.buf = palloc(len + 1);
+	memcpy(ps.buf, body, len);
+	ps.buf[len] = '\0';
+	ps.s = s;
+	s->base = body;
+	plain_space(&ps);
+	ok = ps.p < ps.end && *ps.p == '{' && plain_value(&ps);
+	if (ok)
+	{
+		plain_space(&ps);
+		ok = ps.p == ps.end && !s->failed;
+	}
+	pfree(ps.buf);
+	return ok;
+}
+
+/* Read body with pg_parse_json into s; false on a syntax error */
+static bool
+parse_with_postgres(PickState *s, const char *body, size_t len)
 {
 	MemoryContext scratch;
 	MemoryContext old;
-	PickState  *s;
 	JsonSemAction sem;
 	JsonParseErrorType rc = JSON_SUCCESS;
-	json_t	   *root;
 
-	if (len > MaxAllocSize ||
-		!plain_enough(body, len, GetDatabaseEncoding() == PG_UTF8) ||
-		!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
-		return NULL;
-
-	s = palloc0(sizeof(PickState));
-	s->pick = pick;
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = s;
 	sem.object_start = object_start;
@@ -348,16 +579,50 @@ kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
 		MemoryContextSwitchTo(old);
 		if (s->root != NULL)
 			json_decref(s->root);
+		s->root = NULL;
 		MemoryContextDelete(scratch);
-		pfree(s);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(scratch);
+	return rc == JSON_SUCCESS;
+}
+
+/*
+ * The answer in body, with only pick's fields in its rows; NULL when
+ * jansson must read it instead (see above).  The caller owns the document.
+ */
+json_t *
+kis_json_parse_picked(const char *body, size_t len, const KisJsonPick *pick)
+{
+	PickState  *s;
+	json_t	   *root;
+	bool		ok;
+
+	if (len >= MaxAllocSize || !pg_verify_mbstr(PG_UTF8, body, (int) len, true))
+		return NULL;
+
+	s = palloc0(sizeof(PickState));
+	s->pick = pick;
+	ok = parse_plain(s, body, len);
+	if (!ok)
+	{
+		/* what the plain path built goes: PostgreSQL's parser reads it all */
+		if (s->root != NULL)
+			json_decref(s->root);
+		memset(s, 0, sizeof(PickState));
+		s->pick = pick;
+		if (!plain_enough(body, len, GetDatabaseEncoding() == PG_UTF8))
+		{
+			pfree(s);
+			return NULL;
+		}
+		ok = parse_with_postgres(s, body, len);
+	}
 
 	root = s->root;
-	if (rc != JSON_SUCCESS || s->failed)
+	if (!ok || s->failed)
 	{
 		if (root != NULL)
 			json_decref(root);
