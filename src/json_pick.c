@@ -411,13 +411,20 @@ plain_literal(PlainScan *ps, const char *word, JsonTokenType type)
 	return true;
 }
 
+/* An object or an array at p, member by member */
 static bool
-plain_object(PlainScan *ps)
+plain_container(PlainScan *ps)
 {
+	bool		object = *ps->p == '{';
+	char		close = object ? '}' : ']';
+
 	ps->p++;
-	object_start(ps->s);
+	if (object)
+		object_start(ps->s);
+	else
+		array_start(ps->s);
 	plain_space(ps);
-	if (ps->p < ps->end && *ps->p == '}')
+	if (ps->p < ps->end && *ps->p == close)
 	{
 		ps->p++;
 		container_end(ps->s);
@@ -425,54 +432,27 @@ plain_object(PlainScan *ps)
 	}
 	for (;;)
 	{
-		char	   *name = plain_string(ps);
+		char	   *name = NULL;
 
-		if (name == NULL)
-			return false;
-		plain_space(ps);
-		if (ps->p >= ps->end || *ps->p != ':')
-			return false;
-		ps->p++;
-		plain_space(ps);
-		field_start(ps->s, name, false);
+		if (object)
+		{
+			if ((name = plain_string(ps)) == NULL)
+				return false;
+			plain_space(ps);
+			if (ps->p >= ps->end || *ps->p != ':')
+				return false;
+			ps->p++;
+			plain_space(ps);
+			field_start(ps->s, name, false);
+		}
 		if (!plain_value(ps))
 			return false;
-		field_end(ps->s, name, false);
+		if (object)
+			field_end(ps->s, name, false);
 		plain_space(ps);
 		if (ps->p >= ps->end)
 			return false;
-		if (*ps->p == '}')
-			break;
-		if (*ps->p != ',')
-			return false;
-		ps->p++;
-		plain_space(ps);
-	}
-	ps->p++;
-	container_end(ps->s);
-	return true;
-}
-
-static bool
-plain_array(PlainScan *ps)
-{
-	ps->p++;
-	array_start(ps->s);
-	plain_space(ps);
-	if (ps->p < ps->end && *ps->p == ']')
-	{
-		ps->p++;
-		container_end(ps->s);
-		return true;
-	}
-	for (;;)
-	{
-		if (!plain_value(ps))
-			return false;
-		plain_space(ps);
-		if (ps->p >= ps->end)
-			return false;
-		if (*ps->p == ']')
+		if (*ps->p == close)
 			break;
 		if (*ps->p != ',')
 			return false;
@@ -499,7 +479,7 @@ plain_value(PlainScan *ps)
 			/* no deeper than open_container allows: a shallow recursion */
 			if (ps->s->level >= PICK_MAX_DEPTH)
 				return false;
-			return *ps->p == '{' ? plain_object(ps) : plain_array(ps);
+			return plain_container(ps);
 		case '"':
 			if ((token = plain_string(ps)) == NULL)
 				return false;
