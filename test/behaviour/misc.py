@@ -217,24 +217,40 @@ def _blocked_signals(pid):
 
 
 def test_host_name():
-    """base_url with a host name (resolved by libcurl's resolver), not only an IP address.
-    Signals are blocked only while curl starts a resolve (docs/design.md, "Name
-    resolution"): afterwards the backend's mask is what it was."""
+    """base_url with a host name, not only an IP address.  Signals are blocked only while
+    curl starts a resolve (docs/design.md, "Name resolution"): after a scan whose name
+    started curl's resolver thread, the backend's mask is what it was, and it still takes
+    a cancel."""
+    import socket
     port = MOCK_URL.rsplit(":", 1)[1].rstrip("/")
+    # curl answers "localhost" itself; the machine's own name goes to getaddrinfo on a
+    # thread, whatever it then resolves to (the certificate names neither: an error)
+    own = socket.gethostname()
+    check(own.lower() != "localhost", "this machine is named localhost")
     try:
         create_server("kis_byname", "kis_prices_byname",
                       f"base_url 'https://localhost:{port}', ca_file '{MOCK_CA}', rate_limit '0'")
+        create_server("kis_byown", "kis_prices_byown",
+                      f"base_url 'https://{own}:{port}', ca_file '{MOCK_CA}', rate_limit '0', "
+                      f"connect_timeout_ms '2000'")
         syms = symbols(3)
         with Session() as s:
             pid = s.pid()
             before = _blocked_signals(pid)
             check_prices(must(s.query(f"SELECT symbol, price FROM kis_prices_byname "
                                       f"WHERE symbol IN ({sql_list(syms)})"), "by name"), syms)
+            _, err = s.query(f"SELECT symbol, price FROM kis_prices_byown "
+                             f"WHERE symbol = '{syms[0]}'")
+            check("ERROR" in err and own in err, f"by the machine's name {own!r}: {err!r}")
             check(s.alive, "the backend died")
             after = _blocked_signals(pid)
-            check(after == before, f"signals blocked before the scan {before}, after {after}")
+            check(after == before, f"signals blocked before the scans {before}, after {after}")
+            _, err = s.query("SELECT pg_sleep(30) FROM (SELECT pg_cancel_backend(pg_backend_pid())) c")
+            check("canceling statement due to user request" in err,
+                  f"a cancel after the scans: {err!r}")
     finally:
         run("DROP SERVER IF EXISTS kis_byname CASCADE")
+        run("DROP SERVER IF EXISTS kis_byown CASCADE")
 
 
 def test_docs_cited_exist():
