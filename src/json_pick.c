@@ -394,7 +394,7 @@ plain_number(PlainScan *ps)
 		if (!plain_digits(ps))
 			return NULL;
 	}
-	/* the byte after it is a delimiter or the end: buf has room for a NUL */
+	/* a NUL over the byte after it (read already; buf has len + 1 bytes) */
 	ps->buf[ps->p - ps->s->base] = '\0';
 	return ps->buf + (start - ps->s->base);
 }
