@@ -208,6 +208,18 @@ curl_token(const char *key)
 	curl_slist_free_all(h);
 }
 
+/* Put easy on the wire for the price of one symbol */
+static void
+start_price(CURLM *multi, CURL *easy, int symbol)
+{
+	char		url[512];
+
+	snprintf(url, sizeof(url), "%s" PRICE_PATH "?FID_COND_MRKT_DIV_CODE=J&FID_INPUT_ISCD=%06d",
+			 base_url, symbol);
+	curl_easy_setopt(easy, CURLOPT_URL, url);	/* curl copies it */
+	curl_multi_add_handle(multi, easy);
+}
+
 static double
 run_curl(int n, int first, int concurrency)
 {
@@ -215,7 +227,6 @@ run_curl(int n, int first, int concurrency)
 	CURLM	   *multi;
 	CURL	   *pool[MAX_INFLIGHT];
 	struct curl_slist *h;
-	char		url[512];
 	int			next = 0,
 				done = 0,
 				total = n + WARM_UP,
@@ -238,17 +249,8 @@ run_curl(int n, int first, int concurrency)
 		curl_easy_setopt(pool[i], CURLOPT_WRITEFUNCTION, drop_cb);
 	}
 
-#define START(easy) \
-	do { \
-		snprintf(url, sizeof(url), "%s" PRICE_PATH \
-				 "?FID_COND_MRKT_DIV_CODE=J&FID_INPUT_ISCD=%06d", \
-				 base_url, first + next++); \
-		curl_easy_setopt((easy), CURLOPT_URL, url); \
-		curl_multi_add_handle(multi, (easy)); \
-	} while (0)
-
 	for (int i = 0; i < concurrency && next < total; i++)
-		START(pool[i]);
+		start_price(multi, pool[i], first + next++);
 	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	while (done < total)
 	{
@@ -286,7 +288,7 @@ run_curl(int n, int first, int concurrency)
 			if (++done == WARM_UP)
 				t0 = cpu_us();
 			if (next < total)
-				START(easy);
+				start_price(multi, easy, first + next++);
 		}
 	}
 	return (cpu_us() - t0) / n;

@@ -57,7 +57,6 @@ typedef struct PickState
 	int			skip_level;		/* > 0: in a field left out of the object
 								 * at this level */
 	bool		failed;
-	const char *base;			/* the text, on the plain path */
 } PickState;
 
 static int
@@ -319,7 +318,8 @@ scalar(void *state, char *token, JsonTokenType type)
  */
 typedef struct PlainScan
 {
-	const char *p;				/* the text, read */
+	const char *text;
+	const char *p;				/* where the text is read */
 	const char *end;
 	char	   *buf;			/* its copy, written */
 	PickState  *s;
@@ -353,9 +353,9 @@ plain_string(PlainScan *ps)
 		if (*c == '\\' || (unsigned char) *c < 0x20)
 			return NULL;
 	}
-	ps->buf[close - ps->s->base] = '\0';
+	ps->buf[close - ps->text] = '\0';
 	ps->p = close + 1;
-	return ps->buf + (start - ps->s->base);
+	return ps->buf + (start - ps->text);
 }
 
 static inline bool
@@ -395,8 +395,8 @@ plain_number(PlainScan *ps)
 			return NULL;
 	}
 	/* a NUL over the byte after it (read already; buf has len + 1 bytes) */
-	ps->buf[ps->p - ps->s->base] = '\0';
-	return ps->buf + (start - ps->s->base);
+	ps->buf[ps->p - ps->text] = '\0';
+	return ps->buf + (start - ps->text);
 }
 
 static bool
@@ -509,13 +509,12 @@ parse_plain(PickState *s, const char *body, size_t len)
 	PlainScan	ps;
 	bool		ok;
 
-	ps.p = body;
+	ps.text = ps.p = body;
 	ps.end = body + len;
 	ps.buf = palloc(len + 1);
 	memcpy(ps.buf, body, len);
 	ps.buf[len] = '\0';
 	ps.s = s;
-	s->base = body;
 	plain_space(&ps);
 	ok = ps.p < ps.end && *ps.p == '{' && plain_value(&ps);
 	if (ok)
