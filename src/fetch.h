@@ -47,6 +47,14 @@ typedef enum KisPoll
 
 #define KIS_FETCH_ID_LEN		32	/* an answer id (a SHA-256) */
 
+/* Where kis_fetch_keep_view keeps the caller's view of an answer */
+typedef struct KisViewPlace
+{
+	uint64		serial;			/* of the stored answer, or 0: nowhere */
+	uint8		answer_id[KIS_FETCH_ID_LEN];
+	uint8		view_id[KIS_FETCH_ID_LEN];
+} KisViewPlace;
+
 /* A finished request handed back to the scan, in completion order */
 typedef struct KisCompletion
 {
@@ -62,10 +70,8 @@ typedef struct KisCompletion
 	int			attempts;
 	TimestampTz completed_at;
 
-	/* the engine's: where kis_fetch_keep_view keeps a view of this answer */
-	uint64		view_serial;	/* of the stored answer, or 0: nowhere */
-	uint8		answer_id[KIS_FETCH_ID_LEN];
-	uint8		view_id[KIS_FETCH_ID_LEN];
+	/* where a view of this answer may be kept (not for a view itself) */
+	KisViewPlace place;
 } KisCompletion;
 
 /* Counters of one scan; EXPLAIN ANALYZE shows them */
@@ -113,7 +119,7 @@ extern void kis_fetch_add_answer(KisFetcher *fetcher, json_t *root, void *arg);
 extern void kis_fetch_set_check(KisFetcher *fetcher, KisAnswerCheck check);
 extern void kis_fetch_set_view(KisFetcher *fetcher, KisViewOf view_of);
 extern void kis_fetch_set_pick(KisFetcher *fetcher, const KisJsonPick *pick);
-extern void kis_fetch_keep_view(const KisCompletion *completion, const char *bytes,
+extern void kis_fetch_keep_view(const KisViewPlace *place, const char *bytes,
 								size_t len);
 extern KisCompletion *kis_fetch_next(KisFetcher *fetcher);
 extern void kis_fetch_forget(KisCompletion *completion);

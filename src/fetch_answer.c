@@ -101,9 +101,9 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 	c->attempts = req->attempts;
 	if (req->has_view && req->view_serial != 0)
 	{
-		c->view_serial = req->view_serial;
-		memcpy(c->answer_id, req->answer_id, KIS_FETCH_ID_LEN);
-		memcpy(c->view_id, req->view_id, KIS_FETCH_ID_LEN);
+		c->place.serial = req->view_serial;
+		memcpy(c->place.answer_id, req->answer_id, KIS_FETCH_ID_LEN);
+		memcpy(c->place.view_id, req->view_id, KIS_FETCH_ID_LEN);
 	}
 	/* the row's fetched_at: when KIS answered, a shared answer too */
 	c->completed_at = req->answered_at != 0 ? req->answered_at : GetCurrentTimestamp();
@@ -240,6 +240,7 @@ complete_shared(KisFetcher *f, KisRequest *req, KisCachedAnswer *answer, bool hi
 	{
 		c->view = answer->body;
 		c->view_len = answer->len;
+		c->place.serial = 0;	/* a view is kept already */
 	}
 }
 
@@ -266,12 +267,15 @@ view_id_of(KisFetcher *f, KisRequest *req)
 	pfree(desc.data);
 }
 
-/* Keep the caller's view of a completed shared answer beside it */
+/*
+ * Keep the caller's view of a completed shared answer beside it, at the
+ * place its completion gave (KisCompletion.place; none for a view itself)
+ */
 void
-kis_fetch_keep_view(const KisCompletion *c, const char *bytes, size_t len)
+kis_fetch_keep_view(const KisViewPlace *place, const char *bytes, size_t len)
 {
-	if (c->view_serial != 0 && c->view == NULL)
-		kis_cache_keep_view(c->answer_id, c->view_serial, c->view_id, bytes, len);
+	if (place->serial != 0)
+		kis_cache_keep_view(place->answer_id, place->serial, place->view_id, bytes, len);
 }
 
 /* A shared request's answer id and, for an API request, its view's */

@@ -599,16 +599,47 @@ master_answer(KisCall *call, KisCompletion *c)
 }
 
 /*
+ * Queue the call's next request now, or, with later, when the caller says
+ * (kis_requests_send): later grows in the caller's memory context
+ */
+static void
+next_call(KisFetcher *f, KisCall *call, MemoryContext caller, List **later)
+{
+	MemoryContext old;
+
+	if (later == NULL)
+	{
+		send_call(f, call);
+		return;
+	}
+	old = MemoryContextSwitchTo(caller);
+	*later = lappend(*later, call);
+	MemoryContextSwitchTo(old);
+}
+
+/* Queue the requests kis_requests_answer left for later, in that order */
+void
+kis_requests_send(KisFetcher *f, List *later)
+{
+	ListCell   *lc;
+
+	foreach(lc, later)
+		send_call(f, lfirst(lc));
+}
+
+/*
  * The rows of one answer (a list of KisRow *, allocated in the answer's
  * memory context; failed keys have problem set), and queue the call's next
- * page if its paging kind returns one.
+ * page if its paging kind returns one (or its first again): at once, or
+ * with later not NULL, into *later for kis_requests_send.
  */
 List *
-kis_requests_answer(KisFetcher *f, KisCompletion *c)
+kis_requests_answer(KisFetcher *f, KisCompletion *c, List **later)
 {
 	KisCall    *call = (KisCall *) c->arg;
 	const KisEndpoint *ep = call->ep;
 	KisRowShape shape = kis_endpoint_rows_shape(ep);
+	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old = MemoryContextSwitchTo(c->cxt);
 	KisPageAnswer answer;
 	List	   *rows = NIL;
@@ -627,7 +658,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		const char *hint = NULL;
 
 		if (call->paging->failed(&call->page, ep, &c->resp, &hint))
-			send_call(f, call); /* started over */
+			next_call(f, call, caller, later);	/* started over */
 		else
 		{
 			rows = fail_all(call, kis_response_summary(&c->resp));
@@ -672,7 +703,7 @@ kis_requests_answer(KisFetcher *f, KisCompletion *c)
 		answer.member = member;
 		answer.extra = extra;
 		if (call->paging->read(&call->page, &answer, &rows))
-			send_call(f, call);
+			next_call(f, call, caller, later);
 	}
 	if (ep->row_source != NULL)
 		mark_source(rows, ep->row_source, c->completed_at);

@@ -63,7 +63,9 @@ extern KisKey *kis_key_copy_to(void *mem, const KisKey *key);
 
 extern int	kis_requests_start(KisFetcher *fetcher, const struct KisConfig *config,
 							   List *keys, const KisRange *range, const uint8 *view);
-extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion);
+extern List *kis_requests_answer(KisFetcher *fetcher, KisCompletion *completion,
+								 List **later);
+extern void kis_requests_send(KisFetcher *fetcher, List *later);
 extern void kis_requests_add_answer(KisFetcher *fetcher, const struct KisConfig *config,
 									KisKey *key, json_t *root);
 extern KisRow *kis_row_new(const struct KisEndpoint *ep, KisKey *key, json_t *row,

@@ -124,7 +124,10 @@ struct KisRunner
 	const char *view_next;		/* or its view's next tuple (current->view) */
 	StringInfoData view_made;	/* its view as its rows are made */
 	bool		view_making;	/* every row so far went into view_made */
-	List	   *gathered;		/* on_error 'error': the wave's answers so far */
+	List	   *gathered;		/* on_error 'error': the wave's answers so far,
+								 * KisHeldAnswer *s */
+	const KisRow *wave_failed;	/* the least failed key of those, or NULL */
+	List	   *later;			/* their calls' next requests (requests.c) */
 	Tuplestorestate *wave;		/* the rows of the wave going out, or NULL */
 	TupleTableSlot *wave_slot;	/* reads r->wave */
 	List	   *wave_views;		/* the wave's answers served as views: their
@@ -145,8 +148,31 @@ typedef struct KisConvContext
 {
 	Relation	rel;
 	const KisColumn *column;
-	const KisRow *row;
+	const KisRow *row;			/* the row, or NULL for a held one */
+	const KisKey *key;
+	const char *own_symbol;		/* a held listing row's own symbol, or NULL */
 } KisConvContext;
+
+/*
+ * on_error 'error': a row of the wave being gathered, held as the texts its
+ * answer gave its columns (UTF-8, NULL for the other columns), so that
+ * the wave holds no parsed answer (take_wave).  The key is the run's.
+ */
+typedef struct KisHeldRow
+{
+	const KisKey *key;
+	const char *own_symbol;		/* a listing row's own symbol, or NULL */
+	char	   *texts[FLEXIBLE_ARRAY_MEMBER];	/* one per column */
+} KisHeldRow;
+
+/* An answer of the wave: its rows held, or the whole view it was served as */
+typedef struct KisHeldAnswer
+{
+	KisCompletion *view;		/* a view, or NULL */
+	TimestampTz completed_at;
+	KisViewPlace place;			/* where a view of its rows may be kept */
+	List	   *rows;			/* KisHeldRow *s */
+} KisHeldAnswer;
 
 static List *needed_fields(KisRunner *r);
 
@@ -283,13 +309,13 @@ view_step(const KisCompletion *c, const char **next, TupleTableSlot *slot)
 	return true;
 }
 
-/* Start the view of an answer being read, if one may be kept for it */
+/* Start the view of an answer being read, if one may be kept at place */
 static void
-view_begin(KisRunner *r, StringInfo made, const KisCompletion *c)
+view_begin(KisRunner *r, StringInfo made, const KisViewPlace *place)
 {
 	/* only a reader with a TTL makes one: it is for such readers */
 	r->view_making = r->view_able && r->config->cache_ttl_ms > 0 &&
-		c->view_serial != 0 && c->view == NULL;
+		place->serial != 0;
 	if (r->view_making)
 		resetStringInfo(made);
 }
@@ -325,10 +351,10 @@ view_add(KisRunner *r, StringInfo made, TupleTableSlot *slot)
 
 /* Every row of an answer was made: keep its view */
 static void
-view_end(KisRunner *r, StringInfo made, const KisCompletion *c)
+view_end(KisRunner *r, StringInfo made, const KisViewPlace *place)
 {
 	if (r->view_making)
-		kis_fetch_keep_view(c, made->data, made->len);
+		kis_fetch_keep_view(place, made->data, made->len);
 	r->view_making = false;
 }
 
@@ -581,6 +607,8 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	r->skipped = NIL;
 	r->next_row = 0;
 	r->gathered = NIL;
+	r->wave_failed = NULL;
+	r->later = NIL;
 	r->wave_views = NIL;
 	r->invalid = NIL;
 	r->view_next = NULL;
@@ -697,6 +725,8 @@ kis_runner_end(KisRunner *r)
 	r->invalid = NIL;
 	r->next_row = 0;
 	r->gathered = NIL;
+	r->wave_failed = NULL;
+	r->later = NIL;
 	r->wave_views = NIL;
 }
 
@@ -732,19 +762,25 @@ row_subject(const KisRunner *r, const KisRow *row)
 	return psprintf("endpoint %s", r->config->endpoint->name);
 }
 
+/* A listing row's own symbol (a row of a market names it), or NULL */
+static const char *
+row_own_symbol(const KisRow *row)
+{
+	if (row->row == NULL || row->ep->row_symbol_field == NULL)
+		return NULL;
+	return kis_row_field_text(row->row, NULL, row->ep->row_symbol_field);
+}
+
 static void
 conversion_error_callback(void *arg)
 {
 	KisConvContext *cc = (KisConvContext *) arg;
-	const char *subject = cc->row->key ? cc->row->key->symbol : "(account)";
-	const char *own;
+	const char *subject = cc->row ? row_own_symbol(cc->row) : cc->own_symbol;
 
 	if (cc->column == NULL)
 		return;
-	/* a row that names its symbol (a listing of a market) */
-	if (cc->row->row != NULL && cc->row->ep->row_symbol_field != NULL &&
-		(own = kis_row_field_text(cc->row->row, NULL, cc->row->ep->row_symbol_field)) != NULL)
-		subject = own;
+	if (subject == NULL)
+		subject = cc->key ? cc->key->symbol : "(account)";
 	if (cc->column->source == KIS_COL_FIELD)
 		errcontext("column \"%s\" of foreign table \"%s\", KIS field \"%s\", symbol \"%s\"",
 				   cc->column->name, RelationGetRelationName(cc->rel),
@@ -754,52 +790,69 @@ conversion_error_callback(void *arg)
 				   cc->column->name, RelationGetRelationName(cc->rel), subject);
 }
 
-/* The KIS text of one column, in the server encoding, or NULL */
+/* The text the answer gives a column (UTF-8), or NULL: not from the answer */
 static char *
-column_text(const KisColumn *col, const KisRow *row, const KisCompletion *c)
+answer_text(const KisColumn *col, const KisRow *row)
 {
-	char	   *text = NULL;
+	switch (col->source)
+	{
+		case KIS_COL_ERROR:
+			return row->problem;
+		case KIS_COL_RAW:
+			return row->row ? kis_row_raw_text(row->row) : NULL;
+		case KIS_COL_FIELD:
+			return row->row ? kis_row_value(row, col->field) : NULL;
+		default:
+			return NULL;
+	}
+}
 
+/*
+ * The text of one column, in the server encoding, or NULL; utf8 is its
+ * answer_text, completed_at when the answer came (NULL: never sent)
+ */
+static char *
+column_text(const KisColumn *col, const KisKey *key, char *utf8,
+			const TimestampTz *completed_at)
+{
 	switch (col->source)
 	{
 		case KIS_COL_UNUSED:
 			return NULL;
 		case KIS_COL_SYMBOL:
-			return row->key ? row->key->symbol : NULL;
+			return key ? key->symbol : NULL;
 		case KIS_COL_VENUE:
-			return row->key ? row->key->venue : NULL;
+			return key ? key->venue : NULL;
 		case KIS_COL_FETCHED_AT:
-			if (c == NULL)		/* a key never sent */
+			if (completed_at == NULL)
 				return NULL;
 			return DatumGetCString(DirectFunctionCall1(timestamptz_out,
-													   TimestampTzGetDatum(c->completed_at)));
+													   TimestampTzGetDatum(*completed_at)));
 		case KIS_COL_ERROR:
-			return kis_server_message(row->problem);
 		case KIS_COL_RAW:
 			/* JSON: what the encoding lacks stays a valid \u escape */
-			text = row->row ? kis_row_raw_text(row->row) : NULL;
-			return kis_server_message(text);
+			return kis_server_message(utf8);
 		case KIS_COL_FIELD:
-			text = row->row ? kis_row_value(row, col->field) : NULL;
-			break;
+			return kis_server_text(utf8);
 	}
-	return kis_server_text(text);
+	return NULL;
 }
 
-/* Fill the slot from one row (a failed key under on_error 'row' has no data) */
+/*
+ * Fill the slot from a row (held NULL) or a held row's texts, naming the
+ * column in any error of its type's input function
+ */
 static void
-store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
-		  const KisCompletion *c)
+store_values(KisRunner *r, TupleTableSlot *slot, KisConvContext *cc,
+			 char *const *held, const TimestampTz *completed_at)
 {
-	KisConvContext cc;
 	ErrorContextCallback errcb;
 	MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
 
-	cc.rel = r->rel;
-	cc.row = row;
-	cc.column = NULL;
+	cc->rel = r->rel;
+	cc->column = NULL;
 	errcb.callback = conversion_error_callback;
-	errcb.arg = &cc;
+	errcb.arg = cc;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
@@ -808,8 +861,9 @@ store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 		const KisColumn *col = &r->columns[i];
 		char	   *text;
 
-		cc.column = col;		/* before anything that can fail */
-		text = column_text(col, row, c);
+		cc->column = col;		/* before anything that can fail */
+		text = column_text(col, cc->key, held ? held[i] : answer_text(col, cc->row),
+						   completed_at);
 
 		/*
 		 * NULL goes through the input function too, as in COPY: a domain's
@@ -824,6 +878,32 @@ store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
 	error_context_stack = errcb.previous;
 	MemoryContextSwitchTo(old);
 	ExecStoreVirtualTuple(slot);
+}
+
+/* Fill the slot from one row (a failed key under on_error 'row' has no data) */
+static void
+store_row(KisRunner *r, TupleTableSlot *slot, const KisRow *row,
+		  const KisCompletion *c)
+{
+	KisConvContext cc;
+
+	cc.row = row;
+	cc.key = row->key;
+	cc.own_symbol = NULL;
+	store_values(r, slot, &cc, NULL, c ? &c->completed_at : NULL);
+}
+
+/* Fill the slot from a held row of an answer that came at completed_at */
+static void
+store_held(KisRunner *r, TupleTableSlot *slot, const KisHeldRow *held,
+		   TimestampTz completed_at)
+{
+	KisConvContext cc;
+
+	cc.row = NULL;
+	cc.key = held->key;
+	cc.own_symbol = held->own_symbol;
+	store_values(r, slot, &cc, held->texts, &completed_at);
 }
 
 /* on_error 'error': the ERROR for a failed key */
@@ -920,22 +1000,113 @@ compare_failed_rows(const KisRow *a, const KisRow *b)
 }
 
 /*
+ * A row as the texts its answer gives the columns, in one piece in the
+ * run's memory; what it makes on the way is in the current context
+ */
+static KisHeldRow *
+hold_row(KisRunner *r, const KisRow *row)
+{
+	char	  **texts = palloc(sizeof(char *) * Max(r->ncolumns, 1));
+	const char *own = row_own_symbol(row);
+	Size		size = offsetof(KisHeldRow, texts) + sizeof(char *) * r->ncolumns;
+	KisHeldRow *held;
+	char	   *p;
+
+	for (int i = 0; i < r->ncolumns; i++)
+	{
+		texts[i] = answer_text(&r->columns[i], row);
+		size += texts[i] ? strlen(texts[i]) + 1 : 0;
+	}
+	size += own ? strlen(own) + 1 : 0;
+	held = MemoryContextAlloc(r->run_cxt, size);
+	held->key = row->key;
+	p = (char *) &held->texts[r->ncolumns];
+	for (int i = 0; i < r->ncolumns; i++)
+	{
+		held->texts[i] = texts[i] ? strcpy(p, texts[i]) : NULL;
+		p += texts[i] ? strlen(texts[i]) + 1 : 0;
+	}
+	held->own_symbol = own ? strcpy(p, own) : NULL;
+	return held;
+}
+
+/* What raise_failure needs of a failed row, in the run's memory */
+static const KisRow *
+hold_failure(KisRunner *r, const KisRow *row)
+{
+	KisRow	   *copy = MemoryContextAllocZero(r->run_cxt, sizeof(KisRow));
+
+	copy->ep = row->ep;
+	copy->key = row->key;
+	copy->problem = MemoryContextStrdup(r->run_cxt, row->problem);
+	copy->hint = row->hint ? MemoryContextStrdup(r->run_cxt, row->hint) : NULL;
+	return copy;
+}
+
+/*
+ * An answer of the wave came: read it at once (its next request waits in
+ * r->later for the wave's end), keep its least failed key, hold its rows
+ * as texts unless the wave failed already, and let the answer go.  A view
+ * is kept as it is: it holds made rows only.
+ */
+static void
+hold_answer(KisRunner *r, KisCompletion *c)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->run_cxt);
+	KisHeldAnswer *h = palloc0(sizeof(KisHeldAnswer));
+	List	   *rows;
+	ListCell   *lc;
+
+	r->gathered = lappend(r->gathered, h);
+	if (c->view != NULL)
+	{
+		h->view = c;
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	rows = kis_requests_answer(r->fetcher, c, &r->later);
+	foreach(lc, rows)
+	{
+		const KisRow *row = lfirst(lc);
+
+		if (row->problem != NULL &&
+			(r->wave_failed == NULL || compare_failed_rows(row, r->wave_failed) < 0))
+			r->wave_failed = hold_failure(r, row);
+	}
+	if (r->wave_failed == NULL)
+	{
+		h->completed_at = c->completed_at;
+		h->place = c->place;
+		MemoryContextSwitchTo(r->row_cxt);	/* the texts made on the way */
+		foreach(lc, rows)
+		{
+			KisHeldRow *held = hold_row(r, lfirst(lc));
+
+			MemoryContextSwitchTo(r->run_cxt);
+			h->rows = lappend(h->rows, held);
+			MemoryContextSwitchTo(r->row_cxt);
+		}
+		MemoryContextReset(r->row_cxt);
+	}
+	MemoryContextSwitchTo(old);
+	kis_fetch_forget(c);
+}
+
+/*
  * on_error 'error': gather the answers of the requests in flight until the
- * last is in (without wait, KIS_POLL_WAIT while one is still out), then
- * read them all, which queues the next pages (the next wave), raise the
- * error of the least failed key if any, and put the rows into r->wave
- * through slot.  KIS_POLL_END when there was no answer: the run is done.
+ * last is in (without wait, KIS_POLL_WAIT while one is still out), each
+ * read and held as it comes (hold_answer); then queue the next pages (the
+ * next wave), raise the error of the least failed key if any, and put the
+ * rows into r->wave through slot.  KIS_POLL_END when there was no answer:
+ * the run is done.
  */
 static KisPoll
 take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 {
-	List	   *rows = NIL;
-	const KisRow *failed = NULL;
 	ListCell   *lc;
-	ListCell   *lr;
 	MemoryContext old;
 
-	/* no answer is read before the last one is in: no new request joins */
+	/* no request of the wave's calls is queued before the last answer is in */
 	for (;;)
 	{
 		KisCompletion *c;
@@ -946,61 +1117,48 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 			return KIS_POLL_WAIT;
 		if (c == NULL)
 			break;
-		old = MemoryContextSwitchTo(r->run_cxt);
-		r->gathered = lappend(r->gathered, c);
-		MemoryContextSwitchTo(old);
+		hold_answer(r, c);
 	}
 	if (r->gathered == NIL)
 		return KIS_POLL_END;
 
-	foreach(lc, r->gathered)
-	{
-		KisCompletion *c = lfirst(lc);
-		List	   *answer_rows = c->view ? NIL : kis_requests_answer(r->fetcher, c);
-
-		foreach(lr, answer_rows)
-		{
-			const KisRow *row = lfirst(lr);
-
-			if (row->problem != NULL &&
-				(failed == NULL || compare_failed_rows(row, failed) < 0))
-				failed = row;
-		}
-		rows = lappend(rows, answer_rows);
-	}
-	if (failed != NULL)
-		raise_failure(r, failed);
+	kis_requests_send(r->fetcher, r->later);
+	list_free(r->later);
+	r->later = NIL;
+	if (r->wave_failed != NULL)
+		raise_failure(r, r->wave_failed);
 
 	old = MemoryContextSwitchTo(r->run_cxt);
 	r->wave = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
-	forboth(lc, r->gathered, lr, rows)
+	foreach(lc, r->gathered)
 	{
-		KisCompletion *c = lfirst(lc);
+		KisHeldAnswer *h = lfirst(lc);
 		ListCell   *lt;
 
-		if (c->view != NULL)
+		if (h->view != NULL)
 		{
 			/* made rows already: no copy in the tuplestore */
 			old = MemoryContextSwitchTo(r->run_cxt);
-			r->wave_views = lappend(r->wave_views, c);
+			r->wave_views = lappend(r->wave_views, h->view);
 			MemoryContextSwitchTo(old);
+			pfree(h);
 			continue;
 		}
-		view_begin(r, &r->view_made, c);
-		foreach(lt, (List *) lfirst(lr))
+		view_begin(r, &r->view_made, &h->place);
+		foreach(lt, h->rows)
 		{
-			store_row(r, slot, lfirst(lt), c);
+			store_held(r, slot, lfirst(lt), h->completed_at);
 			view_add(r, &r->view_made, slot);
 			if (kis_partition_row_ok(r->partition, slot))
 				tuplestore_puttupleslot(r->wave, slot);
 			ExecClearTuple(slot);
 			MemoryContextReset(r->row_cxt);
 		}
-		view_end(r, &r->view_made, c);
-		kis_fetch_forget(c);
+		view_end(r, &r->view_made, &h->place);
+		list_free_deep(h->rows);
+		pfree(h);
 	}
-	list_free(rows);
 	list_free(r->gathered);
 	r->gathered = NIL;
 	return KIS_POLL_ROW;
@@ -1122,7 +1280,7 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 			continue;
 		}
 		else if (r->current != NULL)
-			view_end(r, &r->view_made, r->current);
+			view_end(r, &r->view_made, &r->current->place);
 		if (r->current != NULL)
 			kis_fetch_forget(r->current);
 		r->current = NULL;
@@ -1138,8 +1296,8 @@ runner_step(KisRunner *r, TupleTableSlot *slot, bool wait)
 			r->view_next = r->current->view;
 		else
 		{
-			r->rows = kis_requests_answer(r->fetcher, r->current);
-			view_begin(r, &r->view_made, r->current);
+			r->rows = kis_requests_answer(r->fetcher, r->current, NULL);
+			view_begin(r, &r->view_made, &r->current->place);
 		}
 	}
 

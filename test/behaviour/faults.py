@@ -9,7 +9,7 @@ import re
 from kistest import mock
 from .harness import (
     stats, mock_config, inject, reset_mock, price, symbols, sql_list, wait_until, check,
-    check_prices, run, Session, run_all, must, set_server)
+    check_prices, run, Session, run_all, must, set_server, log_size, log_since, WAIT)
 
 
 FAULT_KINDS = ("http500", "egw00201", "egw00001", "drop", "truncate", "garbage")
@@ -219,6 +219,36 @@ def test_on_error_deterministic():
             check(f'KIS request for symbol "{bad}" failed' in err,
                   f"two failing keys: expected the error for {bad}: {rows} {err!r}")
         check(s.alive, "psql died")
+
+
+def test_wave_holds_texts():
+    """Under on_error 'error' a wave's rows wait for its last answer; meanwhile
+    each answer that came is held as its rows' column texts, not as the parsed
+    answer (a 10,000-symbol scan held 5.5 kB a key so).  The mock holds one
+    symbol's answer; once the 199 others are out, the backend logs its memory
+    contexts.  A "kis_fdw response" context is an answer not read yet: at most
+    max_concurrency (8) of them, where whole answers were 199 contexts.  Then
+    the held answer goes and every row comes."""
+    syms = symbols(200)
+    run(f"SELECT price FROM kis_prices WHERE symbol = '{symbols(1)[0]}'")  # a token first
+    reset_mock()
+    mock("/__mock/faults", {"faults": [{"kind": "hold", "symbol": syms[-1], "times": 1,
+                                        "ms": WAIT * 1000}]})
+    with Session() as s:
+        pid = s.pid()
+        bg = s.background(f"SELECT symbol, price FROM kis_prices WHERE symbol IN ({sql_list(syms)})")
+        wait_until(lambda: stats()["requests"] == 200 and stats()["in_flight"] == 1,
+                   "199 answers out and one held", WAIT)
+        offset = log_size()
+        run(f"SELECT pg_log_backend_memory_contexts({pid})")
+        wait_until(lambda: "Grand total" in log_since(offset), "the contexts in the log", WAIT)
+        logged = log_since(offset)
+        mock("/__mock/release", {})
+        bg.join(WAIT)
+        check_prices(must(bg.result, "the scan"), syms)
+    check("kis_fdw run" in logged, f"the log shows no run: {logged[-2000:]}")
+    answers = logged.count("kis_fdw response:")
+    check(answers <= 8, f"{answers} answers held whole while the wave waited, expected <= 8")
 
 
 def test_streaming():

@@ -288,6 +288,16 @@ def log_size():
         return 0
 
 
+def log_since(offset):
+    """The server log past offset, as text."""
+    try:
+        with open(SERVER_LOG, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def crashes_since(offset):
     """Lines of the server log past offset that tell of a crash."""
     try:
