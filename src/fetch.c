@@ -181,13 +181,13 @@ expire_requests(KisFetcher *f, TimestampTz now)
 		dlist_delete(&req->node);
 		kis_transfer_release(&req->xfer);
 		if (connecting)
-			snprintf(req->xfer.errbuf, sizeof(req->xfer.errbuf),
-					 "not connected within connect_timeout_ms (%d ms)",
-					 f->config->connect_timeout_ms);
+			kis_transfer_set_error(&req->xfer,
+								   "not connected within connect_timeout_ms (%d ms)",
+								   f->config->connect_timeout_ms);
 		else
-			snprintf(req->xfer.errbuf, sizeof(req->xfer.errbuf),
-					 "no answer within timeout_ms (%d ms), %zu bytes received",
-					 f->config->timeout_ms, received);
+			kis_transfer_set_error(&req->xfer,
+								   "no answer within timeout_ms (%d ms), %zu bytes received",
+								   f->config->timeout_ms, received);
 		kis_fetch_finish_request(req, CURLE_OPERATION_TIMEDOUT, 0, now);
 	}
 	return next;

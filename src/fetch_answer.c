@@ -94,6 +94,7 @@ complete_request(KisFetcher *f, KisRequest *req, KisResponse *resp,
 
 	if (req->post_body != NULL) /* sent for good: wipe the secret */
 		explicit_bzero(req->post_body, strlen(req->post_body));
+	kis_transfer_done(&req->xfer);
 	c->cxt = rcxt;
 	c->arg = req->arg;
 	memcpy(c->tr_cont, req->xfer.kept, sizeof(c->tr_cont));

@@ -805,6 +805,8 @@ kis_transfer_begin(KisTransfer *x, const char *url, const char *ca_file)
 
 	x->body_len = 0;
 	x->body_too_large = false;
+	if (x->errbuf == NULL)
+		x->errbuf = MemoryContextAlloc(x->cxt, CURL_ERROR_SIZE);
 	x->errbuf[0] = '\0';
 	x->kept[0] = '\0';
 
@@ -993,7 +995,28 @@ kis_transfer_forget_body(KisTransfer *x)
 const char *
 kis_transfer_error(KisTransfer *x, CURLcode rc)
 {
-	return x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	return x->errbuf && x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+}
+
+/* Say why a released transfer failed, for kis_transfer_error */
+void
+kis_transfer_set_error(KisTransfer *x, const char *fmt,...)
+{
+	va_list		args;
+
+	Assert(x->errbuf != NULL);
+	va_start(args, fmt);
+	vsnprintf(x->errbuf, CURL_ERROR_SIZE, fmt, args);
+	va_end(args);
+}
+
+/* The transfer will not be sent again: free what it kept (its error text) */
+void
+kis_transfer_done(KisTransfer *x)
+{
+	if (x->errbuf != NULL)
+		pfree(x->errbuf);
+	x->errbuf = NULL;
 }
 
 /* Whether the server's certificate was not trusted (no retry will help) */

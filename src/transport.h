@@ -39,7 +39,8 @@ typedef struct KisTransfer
 	size_t		body_len;
 	size_t		body_cap;
 	bool		body_too_large;
-	char		errbuf[CURL_ERROR_SIZE];
+	char	   *errbuf;			/* CURL_ERROR_SIZE bytes in cxt from the first
+								 * send until kis_transfer_done, or NULL */
 } KisTransfer;
 
 /* The earlier of two times, -1 meaning none */
@@ -69,6 +70,8 @@ extern void kis_transfer_release(KisTransfer *x);
 extern void kis_transfer_wipe_body(KisTransfer *x);
 extern void kis_transfer_forget_body(KisTransfer *x);
 extern const char *kis_transfer_error(KisTransfer *x, CURLcode rc);
+extern void kis_transfer_set_error(KisTransfer *x, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void kis_transfer_done(KisTransfer *x);
 extern bool kis_transfer_untrusted(CURLcode rc);
 
 extern void kis_transport_wait(TimestampTz wake);
