@@ -16,17 +16,19 @@
  * a query that stops early (LIMIT, EXISTS) errors or not whatever that
  * order: every request in flight is answered, then the least failing
  * key's error comes instead of any row, else the wave's rows (converted,
- * in a tuplestore).  The next pages form the next wave (README, "Endpoints
- * and columns").
+ * in a tuplestore).  Meanwhile each answer is read as it comes and held as
+ * its rows' column texts (KisHeldRow), not whole.  The next pages form the
+ * next wave (README, "Endpoints and columns").
  *
  * Memory and resources:
  *	  parent (the node's context)
  *	    "kis_fdw runner"  the column map, counters over all runs
  *	      "kis_fdw run"   one run's keys and fetcher; its reset callback
  *	                      frees every libcurl handle (fetch.c).  Ending a
- *	                      run deletes it.  Also the wave's tuplestore,
- *	                      whose temporary file the resource owner closes
- *	                      if the run does not end normally.
+ *	                      run deletes it.  Also the wave's held rows and
+ *	                      its tuplestore, whose temporary file the
+ *	                      resource owner closes if the run does not end
+ *	                      normally.
  *	      "kis_fdw row"   the current tuple's values, reset per tuple
  *
  *-------------------------------------------------------------------------
