@@ -129,6 +129,7 @@ struct KisRunner
 	List	   *gathered;		/* on_error 'error': the wave's answers so far,
 								 * KisHeldAnswer *s */
 	const KisRow *wave_failed;	/* the least failed key of those, or NULL */
+	ErrorData  *wave_error;		/* the first ERROR reading them, or NULL */
 	List	   *later;			/* their calls' next requests (requests.c) */
 	Tuplestorestate *wave;		/* the rows of the wave going out, or NULL */
 	TupleTableSlot *wave_slot;	/* reads r->wave */
@@ -610,6 +611,7 @@ kis_runner_start_keys(KisRunner *r, List *keys, const KisRange *range,
 	r->next_row = 0;
 	r->gathered = NIL;
 	r->wave_failed = NULL;
+	r->wave_error = NULL;
 	r->later = NIL;
 	r->wave_views = NIL;
 	r->invalid = NIL;
@@ -728,6 +730,7 @@ kis_runner_end(KisRunner *r)
 	r->next_row = 0;
 	r->gathered = NIL;
 	r->wave_failed = NULL;
+	r->wave_error = NULL;
 	r->later = NIL;
 	r->wave_views = NIL;
 }
@@ -1046,6 +1049,41 @@ hold_failure(KisRunner *r, const KisRow *row)
 }
 
 /*
+ * Read an answer of the wave.  An ERROR doing so (a limit on pages, on a
+ * master file) is kept for the wave's end, where reading happened before
+ * answers were read on arrival: a failure of the whole scan that comes
+ * later in the wave still comes first.  A cancel is not kept.  As with the
+ * fetcher's own kept error (fetch_answer.c), reading holds nothing but
+ * memory, which the run's context owns.
+ */
+static List *
+read_answer(KisRunner *r, KisCompletion *c)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile rows = NIL;
+
+	PG_TRY();
+	{
+		rows = kis_requests_answer(r->fetcher, c, &r->later);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(r->run_cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			PG_RE_THROW();
+		FlushErrorState();
+		r->wave_error = edata;
+		MemoryContextSwitchTo(cxt);
+	}
+	PG_END_TRY();
+	return rows;
+}
+
+/*
  * An answer of the wave came: read it at once (its next request waits in
  * r->later for the wave's end), keep its least failed key, hold its rows
  * as texts unless the wave failed already, and let the answer go.  A view
@@ -1066,7 +1104,7 @@ hold_answer(KisRunner *r, KisCompletion *c)
 		MemoryContextSwitchTo(old);
 		return;
 	}
-	rows = kis_requests_answer(r->fetcher, c, &r->later);
+	rows = r->wave_error ? NIL : read_answer(r, c);
 	foreach(lc, rows)
 	{
 		const KisRow *row = lfirst(lc);
@@ -1075,7 +1113,7 @@ hold_answer(KisRunner *r, KisCompletion *c)
 			(r->wave_failed == NULL || compare_failed_rows(row, r->wave_failed) < 0))
 			r->wave_failed = hold_failure(r, row);
 	}
-	if (r->wave_failed == NULL)
+	if (r->wave_failed == NULL && r->wave_error == NULL)
 	{
 		h->completed_at = c->completed_at;
 		h->place = c->place;
@@ -1127,6 +1165,8 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 	kis_requests_send(r->fetcher, r->later);
 	list_free(r->later);
 	r->later = NIL;
+	if (r->wave_error != NULL)
+		ReThrowError(r->wave_error);
 	if (r->wave_failed != NULL)
 		raise_failure(r, r->wave_failed);
 

@@ -221,6 +221,32 @@ def test_on_error_deterministic():
         check(s.alive, "psql died")
 
 
+def test_fatal_before_read_limit():
+    """In a wave, an ERROR met reading an answer (here the 50-page cap of a history
+    with no lower bound on date) waits for the wave's last answer, as when answers
+    were read only then: a failure of the whole scan later in the same wave (KIS
+    refusing the key, EGW00003) still comes first.  Arranged: 005930's 50th page
+    comes at once; KIS sits on 000660's 50th request past timeout_ms, then refuses
+    the retry."""
+    run("CREATE FOREIGN TABLE daily_capped (symbol text, date date, close numeric) "
+        "SERVER kis OPTIONS (endpoint 'domestic_daily')")
+    try:
+        set_server(timeout_ms="1000", max_retries="1")
+        mock_config(data_start="19960102")
+        mock("/__mock/faults", {"faults": [
+            {"kind": "slow", "symbol": "000660", "times": 49, "ms": 0},
+            {"kind": "slow", "symbol": "000660", "times": 1, "ms": 3000},
+            {"kind": "answer", "symbol": "000660", "times": 1, "headers": {},
+             "body": {"rt_cd": "1", "msg_cd": "EGW00003", "msg1": "access denied"}}]})
+        rows, err, rc = run("SELECT count(*) FROM daily_capped WHERE symbol IN ('005930', '000660')")
+        check(rc != 0 and "KIS refused the request" in err,
+              f"expected the refusal, not the page cap: {rows} {err!r}")
+        check(stats()["by_symbol"].get("005930") == 50,
+              f"005930 asked {stats()['by_symbol'].get('005930')} times, expected 50 pages")
+    finally:
+        run("DROP FOREIGN TABLE daily_capped")
+
+
 def test_wave_holds_texts():
     """Under on_error 'error' a wave's rows wait for its last answer; meanwhile
     each answer that came is held as its rows' column texts, not as the parsed
