@@ -485,6 +485,14 @@ cursor_read(KisPage *page, const KisPageAnswer *a, List **rows)
 		KisRow	   *copy = palloc(sizeof(KisRow));
 
 		*copy = *(KisRow *) lfirst(lc);
+		if (copy->row == NULL)
+		{
+			/* a failed row: what went wrong, no document */
+			copy->problem = copy->problem ? pstrdup(copy->problem) : NULL;
+			copy->hint = copy->hint ? pstrdup(copy->hint) : NULL;
+			page->held = lappend(page->held, copy);
+			continue;
+		}
 		if (copy->extra != NULL && extra == NULL)
 			extra = kis_json_copy(copy->extra);
 		copy->row = kis_json_copy(copy->row);

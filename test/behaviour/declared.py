@@ -4,6 +4,7 @@ gate, batched in joins; account TRs stay private to their mapping; and a declare
 answers, which nothing checks against the request, never stand for a catalogue table's.
 """
 
+from kistest import mock
 from .harness import (
     APP_KEY, APP_SECRET, stats, mock_config, symbols, sql_list, check, run, run_all, must,
     set_server)
@@ -121,3 +122,42 @@ def test_declared_answers_never_stand_for_catalogue():
     finally:
         run_all("DROP SCHEMA IF EXISTS decl_att CASCADE", "DROP OWNED BY kis_decl_att",
                 "DROP ROLE IF EXISTS kis_decl_att", "DROP FOREIGN TABLE IF EXISTS kis_prices_cached")
+
+
+def test_declared_continuation_bad_row():
+    """A declared TR with paging 'continuation' whose first page holds an element that
+    is not an object: that row fails as such (on_error decides), its page's other rows
+    and the next page's still come.  The rows of a page are held until the last page
+    is in; a failed one used to be copied as a document it did not have, an ERROR
+    "out of memory" instead of the row's own."""
+    run_all("DROP FOREIGN TABLE IF EXISTS balance_pages",
+            "CREATE FOREIGN TABLE balance_pages (symbol text OPTIONS (field 'pdno'), "
+            "qty bigint OPTIONS (field 'hldg_qty'), error text) SERVER kis OPTIONS "
+            f"(path '{BALANCE_PATH}', tr_id 'TTTC8434R', rows 'output1', "
+            "paging 'continuation', params 'CANO={CANO}&ACNT_PRDT_CD={ACNT_PRDT_CD}')",
+            "ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (ADD account '12345678-01')")
+    pages = [({"tr_cont": "M"}, {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "ok",
+                                 "ctx_area_fk100": "F1", "ctx_area_nk100": "N1",
+                                 "output1": [{"pdno": "005930", "hldg_qty": "1"}, 5]}),
+             ({"tr_cont": "D"}, {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "ok",
+                                 "ctx_area_fk100": "F1", "ctx_area_nk100": "",
+                                 "output1": [{"pdno": "000660", "hldg_qty": "2"}]})]
+
+    def arrange():
+        mock("/__mock/faults", {"faults": [{"kind": "answer", "symbol": "*", "times": 1,
+                                            "headers": h, "body": b} for h, b in pages]})
+    try:
+        arrange()
+        rows, err, rc = run("SELECT symbol, qty FROM balance_pages")
+        check(rc != 0 and "sent a row that is not an object" in err and "out of memory" not in err,
+              f"expected the row's own failure: {rows} {err!r}")
+        run("ALTER FOREIGN TABLE balance_pages OPTIONS (ADD on_error 'row')")
+        arrange()
+        rows = must(run("SELECT symbol, qty, error FROM balance_pages ORDER BY symbol")[:2],
+                    "on_error 'row'")
+        check(rows == [["000660", "2", ""], ["005930", "1", ""],
+                       ["", "", "TR TTTC8434R sent a row that is not an object"]],
+              f"rows {rows}")
+    finally:
+        run_all("DROP FOREIGN TABLE IF EXISTS balance_pages",
+                "ALTER USER MAPPING FOR CURRENT_USER SERVER kis OPTIONS (DROP account)")
