@@ -174,7 +174,8 @@ typedef struct KisHeldAnswer
 	KisCompletion *view;		/* a view, or NULL */
 	TimestampTz completed_at;
 	KisViewPlace place;			/* where a view of its rows may be kept */
-	List	   *rows;			/* KisHeldRow *s */
+	int			nrows;
+	KisHeldRow **rows;
 } KisHeldAnswer;
 
 static List *needed_fields(KisRunner *r);
@@ -1011,41 +1012,59 @@ compare_failed_rows(const KisRow *a, const KisRow *b)
 static KisHeldRow *
 hold_row(KisRunner *r, const KisRow *row)
 {
-	char	  **texts = palloc(sizeof(char *) * Max(r->ncolumns, 1));
-	const char *own = row_own_symbol(row);
-	Size		size = offsetof(KisHeldRow, texts) + sizeof(char *) * r->ncolumns;
+	int			n = r->ncolumns;
+	const char **texts = palloc(sizeof(char *) * (n + 1));
+	Size	   *lens = palloc(sizeof(Size) * (n + 1));
+	Size		size = offsetof(KisHeldRow, texts) + sizeof(char *) * n;
 	KisHeldRow *held;
 	char	   *p;
 
-	for (int i = 0; i < r->ncolumns; i++)
+	/* the columns' texts, then the row's own symbol (texts[n]) */
+	for (int i = 0; i <= n; i++)
 	{
-		texts[i] = answer_text(&r->columns[i], row);
-		size += texts[i] ? strlen(texts[i]) + 1 : 0;
+		texts[i] = i < n ? answer_text(&r->columns[i], row) : row_own_symbol(row);
+		lens[i] = texts[i] ? strlen(texts[i]) + 1 : 0;
+		size += lens[i];
 	}
-	size += own ? strlen(own) + 1 : 0;
 	held = MemoryContextAlloc(r->run_cxt, size);
 	held->key = row->key;
-	p = (char *) &held->texts[r->ncolumns];
-	for (int i = 0; i < r->ncolumns; i++)
+	p = (char *) &held->texts[n];
+	for (int i = 0; i <= n; i++)
 	{
-		held->texts[i] = texts[i] ? strcpy(p, texts[i]) : NULL;
-		p += texts[i] ? strlen(texts[i]) + 1 : 0;
+		char	   *copy = texts[i] ? memcpy(p, texts[i], lens[i]) : NULL;
+
+		if (i < n)
+			held->texts[i] = copy;
+		else
+			held->own_symbol = copy;
+		p += lens[i];
 	}
-	held->own_symbol = own ? strcpy(p, own) : NULL;
 	return held;
 }
 
-/* What raise_failure needs of a failed row, in the run's memory */
-static const KisRow *
+/*
+ * What raise_failure needs of a failed row, in the run's memory, in place
+ * of the wave's failure so far
+ */
+static void
 hold_failure(KisRunner *r, const KisRow *row)
 {
 	KisRow	   *copy = MemoryContextAllocZero(r->run_cxt, sizeof(KisRow));
 
+	if (r->wave_failed != NULL)
+	{
+		KisRow	   *was = (KisRow *) r->wave_failed;
+
+		pfree(was->problem);
+		if (was->hint)
+			pfree((char *) was->hint);
+		pfree(was);
+	}
 	copy->ep = row->ep;
 	copy->key = row->key;
 	copy->problem = MemoryContextStrdup(r->run_cxt, row->problem);
 	copy->hint = row->hint ? MemoryContextStrdup(r->run_cxt, row->hint) : NULL;
-	return copy;
+	r->wave_failed = copy;
 }
 
 /*
@@ -1111,21 +1130,16 @@ hold_answer(KisRunner *r, KisCompletion *c)
 
 		if (row->problem != NULL &&
 			(r->wave_failed == NULL || compare_failed_rows(row, r->wave_failed) < 0))
-			r->wave_failed = hold_failure(r, row);
+			hold_failure(r, row);
 	}
 	if (r->wave_failed == NULL && r->wave_error == NULL)
 	{
 		h->completed_at = c->completed_at;
 		h->place = c->place;
+		h->rows = palloc(sizeof(KisHeldRow *) * Max(list_length(rows), 1));
 		MemoryContextSwitchTo(r->row_cxt);	/* the texts made on the way */
 		foreach(lc, rows)
-		{
-			KisHeldRow *held = hold_row(r, lfirst(lc));
-
-			MemoryContextSwitchTo(r->run_cxt);
-			h->rows = lappend(h->rows, held);
-			MemoryContextSwitchTo(r->row_cxt);
-		}
+			h->rows[h->nrows++] = hold_row(r, lfirst(lc));
 		MemoryContextReset(r->row_cxt);
 	}
 	MemoryContextSwitchTo(old);
@@ -1176,7 +1190,6 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 	foreach(lc, r->gathered)
 	{
 		KisHeldAnswer *h = lfirst(lc);
-		ListCell   *lt;
 
 		if (h->view != NULL)
 		{
@@ -1188,17 +1201,19 @@ take_wave(KisRunner *r, TupleTableSlot *slot, bool wait)
 			continue;
 		}
 		view_begin(r, &r->view_made, &h->place);
-		foreach(lt, h->rows)
+		for (int i = 0; i < h->nrows; i++)
 		{
-			store_held(r, slot, lfirst(lt), h->completed_at);
+			store_held(r, slot, h->rows[i], h->completed_at);
 			view_add(r, &r->view_made, slot);
 			if (kis_partition_row_ok(r->partition, slot))
 				tuplestore_puttupleslot(r->wave, slot);
 			ExecClearTuple(slot);
 			MemoryContextReset(r->row_cxt);
+			pfree(h->rows[i]);
 		}
 		view_end(r, &r->view_made, &h->place);
-		list_free_deep(h->rows);
+		if (h->rows != NULL)
+			pfree(h->rows);
 		pfree(h);
 	}
 	list_free(r->gathered);
